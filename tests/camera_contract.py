@@ -1,0 +1,156 @@
+"""The shared camera contract suite.
+
+Every camera driver (simulator, INDI, Alpaca, ZWO) runs these same tests. A driver's test module
+subclasses :class:`CameraContract` and provides a ``target`` fixture returning a
+:class:`ContractTarget` around a *connected* camera. The tests check the protocol (settings applied
+and read back, sizes, header values, temperatures reached, errors raised), not sensor physics.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+
+from drivers.clock import Clock
+from drivers.contracts import Camera, CaptureSettings
+from drivers.errors import ExposureFailed, SettingRejected
+
+
+@dataclass
+class ContractTarget:
+    """A connected camera plus what the suite may expect of it."""
+
+    camera: Camera
+    clock: Clock
+    gain: int  # a valid gain to use for ordinary exposures
+    offset: int
+    cool_to_c: float | None = None  # a reachable set-point; None skips the cooler tests
+    cool_tolerance_c: float = 1.0
+    cool_timeout_s: float = 600.0  # clock seconds
+    short_exposure_s: float = 0.1
+    long_exposure_s: float = 60.0  # long enough to abort in the middle (clock seconds)
+    check_binning: bool = True
+    # Max real seconds for an abort to end a running exposure.
+    abort_within_real_s: float = 10.0
+
+
+class CameraContract:
+    """Mix into a test class that defines a ``target`` fixture."""
+
+    def test_info_is_sane(self, target: ContractTarget) -> None:
+        info = target.camera.info
+        assert target.camera.connected
+        assert info.width > 0 and info.height > 0
+        assert info.gain_min <= target.gain <= info.gain_max
+        assert info.offset_min <= target.offset <= info.offset_max
+        assert 0 < info.min_exposure_s < info.max_exposure_s
+        assert info.camera_id
+        assert 1 in info.binnings
+        assert info.readout_modes
+
+    def test_connect_is_idempotent(self, target: ContractTarget) -> None:
+        target.camera.connect()
+        assert target.camera.connected
+
+    def test_settings_are_applied_and_read_back(self, target: ContractTarget) -> None:
+        cam = target.camera
+        info = cam.info
+        for gain in sorted({info.gain_min, target.gain, info.gain_max}):
+            applied = cam.configure(CaptureSettings(gain=gain, offset=target.offset))
+            assert applied.gain == gain
+            assert applied.offset == target.offset
+            assert applied.binning == 1
+
+    def test_out_of_range_gain_is_rejected(self, target: ContractTarget) -> None:
+        cam = target.camera
+        with pytest.raises(SettingRejected):
+            cam.configure(CaptureSettings(gain=cam.info.gain_max + 1000, offset=target.offset))
+        # The camera is still usable afterwards.
+        applied = cam.configure(CaptureSettings(gain=target.gain, offset=target.offset))
+        assert applied.gain == target.gain
+
+    def test_bias_frame_shape_and_metadata(self, target: ContractTarget) -> None:
+        cam = target.camera
+        cam.configure(CaptureSettings(gain=target.gain, offset=target.offset))
+        before = target.clock.now()
+        frame = cam.expose(cam.info.min_exposure_s, dark=True)
+        assert frame.data.dtype == np.uint16
+        assert frame.data.ndim == 2
+        assert frame.shape == (cam.info.height, cam.info.width)
+        assert frame.dark
+        assert frame.settings.gain == target.gain
+        assert frame.settings.offset == target.offset
+        assert frame.exposure_s >= cam.info.min_exposure_s * 0.999
+        # Start time is on the camera's clock, after the call began (1 s slack for rounding).
+        assert (frame.start_utc - before).total_seconds() > -1.0
+        assert frame.start_utc.tzinfo is not None
+
+    def test_dark_exposure_time_is_reported(self, target: ContractTarget) -> None:
+        cam = target.camera
+        cam.configure(CaptureSettings(gain=target.gain, offset=target.offset))
+        frame = cam.expose(target.short_exposure_s, dark=True)
+        assert frame.exposure_s == pytest.approx(target.short_exposure_s, rel=0.01, abs=1e-3)
+
+    def test_binning_changes_frame_size(self, target: ContractTarget) -> None:
+        cam = target.camera
+        if not target.check_binning or 2 not in cam.info.binnings:
+            pytest.skip("camera offers no 2x2 binning")
+        applied = cam.configure(CaptureSettings(gain=target.gain, offset=target.offset, binning=2))
+        assert applied.binning == 2
+        frame = cam.expose(target.short_exposure_s, dark=True)
+        assert frame.settings.binning == 2
+        assert frame.shape == (cam.info.height // 2, cam.info.width // 2)
+        cam.configure(CaptureSettings(gain=target.gain, offset=target.offset, binning=1))
+        frame = cam.expose(target.short_exposure_s, dark=True)
+        assert frame.shape == (cam.info.height, cam.info.width)
+
+    def test_negative_exposure_is_rejected(self, target: ContractTarget) -> None:
+        with pytest.raises(SettingRejected):
+            target.camera.expose(-1.0, dark=True)
+
+    def test_cooler_reaches_setpoint(self, target: ContractTarget) -> None:
+        cam = target.camera
+        if target.cool_to_c is None or not cam.info.has_cooler:
+            pytest.skip("no cooler test for this target")
+        cam.set_cooler(True, target.cool_to_c)
+        deadline = target.clock.monotonic() + target.cool_timeout_s
+        state = cam.cooler_state()
+        while target.clock.monotonic() < deadline:
+            state = cam.cooler_state()
+            if abs(state.temperature_c - target.cool_to_c) <= target.cool_tolerance_c:
+                break
+            target.clock.sleep(1.0)
+        assert state.on
+        if state.setpoint_c is not None:
+            assert state.setpoint_c == pytest.approx(target.cool_to_c, abs=0.05)
+        assert abs(state.temperature_c - target.cool_to_c) <= target.cool_tolerance_c
+        if state.power_pct is not None:
+            assert 0.0 <= state.power_pct <= 100.0
+
+    def test_abort_ends_a_running_exposure(self, target: ContractTarget) -> None:
+        cam = target.camera
+        cam.configure(CaptureSettings(gain=target.gain, offset=target.offset))
+        errors: list[BaseException] = []
+
+        def run() -> None:
+            try:
+                cam.expose(target.long_exposure_s, dark=True)
+            except BaseException as err:  # noqa: BLE001 - collected for the assertion
+                errors.append(err)
+
+        worker = threading.Thread(target=run, daemon=True)
+        worker.start()
+        time.sleep(0.3)
+        started = time.monotonic()
+        cam.abort()
+        worker.join(target.abort_within_real_s)
+        assert not worker.is_alive(), "abort() did not end the exposure"
+        assert time.monotonic() - started < target.abort_within_real_s
+        assert errors and isinstance(errors[0], ExposureFailed)
+        # The camera takes the next frame normally.
+        frame = cam.expose(target.short_exposure_s, dark=True)
+        assert frame.data.size > 0
