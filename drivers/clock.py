@@ -26,13 +26,13 @@ class Clock(Protocol):
         ...
 
     def sleep(self, seconds: float) -> None:
-        """Block the calling thread for ``seconds`` of clock time (0 or negative: return at once)."""
+        """Block the calling thread for ``seconds`` of clock time (<= 0: return at once)."""
         ...
 
     def wait(self, event: threading.Event, seconds: float) -> bool:
         """Block until ``event`` is set or ``seconds`` of clock time pass.
 
-        Returns True when the event was set (so callers can abort a wait from another thread).
+        Returns True when the event was set (callers abort a wait from another thread).
         """
         ...
 

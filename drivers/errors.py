@@ -3,8 +3,8 @@
 Drivers translate every vendor or transport failure into one of these at their boundary
 (``raise ExposureFailed(...) from err``); the sequencer's retry policy keys on the class:
 
-* :class:`DeviceUnavailable` -> reconnect with back-off, then retake the frame, else pause the run.
-* :class:`ExposureFailed` / :class:`ExposureTimeout` -> abort and retake the frame (bounded retries).
+* :class:`DeviceUnavailable` -> reconnect with back-off, retake the frame, else pause the run.
+* :class:`ExposureFailed` / :class:`ExposureTimeout` -> abort and retake (bounded retries).
 * :class:`SettingRejected` -> bad input: never retried, reported with the device's own message.
 * :class:`NotSupported` -> the device lacks the capability: the plan asked for something impossible.
 """
@@ -46,4 +46,4 @@ class SettingRejected(DeviceError, ValueError):
 
 
 class NotSupported(DeviceError):
-    """The device lacks a capability the caller asked for (no cooler, no cover, no read-out modes)."""
+    """The device lacks a capability the caller asked for (no cooler, no cover, no modes)."""

@@ -139,7 +139,7 @@ class CameraContract:
         def run() -> None:
             try:
                 cam.expose(target.long_exposure_s, dark=True)
-            except BaseException as err:  # noqa: BLE001 - collected for the assertion
+            except BaseException as err:
                 errors.append(err)
 
         worker = threading.Thread(target=run, daemon=True)

@@ -1,0 +1,114 @@
+"""``calibd library status`` (coverage: planned vs done per cell) and ``calibd library rescan``."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from capture.cli.common import add_config_args, config_from_args, library_root, print_json, table
+from capture.errors import LibraryError
+from capture.library.index import Index
+from capture.library.layout import INDEX_NAME
+from capture.library.rescan import rescan
+from capture.plans.cells import fmt_number
+from capture.plans.estimate import human_bytes
+
+
+def register(sub: Any) -> None:
+    lib = sub.add_parser("library", help="the calibration library")
+    lib_sub = lib.add_subparsers(dest="library_command", required=True, metavar="COMMAND")
+    status = lib_sub.add_parser("status", help="coverage: planned vs done per cell, per run")
+    add_config_args(status, camera=False)
+    status.add_argument("--run", type=int, metavar="ID", help="only this run")
+    status.add_argument("--json", action="store_true", help="machine-readable output")
+    status.set_defaults(handler=run_status)
+    scan = lib_sub.add_parser("rescan", help="rebuild the index from the FITS headers")
+    add_config_args(scan, camera=False)
+    scan.add_argument("--json", action="store_true")
+    scan.set_defaults(handler=run_rescan)
+
+
+def _open(args: argparse.Namespace) -> tuple[Path, Index]:
+    config, _ = config_from_args(args)
+    root = library_root(args, config).expanduser().resolve()
+    if not (root / INDEX_NAME).exists():
+        raise LibraryError(f"no calibd library at {root} (no {INDEX_NAME})")
+    return root, Index(root)
+
+
+def status_data(root: Path, index: Index, run_filter: int | None = None) -> dict[str, Any]:
+    totals = index.query("SELECT COUNT(*) AS n, COALESCE(SUM(bytes), 0) AS b FROM frames")[0]
+    runs = []
+    for run in index.runs():
+        if run_filter is not None and run.id != run_filter:
+            continue
+        cells = []
+        for r in index.cell_rows(run.id):
+            done, planned = int(r["done"]), int(r["planned"])
+            state = r["state"]
+            if done >= planned:
+                state = "complete"
+            cells.append({"key": r["cell_key"], "kind": r["kind"], "gain": r["gain"],
+                          "offset": r["offset"], "binning": r["binning"],
+                          "readout_mode": r["readout_mode"], "setpoint_c": r["setpoint_c"],
+                          "exposure_s": r["exposure_s"], "filter": r["filter"],
+                          "planned": planned, "done": min(done, planned), "extra": max(0,
+                          done - planned), "state": state, "reason": r["reason"]})
+        planned = sum(c["planned"] for c in cells)
+        done = sum(c["done"] for c in cells)
+        runs.append({"id": run.id, "plan": run.plan_name, "camera": run.camera,
+                     "folder": run.folder, "state": run.state, "reason": run.reason,
+                     "started_utc": run.started_utc, "finished_utc": run.finished_utc,
+                     "planned": planned, "done": done,
+                     "complete_cells": sum(1 for c in cells if c["state"] == "complete"),
+                     "cells": cells})
+    return {"library": str(root), "frames": int(totals["n"]), "bytes": int(totals["b"]),
+            "runs": runs}
+
+
+def run_status(args: argparse.Namespace) -> int:
+    root, index = _open(args)
+    try:
+        data = status_data(root, index, args.run)
+    finally:
+        index.close()
+    if args.json:
+        print_json(data)
+        return 0
+    print(f"Library {data['library']}: {data['frames']:,} frames, {human_bytes(data['bytes'])}")
+    if not data["runs"]:
+        print("no runs yet")
+    for run in data["runs"]:
+        print()
+        print(f"Run {run['id']}: plan {run['plan']} on {run['camera']} - {run['state']}, "
+              f"{run['done']:,}/{run['planned']:,} frames, {run['complete_cells']}/"
+              f"{len(run['cells'])} cells complete (started {run['started_utc']}"
+              + (f", finished {run['finished_utc']})" if run["finished_utc"] else ")"))
+        if run["reason"]:
+            print(f"  {run['reason']}")
+        rows = []
+        for c in run["cells"]:
+            exp = "" if c["kind"] == "bias" else f"{fmt_number(c['exposure_s'])} s"
+            rows.append([c["kind"] + (f" {c['filter']}" if c["filter"] else ""), str(c["gain"]),
+                         str(c["offset"]), str(c["binning"]), c["readout_mode"] or "",
+                         f"{fmt_number(c['setpoint_c'])} °C", exp, str(c["planned"]),
+                         str(c["done"]), c["state"] + (f": {c['reason']}" if c["reason"]
+                                                       and c["state"] != "complete" else "")])
+        print(table(rows, ["kind", "gain", "offset", "bin", "mode", "set-point", "exposure",
+                           "planned", "done", "state"], right={1, 2, 3, 7, 8}))
+    return 0
+
+
+def run_rescan(args: argparse.Namespace) -> int:
+    config, _ = config_from_args(args)
+    root = library_root(args, config).expanduser().resolve()
+    if not root.is_dir():
+        raise LibraryError(f"no library folder at {root}")
+    counts = rescan(root)
+    if args.json:
+        print_json(counts)
+    else:
+        print(f"rebuilt the index of {root}: {counts['frames']} frames in {counts['runs']} "
+              f"run(s); {counts['damaged']} damaged file(s) skipped")
+    return 0

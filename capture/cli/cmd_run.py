@@ -1,0 +1,78 @@
+"""``calibd run PLAN``: capture a plan into the library, resuming where an earlier run stopped."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from capture.cli.common import add_config_args, config_from_args, library_root
+from capture.cli.progress import LogProgress, TerminalProgress
+from capture.runner import prepare, run_prepared
+from capture.sequencer.sequencer import SequencerOptions
+
+log = logging.getLogger(__name__)
+
+
+def register(sub: Any) -> None:
+    run = sub.add_parser("run", help="capture a plan into the library (resumes automatically)")
+    run.add_argument("plan", type=Path, help="plan file (YAML)")
+    add_config_args(run)
+    run.add_argument("--new", action="store_true",
+                     help="start a new run even if this plan was completed before")
+    run.add_argument("--finish-exposure", action="store_true",
+                     help="on Ctrl-C/SIGTERM finish the running exposure instead of aborting it")
+    run.add_argument("--no-progress", action="store_true", help="no live progress line")
+    run.set_defaults(handler=run_plan)
+
+
+def run_plan(args: argparse.Namespace) -> int:
+    config, located = config_from_args(args)
+    root = library_root(args, config)
+    prepared = prepare(args.plan, config, located, args.camera)
+    stop = threading.Event()
+    previous = _install_stop_handlers(stop)
+    tty = sys.stderr.isatty() and not args.no_progress
+    progress = TerminalProgress() if tty else LogProgress()
+    lib = config.library
+    options = SequencerOptions(stop_policy="finish" if args.finish_exposure else "abort",
+                               write_queue=lib.write_queue, fsync=lib.fsync,
+                               min_free_mb=lib.min_free_mb)
+    try:
+        outcome = run_prepared(prepared, root, new=args.new, stop=stop, reporter=progress,
+                               options=options)
+    finally:
+        progress.finish()
+        prepared.camera.disconnect()
+        _restore(previous)
+    print(outcome.message)
+    if outcome.result is not None and not outcome.result.complete:
+        for line in outcome.result.skipped + outcome.result.failed:
+            print(f"  not captured: {line}", file=sys.stderr)
+        print("run the same command again to capture what is missing", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _install_stop_handlers(stop: threading.Event) -> dict[int, Any]:
+    """SIGINT/SIGTERM set ``stop`` (the run ends cleanly and can resume); a second SIGINT
+    interrupts at once."""
+    def handler(signum: int, frame: FrameType | None) -> None:
+        if stop.is_set() and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        stop.set()
+
+    previous: dict[int, Any] = {}
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        previous[sig] = signal.signal(sig, handler)
+    return previous
+
+
+def _restore(previous: dict[int, Any]) -> None:
+    for sig, old in previous.items():
+        signal.signal(sig, old)

@@ -1,0 +1,69 @@
+"""Arguments and helpers shared by several commands."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+from pathlib import Path
+from typing import Any
+
+from capture.config import Config, load_config
+from capture.yamlsrc import Located
+
+DEFAULT_LIBRARY = Path("library")
+
+
+def add_config_args(parser: argparse.ArgumentParser, *, library: bool = True,
+                    camera: bool = True) -> None:
+    parser.add_argument("--config", type=Path, metavar="FILE",
+                        help="configuration file (cameras, clock, library); default: the "
+                             "built-in simulator on a fast simulated clock")
+    if library:
+        parser.add_argument("--library", type=Path, metavar="DIR",
+                            help="library folder (default: the configuration's library.root, "
+                                 "else ./library)")
+    if camera:
+        parser.add_argument("--camera", metavar="NAME",
+                            help="camera name from the configuration (default: the plan's "
+                                 "'camera' or the only one)")
+
+
+def config_from_args(args: argparse.Namespace) -> tuple[Config, Located | None]:
+    return load_config(getattr(args, "config", None))
+
+
+def library_root(args: argparse.Namespace, config: Config) -> Path:
+    chosen = getattr(args, "library", None)
+    if chosen is not None:
+        return Path(chosen)
+    return config.library.root or DEFAULT_LIBRARY
+
+
+def free_bytes(path: Path) -> int:
+    """Free space on the file system that holds ``path`` (or its nearest existing parent)."""
+    probe = path.expanduser().resolve()
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    return shutil.disk_usage(probe).free
+
+
+def print_json(data: Any) -> None:
+    json.dump(data, sys.stdout, indent=2, default=str)
+    sys.stdout.write("\n")
+
+
+def table(rows: list[list[str]], header: list[str], right: set[int] | None = None) -> str:
+    """Plain-text table; columns in ``right`` are right-aligned."""
+    right = right or set()
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+
+    def fmt(row: list[str]) -> str:
+        cells = [str(c).rjust(w) if i in right else str(c).ljust(w)
+                 for i, (c, w) in enumerate(zip(row, widths, strict=True))]
+        return "  ".join(cells).rstrip()
+
+    lines = [fmt(header), "  ".join("-" * w for w in widths)]
+    lines += [fmt(r) for r in rows]
+    return "\n".join(lines)

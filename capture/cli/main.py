@@ -1,0 +1,98 @@
+"""``calibd``: the command line.
+
+Exit codes: 0 ok, 2 bad input (plan, configuration, arguments), 1 failure (device, disk,
+interrupted or incomplete run).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Callable, Sequence
+from typing import ClassVar
+
+from capture import __version__
+from capture.errors import CoolingTimeout, InputError, LibraryError, RunPaused
+from drivers.errors import DeviceError
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_BAD_INPUT = 2
+
+log = logging.getLogger("calibd")
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def setup_logging(verbose: int, quiet: bool) -> None:
+    """Log to stderr; under systemd (JOURNAL_STREAM set) without timestamps and with syslog
+    priority prefixes so journald records the levels."""
+    level = logging.WARNING if quiet else logging.DEBUG if verbose else logging.INFO
+    handler = logging.StreamHandler(sys.stderr)
+    if os.environ.get("JOURNAL_STREAM"):
+        handler.setFormatter(_JournalFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(message)s",
+                                               datefmt="%H:%M:%S"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    for noisy in ("astropy", "apscheduler", "urllib3", "numba"):
+        logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
+
+
+class _JournalFormatter(logging.Formatter):
+    PRIORITY: ClassVar[dict[int, int]] = {
+        logging.DEBUG: 7, logging.INFO: 6, logging.WARNING: 4, logging.ERROR: 3,
+        logging.CRITICAL: 2,
+    }
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = super().format(record).replace("\n", " | ")
+        return f"<{self.PRIORITY.get(record.levelno, 6)}>{record.name}: {text}"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from capture.cli import cmd_library, cmd_plan, cmd_run
+
+    parser = argparse.ArgumentParser(
+        prog="calibd",
+        description="Unattended calibration frames (bias, darks, flats) for cooled CMOS cameras.",
+    )
+    parser.add_argument("--version", action="version", version=f"calibd {__version__}")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output")
+    parser.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    cmd_plan.register(sub)
+    cmd_run.register(sub)
+    cmd_library.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    setup_logging(args.verbose, args.quiet)
+    handler: Handler = args.handler
+    try:
+        return handler(args)
+    except InputError as err:
+        for problem in err.problems:
+            print(f"error: {problem}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except (RunPaused, CoolingTimeout) as err:
+        print(f"stopped: {err}", file=sys.stderr)
+        print("run the same command again to resume", file=sys.stderr)
+        return EXIT_FAILURE
+    except (LibraryError, DeviceError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_FAILURE
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return EXIT_FAILURE
+
+
+def entry() -> None:
+    sys.exit(main())

@@ -1,0 +1,190 @@
+"""FITS files the way stacking programs expect them, written so a crash never leaves a counted,
+half-written file.
+
+Headers follow the conventions PixInsight (WBPP), Siril, APP and DSS group and match on:
+``IMAGETYP``, ``EXPTIME``/``EXPOSURE``/``DARKTIME``, ``DATE-OBS``, ``CCD-TEMP``/``SET-TEMP``,
+``GAIN``/``OFFSET`` as integers, ``XBINNING``/``YBINNING``, ``READOUTM``, ``EGAIN``, ``INSTRUME``,
+``FILTER``, ``ROWORDER``, ``SWCREATE``, plus calibd's own plan/run/cell keywords for resume and
+rebuilding the index.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from astropy.io import fits
+
+from capture import __version__
+from capture.errors import LibraryError
+from capture.library.layout import partial_path
+from capture.plans.cells import Cell
+from drivers.contracts import CameraInfo, Frame
+
+IMAGETYP: dict[str, str] = {
+    "bias": "Bias Frame",
+    "dark": "Dark Frame",
+    "flat": "Flat Frame",
+    "darkflat": "Dark Frame",
+}
+Card = tuple[str, Any, str]
+
+
+@dataclass(frozen=True)
+class FrameContext:
+    """What the sequencer knows about a frame beyond the camera's :class:`Frame`."""
+
+    camera_name: str
+    info: CameraInfo
+    cell: Cell
+    plan_name: str
+    run_id: int
+    seq: int
+    cooler_power_pct: float | None = None
+    extra: Mapping[str, str | int | float | bool] | None = None
+
+
+def iso_utc(when: datetime) -> str:
+    """ISO 8601 UTC with milliseconds and no offset suffix, as FITS DATE-OBS wants."""
+    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3]
+
+
+def frame_cards(frame: Frame, ctx: FrameContext) -> list[Card]:
+    """Header cards for one captured frame (values as actually applied and measured)."""
+    cell, info, s = ctx.cell, ctx.info, frame.settings
+    temps = [t for t in (frame.temp_start_c, frame.temp_end_c) if t is not None]
+    cards: list[Card] = [
+        ("IMAGETYP", IMAGETYP[cell.kind], "type of image"),
+        ("EXPTIME", float(frame.exposure_s), "[s] exposure time"),
+        ("EXPOSURE", float(frame.exposure_s), "[s] exposure time"),
+        ("DATE-OBS", iso_utc(frame.start_utc), "UTC start of exposure"),
+        ("TIMESYS", "UTC", "time scale of DATE-OBS"),
+    ]
+    if cell.kind != "flat":
+        cards.append(("DARKTIME", float(frame.exposure_s), "[s] dark current integration time"))
+    if cell.kind == "darkflat":
+        cards.append(("CALTYPE", "DARKFLAT", "dark frame for flats"))
+    if temps:
+        cards.append(("CCD-TEMP", round(sum(temps) / len(temps), 2),
+                      "[degC] mean of start and end sensor temp"))
+    if frame.temp_start_c is not None:
+        cards.append(("CCDTSTRT", float(frame.temp_start_c), "[degC] sensor temp at start"))
+    if frame.temp_end_c is not None:
+        cards.append(("CCDTEND", float(frame.temp_end_c), "[degC] sensor temp at end"))
+    cards.append(("SET-TEMP", float(cell.setpoint_c), "[degC] cooler set-point"))
+    if ctx.cooler_power_pct is not None:
+        cards.append(("COOLPWR", float(ctx.cooler_power_pct), "[%] cooler power"))
+    cards += [
+        ("GAIN", int(s.gain), "sensor gain (camera units)"),
+        ("OFFSET", int(s.offset), "sensor offset (camera units)"),
+    ]
+    if frame.electrons_per_adu is not None:
+        cards.append(("EGAIN", round(float(frame.electrons_per_adu), 6), "[e-/ADU] conversion"))
+    cards += [
+        ("XBINNING", int(s.binning), "binning factor, x"),
+        ("YBINNING", int(s.binning), "binning factor, y"),
+        ("READOUTM", s.readout_mode, "read-out mode"),
+        ("XPIXSZ", float(info.pixel_size_um * s.binning), "[um] pixel size incl. binning"),
+        ("YPIXSZ", float(info.pixel_size_um * s.binning), "[um] pixel size incl. binning"),
+        ("BITDEPTH", int(info.bit_depth), "native ADC bits (data scaled to 16)"),
+        ("INSTRUME", info.model, "camera model"),
+        ("CAMERAID", info.camera_id, "camera serial / id"),
+        ("CAMNAME", ctx.camera_name, "camera name in calibd"),
+    ]
+    if cell.filter is not None:
+        cards.append(("FILTER", cell.filter, "filter"))
+    if info.bayer_pattern:
+        cards.append(("BAYERPAT", info.bayer_pattern, "Bayer pattern"))
+    cards += [
+        ("ROWORDER", "TOP-DOWN", "row 0 is the top of the image"),
+        ("SWCREATE", f"calibd {__version__}", "software that created this file"),
+        ("PLANNAME", ctx.plan_name, "calibd plan"),
+        ("RUNID", int(ctx.run_id), "calibd run id in this library"),
+        ("CELLKEY", cell.key, "calibd cell"),
+        ("CELLN", int(cell.count), "frames planned for this cell"),
+        ("FRAMESEQ", int(ctx.seq), "frame number within the cell"),
+    ]
+    for key, value in {**frame.extra_header, **(ctx.extra or {})}.items():
+        cards.append((key, value, ""))
+    return cards
+
+
+def build_header(cards: Iterable[Card]) -> fits.Header:
+    header = fits.Header()
+    for key, value, comment in cards:
+        header[key] = value
+        # Keep each card on one line: drop what of the comment does not fit.
+        room = 80 - len(str(header.cards[key])) - 3
+        if comment and room > 8:
+            header.comments[key] = comment[:room]
+    return header
+
+
+def write_atomic(path: Path, data: np.ndarray, header: fits.Header, *, fsync: bool = True) -> int:
+    """Write a FITS file so that ``path`` either does not exist or is complete.
+
+    Writes ``.<name>.partial`` beside it, flushes and fsyncs it, renames it into place, then
+    fsyncs the folder. Returns the file size in bytes. Blocks on disk I/O. Raises LibraryError on
+    a full disk or an unwritable folder (the partial file is removed).
+    """
+    tmp = partial_path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        hdu = fits.PrimaryHDU(data=data, header=header)
+        with open(tmp, "wb") as fh:
+            hdu.writeto(fh)
+            fh.flush()
+            if fsync:
+                os.fsync(fh.fileno())
+        os.replace(tmp, path)
+        if fsync:
+            fsync_dir(path.parent)
+        return path.stat().st_size
+    except OSError as err:
+        _remove_quietly(tmp)
+        if err.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise LibraryError(f"disk full while writing {path.name}: {err.strerror}") from err
+        raise LibraryError(f"cannot write {path}: {err}") from err
+
+
+def fsync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _remove_quietly(path: Path) -> None:
+    with contextlib.suppress(OSError):
+        path.unlink()
+
+
+def read_complete_header(path: Path) -> fits.Header:
+    """Header of a complete single-image FITS file.
+
+    Raises ValueError when the file is not FITS, truncated (shorter than its header says), or
+    has no 2-D image.
+    """
+    try:
+        with open(path, "rb") as fh:
+            header = fits.Header.fromfile(fh)
+            data_start = fh.tell()
+    except (OSError, ValueError, EOFError) as err:
+        raise ValueError(f"{path.name}: not a readable FITS file ({err})") from None
+    if header.get("NAXIS") != 2:
+        raise ValueError(f"{path.name}: not a 2-D image")
+    bitpix = abs(int(header["BITPIX"]))
+    data_bytes = int(header["NAXIS1"]) * int(header["NAXIS2"]) * bitpix // 8
+    padded = -(-data_bytes // 2880) * 2880
+    size = path.stat().st_size
+    if size < data_start + data_bytes:
+        raise ValueError(f"{path.name}: truncated ({size} bytes, needs {data_start + padded})")
+    return header

@@ -1,0 +1,256 @@
+"""The library's SQLite index and run journal (``<library>/calibd.sqlite``, WAL mode).
+
+It indexes frames (one row per complete FITS file) and journals runs: the cells each run planned,
+their state (pending, complete, skipped, failed) and events (rejected frames, skipped cells,
+reconnects). Everything but the events can be rebuilt from the FITS headers
+(:mod:`capture.library.rescan`). One connection per thread; safe across processes.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from capture.errors import LibraryError
+from capture.plans.cells import Cell
+
+SCHEMA_VERSION = 1
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS runs(
+    id INTEGER PRIMARY KEY,
+    plan_name TEXT NOT NULL,
+    plan_path TEXT,
+    plan_digest TEXT,
+    camera TEXT NOT NULL,
+    folder TEXT NOT NULL DEFAULT '',
+    state TEXT NOT NULL,
+    reason TEXT,
+    started_utc TEXT NOT NULL,
+    updated_utc TEXT,
+    finished_utc TEXT
+);
+CREATE TABLE IF NOT EXISTS run_cells(
+    run_id INTEGER NOT NULL REFERENCES runs(id),
+    cell_key TEXT NOT NULL,
+    position INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    gain INTEGER, "offset" INTEGER, binning INTEGER, readout_mode TEXT,
+    setpoint_c REAL, exposure_s REAL, filter TEXT,
+    planned INTEGER NOT NULL,
+    state TEXT NOT NULL DEFAULT 'pending',
+    reason TEXT,
+    PRIMARY KEY(run_id, cell_key)
+);
+CREATE TABLE IF NOT EXISTS frames(
+    id INTEGER PRIMARY KEY,
+    path TEXT NOT NULL UNIQUE,
+    run_id INTEGER,
+    cell_key TEXT,
+    seq INTEGER,
+    camera TEXT, camera_id TEXT, kind TEXT,
+    gain INTEGER, "offset" INTEGER, binning INTEGER, readout_mode TEXT,
+    setpoint_c REAL, ccd_temp_c REAL, exposure_s REAL, filter TEXT,
+    date_obs TEXT, width INTEGER, height INTEGER, bytes INTEGER,
+    level_adu REAL, noise_adu REAL,
+    UNIQUE(run_id, cell_key, seq)
+);
+CREATE INDEX IF NOT EXISTS frames_cell ON frames(run_id, cell_key);
+CREATE TABLE IF NOT EXISTS events(
+    id INTEGER PRIMARY KEY,
+    run_id INTEGER,
+    time_utc TEXT NOT NULL,
+    level TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    cell_key TEXT,
+    message TEXT NOT NULL,
+    data TEXT
+);
+"""
+
+ACTIVE_STATES = ("running", "interrupted", "paused", "failed")
+
+
+def utc_now_text() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass(frozen=True)
+class RunRow:
+    id: int
+    plan_name: str
+    camera: str
+    folder: str
+    state: str
+    reason: str | None
+    started_utc: str
+    finished_utc: str | None
+    plan_digest: str | None
+
+
+class Index:
+    """Access to one library's index. Creates it on first use."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.path = root / "calibd.sqlite"
+        self._local = threading.local()
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+            db = self._db()
+            db.executescript(SCHEMA)  # idempotent; executescript manages its own transaction
+            with self.tx() as tx:
+                tx.execute("INSERT OR IGNORE INTO meta(key, value) VALUES('schema', ?)",
+                           (str(SCHEMA_VERSION),))
+        except (OSError, sqlite3.Error) as err:
+            raise LibraryError(f"cannot open the library index {self.path}: {err}") from err
+
+    # ----- connections -----------------------------------------------------------------------
+    def _db(self) -> sqlite3.Connection:
+        db: sqlite3.Connection | None = getattr(self._local, "db", None)
+        if db is None:
+            db = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
+            db.row_factory = sqlite3.Row
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=FULL")
+            self._local.db = db
+        return db
+
+    @contextmanager
+    def tx(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction (BEGIN IMMEDIATE ... COMMIT/ROLLBACK)."""
+        db = self._db()
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            yield db
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+
+    def query(self, sql: str, args: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
+        return list(self._db().execute(sql, args))
+
+    def close(self) -> None:
+        db = getattr(self._local, "db", None)
+        if db is not None:
+            db.close()
+            self._local.db = None
+
+    # ----- runs ------------------------------------------------------------------------------
+    def find_open_run(self, plan_name: str, camera: str, folder: str) -> RunRow | None:
+        """The newest unfinished run of this plan on this camera, if any."""
+        rows = self.query(
+            f"SELECT * FROM runs WHERE plan_name=? AND camera=? AND folder=? AND state IN "
+            f"({','.join('?' * len(ACTIVE_STATES))}) ORDER BY id DESC LIMIT 1",
+            (plan_name, camera, folder, *ACTIVE_STATES),
+        )
+        return _run(rows[0]) if rows else None
+
+    def last_run(self, plan_name: str, camera: str, folder: str) -> RunRow | None:
+        rows = self.query(
+            "SELECT * FROM runs WHERE plan_name=? AND camera=? AND folder=? "
+            "ORDER BY id DESC LIMIT 1", (plan_name, camera, folder))
+        return _run(rows[0]) if rows else None
+
+    def get_run(self, run_id: int) -> RunRow | None:
+        rows = self.query("SELECT * FROM runs WHERE id=?", (run_id,))
+        return _run(rows[0]) if rows else None
+
+    def runs(self) -> list[RunRow]:
+        return [_run(r) for r in self.query("SELECT * FROM runs ORDER BY id")]
+
+    def create_run(self, plan_name: str, plan_path: str | None, digest: str | None, camera: str,
+                   folder: str, *, run_id: int | None = None, started: str | None = None,
+                   state: str = "running") -> int:
+        with self.tx() as db:
+            cur = db.execute(
+                "INSERT INTO runs(id, plan_name, plan_path, plan_digest, camera, folder, state, "
+                "started_utc, updated_utc) VALUES(?,?,?,?,?,?,?,?,?)",
+                (run_id, plan_name, plan_path, digest, camera, folder, state,
+                 started or utc_now_text(), utc_now_text()),
+            )
+            return int(cur.lastrowid or 0)
+
+    def set_run_state(self, run_id: int, state: str, reason: str | None = None) -> None:
+        finished = utc_now_text() if state == "complete" else None
+        with self.tx() as db:
+            db.execute("UPDATE runs SET state=?, reason=?, updated_utc=?, "
+                       "finished_utc=COALESCE(?, finished_utc) WHERE id=?",
+                       (state, reason, utc_now_text(), finished, run_id))
+
+    def upsert_cells(self, run_id: int, cells: list[Cell]) -> None:
+        """Record the run's planned cells (new cells added, planned counts updated)."""
+        with self.tx() as db:
+            for pos, c in enumerate(cells):
+                db.execute(
+                    "INSERT INTO run_cells(run_id, cell_key, position, kind, gain, \"offset\", "
+                    "binning, readout_mode, setpoint_c, exposure_s, filter, planned) "
+                    "VALUES(?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT(run_id, cell_key) DO UPDATE "
+                    "SET planned=excluded.planned, position=excluded.position",
+                    (run_id, c.key, pos, c.kind, c.gain, c.offset, c.binning, c.readout_mode,
+                     c.setpoint_c, c.exposure_s, c.filter, c.count),
+                )
+
+    def set_cell_state(self, run_id: int, cell_key: str, state: str,
+                       reason: str | None = None) -> None:
+        with self.tx() as db:
+            db.execute("UPDATE run_cells SET state=?, reason=? WHERE run_id=? AND cell_key=?",
+                       (state, reason, run_id, cell_key))
+
+    def cell_rows(self, run_id: int) -> list[sqlite3.Row]:
+        return self.query(
+            "SELECT rc.*, (SELECT COUNT(*) FROM frames f WHERE f.run_id=rc.run_id AND "
+            "f.cell_key=rc.cell_key) AS done FROM run_cells rc WHERE rc.run_id=? "
+            "ORDER BY rc.position", (run_id,))
+
+    def done_by_cell(self, run_id: int) -> dict[str, tuple[int, int]]:
+        """cell key -> (frames done, highest sequence number)."""
+        rows = self.query("SELECT cell_key, COUNT(*) AS n, MAX(seq) AS top FROM frames "
+                          "WHERE run_id=? GROUP BY cell_key", (run_id,))
+        return {r["cell_key"]: (int(r["n"]), int(r["top"] or 0)) for r in rows}
+
+    # ----- frames ----------------------------------------------------------------------------
+    def add_frame(self, row: Mapping[str, Any]) -> None:
+        """Insert one frame row (keys = column names). Idempotent on the path."""
+        cols = ", ".join(f'"{k}"' for k in row)
+        marks = ", ".join("?" for _ in row)
+        with self.tx() as db:
+            db.execute(f"INSERT OR REPLACE INTO frames({cols}) VALUES({marks})",
+                       tuple(row.values()))
+
+    def frame_paths(self) -> set[str]:
+        return {r["path"] for r in self.query("SELECT path FROM frames")}
+
+    def remove_frames(self, paths: list[str]) -> None:
+        with self.tx() as db:
+            db.executemany("DELETE FROM frames WHERE path=?", [(p,) for p in paths])
+
+    # ----- events ----------------------------------------------------------------------------
+    def event(self, run_id: int | None, level: str, kind: str, message: str,
+              cell_key: str | None = None, data: Mapping[str, Any] | None = None) -> None:
+        with self.tx() as db:
+            db.execute("INSERT INTO events(run_id, time_utc, level, kind, cell_key, message, "
+                       "data) VALUES(?,?,?,?,?,?,?)",
+                       (run_id, utc_now_text(), level, kind, cell_key, message,
+                        json.dumps(data) if data else None))
+
+    def events(self, run_id: int, kind: str | None = None) -> list[sqlite3.Row]:
+        if kind is None:
+            return self.query("SELECT * FROM events WHERE run_id=? ORDER BY id", (run_id,))
+        return self.query("SELECT * FROM events WHERE run_id=? AND kind=? ORDER BY id",
+                          (run_id, kind))
+
+
+def _run(row: sqlite3.Row) -> RunRow:
+    return RunRow(id=int(row["id"]), plan_name=row["plan_name"], camera=row["camera"],
+                  folder=row["folder"], state=row["state"], reason=row["reason"],
+                  started_utc=row["started_utc"], finished_utc=row["finished_utc"],
+                  plan_digest=row["plan_digest"])

@@ -1,0 +1,187 @@
+"""The calibration library as the sequencer uses it: one folder, one index, one lock per camera.
+
+Opening a library for capture takes an exclusive lock for the camera (two processes never drive
+the same camera into the same library), reconciles the index with the disk, and finds or starts
+the run for a plan. A run of the same plan on the same camera resumes until it is complete.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+from capture.errors import LibraryError
+from capture.library.fitsio import FrameContext, build_header, frame_cards
+from capture.library.index import Index, RunRow
+from capture.library.layout import camera_root, frame_dir, frame_name, safe_part
+from capture.library.rescan import STATE_DIR, ReconcileReport, reconcile, write_manifest
+from capture.library.writer import WriteJob
+from capture.plans.cells import Cell
+from capture.plans.resolve import ResolvedPlan
+from drivers.contracts import CameraInfo, Frame
+
+log = logging.getLogger(__name__)
+
+HEADER_ALLOWANCE = 2 * 2880
+
+
+@dataclass
+class RunHandle:
+    run_id: int
+    resumed: bool
+    done: dict[str, tuple[int, int]]  # cell key -> (frames on disk, highest sequence number)
+    previous_state: str | None = None
+
+
+class Library:
+    """An open library. Use :meth:`open` and :meth:`close` (or ``with``)."""
+
+    def __init__(self, root: Path, index: Index, lock_file: IO[str] | None) -> None:
+        self.root = root
+        self.index = index
+        self._lock_file = lock_file
+        self.reconciled: ReconcileReport | None = None
+
+    @classmethod
+    def open(cls, root: Path, *, camera: str | None = None) -> Library:
+        """Open (creating if needed). With ``camera``, lock it for capture and reconcile.
+
+        Raises LibraryError if the folder is unusable or another process holds the lock.
+        """
+        root = root.expanduser().resolve()
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise LibraryError(f"cannot create the library folder {root}: {err}") from err
+        if not os.access(root, os.W_OK):
+            raise LibraryError(f"the library folder {root} is not writable")
+        lock_file = None
+        if camera is not None:
+            lock_file = _lock(root, camera)
+        lib = cls(root, Index(root), lock_file)
+        if camera is not None:
+            report = reconcile(lib.index)
+            lib.reconciled = report
+            if report:
+                log.info("library reconciled: %s", report.summary())
+        return lib
+
+    def close(self) -> None:
+        self.index.close()
+        if self._lock_file is not None:
+            self._lock_file.close()
+            self._lock_file = None
+
+    def __enter__(self) -> Library:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ----- runs ------------------------------------------------------------------------------
+    def last_run(self, plan: ResolvedPlan, camera: str) -> RunRow | None:
+        return self.index.last_run(plan.name, camera, plan.plan.folder or "")
+
+    def begin_run(self, plan: ResolvedPlan, camera: str, digest: str, *,
+                  new: bool = False) -> RunHandle:
+        """Resume the open run of this plan on this camera, or start a new one."""
+        folder = plan.plan.folder or ""
+        existing = None if new else self.index.find_open_run(plan.name, camera, folder)
+        if existing is not None:
+            run_id = existing.id
+            if existing.plan_digest and existing.plan_digest != digest:
+                log.warning("plan %s changed since run %d started: resuming with the new cells",
+                            plan.name, run_id)
+                self.index.event(run_id, "warning", "plan-changed",
+                                 "plan changed since the run started; new cells added")
+            self.index.set_run_state(run_id, "running")
+        else:
+            run_id = self.index.create_run(plan.name, str(plan.source) if plan.source else None,
+                                           digest, camera, folder)
+        self.index.upsert_cells(run_id, plan.cells)
+        # Cells skipped in an earlier session get another chance.
+        for c in plan.cells:
+            self.index.set_cell_state(run_id, c.key, "pending")
+        row = self.index.get_run(run_id)
+        write_manifest(self.root, run_id, {
+            "run_id": run_id, "plan_name": plan.name, "camera": camera, "folder": folder,
+            "plan_path": str(plan.source) if plan.source else None, "plan_digest": digest,
+            "started_utc": row.started_utc if row else None,
+            "cells": [_cell_dict(c) for c in plan.cells],
+        })
+        return RunHandle(run_id=run_id, resumed=existing is not None,
+                         done=self.index.done_by_cell(run_id),
+                         previous_state=existing.state if existing else None)
+
+    # ----- frames ----------------------------------------------------------------------------
+    def frame_job(self, frame: Frame, ctx: FrameContext, *, folder: str | None,
+                  stats: dict[str, float] | None = None) -> WriteJob:
+        cell, info = ctx.cell, ctx.info
+        default_mode = info.readout_modes[0]
+        directory = frame_dir(self.root, ctx.camera_name, cell, default_mode=default_mode,
+                              folder=folder, session_date=frame.start_utc)
+        name = frame_name(cell, start=frame.start_utc, run_id=ctx.run_id, seq=ctx.seq,
+                          exposure_s=frame.exposure_s, default_mode=default_mode)
+        header = build_header(frame_cards(frame, ctx))
+        temps = [t for t in (frame.temp_start_c, frame.temp_end_c) if t is not None]
+        row: dict[str, Any] = {
+            "run_id": ctx.run_id, "cell_key": cell.key, "seq": ctx.seq,
+            "camera": ctx.camera_name, "camera_id": info.camera_id, "kind": cell.kind,
+            "gain": frame.settings.gain, "offset": frame.settings.offset,
+            "binning": frame.settings.binning, "readout_mode": frame.settings.readout_mode,
+            "setpoint_c": cell.setpoint_c,
+            "ccd_temp_c": round(sum(temps) / len(temps), 2) if temps else None,
+            "exposure_s": frame.exposure_s, "filter": cell.filter,
+            "date_obs": header["DATE-OBS"], "width": frame.shape[1], "height": frame.shape[0],
+        }
+        if stats:
+            row.update(stats)
+        return WriteJob(path=directory / name, data=frame.data, header=header, row=row)
+
+    def check_space(self, frame_bytes: int, min_free_mb: float) -> None:
+        """Raise LibraryError when writing one more frame would leave less than ``min_free_mb``."""
+        free = shutil.disk_usage(self.root).free
+        need = frame_bytes + HEADER_ALLOWANCE + int(min_free_mb * 2**20)
+        if free < need:
+            raise LibraryError(
+                f"disk nearly full: {free / 2**20:.0f} MB free in {self.root}, keeping "
+                f"{min_free_mb:.0f} MB in reserve; stopped cleanly (free space, then run again)")
+
+    def camera_folder(self, camera: str, folder: str | None) -> Path:
+        return camera_root(self.root, camera, folder)
+
+    @staticmethod
+    def frame_bytes(info: CameraInfo, binning: int) -> int:
+        return (info.width // binning) * (info.height // binning) * 2
+
+
+def _cell_dict(c: Cell) -> dict[str, Any]:
+    return {"key": c.key, "kind": c.kind, "gain": c.gain, "offset": c.offset,
+            "binning": c.binning, "readout_mode": c.readout_mode, "setpoint_c": c.setpoint_c,
+            "exposure_s": c.exposure_s, "filter": c.filter, "count": c.count,
+            "gain_label": c.gain_label}
+
+
+def _lock(root: Path, camera: str) -> IO[str]:
+    path = root / STATE_DIR / f"lock-{safe_part(camera)}"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fh = open(path, "a+", encoding="utf-8")  # noqa: SIM115 - held open for the lock's lifetime
+    try:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        fh.seek(0)
+        holder = fh.read().strip() or "another process"
+        fh.close()
+        raise LibraryError(
+            f"camera {camera!r} is already capturing into {root} ({holder}); "
+            "stop it first or use another library") from None
+    fh.seek(0)
+    fh.truncate()
+    fh.write(f"pid {os.getpid()}")
+    fh.flush()
+    return fh

@@ -1,0 +1,247 @@
+"""Keep the index true to the files on disk.
+
+* :func:`reconcile` (every run start): remove leftover ``.partial`` files, index complete frames the
+  index missed (a crash between rename and insert), forget rows whose file is gone, and move
+  damaged files aside to ``<library>/.quarantine/`` (never deleted).
+* :func:`rescan` (``calibd library rescan``): rebuild frames, runs and cells from FITS headers and
+  the run manifests in ``<library>/.calibd/runs/``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from astropy.io import fits
+
+from capture.library.fitsio import read_complete_header
+from capture.library.index import Index
+from capture.library.layout import INDEX_NAME, is_partial
+
+log = logging.getLogger(__name__)
+
+STATE_DIR = ".calibd"
+QUARANTINE_DIR = ".quarantine"
+FRAME_KINDS = {"Bias Frame": "bias", "Dark Frame": "dark", "Flat Frame": "flat"}
+
+
+@dataclass
+class ReconcileReport:
+    partials_removed: int = 0
+    frames_added: int = 0
+    rows_removed: int = 0
+    quarantined: list[str] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return bool(self.partials_removed or self.frames_added or self.rows_removed
+                    or self.quarantined)
+
+    def summary(self) -> str:
+        return (f"{self.partials_removed} partial file(s) removed, {self.frames_added} frame(s) "
+                f"indexed from disk, {self.rows_removed} stale row(s) dropped, "
+                f"{len(self.quarantined)} damaged file(s) quarantined")
+
+
+def kind_from_header(header: fits.Header) -> str | None:
+    kind = FRAME_KINDS.get(str(header.get("IMAGETYP", "")).strip())
+    if kind == "dark" and str(header.get("CALTYPE", "")).upper() == "DARKFLAT":
+        return "darkflat"
+    return kind
+
+
+def row_from_header(header: fits.Header) -> dict[str, Any]:
+    """Index columns from a calibd frame header (path and bytes are added by the caller)."""
+    def num(key: str) -> Any:
+        value = header.get(key)
+        return value if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+    return {
+        "run_id": num("RUNID"),
+        "cell_key": header.get("CELLKEY"),
+        "seq": num("FRAMESEQ"),
+        "camera": header.get("CAMNAME"),
+        "camera_id": header.get("CAMERAID"),
+        "kind": kind_from_header(header),
+        "gain": num("GAIN"),
+        "offset": num("OFFSET"),
+        "binning": num("XBINNING"),
+        "readout_mode": header.get("READOUTM"),
+        "setpoint_c": num("SET-TEMP"),
+        "ccd_temp_c": num("CCD-TEMP"),
+        "exposure_s": num("EXPTIME"),
+        "filter": header.get("FILTER"),
+        "date_obs": header.get("DATE-OBS"),
+        "width": num("NAXIS1"),
+        "height": num("NAXIS2"),
+    }
+
+
+def _fits_files(root: Path) -> tuple[list[Path], list[Path]]:
+    """(complete-looking .fits files, .partial files) below ``root``, skipping state folders."""
+    fits_files: list[Path] = []
+    partials: list[Path] = []
+    for folder, dirs, files in os.walk(root):
+        dirs[:] = [d for d in dirs if d not in (STATE_DIR, QUARANTINE_DIR)]
+        for name in files:
+            p = Path(folder) / name
+            if is_partial(p):
+                partials.append(p)
+            elif name.lower().endswith((".fits", ".fit", ".fts")) and not name.startswith("."):
+                fits_files.append(p)
+    return fits_files, partials
+
+
+def quarantine(root: Path, path: Path) -> Path:
+    dest = root / QUARANTINE_DIR / path.relative_to(root)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    shutil.move(str(path), dest)
+    return dest
+
+
+def reconcile(index: Index) -> ReconcileReport:
+    """Make the index match the files. Blocks on a walk of the library. Never deletes a
+    complete frame."""
+    root = index.root
+    report = ReconcileReport()
+    files, partials = _fits_files(root)
+    for p in partials:
+        try:
+            p.unlink()
+            report.partials_removed += 1
+        except OSError as err:
+            log.warning("cannot remove leftover %s: %s", p, err)
+    known = index.frame_paths()
+    on_disk = {p.relative_to(root).as_posix(): p for p in files}
+    stale = sorted(known - on_disk.keys())
+    if stale:
+        index.remove_frames(stale)
+        report.rows_removed = len(stale)
+    for rel, path in sorted(on_disk.items()):
+        if rel in known:
+            continue
+        try:
+            header = read_complete_header(path)
+        except ValueError as err:
+            if _looks_like_ours(path):
+                dest = quarantine(root, path)
+                log.warning("damaged frame moved to %s: %s", dest, err)
+                report.quarantined.append(rel)
+            continue
+        row = row_from_header(header)
+        if row["cell_key"] is None or row["run_id"] is None:
+            continue  # not a calibd frame (masters, user files): leave it alone
+        row["path"] = rel
+        row["bytes"] = path.stat().st_size
+        index.add_frame(row)
+        report.frames_added += 1
+    return report
+
+
+def _looks_like_ours(path: Path) -> bool:
+    return "_r" in path.stem and path.stem.rsplit("-", 1)[-1].isdigit()
+
+
+# ----- run manifests ---------------------------------------------------------------------------
+def manifest_path(root: Path, run_id: int) -> Path:
+    return root / STATE_DIR / "runs" / f"run-{run_id}.json"
+
+
+def write_manifest(root: Path, run_id: int, manifest: dict[str, Any]) -> None:
+    """Write the run's plan (name, camera, cells) atomically, for :func:`rescan`."""
+    path = manifest_path(root, run_id)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(manifest, indent=1, sort_keys=True), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def rescan(root: Path) -> dict[str, int]:
+    """Rebuild the index from the FITS files and run manifests. Returns counts."""
+    db_path = root / INDEX_NAME
+    events: list[tuple[Any, ...]] = []
+    if db_path.exists():
+        old = Index(root)
+        events = [tuple(r) for r in old.query(
+            "SELECT run_id, time_utc, level, kind, cell_key, message, data FROM events")]
+        old.close()
+        for suffix in ("", "-wal", "-shm"):
+            Path(str(db_path) + suffix).unlink(missing_ok=True)
+    index = Index(root)
+    files, partials = _fits_files(root)
+    for p in partials:
+        p.unlink(missing_ok=True)
+    runs: dict[int, dict[str, Any]] = {}
+    mdir = root / STATE_DIR / "runs"
+    for mpath in sorted(mdir.glob("run-*.json")) if mdir.is_dir() else []:
+        try:
+            m = json.loads(mpath.read_text(encoding="utf-8"))
+            runs[int(m["run_id"])] = m
+        except (OSError, ValueError, KeyError) as err:
+            log.warning("ignoring unreadable run manifest %s: %s", mpath, err)
+    frames = 0
+    damaged = 0
+    seen_runs: dict[int, dict[str, Any]] = {}
+    for path in sorted(files):
+        try:
+            header = read_complete_header(path)
+        except ValueError as err:
+            log.warning("skipping %s", err)
+            damaged += 1
+            continue
+        row = row_from_header(header)
+        if row["cell_key"] is None or row["run_id"] is None:
+            continue
+        row["path"] = path.relative_to(root).as_posix()
+        row["bytes"] = path.stat().st_size
+        index.add_frame(row)
+        frames += 1
+        seen_runs.setdefault(int(row["run_id"]), {
+            "plan_name": header.get("PLANNAME", "unknown"), "camera": row["camera"] or "",
+            "started": row["date_obs"], "cells": {}})["cells"].setdefault(
+            row["cell_key"], (row, int(header.get("CELLN", 0))))
+    for run_id in sorted(set(runs) | set(seen_runs)):
+        m = runs.get(run_id)
+        seen = seen_runs.get(run_id, {})
+        name = m["plan_name"] if m else seen.get("plan_name", "unknown")
+        camera = m["camera"] if m else seen.get("camera", "")
+        folder = m.get("folder", "") if m else ""
+        index.create_run(name, m.get("plan_path") if m else None,
+                         m.get("plan_digest") if m else None, camera, folder, run_id=run_id,
+                         started=(m or {}).get("started_utc") or seen.get("started"),
+                         state="interrupted")
+        with index.tx() as db:
+            if m:
+                for pos, c in enumerate(m["cells"]):
+                    db.execute(
+                        "INSERT OR IGNORE INTO run_cells(run_id, cell_key, position, kind, gain, "
+                        "\"offset\", binning, readout_mode, setpoint_c, exposure_s, filter, "
+                        "planned) VALUES(?,?,?,?,?,?,?,?,?,?,?,?)",
+                        (run_id, c["key"], pos, c["kind"], c["gain"], c["offset"], c["binning"],
+                         c["readout_mode"], c["setpoint_c"], c["exposure_s"], c.get("filter"),
+                         c["count"]))
+            for pos, (key, (row, planned)) in enumerate(seen.get("cells", {}).items()):
+                db.execute(
+                    "INSERT OR IGNORE INTO run_cells(run_id, cell_key, position, kind, gain, "
+                    "\"offset\", binning, readout_mode, setpoint_c, exposure_s, filter, planned)"
+                    " VALUES(?,?,?,?,?,?,?,?,?,?,?,?)",
+                    (run_id, key, 10000 + pos, row["kind"], row["gain"], row["offset"],
+                     row["binning"], row["readout_mode"], row["setpoint_c"], row["exposure_s"],
+                     row["filter"], planned))
+        cells = index.cell_rows(run_id)
+        complete = all(int(c["done"]) >= int(c["planned"]) for c in cells)
+        with index.tx() as db:
+            for c in cells:
+                if int(c["done"]) >= int(c["planned"]):
+                    db.execute("UPDATE run_cells SET state='complete' WHERE run_id=? AND "
+                               "cell_key=?", (run_id, c["cell_key"]))
+        if complete:
+            index.set_run_state(run_id, "complete")
+    with index.tx() as db:
+        db.executemany("INSERT INTO events(run_id, time_utc, level, kind, cell_key, message, data)"
+                       " VALUES(?,?,?,?,?,?,?)", events)
+    return {"frames": frames, "runs": len(set(runs) | set(seen_runs)), "damaged": damaged}

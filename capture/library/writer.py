@@ -1,0 +1,146 @@
+"""The background FITS writer: disk I/O overlaps the next exposure.
+
+The sequencer hands each accepted frame to :meth:`FrameWriter.submit`; one writer thread writes it
+atomically (:func:`capture.library.fitsio.write_atomic`) and only then adds it to the index, so a
+frame is counted exactly when its complete file exists. The queue is bounded (memory stays flat
+when the disk is slower than the camera: ``submit`` blocks). The first write error stops the
+writer; the next ``submit`` or ``flush`` raises it as :class:`LibraryError`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from astropy.io import fits
+
+from capture.errors import LibraryError
+from capture.library.fitsio import write_atomic
+from capture.library.index import Index
+from drivers.contracts import ImageArray
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class WriteJob:
+    path: Path  # final absolute path
+    data: ImageArray
+    header: fits.Header
+    row: Mapping[str, Any]  # index row; "path" and "bytes" are filled in by the writer
+
+
+class FrameWriter:
+    """One writer thread per run. Use as a context manager or call :meth:`close`."""
+
+    def __init__(
+        self,
+        index: Index,
+        *,
+        queue_size: int = 3,
+        fsync: bool = True,
+        on_written: Callable[[WriteJob], None] | None = None,
+    ) -> None:
+        self._index = index
+        self._fsync = fsync
+        self._on_written = on_written
+        self._queue: queue.Queue[WriteJob | None] = queue.Queue(maxsize=queue_size)
+        self._error: BaseException | None = None
+        self._pending = 0
+        self._cond = threading.Condition()
+        self._thread = threading.Thread(target=self._loop, name="calibd-writer", daemon=True)
+        self._thread.start()
+        self.busy_s = 0.0  # real seconds spent writing, for benchmarks
+
+    def submit(self, job: WriteJob, *, timeout_s: float = 600.0) -> None:
+        """Queue a frame. Blocks while the queue is full (at most ``timeout_s`` real seconds).
+
+        Raises LibraryError if an earlier write failed or the writer is stuck.
+        """
+        self._raise_if_failed()
+        with self._cond:
+            self._pending += 1
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                self._queue.put(job, timeout=0.5)
+                return
+            except queue.Full:
+                self._raise_if_failed()
+                if time.monotonic() > deadline:
+                    with self._cond:
+                        self._pending -= 1
+                    raise LibraryError(
+                        f"the writer made no progress for {timeout_s:.0f} s") from None
+
+    def flush(self, timeout_s: float = 600.0) -> None:
+        """Block until every submitted frame is written (or the writer failed). Raises
+        LibraryError on failure or after ``timeout_s`` real seconds."""
+        deadline = time.monotonic() + timeout_s
+        with self._cond:
+            while self._pending > 0 and self._error is None:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise LibraryError(f"frames still unwritten after {timeout_s:.0f} s")
+                self._cond.wait(min(left, 0.5))
+        self._raise_if_failed()
+
+    def close(self, timeout_s: float = 600.0) -> None:
+        """Flush, then stop the thread. Raises LibraryError like :meth:`flush`."""
+        try:
+            self.flush(timeout_s)
+        finally:
+            with contextlib.suppress(queue.Full):
+                self._queue.put(None, timeout=1.0)
+            self._thread.join(timeout=5.0)
+
+    @property
+    def pending(self) -> int:
+        with self._cond:
+            return self._pending
+
+    @property
+    def error(self) -> BaseException | None:
+        return self._error
+
+    def __enter__(self) -> FrameWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _raise_if_failed(self) -> None:
+        if self._error is not None:
+            if isinstance(self._error, LibraryError):
+                raise self._error
+            raise LibraryError(f"writing failed: {self._error}") from self._error
+
+    def _loop(self) -> None:
+        while True:
+            job = self._queue.get()
+            if job is None:
+                return
+            if self._error is None:
+                t0 = time.perf_counter()
+                try:
+                    size = write_atomic(job.path, job.data, job.header, fsync=self._fsync)
+                    row = dict(job.row)
+                    row["path"] = job.path.relative_to(self._index.root).as_posix()
+                    row["bytes"] = size
+                    self._index.add_frame(row)
+                    if self._on_written is not None:
+                        self._on_written(job)
+                except BaseException as err:
+                    log.error("writing %s failed: %s", job.path.name, err)
+                    self._error = err
+                self.busy_s += time.perf_counter() - t0
+            with self._cond:
+                self._pending -= 1
+                self._cond.notify_all()

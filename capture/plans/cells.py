@@ -1,0 +1,101 @@
+"""Cells: the unit of a plan that the sequencer captures and the library counts.
+
+A cell is one combination of kind, gain, offset, binning, read-out mode, set-point, exposure and
+filter, with the number of frames wanted. Its :attr:`Cell.key` is stable text used in the index,
+in FITS headers (``CELLKEY``) and for resume.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+Kind = Literal["bias", "dark", "flat", "darkflat"]
+
+KIND_ORDER: dict[str, int] = {"bias": 0, "darkflat": 1, "dark": 2, "flat": 3}
+
+
+def fmt_number(value: float) -> str:
+    """Shortest faithful text for a number: 300.0 -> '300', 0.5 -> '0.5', -10.0 -> '-10'."""
+    text = f"{value:.6g}"
+    return "0" if text == "-0" else text
+
+
+@dataclass(frozen=True)
+class Cell:
+    kind: Kind
+    gain: int
+    offset: int
+    binning: int
+    readout_mode: str
+    setpoint_c: float
+    exposure_s: float  # bias: the resolved (shortest) exposure
+    count: int
+    filter: str | None = None
+    gain_label: str = ""  # how the plan named the gain, e.g. "unity"
+    set_index: int = 0  # which set of the plan it came from
+
+    @property
+    def key(self) -> str:
+        """Stable identity, e.g. ``dark|g100|o50|b1|normal|-10C|300s``."""
+        parts = [
+            self.kind,
+            f"g{self.gain}",
+            f"o{self.offset}",
+            f"b{self.binning}",
+            self.readout_mode,
+            f"{fmt_number(self.setpoint_c)}C",
+        ]
+        if self.kind != "bias":
+            parts.append(f"{fmt_number(self.exposure_s)}s")
+        if self.filter is not None:
+            parts.append(f"f:{self.filter}")
+        return "|".join(parts)
+
+    @property
+    def is_dark(self) -> bool:
+        """True for frames taken with no light (bias, dark, dark flat)."""
+        return self.kind != "flat"
+
+    @property
+    def settings_label(self) -> str:
+        """``g100_o50_bin1_-10C`` (plus the read-out mode when not the camera default)."""
+        return f"g{self.gain}_o{self.offset}_bin{self.binning}_{fmt_number(self.setpoint_c)}C"
+
+    @property
+    def total_exposure_s(self) -> float:
+        return self.exposure_s * self.count
+
+    def describe(self) -> str:
+        gain = f"{self.gain_label}={self.gain}" if self.gain_label not in ("", str(self.gain)) \
+            else str(self.gain)
+        text = (f"{self.kind} gain {gain} offset {self.offset} bin {self.binning} "
+                f"mode {self.readout_mode} at {fmt_number(self.setpoint_c)} °C")
+        if self.kind != "bias":
+            text += f", {fmt_number(self.exposure_s)} s"
+        if self.filter:
+            text += f", filter {self.filter}"
+        return text
+
+
+def run_order(cells: list[Cell]) -> list[Cell]:
+    """The order the sequencer captures cells in.
+
+    Warmest set-point first (the cooler pulls down in steps and never swings back and forth);
+    within a set-point bias first (the reference level for light-leak checks), then dark flats,
+    darks from short to long, flats last; gains, offsets, binnings and modes grouped so each
+    setting changes as rarely as possible.
+    """
+    return sorted(
+        cells,
+        key=lambda c: (
+            -c.setpoint_c,
+            KIND_ORDER[c.kind],
+            c.binning,
+            c.readout_mode,
+            c.gain,
+            c.offset,
+            c.filter or "",
+            c.exposure_s,
+        ),
+    )

@@ -1,0 +1,88 @@
+"""How long a plan takes and how much disk it needs, before it runs.
+
+Wall time = exposures + read-out/download per frame + cooling (set-point ramps at the plan's rate,
+plus settling and dwell at each set-point) + the final warm-up. Disk = FITS files of 16-bit
+pixels plus header blocks.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+
+from capture.plans.cells import Cell
+from capture.plans.resolve import ResolvedPlan
+from drivers.contracts import CameraInfo
+
+FITS_BLOCK = 2880
+HEADER_BYTES = 2 * FITS_BLOCK  # calibd headers fit in two blocks
+PER_FRAME_OVERHEAD_S = 0.05  # command round trips and checks
+SETTLE_MARGIN_S = 60.0  # the sensor lags the ramp; time to come into the band
+
+
+@dataclass(frozen=True)
+class Estimate:
+    frames: int
+    exposure_s: float
+    readout_s: float
+    cooling_s: float
+    warmup_s: float
+    disk_bytes: int
+
+    @property
+    def wall_s(self) -> float:
+        return self.exposure_s + self.readout_s + self.cooling_s + self.warmup_s
+
+
+def file_bytes(info: CameraInfo, cell: Cell) -> int:
+    pixels = (info.width // cell.binning) * (info.height // cell.binning)
+    data = -(-pixels * 2 // FITS_BLOCK) * FITS_BLOCK
+    return HEADER_BYTES + data
+
+
+def estimate(plan: ResolvedPlan, info: CameraInfo, start_temp_c: float | None) -> Estimate:
+    """Estimate for the cells still to capture (all of ``plan.cells``)."""
+    cooling = plan.plan.cooling
+    readout = sum(c.count * (info.readout_s / (c.binning * c.binning) + PER_FRAME_OVERHEAD_S)
+                  for c in plan.cells)
+    current = start_temp_c
+    cooling_s = 0.0
+    for setpoint, _ in itertools.groupby(plan.cells, key=lambda c: c.setpoint_c):
+        delta = abs(setpoint - current) if current is not None else 0.0
+        cooling_s += delta / cooling.ramp_c_per_min * 60.0 + cooling.dwell_s + SETTLE_MARGIN_S
+        current = setpoint
+    warmup_s = 0.0
+    warmup = plan.plan.warmup
+    if warmup.enabled and current is not None:
+        target = warmup.target_c if warmup.target_c is not None else start_temp_c
+        if target is not None and target > current:
+            warmup_s = (target - current) / warmup.rate_c_per_min * 60.0
+    return Estimate(
+        frames=plan.frames,
+        exposure_s=plan.total_exposure_s,
+        readout_s=readout,
+        cooling_s=cooling_s,
+        warmup_s=warmup_s,
+        disk_bytes=sum(c.count * file_bytes(info, c) for c in plan.cells),
+    )
+
+
+def human_duration(seconds: float) -> str:
+    """3725 -> '1 h 02 min', 42 -> '42 s'."""
+    s = round(seconds)
+    if s < 60:
+        return f"{s} s"
+    if s < 3600:
+        return f"{s // 60} min {s % 60:02d} s"
+    h, rem = divmod(s, 3600)
+    if h < 48:
+        return f"{h} h {rem // 60:02d} min"
+    return f"{h / 24:.1f} days ({h} h)"
+
+
+def human_bytes(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if n < 1024 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TB"

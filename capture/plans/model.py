@@ -1,0 +1,172 @@
+"""The capture-plan schema (pydantic v2, strict: unknown keys are errors).
+
+A plan is a list of sets; each set is a matrix (gains x offsets x binnings x read-out modes x
+set-points x exposures x filters) with a frame count per cell. Gains are numbers or names
+(``unity``, ``min``, ``max`` or a name from the camera's gain list) resolved against the camera
+later, in :mod:`capture.plans.resolve`.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator, model_validator
+
+GainSpec = Annotated[int, Field(ge=0)] | Annotated[str, Field(min_length=1, max_length=32)]
+Exposure = Annotated[float, Field(gt=0, le=86400, allow_inf_nan=False)]
+SetPoint = Annotated[float, Field(ge=-100, le=60, allow_inf_nan=False)]
+Count = Annotated[int, Field(ge=1, le=100000)]
+Name = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=False, frozen=True)
+
+
+class Cooling(Strict):
+    """When a set-point counts as reached, and what to do when it cannot be."""
+
+    tolerance_c: float = Field(0.3, gt=0, le=5)  # two-sided: |T - set-point| <= tolerance
+    dwell_s: float = Field(60.0, ge=0, le=3600)  # ... continuously for this long
+    max_power_pct: float = Field(95.0, gt=0, le=100)  # ... with the cooler below this power
+    timeout_s: float = Field(1800.0, gt=0, le=86400)  # per set-point change
+    ramp_c_per_min: float = Field(5.0, gt=0, le=60)  # set-point ramp rate
+    poll_s: float = Field(2.0, gt=0, le=60)
+    unreachable: Literal["skip", "wait", "abort"] = "skip"
+    wait_max_s: float = Field(6 * 3600.0, gt=0, le=7 * 86400)  # policy "wait": give up after
+    frame_tolerance_c: float = Field(0.5, gt=0, le=10)  # allowed drift during an exposure
+
+
+class Warmup(Strict):
+    """Warm the sensor slowly at the end of a plan (thermal shock and frost on the window)."""
+
+    enabled: StrictBool = True
+    rate_c_per_min: float = Field(3.0, gt=0, le=60)
+    target_c: float | None = Field(None, ge=-50, le=40)  # default: the ambient (heat sink)
+    cooler_off: StrictBool = True
+
+
+class Checks(Strict):
+    """Per-frame acceptance checks for bias and dark frames."""
+
+    light_leak_adu: float = Field(50.0, gt=0)  # level above the cell's reference = light leak
+    max_saturated_fraction: float = Field(0.001, ge=0, le=1)
+    max_attempts_per_frame: int = Field(5, ge=1, le=100)
+
+
+class Defaults(Strict):
+    offset: int | None = Field(None, ge=0)
+    binning: int = Field(1, ge=1, le=16)
+    readout_mode: str | None = None
+
+
+class _MatrixSet(Strict):
+    gains: list[GainSpec] = Field(min_length=1)
+    offsets: list[Annotated[int, Field(ge=0)]] | None = Field(None, min_length=1)
+    binnings: list[Annotated[int, Field(ge=1, le=16)]] | None = Field(None, min_length=1)
+    readout_modes: list[Annotated[str, Field(min_length=1)]] | None = Field(None, min_length=1)
+    setpoints_c: list[SetPoint] = Field(min_length=1)
+    count: Count
+
+    @field_validator("gains", "offsets", "binnings", "readout_modes", "setpoints_c")
+    @classmethod
+    def _no_repeats(cls, value: list[object] | None) -> list[object] | None:
+        if value is not None:
+            seen: list[object] = []
+            for v in value:
+                if v in seen:
+                    raise ValueError(f"{v!r} is listed twice")
+                seen.append(v)
+        return value
+
+
+class BiasSet(_MatrixSet):
+    kind: Literal["bias"]
+    exposure_s: Exposure | None = None  # default: the camera's shortest exposure
+
+
+class DarkSet(_MatrixSet):
+    kind: Literal["dark"]
+    exposures_s: list[Exposure] = Field(min_length=1)
+
+    @field_validator("exposures_s")
+    @classmethod
+    def _unique_exposures(cls, value: list[float]) -> list[float]:
+        if len(set(value)) != len(value):
+            raise ValueError("an exposure is listed twice")
+        return value
+
+
+class PanelOptions(Strict):
+    mode: Literal["exposure", "brightness"] = "exposure"
+    brightness: int | None = Field(None, ge=0)  # mode "exposure": fixed brightness (default max/2)
+    exposure_s: Exposure | None = None  # mode "brightness": fixed exposure for every filter
+
+
+class SkyOptions(Strict):
+    twilight: Literal["dusk", "dawn", "next"] = "next"
+    sun_altitude_deg: tuple[float, float] = (-2.0, -10.0)  # window, brighter edge first
+
+
+class DarkFlatOptions(Strict):
+    count: Count | None = None
+    use_master_bias: StrictBool = False
+
+    @model_validator(mode="after")
+    def _one(self) -> DarkFlatOptions:
+        if (self.count is None) == (not self.use_master_bias):
+            raise ValueError("give either count (take dark flats) or use_master_bias: true")
+        return self
+
+
+class FlatSet(_MatrixSet):
+    kind: Literal["flat"]
+    source: Literal["panel", "sky"]
+    filters: list[Annotated[str, Field(min_length=1, max_length=32)]] = Field(min_length=1)
+    target_adu: float | None = Field(None, gt=0, le=65535)
+    target_fraction: float | None = Field(None, gt=0, lt=1)
+    tolerance_pct: float = Field(10.0, gt=0, le=50)
+    min_exposure_s: Exposure = 0.01
+    max_exposure_s: Exposure = 30.0
+    panel: PanelOptions = PanelOptions()
+    sky: SkyOptions = SkyOptions()
+    dark_flats: DarkFlatOptions | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> FlatSet:
+        if self.target_adu is not None and self.target_fraction is not None:
+            raise ValueError("give target_adu or target_fraction, not both")
+        if self.min_exposure_s >= self.max_exposure_s:
+            raise ValueError("min_exposure_s must be below max_exposure_s")
+        return self
+
+
+class DarkFlatSet(_MatrixSet):
+    kind: Literal["darkflat"]
+    exposures_s: list[Exposure] = Field(min_length=1)
+
+
+AnySet = Annotated[BiasSet | DarkSet | FlatSet | DarkFlatSet, Field(discriminator="kind")]
+
+
+class Plan(Strict):
+    """A whole plan file."""
+
+    version: Literal[1] = 1
+    name: Name | None = None  # default: the file name without .yaml
+    description: str = ""
+    camera: str | None = None  # camera name in the configuration; default: the only camera
+    folder: str | None = Field(None, min_length=1, max_length=200)  # sub-folder of the library
+    defaults: Defaults = Defaults()
+    cooling: Cooling = Cooling()
+    warmup: Warmup = Warmup()
+    checks: Checks = Checks()
+    sets: list[AnySet] = Field(min_length=1)
+
+
+SET_MODELS: dict[str, type[Strict]] = {
+    "bias": BiasSet,
+    "dark": DarkSet,
+    "flat": FlatSet,
+    "darkflat": DarkFlatSet,
+}

@@ -1,0 +1,159 @@
+"""Run a plan file end to end: configuration -> camera -> resolved plan -> library -> sequencer.
+
+Shared by ``calibd run`` and the daemon. Each step raises the error the CLI maps to an exit code:
+InputError (2) for a bad plan or configuration, anything else (1) for failures.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+from capture.config import CameraConfig, Config, pick_camera
+from capture.devices import make_camera, make_clock
+from capture.errors import ConfigError, PlanError
+from capture.library.library import Library
+from capture.plans.load import load_plan, plan_digest
+from capture.plans.resolve import CameraContext, ResolvedPlan, resolve
+from capture.sequencer.sequencer import RunResult, Sequencer, SequencerOptions
+from capture.sequencer.status import Reporter, no_report
+from capture.yamlsrc import Located
+from drivers.clock import Clock
+from drivers.contracts import Camera
+from drivers.errors import DeviceError, NotSupported
+
+log = logging.getLogger(__name__)
+
+CAPTURABLE_KINDS = {"bias", "dark"}
+
+
+@dataclass
+class Prepared:
+    """A plan resolved against a connected camera, ready to run or to report on."""
+
+    plan: ResolvedPlan
+    located: Located
+    camera: Camera
+    camera_name: str
+    camera_config: CameraConfig
+    clock: Clock
+    ambient_c: float | None
+    sensor_c: float | None  # the sensor's temperature now (for estimates)
+
+
+@dataclass
+class Outcome:
+    result: RunResult | None
+    message: str
+    nothing_to_do: bool = False
+
+
+def prepare(plan_path: Path, config: Config, config_located: Located | None,
+            camera_name: str | None = None) -> Prepared:
+    """Load the plan, pick and connect its camera, resolve the plan.
+
+    Blocks while connecting. Raises PlanError/ConfigError (bad input) or DeviceError.
+    """
+    plan, located = load_plan(plan_path)
+    wanted = camera_name or plan.camera
+    try:
+        name = pick_camera(config, wanted, config_located)
+    except ConfigError as err:
+        if camera_name is None and plan.camera is not None:
+            raise PlanError([located.problem(("camera",), err.first.message)]) from None
+        raise
+    cam_cfg = config.cameras[name]
+    clock = make_clock(config.clock)
+    camera = make_camera(name, cam_cfg, clock)
+    camera.connect()
+    ambient = cam_cfg.ambient_c
+    sensor = None
+    try:
+        state = camera.cooler_state()
+        sensor = state.temperature_c
+        if ambient is None:
+            ambient = state.heatsink_c
+    except NotSupported:
+        pass
+    ctx = CameraContext(info=camera.info, unity_gain=cam_cfg.unity_gain,
+                        default_offset=cam_cfg.offset, ambient_c=ambient)
+    resolved = resolve(plan, located, ctx)
+    return Prepared(resolved, located, camera, name, cam_cfg, clock, ambient, sensor)
+
+
+def refuse_uncapturable(prepared: Prepared) -> None:
+    """Raise PlanError for sets this version cannot capture yet (flats, dark flats)."""
+    problems = []
+    for i, s in enumerate(prepared.plan.plan.sets):
+        if s.kind not in CAPTURABLE_KINDS:
+            problems.append(prepared.located.problem(
+                ("sets", i, "kind"),
+                f"{s.kind} capture is not available in this version of calibd yet: "
+                "bias and dark sets only (plan check accepts the set)"))
+    if problems:
+        raise PlanError(problems)
+
+
+def run_prepared(
+    prepared: Prepared,
+    library_root: Path,
+    *,
+    new: bool = False,
+    stop: threading.Event | None = None,
+    reporter: Reporter = no_report,
+    options: SequencerOptions | None = None,
+) -> Outcome:
+    """Resume or start the run and capture until done. Blocks for the whole run.
+
+    Raises RunPaused, CoolingTimeout, LibraryError, DeviceError.
+    """
+    refuse_uncapturable(prepared)
+    plan = prepared.plan
+    stop = stop or threading.Event()
+    with Library.open(library_root, camera=prepared.camera_name) as library:
+        digest = plan_digest(prepared.located)
+        if not new:
+            last = library.last_run(plan, prepared.camera_name)
+            if last is not None and last.state == "complete":
+                return Outcome(None, f"nothing to do: run {last.id} of plan {plan.name!r} on "
+                                     f"{prepared.camera_name} completed at {last.finished_utc}; "
+                                     "use --new to capture it again", nothing_to_do=True)
+        handle = library.begin_run(plan, prepared.camera_name, digest, new=new)
+        if handle.resumed:
+            done = sum(min(handle.done.get(c.key, (0, 0))[0], c.count) for c in plan.cells)
+            log.info("resuming run %d of %s: %d of %d frames already in the library",
+                     handle.run_id, plan.name, done, plan.frames)
+        else:
+            log.info("starting run %d of %s: %d frames", handle.run_id, plan.name, plan.frames)
+        watcher = _abort_on_stop(prepared.camera, stop, options)
+        try:
+            sequencer = Sequencer(camera=prepared.camera, camera_name=prepared.camera_name,
+                                  clock=prepared.clock, library=library, plan=plan, run=handle,
+                                  stop=stop, reporter=reporter, options=options,
+                                  ambient_c=prepared.ambient_c)
+            result = sequencer.run()
+        finally:
+            watcher.set()
+        return Outcome(result, result.summary)
+
+
+def _abort_on_stop(camera: Camera, stop: threading.Event,
+                   options: SequencerOptions | None) -> threading.Event:
+    """Abort a running exposure as soon as ``stop`` is set (policy "abort")."""
+    finished = threading.Event()
+    if options is not None and options.stop_policy == "finish":
+        return finished
+
+    def watch() -> None:
+        while not finished.is_set():
+            if stop.wait(0.2):
+                try:
+                    camera.abort()
+                except DeviceError as err:  # abort() should not raise; be safe anyway
+                    log.debug("abort after stop failed: %s", err)
+                return
+
+    threading.Thread(target=watch, name="calibd-stop-watch", daemon=True).start()
+    return finished

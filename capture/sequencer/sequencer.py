@@ -1,0 +1,377 @@
+"""The sequencer: cools, captures, checks and hands frames to the writer, cell after cell.
+
+It decides; the camera acquires; the writer writes. Recovery policy keys on the error class:
+
+* ``ExposureFailed`` / ``ExposureTimeout``: abort, back off, retake (bounded; then pause the run).
+* ``DeviceUnavailable``: reconnect with back-off, re-apply settings and set-point, re-settle the
+  cooler, retake the frame; if the camera stays away past the deadline the run pauses.
+* ``SettingRejected`` while configuring a cell: that cell fails with the device's message.
+* a rejected frame (temperature drift, light leak): recorded in the journal and retaken.
+
+Every wait is bounded and interruptible through the ``stop`` event.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Literal, TypeVar
+
+from capture.errors import CoolingTimeout, LibraryError, RunPaused
+from capture.library.fitsio import FrameContext
+from capture.library.library import Library, RunHandle
+from capture.library.writer import FrameWriter, WriteJob
+from capture.plans.cells import Cell
+from capture.plans.resolve import ResolvedPlan
+from capture.sequencer.checks import DarkReference, frame_stats, judge
+from capture.sequencer.cooling import CoolerController, SettleResult
+from capture.sequencer.status import Reporter, RunStatus, no_report
+from drivers.clock import Clock
+from drivers.contracts import Camera, CaptureSettings, CoolerState, Frame
+from drivers.errors import DeviceUnavailable, ExposureFailed, SettingRejected
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class SequencerOptions:
+    reconnect_timeout_s: float = 900.0  # clock seconds a camera may stay away before pausing
+    stop_policy: Literal["abort", "finish"] = "abort"  # on stop: abort the exposure or finish it
+    warm_up_on_stop: bool = False
+    write_queue: int = 3
+    fsync: bool = True
+    min_free_mb: float = 512.0
+
+
+@dataclass
+class RunResult:
+    run_id: int
+    complete: bool
+    frames_written: int
+    rejected: int
+    skipped: list[str] = field(default_factory=list)  # "cell: reason"
+    failed: list[str] = field(default_factory=list)
+
+    @property
+    def summary(self) -> str:
+        text = f"run {self.run_id}: {self.frames_written} frame(s) written this session"
+        if self.rejected:
+            text += f", {self.rejected} rejected and retaken"
+        if self.skipped:
+            text += f", {len(self.skipped)} cell(s) skipped"
+        if self.failed:
+            text += f", {len(self.failed)} cell(s) failed"
+        return text + (": complete" if self.complete else ": not complete")
+
+
+class Sequencer:
+    """Runs one resolved plan on one camera into one library. Not reusable."""
+
+    def __init__(
+        self,
+        *,
+        camera: Camera,
+        camera_name: str,
+        clock: Clock,
+        library: Library,
+        plan: ResolvedPlan,
+        run: RunHandle,
+        stop: threading.Event | None = None,
+        reporter: Reporter = no_report,
+        options: SequencerOptions | None = None,
+        ambient_c: float | None = None,
+    ) -> None:
+        self.camera = camera
+        self.name = camera_name
+        self.clock = clock
+        self.library = library
+        self.plan = plan
+        self.run_handle = run
+        self.stop = stop or threading.Event()
+        self.reporter = reporter
+        self.options = options or SequencerOptions()
+        self.ambient_c = ambient_c
+        self.info = camera.info
+        self.cooler = CoolerController(camera, clock, plan.plan.cooling, self.stop,
+                                       self._on_cooler)
+        self.refs = DarkReference()
+        self.done: dict[str, int] = {k: n for k, (n, _) in run.done.items()}
+        self.next_seq: dict[str, int] = {k: top + 1 for k, (_, top) in run.done.items()}
+        self.status = RunStatus(plan=plan.name, camera=camera_name, run_id=run.run_id,
+                                frames_total=plan.frames,
+                                frames_done=sum(min(self.done.get(c.key, 0), c.count)
+                                                for c in plan.cells))
+        self._result = RunResult(run.run_id, False, 0, 0)
+        self._frame_overhead_s = self.info.readout_s
+        self._status_lock = threading.Lock()
+        self._seed_bias_references()
+
+    # ----- public ----------------------------------------------------------------------------
+    def run(self) -> RunResult:
+        """Capture every pending frame. Blocks for the whole run.
+
+        Returns the result (complete or with skipped/failed cells). Raises RunPaused (stop
+        requested, camera gone, repeated failures), CoolingTimeout (policy abort), LibraryError.
+        """
+        index = self.library.index
+        run_id = self.run_handle.run_id
+        writer = FrameWriter(index, queue_size=self.options.write_queue,
+                             fsync=self.options.fsync, on_written=self._on_written)
+        try:
+            try:
+                pending = [c for c in self.plan.cells if self.done.get(c.key, 0) < c.count]
+                self._update(phase="starting", message=f"{len(pending)} cell(s) to capture")
+                for setpoint, group in itertools.groupby(pending, key=lambda c: c.setpoint_c):
+                    cells = list(group)
+                    settled = self._settle_for(setpoint, cells)
+                    if not settled:
+                        continue
+                    for cell in cells:
+                        self._capture_cell(cell, writer)
+                writer.flush()
+            finally:
+                writer.close()
+        except RunPaused as err:
+            index.set_run_state(run_id, "interrupted" if self.stop.is_set() else "paused",
+                                str(err))
+            self._update(phase="stopped" if self.stop.is_set() else "paused", message=str(err))
+            if self.options.warm_up_on_stop:
+                self._warm_up()
+            raise
+        except (LibraryError, CoolingTimeout) as err:
+            index.set_run_state(run_id, "failed", str(err))
+            self._update(phase="failed", message=str(err))
+            raise
+        complete = not self._result.skipped and not self._result.failed
+        index.set_run_state(run_id, "complete" if complete else "paused",
+                            None if complete else self._result.summary)
+        self._result.complete = complete
+        self._update(phase="warming", message="warming the sensor up")
+        self._warm_up()
+        self._update(phase="done", message=self._result.summary, cell=None)
+        return self._result
+
+    # ----- cooling -----------------------------------------------------------------------------
+    def _settle_for(self, setpoint: float, cells: list[Cell]) -> bool:
+        policy = self.plan.plan.cooling
+        self._update(phase="cooling", message=f"cooling to {setpoint:g} °C", setpoint_c=setpoint)
+        waited = 0.0
+        while True:
+            result = self._call_device(lambda: self.cooler.settle(setpoint), cells[0])
+            if result.ok:
+                log.info("%s: settled at %g °C after %.0f s", self.name, setpoint,
+                         result.waited_s)
+                return True
+            if result.stopped or self.stop.is_set():
+                raise RunPaused("stop requested while cooling")
+            waited += result.waited_s
+            if policy.unreachable == "abort":
+                raise CoolingTimeout(result.reason)
+            if policy.unreachable == "wait" and waited < policy.wait_max_s:
+                self._event("warning", "cooling-wait", f"{result.reason}; still waiting")
+                continue
+            reason = result.reason + ("; gave up waiting" if policy.unreachable == "wait" else "")
+            for cell in cells:
+                self.library.index.set_cell_state(self.run_handle.run_id, cell.key, "skipped",
+                                                  reason)
+                self._result.skipped.append(f"{cell.describe()}: {reason}")
+            self.status.skipped_cells.extend(c.describe() for c in cells)
+            self._event("warning", "cells-skipped",
+                        f"{len(cells)} cell(s) at {setpoint:g} °C skipped: {reason}")
+            return False
+
+    def _warm_up(self) -> None:
+        warmup = self.plan.plan.warmup
+        if not warmup.enabled:
+            return
+        try:
+            self.cooler.warm_up(warmup, self.ambient_c)
+        except DeviceUnavailable as err:
+            log.warning("%s: warm-up skipped, camera unavailable: %s", self.name, err)
+
+    def _on_cooler(self, state: CoolerState, message: str) -> None:
+        self._update(temperature_c=state.temperature_c, power_pct=state.power_pct,
+                     message=message)
+
+    # ----- capture -----------------------------------------------------------------------------
+    def _capture_cell(self, cell: Cell, writer: FrameWriter) -> None:
+        settings = CaptureSettings(gain=cell.gain, offset=cell.offset, binning=cell.binning,
+                                   readout_mode=cell.readout_mode)
+        try:
+            self._call_device(lambda: self.camera.configure(settings), cell)
+        except SettingRejected as err:
+            self.library.index.set_cell_state(self.run_handle.run_id, cell.key, "failed", str(err))
+            self._result.failed.append(f"{cell.describe()}: {err}")
+            self._event("error", "cell-failed", f"{cell.describe()}: {err}", cell)
+            return
+        done = self.done.get(cell.key, 0)
+        self._update(phase="exposing", cell=cell.describe(), cell_done=done,
+                     cell_total=cell.count, exposure_s=cell.exposure_s,
+                     message=f"{cell.describe()}")
+        frame_bytes = Library.frame_bytes(self.info, cell.binning)
+        attempts = 0
+        checks = self.plan.plan.checks
+        while done < cell.count:
+            if self.stop.is_set():
+                raise RunPaused("stop requested")
+            self.library.check_space(frame_bytes * (writer.pending + 1), self.options.min_free_mb)
+            state = self._call_device(self.camera.cooler_state, cell)
+            self._on_cooler(state, self.status.message)
+            if abs(state.temperature_c - cell.setpoint_c) > self.plan.plan.cooling.tolerance_c:
+                self._resettle(cell, f"sensor at {state.temperature_c:.1f} °C before exposing")
+                continue
+            started = self.clock.monotonic()
+            frame = self._acquire(cell, settings)
+            stats = frame_stats(frame.data, self._saturation_adu())
+            verdict = judge(frame, stats, cell, self.plan.plan.cooling, checks, self.refs)
+            if not verdict.ok:
+                attempts += 1
+                self._result.rejected += 1
+                self._update(rejected=self._result.rejected)
+                self._event("warning", "frame-rejected", verdict.reason, cell,
+                            {"check": verdict.kind, "level_adu": round(stats.level_adu, 1)})
+                if attempts >= checks.max_attempts_per_frame:
+                    raise RunPaused(f"{attempts} frames in a row rejected for {cell.describe()}: "
+                                    f"{verdict.reason}")
+                if verdict.kind == "temperature":
+                    self._resettle(cell, verdict.reason)
+                continue
+            attempts = 0
+            self.refs.add(cell, stats.level_adu)
+            seq = self.next_seq.get(cell.key, 1)
+            ctx = FrameContext(camera_name=self.name, info=self.info, cell=cell,
+                               plan_name=self.plan.name, run_id=self.run_handle.run_id, seq=seq,
+                               cooler_power_pct=state.power_pct)
+            job = self.library.frame_job(frame, ctx, folder=self.plan.plan.folder,
+                                         stats={"level_adu": round(stats.level_adu, 2),
+                                                "noise_adu": round(stats.noise_adu, 3)})
+            writer.submit(job)
+            self.next_seq[cell.key] = seq + 1
+            done += 1
+            self.done[cell.key] = done
+            elapsed = self.clock.monotonic() - started
+            self._frame_overhead_s = 0.8 * self._frame_overhead_s + 0.2 * max(
+                0.0, elapsed - cell.exposure_s)
+            self._update(cell_done=done, eta_s=self._eta())
+
+    def _acquire(self, cell: Cell, settings: CaptureSettings) -> Frame:
+        failures = 0
+        max_attempts = self.plan.plan.checks.max_attempts_per_frame
+        while True:
+            if self.stop.is_set():
+                raise RunPaused("stop requested")
+            try:
+                return self.camera.expose(cell.exposure_s, dark=cell.is_dark)
+            except DeviceUnavailable as err:
+                self._reconnect(cell, settings, err)
+            except ExposureFailed as err:
+                if self.stop.is_set():
+                    raise RunPaused("stop requested during an exposure") from None
+                failures += 1
+                self._event("warning", "exposure-failed", f"{type(err).__name__}: {err}", cell)
+                self.camera.abort()
+                if failures >= max_attempts:
+                    raise RunPaused(f"{failures} exposures in a row failed for "
+                                    f"{cell.describe()}: {err}") from err
+                if self.clock.wait(self.stop, min(2.0**failures, 30.0)):
+                    raise RunPaused("stop requested") from None
+
+    def _resettle(self, cell: Cell, why: str) -> None:
+        log.info("%s: %s; waiting for the cooler", self.name, why)
+        policy = self.plan.plan.cooling
+        result: SettleResult = self._call_device(
+            lambda: self.cooler.settle(cell.setpoint_c, dwell_s=min(policy.dwell_s, 30.0)), cell)
+        if result.stopped:
+            raise RunPaused("stop requested while cooling")
+        if not result.ok:
+            raise RunPaused(f"the sensor left its set-point and did not come back: "
+                            f"{result.reason}")
+
+    def _reconnect(self, cell: Cell, settings: CaptureSettings, err: Exception, *,
+                   resettle: bool = True) -> None:
+        """Reconnect until the camera answers again (bounded by the reconnect timeout), restore
+        settings and set-point, and (``resettle``) wait for the cooler. Raises RunPaused."""
+        self._event("warning", "device-lost", f"camera unavailable: {err}", cell)
+        self._update(phase="reconnecting", message=f"camera unavailable: {err}")
+        deadline = self.clock.monotonic() + self.options.reconnect_timeout_s
+        delay = 1.0
+        last: Exception = err
+        while True:
+            self.camera.disconnect()
+            try:
+                self.camera.connect()
+                self.camera.configure(settings)
+                target = self.cooler.target_c
+                self.camera.set_cooler(True, target if target is not None else cell.setpoint_c)
+                break
+            except DeviceUnavailable as again:
+                last = again
+            if self.clock.monotonic() + delay > deadline:
+                raise RunPaused(f"camera {self.name} unavailable for "
+                                f"{self.options.reconnect_timeout_s:.0f} s: {last}") from last
+            if self.clock.wait(self.stop, delay):
+                raise RunPaused("stop requested while reconnecting")
+            delay = min(delay * 2.0, 60.0)
+        self._event("info", "reconnected", "camera reconnected; settings and set-point restored",
+                    cell)
+        if resettle:
+            self._resettle(cell, "after reconnecting")
+        self._update(phase="exposing", message=cell.describe())
+
+    def _call_device(self, fn: Callable[[], T], cell: Cell) -> T:
+        """Call ``fn``; while it raises DeviceUnavailable, reconnect (bounded) and call again."""
+        while True:
+            try:
+                return fn()
+            except DeviceUnavailable as err:
+                settings = CaptureSettings(gain=cell.gain, offset=cell.offset,
+                                           binning=cell.binning, readout_mode=cell.readout_mode)
+                self._reconnect(cell, settings, err, resettle=False)
+
+    # ----- bookkeeping -------------------------------------------------------------------------
+    def _on_written(self, job: WriteJob) -> None:
+        with self._status_lock:
+            self._result.frames_written += 1
+            self.status.frames_done += 1
+            self.status.frames_session += 1
+        self.reporter(self.status)
+
+    def _update(self, **changes: object) -> None:
+        with self._status_lock:
+            for key, value in changes.items():
+                setattr(self.status, key, value)
+        self.reporter(self.status)
+
+    def _event(self, level: str, kind: str, message: str, cell: Cell | None = None,
+               data: dict[str, object] | None = None) -> None:
+        getattr(log, "error" if level == "error" else "warning" if level == "warning"
+                else "info")("%s: %s", self.name, message)
+        self.library.index.event(self.run_handle.run_id, level, kind, message,
+                                 cell.key if cell else None, data)
+
+    def _eta(self) -> float:
+        remaining = 0.0
+        for c in self.plan.cells:
+            left = c.count - self.done.get(c.key, 0)
+            if left > 0:
+                remaining += left * (c.exposure_s + self._frame_overhead_s)
+        return remaining
+
+    def _saturation_adu(self) -> int:
+        step = 1 << max(0, 16 - self.info.bit_depth)
+        return ((1 << self.info.bit_depth) - 1) * step
+
+    def _seed_bias_references(self) -> None:
+        """Bias levels from earlier sessions of this run, for the first darks' leak check."""
+        rows = self.library.index.query(
+            "SELECT cell_key, AVG(level_adu) AS level FROM frames WHERE run_id=? AND kind='bias' "
+            "AND level_adu IS NOT NULL GROUP BY cell_key", (self.run_handle.run_id,))
+        by_key = {c.key: c for c in self.plan.cells}
+        for r in rows:
+            cell = by_key.get(r["cell_key"])
+            if cell is not None:
+                self.refs.seed_bias(cell, float(r["level"]))

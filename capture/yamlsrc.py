@@ -1,0 +1,190 @@
+"""YAML loading that remembers where every value came from.
+
+Plans and configuration files are validated by pydantic; pydantic knows *which key* is wrong but
+not *where* it is. :func:`load_located` keeps a map from key paths to line numbers so every error
+can name file, line and key. Duplicate keys (silently merged by plain PyYAML) are errors.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from capture.errors import InputError, Problem
+
+KeyPath = tuple[str | int, ...]
+
+
+@dataclass
+class Located:
+    """Plain data (dicts, lists, scalars) plus the 1-based line of every key path."""
+
+    data: Any
+    file: Path | None
+    lines: dict[KeyPath, int] = field(default_factory=dict)
+
+    def line_of(self, path: Sequence[str | int]) -> int | None:
+        """Line of ``path`` or of its nearest located ancestor."""
+        p = tuple(path)
+        while p:
+            if p in self.lines:
+                return self.lines[p]
+            p = p[:-1]
+        return self.lines.get((), None)
+
+    def problem(self, path: Sequence[str | int], message: str) -> Problem:
+        return Problem(self.file, self.line_of(path), format_key(path), message)
+
+
+def format_key(path: Sequence[str | int]) -> str:
+    """``("sets", 1, "gains", 0)`` -> ``sets[1].gains[0]``."""
+    out = ""
+    for part in path:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out
+
+
+def load_located(
+    source: Path | str, *, error: type[InputError], text: str | None = None
+) -> Located:
+    """Parse a YAML file (or ``text``, reported as ``source``) into :class:`Located`.
+
+    Raises ``error`` (a PlanError or ConfigError) for unreadable files, syntax errors, duplicate
+    keys, non-string keys and empty documents.
+    """
+    path = Path(source)
+    if text is None:
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as err:
+            raise error([Problem(path, None, "", f"cannot read file: {err}")]) from None
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            raise error([Problem(path, 1, "", "the file is empty")])
+        located = Located(data=None, file=path)
+        located.data = _convert(loader, node, (), located, error)
+        return located
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None) or getattr(err, "context_mark", None)
+        line = mark.line + 1 if mark is not None else None
+        what = getattr(err, "problem", None) or str(err)
+        raise error([Problem(path, line, "", f"YAML syntax error: {what}")]) from None
+    finally:
+        loader.dispose()
+
+
+def _convert(
+    loader: yaml.SafeLoader,
+    node: yaml.Node,
+    path: KeyPath,
+    located: Located,
+    error: type[InputError],
+) -> Any:
+    located.lines.setdefault(path, node.start_mark.line + 1)
+    if isinstance(node, yaml.MappingNode):
+        out: dict[str, Any] = {}
+        for key_node, value_node in node.value:
+            key = loader.construct_object(key_node, deep=True)
+            line = key_node.start_mark.line + 1
+            if not isinstance(key, str):
+                raise error([Problem(located.file, line, format_key(path),
+                                     f"keys must be text, got {key!r}")])
+            if key in out:
+                raise error([Problem(located.file, line, format_key((*path, key)),
+                                     "duplicate key (it appears twice in the same mapping)")])
+            located.lines[(*path, key)] = line
+            out[key] = _convert(loader, value_node, (*path, key), located, error)
+        return out
+    if isinstance(node, yaml.SequenceNode):
+        return [
+            _convert(loader, item, (*path, i), located, error)
+            for i, item in enumerate(node.value)
+        ]
+    return loader.construct_object(node, deep=True)
+
+
+def problems_from_validation(
+    err: ValidationError,
+    located: Located,
+    *,
+    allowed_keys: Callable[[KeyPath], Sequence[str]] | None = None,
+) -> list[Problem]:
+    """Turn pydantic errors into located problems (data path, line, readable message)."""
+    problems: list[Problem] = []
+    seen: set[tuple[str, str]] = set()
+    for item in err.errors():
+        path = _data_path(located.data, item["loc"])
+        kind = item["type"]
+        if kind == "extra_forbidden":
+            name = str(path[-1]) if path else "?"
+            message = f"unknown key {name!r}"
+            if allowed_keys is not None:
+                allowed = list(allowed_keys(path[:-1]))
+                close = difflib.get_close_matches(name, allowed, n=1)
+                if close:
+                    message += f" (did you mean {close[0]!r}?)"
+                elif allowed:
+                    message += f" (allowed: {', '.join(allowed)})"
+        elif kind == "missing":
+            message = "required key is missing"
+        else:
+            message = str(item["msg"])
+            if message.startswith("Value error, "):
+                message = message[len("Value error, "):]
+            got = item.get("input")
+            if kind not in {"model_type", "union_tag_invalid"} and _short(got):
+                message += f" (got {got!r})"
+        key = format_key(path)
+        if (key, message) in seen:
+            continue
+        seen.add((key, message))
+        problems.append(located.problem(path, message))
+    return problems
+
+
+def _short(value: Any) -> bool:
+    return isinstance(value, str | int | float | bool) and len(repr(value)) <= 40
+
+
+def _data_path(data: Any, loc: Sequence[str | int]) -> KeyPath:
+    """Follow pydantic's ``loc`` through the data, dropping union tags and function names."""
+    out: list[str | int] = []
+    cur = data
+    for part in loc:
+        if isinstance(cur, dict) and any(cur.get(d) == part for d in _DISCRIMINATORS):
+            continue  # a tagged-union branch name, not a key
+        if _has(cur, part):
+            out.append(part)
+            cur = cur[part]
+        elif isinstance(cur, dict) and isinstance(part, str) and _is_field_name(part):
+            # A missing or extra key: it is the last meaningful element.
+            out.append(part)
+            cur = None
+        # else: a union tag ('dark', 'function-after[...]'): skip
+    return tuple(out)
+
+
+def _has(container: Any, part: str | int) -> bool:
+    if isinstance(container, dict):
+        return isinstance(part, str) and part in container
+    if isinstance(container, list):
+        return isinstance(part, int) and 0 <= part < len(container)
+    return False
+
+
+_DISCRIMINATORS = ("kind", "driver", "source", "type", "trigger")
+
+
+def _is_field_name(part: str) -> bool:
+    return part.replace("_", "").replace("-", "").isalnum() and "[" not in part
