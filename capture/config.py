@@ -21,7 +21,7 @@ DEFAULT_SIM_SCALE = 1000.0
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
 
 class SimFaultsConfig(_Strict):
@@ -82,11 +82,11 @@ CameraConfig = Annotated[
 class ClockConfig(_Strict):
     kind: Literal["real", "simulated"] = "real"
     scale: float = Field(DEFAULT_SIM_SCALE, gt=0, le=1e7)  # simulated seconds per real second
-    start: datetime | None = None  # simulated start time (UTC); default: now
+    start: datetime | None = Field(None, strict=False)  # simulated start (UTC); default: now
 
 
 class LibraryConfig(_Strict):
-    root: Path | None = None
+    root: Path | None = Field(None, strict=False)
     fsync: StrictBool = True  # fsync every file and its folder before counting it
     min_free_mb: float = Field(512.0, ge=0)  # stop cleanly before the disk is this full
     write_queue: int = Field(3, ge=1, le=64)  # frames waiting for the writer (memory bound)

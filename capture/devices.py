@@ -6,7 +6,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from capture.config import CameraConfig, ClockConfig, SimulatorCamera
+from capture.config import AlpacaCamera, CameraConfig, ClockConfig, SimulatorCamera
 from drivers.clock import Clock, RealClock
 from drivers.contracts import Camera
 from drivers.errors import DeviceUnavailable
@@ -51,6 +51,11 @@ def make_camera(name: str, cfg: CameraConfig, clock: Clock) -> Camera:
                                noise_seed=cfg.seed, faults=SimFaults(**cfg.faults.model_dump()),
                                name=name)
     module = driver_module(cfg.driver)
+    if isinstance(cfg, AlpacaCamera):
+        camera: Camera = module.AlpacaCamera(host=cfg.host, port=cfg.port,
+                                             device_number=cfg.device_number,
+                                             timeout_s=cfg.timeout_s, clock=clock)
+        return camera
     options = cfg.model_dump(exclude={"driver", "unity_gain", "offset", "ambient_c"})
-    camera: Camera = module.open_camera(name=name, clock=clock, **options)
+    camera = module.open_camera(name=name, clock=clock, **options)
     return camera

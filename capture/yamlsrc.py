@@ -8,6 +8,7 @@ can name file, line and key. Duplicate keys (silently merged by plain PyYAML) ar
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -76,12 +77,32 @@ def load_located(
         located.data = _convert(loader, node, (), located, error)
         return located
     except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None) or getattr(err, "context_mark", None)
+        problem_mark = getattr(err, "problem_mark", None)
+        context_mark = getattr(err, "context_mark", None)
+        mark = problem_mark or context_mark
         line = mark.line + 1 if mark is not None else None
         what = getattr(err, "problem", None) or str(err)
-        raise error([Problem(path, line, "", f"YAML syntax error: {what}")]) from None
+        if context_mark is not None and problem_mark is not None \
+                and context_mark.line < problem_mark.line:
+            # e.g. an unclosed [ ... : name the line where the construct began.
+            what += f" (noticed on line {line}; {getattr(err, 'context', '')} here)"
+            line = context_mark.line + 1
+        key = _key_near(text, line)
+        raise error([Problem(path, line, key, f"YAML syntax error: {what}")]) from None
     finally:
         loader.dispose()
+
+
+def _key_near(text: str, line: int | None) -> str:
+    """The mapping key written on ``line`` (or the nearest line above it), for syntax errors."""
+    if line is None:
+        return ""
+    lines = text.splitlines()
+    for i in range(min(line, len(lines)) - 1, -1, -1):
+        match = re.match(r"^\s*(?:-\s*)?([A-Za-z_][\w.-]*)\s*:", lines[i])
+        if match:
+            return match.group(1)
+    return ""
 
 
 def _convert(
@@ -121,8 +142,7 @@ def problems_from_validation(
     allowed_keys: Callable[[KeyPath], Sequence[str]] | None = None,
 ) -> list[Problem]:
     """Turn pydantic errors into located problems (data path, line, readable message)."""
-    problems: list[Problem] = []
-    seen: set[tuple[str, str]] = set()
+    messages: dict[KeyPath, list[str]] = {}
     for item in err.errors():
         path = _data_path(located.data, item["loc"])
         kind = item["type"]
@@ -138,6 +158,15 @@ def problems_from_validation(
                     message += f" (allowed: {', '.join(allowed)})"
         elif kind == "missing":
             message = "required key is missing"
+        elif kind in ("union_tag_invalid", "union_tag_not_found"):
+            ctx = item.get("ctx", {})
+            field_name = str(ctx.get("discriminator", "")).strip("'\"")
+            path = (*path, field_name) if field_name else path
+            if kind == "union_tag_invalid":
+                message = (f"unknown {field_name} {ctx.get('tag')!r} (expected "
+                           f"{str(ctx.get('expected_tags', '')).replace(chr(39), '')})")
+            else:
+                message = f"required key {field_name!r} is missing"
         else:
             message = str(item["msg"])
             if message.startswith("Value error, "):
@@ -145,12 +174,10 @@ def problems_from_validation(
             got = item.get("input")
             if kind not in {"model_type", "union_tag_invalid"} and _short(got):
                 message += f" (got {got!r})"
-        key = format_key(path)
-        if (key, message) in seen:
-            continue
-        seen.add((key, message))
-        problems.append(located.problem(path, message))
-    return problems
+        found = messages.setdefault(path, [])
+        if message not in found:
+            found.append(message)
+    return [located.problem(path, " or ".join(msgs)) for path, msgs in messages.items()]
 
 
 def _short(value: Any) -> bool:

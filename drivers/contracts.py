@@ -59,7 +59,11 @@ class CameraInfo:
 
 @dataclass(frozen=True)
 class CaptureSettings:
-    """Settings that define a calibration cell on the camera side."""
+    """Settings that define a calibration cell on the camera side.
+
+    ``readout_mode="default"`` asks for the camera's default mode; :meth:`Camera.configure`
+    returns the name of the mode actually in use.
+    """
 
     gain: int
     offset: int

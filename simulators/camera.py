@@ -11,7 +11,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from drivers.clock import Clock
 from drivers.contracts import CameraInfo, CaptureSettings, CoolerState, Frame
@@ -120,6 +120,8 @@ class SimulatedCamera:
     def configure(self, settings: CaptureSettings) -> CaptureSettings:
         self._require()
         info = self._info
+        if settings.readout_mode == "default":
+            settings = replace(settings, readout_mode=info.readout_modes[0])
         checks = [
             (info.gain_min <= settings.gain <= info.gain_max,
              f"gain {settings.gain} outside {info.gain_min}..{info.gain_max}"),

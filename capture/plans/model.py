@@ -20,7 +20,7 @@ Name = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=False, frozen=True)
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
 
 class Cooling(Strict):
@@ -105,7 +105,8 @@ class PanelOptions(Strict):
 
 class SkyOptions(Strict):
     twilight: Literal["dusk", "dawn", "next"] = "next"
-    sun_altitude_deg: tuple[float, float] = (-2.0, -10.0)  # window, brighter edge first
+    # The window in sun altitude, brighter edge first.
+    sun_altitude_deg: tuple[float, float] = Field((-2.0, -10.0), strict=False)
 
 
 class DarkFlatOptions(Strict):

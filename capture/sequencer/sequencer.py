@@ -55,6 +55,7 @@ class RunResult:
     rejected: int
     skipped: list[str] = field(default_factory=list)  # "cell: reason"
     failed: list[str] = field(default_factory=list)
+    writer_busy_s: float = 0.0  # real seconds the writer spent writing
 
     @property
     def summary(self) -> str:
@@ -135,6 +136,7 @@ class Sequencer:
                 writer.flush()
             finally:
                 writer.close()
+                self._result.writer_busy_s = writer.busy_s
         except RunPaused as err:
             index.set_run_state(run_id, "interrupted" if self.stop.is_set() else "paused",
                                 str(err))

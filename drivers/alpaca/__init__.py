@@ -1,0 +1,37 @@
+"""ASCOM Alpaca drivers: camera, flat panel (CoverCalibrator), filter wheel, safety monitor /
+weather, and discovery.
+
+Importing this package does not import alpyca; each device imports it when it connects.
+
+Configuration: every device is addressed by ``host``, ``port`` and ``device_number`` (the
+``alpaca://host:port/type/n`` names printed by :func:`list_devices` / :func:`discover` parse back
+with :func:`parse_device_name`).
+"""
+
+from drivers.alpaca._base import Quirk
+from drivers.alpaca.camera import AlpacaCamera
+from drivers.alpaca.discovery import (
+    AlpacaServer,
+    describe_server,
+    device_name,
+    discover,
+    list_devices,
+    parse_device_name,
+)
+from drivers.alpaca.panel import AlpacaFlatPanel
+from drivers.alpaca.safety import AlpacaSafetyMonitor
+from drivers.alpaca.wheel import AlpacaFilterWheel
+
+__all__ = [
+    "AlpacaCamera",
+    "AlpacaFilterWheel",
+    "AlpacaFlatPanel",
+    "AlpacaSafetyMonitor",
+    "AlpacaServer",
+    "Quirk",
+    "describe_server",
+    "device_name",
+    "discover",
+    "list_devices",
+    "parse_device_name",
+]

@@ -1,0 +1,105 @@
+"""ASCOM Alpaca safety / weather driver (:class:`drivers.contracts.SafetyMonitor`): SafetyMonitor
+IsSafe, plus CloudCover from an ObservingConditions device when one is configured."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+
+from drivers.alpaca._base import AlpacaDevice, Quirk
+from drivers.clock import Clock
+
+logger = logging.getLogger(__name__)
+
+
+class _ObservingConditions(AlpacaDevice):
+    device_type = "observingconditions"
+    _alpyca_module = "alpaca.observingconditions"
+    _alpyca_class = "ObservingConditions"
+
+    def cloud_cover(self) -> float | None:
+        """CloudCover as the server reports it; None when not implemented."""
+        self._require()
+        value = self._optional("CloudCover")
+        return None if value is None else float(value)
+
+
+class AlpacaSafetyMonitor(AlpacaDevice):
+    """``SafetyMonitor`` ``device_number`` on ``host:port``; cloud cover from ObservingConditions
+    ``conditions_device_number`` on the same server (None: no cloud cover).
+
+    Cloud cover is reported in percent; a server with Quirk.CLOUD_COVER_FRACTION (alpaca-simulators
+    reports 0..1) is scaled by 100.
+    """
+
+    device_type = "safetymonitor"
+    _alpyca_module = "alpaca.safetymonitor"
+    _alpyca_class = "SafetyMonitor"
+
+    def __init__(
+        self,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 11111,
+        device_number: int = 0,
+        conditions_device_number: int | None = None,
+        timeout_s: float = 5.0,
+        client_id: int | None = None,
+        clock: Clock | None = None,
+        quirks: Iterable[str] | None = None,
+    ) -> None:
+        super().__init__(
+            host=host,
+            port=port,
+            device_number=device_number,
+            timeout_s=timeout_s,
+            client_id=client_id,
+            clock=clock,
+            quirks=quirks,
+        )
+        self._conditions = (
+            None
+            if conditions_device_number is None
+            else _ObservingConditions(
+                host=host,
+                port=port,
+                device_number=conditions_device_number,
+                timeout_s=timeout_s,
+                client_id=client_id,
+                clock=clock,
+                quirks=quirks,
+            )
+        )
+
+    def connect(self) -> None:
+        """Connect the safety monitor and the ObservingConditions device (if configured).
+        Raises DeviceUnavailable."""
+        super().connect()
+        if self._conditions is not None:
+            self._conditions.connect()
+
+    def disconnect(self) -> None:
+        """Never raises."""
+        super().disconnect()
+        if self._conditions is not None:
+            self._conditions.disconnect()
+
+    def is_safe(self) -> bool:
+        """IsSafe. One request; raises DeviceUnavailable."""
+        self._require()
+        return bool(self._get("IsSafe"))
+
+    def cloud_cover_pct(self) -> float | None:
+        """CloudCover in percent; None without an ObservingConditions device or when it does not
+        measure cloud cover. Raises DeviceUnavailable."""
+        conditions = self._conditions
+        if conditions is None:
+            return None
+        if not conditions.connected:
+            conditions.connect()
+        value = conditions.cloud_cover()
+        if value is None:
+            return None
+        if Quirk.CLOUD_COVER_FRACTION in conditions.quirks:
+            value *= 100.0
+        return value

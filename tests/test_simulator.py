@@ -1,0 +1,171 @@
+"""The simulated camera: physics of the sensor and cooler, and the shared camera contract."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+
+from drivers.contracts import CaptureSettings
+from simulators.camera import SimFaults, SimulatedCamera
+from simulators.clock import ScaledClock, SteppedClock
+from simulators.cooler import CoolerModel
+from simulators.profiles import get_profile
+from simulators.sensor import Illumination, SensorModel
+from tests.camera_contract import CameraContract, ContractTarget
+
+SMALL = get_profile("small")
+
+
+@pytest.fixture
+def sensor() -> SensorModel:
+    return SensorModel(SMALL, noise_seed=1)
+
+
+def stack(sensor: SensorModel, n: int, **kw: float | int) -> np.ndarray:
+    return np.stack([sensor.frame(**kw).astype(np.float64) for _ in range(n)])  # type: ignore[arg-type]
+
+
+def test_bias_pedestal_follows_offset(sensor: SensorModel) -> None:
+    for offset in (10, 50, 90):
+        frame = sensor.frame(exposure_s=SMALL.min_exposure_s, temperature_c=-10, gain=100,
+                             offset=offset)
+        assert frame.dtype == np.uint16
+        assert frame.shape == (SMALL.height, SMALL.width)
+        assert np.median(frame) == pytest.approx(offset * SMALL.pedestal_per_offset_adu, abs=2)
+
+
+def test_read_noise_in_adu_follows_gain(sensor: SensorModel) -> None:
+    for gain in (0, 100, 300):
+        frames = stack(sensor, 2, exposure_s=SMALL.min_exposure_s, temperature_c=-10, gain=gain,
+                       offset=50)
+        diff = frames[0] - frames[1]
+        measured = np.std(diff) / math.sqrt(2)
+        expected = sensor.read_noise_e(gain) / sensor.e_per_adu16(gain)
+        assert measured == pytest.approx(expected, rel=0.1), gain
+    # Unity gain means one electron per ADU on a 16-bit sensor.
+    assert sensor.e_per_adu16(SMALL.unity_gain) == pytest.approx(1.0)
+    assert sensor.e_per_adu16(SMALL.unity_gain + 200) == pytest.approx(0.1)
+
+
+def test_dark_current_linear_in_time_and_doubles_every_six_degrees(sensor: SensorModel) -> None:
+    def dark_signal(exposure: float, temp: float) -> float:
+        bias = stack(sensor, 8, exposure_s=SMALL.min_exposure_s, temperature_c=temp, gain=100,
+                     offset=50).mean(axis=0)
+        dark = stack(sensor, 8, exposure_s=exposure, temperature_c=temp, gain=100,
+                     offset=50).mean(axis=0)
+        # Median over the left half: away from the amp glow.
+        return float(np.median((dark - bias)[:, : SMALL.width // 2]))
+
+    d300 = dark_signal(300, 0.0)
+    d600 = dark_signal(600, 0.0)
+    assert d600 / d300 == pytest.approx(2.0, rel=0.1)
+    d600_cold = dark_signal(600, -6.0)
+    assert d600 / d600_cold == pytest.approx(2.0, rel=0.15)
+    expected = sensor.dark_scale(0.0) * 600 * math.exp(0)  # median of log-normal ~ exp(-s^2/2)
+    assert d600 == pytest.approx(expected, rel=0.15)
+
+
+def test_hot_pixels_glow_and_saturation(sensor: SensorModel) -> None:
+    frame = sensor.frame(exposure_s=600, temperature_c=10, gain=100, offset=50).astype(float)
+    hot = sensor.hot_pixels_rc()
+    assert len(hot) > 50
+    hot_values = frame[hot[:, 0], hot[:, 1]]
+    assert np.median(hot_values) > np.median(frame) + 100
+    # Amp glow: the right edge is brighter than the left edge.
+    left = np.median(frame[:, :10])
+    right = np.median(frame[:, -3:])
+    assert right > left + 20
+    # Saturation: a bright light clips at the full well (or 16 bits).
+    bright = sensor.frame(exposure_s=100, temperature_c=0, gain=0, offset=50,
+                          light=Illumination(flux_e_per_s=1e5))
+    fw_adu = SMALL.full_well_e / sensor.e_per_adu16(0)
+    assert np.median(bright) == pytest.approx(min(65535, fw_adu + 500), rel=0.01)
+    assert bright.max() <= 65535
+
+
+def test_dead_pixels_show_in_light(sensor: SensorModel) -> None:
+    lit = sensor.frame(exposure_s=1, temperature_c=0, gain=100, offset=50,
+                       light=Illumination(flux_e_per_s=20000)).astype(float)
+    dead = sensor.dead_pixels_rc()
+    assert len(dead) > 0
+    assert np.all(lit[dead[:, 0], dead[:, 1]] < 0.1 * np.median(lit))
+
+
+def test_binning_and_14_bit_scaling() -> None:
+    small = SensorModel(SMALL, noise_seed=2)
+    f2 = small.frame(exposure_s=1, temperature_c=0, gain=100, offset=50, binning=2)
+    assert f2.shape == (SMALL.height // 2, SMALL.width // 2)
+    p294 = get_profile("asi294mm").with_overrides(width=400, height=300)
+    s294 = SensorModel(p294, noise_seed=3)
+    f = s294.frame(exposure_s=1, temperature_c=0, gain=120, offset=30)
+    assert np.all(f % 4 == 0), "14-bit data is scaled to 16 bits in steps of 4"
+
+
+def test_frames_are_deterministic_for_a_seed() -> None:
+    a = SensorModel(SMALL, noise_seed=7)
+    b = SensorModel(SMALL, noise_seed=7)
+    fa = [a.frame(exposure_s=60, temperature_c=-10, gain=100, offset=50) for _ in range(2)]
+    fb = [b.frame(exposure_s=60, temperature_c=-10, gain=100, offset=50) for _ in range(2)]
+    assert np.array_equal(fa[0], fb[0]) and np.array_equal(fa[1], fb[1])
+    assert not np.array_equal(fa[0], fa[1])
+    # The fixed pattern (hot pixels) is a property of the sensor, not of the noise seed.
+    c = SensorModel(SMALL, noise_seed=8)
+    assert np.array_equal(a.hot_pixels_rc(), c.hot_pixels_rc())
+
+
+def test_cooler_first_order_limited_delta_and_power() -> None:
+    clock = SteppedClock()
+    cooler = CoolerModel(clock, ambient_c=20.0, max_delta_c=35.0, tau_s=40.0)
+    assert cooler.temperature_c() == pytest.approx(20.0)
+    cooler.set(True, -10.0)
+    clock.sleep(40.0)  # one time constant: 63 % of the way
+    assert cooler.temperature_c() == pytest.approx(-10 + 30 * math.exp(-1), abs=0.1)
+    assert cooler.power_pct() == 100.0
+    clock.sleep(600.0)
+    assert cooler.temperature_c() == pytest.approx(-10.0, abs=0.05)
+    assert cooler.power_pct() == pytest.approx(100 * 30 / 35, abs=1)
+    cooler.set(True, -25.0)  # 45 °C below ambient: out of reach
+    clock.sleep(2000.0)
+    assert cooler.temperature_c() == pytest.approx(-15.0, abs=0.05)
+    assert cooler.power_pct() == 100.0
+    cooler.set(False, None)
+    clock.sleep(2000.0)
+    assert cooler.temperature_c() == pytest.approx(20.0, abs=0.05)
+    assert cooler.power_pct() == 0.0
+
+
+def test_scaled_clock_runs_fast() -> None:
+    clock = ScaledClock(scale=1000.0)
+    t0 = clock.monotonic()
+    clock.sleep(100.0)  # 0.1 real seconds
+    assert clock.monotonic() - t0 >= 100.0
+    assert clock.real_seconds(600.0) == pytest.approx(0.6)
+
+
+def test_injected_faults_fire_on_schedule() -> None:
+    clock = SteppedClock()
+    cam = SimulatedCamera(SMALL, clock, faults=SimFaults(fail_every=3))
+    cam.connect()
+    cam.configure(CaptureSettings(gain=100, offset=50))
+    from drivers.errors import ExposureFailed
+
+    cam.expose(1.0, dark=True)
+    cam.expose(1.0, dark=True)
+    with pytest.raises(ExposureFailed):
+        cam.expose(1.0, dark=True)
+    cam.expose(1.0, dark=True)
+
+
+class TestSimulatorContract(CameraContract):
+    @pytest.fixture
+    def target(self) -> Iterator[ContractTarget]:
+        clock = ScaledClock(scale=200.0)
+        cam = SimulatedCamera(SMALL, clock, ambient_c=15.0)
+        cam.connect()
+        yield ContractTarget(camera=cam, clock=clock, gain=100, offset=50, cool_to_c=-10.0,
+                             cool_tolerance_c=0.3, cool_timeout_s=600.0, short_exposure_s=0.5,
+                             long_exposure_s=600.0)
+        cam.disconnect()
