@@ -1,0 +1,1842 @@
+/*
+ * asi_double.c - a test double of ZWO's libASICamera2 for calibd.
+ *
+ * It exports the SDK functions that zwoasi 0.2.0 binds (plus ASIGetSerialNumber and a few other
+ * public ones) with the same names, argument types and struct layouts, so unmodified zwoasi can
+ * load it with zwoasi.init(path). Behind the API sit simulated cameras with:
+ *
+ *   - a sensor model that follows calibd's Python simulator (simulators/sensor.py):
+ *     native e-/ADU = 10^(-(gain - unity)/200); 16-bit output = native ADU x 2^(16 - bits);
+ *     pedestal = offset x 10 ADU16; a fixed per-column pattern; read noise
+ *     rn(g) = rn_hi + (rn_lo - rn_hi) exp(-g / (0.5 unity)) e-; dark current
+ *     D0 2^(T / 6 C) times a fixed log-normal map with hot pixels; amp glow along the right edge;
+ *     PRNU, dead and cold pixels; cosmic rays; Poisson shot noise; clipping at the full well and
+ *     at the ADC's full scale; binning averages b x b pixels;
+ *   - a first-order cooler (time constant tau, equilibrium max(target, ambient - max_delta) when
+ *     on, ambient when off; power = holding cost + a proportional pull-down term);
+ *   - light from a simulated flat panel (panel_flux e-/s per pixel, mild vignetting) on frames
+ *     taken with is_dark = false;
+ *   - simulated time = time_scale x real time, for exposures and the cooler;
+ *   - faults injected at run time: fail every Nth exposure, remove the camera after N more SDK
+ *     calls (and reattach it with the same serial and ASI ID but a new camera handle), a one-shot
+ *     hang in ASIStopExposure / ASIGetDataAfterExp / ASIGetExpStatus, an exposure that never ends.
+ *
+ * Configuration goes through ASIDoubleConfigure("key=value;key=value"), and at first use from the
+ * environment variable ASI_DOUBLE_CONFIG (same syntax; for doubles loaded by a subprocess). Keys:
+ *   global, rebuilding the cameras: reset, cameras, model, width, height, bit_depth, pixel_um,
+ *     unity_gain, gain_max, offset_max, full_well, rn_low, rn_high, dark0, dark_doubling,
+ *     dark_spread, hot_fraction, hot_min, hot_max, dead_fraction, cold_fraction, prnu, glow,
+ *     glow_length, column_sigma, pedestal_per_offset, cosmic_rate, readout_s, min_exposure_us,
+ *     max_exposure_us, cooled, usb3, tau_s, max_delta_c, proportional_c, bins (e.g. "1,2,4"),
+ *     seed, serial (16 hex digits or up to 8 ASCII characters; camera k adds k to the last byte);
+ *   global, at run time: time_scale, ambient_c, panel_flux, vignetting;
+ *   per camera slot (after target=N, default 0): fail_every, remove_after, remove, reattach,
+ *     hang_stop_s, hang_data_s, hang_status_s, stall_next, asi_id.
+ *
+ * Threading: one global mutex guards all state and is never held while sleeping, so a hung call
+ * does not block the others. A call that sleeps re-validates its camera afterwards and returns
+ * ASI_ERROR_CAMERA_REMOVED if the double was reset meanwhile (the generation counter changed).
+ *
+ * Build: gcc -shared -fPIC -O2 -Wall -Wextra -o libASICamera2.so asi_double.c -lm -lpthread
+ */
+#define _POSIX_C_SOURCE 200809L
+
+#include <ctype.h>
+#include <errno.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "asi_double.h"
+
+#define MAX_CAMS 8
+#define MAX_TOKENS 96
+#define TWO_PI 6.283185307179586
+#define DBL_VERSION "1, 41, 0, 0 (calibd ASI SDK double)"
+
+/* ------------------------------------------------------------------------------------------ */
+/* configuration                                                                               */
+
+typedef struct {
+    char model[64];
+    int cameras;
+    int width, height, bit_depth;
+    double pixel_um;
+    int unity_gain, gain_max, offset_max;
+    double full_well_e, rn_low_e, rn_high_e;
+    double dark0_e_s, dark_doubling_c, dark_spread;
+    double hot_fraction, hot_min, hot_max, dead_fraction, cold_fraction, prnu;
+    double glow_e_s, glow_length_frac, column_sigma_adu, pedestal_per_offset;
+    double cosmic_per_cm2_min;
+    double readout_s; /* simulated seconds from end of exposure to image ready at 100 % USB */
+    long min_exposure_us, max_exposure_us;
+    int cooled, usb3;
+    double tau_s, max_delta_c, proportional_c;
+    int bins[16];
+    uint64_t seed;
+    unsigned char serial[8];
+} build_cfg_t;
+
+typedef struct {
+    double time_scale; /* simulated seconds per real second */
+    double ambient_c;
+    double panel_flux; /* e-/s per unbinned pixel on light frames */
+    double vignetting; /* relative loss at the sensor corner */
+} run_cfg_t;
+
+static void default_build(build_cfg_t *b)
+{
+    memset(b, 0, sizeof(*b));
+    snprintf(b->model, sizeof(b->model), "ASI640MM Pro (double)");
+    b->cameras = 1;
+    b->width = 640;
+    b->height = 480;
+    b->bit_depth = 16;
+    b->pixel_um = 3.76;
+    b->unity_gain = 100;
+    b->gain_max = 450;
+    b->offset_max = 100;
+    b->full_well_e = 50000.0;
+    b->rn_low_e = 3.3;
+    b->rn_high_e = 1.0;
+    b->dark0_e_s = 0.02;
+    b->dark_doubling_c = 6.0;
+    b->dark_spread = 0.25;
+    b->hot_fraction = 2e-4;
+    b->hot_min = 50.0;
+    b->hot_max = 2000.0;
+    b->dead_fraction = 2e-5;
+    b->cold_fraction = 5e-5;
+    b->prnu = 0.01;
+    b->glow_e_s = 0.2;
+    b->glow_length_frac = 0.05;
+    b->column_sigma_adu = 1.5;
+    b->pedestal_per_offset = 10.0;
+    b->cosmic_per_cm2_min = 1.0;
+    b->readout_s = 0.05;
+    b->min_exposure_us = 32;
+    b->max_exposure_us = 2000L * 1000000L;
+    b->cooled = 1;
+    b->usb3 = 1;
+    b->tau_s = 40.0;
+    b->max_delta_c = 35.0;
+    b->proportional_c = 4.0;
+    b->bins[0] = 1;
+    b->bins[1] = 2;
+    b->bins[2] = 4;
+    b->seed = 640;
+    memcpy(b->serial, "DBL00000", 8);
+}
+
+static void default_run(run_cfg_t *r)
+{
+    r->time_scale = 1.0;
+    r->ambient_c = 20.0;
+    r->panel_flux = 0.0;
+    r->vignetting = 0.1;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* random numbers: splitmix64, Box-Muller, Knuth / Gaussian Poisson                            */
+
+typedef struct {
+    uint64_t s;
+    int has_spare;
+    double spare;
+} rng_t;
+
+static uint64_t rng_u64(rng_t *r)
+{
+    uint64_t z = (r->s += 0x9E3779B97F4A7C15ULL);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+    return z ^ (z >> 31);
+}
+
+static double rng_uniform(rng_t *r) /* open interval (0, 1) */
+{
+    return ((double)(rng_u64(r) >> 11) + 0.5) * (1.0 / 9007199254740992.0);
+}
+
+static double rng_normal(rng_t *r)
+{
+    if (r->has_spare) {
+        r->has_spare = 0;
+        return r->spare;
+    }
+    double u1 = rng_uniform(r), u2 = rng_uniform(r);
+    double mag = sqrt(-2.0 * log(u1));
+    r->spare = mag * sin(TWO_PI * u2);
+    r->has_spare = 1;
+    return mag * cos(TWO_PI * u2);
+}
+
+static double rng_poisson(rng_t *r, double mean)
+{
+    if (mean <= 0.0)
+        return 0.0;
+    if (mean < 30.0) {
+        double limit = exp(-mean), p = 1.0;
+        int k = 0;
+        do {
+            k++;
+            p *= rng_uniform(r);
+        } while (p > limit);
+        return (double)(k - 1);
+    }
+    double v = mean + sqrt(mean) * rng_normal(r);
+    return v < 0.0 ? 0.0 : v;
+}
+
+static void rng_seed(rng_t *r, uint64_t seed)
+{
+    r->s = seed;
+    r->has_spare = 0;
+    (void)rng_u64(r);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* camera state                                                                                */
+
+typedef struct {
+    int used, present, open, video;
+    int id; /* SDK handle; kept (stale) while the camera is removed */
+    build_cfg_t cfg;
+    unsigned char serial[8], asi_id[8];
+    long ctl[DBL_CTL_TYPES];
+    int ctl_auto[DBL_CTL_TYPES];
+    int roi_w, roi_h, roi_bin, roi_type, start_x, start_y;
+    int mode;
+    int trig_high[2];
+    long trig_delay[2], trig_duration[2];
+    /* exposure in flight */
+    int status;
+    int exp_w, exp_h, exp_bin, exp_type, exp_x, exp_y, exp_dark, exp_fail, exp_stall;
+    long exp_gain, exp_offset;
+    double exp_start, exp_len, exp_end, exp_temp_start;
+    uint16_t *frame; /* finished image (exp_w x exp_h, 16-bit) awaiting download */
+    /* cooler: temperature is analytic from the last anchor */
+    double t_anchor, temp_anchor;
+    /* fixed sensor maps (unbinned) */
+    float *dark, *qe, *column, *gx, *gy;
+    rng_t rng;
+    /* faults */
+    long fail_every, remove_after;
+    double hang_stop_s, hang_data_s, hang_status_s;
+    int stall_next;
+    /* statistics */
+    long n_exposures, n_failed, n_stopped, n_downloads, n_removed, n_hangs, n_opens;
+} cam_t;
+
+static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_once_t g_once = PTHREAD_ONCE_INIT;
+static build_cfg_t g_build;
+static run_cfg_t g_run;
+static cam_t g_cams[MAX_CAMS];
+static unsigned long g_generation;
+static int g_next_id;
+static long g_calls, g_hangs_active;
+static double g_real0, g_sim0;
+static char g_error[256];
+static char g_version[64] = DBL_VERSION;
+
+static double real_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static double sim_now(void)
+{
+    return g_sim0 + (real_now() - g_real0) * g_run.time_scale;
+}
+
+static void sleep_real(double seconds)
+{
+    if (seconds <= 0.0)
+        return;
+    struct timespec ts;
+    ts.tv_sec = (time_t)seconds;
+    ts.tv_nsec = (long)((seconds - (double)ts.tv_sec) * 1e9);
+    while (nanosleep(&ts, &ts) == -1 && errno == EINTR) {
+    }
+}
+
+/* ---- cooler ---- */
+
+static double cooler_equilibrium(const cam_t *c)
+{
+    if (!c->cfg.cooled || !c->ctl[DBL_CTL_COOLER_ON])
+        return g_run.ambient_c;
+    double floor_c = g_run.ambient_c - c->cfg.max_delta_c;
+    double target = (double)c->ctl[DBL_CTL_TARGET_TEMP];
+    return target > floor_c ? target : floor_c;
+}
+
+static double cam_temperature(const cam_t *c, double t)
+{
+    double eq = cooler_equilibrium(c);
+    double dt = t - c->t_anchor;
+    if (dt < 0.0)
+        dt = 0.0;
+    return eq + (c->temp_anchor - eq) * exp(-dt / c->cfg.tau_s);
+}
+
+/* Call before anything that changes the equilibrium (cooler on/off, target, ambient). */
+static void cooler_anchor(cam_t *c)
+{
+    double t = sim_now();
+    c->temp_anchor = cam_temperature(c, t);
+    c->t_anchor = t;
+}
+
+static double cooler_power(const cam_t *c)
+{
+    if (!c->cfg.cooled || !c->ctl[DBL_CTL_COOLER_ON])
+        return 0.0;
+    double eq = cooler_equilibrium(c);
+    double hold = 100.0 * (g_run.ambient_c - eq) / c->cfg.max_delta_c;
+    double excess = cam_temperature(c, sim_now()) - eq;
+    double p = hold + 100.0 * excess / c->cfg.proportional_c;
+    return p < 0.0 ? 0.0 : (p > 100.0 ? 100.0 : p);
+}
+
+/* ---- controls ---- */
+
+static int control_caps(const cam_t *c, int type, dbl_control_caps_t *o)
+{
+    const build_cfg_t *b = &c->cfg;
+    const char *name = NULL, *desc = NULL;
+    long lo = 0, hi = 0, def = 0;
+    int autoable = 0, writable = 1;
+    switch (type) {
+    case DBL_CTL_GAIN:
+        name = "Gain", desc = "Analogue gain, 0.1 dB steps", hi = b->gain_max, def = b->unity_gain;
+        autoable = 1;
+        break;
+    case DBL_CTL_EXPOSURE:
+        name = "Exposure", desc = "Exposure time (us)", lo = b->min_exposure_us;
+        hi = b->max_exposure_us, def = 10000, autoable = 1;
+        break;
+    case DBL_CTL_OFFSET:
+        name = "Offset", desc = "Black level offset", hi = b->offset_max, def = 10;
+        break;
+    case DBL_CTL_BANDWIDTH:
+        name = "BandWidth", desc = "USB bandwidth limit (%)", lo = 40, hi = 100, def = 50;
+        autoable = 1;
+        break;
+    case DBL_CTL_FLIP:
+        name = "Flip", desc = "Flip: 0 none, 1 horizontal, 2 vertical, 3 both", hi = 3;
+        break;
+    case DBL_CTL_HARDWARE_BIN:
+        name = "HardwareBin", desc = "Bin in hardware", hi = 1;
+        break;
+    case DBL_CTL_HIGH_SPEED:
+        name = "HighSpeedMode", desc = "High speed read-out", hi = 1;
+        break;
+    case DBL_CTL_TEMPERATURE:
+        name = "Temperature", desc = "Sensor temperature (C x 10)", lo = -500, hi = 1000;
+        writable = 0;
+        break;
+    case DBL_CTL_COOLER_POWER:
+        if (!b->cooled)
+            return 0;
+        name = "CoolPowerPerc", desc = "Cooler power (%)", hi = 100, writable = 0;
+        break;
+    case DBL_CTL_TARGET_TEMP:
+        if (!b->cooled)
+            return 0;
+        name = "TargetTemp", desc = "Cooler target (C)", lo = -40, hi = 30, def = 0;
+        break;
+    case DBL_CTL_COOLER_ON:
+        if (!b->cooled)
+            return 0;
+        name = "CoolerOn", desc = "Cooler switch", hi = 1;
+        break;
+    case DBL_CTL_ANTI_DEW:
+        if (!b->cooled)
+            return 0;
+        name = "AntiDewHeater", desc = "Window heater", hi = 1;
+        break;
+    default:
+        return 0;
+    }
+    if (o) {
+        memset(o, 0, sizeof(*o));
+        snprintf(o->name, sizeof(o->name), "%s", name);
+        snprintf(o->description, sizeof(o->description), "%s", desc);
+        o->min_value = lo;
+        o->max_value = hi;
+        o->default_value = def;
+        o->auto_supported = autoable;
+        o->writable = writable;
+        o->control_type = type;
+    }
+    return 1;
+}
+
+static const int k_control_order[] = {
+    DBL_CTL_GAIN,        DBL_CTL_EXPOSURE,     DBL_CTL_OFFSET,      DBL_CTL_BANDWIDTH,
+    DBL_CTL_FLIP,        DBL_CTL_HARDWARE_BIN, DBL_CTL_HIGH_SPEED,  DBL_CTL_TEMPERATURE,
+    DBL_CTL_COOLER_POWER, DBL_CTL_TARGET_TEMP, DBL_CTL_COOLER_ON,   DBL_CTL_ANTI_DEW,
+};
+#define N_CONTROL_ORDER ((int)(sizeof(k_control_order) / sizeof(k_control_order[0])))
+
+static void reset_controls(cam_t *c)
+{
+    dbl_control_caps_t caps;
+    memset(c->ctl, 0, sizeof(c->ctl));
+    memset(c->ctl_auto, 0, sizeof(c->ctl_auto));
+    for (int i = 0; i < N_CONTROL_ORDER; i++)
+        if (control_caps(c, k_control_order[i], &caps))
+            c->ctl[k_control_order[i]] = caps.default_value;
+}
+
+static void reset_roi(cam_t *c)
+{
+    c->roi_w = c->cfg.width - c->cfg.width % 8;
+    c->roi_h = c->cfg.height - c->cfg.height % 2;
+    c->roi_bin = 1;
+    c->roi_type = DBL_IMG_RAW8; /* the SDK's power-on format */
+    c->start_x = (c->cfg.width - c->roi_w) / 2;
+    c->start_y = (c->cfg.height - c->roi_h) / 2;
+}
+
+static int bin_supported(const cam_t *c, int bin)
+{
+    for (int i = 0; i < 16 && c->cfg.bins[i]; i++)
+        if (c->cfg.bins[i] == bin)
+            return 1;
+    return 0;
+}
+
+/* ---- sensor maps ---- */
+
+static void free_maps(cam_t *c)
+{
+    free(c->dark);
+    free(c->qe);
+    free(c->column);
+    free(c->gx);
+    free(c->gy);
+    free(c->frame);
+    c->dark = c->qe = c->column = c->gx = c->gy = NULL;
+    c->frame = NULL;
+}
+
+static int build_maps(cam_t *c, int slot)
+{
+    const build_cfg_t *b = &c->cfg;
+    size_t w = (size_t)b->width, h = (size_t)b->height, n = w * h;
+    c->dark = malloc(n * sizeof(float));
+    c->qe = malloc(n * sizeof(float));
+    c->column = malloc(w * sizeof(float));
+    c->gx = malloc(w * sizeof(float));
+    c->gy = malloc(h * sizeof(float));
+    if (!c->dark || !c->qe || !c->column || !c->gx || !c->gy) {
+        free_maps(c);
+        return -1;
+    }
+    rng_t truth;
+    rng_seed(&truth, b->seed * 1000003ULL + (uint64_t)slot * 7919ULL + 1ULL);
+    double s = b->dark_spread;
+    for (size_t i = 0; i < n; i++) {
+        c->dark[i] = (float)exp(s * rng_normal(&truth) - 0.5 * s * s);
+        c->qe[i] = (float)(1.0 + b->prnu * rng_normal(&truth));
+    }
+    size_t n_hot = (size_t)llround((double)n * b->hot_fraction);
+    if (n_hot < 1)
+        n_hot = 1;
+    double llo = log(b->hot_min), lhi = log(b->hot_max);
+    for (size_t k = 0; k < n_hot; k++) {
+        size_t i = (size_t)(rng_uniform(&truth) * (double)n);
+        c->dark[i < n ? i : n - 1] = (float)exp(llo + (lhi - llo) * rng_uniform(&truth));
+    }
+    size_t n_dead = (size_t)llround((double)n * b->dead_fraction);
+    for (size_t k = 0; k < n_dead; k++) {
+        size_t i = (size_t)(rng_uniform(&truth) * (double)n);
+        c->qe[i < n ? i : n - 1] = 0.0f;
+    }
+    size_t n_cold = (size_t)llround((double)n * b->cold_fraction);
+    for (size_t k = 0; k < n_cold; k++) {
+        size_t i = (size_t)(rng_uniform(&truth) * (double)n);
+        c->qe[i < n ? i : n - 1] = (float)(0.3 + 0.4 * rng_uniform(&truth));
+    }
+    double glow_len = b->glow_length_frac * (double)w;
+    if (glow_len < 1.0)
+        glow_len = 1.0;
+    for (size_t x = 0; x < w; x++) {
+        c->column[x] = (float)(b->column_sigma_adu * rng_normal(&truth));
+        c->gx[x] = (float)exp(-((double)(w - 1 - x)) / glow_len);
+    }
+    for (size_t y = 0; y < h; y++) {
+        double d = ((double)y - 0.5 * (double)h) / (0.3 * (double)h);
+        c->gy[y] = (float)(1.0 + 0.5 * exp(-d * d));
+    }
+    rng_seed(&c->rng, b->seed * 2654435761ULL + (uint64_t)slot + 17ULL);
+    return 0;
+}
+
+/* ---- cameras ---- */
+
+static void make_serial(const build_cfg_t *b, int slot, unsigned char out[8])
+{
+    memcpy(out, b->serial, 8);
+    out[7] = (unsigned char)(out[7] + slot + 1);
+}
+
+static void drop_exposure(cam_t *c)
+{
+    free(c->frame);
+    c->frame = NULL;
+    c->status = DBL_EXP_IDLE;
+}
+
+static void do_remove(cam_t *c)
+{
+    if (!c->present)
+        return;
+    cooler_anchor(c);
+    c->ctl[DBL_CTL_COOLER_ON] = 0; /* unpowered: the sensor drifts back to ambient */
+    drop_exposure(c);
+    c->present = 0;
+    c->open = 0;
+    c->video = 0;
+    c->n_removed++;
+}
+
+static void do_reattach(cam_t *c)
+{
+    if (c->present || !c->used)
+        return;
+    cooler_anchor(c);
+    c->present = 1;
+    c->open = 0;
+    c->id = g_next_id++; /* a new handle, as after a USB re-enumeration */
+    reset_controls(c);   /* power cycle: controls back to their defaults */
+    reset_roi(c);
+}
+
+static int rebuild(void)
+{
+    g_generation++;
+    g_next_id = 0;
+    g_calls = 0;
+    for (int i = 0; i < MAX_CAMS; i++) {
+        free_maps(&g_cams[i]);
+        memset(&g_cams[i], 0, sizeof(g_cams[i]));
+    }
+    int n = g_build.cameras;
+    for (int i = 0; i < n; i++) {
+        cam_t *c = &g_cams[i];
+        c->cfg = g_build;
+        if (build_maps(c, i) != 0) {
+            snprintf(g_error, sizeof(g_error), "out of memory building camera %d", i);
+            return -1;
+        }
+        c->used = c->present = 1;
+        c->id = g_next_id++;
+        make_serial(&g_build, i, c->serial);
+        reset_controls(c);
+        reset_roi(c);
+        c->t_anchor = sim_now();
+        c->temp_anchor = g_run.ambient_c;
+    }
+    return 0;
+}
+
+static int configure_locked(const char *text);
+
+/* First use: default cameras, then $ASI_DOUBLE_CONFIG (same syntax as ASIDoubleConfigure) so a
+ * test can configure a double loaded by another process. */
+static void init_once(void)
+{
+    default_build(&g_build);
+    default_run(&g_run);
+    g_real0 = real_now();
+    g_sim0 = 0.0;
+    rebuild();
+    const char *env = getenv("ASI_DOUBLE_CONFIG");
+    if (env && *env && configure_locked(env) != 0)
+        fprintf(stderr, "asi_double: ASI_DOUBLE_CONFIG rejected: %s\n", g_error);
+}
+
+/* Every SDK entry point: count the call and run the remove_after countdowns. */
+static void enter(void)
+{
+    g_calls++;
+    for (int i = 0; i < MAX_CAMS; i++) {
+        cam_t *c = &g_cams[i];
+        if (c->used && c->present && c->remove_after > 0 && --c->remove_after == 0)
+            do_remove(c);
+    }
+}
+
+#define ENTER()                                                                                   \
+    do {                                                                                          \
+        pthread_once(&g_once, init_once);                                                         \
+        pthread_mutex_lock(&g_lock);                                                              \
+        enter();                                                                                  \
+    } while (0)
+#define LEAVE(code)                                                                               \
+    do {                                                                                          \
+        pthread_mutex_unlock(&g_lock);                                                            \
+        return (code);                                                                            \
+    } while (0)
+
+static cam_t *find_cam(int id, int need_open, int *err)
+{
+    for (int i = 0; i < MAX_CAMS; i++) {
+        cam_t *c = &g_cams[i];
+        if (!c->used || c->id != id)
+            continue;
+        if (!c->present) {
+            *err = DBL_ERR_CAMERA_REMOVED;
+            return NULL;
+        }
+        if (need_open && !c->open) {
+            *err = DBL_ERR_CAMERA_CLOSED;
+            return NULL;
+        }
+        *err = DBL_OK;
+        return c;
+    }
+    *err = DBL_ERR_INVALID_ID;
+    return NULL;
+}
+
+static cam_t *cam_by_index(int index)
+{
+    int k = 0;
+    for (int i = 0; i < MAX_CAMS; i++) {
+        cam_t *c = &g_cams[i];
+        if (c->used && c->present) {
+            if (k == index)
+                return c;
+            k++;
+        }
+    }
+    return NULL;
+}
+
+/* ---- exposures and frames ---- */
+
+static double e_per_adu_native(const build_cfg_t *b, long gain)
+{
+    return pow(10.0, -((double)gain - (double)b->unity_gain) / 200.0);
+}
+
+static double read_noise_e(const build_cfg_t *b, long gain)
+{
+    return b->rn_high_e +
+           (b->rn_low_e - b->rn_high_e) * exp(-(double)gain / (0.5 * (double)b->unity_gain));
+}
+
+static void snapshot_exposure(cam_t *c, int is_dark, double start)
+{
+    c->exp_w = c->roi_w;
+    c->exp_h = c->roi_h;
+    c->exp_bin = c->roi_bin;
+    c->exp_type = c->roi_type;
+    c->exp_x = c->start_x;
+    c->exp_y = c->start_y;
+    c->exp_dark = is_dark ? 1 : 0;
+    c->exp_gain = c->ctl[DBL_CTL_GAIN];
+    c->exp_offset = c->ctl[DBL_CTL_OFFSET];
+    c->exp_start = start;
+    c->exp_len = (double)c->ctl[DBL_CTL_EXPOSURE] * 1e-6;
+    double bw = (double)(c->ctl[DBL_CTL_BANDWIDTH] > 0 ? c->ctl[DBL_CTL_BANDWIDTH] : 100);
+    c->exp_end = start + c->exp_len + c->cfg.readout_s * 100.0 / bw;
+    c->exp_temp_start = cam_temperature(c, start);
+}
+
+/* Makes the image of the exposure described by the exp_* fields. Returns NULL on OOM. */
+static uint16_t *render_frame(cam_t *c)
+{
+    const build_cfg_t *b = &c->cfg;
+    int bin = c->exp_bin, w = c->exp_w, h = c->exp_h, W = b->width;
+    int x0 = c->exp_x * bin, y0 = c->exp_y * bin;
+    double nb = (double)(bin * bin), t = c->exp_len;
+    double temp = 0.5 * (c->exp_temp_start + cam_temperature(c, c->exp_start + c->exp_len));
+    double dscale = b->dark0_e_s * pow(2.0, temp / b->dark_doubling_c);
+    double flux = c->exp_dark ? 0.0 : g_run.panel_flux;
+    double cx = 0.5 * (b->width - 1), cy = 0.5 * (b->height - 1), r2n = cx * cx + cy * cy;
+    float *buf = malloc((size_t)w * (size_t)h * sizeof(float));
+    uint16_t *out = malloc((size_t)w * (size_t)h * sizeof(uint16_t));
+    if (!buf || !out) {
+        free(buf);
+        free(out);
+        return NULL;
+    }
+    for (int i = 0; i < h; i++) {
+        for (int j = 0; j < w; j++) {
+            double dsum = 0.0, gsum = 0.0, lsum = 0.0;
+            for (int di = 0; di < bin; di++) {
+                int row = y0 + i * bin + di;
+                for (int dj = 0; dj < bin; dj++) {
+                    int col = x0 + j * bin + dj;
+                    size_t idx = (size_t)row * (size_t)W + (size_t)col;
+                    dsum += c->dark[idx];
+                    gsum += (double)c->gx[col] * (double)c->gy[row];
+                    if (flux > 0.0) {
+                        double dx = col - cx, dy = row - cy;
+                        lsum += c->qe[idx] * (1.0 - g_run.vignetting * (dx * dx + dy * dy) / r2n);
+                    }
+                }
+            }
+            buf[(size_t)i * w + j] = (float)(t * (dsum * dscale + gsum * b->glow_e_s + lsum * flux) / nb);
+        }
+    }
+    /* cosmic rays over the read-out area */
+    double area = (double)w * bin * (double)h * bin * (b->pixel_um * 1e-4) * (b->pixel_um * 1e-4);
+    int hits = (int)rng_poisson(&c->rng, b->cosmic_per_cm2_min * area * t / 60.0);
+    for (int k = 0; k < hits; k++) {
+        int r = (int)(rng_uniform(&c->rng) * h), q = (int)(rng_uniform(&c->rng) * w);
+        double energy = exp(log(3000.0) + 0.8 * rng_normal(&c->rng)) / nb;
+        int len = 1 + (int)(rng_uniform(&c->rng) * 3.0);
+        int down = rng_uniform(&c->rng) < 0.5;
+        for (int s = 0; s < len; s++) {
+            int rr = r + (down ? s : 0), qq = q + (down ? 0 : s);
+            if (rr < h && qq < w)
+                buf[(size_t)rr * w + qq] += (float)(energy / len);
+        }
+    }
+    int step = 1 << (16 - b->bit_depth);
+    double k_adu = (double)step / e_per_adu_native(b, c->exp_gain); /* ADU16 per electron */
+    double rn = read_noise_e(b, c->exp_gain) / bin;
+    double pedestal = (double)c->exp_offset * b->pedestal_per_offset;
+    double full = b->full_well_e, top = (double)((1 << b->bit_depth) - 1);
+    for (int j = 0; j < w; j++) {
+        double colv = 0.0;
+        for (int dj = 0; dj < bin; dj++)
+            colv += c->column[x0 + j * bin + dj];
+        colv /= bin;
+        for (int i = 0; i < h; i++) {
+            size_t idx = (size_t)i * w + j;
+            double mean = buf[idx] < full ? buf[idx] : full;
+            double e = rng_poisson(&c->rng, mean * nb) / nb + rn * rng_normal(&c->rng);
+            double native = rint((e * k_adu + colv + pedestal) / step);
+            native = native < 0.0 ? 0.0 : (native > top ? top : native);
+            out[idx] = (uint16_t)(native * step);
+        }
+    }
+    free(buf);
+    return out;
+}
+
+/* Moves a finished exposure to SUCCESS (rendering the frame) or FAILED. Caller holds the lock. */
+static void update_exposure(cam_t *c)
+{
+    if (c->status != DBL_EXP_WORKING || c->exp_stall || sim_now() < c->exp_end)
+        return;
+    if (c->exp_fail) {
+        c->status = DBL_EXP_FAILED;
+        c->n_failed++;
+        return;
+    }
+    free(c->frame);
+    c->frame = render_frame(c);
+    c->status = c->frame ? DBL_EXP_SUCCESS : DBL_EXP_FAILED;
+}
+
+static void copy_out(const uint16_t *src, int type, size_t npix, unsigned char *dst)
+{
+    if (type == DBL_IMG_RAW16) {
+        for (size_t i = 0; i < npix; i++) { /* little-endian, as the SDK delivers */
+            dst[2 * i] = (unsigned char)(src[i] & 0xFF);
+            dst[2 * i + 1] = (unsigned char)(src[i] >> 8);
+        }
+    } else {
+        for (size_t i = 0; i < npix; i++)
+            dst[i] = (unsigned char)(src[i] >> 8);
+    }
+}
+
+static size_t frame_bytes(int w, int h, int type)
+{
+    return (size_t)w * (size_t)h * (type == DBL_IMG_RAW16 ? 2u : 1u);
+}
+
+/* Sleeps `seconds` outside the lock for a hang fault; returns with the lock held and *cam
+ * re-validated (NULL and *err set when the camera went away or the double was reset). */
+static cam_t *hang_unlocked(double seconds, int id, int *err)
+{
+    unsigned long gen = g_generation;
+    g_hangs_active++;
+    pthread_mutex_unlock(&g_lock);
+    sleep_real(seconds);
+    pthread_mutex_lock(&g_lock);
+    g_hangs_active--;
+    if (gen != g_generation) {
+        *err = DBL_ERR_CAMERA_REMOVED;
+        return NULL;
+    }
+    return find_cam(id, 1, err);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* SDK surface                                                                                 */
+
+int ASIGetNumOfConnectedCameras(void)
+{
+    ENTER();
+    int n = 0;
+    for (int i = 0; i < MAX_CAMS; i++)
+        n += g_cams[i].used && g_cams[i].present;
+    LEAVE(n);
+}
+
+int ASIGetProductIDs(int *pids)
+{
+    ENTER();
+    if (pids)
+        pids[0] = 0x2600;
+    LEAVE(1);
+}
+
+int ASICameraCheck(int vid, int pid)
+{
+    (void)pid;
+    ENTER();
+    LEAVE(vid == 0x03C3);
+}
+
+static void fill_info(const cam_t *c, dbl_camera_info_t *o)
+{
+    const build_cfg_t *b = &c->cfg;
+    memset(o, 0, sizeof(*o));
+    if (strncmp(b->model, "ZWO ", 4) == 0)
+        snprintf(o->name, sizeof(o->name), "%s", b->model);
+    else
+        snprintf(o->name, sizeof(o->name), "ZWO %.59s", b->model);
+    o->camera_id = c->id;
+    o->max_height = b->height;
+    o->max_width = b->width;
+    for (int i = 0; i < 16; i++)
+        o->bins[i] = b->bins[i];
+    o->formats[0] = DBL_IMG_RAW8;
+    o->formats[1] = DBL_IMG_RAW16;
+    o->formats[2] = DBL_IMG_END;
+    o->pixel_um = b->pixel_um;
+    o->st4 = 0;
+    o->cooled = b->cooled;
+    o->usb3_host = b->usb3;
+    o->usb3_camera = b->usb3;
+    o->e_per_adu = (float)e_per_adu_native(b, 0);
+    o->bit_depth = b->bit_depth;
+}
+
+int ASIGetCameraProperty(dbl_camera_info_t *info, int index)
+{
+    ENTER();
+    cam_t *c = cam_by_index(index);
+    if (!c || !info)
+        LEAVE(DBL_ERR_INVALID_INDEX);
+    fill_info(c, info);
+    LEAVE(DBL_OK);
+}
+
+int ASIGetCameraPropertyByID(int id, dbl_camera_info_t *info)
+{
+    int err;
+    ENTER();
+    cam_t *c = find_cam(id, 0, &err);
+    if (!c)
+        LEAVE(err);
+    if (info)
+        fill_info(c, info);
+    LEAVE(DBL_OK);
+}
+
+int ASIOpenCamera(int id)
+{
+    int err;
+    ENTER();
+    cam_t *c = find_cam(id, 0, &err);
+    if (!c)
+        LEAVE(err);
+    c->open = 1;
+    c->n_opens++;
+    LEAVE(DBL_OK);
+}
+
+int ASIInitCamera(int id)
+{
+    int err;
+    ENTER();
+    cam_t *c = find_cam(id, 1, &err);
+    if (!c)
+        LEAVE(err);
+    drop_exposure(c);
+    c->video = 0;
+    reset_roi(c);
+    LEAVE(DBL_OK);
+}
+
+int ASICloseCamera(int id)
+{
+    int err;
+    ENTER();
+    cam_t *c = find_cam(id, 0, &err);
+    if (!c)
+        LEAVE(err == DBL_ERR_CAMERA_REMOVED ? DBL_OK : err);
+    drop_exposure(c);
+    c->video = 0;
+    c->open = 0;
+    LEAVE(DBL_OK);
+}
+
+int ASIGetNumOfControls(int id, int *count)
+{
+    int err;
+    ENTER();
+    cam_t *c = find_cam(id, 1, &err);
+    if (!c)
+        LEAVE(err);
+    int n = 0;
+    for (int i = 0; i < N_CONTROL_ORDER; i++)
+        n += control_caps(c, k_control_order[i], NULL);
+    if (count)
+        *count = n;
+    LEAVE(DBL_OK);
+}
+
+int ASIGetControlCaps(int id, int index, dbl_control_caps_t *caps)
+{
+    int err;
+    ENTER();
+    cam_t *c = find_cam(id, 1, &err);
+    if (!c)
+        LEAVE(err);
+    int k = 0;
+    for (int i = 0; i < N_CONTROL_ORDER; i++) {
+        if (!control_caps(c, k_control_order[i], NULL))
+            continue;
+        if (k++ == index) {
+            if (caps)
+                control_caps(c, k_control_order[i], caps);
+            LEAVE(DBL_OK);
+        }
+    }
+    LEAVE(DBL_ERR_INVALID_CONTROL_TYPE);
+}
+
+int ASIGetControlValue(int id, int type, long *value, int *is_auto)
+{
+    int err;
+    ENTER();
+    cam_t *c = find_cam(id, 1, &err);
+    if (!c)
+        LEAVE(err);
+    if (type < 0 || type >= DBL_CTL_TYPES || !control_caps(c, type, NULL))
+        LEAVE(DBL_ERR_INVALID_CONTROL_TYPE);
+    long v = c->ctl[type];
+    if (type == DBL_CTL_TEMPERATURE)
+        v = lround(10.0 * cam_temperature(c, sim_now()));
+    else if (type == DBL_CTL_COOLER_POWER)
+        v = lround(cooler_power(c));
+    if (value)
+        *value = v;
+    if (is_auto)
+        *is_auto = c->ctl_auto[type];
+    LEAVE(DBL_OK);
+}
+
+int ASISetControlValue(int id, int type, long value, int is_auto)
+{
+    int err;
+    dbl_control_caps_t caps;
+    ENTER();
+    cam_t *c = find_cam(id, 1, &err);
+    if (!c)
+        LEAVE(err);
+    if (type < 0 || type >= DBL_CTL_TYPES || !control_caps(c, type, &caps))
+        LEAVE(DBL_ERR_INVALID_CONTROL_TYPE);
+    if (!caps.writable)
+        LEAVE(DBL_ERR_GENERAL_ERROR);
+    /* Out-of-range values are clamped and reported as success, as the SDK documents. */
+    if (value < caps.min_value)
+        value = caps.min_value;
+    if (value > caps.max_value)
+        value = caps.max_value;
+    if (type == DBL_CTL_COOLER_ON || type == DBL_CTL_TARGET_TEMP)
+        cooler_anchor(c);
+    c->ctl[type] = value;
+    c->ctl_auto[type] = (is_auto && caps.auto_supported) ? 1 : 0;
+    LEAVE(DBL_OK);
+}
+
+int ASISetROIFormat(int id, int width, int height, int bin, int img_type)
+{
+    int err;
+    ENTER();
+    cam_t *c = find_cam(id, 1, &err);
+    if (!c)
+        LEAVE(err);
+    if (c->video)
+        LEAVE(DBL_ERR_VIDEO_MODE_ACTIVE);
+    if (c->status == DBL_EXP_WORKING)
+        LEAVE(DBL_ERR_EXPOSURE_IN_PROGRESS);
+    if (img_type != DBL_IMG_RAW8 && img_type != DBL_IMG_RAW16)
+        LEAVE(DBL_ERR_INVALID_IMGTYPE);
+    if (!bin_supported(c, bin) || width < 8 || height < 2 || width % 8 || height % 2 ||
+        (long)width * bin > c->cfg.width || (long)height * bin > c->cfg.height)
+        LEAVE(DBL_ERR_INVALID_SIZE);
+    c->roi_w = width;
+    c->roi_h = height;
+    c->roi_bin = bin;
+    c->roi_type = img_type;
+    /* A new format is centred on the sensor, as the SDK does. */
+    c->start_x = (c->cfg.width / bin - width) / 2;
+    c->start_y = (c->cfg.height / bin - height) / 2;
+    LEAVE(DBL_OK);
+}
+
+int ASIGetROIFormat(int id, int *width, int *height, int *bin, int *img_type)
+{
+    int err;
+    ENTER();
+    cam_t *c = find_cam(id, 1, &err);
+    if (!c)
+        LEAVE(err);
+    if (width)
+        *width = c->roi_w;
+    if (height)
+        *height = c->roi_h;
+    if (bin)
+        *bin = c->roi_bin;
+    if (img_type)
+        *img_type = c->roi_type;
+    LEAVE(DBL_OK);
+}
+
+int ASISetStartPos(int id, int x, int y)
+{
+    int err;
+    ENTER();
+    cam_t *c = find_cam(id, 1, &err);
+    if (!c)
+        LEAVE(err);
+    if (x < 0 || y < 0 || x + c->roi_w > c->cfg.width / c->roi_bin ||
+        y + c->roi_h > c->cfg.height / c->roi_bin)
+        LEAVE(DBL_ERR_OUTOF_BOUNDARY);
+    c->start_x = x;
+    c->start_y = y;
+    LEAVE(DBL_OK);
+}
+
+int ASIGetStartPos(int id, int *x, int *y)
+{
+    int err;
+    ENTER();
+    cam_t *c = find_cam(id, 1, &err);
+    if (!c)
+        LEAVE(err);
+    if (x)
+        *x = c->start_x;
+    if (y)
+        *y = c->start_y;
+    LEAVE(DBL_OK);
+}
+
+int ASIGetDroppedFrames(int id, int *dropped)
+{
+    int err;
+    ENTER();
+    cam_t *c = find_cam(id, 1, &err);
+    if (!c)
+        LEAVE(err);
+    if (dropped)
+        *dropped = 0;
+    LEAVE(DBL_OK);
+}
+
+int ASIEnableDarkSubtract(int id, char *bmp_path)
+{
+    int err;
+    ENTER();
+    cam_t *c = find_cam(id, 1, &err);
+    if (!c)
+        LEAVE(err);
+    if (!bmp_path || access(bmp_path, R_OK) != 0)
+        LEAVE(DBL_ERR_INVALID_PATH);
+    LEAVE(DBL_ERR_INVALID_FILEFORMAT); /* the double never accepts a dark file */
+}
+
+int ASIDisableDarkSubtract(int id)
+{
+    int err;
+    ENTER();
+    cam_t *c = find_cam(id, 1, &err);
+    LEAVE(c ? DBL_OK : err);
+}
+
+int ASIStartVideoCapture(int id)
+{
+    int err;
+    ENTER();
+    cam_t *c = find_cam(id, 1, &err);
+    if (!c)
+        LEAVE(err);
+    if (c->status == DBL_EXP_WORKING)
+        LEAVE(DBL_ERR_EXPOSURE_IN_PROGRESS);
+    c->video = 1;
+    LEAVE(DBL_OK);
+}
+
+int ASIStopVideoCapture(int id)
+{
+    int err;
+    ENTER();
+    cam_t *c = find_cam(id, 1, &err);
+    if (!c)
+        LEAVE(err);
+    c->video = 0;
+    LEAVE(DBL_OK);
+}
+
+int ASIGetVideoData(int id, unsigned char *buffer, long size, int wait_ms)
+{
+    int err;
+    ENTER();
+    cam_t *c = find_cam(id, 1, &err);
+    if (!c)
+        LEAVE(err);
+    if (!c->video)
+        LEAVE(DBL_ERR_INVALID_SEQUENCE);
+    size_t need = frame_bytes(c->roi_w, c->roi_h, c->roi_type);
+    if (!buffer || size < 0 || (size_t)size < need)
+        LEAVE(DBL_ERR_BUFFER_TOO_SMALL);
+    double real_exp = (double)c->ctl[DBL_CTL_EXPOSURE] * 1e-6 / g_run.time_scale;
+    if (wait_ms >= 0 && wait_ms * 1e-3 < real_exp) {
+        c = hang_unlocked(wait_ms * 1e-3, id, &err);
+        LEAVE(c ? DBL_ERR_TIMEOUT : err);
+    }
+    c = hang_unlocked(real_exp, id, &err);
+    if (!c)
+        LEAVE(err);
+    if (!c->video)
+        LEAVE(DBL_ERR_INVALID_SEQUENCE);
+    snapshot_exposure(c, 0, sim_now() - (double)c->ctl[DBL_CTL_EXPOSURE] * 1e-6);
+    uint16_t *img = render_frame(c);
+    if (!img)
+        LEAVE(DBL_ERR_GENERAL_ERROR);
+    copy_out(img, c->exp_type, (size_t)c->exp_w * (size_t)c->exp_h, buffer);
+    free(img);
+    LEAVE(DBL_OK);
+}
+
+int ASIPulseGuideOn(int id, int direction)
+{
+    int err;
+    (void)direction;
+    ENTER();
+    cam_t *c = find_cam(id, 1, &err);
+    LEAVE(c ? DBL_OK : err);
+}
+
+int ASIPulseGuideOff(int id, int direction)
+{
+    int err;
+    (void)direction;
+    ENTER();
+    cam_t *c = find_cam(id, 1, &err);
+    LEAVE(c ? DBL_OK : err);
+}
+
+int ASIStartExposure(int id, int is_dark)
+{
+    int err;
+    ENTER();
+    cam_t *c = find_cam(id, 1, &err);
+    if (!c)
+        LEAVE(err);
+    if (c->video)
+        LEAVE(DBL_ERR_VIDEO_MODE_ACTIVE);
+    if (c->status == DBL_EXP_WORKING)
+        LEAVE(DBL_ERR_EXPOSURE_IN_PROGRESS);
+    drop_exposure(c);
+    c->n_exposures++;
+    snapshot_exposure(c, is_dark, sim_now());
+    c->exp_fail = c->fail_every > 0 && c->n_exposures % c->fail_every == 0;
+    c->exp_stall = c->stall_next;
+    c->stall_next = 0;
+    c->status = DBL_EXP_WORKING;
+    LEAVE(DBL_OK);
+}
+
+int ASIStopExposure(int id)
+{
+    int err;
+    ENTER();
+    cam_t *c = find_cam(id, 1, &err);
+    if (!c)
+        LEAVE(err);
+    double hang = c->hang_stop_s;
+    if (hang > 0.0) {
+        c->hang_stop_s = 0.0;
+        c->n_hangs++;
+        c = hang_unlocked(hang, id, &err);
+        if (!c)
+            LEAVE(err);
+    }
+    if (c->status == DBL_EXP_WORKING) {
+        c->status = DBL_EXP_FAILED;
+        c->n_stopped++;
+    } else if (c->status == DBL_EXP_SUCCESS) {
+        drop_exposure(c);
+    }
+    LEAVE(DBL_OK);
+}
+
+int ASIGetExpStatus(int id, int *status)
+{
+    int err;
+    ENTER();
+    cam_t *c = find_cam(id, 1, &err);
+    if (!c)
+        LEAVE(err);
+    double hang = c->hang_status_s;
+    if (hang > 0.0) {
+        c->hang_status_s = 0.0;
+        c->n_hangs++;
+        c = hang_unlocked(hang, id, &err);
+        if (!c)
+            LEAVE(err);
+    }
+    update_exposure(c);
+    if (status)
+        *status = c->status;
+    LEAVE(DBL_OK);
+}
+
+int ASIGetDataAfterExp(int id, unsigned char *buffer, long size)
+{
+    int err;
+    ENTER();
+    cam_t *c = find_cam(id, 1, &err);
+    if (!c)
+        LEAVE(err);
+    update_exposure(c);
+    if (c->status != DBL_EXP_SUCCESS || !c->frame)
+        LEAVE(DBL_ERR_TIMEOUT);
+    size_t npix = (size_t)c->exp_w * (size_t)c->exp_h;
+    if (!buffer || size < 0 || (size_t)size < frame_bytes(c->exp_w, c->exp_h, c->exp_type))
+        LEAVE(DBL_ERR_BUFFER_TOO_SMALL);
+    /* Take the frame out of the camera first: a download that hangs must not see a later one. */
+    uint16_t *img = c->frame;
+    int type = c->exp_type;
+    c->frame = NULL;
+    c->status = DBL_EXP_IDLE;
+    double hang = c->hang_data_s;
+    if (hang > 0.0) {
+        c->hang_data_s = 0.0;
+        c->n_hangs++;
+        c = hang_unlocked(hang, id, &err);
+        if (!c) {
+            free(img);
+            LEAVE(err);
+        }
+    }
+    copy_out(img, type, npix, buffer);
+    free(img);
+    c->n_downloads++;
+    LEAVE(DBL_OK);
+}
+
+int ASIGetID(int id, dbl_id8_t *out)
+{
+    int err;
+    ENTER();
+    cam_t *c = find_cam(id, 1, &err);
+    if (!c)
+        LEAVE(err);
+    if (out)
+        memcpy(out->bytes, c->asi_id, 8);
+    LEAVE(DBL_OK);
+}
+
+int ASISetID(int id, dbl_id8_t value)
+{
+    int err;
+    ENTER();
+    cam_t *c = find_cam(id, 1, &err);
+    if (!c)
+        LEAVE(err);
+    memcpy(c->asi_id, value.bytes, 8);
+    LEAVE(DBL_OK);
+}
+
+int ASIGetSerialNumber(int id, dbl_id8_t *out)
+{
+    int err;
+    ENTER();
+    cam_t *c = find_cam(id, 1, &err);
+    if (!c)
+        LEAVE(err);
+    if (out)
+        memcpy(out->bytes, c->serial, 8);
+    LEAVE(DBL_OK);
+}
+
+int ASIGetGainOffset(int id, int *offset_highest_dr, int *offset_unity_gain, int *gain_lowest_rn,
+                     int *offset_lowest_rn)
+{
+    int err;
+    ENTER();
+    cam_t *c = find_cam(id, 1, &err);
+    if (!c)
+        LEAVE(err);
+    if (offset_highest_dr)
+        *offset_highest_dr = 10;
+    if (offset_unity_gain)
+        *offset_unity_gain = 30;
+    if (gain_lowest_rn)
+        *gain_lowest_rn = c->cfg.unity_gain * 2;
+    if (offset_lowest_rn)
+        *offset_lowest_rn = 50;
+    LEAVE(DBL_OK);
+}
+
+int ASIGetLMHGainOffset(int id, int *low_gain, int *mid_gain, int *high_gain, int *high_offset)
+{
+    int err;
+    ENTER();
+    cam_t *c = find_cam(id, 1, &err);
+    if (!c)
+        LEAVE(err);
+    if (low_gain)
+        *low_gain = 0;
+    if (mid_gain)
+        *mid_gain = c->cfg.unity_gain;
+    if (high_gain)
+        *high_gain = c->cfg.unity_gain * 2;
+    if (high_offset)
+        *high_offset = 50;
+    LEAVE(DBL_OK);
+}
+
+char *ASIGetSDKVersion(void)
+{
+    ENTER();
+    LEAVE(g_version);
+}
+
+int ASIGetCameraSupportMode(int id, dbl_modes_t *modes)
+{
+    int err;
+    ENTER();
+    cam_t *c = find_cam(id, 1, &err);
+    if (!c)
+        LEAVE(err);
+    if (modes) {
+        for (int i = 0; i < 16; i++)
+            modes->modes[i] = DBL_MODE_END;
+        modes->modes[0] = DBL_MODE_NORMAL;
+    }
+    LEAVE(DBL_OK);
+}
+
+int ASIGetCameraMode(int id, int *mode)
+{
+    int err;
+    ENTER();
+    cam_t *c = find_cam(id, 1, &err);
+    if (!c)
+        LEAVE(err);
+    if (mode)
+        *mode = c->mode;
+    LEAVE(DBL_OK);
+}
+
+int ASISetCameraMode(int id, int mode)
+{
+    int err;
+    ENTER();
+    cam_t *c = find_cam(id, 1, &err);
+    if (!c)
+        LEAVE(err);
+    if (c->status == DBL_EXP_WORKING || c->video)
+        LEAVE(DBL_ERR_INVALID_SEQUENCE);
+    if (mode != DBL_MODE_NORMAL)
+        LEAVE(DBL_ERR_INVALID_MODE);
+    c->mode = mode;
+    LEAVE(DBL_OK);
+}
+
+int ASISendSoftTrigger(int id, int start)
+{
+    int err;
+    (void)start;
+    ENTER();
+    cam_t *c = find_cam(id, 1, &err);
+    LEAVE(c ? DBL_ERR_INVALID_MODE : err);
+}
+
+int ASISetTriggerOutputIOConf(int id, int pin, int pin_high, long delay_us, long duration_us)
+{
+    int err;
+    ENTER();
+    cam_t *c = find_cam(id, 1, &err);
+    if (!c)
+        LEAVE(err);
+    if (pin < 0 || pin > 1 || delay_us < 0 || delay_us > 2000000000L || duration_us > 2000000000L)
+        LEAVE(DBL_ERR_GENERAL_ERROR);
+    c->trig_high[pin] = pin_high ? 1 : 0;
+    c->trig_delay[pin] = delay_us;
+    c->trig_duration[pin] = duration_us;
+    LEAVE(DBL_OK);
+}
+
+int ASIGetTriggerOutputIOConf(int id, int pin, int *pin_high, long *delay_us, long *duration_us)
+{
+    int err;
+    ENTER();
+    cam_t *c = find_cam(id, 1, &err);
+    if (!c)
+        LEAVE(err);
+    if (pin < 0 || pin > 1)
+        LEAVE(DBL_ERR_GENERAL_ERROR);
+    if (pin_high)
+        *pin_high = c->trig_high[pin];
+    if (delay_us)
+        *delay_us = c->trig_delay[pin];
+    if (duration_us)
+        *duration_us = c->trig_duration[pin];
+    LEAVE(DBL_OK);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* double-only control surface                                                                 */
+
+typedef struct {
+    char key[32];
+    char value[96];
+} token_t;
+
+static char *trim(char *s)
+{
+    while (isspace((unsigned char)*s))
+        s++;
+    size_t n = strlen(s);
+    while (n > 0 && isspace((unsigned char)s[n - 1]))
+        s[--n] = '\0';
+    return s;
+}
+
+static int tokenize(const char *text, token_t *tokens, int max)
+{
+    int n = 0;
+    const char *p = text;
+    while (*p) {
+        size_t len = strcspn(p, ";\n");
+        char item[160];
+        if (len >= sizeof(item)) {
+            snprintf(g_error, sizeof(g_error), "item too long near '%.20s'", p);
+            return -1;
+        }
+        memcpy(item, p, len);
+        item[len] = '\0';
+        p += len;
+        if (*p)
+            p++;
+        char *t = trim(item);
+        if (!*t)
+            continue;
+        if (n >= max) {
+            snprintf(g_error, sizeof(g_error), "too many items");
+            return -1;
+        }
+        char *eq = strchr(t, '=');
+        const char *val = "1";
+        if (eq) {
+            *eq = '\0';
+            val = trim(eq + 1);
+        }
+        char *key = trim(t);
+        if (strlen(key) >= sizeof(tokens[n].key) || strlen(val) >= sizeof(tokens[n].value)) {
+            snprintf(g_error, sizeof(g_error), "key or value too long: '%.40s'", key);
+            return -1;
+        }
+        snprintf(tokens[n].key, sizeof(tokens[n].key), "%s", key);
+        snprintf(tokens[n].value, sizeof(tokens[n].value), "%s", val);
+        n++;
+    }
+    return n;
+}
+
+static int parse_double(const token_t *t, double lo, double hi, double *out)
+{
+    char *end;
+    errno = 0;
+    double v = strtod(t->value, &end);
+    if (errno || end == t->value || *end || !(v >= lo && v <= hi)) {
+        snprintf(g_error, sizeof(g_error), "%s=%s: expected a number in [%g, %g]", t->key,
+                 t->value, lo, hi);
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+static int parse_long(const token_t *t, long lo, long hi, long *out)
+{
+    char *end;
+    errno = 0;
+    long v = strtol(t->value, &end, 10);
+    if (errno || end == t->value || *end || v < lo || v > hi) {
+        snprintf(g_error, sizeof(g_error), "%s=%s: expected an integer in [%ld, %ld]", t->key,
+                 t->value, lo, hi);
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+static int parse_bytes8(const token_t *t, unsigned char out[8])
+{
+    size_t n = strlen(t->value);
+    memset(out, 0, 8);
+    if (n == 16) {
+        int ok = 1;
+        for (size_t i = 0; i < 16; i++)
+            ok &= isxdigit((unsigned char)t->value[i]) != 0;
+        if (ok) {
+            for (int i = 0; i < 8; i++) {
+                char pair[3] = {t->value[2 * i], t->value[2 * i + 1], '\0'};
+                out[i] = (unsigned char)strtoul(pair, NULL, 16);
+            }
+            return 0;
+        }
+    }
+    if (n > 8) {
+        snprintf(g_error, sizeof(g_error), "%s=%s: at most 8 characters (or 16 hex digits)",
+                 t->key, t->value);
+        return -1;
+    }
+    memcpy(out, t->value, n);
+    return 0;
+}
+
+#define DKEY(name, field, lo, hi)                                                                 \
+    if (strcmp(k, name) == 0) {                                                                   \
+        if (parse_double(t, lo, hi, &dv))                                                         \
+            return -1;                                                                            \
+        b->field = dv;                                                                            \
+        return 1;                                                                                 \
+    }
+#define LKEY(name, field, lo, hi)                                                                 \
+    if (strcmp(k, name) == 0) {                                                                   \
+        if (parse_long(t, lo, hi, &lv))                                                           \
+            return -1;                                                                            \
+        b->field = lv;                                                                            \
+        return 1;                                                                                 \
+    }
+
+/* Keys that define the cameras. Returns 1 if handled, 0 if not a build key, -1 on error. */
+static int apply_build_key(const token_t *t, build_cfg_t *b)
+{
+    const char *k = t->key;
+    double dv;
+    long lv;
+    if (strcmp(k, "model") == 0) {
+        snprintf(b->model, sizeof(b->model), "%.63s", t->value);
+        return 1;
+    }
+    if (strcmp(k, "serial") == 0)
+        return parse_bytes8(t, b->serial) ? -1 : 1;
+    if (strcmp(k, "bins") == 0) {
+        int bins[16] = {0}, n = 0;
+        const char *p = t->value;
+        while (*p && n < 15) {
+            char *end;
+            long v = strtol(p, &end, 10);
+            if (end == p || v < 1 || v > 8) {
+                snprintf(g_error, sizeof(g_error), "bins=%s: expected e.g. 1,2,4", t->value);
+                return -1;
+            }
+            bins[n++] = (int)v;
+            p = end;
+            while (*p == ',' || isspace((unsigned char)*p))
+                p++;
+        }
+        if (n == 0 || bins[0] != 1) {
+            snprintf(g_error, sizeof(g_error), "bins=%s: must start with 1", t->value);
+            return -1;
+        }
+        memcpy(b->bins, bins, sizeof(bins));
+        return 1;
+    }
+    LKEY("cameras", cameras, 0, MAX_CAMS)
+    LKEY("width", width, 16, 20000)
+    LKEY("height", height, 16, 20000)
+    LKEY("bit_depth", bit_depth, 8, 16)
+    DKEY("pixel_um", pixel_um, 0.5, 30.0)
+    LKEY("unity_gain", unity_gain, 1, 1000)
+    LKEY("gain_max", gain_max, 0, 1000)
+    LKEY("offset_max", offset_max, 0, 1000)
+    DKEY("full_well", full_well_e, 100.0, 1e7)
+    DKEY("rn_low", rn_low_e, 0.0, 100.0)
+    DKEY("rn_high", rn_high_e, 0.0, 100.0)
+    DKEY("dark0", dark0_e_s, 0.0, 1e4)
+    DKEY("dark_doubling", dark_doubling_c, 1.0, 50.0)
+    DKEY("dark_spread", dark_spread, 0.0, 3.0)
+    DKEY("hot_fraction", hot_fraction, 0.0, 0.1)
+    DKEY("hot_min", hot_min, 1.0, 1e6)
+    DKEY("hot_max", hot_max, 1.0, 1e6)
+    DKEY("dead_fraction", dead_fraction, 0.0, 0.1)
+    DKEY("cold_fraction", cold_fraction, 0.0, 0.1)
+    DKEY("prnu", prnu, 0.0, 0.5)
+    DKEY("glow", glow_e_s, 0.0, 1e4)
+    DKEY("glow_length", glow_length_frac, 0.0, 1.0)
+    DKEY("column_sigma", column_sigma_adu, 0.0, 1000.0)
+    DKEY("pedestal_per_offset", pedestal_per_offset, 0.0, 1000.0)
+    DKEY("cosmic_rate", cosmic_per_cm2_min, 0.0, 1e4)
+    DKEY("readout_s", readout_s, 0.0, 100.0)
+    LKEY("min_exposure_us", min_exposure_us, 1, 1000000000L)
+    LKEY("max_exposure_us", max_exposure_us, 1, 4000000000L)
+    LKEY("cooled", cooled, 0, 1)
+    LKEY("usb3", usb3, 0, 1)
+    DKEY("tau_s", tau_s, 0.01, 1e5)
+    DKEY("max_delta_c", max_delta_c, 1.0, 100.0)
+    DKEY("proportional_c", proportional_c, 0.01, 100.0)
+    if (strcmp(k, "seed") == 0) {
+        if (parse_long(t, 0, 2147483647L, &lv))
+            return -1;
+        b->seed = (uint64_t)lv;
+        return 1;
+    }
+    return 0;
+}
+
+/* Runtime keys. Returns 1 if handled, 0 if not, -1 on error. */
+static int apply_run_key(const token_t *t)
+{
+    const char *k = t->key;
+    double dv;
+    if (strcmp(k, "time_scale") == 0) {
+        if (parse_double(t, 1e-3, 1e7, &dv))
+            return -1;
+        double now = sim_now();
+        g_real0 = real_now();
+        g_sim0 = now;
+        g_run.time_scale = dv;
+        return 1;
+    }
+    if (strcmp(k, "ambient_c") == 0) {
+        if (parse_double(t, -60.0, 60.0, &dv))
+            return -1;
+        for (int i = 0; i < MAX_CAMS; i++)
+            if (g_cams[i].used)
+                cooler_anchor(&g_cams[i]);
+        g_run.ambient_c = dv;
+        return 1;
+    }
+    if (strcmp(k, "panel_flux") == 0) {
+        if (parse_double(t, 0.0, 1e9, &dv))
+            return -1;
+        g_run.panel_flux = dv;
+        return 1;
+    }
+    if (strcmp(k, "vignetting") == 0) {
+        if (parse_double(t, 0.0, 0.99, &dv))
+            return -1;
+        g_run.vignetting = dv;
+        return 1;
+    }
+    return 0;
+}
+
+/* Per-camera keys for slot *target. Returns 1 if handled, 0 if not, -1 on error. */
+static int apply_cam_key(const token_t *t, int *target)
+{
+    const char *k = t->key;
+    double dv;
+    long lv;
+    if (strcmp(k, "target") == 0) {
+        if (parse_long(t, 0, MAX_CAMS - 1, &lv))
+            return -1;
+        *target = (int)lv;
+        return 1;
+    }
+    cam_t *c = &g_cams[*target];
+    int known = !strcmp(k, "fail_every") || !strcmp(k, "remove_after") || !strcmp(k, "remove") ||
+                !strcmp(k, "reattach") || !strcmp(k, "hang_stop_s") || !strcmp(k, "hang_data_s") ||
+                !strcmp(k, "hang_status_s") || !strcmp(k, "stall_next") || !strcmp(k, "asi_id");
+    if (!known)
+        return 0;
+    if (!c->used) {
+        snprintf(g_error, sizeof(g_error), "%.31s: no camera in slot %d", k, *target);
+        return -1;
+    }
+    if (!strcmp(k, "fail_every") || !strcmp(k, "remove_after") || !strcmp(k, "stall_next") ||
+        !strcmp(k, "remove") || !strcmp(k, "reattach")) {
+        if (parse_long(t, 0, 1000000000L, &lv))
+            return -1;
+        if (!strcmp(k, "fail_every"))
+            c->fail_every = lv;
+        else if (!strcmp(k, "remove_after"))
+            c->remove_after = lv;
+        else if (!strcmp(k, "stall_next"))
+            c->stall_next = lv != 0;
+        else if (!strcmp(k, "remove") && lv)
+            do_remove(c);
+        else if (!strcmp(k, "reattach") && lv)
+            do_reattach(c);
+        return 1;
+    }
+    if (!strcmp(k, "asi_id"))
+        return parse_bytes8(t, c->asi_id) ? -1 : 1;
+    if (parse_double(t, 0.0, 86400.0, &dv))
+        return -1;
+    if (!strcmp(k, "hang_stop_s"))
+        c->hang_stop_s = dv;
+    else if (!strcmp(k, "hang_data_s"))
+        c->hang_data_s = dv;
+    else
+        c->hang_status_s = dv;
+    return 1;
+}
+
+int ASIDoubleConfigure(const char *text)
+{
+    pthread_once(&g_once, init_once);
+    pthread_mutex_lock(&g_lock);
+    int rc = configure_locked(text);
+    pthread_mutex_unlock(&g_lock);
+    return rc;
+}
+
+/* Caller holds the lock (or runs inside init_once, before any other thread can get in). */
+static int configure_locked(const char *text)
+{
+    static token_t tokens[MAX_TOKENS];
+    g_error[0] = '\0';
+    int n = text ? tokenize(text, tokens, MAX_TOKENS) : 0;
+    int rc = n < 0 ? -1 : 0, rebuild_needed = 0, target = 0;
+    /* Pass 1: reset, camera definition, run-time settings. */
+    for (int i = 0; rc == 0 && i < n; i++) {
+        if (strcmp(tokens[i].key, "reset") == 0) {
+            default_build(&g_build);
+            default_run(&g_run);
+            g_real0 = real_now();
+            g_sim0 = 0.0;
+            rebuild_needed = 1;
+            continue;
+        }
+        int r = apply_build_key(&tokens[i], &g_build);
+        if (r == 1)
+            rebuild_needed = 1;
+        if (r == 0)
+            r = apply_run_key(&tokens[i]);
+        if (r < 0)
+            rc = -1;
+    }
+    if (rc == 0 && rebuild_needed) {
+        if (g_build.bit_depth < 8 || g_build.unity_gain > g_build.gain_max + 1000) {
+            snprintf(g_error, sizeof(g_error), "inconsistent camera definition");
+            rc = -1;
+        } else if (rebuild() != 0) {
+            rc = -1;
+        }
+    }
+    /* Pass 2: per-camera faults and actions, in order. */
+    for (int i = 0; rc == 0 && i < n; i++) {
+        const token_t *t = &tokens[i];
+        if (strcmp(t->key, "reset") == 0)
+            continue;
+        build_cfg_t scratch = g_build;
+        int r = apply_build_key(t, &scratch);
+        if (r == 0)
+            r = strcmp(t->key, "time_scale") && strcmp(t->key, "ambient_c") &&
+                        strcmp(t->key, "panel_flux") && strcmp(t->key, "vignetting")
+                    ? 0
+                    : 1;
+        if (r == 0)
+            r = apply_cam_key(t, &target);
+        if (r == 0) {
+            snprintf(g_error, sizeof(g_error), "unknown key '%.31s'", t->key);
+            rc = -1;
+        }
+        if (r < 0)
+            rc = -1;
+    }
+    return rc;
+}
+
+const char *ASIDoubleLastError(void)
+{
+    return g_error;
+}
+
+long ASIDoubleStat(const char *name, int slot)
+{
+    pthread_once(&g_once, init_once);
+    pthread_mutex_lock(&g_lock);
+    long v = -1;
+    if (!name) {
+    } else if (!strcmp(name, "calls")) {
+        v = g_calls;
+    } else if (!strcmp(name, "generation")) {
+        v = (long)g_generation;
+    } else if (!strcmp(name, "hangs_active")) {
+        v = g_hangs_active;
+    } else if (!strcmp(name, "cameras_present")) {
+        v = 0;
+        for (int i = 0; i < MAX_CAMS; i++)
+            v += g_cams[i].used && g_cams[i].present;
+    } else if (slot >= 0 && slot < MAX_CAMS && g_cams[slot].used) {
+        cam_t *c = &g_cams[slot];
+        if (!strcmp(name, "present"))
+            v = c->present;
+        else if (!strcmp(name, "open"))
+            v = c->open;
+        else if (!strcmp(name, "id"))
+            v = c->id;
+        else if (!strcmp(name, "status"))
+            v = c->status;
+        else if (!strcmp(name, "exposures"))
+            v = c->n_exposures;
+        else if (!strcmp(name, "failed"))
+            v = c->n_failed;
+        else if (!strcmp(name, "stopped"))
+            v = c->n_stopped;
+        else if (!strcmp(name, "downloads"))
+            v = c->n_downloads;
+        else if (!strcmp(name, "removed"))
+            v = c->n_removed;
+        else if (!strcmp(name, "hangs"))
+            v = c->n_hangs;
+        else if (!strcmp(name, "opens"))
+            v = c->n_opens;
+        else if (!strcmp(name, "cooler_on"))
+            v = c->ctl[DBL_CTL_COOLER_ON];
+        else if (!strcmp(name, "temperature_x10"))
+            v = lround(10.0 * cam_temperature(c, sim_now()));
+    }
+    pthread_mutex_unlock(&g_lock);
+    return v;
+}
+
+int ASIDoubleSizeof(const char *name)
+{
+    if (!name)
+        return -1;
+    if (!strcmp(name, "camera_info"))
+        return (int)sizeof(dbl_camera_info_t);
+    if (!strcmp(name, "control_caps"))
+        return (int)sizeof(dbl_control_caps_t);
+    if (!strcmp(name, "id"))
+        return (int)sizeof(dbl_id8_t);
+    if (!strcmp(name, "modes"))
+        return (int)sizeof(dbl_modes_t);
+    if (!strcmp(name, "long"))
+        return (int)sizeof(long);
+    return -1;
+}
