@@ -38,6 +38,8 @@ class _CameraCommon(_Strict):
     unity_gain: int | None = Field(None, ge=0)  # overrides what the camera/model table says
     offset: int | None = Field(None, ge=0)  # default offset for plans that give none
     ambient_c: float | None = Field(None, ge=-50, le=60)  # for the set-point reachability check
+    filter_wheel: str | None = None  # name under filter_wheels
+    flat_panel: str | None = None  # name under flat_panels
 
 
 class SimulatorCamera(_CameraCommon):
@@ -74,6 +76,67 @@ class ZwoCamera(_CameraCommon):
     high_speed: StrictBool | None = None
 
 
+class SimulatorWheel(_Strict):
+    driver: Literal["simulator"]
+    filters: list[Annotated[str, Field(min_length=1, max_length=32)]] = Field(
+        default_factory=lambda: ["L", "R", "G", "B", "Ha", "OIII", "SII"], min_length=1)
+    seconds_per_slot: float = Field(1.0, ge=0, le=60)
+
+
+class IndiWheel(_Strict):
+    driver: Literal["indi"]
+    host: str = "localhost"
+    port: int = Field(7624, ge=1, le=65535)
+    socket_path: str | None = None
+    device: str = Field(min_length=1)
+
+
+class AlpacaWheel(_Strict):
+    driver: Literal["alpaca"]
+    host: str = "127.0.0.1"
+    port: int = Field(11111, ge=1, le=65535)
+    device_number: int = Field(0, ge=0)
+    timeout_s: float = Field(5.0, gt=0, le=120)
+
+
+class SimulatorPanel(_Strict):
+    driver: Literal["simulator"]
+    max_brightness: int = Field(1023, ge=1, le=65535)
+    cover: StrictBool = True  # a flip-flat: closed = panel in the beam, open = sky
+    flux_e_per_s_max: float = Field(100_000.0, gt=0)  # per pixel at full brightness, clear filter
+    drift_pct_per_min: float = Field(0.0, ge=0, le=100)  # output fading while lit (fault model)
+
+
+class IndiPanel(_Strict):
+    driver: Literal["indi"]
+    host: str = "localhost"
+    port: int = Field(7624, ge=1, le=65535)
+    socket_path: str | None = None
+    device: str = Field(min_length=1)
+    dust_cap_device: str | None = None
+
+
+class AlpacaPanel(_Strict):
+    driver: Literal["alpaca"]
+    host: str = "127.0.0.1"
+    port: int = Field(11111, ge=1, le=65535)
+    device_number: int = Field(0, ge=0)
+    timeout_s: float = Field(5.0, gt=0, le=120)
+
+
+WheelConfig = Annotated[SimulatorWheel | IndiWheel | AlpacaWheel, Field(discriminator="driver")]
+PanelConfig = Annotated[SimulatorPanel | IndiPanel | AlpacaPanel, Field(discriminator="driver")]
+
+
+class SiteConfig(_Strict):
+    latitude_deg: float = Field(ge=-90, le=90)
+    longitude_deg: float = Field(ge=-180, le=180)  # east positive
+    elevation_m: float = Field(0.0, ge=-500, le=9000)
+
+
+DEFAULT_SITE = {"latitude_deg": 45.0, "longitude_deg": 7.0, "elevation_m": 400.0}
+DeviceName = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
+
 CameraConfig = Annotated[
     SimulatorCamera | IndiCamera | AlpacaCamera | ZwoCamera, Field(discriminator="driver")
 ]
@@ -97,9 +160,26 @@ class Config(_Strict):
 
     library: LibraryConfig = LibraryConfig()
     clock: ClockConfig = ClockConfig()
-    cameras: dict[
-        Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")], CameraConfig
-    ] = Field(min_length=1)
+    site: SiteConfig | None = None
+    cameras: dict[DeviceName, CameraConfig] = Field(min_length=1)
+    filter_wheels: dict[DeviceName, WheelConfig] = Field(default_factory=dict)
+    flat_panels: dict[DeviceName, PanelConfig] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _references(self) -> Config:
+        for name, cam in self.cameras.items():
+            for ref, pool, what in ((cam.filter_wheel, self.filter_wheels, "filter_wheels"),
+                                    (cam.flat_panel, self.flat_panels, "flat_panels")):
+                if ref is None:
+                    continue
+                if ref not in pool:
+                    raise ValueError(f"camera {name!r} uses {ref!r}, which is not under {what}")
+                simulated = cam.driver == "simulator"
+                if (pool[ref].driver == "simulator") != simulated:
+                    raise ValueError(
+                        f"camera {name!r} and {what}.{ref} must both be simulated or both real "
+                        "(a simulated panel or wheel lights only the simulated sensor)")
+        return self
 
     @model_validator(mode="after")
     def _simulated_clock_needs_simulators(self) -> Config:
@@ -114,11 +194,16 @@ class Config(_Strict):
 
 
 def default_config() -> Config:
-    """The built-in simulator ('simulator', small profile) on a fast simulated clock."""
+    """The built-in simulator ('simulator', small profile, a seven-filter wheel and a flip-flat
+    panel, at 45° N 7° E) on a fast simulated clock."""
     return Config.model_validate(
         {
             "clock": {"kind": "simulated", "scale": DEFAULT_SIM_SCALE},
-            "cameras": {"simulator": {"driver": "simulator", "profile": "small", "offset": 50}},
+            "site": DEFAULT_SITE,
+            "cameras": {"simulator": {"driver": "simulator", "profile": "small", "offset": 50,
+                                      "filter_wheel": "wheel", "flat_panel": "panel"}},
+            "filter_wheels": {"wheel": {"driver": "simulator"}},
+            "flat_panels": {"panel": {"driver": "simulator"}},
         }
     )
 

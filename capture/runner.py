@@ -12,8 +12,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from capture.config import CameraConfig, Config, pick_camera
-from capture.devices import make_camera, make_clock
+from capture.devices import Setup, make_clock, make_setup
 from capture.errors import ConfigError, PlanError
+from capture.flats.devices import check_flat_devices
+from capture.flats.runner import FlatRunner
 from capture.library.library import Library
 from capture.plans.load import load_plan, plan_digest
 from capture.plans.resolve import CameraContext, ResolvedPlan, resolve
@@ -26,21 +28,25 @@ from drivers.errors import DeviceError, NotSupported
 
 log = logging.getLogger(__name__)
 
-CAPTURABLE_KINDS = {"bias", "dark"}
-
-
 @dataclass
 class Prepared:
     """A plan resolved against a connected camera, ready to run or to report on."""
 
     plan: ResolvedPlan
     located: Located
-    camera: Camera
-    camera_name: str
+    setup: Setup
     camera_config: CameraConfig
     clock: Clock
     ambient_c: float | None
     sensor_c: float | None  # the sensor's temperature now (for estimates)
+
+    @property
+    def camera(self) -> Camera:
+        return self.setup.camera
+
+    @property
+    def camera_name(self) -> str:
+        return self.setup.name
 
 
 @dataclass
@@ -66,8 +72,9 @@ def prepare(plan_path: Path, config: Config, config_located: Located | None,
         raise
     cam_cfg = config.cameras[name]
     clock = make_clock(config.clock)
-    camera = make_camera(name, cam_cfg, clock)
-    camera.connect()
+    setup = make_setup(name, config, clock)
+    setup.connect()
+    camera = setup.camera
     ambient = cam_cfg.ambient_c
     sensor = None
     try:
@@ -80,20 +87,8 @@ def prepare(plan_path: Path, config: Config, config_located: Located | None,
     ctx = CameraContext(info=camera.info, unity_gain=cam_cfg.unity_gain,
                         default_offset=cam_cfg.offset, ambient_c=ambient)
     resolved = resolve(plan, located, ctx)
-    return Prepared(resolved, located, camera, name, cam_cfg, clock, ambient, sensor)
-
-
-def refuse_uncapturable(prepared: Prepared) -> None:
-    """Raise PlanError for sets this version cannot capture yet (flats, dark flats)."""
-    problems = []
-    for i, s in enumerate(prepared.plan.plan.sets):
-        if s.kind not in CAPTURABLE_KINDS:
-            problems.append(prepared.located.problem(
-                ("sets", i, "kind"),
-                f"{s.kind} capture is not available in this version of calibd yet: "
-                "bias and dark sets only (plan check accepts the set)"))
-    if problems:
-        raise PlanError(problems)
+    check_flat_devices(resolved, located, setup)
+    return Prepared(resolved, located, setup, cam_cfg, clock, ambient, sensor)
 
 
 def run_prepared(
@@ -109,7 +104,6 @@ def run_prepared(
 
     Raises RunPaused, CoolingTimeout, LibraryError, DeviceError.
     """
-    refuse_uncapturable(prepared)
     plan = prepared.plan
     stop = stop or threading.Event()
     with Library.open(library_root, camera=prepared.camera_name) as library:
@@ -133,6 +127,8 @@ def run_prepared(
                                   clock=prepared.clock, library=library, plan=plan, run=handle,
                                   stop=stop, reporter=reporter, options=options,
                                   ambient_c=prepared.ambient_c)
+            if any(c.kind == "flat" for c in plan.cells):
+                sequencer.flats = FlatRunner(sequencer, prepared.setup)
             result = sequencer.run()
         finally:
             watcher.set()

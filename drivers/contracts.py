@@ -47,6 +47,7 @@ class CameraInfo:
     unity_gain: int | None = None  # gain where 1 e- = 1 ADU (native), where the driver knows it
     gain_names: tuple[str, ...] = ()  # non-empty when the device takes gain as an index into names
     readout_s: float = 1.0  # typical full-frame read-out plus download time, for planning
+    full_well_e: float | None = None  # pixel capacity in electrons, where known
     cooler_max_delta_c: float | None = None  # how far below ambient the cooler can pull
     min_setpoint_c: float | None = None  # absolute lower limit of the set-point
     max_setpoint_c: float | None = None

@@ -96,6 +96,7 @@ class SimulatedCamera:
             unity_gain=profile.unity_gain,
             readout_s=profile.readout_s,
             cooler_max_delta_c=profile.cooler_max_delta_c,
+            full_well_e=profile.full_well_e,
             min_setpoint_c=profile.min_setpoint_c,
             max_setpoint_c=profile.max_setpoint_c,
         )

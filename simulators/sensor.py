@@ -156,14 +156,17 @@ class SensorModel:
                 tmp *= self._binned_pattern(light.pattern, binning)
             buf += tmp
         self._cosmic_rays(buf, t, binning)
-        np.minimum(buf, np.float32(p.full_well_e), out=buf)
-        # Noise: Poisson on the signal (Gaussian approximation) plus read noise, in ADU16.
-        rn_adu = self.read_noise_e(gain, readout_mode) * k / binning
-        np.multiply(buf, np.float32(k * k / nb), out=tmp)
-        tmp += np.float32(rn_adu * rn_adu)
+        # Shot noise (Gaussian approximation of Poisson) in electrons, then the well clips:
+        # a full pixel has no shot noise left, only read noise.
+        np.maximum(buf, np.float32(0.0), out=buf)
+        np.multiply(buf, np.float32(1.0 / nb), out=tmp)
         np.sqrt(tmp, out=tmp)
         tmp *= self._normals(shape)
+        buf += tmp
+        np.minimum(buf, np.float32(p.full_well_e), out=buf)
+        rn_adu = self.read_noise_e(gain, readout_mode) * k / binning
         buf *= np.float32(k)
+        np.multiply(self._normals(shape), np.float32(rn_adu), out=tmp)
         buf += tmp
         buf += m.column + np.float32(self.pedestal_adu16(offset))
         step = self.adu_step
@@ -178,6 +181,8 @@ class SensorModel:
 
     # ----- internals -------------------------------------------------------------------------
     def _normals(self, shape: tuple[int, ...]) -> F32:
+        """Standard normal deviates, fresh per call (large frames: a window of a pre-drawn bank
+        at a random offset)."""
         n = int(np.prod(shape))
         if n <= _BANK_ABOVE_PIXELS:
             return self._rng.standard_normal(size=shape, dtype=np.float32)

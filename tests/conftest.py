@@ -41,11 +41,21 @@ def calibd_subprocess(*args: str | Path, timeout: float = 300,
 
 
 def write_config(path: Path, *, scale: float = 5000.0, profile: str = "small",
-                 camera: str = "sim", **camera_options: Any) -> Path:
-    """A configuration with one simulated camera on a simulated clock."""
+                 camera: str = "sim", flats: bool = False, start: str | None = None,
+                 panel: dict[str, Any] | None = None, **camera_options: Any) -> Path:
+    """A configuration with one simulated camera on a simulated clock; ``flats`` adds the
+    simulated seven-filter wheel, flip-flat panel and a site (45° N, 7° E)."""
     cam: dict[str, Any] = {"driver": "simulator", "profile": profile, "offset": 50}
     cam.update(camera_options)
-    data = {"clock": {"kind": "simulated", "scale": scale}, "cameras": {camera: cam}}
+    clock: dict[str, Any] = {"kind": "simulated", "scale": scale}
+    if start is not None:
+        clock["start"] = start
+    data: dict[str, Any] = {"clock": clock, "cameras": {camera: cam}}
+    if flats:
+        cam.update(filter_wheel="wheel", flat_panel="panel")
+        data["site"] = {"latitude_deg": 45.0, "longitude_deg": 7.0, "elevation_m": 400.0}
+        data["filter_wheels"] = {"wheel": {"driver": "simulator"}}
+        data["flat_panels"] = {"panel": {"driver": "simulator", **(panel or {})}}
     path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
     return path
 

@@ -311,8 +311,8 @@ def test_empty_and_non_mapping_files(capsys: pytest.CaptureFixture[str], tmp_pat
     assert missing.code == 2 and "cannot read" in missing.err
 
 
-def test_flat_sets_are_accepted_by_check_but_refused_by_run(
-        capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+def test_flat_sets_need_their_devices(capsys: pytest.CaptureFixture[str],
+                                      tmp_path: Path) -> None:
     plan = write_plan(tmp_path / "flats.yaml", textwrap.dedent("""
         defaults: {offset: 50}
         sets:
@@ -323,13 +323,20 @@ def test_flat_sets_are_accepted_by_check_but_refused_by_run(
             setpoints_c: [-10]
             count: 20
     """))
-    config = write_config(tmp_path / "c.yaml")
-    check = run_cli(capsys, "plan", "check", plan, "--config", config, "--json")
+    bare = write_config(tmp_path / "bare.yaml")  # no wheel, no panel, no site
+    res = run_cli(capsys, "run", plan, "--config", bare, "--library", tmp_path / "lib")
+    assert res.code == 2
+    assert f"{plan}:5: sets[0].source:" in res.err and "need a flat panel" in res.err
+    assert "sets[0].filters:" in res.err and "no filter wheel" in res.err
+    assert not (tmp_path / "lib").exists()
+    equipped = write_config(tmp_path / "equipped.yaml", flats=True)
+    check = run_cli(capsys, "plan", "check", plan, "--config", equipped, "--json")
     assert check.code == 0
     assert json.loads(check.out)["frames"] == 40
-    run = run_cli(capsys, "run", plan, "--config", config, "--library", tmp_path / "lib")
-    assert run.code == 2
-    assert "sets[0].kind" in run.err and "not available" in run.err
+    wrong = write_plan(tmp_path / "wrong.yaml", plan.read_text().replace("[L, R]", "[L, Hb]"))
+    res = run_cli(capsys, "plan", "check", wrong, "--config", equipped)
+    assert res.code == 2 and "sets[0].filters[1]:" in res.err and "no filter named 'Hb'" \
+        in res.err
 
 
 def test_plan_error_type_carries_all_problems(tmp_path: Path) -> None:

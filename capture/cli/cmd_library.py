@@ -89,7 +89,8 @@ def run_status(args: argparse.Namespace) -> int:
             print(f"  {run['reason']}")
         rows = []
         for c in run["cells"]:
-            exp = "" if c["kind"] == "bias" else f"{fmt_number(c['exposure_s'])} s"
+            exp = f"{fmt_number(c['exposure_s'])} s" if c["kind"] in ("dark", "darkflat") \
+                else "auto" if c["kind"] == "flat" else ""
             rows.append([c["kind"] + (f" {c['filter']}" if c["filter"] else ""), str(c["gain"]),
                          str(c["offset"]), str(c["binning"]), c["readout_mode"] or "",
                          f"{fmt_number(c['setpoint_c'])} °C", exp, str(c["planned"]),

@@ -63,6 +63,12 @@ CREATE TABLE IF NOT EXISTS frames(
     UNIQUE(run_id, cell_key, seq)
 );
 CREATE INDEX IF NOT EXISTS frames_cell ON frames(run_id, cell_key);
+CREATE TABLE IF NOT EXISTS flat_memory(
+    camera TEXT NOT NULL, filter TEXT NOT NULL, binning INTEGER NOT NULL, gain INTEGER NOT NULL,
+    "offset" INTEGER NOT NULL, readout_mode TEXT NOT NULL, mode TEXT NOT NULL,
+    fixed REAL NOT NULL, value REAL NOT NULL, level REAL NOT NULL, updated_utc TEXT NOT NULL,
+    PRIMARY KEY(camera, filter, binning, gain, "offset", readout_mode, mode, fixed)
+);
 CREATE TABLE IF NOT EXISTS events(
     id INTEGER PRIMARY KEY,
     run_id INTEGER,

@@ -12,7 +12,7 @@ from typing import Literal
 
 Kind = Literal["bias", "dark", "flat", "darkflat"]
 
-KIND_ORDER: dict[str, int] = {"bias": 0, "darkflat": 1, "dark": 2, "flat": 3}
+KIND_ORDER: dict[str, int] = {"bias": 0, "dark": 1, "flat": 2, "darkflat": 3}
 
 
 def fmt_number(value: float) -> str:
@@ -37,7 +37,8 @@ class Cell:
 
     @property
     def key(self) -> str:
-        """Stable identity, e.g. ``dark|g100|o50|b1|normal|-10C|300s``."""
+        """Stable identity, e.g. ``dark|g100|o50|b1|normal|-10C|300s``. Flats carry their filter
+        instead of an exposure (they find it at run time)."""
         parts = [
             self.kind,
             f"g{self.gain}",
@@ -46,7 +47,7 @@ class Cell:
             self.readout_mode,
             f"{fmt_number(self.setpoint_c)}C",
         ]
-        if self.kind != "bias":
+        if self.kind in ("dark", "darkflat"):
             parts.append(f"{fmt_number(self.exposure_s)}s")
         if self.filter is not None:
             parts.append(f"f:{self.filter}")
@@ -71,7 +72,7 @@ class Cell:
             else str(self.gain)
         text = (f"{self.kind} gain {gain} offset {self.offset} bin {self.binning} "
                 f"mode {self.readout_mode} at {fmt_number(self.setpoint_c)} °C")
-        if self.kind != "bias":
+        if self.kind in ("dark", "darkflat"):
             text += f", {fmt_number(self.exposure_s)} s"
         if self.filter:
             text += f", filter {self.filter}"
@@ -82,8 +83,8 @@ def run_order(cells: list[Cell]) -> list[Cell]:
     """The order the sequencer captures cells in.
 
     Warmest set-point first (the cooler pulls down in steps and never swings back and forth);
-    within a set-point bias first (the reference level for light-leak checks), then dark flats,
-    darks from short to long, flats last; gains, offsets, binnings and modes grouped so each
+    within a set-point bias first (the reference level for light-leak checks), darks from short
+    to long, then flats and their dark flats; gains, offsets, binnings and modes grouped so each
     setting changes as rarely as possible.
     """
     return sorted(

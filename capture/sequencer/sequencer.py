@@ -18,15 +18,15 @@ import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Literal, TypeVar
+from typing import Literal, Protocol, TypeVar
 
 from capture.errors import CoolingTimeout, LibraryError, RunPaused
 from capture.library.fitsio import FrameContext
 from capture.library.library import Library, RunHandle
 from capture.library.writer import FrameWriter, WriteJob
-from capture.plans.cells import Cell
+from capture.plans.cells import Cell, run_order
 from capture.plans.resolve import ResolvedPlan
-from capture.sequencer.checks import DarkReference, frame_stats, judge
+from capture.sequencer.checks import DarkReference, FrameStats, frame_stats, judge
 from capture.sequencer.cooling import CoolerController, SettleResult
 from capture.sequencer.status import Reporter, RunStatus, no_report
 from drivers.clock import Clock
@@ -45,6 +45,27 @@ class SequencerOptions:
     write_queue: int = 3
     fsync: bool = True
     min_free_mb: float = 512.0
+
+
+@dataclass(frozen=True)
+class Shot:
+    """One captured frame with its statistics and the cooler state just before it."""
+
+    frame: Frame
+    stats: FrameStats
+    cooler: CoolerState
+
+
+class FlatCapture(Protocol):
+    """What the sequencer needs from the flats runner (capture/flats)."""
+
+    def pending_dark_flats(self, cells: list[Cell]) -> list[Cell]:
+        """Dark-flat cells already decided in an earlier session and not yet complete."""
+        ...
+
+    def capture(self, cells: list[Cell]) -> None:
+        """Capture these flat cells (one set-point), then their dark flats."""
+        ...
 
 
 @dataclass
@@ -109,6 +130,10 @@ class Sequencer:
         self._result = RunResult(run.run_id, False, 0, 0)
         self._frame_overhead_s = self.info.readout_s
         self._status_lock = threading.Lock()
+        self._writer: FrameWriter | None = None
+        self.extra_cells: list[Cell] = []  # decided at run time (dark flats)
+        self.electrons_per_adu: dict[int, float] = {}  # per gain, as the camera reported
+        self.flats: FlatCapture | None = None  # set by the runner when flats are possible
         self._seed_bias_references()
 
     # ----- public ----------------------------------------------------------------------------
@@ -122,45 +147,56 @@ class Sequencer:
         run_id = self.run_handle.run_id
         writer = FrameWriter(index, queue_size=self.options.write_queue,
                              fsync=self.options.fsync, on_written=self._on_written)
+        self._writer = writer
         try:
             try:
                 pending = [c for c in self.plan.cells if self.done.get(c.key, 0) < c.count]
-                self._update(phase="starting", message=f"{len(pending)} cell(s) to capture")
+                if self.flats is not None:
+                    pending = run_order(pending + self.flats.pending_dark_flats(self.plan.cells))
+                self.update(phase="starting", message=f"{len(pending)} cell(s) to capture")
                 for setpoint, group in itertools.groupby(pending, key=lambda c: c.setpoint_c):
                     cells = list(group)
-                    settled = self._settle_for(setpoint, cells)
-                    if not settled:
+                    if not self._settle_for(setpoint, cells):
                         continue
+                    flat_cells = [c for c in cells if c.kind == "flat"]
                     for cell in cells:
-                        self._capture_cell(cell, writer)
+                        if cell.kind != "flat":
+                            self.capture_fixed(cell)
+                    if flat_cells:
+                        if self.flats is None:
+                            for cell in flat_cells:
+                                self.fail_cell(cell, "no flat-field devices configured")
+                        else:
+                            self.flats.capture(flat_cells)
                 writer.flush()
             finally:
+                self._writer = None
                 writer.close()
                 self._result.writer_busy_s = writer.busy_s
         except RunPaused as err:
             index.set_run_state(run_id, "interrupted" if self.stop.is_set() else "paused",
                                 str(err))
-            self._update(phase="stopped" if self.stop.is_set() else "paused", message=str(err))
+            self.update(phase="stopped" if self.stop.is_set() else "paused", message=str(err))
             if self.options.warm_up_on_stop:
                 self._warm_up()
             raise
         except (LibraryError, CoolingTimeout) as err:
             index.set_run_state(run_id, "failed", str(err))
-            self._update(phase="failed", message=str(err))
+            self.update(phase="failed", message=str(err))
             raise
         complete = not self._result.skipped and not self._result.failed
         index.set_run_state(run_id, "complete" if complete else "paused",
                             None if complete else self._result.summary)
         self._result.complete = complete
-        self._update(phase="warming", message="warming the sensor up")
+        self.update(phase="warming", message="warming the sensor up")
         self._warm_up()
-        self._update(phase="done", message=self._result.summary, cell=None)
+        self.update(phase="done", message=self._result.summary, cell=None)
         return self._result
 
     # ----- cooling -----------------------------------------------------------------------------
     def _settle_for(self, setpoint: float, cells: list[Cell]) -> bool:
         policy = self.plan.plan.cooling
-        self._update(phase="cooling", message=f"cooling to {setpoint:g} °C", setpoint_c=setpoint)
+        self.update(phase="cooling", message=f"cooling to {setpoint:g} °C", setpoint_c=setpoint)
         waited = 0.0
         while True:
             result = self._call_device(lambda: self.cooler.settle(setpoint), cells[0])
@@ -174,7 +210,7 @@ class Sequencer:
             if policy.unreachable == "abort":
                 raise CoolingTimeout(result.reason)
             if policy.unreachable == "wait" and waited < policy.wait_max_s:
-                self._event("warning", "cooling-wait", f"{result.reason}; still waiting")
+                self.event("warning", "cooling-wait", f"{result.reason}; still waiting")
                 continue
             reason = result.reason + ("; gave up waiting" if policy.unreachable == "wait" else "")
             for cell in cells:
@@ -182,7 +218,7 @@ class Sequencer:
                                                   reason)
                 self._result.skipped.append(f"{cell.describe()}: {reason}")
             self.status.skipped_cells.extend(c.describe() for c in cells)
-            self._event("warning", "cells-skipped",
+            self.event("warning", "cells-skipped",
                         f"{len(cells)} cell(s) at {setpoint:g} °C skipped: {reason}")
             return False
 
@@ -196,46 +232,116 @@ class Sequencer:
             log.warning("%s: warm-up skipped, camera unavailable: %s", self.name, err)
 
     def _on_cooler(self, state: CoolerState, message: str) -> None:
-        self._update(temperature_c=state.temperature_c, power_pct=state.power_pct,
+        self.update(temperature_c=state.temperature_c, power_pct=state.power_pct,
                      message=message)
 
-    # ----- capture -----------------------------------------------------------------------------
-    def _capture_cell(self, cell: Cell, writer: FrameWriter) -> None:
-        settings = CaptureSettings(gain=cell.gain, offset=cell.offset, binning=cell.binning,
-                                   readout_mode=cell.readout_mode)
+    # ----- building blocks (the flats runner uses them too) -----------------------------------
+    @property
+    def writer(self) -> FrameWriter:
+        if self._writer is None:
+            raise RuntimeError("the writer exists only while run() is running")
+        return self._writer
+
+    def settings_for(self, cell: Cell) -> CaptureSettings:
+        return CaptureSettings(gain=cell.gain, offset=cell.offset, binning=cell.binning,
+                               readout_mode=cell.readout_mode)
+
+    def configure(self, cell: Cell) -> bool:
+        """Apply the cell's settings. False (cell marked failed) if the camera refuses them."""
         try:
-            self._call_device(lambda: self.camera.configure(settings), cell)
+            self._call_device(lambda: self.camera.configure(self.settings_for(cell)), cell)
         except SettingRejected as err:
-            self.library.index.set_cell_state(self.run_handle.run_id, cell.key, "failed", str(err))
-            self._result.failed.append(f"{cell.describe()}: {err}")
-            self._event("error", "cell-failed", f"{cell.describe()}: {err}", cell)
-            return
-        done = self.done.get(cell.key, 0)
-        self._update(phase="exposing", cell=cell.describe(), cell_done=done,
-                     cell_total=cell.count, exposure_s=cell.exposure_s,
-                     message=f"{cell.describe()}")
+            self.fail_cell(cell, str(err))
+            return False
+        return True
+
+    def fail_cell(self, cell: Cell, reason: str, *, state: str = "failed") -> None:
+        self.library.index.set_cell_state(self.run_handle.run_id, cell.key, state, reason)
+        target = self._result.failed if state == "failed" else self._result.skipped
+        target.append(f"{cell.describe()}: {reason}")
+        if state == "skipped":
+            self.status.skipped_cells.append(cell.describe())
+        self.event("error" if state == "failed" else "warning", f"cell-{state}",
+                   f"{cell.describe()}: {reason}", cell)
+
+    def shoot(self, cell: Cell, exposure_s: float) -> Shot:
+        """Take one frame of ``cell`` at ``exposure_s``: stop and disk checks, the sensor within
+        tolerance before the exposure (re-settling if not), retries and reconnects.
+        Raises RunPaused, LibraryError."""
         frame_bytes = Library.frame_bytes(self.info, cell.binning)
-        attempts = 0
-        checks = self.plan.plan.checks
-        while done < cell.count:
+        while True:
             if self.stop.is_set():
                 raise RunPaused("stop requested")
-            self.library.check_space(frame_bytes * (writer.pending + 1), self.options.min_free_mb)
+            pending = self._writer.pending if self._writer is not None else 0
+            self.library.check_space(frame_bytes * (pending + 1), self.options.min_free_mb)
             state = self._call_device(self.camera.cooler_state, cell)
             self._on_cooler(state, self.status.message)
             if abs(state.temperature_c - cell.setpoint_c) > self.plan.plan.cooling.tolerance_c:
                 self._resettle(cell, f"sensor at {state.temperature_c:.1f} °C before exposing")
                 continue
             started = self.clock.monotonic()
-            frame = self._acquire(cell, settings)
-            stats = frame_stats(frame.data, self._saturation_adu())
-            verdict = judge(frame, stats, cell, self.plan.plan.cooling, checks, self.refs)
+            frame = self._acquire(cell, self.settings_for(cell), exposure_s)
+            if frame.electrons_per_adu:
+                self.electrons_per_adu[frame.settings.gain] = frame.electrons_per_adu
+            stats = frame_stats(frame.data, self.saturation_adu())
+            elapsed = self.clock.monotonic() - started
+            self._frame_overhead_s = 0.8 * self._frame_overhead_s + 0.2 * max(
+                0.0, elapsed - exposure_s)
+            return Shot(frame, stats, state)
+
+    def keep(self, shot: Shot, cell: Cell,
+             extra: dict[str, str | int | float | bool] | None = None) -> int:
+        """Hand an accepted frame to the writer; returns its sequence number in the cell."""
+        seq = self.next_seq.get(cell.key, 1)
+        ctx = FrameContext(camera_name=self.name, info=self.info, cell=cell,
+                           plan_name=self.plan.name, run_id=self.run_handle.run_id, seq=seq,
+                           cooler_power_pct=shot.cooler.power_pct, extra=extra)
+        job = self.library.frame_job(shot.frame, ctx, folder=self.plan.plan.folder,
+                                     stats={"level_adu": round(shot.stats.level_adu, 2),
+                                            "noise_adu": round(shot.stats.noise_adu, 3)})
+        self.writer.submit(job)
+        self.next_seq[cell.key] = seq + 1
+        self.done[cell.key] = self.done.get(cell.key, 0) + 1
+        self.update(cell_done=self.done[cell.key], eta_s=self._eta())
+        return seq
+
+    def reject(self, cell: Cell, reason: str, check: str, stats: FrameStats) -> None:
+        """Journal a rejected frame (it is not written)."""
+        self._result.rejected += 1
+        self.update(rejected=self._result.rejected)
+        self.event("warning", "frame-rejected", reason, cell,
+                   {"check": check, "level_adu": round(stats.level_adu, 1)})
+
+    def add_cells(self, cells: list[Cell]) -> None:
+        """Cells decided at run time (dark flats at the flats' exposures) join the run."""
+        known = {c.key for c in self.extra_cells}
+        new = [c for c in cells if c.key not in known]
+        if not new:
+            return
+        self.extra_cells.extend(new)
+        self.library.index.upsert_cells(self.run_handle.run_id, [*self.plan.cells,
+                                                                 *self.extra_cells])
+        with self._status_lock:
+            self.status.frames_total += sum(c.count for c in new)
+            self.status.frames_done += sum(min(self.done.get(c.key, 0), c.count) for c in new)
+
+    # ----- bias, darks, dark flats -------------------------------------------------------------
+    def capture_fixed(self, cell: Cell) -> None:
+        """Capture a cell whose exposure is fixed (bias, dark, dark flat) up to its count."""
+        if not self.configure(cell):
+            return
+        done = self.done.get(cell.key, 0)
+        self.update(phase="exposing", cell=cell.describe(), cell_done=done,
+                    cell_total=cell.count, exposure_s=cell.exposure_s, message=cell.describe())
+        attempts = 0
+        checks = self.plan.plan.checks
+        while self.done.get(cell.key, 0) < cell.count:
+            shot = self.shoot(cell, cell.exposure_s)
+            verdict = judge(shot.frame, shot.stats, cell, self.plan.plan.cooling, checks,
+                            self.refs)
             if not verdict.ok:
                 attempts += 1
-                self._result.rejected += 1
-                self._update(rejected=self._result.rejected)
-                self._event("warning", "frame-rejected", verdict.reason, cell,
-                            {"check": verdict.kind, "level_adu": round(stats.level_adu, 1)})
+                self.reject(cell, verdict.reason, verdict.kind, shot.stats)
                 if attempts >= checks.max_attempts_per_frame:
                     raise RunPaused(f"{attempts} frames in a row rejected for {cell.describe()}: "
                                     f"{verdict.reason}")
@@ -243,38 +349,24 @@ class Sequencer:
                     self._resettle(cell, verdict.reason)
                 continue
             attempts = 0
-            self.refs.add(cell, stats.level_adu)
-            seq = self.next_seq.get(cell.key, 1)
-            ctx = FrameContext(camera_name=self.name, info=self.info, cell=cell,
-                               plan_name=self.plan.name, run_id=self.run_handle.run_id, seq=seq,
-                               cooler_power_pct=state.power_pct)
-            job = self.library.frame_job(frame, ctx, folder=self.plan.plan.folder,
-                                         stats={"level_adu": round(stats.level_adu, 2),
-                                                "noise_adu": round(stats.noise_adu, 3)})
-            writer.submit(job)
-            self.next_seq[cell.key] = seq + 1
-            done += 1
-            self.done[cell.key] = done
-            elapsed = self.clock.monotonic() - started
-            self._frame_overhead_s = 0.8 * self._frame_overhead_s + 0.2 * max(
-                0.0, elapsed - cell.exposure_s)
-            self._update(cell_done=done, eta_s=self._eta())
+            self.refs.add(cell, shot.stats.level_adu)
+            self.keep(shot, cell)
 
-    def _acquire(self, cell: Cell, settings: CaptureSettings) -> Frame:
+    def _acquire(self, cell: Cell, settings: CaptureSettings, exposure_s: float) -> Frame:
         failures = 0
         max_attempts = self.plan.plan.checks.max_attempts_per_frame
         while True:
             if self.stop.is_set():
                 raise RunPaused("stop requested")
             try:
-                return self.camera.expose(cell.exposure_s, dark=cell.is_dark)
+                return self.camera.expose(exposure_s, dark=cell.is_dark)
             except DeviceUnavailable as err:
                 self._reconnect(cell, settings, err)
             except ExposureFailed as err:
                 if self.stop.is_set():
                     raise RunPaused("stop requested during an exposure") from None
                 failures += 1
-                self._event("warning", "exposure-failed", f"{type(err).__name__}: {err}", cell)
+                self.event("warning", "exposure-failed", f"{type(err).__name__}: {err}", cell)
                 self.camera.abort()
                 if failures >= max_attempts:
                     raise RunPaused(f"{failures} exposures in a row failed for "
@@ -297,8 +389,8 @@ class Sequencer:
                    resettle: bool = True) -> None:
         """Reconnect until the camera answers again (bounded by the reconnect timeout), restore
         settings and set-point, and (``resettle``) wait for the cooler. Raises RunPaused."""
-        self._event("warning", "device-lost", f"camera unavailable: {err}", cell)
-        self._update(phase="reconnecting", message=f"camera unavailable: {err}")
+        self.event("warning", "device-lost", f"camera unavailable: {err}", cell)
+        self.update(phase="reconnecting", message=f"camera unavailable: {err}")
         deadline = self.clock.monotonic() + self.options.reconnect_timeout_s
         delay = 1.0
         last: Exception = err
@@ -318,11 +410,11 @@ class Sequencer:
             if self.clock.wait(self.stop, delay):
                 raise RunPaused("stop requested while reconnecting")
             delay = min(delay * 2.0, 60.0)
-        self._event("info", "reconnected", "camera reconnected; settings and set-point restored",
+        self.event("info", "reconnected", "camera reconnected; settings and set-point restored",
                     cell)
         if resettle:
             self._resettle(cell, "after reconnecting")
-        self._update(phase="exposing", message=cell.describe())
+        self.update(phase="exposing", message=cell.describe())
 
     def _call_device(self, fn: Callable[[], T], cell: Cell) -> T:
         """Call ``fn``; while it raises DeviceUnavailable, reconnect (bounded) and call again."""
@@ -342,13 +434,13 @@ class Sequencer:
             self.status.frames_session += 1
         self.reporter(self.status)
 
-    def _update(self, **changes: object) -> None:
+    def update(self, **changes: object) -> None:
         with self._status_lock:
             for key, value in changes.items():
                 setattr(self.status, key, value)
         self.reporter(self.status)
 
-    def _event(self, level: str, kind: str, message: str, cell: Cell | None = None,
+    def event(self, level: str, kind: str, message: str, cell: Cell | None = None,
                data: dict[str, object] | None = None) -> None:
         getattr(log, "error" if level == "error" else "warning" if level == "warning"
                 else "info")("%s: %s", self.name, message)
@@ -363,7 +455,7 @@ class Sequencer:
                 remaining += left * (c.exposure_s + self._frame_overhead_s)
         return remaining
 
-    def _saturation_adu(self) -> int:
+    def saturation_adu(self) -> int:
         step = 1 << max(0, 16 - self.info.bit_depth)
         return ((1 << self.info.bit_depth) - 1) * step
 

@@ -1,0 +1,110 @@
+"""``calibd sim serve --alpaca``: serve the simulated camera, flat panel, filter wheel and weather
+over ASCOM Alpaca (HTTP API, management API, UDP discovery) until SIGTERM or Ctrl-C.
+
+Hook into the parser with :func:`register`; :func:`run_serve` is the handler and can be called
+with a parsed namespace directly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import sys
+from typing import Any
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_BAD_INPUT = 2
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 11111
+DEFAULT_DISCOVERY_PORT = 32227
+
+
+def register(sub: Any) -> None:
+    """Add ``sim serve`` to the ``calibd`` sub-command parser ``sub``."""
+    from simulators.accessories import DEFAULT_FILTERS
+    from simulators.profiles import PROFILES
+
+    sim = sub.add_parser("sim", help="run the simulated devices for other programs")
+    sim_sub = sim.add_subparsers(dest="sim_command", required=True, metavar="COMMAND")
+    serve = sim_sub.add_parser(
+        "serve",
+        help="serve the simulated camera, flat panel, filter wheel and weather over a device "
+             "protocol until stopped (SIGTERM / Ctrl-C)",
+    )
+    serve.add_argument("--alpaca", action="store_true", required=True,
+                       help="serve ASCOM Alpaca: HTTP device and management API, UDP discovery")
+    serve.add_argument("--host", default=DEFAULT_HOST,
+                       help="address to listen on (default %(default)s; the server has no "
+                            "authentication, so anything else exposes the devices)")
+    serve.add_argument("--port", type=int, default=DEFAULT_PORT,
+                       help="HTTP port (default %(default)s; 0 = any free port)")
+    serve.add_argument("--discovery-port", type=int, default=DEFAULT_DISCOVERY_PORT,
+                       help="UDP discovery port (default %(default)s; 0 disables discovery)")
+    serve.add_argument("--profile", choices=sorted(PROFILES), default="small",
+                       help="simulated sensor (default %(default)s)")
+    serve.add_argument("--scale", type=float, default=1.0,
+                       help="simulated seconds per real second (default %(default)s)")
+    serve.add_argument("--ambient", type=float, default=10.0, metavar="CELSIUS",
+                       help="ambient temperature in °C (default %(default)s)")
+    serve.add_argument("--seed", type=int, default=None, help="noise seed (reproducible frames)")
+    serve.add_argument("--filters", default=",".join(DEFAULT_FILTERS),
+                       help="filter names in slot order, comma-separated (default %(default)s)")
+    serve.set_defaults(handler=run_serve)
+
+
+def is_loopback(host: str) -> bool:
+    """True for loopback addresses and ``localhost``; False for anything else (including
+    0.0.0.0 and host names that might resolve elsewhere)."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    """Serve until SIGTERM/SIGINT. Returns 0 after a clean stop, 2 for bad options, 1 when the
+    server cannot start (address in use, ...)."""
+    from simulators.alpaca_server import serve
+
+    problems = []
+    if not 0 <= args.port <= 65535:
+        problems.append(f"--port {args.port} is not a TCP port (0..65535)")
+    if not 0 <= args.discovery_port <= 65535:
+        problems.append(f"--discovery-port {args.discovery_port} is not a UDP port (0..65535)")
+    if not args.scale > 0:
+        problems.append(f"--scale must be > 0, got {args.scale}")
+    filters = [name.strip() for name in args.filters.split(",") if name.strip()]
+    if not filters or len(set(filters)) != len(filters):
+        problems.append(f"--filters needs unique, non-empty names, got {args.filters!r}")
+    for problem in problems:
+        print(f"error: {problem}", file=sys.stderr)
+    if problems:
+        return EXIT_BAD_INPUT
+    if not is_loopback(args.host):
+        print(
+            f"warning: serving on {args.host}: the Alpaca server has no authentication; anyone "
+            "who can reach this address can operate the simulated devices",
+            file=sys.stderr,
+        )
+    try:
+        serve(
+            args.host,
+            args.port,
+            profile=args.profile,
+            scale=args.scale,
+            discovery_port=args.discovery_port or None,
+            ambient_c=args.ambient,
+            seed=args.seed,
+            filters=filters,
+        )
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except OSError as err:
+        print(f"error: cannot serve on {args.host}:{args.port}: {err}", file=sys.stderr)
+        return EXIT_FAILURE
+    return EXIT_OK

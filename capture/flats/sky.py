@@ -1,0 +1,172 @@
+"""Sky flats in the twilight window.
+
+Wait for the window (sun between the plan's two altitudes, computed offline), open the cover, then
+take filters in order of the light they need — at dusk the narrowband filters first while the sky
+is brightest, at dawn the reverse — and predict every exposure from the frames so far
+(:mod:`capture.flats.skymodel`). A filter stops when its count is reached, when its exposure
+leaves the allowed range for good (dusk: too dark; dawn: too bright), or when the window closes.
+How many flats each filter got is journalled; short cells are marked skipped with the reason.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from capture.errors import RunPaused
+from capture.flats.filters import relative_throughput
+from capture.flats.skymodel import SkyModel
+from capture.flats.sun import Site, Window, next_window, sun_altitude_deg, sun_rate_deg_per_s
+from capture.plans.cells import Cell
+from capture.plans.model import FlatSet
+from drivers.contracts import CoverState
+
+if TYPE_CHECKING:
+    from capture.flats.runner import FlatRunner
+
+MOVE_TIMEOUT_S = 120.0
+WAIT_STEP_S = 30.0  # re-check the sky this often while waiting for it to change
+MAX_CONSECUTIVE_REJECTS = 8
+
+
+def capture_sky_flats(runner: FlatRunner, cells: list[Cell], fset: FlatSet) -> None:
+    """Capture the sky flats of one group. Blocks until done or the window closes."""
+    seq, panel, site = runner.seq, runner.setup.panel, runner.setup.site
+    assert site is not None
+    todo = [c for c in cells if seq.done.get(c.key, 0) < c.count]
+    if not todo:
+        return
+    bright, dark = fset.sky.sun_altitude_deg
+    window = next_window(site, seq.clock.now(), fset.sky.twilight, bright, dark)
+    if window is None:
+        for cell in todo:
+            seq.fail_cell(cell, "no twilight window with the sun between "
+                                f"{bright:g}° and {dark:g}° in the next 36 h at this site",
+                          state="skipped")
+        return
+    first = todo[0]
+    _wait_until(runner, window.opens, f"waiting for {window.kind}: the sun reaches "
+                f"{bright if window.kind == 'dusk' else dark:g}° at "
+                f"{window.opens:%Y-%m-%d %H:%M} UTC")
+    if panel is not None:
+        runner.device(lambda: panel.off(timeout_s=MOVE_TIMEOUT_S), first)
+        if panel.has_cover and panel.cover_state() != CoverState.OPEN:
+            runner.device(lambda: panel.open_cover(timeout_s=MOVE_TIMEOUT_S), first)
+    ascending = window.kind == "dusk"  # dusk: the filters that need most light first
+    todo.sort(key=lambda c: relative_throughput(c.filter), reverse=not ascending)
+    counts: dict[str, int] = {}
+    previous: tuple[float, float] | None = None  # (throughput, rate at the end) of last filter
+    try:
+        for cell in todo:
+            if seq.clock.now() >= window.closes:
+                seq.fail_cell(cell, f"the {window.kind} window closed before this filter",
+                              state="skipped")
+                continue
+            if not seq.configure(cell):
+                continue
+            runner.select_filter(cell)
+            seq.update(phase="exposing", cell=cell.describe(),
+                       cell_done=seq.done.get(cell.key, 0), cell_total=cell.count,
+                       message=f"sky flats {cell.filter}")
+            bias = runner.bias_level(cell)
+            previous = _one_filter(runner, cell, fset, site, window, bias, previous)
+            counts[cell.filter or ""] = seq.done.get(cell.key, 0)
+    finally:
+        if panel is not None and panel.has_cover:
+            runner.device(lambda: panel.close_cover(timeout_s=MOVE_TIMEOUT_S), first)
+    seq.event("info", "sky-flats", f"{window.kind} flats: " + ", ".join(
+        f"{name} {n}" for name, n in counts.items()), first, {"counts": counts})
+
+
+def _one_filter(runner: FlatRunner, cell: Cell, fset: FlatSet, site: Site, window: Window,
+                bias: float, previous: tuple[float, float] | None
+                ) -> tuple[float, float] | None:
+    seq, clock = runner.seq, runner.seq.clock
+    spec = runner.spec(fset, bias)
+    if not runner.check_reachable(cell, spec):
+        return previous
+    signal_wanted = spec.target_adu - bias
+    model = SkyModel(fallback_beta=SkyModel.beta_from_sun(sun_rate_deg_per_s(site, clock.now())))
+    throughput = relative_throughput(cell.filter)
+    guess: float | None = None
+    if previous is not None:
+        prev_throughput, prev_rate = previous
+        guess = signal_wanted / (prev_rate * throughput / prev_throughput)
+    rejects = 0
+    dusk = window.kind == "dusk"
+    while seq.done.get(cell.key, 0) < cell.count:
+        now = clock.now()
+        if now >= window.closes:
+            return _stop(runner, cell, f"the {window.kind} window closed", model, throughput)
+        start_t = clock.monotonic()
+        predicted = model.exposure_for(signal_wanted, start_t)
+        if predicted is None:
+            predicted = guess if guess is not None else math.sqrt(fset.min_exposure_s *
+                                                                   fset.max_exposure_s)
+        if predicted > fset.max_exposure_s:
+            if dusk:
+                return _stop(runner, cell, f"the sky is too dark for {cell.filter} (needs "
+                                           f"{predicted:.3g} s > {fset.max_exposure_s:g} s)",
+                             model, throughput)
+            _wait(runner, WAIT_STEP_S, "waiting for the dawn sky to brighten")
+            model.samples.clear()
+            guess = fset.max_exposure_s
+            continue
+        if predicted < fset.min_exposure_s:
+            if not dusk:
+                return _stop(runner, cell, f"the sky is too bright for {cell.filter} (needs "
+                                           f"{predicted:.3g} s < {fset.min_exposure_s:g} s)",
+                             model, throughput)
+            _wait(runner, WAIT_STEP_S, "waiting for the dusk sky to dim")
+            model.samples.clear()
+            guess = fset.min_exposure_s
+            continue
+        shot = seq.shoot(cell, predicted)
+        signal = shot.stats.level_adu - bias
+        saturated = shot.stats.level_adu >= 0.98 * spec.saturation_adu
+        if saturated:
+            model.samples.clear()
+            guess = predicted / 10.0
+        elif signal > spec.min_signal_adu:
+            model.add(start_t, predicted, signal)
+        else:
+            guess = predicted * 10.0
+        alt = sun_altitude_deg(site, shot.frame.start_utc)
+        extra: dict[str, str | int | float | bool] = {"FLATSRC": "sky",
+                                                      "SUNALT": round(alt, 2)}
+        if runner.keep_if_good(cell, spec, shot, extra):
+            rejects = 0
+        else:
+            rejects += 1
+            if rejects > MAX_CONSECUTIVE_REJECTS:
+                return _stop(runner, cell, f"could not follow the sky ({rejects} frames in a "
+                                           "row out of tolerance)", model, throughput)
+    rate = model.rate_at(clock.monotonic())
+    return (throughput, rate) if rate is not None else None
+
+
+def _stop(runner: FlatRunner, cell: Cell, why: str, model: SkyModel, throughput: float
+          ) -> tuple[float, float] | None:
+    seq = runner.seq
+    got = seq.done.get(cell.key, 0)
+    seq.fail_cell(cell, f"{why}: {got} of {cell.count} flats", state="skipped")
+    rate = model.rate_at(seq.clock.monotonic())
+    return (throughput, rate) if rate is not None else None
+
+
+def _wait(runner: FlatRunner, seconds: float, message: str) -> None:
+    runner.seq.update(message=message)
+    if runner.seq.clock.wait(runner.seq.stop, seconds):
+        raise RunPaused("stop requested while waiting for the sky")
+
+
+def _wait_until(runner: FlatRunner, when: datetime, message: str) -> None:
+    seq = runner.seq
+    seq.update(phase="waiting", message=message)
+    while True:
+        left = (when - seq.clock.now()).total_seconds()
+        if left <= 0:
+            return
+        if seq.clock.wait(seq.stop, min(left, 600.0)):
+            raise RunPaused("stop requested while waiting for twilight")

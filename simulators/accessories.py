@@ -1,0 +1,195 @@
+"""Simulated filter wheel, flat panel (ASCOM CoverCalibrator semantics) and safety monitor.
+
+They move and warm up in clock time, so waits and deadlines are exercised as on hardware.
+"""
+
+from __future__ import annotations
+
+import threading
+
+from drivers.clock import Clock
+from drivers.contracts import CoverState
+from drivers.errors import DeviceUnavailable, NotSupported, SettingRejected
+
+DEFAULT_FILTERS = ("L", "R", "G", "B", "Ha", "OIII", "SII")
+
+
+class SimulatedFilterWheel:
+    """Named slots; a move takes ``seconds_per_slot`` per slot travelled (clock seconds)."""
+
+    def __init__(self, clock: Clock, names: tuple[str, ...] = DEFAULT_FILTERS, *,
+                 seconds_per_slot: float = 1.0, name: str = "wheel") -> None:
+        if len(set(names)) != len(names) or not names:
+            raise ValueError("filter names must be unique and non-empty")
+        self._clock = clock
+        self._names = tuple(names)
+        self._pos = 0
+        self._moving = False
+        self._connected = False
+        self.seconds_per_slot = seconds_per_slot
+        self.name = name
+        self.moves = 0
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return self._names
+
+    def connect(self) -> None:
+        self._connected = True
+
+    def disconnect(self) -> None:
+        self._connected = False
+
+    def position(self) -> str | None:
+        self._require()
+        return None if self._moving else self._names[self._pos]
+
+    def select(self, name: str, *, timeout_s: float | None = None) -> None:
+        self._require()
+        if name not in self._names:
+            raise SettingRejected(f"no filter named {name!r} (slots: {', '.join(self._names)})",
+                                  device=self.name)
+        target = self._names.index(name)
+        slots = min(abs(target - self._pos), len(self._names) - abs(target - self._pos))
+        duration = slots * self.seconds_per_slot
+        if timeout_s is not None and duration > timeout_s:
+            raise DeviceUnavailable(f"move to {name} needs {duration:.0f} s, more than "
+                                    f"{timeout_s:.0f} s", device=self.name)
+        self._moving = True
+        try:
+            self._clock.sleep(duration)
+        finally:
+            self._moving = False
+        self._pos = target
+        if slots:
+            self.moves += 1
+
+    def current(self) -> str | None:
+        """The filter in the beam (for the optical train); no connection needed."""
+        return self._names[self._pos]
+
+    def _require(self) -> None:
+        if not self._connected:
+            raise DeviceUnavailable("not connected", device=self.name)
+
+
+class SimulatedFlatPanel:
+    """A light panel, optionally with a motorised cover (a flip-flat).
+
+    With a cover, the panel lights the sensor when the cover is closed and the sky does when it is
+    open; without one, the panel always sits in the beam. Light output is linear in brightness:
+    ``flux_e_per_s_max`` electrons per second per pixel (before the filter) at full brightness.
+    """
+
+    def __init__(self, clock: Clock, *, max_brightness: int = 1023, has_cover: bool = True,
+                 flux_e_per_s_max: float = 100_000.0, settle_s: float = 2.0,
+                 cover_move_s: float = 8.0, drift_pct_per_min: float = 0.0,
+                 name: str = "panel") -> None:
+        self._clock = clock
+        self._max = max_brightness
+        self._has_cover = has_cover
+        self.flux_e_per_s_max = flux_e_per_s_max
+        self.settle_s = settle_s
+        self.cover_move_s = cover_move_s
+        self.name = name
+        self.drift_pct_per_min = drift_pct_per_min  # output fades while lit (EL panels warm up)
+        self._lit_since = 0.0
+        self._brightness = 0
+        self._cover = CoverState.CLOSED if has_cover else CoverState.NOT_PRESENT
+        self._connected = False
+        self._lock = threading.Lock()
+
+    @property
+    def max_brightness(self) -> int:
+        return self._max
+
+    @property
+    def has_cover(self) -> bool:
+        return self._has_cover
+
+    def connect(self) -> None:
+        self._connected = True
+
+    def disconnect(self) -> None:
+        self._connected = False
+
+    def light(self, brightness: int, *, timeout_s: float | None = None) -> None:
+        self._require()
+        if not 0 <= brightness <= self._max:
+            raise SettingRejected(f"brightness {brightness} outside 0..{self._max}",
+                                  device=self.name)
+        with self._lock:
+            changed = brightness != self._brightness
+            self._brightness = brightness
+            if changed:
+                self._lit_since = self._clock.monotonic()
+        if changed:
+            self._clock.sleep(self.settle_s)
+
+    def off(self, *, timeout_s: float | None = None) -> None:
+        self._require()
+        with self._lock:
+            self._brightness = 0
+
+    def brightness(self) -> int:
+        self._require()
+        return self._brightness
+
+    def cover_state(self) -> CoverState:
+        self._require()
+        return self._cover
+
+    def open_cover(self, *, timeout_s: float | None = None) -> None:
+        self._move(CoverState.OPEN)
+
+    def close_cover(self, *, timeout_s: float | None = None) -> None:
+        self._move(CoverState.CLOSED)
+
+    def panel_flux(self) -> float | None:
+        """Flux from the panel into the beam, or None when the beam sees the sky instead."""
+        if self._has_cover and self._cover != CoverState.CLOSED:
+            return None
+        minutes = (self._clock.monotonic() - self._lit_since) / 60.0
+        fade = max(0.0, 1.0 - self.drift_pct_per_min / 100.0 * minutes)
+        return self.flux_e_per_s_max * self._brightness / self._max * fade
+
+    def _move(self, target: CoverState) -> None:
+        self._require()
+        if not self._has_cover:
+            raise NotSupported("this panel has no cover", device=self.name)
+        if self._cover == target:
+            return
+        self._cover = CoverState.MOVING
+        self._clock.sleep(self.cover_move_s)
+        self._cover = target
+
+    def _require(self) -> None:
+        if not self._connected:
+            raise DeviceUnavailable("not connected", device=self.name)
+
+
+class SimulatedSafetyMonitor:
+    """Weather by schedule: ``unsafe`` decides per clock time whether it is cloudy."""
+
+    def __init__(self, clock: Clock, *, cloudy: bool = False, name: str = "weather") -> None:
+        self._clock = clock
+        self._cloudy = cloudy
+        self._connected = False
+        self.name = name
+
+    def set_cloudy(self, cloudy: bool) -> None:
+        self._cloudy = cloudy
+
+    def connect(self) -> None:
+        self._connected = True
+
+    def disconnect(self) -> None:
+        self._connected = False
+
+    def is_safe(self) -> bool:
+        if not self._connected:
+            raise DeviceUnavailable("not connected", device=self.name)
+        return not self._cloudy
+
+    def cloud_cover_pct(self) -> float | None:
+        return 90.0 if self._cloudy else 5.0
