@@ -1,0 +1,408 @@
+"""Streaming combination of N frames into a master under a fixed memory budget.
+
+Validation (shapes, exclusions, frame counts, subtract/scales) and the public entry points. The
+work itself is the band loop of :mod:`capture.combine.streaming`: the image is processed in
+bands of whole rows whose buffers fit the memory budget, so peak memory does not grow with the
+number of frames beyond N x band (at least one row of every frame is always held). Nothing is
+imported from numba at import time.
+
+Public entry points: :func:`combine_files`, :func:`combine_to_fits`, :func:`combine_arrays`,
+:func:`rejection_mask`, :func:`warm_up`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections import Counter
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+from astropy.io import fits
+
+from .kernels import CombineMethod, Diagnostics, Engine
+from .reader import FrameReadError, FrameSource, RowSource
+from .rejection import Rejection
+from .results import CombineResult, CombineStats
+from .streaming import ArraySink, ArraySource, NullSink, execute, warm_up
+from .writer import MasterWriter
+
+__all__ = [
+    "DEFAULT_BUDGET",
+    "DEFAULT_REJECTION",
+    "CombineResult",
+    "CombineStats",
+    "combine_arrays",
+    "combine_files",
+    "combine_to_fits",
+    "rejection_mask",
+    "warm_up",
+]
+
+log = logging.getLogger(__name__)
+
+F32 = npt.NDArray[np.float32]
+Progress = Callable[[float], None]
+
+DEFAULT_BUDGET = 128 * 2**20
+#: 3-sigma clipping around the median, one pass (immutable, shared).
+DEFAULT_REJECTION = Rejection()
+
+
+# --------------------------------------------------------------------------- validation
+
+
+def _open_sources(
+    paths: Sequence[str | os.PathLike[str]],
+) -> tuple[list[FrameSource], list[int], list[tuple[str, str]]]:
+    """Open every path; unreadable ones are excluded with a warning."""
+    sources: list[FrameSource] = []
+    indices: list[int] = []
+    excluded: list[tuple[str, str]] = []
+    for i, path in enumerate(paths):
+        try:
+            sources.append(FrameSource(path))
+            indices.append(i)
+        except FrameReadError as err:
+            log.warning("excluding %s: %s", err.path, err.reason)
+            excluded.append((err.path, err.reason))
+    return sources, indices, excluded
+
+
+def _check_shapes(sources: Sequence[RowSource]) -> tuple[int, int]:
+    """The common shape; raises ValueError naming every frame that differs from the majority."""
+    counts = Counter(s.shape for s in sources)
+    best = max(counts.values())
+    shape = next(s.shape for s in sources if counts[s.shape] == best)  # ties: first file wins
+    odd = [s for s in sources if s.shape != shape]
+    if odd:
+        ref = next(s for s in sources if s.shape == shape)
+
+        def fmt(sh: tuple[int, int]) -> str:
+            return f"{sh[1]}x{sh[0]}"
+
+        names = "; ".join(f"{s.label} is {fmt(s.shape)}" for s in odd[:5])
+        more = f" (and {len(odd) - 5} more)" if len(odd) > 5 else ""
+        raise ValueError(
+            f"frames differ in shape: {names}{more}, but {best} of {len(sources)} frames are "
+            f"{fmt(shape)} (columns x rows), e.g. {ref.label}"
+        )
+    return shape
+
+
+def _check_count(n: int, rejection: Rejection, excluded: Sequence[tuple[str, str]]) -> None:
+    if n >= max(1, rejection.min_frames):
+        return
+    why = ""
+    if excluded:
+        names = "; ".join(f"{os.path.basename(p)}: {r}" for p, r in excluded[:5])
+        why = f" ({len(excluded)} excluded: {names})"
+    raise ValueError(
+        f"{rejection.describe()} needs at least {rejection.min_frames} frame(s), "
+        f"but only {n} usable{why}"
+    )
+
+
+def _prepare_subtract(subtract: npt.ArrayLike | None, shape: tuple[int, int]) -> F32 | None:
+    if subtract is None:
+        return None
+    image = np.ascontiguousarray(subtract, dtype=np.float32)
+    if image.shape != shape:
+        raise ValueError(
+            f"subtract image is {image.shape[-1]}x{image.shape[0]} but the frames are "
+            f"{shape[1]}x{shape[0]} (columns x rows)"
+        )
+    if not np.isfinite(image).all():
+        raise ValueError("subtract image contains NaN or inf")
+    return image
+
+
+def _prepare_scales(
+    scales: Sequence[float] | npt.ArrayLike | None, n_inputs: int, used: Sequence[int]
+) -> F32 | None:
+    if scales is None:
+        return None
+    values = np.asarray(scales, dtype=np.float64).reshape(-1)
+    if values.size != n_inputs:
+        raise ValueError(f"{values.size} scale factor(s) for {n_inputs} input frame(s)")
+    if not np.isfinite(values).all():
+        raise ValueError("scale factors must be finite")
+    return np.ascontiguousarray(values[list(used)], dtype=np.float32)
+
+
+# --------------------------------------------------------------------------- public API
+
+
+def _stats(
+    n: int,
+    shape: tuple[int, int],
+    used: Sequence[str],
+    excluded: Sequence[tuple[str, str]],
+    low: int,
+    high: int,
+    method: CombineMethod,
+    rejection: Rejection,
+    engine: str,
+) -> dict[str, Any]:
+    return {
+        "ncombine": n,
+        "shape": shape,
+        "used_paths": tuple(used),
+        "excluded": tuple(excluded),
+        "rejected_low": low,
+        "rejected_high": high,
+        "method": method,
+        "rejection": rejection,
+        "engine": engine,
+    }
+
+
+def _close_all(sources: Sequence[RowSource]) -> None:
+    for s in sources:
+        s.close()
+
+
+def combine_files(
+    paths: Sequence[str | os.PathLike[str]],
+    *,
+    method: CombineMethod = "mean",
+    rejection: Rejection = DEFAULT_REJECTION,
+    subtract: npt.ArrayLike | None = None,
+    scales: Sequence[float] | npt.ArrayLike | None = None,
+    memory_budget_bytes: int = DEFAULT_BUDGET,
+    engine: Engine = "auto",
+    progress: Progress | None = None,
+    threads: int | None = None,
+) -> CombineResult:
+    """Combine FITS frames into a float32 master held in memory.
+
+    Each frame (float32, after decoding BZERO/BSCALE) has ``subtract`` (a 2-D image, e.g. a
+    master dark flat; optional) subtracted and is then multiplied by ``scales[i]`` (one factor
+    per *input path*, e.g. 1/median for flats; optional), both in float32; then outliers are
+    rejected per pixel (:class:`Rejection`) and the kept samples combined by ``method``.
+
+    The frames are streamed in row bands whose buffers fit ``memory_budget_bytes`` (the output
+    image and ``subtract`` come on top). Unreadable, truncated or non-FITS frames are excluded
+    with a warning and listed in ``excluded``. Blocks until done, running ``threads`` worker
+    threads (default: one per available CPU); ``progress(fraction)`` is called from the calling
+    thread after each band.
+
+    Raises :class:`ValueError` if the frames differ in shape (naming the odd files), if fewer
+    usable frames remain than the rejection needs, or for bad ``subtract``/``scales``;
+    :class:`~capture.combine.reader.FrameReadError` (a ValueError) if a frame fails while being
+    read; :class:`RuntimeError` if ``engine="numba"`` is unavailable.
+    """
+    if not paths:
+        raise ValueError("no frames to combine")
+    sources, used, excluded = _open_sources(paths)
+    try:
+        if not sources:
+            _check_count(0, rejection, excluded)
+        shape = _check_shapes(sources)
+        _check_count(len(sources), rejection, excluded)
+        sub = _prepare_subtract(subtract, shape)
+        sc = _prepare_scales(scales, len(paths), used)
+        sink = ArraySink(shape)
+        low, high, chosen = execute(
+            sources,
+            shape,
+            method=method,
+            rejection=rejection,
+            subtract=sub,
+            scales=sc,
+            budget=memory_budget_bytes,
+            engine=engine,
+            progress=progress,
+            threads=threads,
+            sink=sink,
+        )
+    finally:
+        _close_all(sources)
+    labels = [s.label for s in sources]
+    return CombineResult(
+        **_stats(len(sources), shape, labels, excluded, low, high, method, rejection, chosen),
+        data=sink.data,
+    )
+
+
+def combine_to_fits(
+    paths: Sequence[str | os.PathLike[str]],
+    output: str | os.PathLike[str],
+    *,
+    header: fits.Header | None = None,
+    method: CombineMethod = "mean",
+    rejection: Rejection = DEFAULT_REJECTION,
+    subtract: npt.ArrayLike | None = None,
+    scales: Sequence[float] | npt.ArrayLike | None = None,
+    memory_budget_bytes: int = DEFAULT_BUDGET,
+    engine: Engine = "auto",
+    progress: Progress | None = None,
+    threads: int | None = None,
+) -> CombineStats:
+    """Like :func:`combine_files`, but stream the master straight into the FITS file
+    ``output`` (float32, ``header``'s cards plus the provenance of
+    :meth:`CombineStats.header_cards`), so the image is never held in memory.
+
+    The file appears atomically (temporary file in the same directory, fsync, rename) and only
+    on success: on any error nothing is left behind and an existing ``output`` is untouched.
+    Blocks until the file is durable. Raises as :func:`combine_files`, plus :class:`OSError`
+    for write failures.
+    """
+    if not paths:
+        raise ValueError("no frames to combine")
+    sources, used, excluded = _open_sources(paths)
+    try:
+        if not sources:
+            _check_count(0, rejection, excluded)
+        shape = _check_shapes(sources)
+        _check_count(len(sources), rejection, excluded)
+        sub = _prepare_subtract(subtract, shape)
+        sc = _prepare_scales(scales, len(paths), used)
+        labels = [s.label for s in sources]
+
+        def make_header(low: int, high: int, chosen: str) -> tuple[fits.Header, CombineStats]:
+            stats = CombineStats(
+                **_stats(
+                    len(sources), shape, labels, excluded, low, high, method, rejection, chosen
+                )
+            )
+            hdr = fits.Header() if header is None else header.copy()
+            return stats.apply_to(hdr), stats
+
+        # Provisional header with the same cards (counts filled in at the end).
+        provisional, _ = make_header(10**15, 10**15, "numba")
+        with MasterWriter(output, shape, provisional) as writer:
+            low, high, chosen = execute(
+                sources,
+                shape,
+                method=method,
+                rejection=rejection,
+                subtract=sub,
+                scales=sc,
+                budget=memory_budget_bytes,
+                engine=engine,
+                progress=progress,
+                threads=threads,
+                sink=writer,
+            )
+            final, stats = make_header(low, high, chosen)
+            writer.commit(final)
+    finally:
+        _close_all(sources)
+    return stats
+
+
+def _as_stack(stack: npt.ArrayLike) -> F32:
+    arr = np.asarray(stack)
+    if arr.ndim == 2:  # N frames of one row
+        arr = arr[:, None, :]
+    if arr.ndim != 3 or arr.shape[0] < 1 or arr.shape[1] < 1 or arr.shape[2] < 1:
+        raise ValueError(f"expected a stack of frames (N, rows, columns), got shape {arr.shape}")
+    out = np.ascontiguousarray(arr, dtype=np.float32)
+    if not np.isfinite(out).all():
+        raise ValueError("the stack contains NaN or inf")
+    return out
+
+
+def combine_arrays(
+    stack: npt.ArrayLike,
+    *,
+    method: CombineMethod = "mean",
+    rejection: Rejection = DEFAULT_REJECTION,
+    subtract: npt.ArrayLike | None = None,
+    scales: Sequence[float] | npt.ArrayLike | None = None,
+    memory_budget_bytes: int = DEFAULT_BUDGET,
+    engine: Engine = "auto",
+    threads: int | None = None,
+) -> CombineResult:
+    """Combine an in-memory stack ``(N, rows, columns)`` (or ``(N, pixels)``) with the same
+    kernels and band loop as :func:`combine_files`. Values are converted to float32 first.
+    Blocks; raises :class:`ValueError` for a malformed stack (also NaN/inf), too few frames or
+    bad ``subtract``/``scales``."""
+    data = _as_stack(stack)
+    n = data.shape[0]
+    _check_count(n, rejection, [])
+    sources = [ArraySource(data, i) for i in range(n)]
+    shape = sources[0].shape
+    sub = _prepare_subtract(subtract, shape)
+    sc = _prepare_scales(scales, n, range(n))
+    sink = ArraySink(shape)
+    low, high, chosen = execute(
+        sources,
+        shape,
+        method=method,
+        rejection=rejection,
+        subtract=sub,
+        scales=sc,
+        budget=memory_budget_bytes,
+        engine=engine,
+        progress=None,
+        threads=threads,
+        sink=sink,
+    )
+    result = sink.data if np.asarray(stack).ndim == 3 else sink.data.reshape(-1)
+    return CombineResult(
+        **_stats(n, shape, [s.label for s in sources], [], low, high, method, rejection, chosen),
+        data=result,
+    )
+
+
+def rejection_mask(
+    stack: npt.ArrayLike,
+    rejection: Rejection,
+    *,
+    subtract: npt.ArrayLike | None = None,
+    scales: Sequence[float] | npt.ArrayLike | None = None,
+    engine: Engine = "auto",
+) -> npt.NDArray[np.bool_]:
+    """Per-sample keep (True) / reject (False) decisions of ``rejection`` on a stack, as the
+    kernels take them (for tests and diagnostics; holds the whole stack in memory).
+
+    For ``"minmax"`` ties are broken by frame order (the earlier frame is dropped first).
+    Blocks; raises like :func:`combine_arrays`.
+    """
+    data = _as_stack(stack)
+    n = data.shape[0]
+    _check_count(n, rejection, [])
+    sources = [ArraySource(data, i) for i in range(n)]
+    shape = sources[0].shape
+    npix = shape[0] * shape[1]
+    diag = Diagnostics(
+        np.empty(npix, np.float64),
+        np.empty(npix, np.float64),
+        np.empty(npix, np.int64),
+        np.empty(npix, np.int64),
+    )
+    sub = _prepare_subtract(subtract, shape)
+    sc = _prepare_scales(scales, n, range(n))
+    execute(
+        sources,
+        shape,
+        method="mean",
+        rejection=rejection,
+        subtract=sub,
+        scales=sc,
+        budget=DEFAULT_BUDGET,
+        engine=engine,
+        progress=None,
+        threads=1,
+        sink=NullSink(),
+        diag=diag,
+    )
+    x = data.reshape(n, npix)
+    if sub is not None:
+        x = x - sub.reshape(1, npix)
+    if sc is not None:
+        x = x * sc[:, None]
+    if rejection.method == "minmax":
+        ranks = np.argsort(np.argsort(x, axis=0, kind="stable"), axis=0, kind="stable")
+        keep = (ranks >= diag.a) & (ranks < diag.b)
+    else:
+        x64 = x.astype(np.float64)
+        keep = (x64 >= diag.lo) & (x64 <= diag.hi)
+    mask: npt.NDArray[np.bool_] = keep.reshape(
+        np.asarray(stack).shape if np.asarray(stack).ndim == 3 else (n, npix)
+    )
+    return mask

@@ -1,0 +1,214 @@
+"""Atomic float32 FITS writing: whole arrays (:func:`write_master`) or streamed row bands.
+
+A :class:`MasterWriter` creates a temporary file in the destination's directory, writes the
+header (with room to spare), accepts row bands in any order from any thread (``os.pwrite`` at
+their offsets), and on :meth:`MasterWriter.commit` pads the data, rewrites the final header,
+``fsync``\\ s the file, renames it over the destination and ``fsync``\\ s the directory. Until
+then the destination is untouched; on any failure (or :meth:`MasterWriter.abort`) the temporary
+file is removed, so a half-written master never exists under its final name.
+
+The image is a primary HDU, ``BITPIX = -32`` (big-endian IEEE float32), no scaling.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import tempfile
+import threading
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+from astropy.io import fits
+
+log = logging.getLogger(__name__)
+
+F32 = npt.NDArray[np.float32]
+BLOCK = 2880
+#: Keywords that describe the data layout: never copied from a caller's header.
+STRUCTURAL = frozenset(
+    {
+        "SIMPLE",
+        "XTENSION",
+        "BITPIX",
+        "NAXIS",
+        "NAXIS1",
+        "NAXIS2",
+        "NAXIS3",
+        "EXTEND",
+        "PCOUNT",
+        "GCOUNT",
+        "BZERO",
+        "BSCALE",
+        "BLANK",
+        "CHECKSUM",
+        "DATASUM",
+        "END",
+    }
+)
+
+
+def master_header(shape: tuple[int, int], header: fits.Header | None = None) -> fits.Header:
+    """A primary header for a float32 image of ``shape`` (rows, columns) carrying the
+    non-structural cards of ``header`` (in order, HISTORY/COMMENT included)."""
+    rows, cols = shape
+    out = fits.Header()
+    out["SIMPLE"] = (True, "conforms to FITS standard")
+    out["BITPIX"] = (-32, "IEEE single precision floating point")
+    out["NAXIS"] = 2
+    out["NAXIS1"] = cols
+    out["NAXIS2"] = rows
+    if header is not None:
+        for card in header.cards:
+            if card.keyword in STRUCTURAL:
+                continue
+            out.append(card, end=True)
+    return out
+
+
+def _header_bytes(header: fits.Header, size: int | None = None) -> bytes:
+    """Serialise ``header``; with ``size``, pad with blank cards before END to exactly that size."""
+    body = bytes(str(header.tostring(sep="", endcard=False, padding=False)), "ascii")
+    end = b"END".ljust(80)
+    if size is None:
+        total = len(body) + len(end)
+        size = -(-total // BLOCK) * BLOCK
+    room = size - len(body) - len(end)
+    if room < 0:
+        raise ValueError(f"header needs {len(body) + len(end)} bytes, only {size} reserved")
+    return body + b" " * room + end
+
+
+class MasterWriter:
+    """Stream a float32 image of ``shape`` (rows, columns) into ``path`` atomically.
+
+    The constructor creates the temporary file and writes a provisional header; one spare
+    2880-byte block is reserved so :meth:`commit` can store a slightly larger final header.
+    :meth:`write_rows` may be called from several threads. Raises :class:`OSError` for I/O
+    failures (disk full, unwritable directory). Use as a context manager: leaving the block with
+    an exception aborts.
+    """
+
+    def __init__(
+        self, path: str | os.PathLike[str], shape: tuple[int, int], header: fits.Header | None
+    ) -> None:
+        self.path = Path(path)
+        self.shape = (int(shape[0]), int(shape[1]))
+        if self.shape[0] < 1 or self.shape[1] < 1:
+            raise ValueError(f"empty image shape {shape}")
+        provisional = master_header(self.shape, header)
+        self._reserved = len(_header_bytes(provisional)) + BLOCK
+        self._fd: int | None = None
+        self._tmp: str | None = None
+        self._local = threading.local()
+        directory = self.path.parent if str(self.path.parent) else Path(".")
+        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".part", dir=directory)
+        self._fd, self._tmp = fd, tmp
+        try:
+            os.pwrite(fd, _header_bytes(provisional, self._reserved), 0)
+        except BaseException:
+            self.abort()
+            raise
+
+    @property
+    def data_offset(self) -> int:
+        """Byte offset of the first data row in the file."""
+        return self._reserved
+
+    def write_rows(self, r0: int, rows: F32) -> None:
+        """Write ``rows`` (float32, ``(k, columns)`` or flat ``k * columns``) as rows r0..r0+k.
+
+        Thread-safe (positional writes). Blocks until the bytes are in the page cache.
+        """
+        if self._fd is None:
+            raise ValueError("writer is closed")
+        cols = self.shape[1]
+        n = rows.size
+        if n % cols or r0 < 0 or r0 + n // cols > self.shape[0]:
+            raise ValueError(f"bad row band: start {r0}, {n} values, {cols} columns")
+        buf: npt.NDArray[np.float32] | None = getattr(self._local, "buf", None)
+        if buf is None or buf.size < n:
+            buf = np.empty(n, dtype=">f4")
+            self._local.buf = buf
+        band = buf[:n]
+        np.copyto(band, rows.reshape(-1), casting="same_kind")
+        view = band.view(np.uint8).data
+        offset = self._reserved + r0 * cols * 4
+        done = 0
+        while done < view.nbytes:
+            done += os.pwrite(self._fd, view[done:], offset + done)
+
+    def commit(self, header: fits.Header | None = None) -> Path:
+        """Finish: final header (``header``'s cards, as for the constructor), zero padding,
+        fsync, atomic rename onto :attr:`path`, fsync of the directory. Returns the path.
+
+        Raises :class:`OSError` on I/O failure (the temporary file is then removed).
+        """
+        if self._fd is None or self._tmp is None:
+            raise ValueError("writer is closed")
+        try:
+            if header is not None:
+                final = _header_bytes(master_header(self.shape, header), self._reserved)
+                os.pwrite(self._fd, final, 0)
+            end = self._reserved + self.shape[0] * self.shape[1] * 4
+            os.ftruncate(self._fd, -(-end // BLOCK) * BLOCK)  # zero padding
+            os.fsync(self._fd)
+            os.close(self._fd)
+            self._fd = None
+            os.replace(self._tmp, self.path)
+            self._tmp = None
+        except BaseException:
+            self.abort()
+            raise
+        _fsync_dir(self.path.parent)
+        log.debug("wrote %s", self.path)
+        return self.path
+
+    def abort(self) -> None:
+        """Drop the temporary file (the destination is untouched). Idempotent."""
+        if self._fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(self._fd)
+            self._fd = None
+        if self._tmp is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(self._tmp)
+            self._tmp = None
+
+    def __enter__(self) -> MasterWriter:
+        return self
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        if exc_type is not None or self._fd is not None:
+            self.abort()
+
+
+def _fsync_dir(directory: Path) -> None:
+    try:
+        fd = os.open(directory if str(directory) else ".", os.O_RDONLY)
+    except OSError:  # pragma: no cover - e.g. platforms without directory fds
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # pragma: no cover
+        pass
+    finally:
+        os.close(fd)
+
+
+def write_master(
+    path: str | os.PathLike[str], data: npt.ArrayLike, header: fits.Header | None = None
+) -> Path:
+    """Write a 2-D image as a float32 FITS master atomically (temporary file in the same
+    directory, fsync, rename). ``header``'s non-structural cards are kept. Blocks until the
+    file is durable; raises :class:`ValueError` for a non-2-D image, :class:`OSError` on I/O
+    failure (nothing is left behind then)."""
+    image = np.asarray(data)
+    if image.ndim != 2:
+        raise ValueError(f"a master must be 2-D, got shape {image.shape}")
+    image = np.ascontiguousarray(image, dtype=np.float32)
+    with MasterWriter(path, (image.shape[0], image.shape[1]), header) as writer:
+        writer.write_rows(0, image)
+        return writer.commit()
