@@ -155,10 +155,39 @@ class LibraryConfig(_Strict):
     write_queue: int = Field(3, ge=1, le=64)  # frames waiting for the writer (memory bound)
 
 
+class RejectionConfig(_Strict):
+    """Outlier rejection for masters (see capture.combine.rejection for the definitions)."""
+
+    method: Literal["sigma", "winsorized", "minmax", "percentile", "none"] = "sigma"
+    sigma_low: float = Field(3.0, gt=0, le=20)
+    sigma_high: float = Field(3.0, gt=0, le=20)
+    center: Literal["median", "mean"] = "median"
+    spread: Literal["std", "mad"] = "std"
+    iterations: int = Field(1, ge=0, le=20)  # 0 = until nothing changes
+    n_low: int = Field(1, ge=0, le=100)
+    n_high: int = Field(1, ge=0, le=100)
+    percentile_low: float = Field(10.0, ge=0, le=100)
+    percentile_high: float = Field(90.0, ge=0, le=100)
+
+
+class MastersConfig(_Strict):
+    auto: StrictBool = True  # build a cell's master as soon as the run completes the cell
+    method: Literal["mean", "median"] = "mean"
+    rejection: RejectionConfig = RejectionConfig()
+    subtract_bias_from_darks: StrictBool = True  # master darks minus the matching master bias
+    bias_setpoint_tolerance_c: float = Field(1.0, ge=0, le=20)
+    memory_budget_mb: float = Field(128.0, ge=16, le=16384)
+    hot_sigma: float = Field(5.0, gt=0)  # BPM: hot = excess above the local level > this x noise
+    hot_factor: float = Field(10.0, gt=1)  # ... and above this x the local dark signal
+    cold_fraction: float = Field(0.75, gt=0, lt=1)  # BPM: cold/dead = below this x local flat
+    bpm_block_px: int = Field(32, ge=4, le=1024)  # size of the local-level blocks
+
+
 class Config(_Strict):
     """A whole configuration file."""
 
     library: LibraryConfig = LibraryConfig()
+    masters: MastersConfig = MastersConfig()
     clock: ClockConfig = ClockConfig()
     site: SiteConfig | None = None
     cameras: dict[DeviceName, CameraConfig] = Field(min_length=1)

@@ -11,12 +11,13 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from capture.config import CameraConfig, Config, pick_camera
+from capture.config import CameraConfig, Config, MastersConfig, pick_camera
 from capture.devices import Setup, make_clock, make_setup
 from capture.errors import ConfigError, PlanError
 from capture.flats.devices import check_flat_devices
 from capture.flats.runner import FlatRunner
 from capture.library.library import Library
+from capture.masters.auto import AutoMasters
 from capture.plans.load import load_plan, plan_digest
 from capture.plans.resolve import CameraContext, ResolvedPlan, resolve
 from capture.sequencer.sequencer import RunResult, Sequencer, SequencerOptions
@@ -99,6 +100,7 @@ def run_prepared(
     stop: threading.Event | None = None,
     reporter: Reporter = no_report,
     options: SequencerOptions | None = None,
+    masters: MastersConfig | None = None,
 ) -> Outcome:
     """Resume or start the run and capture until done. Blocks for the whole run.
 
@@ -129,10 +131,20 @@ def run_prepared(
                                   ambient_c=prepared.ambient_c)
             if any(c.kind == "flat" for c in plan.cells):
                 sequencer.flats = FlatRunner(sequencer, prepared.setup)
+            auto = None
+            if masters is not None and masters.auto:
+                auto = AutoMasters(library.root, handle.run_id, masters)
+                sequencer.on_cell_complete = auto.cell_complete
             result = sequencer.run()
         finally:
             watcher.set()
-        return Outcome(result, result.summary)
+        message = result.summary
+        if auto is not None:
+            built = auto.finish()
+            message += f"; masters: {built.summary()}"
+            for failure in built.failed:
+                log.warning("master not built: %s", failure)
+        return Outcome(result, message)
 
 
 def _abort_on_stop(camera: Camera, stop: threading.Event,

@@ -27,6 +27,12 @@ def test_full_dark_library_runs_to_completion(tmp_path: Path) -> None:
     assert len(r["cells"]) == 80
     assert all(c["state"] == "complete" and c["done"] == c["planned"] for c in r["cells"])
     assert data["frames"] == 1840
-    assert sum(1 for _ in library.rglob("*.fits")) == 1840
+    files = list(library.rglob("*.fits"))
+    masters = [p for p in files if "Masters" in p.parts]
+    assert len(files) - len(masters) == 1840
+    # Built as the cells completed: 8 master bias, 72 master darks, a bad pixel map per gain.
+    assert sum(1 for p in masters if p.name.startswith("Master_Bias")) == 8
+    assert sum(1 for p in masters if p.name.startswith("Master_Dark_")) == 72
+    assert sum(1 for p in masters if p.name.startswith("Master_BPM")) == 4
     text = calibd_subprocess("library", "status", "--library", library)
     assert text.returncode == 0 and "1,840/1,840 frames, 80/80 cells complete" in text.stdout

@@ -40,7 +40,8 @@ SMALL_PLAN_FRAMES = 2 * 2 * 4 + 2 * 2 * 3
 
 
 def fits_files(root: Path) -> list[Path]:
-    return sorted(p for p in root.rglob("*.fits"))
+    """Captured frames (masters excluded)."""
+    return sorted(p for p in root.rglob("*.fits") if "Masters" not in p.parts)
 
 
 def status(capsys: pytest.CaptureFixture[str], library: Path, *extra: str) -> dict[str, Any]:

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from capture.cli.common import add_config_args, config_from_args, library_root, print_json, table
-from capture.errors import LibraryError
+from capture.errors import InputError, LibraryError, Problem
 from capture.library.index import Index
 from capture.library.layout import INDEX_NAME
 from capture.library.rescan import rescan
@@ -23,6 +23,15 @@ def register(sub: Any) -> None:
     status.add_argument("--run", type=int, metavar="ID", help="only this run")
     status.add_argument("--json", action="store_true", help="machine-readable output")
     status.set_defaults(handler=run_status)
+    match = lib_sub.add_parser("match", help="the masters that calibrate a light frame, and why")
+    match.add_argument("light", type=Path, metavar="LIGHT.fits")
+    add_config_args(match, camera=False)
+    match.add_argument("--tolerance", type=float, default=1.0, metavar="DEGC",
+                       help="set-point tolerance (default 1 °C)")
+    match.add_argument("--strict", action="store_true",
+                       help="exit 1 when a bias, dark or flat is missing")
+    match.add_argument("--json", action="store_true")
+    match.set_defaults(handler=run_match)
     scan = lib_sub.add_parser("rescan", help="rebuild the index from the FITS headers")
     add_config_args(scan, camera=False)
     scan.add_argument("--json", action="store_true")
@@ -99,6 +108,37 @@ def run_status(args: argparse.Namespace) -> int:
         print(table(rows, ["kind", "gain", "offset", "bin", "mode", "set-point", "exposure",
                            "planned", "done", "state"], right={1, 2, 3, 7, 8}))
     return 0
+
+
+def run_match(args: argparse.Namespace) -> int:
+    from capture.masters.match import light_header, match
+
+    if not args.light.is_file():
+        raise InputError([Problem(args.light, None, "", "no such file")])
+    try:
+        header = light_header(args.light)
+    except (OSError, ValueError) as err:
+        raise InputError([Problem(args.light, None, "", f"not a FITS file: {err}")]) from None
+    root, index = _open(args)
+    try:
+        choices = match(index, header, tolerance_c=args.tolerance)
+    finally:
+        index.close()
+    if args.json:
+        print_json({"light": str(args.light), "library": str(root),
+                    "masters": [c.to_dict() for c in choices]})
+    else:
+        print(f"Light {args.light.name}: gain {header.get('GAIN')}, offset "
+              f"{header.get('OFFSET')}, bin {header.get('XBINNING', 1)}, "
+              f"{header.get('EXPTIME', '?')} s, {header.get('SET-TEMP', header.get('CCD-TEMP'))}"
+              f" °C, filter {header.get('FILTER')}")
+        for c in choices:
+            where = str(root / c.master.path) if c.master else "none"
+            print(f"  {c.kind:5s} {where}")
+            for reason in c.reasons:
+                print(f"        {reason}")
+    missing = [c for c in choices if c.master is None and c.kind in ("bias", "dark", "flat")]
+    return 1 if args.strict and missing else 0
 
 
 def run_rescan(args: argparse.Namespace) -> int:

@@ -45,7 +45,7 @@ def run_plan(args: argparse.Namespace) -> int:
                                min_free_mb=lib.min_free_mb)
     try:
         outcome = run_prepared(prepared, root, new=args.new, stop=stop, reporter=progress,
-                               options=options)
+                               options=options, masters=config.masters)
     finally:
         progress.finish()
         prepared.camera.disconnect()

@@ -55,7 +55,7 @@ class _JournalFormatter(logging.Formatter):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from capture.cli import cmd_library, cmd_plan, cmd_run
+    from capture.cli import cmd_library, cmd_masters, cmd_plan, cmd_run
 
     parser = argparse.ArgumentParser(
         prog="calibd",
@@ -68,6 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
     cmd_plan.register(sub)
     cmd_run.register(sub)
     cmd_library.register(sub)
+    cmd_masters.register(sub)
     return parser
 
 

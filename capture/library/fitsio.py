@@ -116,14 +116,18 @@ def frame_cards(frame: Frame, ctx: FrameContext) -> list[Card]:
     return cards
 
 
+def set_card(header: fits.Header, key: str, value: Any, comment: str = "") -> None:
+    """Set ``key``; the comment is shortened (or dropped) so the card stays on one line."""
+    header[key] = value
+    room = 80 - len(str(header.cards[key]).rstrip()) - 3
+    if comment and room > 8:
+        header.comments[key] = comment[:room]
+
+
 def build_header(cards: Iterable[Card]) -> fits.Header:
     header = fits.Header()
     for key, value, comment in cards:
-        header[key] = value
-        # Keep each card on one line: drop what of the comment does not fit.
-        room = 80 - len(str(header.cards[key])) - 3
-        if comment and room > 8:
-            header.comments[key] = comment[:room]
+        set_card(header, key, value, comment)
     return header
 
 

@@ -69,6 +69,17 @@ CREATE TABLE IF NOT EXISTS flat_memory(
     fixed REAL NOT NULL, value REAL NOT NULL, level REAL NOT NULL, updated_utc TEXT NOT NULL,
     PRIMARY KEY(camera, filter, binning, gain, "offset", readout_mode, mode, fixed)
 );
+CREATE TABLE IF NOT EXISTS masters(
+    id INTEGER PRIMARY KEY,
+    path TEXT NOT NULL UNIQUE,
+    kind TEXT NOT NULL,
+    camera TEXT, camera_id TEXT, instrument TEXT,
+    run_id INTEGER, cell_key TEXT,
+    gain INTEGER, "offset" INTEGER, binning INTEGER, readout_mode TEXT, bit_depth INTEGER,
+    setpoint_c REAL, exposure_s REAL, filter TEXT, width INTEGER, height INTEGER,
+    ncombine INTEGER, inputs_digest TEXT, calibration TEXT, date_obs TEXT, created_utc TEXT,
+    UNIQUE(kind, run_id, cell_key)
+);
 CREATE TABLE IF NOT EXISTS events(
     id INTEGER PRIMARY KEY,
     run_id INTEGER,

@@ -185,6 +185,7 @@ def rescan(root: Path) -> dict[str, int]:
             log.warning("ignoring unreadable run manifest %s: %s", mpath, err)
     frames = 0
     damaged = 0
+    masters: list[tuple[Path, fits.Header]] = []
     seen_runs: dict[int, dict[str, Any]] = {}
     for path in sorted(files):
         try:
@@ -192,6 +193,9 @@ def rescan(root: Path) -> dict[str, int]:
         except ValueError as err:
             log.warning("skipping %s", err)
             damaged += 1
+            continue
+        if master_kind(header) is not None:
+            masters.append((path, header))
             continue
         row = row_from_header(header)
         if row["cell_key"] is None or row["run_id"] is None:
@@ -244,4 +248,53 @@ def rescan(root: Path) -> dict[str, int]:
     with index.tx() as db:
         db.executemany("INSERT INTO events(run_id, time_utc, level, kind, cell_key, message, data)"
                        " VALUES(?,?,?,?,?,?,?)", events)
-    return {"frames": frames, "runs": len(set(runs) | set(seen_runs)), "damaged": damaged}
+    for path, header in masters:
+        _index_master(index, path, header)
+    return {"frames": frames, "runs": len(set(runs) | set(seen_runs)), "damaged": damaged,
+            "masters": len(masters)}
+
+
+def master_kind(header: fits.Header) -> str | None:
+    """bias / dark / darkflat / flat / bpm for a master's header, else None."""
+    imagetyp = str(header.get("IMAGETYP", "")).strip()
+    if imagetyp == "Bad Pixel Map":
+        return "bpm"
+    if not imagetyp.startswith("Master"):
+        return None
+    kind = imagetyp[len("Master"):].strip().lower()
+    if kind == "dark" and str(header.get("CALTYPE", "")).upper() == "DARKFLAT":
+        return "darkflat"
+    return kind if kind in ("bias", "dark", "flat") else None
+
+
+def _index_master(index: Index, path: Path, header: fits.Header) -> None:
+    """Re-create a master's index row from its header. Its input set is taken to be the cell's
+    current frames when the counts agree (else the master will count as stale)."""
+    from capture.masters.store import inputs_digest, upsert_master
+
+    kind = master_kind(header)
+    run_id, cell_key = header.get("SRCRUN"), header.get("SRCCELL")
+    digest = None
+    if run_id is not None and cell_key is not None:
+        paths = [r["path"] for r in index.query(
+            "SELECT path FROM frames WHERE run_id=? AND cell_key=?", (run_id, cell_key))]
+        if paths and len(paths) == header.get("NCOMBINE"):
+            digest = inputs_digest(paths)
+    calibration = None
+    if header.get("BIASSUB") and header.get("BIASMSTR"):
+        calibration = f"bias:{header['BIASMSTR']}"
+    elif header.get("FLATCAL"):
+        calibration = str(header["FLATCAL"])
+    if kind == "bpm":
+        cell_key = f"bpm|{header.get('CAMNAME')}|g{header.get('GAIN')}|b{header.get('XBINNING')}"
+    upsert_master(index, {
+        "path": path.relative_to(index.root).as_posix(), "kind": kind,
+        "camera": header.get("CAMNAME"), "camera_id": header.get("CAMERAID"),
+        "instrument": header.get("INSTRUME"), "run_id": run_id, "cell_key": cell_key,
+        "gain": header.get("GAIN"), "offset": header.get("OFFSET"),
+        "binning": header.get("XBINNING"), "readout_mode": header.get("READOUTM"),
+        "bit_depth": header.get("BITDEPTH"), "setpoint_c": header.get("SET-TEMP"),
+        "exposure_s": header.get("EXPTIME"), "filter": header.get("FILTER"),
+        "width": header.get("NAXIS1"), "height": header.get("NAXIS2"),
+        "ncombine": header.get("NCOMBINE"), "inputs_digest": digest,
+        "calibration": calibration, "date_obs": header.get("DATE-OBS")})

@@ -134,6 +134,7 @@ class Sequencer:
         self.extra_cells: list[Cell] = []  # decided at run time (dark flats)
         self.electrons_per_adu: dict[int, float] = {}  # per gain, as the camera reported
         self.flats: FlatCapture | None = None  # set by the runner when flats are possible
+        self.on_cell_complete: Callable[[Cell], None] | None = None  # e.g. build its master
         self._seed_bias_references()
 
     # ----- public ----------------------------------------------------------------------------
@@ -303,6 +304,8 @@ class Sequencer:
         self.next_seq[cell.key] = seq + 1
         self.done[cell.key] = self.done.get(cell.key, 0) + 1
         self.update(cell_done=self.done[cell.key], eta_s=self._eta())
+        if self.done[cell.key] == cell.count and self.on_cell_complete is not None:
+            self.on_cell_complete(cell)
         return seq
 
     def reject(self, cell: Cell, reason: str, check: str, stats: FrameStats) -> None:

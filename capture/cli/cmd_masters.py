@@ -1,0 +1,146 @@
+"""``calibd masters build | list | combine``."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from astropy.io import fits
+
+from capture import __version__
+from capture.cli.common import add_config_args, config_from_args, library_root, print_json, table
+from capture.combine import Rejection, combine_to_fits
+from capture.config import MastersConfig
+from capture.errors import InputError, LibraryError, Problem
+from capture.library.index import Index
+from capture.library.layout import INDEX_NAME
+from capture.masters.inputs import check_consistent
+from capture.masters.service import build_missing
+from capture.masters.store import all_masters
+from capture.plans.cells import fmt_number
+
+KINDS = ("bias", "dark", "darkflat", "flat", "bpm")
+
+
+def register(sub: Any) -> None:
+    masters = sub.add_parser("masters", help="master frames and bad pixel maps")
+    msub = masters.add_subparsers(dest="masters_command", required=True, metavar="COMMAND")
+    build = msub.add_parser("build", help="build the masters that are missing or stale")
+    add_config_args(build, camera=False)
+    build.add_argument("--kind", action="append", choices=KINDS,
+                       help="only these kinds (repeatable)")
+    build.add_argument("--force", action="store_true", help="rebuild even if up to date")
+    build.add_argument("--run", type=int, metavar="ID", help="only the frames of this run")
+    build.set_defaults(handler=run_build)
+    lst = msub.add_parser("list", help="the masters in the library")
+    add_config_args(lst, camera=False)
+    lst.add_argument("--kind", choices=KINDS)
+    lst.add_argument("--json", action="store_true")
+    lst.set_defaults(handler=run_list)
+    comb = msub.add_parser("combine", help="combine any FITS frames into a master")
+    comb.add_argument("files", nargs="+", type=Path, metavar="FILE")
+    comb.add_argument("--output", "-o", type=Path, required=True, metavar="OUT")
+    comb.add_argument("--method", choices=("mean", "median"), default="mean")
+    comb.add_argument("--rejection", default="sigma",
+                      choices=("sigma", "winsorized", "minmax", "percentile", "none"))
+    comb.add_argument("--sigma-low", type=float, default=3.0)
+    comb.add_argument("--sigma-high", type=float, default=3.0)
+    comb.add_argument("--center", choices=("median", "mean"), default="median")
+    comb.add_argument("--spread", choices=("std", "mad"), default="std")
+    comb.add_argument("--iterations", type=int, default=1, help="0 = until converged")
+    comb.add_argument("--n-low", type=int, default=1)
+    comb.add_argument("--n-high", type=int, default=1)
+    comb.add_argument("--percentile-low", type=float, default=10.0)
+    comb.add_argument("--percentile-high", type=float, default=90.0)
+    comb.add_argument("--imagetyp", help="IMAGETYP of the result (default: 'Master ' + the "
+                                         "inputs' type)")
+    comb.add_argument("--no-check", action="store_true",
+                      help="combine frames even when their headers disagree")
+    comb.add_argument("--force", action="store_true", help="overwrite OUT")
+    comb.set_defaults(handler=run_combine)
+
+
+def _index(args: argparse.Namespace) -> tuple[Index, MastersConfig]:
+    config, _ = config_from_args(args)
+    root = library_root(args, config).expanduser().resolve()
+    if not (root / INDEX_NAME).exists():
+        raise LibraryError(f"no calibd library at {root} (no {INDEX_NAME})")
+    return Index(root), config.masters
+
+
+def run_build(args: argparse.Namespace) -> int:
+    index, cfg = _index(args)
+    try:
+        report = build_missing(index, cfg, kinds=args.kind, force=args.force, run_id=args.run)
+    finally:
+        index.close()
+    for path in report.built:
+        print(f"built {path}")
+    for failure in report.failed:
+        print(f"failed: {failure}")
+    print(report.summary())
+    return 1 if report.failed else 0
+
+
+def run_list(args: argparse.Namespace) -> int:
+    index, _ = _index(args)
+    try:
+        masters = all_masters(index, args.kind)
+    finally:
+        index.close()
+    if args.json:
+        print_json([m.__dict__ for m in masters])
+        return 0
+    if not masters:
+        print("no masters yet (calibd masters build)")
+        return 0
+    rows = [[m.kind, m.camera or "", str(m.gain if m.gain is not None else ""),
+             str(m.offset if m.offset is not None else ""), str(m.binning or ""),
+             "" if m.setpoint_c is None else f"{fmt_number(m.setpoint_c)} °C",
+             "" if m.exposure_s is None or m.kind in ("bias", "flat", "bpm")
+             else f"{fmt_number(m.exposure_s)} s", m.filter or "", str(m.ncombine or ""),
+             m.path] for m in masters]
+    print(table(rows, ["kind", "camera", "gain", "offset", "bin", "set-point", "exposure",
+                       "filter", "frames", "file"], right={2, 3, 4, 8}))
+    return 0
+
+
+def run_combine(args: argparse.Namespace) -> int:
+    out: Path = args.output
+    if out.exists() and not args.force:
+        raise InputError([Problem(out, None, "", "the output exists (use --force)")])
+    missing = [p for p in args.files if not p.is_file()]
+    if missing:
+        raise InputError([Problem(p, None, "", "no such file") for p in missing])
+    try:
+        rejection = Rejection(method=args.rejection, sigma_low=args.sigma_low,
+                              sigma_high=args.sigma_high, center=args.center, spread=args.spread,
+                              iterations=args.iterations, n_low=args.n_low, n_high=args.n_high,
+                              percentile_low=args.percentile_low,
+                              percentile_high=args.percentile_high)
+    except ValueError as err:
+        raise InputError([Problem(None, None, "--rejection", str(err))]) from None
+    headers = [] if args.no_check else check_consistent(args.files)
+    header = fits.Header()
+    kind = str(headers[0].get("IMAGETYP", "")).strip() if headers else ""
+    header["IMAGETYP"] = args.imagetyp or (f"Master {kind.replace(' Frame', '')}".strip()
+                                           if kind else "Master")
+    if headers:
+        for key in ("EXPTIME", "EXPOSURE", "DARKTIME", "GAIN", "OFFSET", "XBINNING", "YBINNING",
+                    "READOUTM", "SET-TEMP", "FILTER", "INSTRUME", "CAMERAID", "BAYERPAT",
+                    "EGAIN"):
+            if key in headers[0]:
+                header[key] = headers[0][key]
+    header["SWCREATE"] = f"calibd {__version__}"
+    try:
+        stats = combine_to_fits([str(p) for p in args.files], out, header=header,
+                                method=args.method, rejection=rejection)
+    except ValueError as err:
+        raise InputError([Problem(None, None, "", str(err))]) from None
+    for path, reason in stats.excluded:
+        print(f"excluded {path}: {reason}")
+    print(f"{out}: {stats.ncombine} frames, {args.method} with {rejection.method} rejection, "
+          f"{stats.rejected_fraction:.3%} of samples rejected")
+    return 0
+

@@ -1,0 +1,67 @@
+"""Masters built while a run goes on: a background thread builds a cell's master as soon as the
+run completes the cell (bias, darks, dark flats); flats and bad pixel maps at the end of the run,
+once their dark flats exist. Capture never waits for it, except at the very end."""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from pathlib import Path
+
+from capture.config import MastersConfig
+from capture.library.index import Index
+from capture.masters.service import BuildReport, build_missing
+from capture.plans.cells import Cell
+
+log = logging.getLogger(__name__)
+WAIT_FOR_FRAMES_S = 600.0  # real seconds a cell's frames may take to reach the index
+
+
+class AutoMasters:
+    def __init__(self, root: Path, run_id: int, cfg: MastersConfig) -> None:
+        self.index = Index(root)  # this thread's own connection
+        self.root = root
+        self.run_id = run_id
+        self.cfg = cfg
+        self.report = BuildReport()
+        self._queue: queue.Queue[Cell | None] = queue.Queue()
+        self._thread = threading.Thread(target=self._loop, name="calibd-masters", daemon=True)
+        self._thread.start()
+
+    def cell_complete(self, cell: Cell) -> None:
+        """Called by the sequencer when ``cell`` has all its frames (maybe not yet on disk)."""
+        if cell.kind != "flat":
+            self._queue.put(cell)
+
+    def finish(self, timeout_s: float = 3600.0) -> BuildReport:
+        """Build what remains for this run (flats, bad pixel maps) and stop. Blocks."""
+        self._queue.put(None)
+        self._thread.join(timeout_s)
+        report = build_missing(Index(self.root), self.cfg, run_id=self.run_id)
+        self.report.built += report.built
+        self.report.failed += report.failed
+        return self.report
+
+    def _loop(self) -> None:
+        index = Index(self.root)
+        while True:
+            cell = self._queue.get()
+            if cell is None:
+                return
+            deadline = time.monotonic() + WAIT_FOR_FRAMES_S
+            while time.monotonic() < deadline:
+                n = index.query("SELECT COUNT(*) AS n FROM frames WHERE run_id=? AND cell_key=?",
+                                (self.run_id, cell.key))[0]["n"]
+                if n >= cell.count:
+                    break
+                time.sleep(0.2)
+            try:
+                report = build_missing(index, self.cfg, run_id=self.run_id, cell_key=cell.key,
+                                       bpm=False)
+            except Exception as err:  # the run must not die for a master
+                log.error("building the master of %s failed: %s", cell.describe(), err)
+                continue
+            self.report.built += report.built
+            self.report.failed += report.failed

@@ -1,0 +1,281 @@
+"""Build masters from the library's frames: one master per run and cell.
+
+* master bias: the bias frames combined with rejection;
+* master dark: bias-subtracted by default with the master bias of the same gain, offset,
+  binning, read-out mode and set-point (the header says which, ``BIASSUB``/``BIASMSTR``);
+* master dark flat: combined as is (it calibrates flats of the same exposure: bias included);
+* master flat: each flat minus the master dark flat (else the master bias), divided by its own
+  median in the central region, then combined with rejection (``FLATCAL``, ``NORMALIZ``).
+
+A master is *missing* when its cell has frames but no master, and *stale* when the frames it was
+built from are no longer exactly the frames of the cell (a resumed run added some).
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from astropy.io import fits
+
+from capture import __version__
+from capture.combine import Rejection, combine_to_fits
+from capture.combine.reader import FrameSource
+from capture.config import MastersConfig
+from capture.library.fitsio import set_card
+from capture.library.index import Index
+from capture.library.layout import camera_root
+from capture.masters.inputs import check_consistent
+from capture.masters.store import (
+    MASTER_IMAGETYP,
+    MasterRow,
+    find_master,
+    inputs_digest,
+    master_path,
+    row_of,
+    upsert_master,
+)
+from capture.plans.cells import fmt_number
+
+log = logging.getLogger(__name__)
+
+BUILD_ORDER = {"bias": 0, "darkflat": 1, "dark": 2, "flat": 3}
+COPIED_KEYS = ("INSTRUME", "CAMERAID", "CAMNAME", "GAIN", "OFFSET", "XBINNING", "YBINNING",
+               "READOUTM", "EGAIN", "XPIXSZ", "YPIXSZ", "BITDEPTH", "SET-TEMP", "FILTER",
+               "BAYERPAT", "ROWORDER", "DATE-OBS", "TIMESYS", "PLANNAME")
+
+
+class MasterBuildError(Exception):
+    """A master cannot be built (too few usable frames, nothing to calibrate a flat with)."""
+
+
+@dataclass(frozen=True)
+class MasterGroup:
+    """The frames of one cell of one run: what one master is built from."""
+
+    kind: str
+    run_id: int
+    cell_key: str
+    camera: str
+    folder: str
+    paths: tuple[str, ...]  # relative to the library root, in sequence order
+    gain: int
+    offset: int
+    binning: int
+    readout_mode: str
+    setpoint_c: float
+    exposure_s: float  # median exposure (flats may vary)
+    filter: str | None
+
+    @property
+    def settings(self) -> str:
+        return (f"g{self.gain}_o{self.offset}_bin{self.binning}_{self.readout_mode}_"
+                f"{fmt_number(self.setpoint_c)}C")
+
+    def describe(self) -> str:
+        what = f"{self.kind} {self.settings}"
+        if self.kind in ("dark", "darkflat"):
+            what += f" {fmt_number(self.exposure_s)} s"
+        if self.filter:
+            what += f" filter {self.filter}"
+        return f"{what} (run {self.run_id}, {len(self.paths)} frames)"
+
+
+def rejection_of(cfg: MastersConfig) -> Rejection:
+    r = cfg.rejection
+    return Rejection(method=r.method, sigma_low=r.sigma_low, sigma_high=r.sigma_high,
+                     center=r.center, spread=r.spread, iterations=r.iterations, n_low=r.n_low,
+                     n_high=r.n_high, percentile_low=r.percentile_low,
+                     percentile_high=r.percentile_high)
+
+
+def frame_groups(index: Index, *, kinds: Sequence[str] | None = None,
+                 run_id: int | None = None, cell_key: str | None = None) -> list[MasterGroup]:
+    """Every (run, cell) with frames, in build order (calibrators first)."""
+    sql = ("SELECT f.run_id, f.cell_key, f.kind, f.camera, COALESCE(r.folder, '') AS folder, "
+           "f.gain, f.\"offset\", f.binning, f.readout_mode, f.setpoint_c, f.exposure_s, "
+           "f.filter, f.path FROM frames f LEFT JOIN runs r ON r.id = f.run_id "
+           "WHERE f.run_id IS NOT NULL AND f.cell_key IS NOT NULL")
+    args: list[object] = []
+    if run_id is not None:
+        sql += " AND f.run_id=?"
+        args.append(run_id)
+    if cell_key is not None:
+        sql += " AND f.cell_key=?"
+        args.append(cell_key)
+    sql += " ORDER BY f.run_id, f.cell_key, f.seq"
+    groups: dict[tuple[int, str], list[sqlite3.Row]] = {}
+    for r in index.query(sql, tuple(args)):
+        groups.setdefault((r["run_id"], r["cell_key"]), []).append(r)
+    out: list[MasterGroup] = []
+    for (rid, key), rows in groups.items():
+        first = rows[0]
+        if kinds is not None and first["kind"] not in kinds:
+            continue
+        exposures = sorted(float(r["exposure_s"]) for r in rows)
+        out.append(MasterGroup(
+            kind=first["kind"], run_id=rid, cell_key=key, camera=first["camera"],
+            folder=first["folder"], paths=tuple(r["path"] for r in rows),
+            gain=first["gain"], offset=first["offset"], binning=first["binning"],
+            readout_mode=first["readout_mode"], setpoint_c=first["setpoint_c"],
+            exposure_s=exposures[len(exposures) // 2], filter=first["filter"]))
+    out.sort(key=lambda g: (BUILD_ORDER.get(g.kind, 9), g.run_id, g.cell_key))
+    return out
+
+
+def needs_build(index: Index, group: MasterGroup) -> str | None:
+    """Why ``group``'s master must be built ("missing", "stale") or None if it is current."""
+    existing = find_master(index, group.kind, group.run_id, group.cell_key)
+    if existing is None:
+        return "missing"
+    if existing.inputs_digest != inputs_digest(list(group.paths)):
+        return "stale"
+    if not (index.root / existing.path).exists():
+        return "missing file"
+    return None
+
+
+def find_calibrator(index: Index, kind: str, group: MasterGroup, tolerance_c: float,
+                    exposure_s: float | None = None) -> MasterRow | None:
+    """The master bias (or dark flat) for ``group``: same camera and settings, set-point within
+    ``tolerance_c``, the same run preferred, then the newest."""
+    rows = index.query(
+        'SELECT * FROM masters WHERE kind=? AND camera=? AND gain=? AND "offset"=? AND '
+        "binning=? AND readout_mode=? AND ABS(setpoint_c - ?) <= ? ORDER BY (run_id = ?) DESC, "
+        "created_utc DESC",
+        (kind, group.camera, group.gain, group.offset, group.binning, group.readout_mode,
+         group.setpoint_c, tolerance_c + 1e-9, group.run_id))
+    for r in rows:
+        if exposure_s is not None and abs(float(r["exposure_s"]) - exposure_s) > \
+                0.02 * exposure_s + 1e-6:
+            continue
+        return row_of(r)
+    return None
+
+
+def build_master(index: Index, group: MasterGroup, cfg: MastersConfig) -> Path:
+    """Build (or rebuild) the master of ``group``. Blocks for the combination.
+
+    Raises MasterBuildError (too few frames, no calibrator for flats), MasterInputError
+    (inconsistent frames), OSError (disk).
+    """
+    root = index.root
+    paths = [root / p for p in group.paths]
+    headers = check_consistent(paths, kind=group.kind)
+    header = _master_header(headers[0], group, index)
+    subtract: np.ndarray | None = None
+    scales: list[float] | None = None
+    calibration: str | None = None
+    if group.kind == "dark" and cfg.subtract_bias_from_darks:
+        bias = find_calibrator(index, "bias", group, cfg.bias_setpoint_tolerance_c)
+        if bias is not None:
+            subtract = _load(root / bias.path)
+            calibration = f"bias:{Path(bias.path).name}"
+            set_card(header, "BIASSUB", True, "master bias subtracted")
+            set_card(header, "BIASMSTR", Path(bias.path).name, "master bias used")
+        else:
+            set_card(header, "BIASSUB", False, "no matching master bias in the library")
+            log.warning("master dark %s: no matching master bias, not bias-subtracted",
+                        group.describe())
+    elif group.kind == "dark":
+        set_card(header, "BIASSUB", False, "bias subtraction disabled")
+    if group.kind == "flat":
+        subtract, calibration = _flat_calibrator(index, group, cfg)
+        set_card(header, "FLATCAL", calibration, "subtracted from each flat")
+        scales = [1.0 / _central_level(p, subtract) for p in paths]
+        set_card(header, "NORMALIZ", "median", "each flat / its central median")
+    out = master_path(camera_root(root, group.camera, group.folder or None), group.kind,
+                      group.settings, exposure_s=group.exposure_s, filter_name=group.filter,
+                      run_id=group.run_id)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        stats = combine_to_fits([str(p) for p in paths], out, header=header,
+                                method=cfg.method, rejection=rejection_of(cfg),
+                                subtract=subtract, scales=scales,
+                                memory_budget_bytes=int(cfg.memory_budget_mb * 2**20))
+    except ValueError as err:
+        raise MasterBuildError(f"{group.describe()}: {err}") from err
+    upsert_master(index, {
+        "path": out.relative_to(root).as_posix(), "kind": group.kind, "camera": group.camera,
+        "camera_id": headers[0].get("CAMERAID"), "instrument": headers[0].get("INSTRUME"),
+        "run_id": group.run_id, "cell_key": group.cell_key, "gain": group.gain,
+        "offset": group.offset, "binning": group.binning, "readout_mode": group.readout_mode,
+        "bit_depth": headers[0].get("BITDEPTH"), "setpoint_c": group.setpoint_c,
+        "exposure_s": group.exposure_s, "filter": group.filter,
+        "width": stats.shape[1], "height": stats.shape[0], "ncombine": stats.ncombine,
+        "inputs_digest": inputs_digest(list(group.paths)), "calibration": calibration,
+        "date_obs": headers[0].get("DATE-OBS"),
+    })
+    log.info("built %s: %s", out.name, group.describe())
+    return out
+
+
+def _master_header(first: fits.Header, group: MasterGroup, index: Index) -> fits.Header:
+    header = fits.Header()
+    set_card(header, "IMAGETYP", MASTER_IMAGETYP[group.kind], "type of image")
+    if group.kind == "darkflat":
+        set_card(header, "CALTYPE", "DARKFLAT", "master dark for flats")
+    if group.kind != "flat":
+        set_card(header, "EXPTIME", float(group.exposure_s), "[s] exposure time")
+        set_card(header, "EXPOSURE", float(group.exposure_s), "[s] exposure time")
+        set_card(header, "DARKTIME", float(group.exposure_s), "[s] dark integration time")
+    else:
+        set_card(header, "EXPTIME", float(group.exposure_s),
+                 "[s] median exposure of the flats")
+    for key in COPIED_KEYS:
+        if key in first:
+            set_card(header, key, first[key], first.comments[key])
+    temps = index.query("SELECT AVG(ccd_temp_c) AS t FROM frames WHERE run_id=? AND cell_key=?",
+                        (group.run_id, group.cell_key))
+    if temps and temps[0]["t"] is not None:
+        set_card(header, "CCD-TEMP", round(float(temps[0]["t"]), 2),
+                 "[degC] mean over the inputs")
+    set_card(header, "SWCREATE", f"calibd {__version__}", "software that created this file")
+    set_card(header, "SRCRUN", group.run_id, "calibd run of the input frames")
+    set_card(header, "SRCCELL", group.cell_key, "calibd cell of the input frames")
+    return header
+
+
+def _flat_calibrator(index: Index, group: MasterGroup, cfg: MastersConfig
+                     ) -> tuple[np.ndarray, str]:
+    tol = cfg.bias_setpoint_tolerance_c
+    dark_flat = find_calibrator(index, "darkflat", group, tol, exposure_s=group.exposure_s)
+    if dark_flat is not None:
+        return _load(index.root / dark_flat.path), f"darkflat:{Path(dark_flat.path).name}"
+    bias = find_calibrator(index, "bias", group, tol)
+    if bias is None:  # bias barely depends on temperature: accept any set-point
+        bias = find_calibrator(index, "bias", group, 1000.0)
+    if bias is not None:
+        return _load(index.root / bias.path), f"bias:{Path(bias.path).name}"
+    raise MasterBuildError(
+        f"{group.describe()}: no master dark flat or master bias at gain {group.gain}, "
+        f"offset {group.offset}, bin {group.binning} to calibrate the flats with: capture bias "
+        "frames at these settings first")
+
+
+def _load(path: Path) -> np.ndarray:
+    data = fits.getdata(path, memmap=False)
+    return np.asarray(data, dtype=np.float32)
+
+
+def _central_level(path: Path, subtract: np.ndarray | None) -> float:
+    """Median of the central quarter of ``path`` minus ``subtract``; raises MasterBuildError
+    when it is not positive (a dark 'flat')."""
+    with FrameSource(path) as src:
+        h, w = src.shape
+        r0, r1 = h // 4, h - h // 4
+        band = np.empty((r1 - r0, w), dtype=np.float32)
+        src.read_rows(r0, r1, band, np.empty(band.size * 8, dtype=np.uint8))
+    c0, c1 = w // 4, w - w // 4
+    region = band[:, c0:c1]
+    if subtract is not None:
+        region = region - subtract[r0:r1, c0:c1]
+    level = float(np.median(region[::2, ::2]))
+    if level <= 0:
+        raise MasterBuildError(f"{path.name}: no signal above the calibration frame "
+                               f"(central median {level:.1f} ADU)")
+    return level

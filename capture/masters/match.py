@@ -1,0 +1,198 @@
+"""Which masters calibrate a light frame, and why.
+
+Keys read from the light's header: camera (``CAMERAID``, else ``INSTRUME``), ``GAIN``, ``OFFSET``,
+``READOUTM``, ``XBINNING``, ``BITDEPTH``, set-point (``SET-TEMP``, else ``CCD-TEMP``),
+``EXPTIME``, ``FILTER``, ``DATE-OBS``. Keys the light does not carry are not used (and said so).
+
+Fallback order, first match wins (within a step: the newest master):
+
+* bias: (1) every key, set-point within ``tol``; (2) set-point within ``2 x tol``;
+  (3) any set-point (bias hardly depends on temperature).
+* dark: (1) every key and the exact exposure, set-point within ``tol``; (2) exact exposure,
+  set-point within ``2 x tol``; (3) a bias-subtracted dark at the same set-point with the nearest
+  longer exposure, to be scaled by exposure (needs the master bias as well).
+* flat: (1) same filter, binning, gain and offset; (2) same filter and binning, any gain (flats
+  are normalised). Flats older than ``flat_max_age_days`` are flagged.
+* bad pixel map: (1) same gain and binning; (2) same binning, any gain.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from astropy.io import fits
+
+from capture.library.index import Index
+from capture.masters.store import MasterRow, all_masters
+
+
+@dataclass
+class Choice:
+    kind: str
+    master: MasterRow | None
+    step: int  # fallback step that matched (1 = exact); 0 = none
+    reasons: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "path": self.master.path if self.master else None,
+                "step": self.step, "reasons": self.reasons}
+
+
+@dataclass(frozen=True)
+class Light:
+    camera_id: str | None
+    instrument: str | None
+    gain: int | None
+    offset: int | None
+    readout_mode: str | None
+    binning: int
+    bit_depth: int | None
+    setpoint_c: float | None
+    exposure_s: float | None
+    filter: str | None
+    date_obs: str | None
+
+    @classmethod
+    def from_header(cls, h: fits.Header) -> Light:
+        def num(key: str) -> Any:
+            v = h.get(key)
+            return v if isinstance(v, int | float) and not isinstance(v, bool) else None
+
+        temp = num("SET-TEMP")
+        return cls(camera_id=h.get("CAMERAID"), instrument=h.get("INSTRUME"),
+                   gain=num("GAIN"), offset=num("OFFSET"), readout_mode=h.get("READOUTM"),
+                   binning=int(num("XBINNING") or 1), bit_depth=num("BITDEPTH"),
+                   setpoint_c=temp if temp is not None else num("CCD-TEMP"),
+                   exposure_s=num("EXPTIME") if num("EXPTIME") is not None else num("EXPOSURE"),
+                   filter=h.get("FILTER"), date_obs=h.get("DATE-OBS"))
+
+
+def _same_camera(light: Light, m: MasterRow) -> bool:
+    if light.camera_id and m.camera_id:
+        return str(light.camera_id) == str(m.camera_id)
+    return True  # nothing to compare: other keys decide
+
+
+def _settings(light: Light, m: MasterRow, *, gain: bool = True, offset: bool = True) -> bool:
+    return ((not gain or light.gain is None or light.gain == m.gain)
+            and (not offset or light.offset is None or m.offset is None
+                 or light.offset == m.offset)
+            and light.binning == m.binning
+            and (light.readout_mode is None or m.readout_mode is None
+                 or light.readout_mode == m.readout_mode)
+            and (light.bit_depth is None or m.bit_depth is None
+                 or light.bit_depth == m.bit_depth))
+
+
+def _temp_ok(light: Light, m: MasterRow, tol: float) -> bool:
+    if light.setpoint_c is None or m.setpoint_c is None:
+        return True
+    return abs(light.setpoint_c - m.setpoint_c) <= tol
+
+
+def _newest(rows: list[MasterRow]) -> MasterRow | None:
+    return max(rows, key=lambda m: (m.created_utc or "", m.id)) if rows else None
+
+
+def _steps(kind: str, candidates: list[MasterRow],
+           steps: list[tuple[str, Callable[[MasterRow], bool]]]) -> Choice:
+    for i, (why, test) in enumerate(steps, start=1):
+        found = _newest([m for m in candidates if test(m)])
+        if found is not None:
+            return Choice(kind, found, i, [why])
+    return Choice(kind, None, 0, [])
+
+
+def match(index: Index, header: fits.Header, *, tolerance_c: float = 1.0,
+          flat_max_age_days: float = 60.0) -> list[Choice]:
+    """The master bias, dark, flat and bad pixel map for a light frame."""
+    light = Light.from_header(header)
+    masters = [m for m in all_masters(index) if _same_camera(light, m)]
+    tol = tolerance_c
+    by_kind = {k: [m for m in masters if m.kind == k] for k in ("bias", "dark", "flat", "bpm")}
+    notes = []
+    for key, value in (("GAIN", light.gain), ("OFFSET", light.offset),
+                       ("READOUTM", light.readout_mode), ("SET-TEMP/CCD-TEMP", light.setpoint_c),
+                       ("CAMERAID", light.camera_id)):
+        if value is None:
+            notes.append(f"the light has no {key}: not matched on it")
+    exp = light.exposure_s
+
+    def exact_exp(m: MasterRow) -> bool:
+        return exp is not None and m.exposure_s is not None and abs(m.exposure_s - exp) <= \
+            max(1e-3, 1e-4 * exp)
+
+    bias = _steps("bias", by_kind["bias"], [
+        (f"same camera and settings, set-point within ±{tol:g} °C",
+         lambda m: _settings(light, m) and _temp_ok(light, m, tol)),
+        (f"set-point within ±{2 * tol:g} °C (step 2)",
+         lambda m: _settings(light, m) and _temp_ok(light, m, 2 * tol)),
+        ("any set-point (bias hardly depends on temperature; step 3)",
+         lambda m: _settings(light, m)),
+    ])
+    dark = _steps("dark", by_kind["dark"], [
+        (f"same camera, settings and exposure, set-point within ±{tol:g} °C",
+         lambda m: _settings(light, m) and exact_exp(m) and _temp_ok(light, m, tol)),
+        (f"same exposure, set-point within ±{2 * tol:g} °C (step 2)",
+         lambda m: _settings(light, m) and exact_exp(m) and _temp_ok(light, m, 2 * tol)),
+    ])
+    if dark.master is None and exp is not None:
+        longer = [m for m in by_kind["dark"] if _settings(light, m) and _temp_ok(light, m, tol)
+                  and (m.calibration or "").startswith("bias:") and (m.exposure_s or 0) >= exp]
+        if longer:
+            best = min(longer, key=lambda m: m.exposure_s or 0)
+            dark = Choice("dark", best, 3, [
+                f"no {exp:g} s dark: scale this bias-subtracted {best.exposure_s:g} s master by "
+                f"{exp / (best.exposure_s or exp):.3f} (step 3; use it with the master bias)"])
+    flat = _steps("flat", by_kind["flat"], [
+        ("same filter, binning, gain and offset",
+         lambda m: m.filter == light.filter and _settings(light, m)),
+        ("same filter and binning, another gain (flats are normalised; step 2)",
+         lambda m: m.filter == light.filter and m.binning == light.binning),
+    ])
+    if flat.master is not None and flat.master.date_obs and light.date_obs:
+        age = _days(flat.master.date_obs, light.date_obs)
+        if age is not None and abs(age) > flat_max_age_days:
+            flat.reasons.append(f"warning: taken {abs(age):.0f} days from the light; "
+                                "refresh flats if the optical train changed")
+    bpm = _steps("bpm", by_kind["bpm"], [
+        ("same gain and binning", lambda m: m.gain == light.gain and m.binning == light.binning),
+        ("same binning, another gain (step 2)", lambda m: m.binning == light.binning),
+    ])
+    choices = [bias, dark, flat, bpm]
+    for c in choices:
+        if c.master is None:
+            c.reasons.append(_nothing(c.kind, light))
+        c.reasons.extend(notes)
+    return choices
+
+
+def _nothing(kind: str, light: Light) -> str:
+    what = {"bias": f"gain {light.gain}, offset {light.offset}, bin {light.binning}",
+            "dark": f"gain {light.gain}, offset {light.offset}, bin {light.binning}, "
+                    f"{light.exposure_s} s at {light.setpoint_c} °C",
+            "flat": f"filter {light.filter!r}, bin {light.binning}",
+            "bpm": f"gain {light.gain}, bin {light.binning}"}[kind]
+    return f"no master {kind} in the library fits {what}"
+
+
+def _days(a: str, b: str) -> float | None:
+    try:
+        da = datetime.fromisoformat(a).replace(tzinfo=UTC)
+        db = datetime.fromisoformat(b).replace(tzinfo=UTC)
+    except ValueError:
+        return None
+    return (db - da).total_seconds() / 86400.0
+
+
+def light_header(path: Path) -> fits.Header:
+    """Header of the light frame (the first HDU with an image)."""
+    with fits.open(path) as hdul:
+        for hdu in hdul:
+            if hdu.header.get("NAXIS", 0) >= 2:
+                return hdu.header.copy()
+        return hdul[0].header.copy()

@@ -1,0 +1,60 @@
+"""Build what is missing or stale: ``calibd masters build`` and the automatic builder."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from capture.config import MastersConfig
+from capture.library.index import Index
+from capture.masters.bpm import bpm_keys, build_bpm
+from capture.masters.build import MasterBuildError, build_master, frame_groups, needs_build
+from capture.masters.inputs import MasterInputError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class BuildReport:
+    built: list[Path] = field(default_factory=list)
+    current: int = 0  # masters already up to date
+    failed: list[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        text = f"{len(self.built)} master(s) built, {self.current} up to date"
+        if self.failed:
+            text += f", {len(self.failed)} failed"
+        return text
+
+
+def build_missing(index: Index, cfg: MastersConfig, *, kinds: Sequence[str] | None = None,
+                  force: bool = False, run_id: int | None = None,
+                  cell_key: str | None = None, bpm: bool = True) -> BuildReport:
+    """Build every missing or stale master (all with ``force``), then the bad pixel maps whose
+    inputs changed. Blocks. Failures are collected, not raised."""
+    report = BuildReport()
+    wanted = [k for k in (kinds or ("bias", "darkflat", "dark", "flat"))]
+    touched: set[tuple[str, int, int]] = set()
+    for group in frame_groups(index, kinds=wanted, run_id=run_id, cell_key=cell_key):
+        reason = "forced" if force else needs_build(index, group)
+        if reason is None:
+            report.current += 1
+            continue
+        try:
+            report.built.append(build_master(index, group, cfg))
+            if group.kind in ("dark", "flat"):  # what bad pixel maps are made from
+                touched.add((group.camera, group.gain, group.binning))
+        except (MasterBuildError, MasterInputError) as err:
+            log.error("master %s not built: %s", group.describe(), err)
+            report.failed.append(f"{group.describe()}: {err}")
+    if bpm and (kinds is None or "bpm" in kinds or touched):
+        have = {(r["camera"], r["gain"], r["binning"]) for r in index.query(
+            "SELECT camera, gain, binning FROM masters WHERE kind='bpm'")}
+        for key in bpm_keys(index):
+            if force or key in touched or key not in have or (kinds and "bpm" in kinds):
+                path = build_bpm(index, *key, cfg)
+                if path is not None:
+                    report.built.append(path)
+    return report

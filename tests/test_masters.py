@@ -1,0 +1,269 @@
+"""Masters from the library: physics recovered, bad pixel maps, bad input, staleness, matching."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from astropy.io import fits
+
+from capture.config import MastersConfig
+from capture.library.index import Index
+from capture.masters.bpm import local_level
+from capture.masters.store import all_masters
+from simulators.profiles import get_profile
+from simulators.sensor import SensorModel
+from tests.conftest import run_cli, write_config, write_plan
+
+PLAN = """
+defaults: {offset: 50}
+cooling: {dwell_s: 20, tolerance_c: 0.2, frame_tolerance_c: 0.3}
+sets:
+  - kind: bias
+    gains: [100]
+    setpoints_c: [-10]
+    count: 20
+  - kind: dark
+    gains: [100]
+    setpoints_c: [-10]
+    exposures_s: [600]
+    count: 20
+  - kind: flat
+    source: panel
+    filters: [L]
+    gains: [100]
+    setpoints_c: [-10]
+    count: 12
+    panel: {mode: exposure, brightness: 600}
+    dark_flats: {use_master_bias: true}
+"""
+
+
+@pytest.fixture(scope="module")
+def library(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    tmp = tmp_path_factory.mktemp("masters")
+    plan = write_plan(tmp / "p.yaml", PLAN)
+    config = write_config(tmp / "c.yaml", flats=True, seed=5)
+    from capture.cli.main import main
+
+    assert main(["-q", "run", str(plan), "--config", str(config), "--library",
+                 str(tmp / "lib")]) == 0
+    return tmp / "lib"
+
+
+def masters(lib: Path, kind: str) -> list[Any]:
+    index = Index(lib)
+    try:
+        return all_masters(index, kind)
+    finally:
+        index.close()
+
+
+def test_auto_masters_have_the_provenance_headers(library: Path) -> None:
+    (dark,) = masters(library, "dark")
+    h = fits.getheader(library / dark.path)
+    assert h["IMAGETYP"] == "Master Dark"
+    assert h["NCOMBINE"] == 20 and h["REJMETH"] == "SIGMA" and h["COMBMETH"] == "MEAN"
+    assert h["BIASSUB"] is True and h["BIASMSTR"].startswith("Master_Bias_g100_o50_bin1")
+    assert h["EXPTIME"] == 600.0 and h["GAIN"] == 100 and h["OFFSET"] == 50
+    assert h["SWCREATE"].startswith("calibd")
+    assert sum(1 for line in h["HISTORY"] if "Dark_600s" in str(line)) == 20
+    assert h["BITPIX"] == -32
+    (bias,) = masters(library, "bias")
+    assert fits.getheader(library / bias.path)["IMAGETYP"] == "Master Bias"
+    (flat,) = masters(library, "flat")
+    fh = fits.getheader(library / flat.path)
+    assert fh["IMAGETYP"] == "Master Flat" and fh["FILTER"] == "L"
+    assert fh["FLATCAL"].startswith("bias:")
+    data = fits.getdata(library / flat.path)
+    h_, w_ = data.shape
+    assert abs(float(np.median(data[h_ // 4: -h_ // 4, w_ // 4: -w_ // 4])) - 1.0) < 0.01
+
+
+def test_master_dark_recovers_the_dark_current_map(library: Path) -> None:
+    (dark,) = masters(library, "dark")
+    master = fits.getdata(library / dark.path).astype(np.float64)
+    sensor = SensorModel(get_profile("small"))
+    egain = sensor.e_per_adu16(100)
+    truth = sensor.dark_rate_map(-10.0).astype(np.float64) * 600.0 / egain
+    hot = np.zeros(master.shape, dtype=bool)
+    rc = sensor.hot_pixels_rc()
+    hot[rc[:, 0], rc[:, 1]] = True
+    residual = (master - truth)[~hot]
+    # Expected noise per pixel: shot noise of its own dark signal (amp glow included) plus read
+    # noise, averaged over 20 darks, plus the master bias's own read noise (20 frames).
+    rn = sensor.read_noise_e(100) / egain
+    expected = np.sqrt((rn**2 + truth[~hot] * egain) / 20 + rn**2 / 20)
+    assert abs(float(np.mean(residual))) < 0.2, np.mean(residual)
+    normalised = residual / expected
+    assert 0.8 < float(np.std(normalised)) < 1.2, np.std(normalised)
+    # Hot pixels carry their rate (a few per cent of temperature play allowed).
+    ratio = master[hot] / truth[hot]
+    assert float(np.median(np.abs(ratio - 1))) < 0.05
+
+
+def test_bad_pixel_map_recovers_hot_and_dead_pixels(library: Path) -> None:
+    bpm_rows = masters(library, "bpm")
+    assert len(bpm_rows) == 1
+    path = library / bpm_rows[0].path
+    mask = fits.getdata(path)
+    h = fits.getheader(path)
+    assert h["IMAGETYP"] == "Bad Pixel Map" and h["NHOT"] > 0 and h["NCOLD"] > 0
+    sensor = SensorModel(get_profile("small"))
+    injected = {tuple(x) for x in sensor.hot_pixels_rc()}
+    found_hot = {tuple(x) for x in np.argwhere(mask & 1)}
+    # "Above the threshold": the injected hot pixels whose true excess over the local level
+    # beats the map's rule (hot_factor x local dark signal; amp glow raises the local level).
+    truth = sensor.dark_rate_map(-10.0) * 600.0 / sensor.e_per_adu16(100)
+    local = local_level(truth, MastersConfig().bpm_block_px)
+    rule = np.maximum(5 * 1.0, (MastersConfig().hot_factor - 1) * np.maximum(local, 0))
+    above = {p for p in injected if truth[p] - local[p] > 1.05 * rule[p]}
+    assert len(above) >= 0.95 * len(injected)
+    precision = len(injected & found_hot) / len(found_hot)
+    recall = len(above & found_hot) / len(above)
+    assert precision >= 0.99 and recall >= 0.99, (precision, recall, len(found_hot))
+    dead = {tuple(x) for x in sensor.dead_pixels_rc()}
+    found_cold = {tuple(x) for x in np.argwhere(mask & 2)}
+    assert len(dead & found_cold) / len(dead) >= 0.99
+    cold_truth = {tuple(x) for x in np.stack(np.divmod(sensor.cold_index, 320), axis=1)}
+    assert len(cold_truth & found_cold) / len(cold_truth) >= 0.9
+    assert h["NHOT"] == len(found_hot)
+
+
+def test_build_is_idempotent_then_force_rebuilds(capsys: pytest.CaptureFixture[str],
+                                                 library: Path) -> None:
+    res = run_cli(capsys, "masters", "build", "--library", library)
+    assert res.code == 0 and "0 master(s) built" in res.out
+    res = run_cli(capsys, "masters", "build", "--library", library, "--force", "--kind", "bias")
+    assert res.code == 0
+    assert res.out.splitlines()[-1] == "1 master(s) built, 0 up to date"
+    listed = run_cli(capsys, "masters", "list", "--library", library, "--json")
+    kinds = sorted(m["kind"] for m in json.loads(listed.out))
+    assert kinds == ["bias", "bpm", "dark", "flat"]
+
+
+def write_frame(path: Path, data: np.ndarray, **keys: Any) -> Path:
+    header = fits.Header()
+    header["IMAGETYP"] = "Dark Frame"
+    header["EXPTIME"] = 60.0
+    header["GAIN"] = 100
+    header["OFFSET"] = 50
+    header["XBINNING"] = 1
+    header["YBINNING"] = 1
+    header["SET-TEMP"] = -10.0
+    for k, v in keys.items():
+        header[k.replace("_", "-")] = v
+    fits.PrimaryHDU(data=data, header=header).writeto(path)
+    return path
+
+
+@pytest.mark.parametrize(("key", "value"), [("GAIN", 200), ("OFFSET", 30), ("XBINNING", 2),
+                                            ("EXPTIME", 120.0), ("SET_TEMP", -20.0),
+                                            ("shape", (30, 40))])
+def test_combine_names_the_odd_frame(capsys: pytest.CaptureFixture[str], tmp_path: Path,
+                                     key: str, value: Any) -> None:
+    rng = np.random.default_rng(1)
+    files = [write_frame(tmp_path / f"f{i}.fits",
+                         rng.normal(500, 5, (20, 30)).astype(np.uint16)) for i in range(5)]
+    odd = tmp_path / "odd.fits"
+    if key == "shape":
+        write_frame(odd, rng.normal(500, 5, value).astype(np.uint16))
+    else:
+        write_frame(odd, rng.normal(500, 5, (20, 30)).astype(np.uint16), **{key: value})
+    out = tmp_path / "master.fits"
+    res = run_cli(capsys, "masters", "combine", *files[:3], odd, *files[3:], "--output", out)
+    assert res.code == 2, res.err
+    assert "odd.fits" in res.err
+    assert not out.exists() and not list(tmp_path.glob(".*partial*"))
+
+
+def test_combine_excludes_a_truncated_frame_and_needs_enough_frames(
+        capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    rng = np.random.default_rng(2)
+    files = [write_frame(tmp_path / f"f{i}.fits",
+                         rng.normal(500, 5, (20, 30)).astype(np.uint16)) for i in range(4)]
+    broken = tmp_path / "broken.fits"
+    broken.write_bytes(files[0].read_bytes()[:3000])
+    out = tmp_path / "master.fits"
+    res = run_cli(capsys, "masters", "combine", *files, broken, "--output", out)
+    assert res.code == 0, res.err
+    assert "excluded" in res.out and "broken.fits" in res.out
+    with fits.open(out) as hdul:
+        assert hdul[0].header["NCOMBINE"] == 4
+        assert hdul[0].header["IMAGETYP"] == "Master Dark"
+        assert hdul[0].data.dtype.kind == "f"
+    few = run_cli(capsys, "masters", "combine", files[0], broken, "--output",
+                  tmp_path / "few.fits", "--rejection", "minmax")
+    assert few.code == 2 and "broken.fits" in few.err
+    assert not (tmp_path / "few.fits").exists()
+
+
+def test_library_match_prints_the_masters_and_why(capsys: pytest.CaptureFixture[str],
+                                                  library: Path, tmp_path: Path) -> None:
+    (dark,) = masters(library, "dark")
+    light = tmp_path / "light.fits"
+    h = fits.getheader(library / dark.path)
+    hdr = fits.Header()
+    for key in ("GAIN", "OFFSET", "XBINNING", "READOUTM", "CAMERAID", "INSTRUME", "BITDEPTH"):
+        hdr[key] = h[key]
+    hdr["IMAGETYP"] = "Light Frame"
+    hdr["EXPTIME"] = 600.0
+    hdr["SET-TEMP"] = -10.3
+    hdr["FILTER"] = "L"
+    fits.PrimaryHDU(np.zeros((4, 4), np.uint16), hdr).writeto(light)
+    res = run_cli(capsys, "library", "match", light, "--library", library, "--json")
+    assert res.code == 0, res.err
+    got = {m["kind"]: m for m in json.loads(res.out)["masters"]}
+    assert got["dark"]["path"] == dark.path and got["dark"]["step"] == 1
+    assert "Master_Bias" in got["bias"]["path"] and "Master_Flat_L" in got["flat"]["path"]
+    assert got["bpm"]["path"] is not None
+    # A 300 s light: no 300 s master, the 600 s bias-subtracted one scaled by 0.5.
+    hdr["EXPTIME"] = 300.0
+    hdr["FILTER"] = "Ha"
+    light2 = tmp_path / "light2.fits"
+    fits.PrimaryHDU(np.zeros((4, 4), np.uint16), hdr).writeto(light2)
+    res = run_cli(capsys, "library", "match", light2, "--library", library)
+    assert res.code == 0
+    assert "scale this bias-subtracted 600 s master by 0.500" in res.out
+    assert "no master flat in the library fits filter 'Ha'" in res.out
+    strict = run_cli(capsys, "library", "match", light2, "--library", library, "--strict")
+    assert strict.code == 1
+
+
+def test_master_build_without_a_master_bias_for_flats_says_so(
+        capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    plan = write_plan(tmp_path / "p.yaml", textwrap.dedent("""
+        defaults: {offset: 50}
+        cooling: {dwell_s: 20}
+        sets:
+          - kind: flat
+            source: panel
+            filters: [R]
+            gains: [150]
+            setpoints_c: [-10]
+            count: 5
+            panel: {mode: exposure, brightness: 600}
+    """))
+    config = write_config(tmp_path / "c.yaml", flats=True)
+    res = run_cli(capsys, "run", plan, "--config", config, "--library", tmp_path / "lib")
+    assert res.code == 0
+    assert "masters: 0 master(s) built" in res.out and "1 failed" in res.out
+    assert "no master dark flat or master bias" in res.err
+
+
+def test_rescan_restores_the_masters_index(capsys: pytest.CaptureFixture[str],
+                                           library: Path) -> None:
+    before = run_cli(capsys, "masters", "list", "--library", library, "--json")
+    for name in ("calibd.sqlite", "calibd.sqlite-wal", "calibd.sqlite-shm"):
+        (library / name).unlink(missing_ok=True)
+    assert run_cli(capsys, "library", "rescan", "--library", library).code == 0
+    after = run_cli(capsys, "masters", "list", "--library", library, "--json")
+    keys = ("path", "kind", "gain", "offset", "binning", "setpoint_c", "filter", "ncombine")
+    assert [{k: m[k] for k in keys} for m in json.loads(after.out)] == \
+        [{k: m[k] for k in keys} for m in json.loads(before.out)]
+    res = run_cli(capsys, "masters", "build", "--library", library)
+    assert res.code == 0 and res.out.splitlines()[-1].startswith("0 master(s) built")
