@@ -1,0 +1,25 @@
+"""INDI adapters (pyindi-client): camera, filter wheel, flat panel / dust cap, weather.
+
+PyIndi is imported lazily, on the first connect, and only inside this package. All device
+objects of a process that talk to the same indiserver (host and port, or local socket) share one
+client connection (:mod:`drivers.indi._conn` explains the threading model).
+"""
+
+from __future__ import annotations
+
+from drivers.indi._fits import decode_fits
+from drivers.indi.camera import IndiCamera, open_camera
+from drivers.indi.listing import list_devices
+from drivers.indi.panel import IndiFlatPanel
+from drivers.indi.weather import IndiSafetyMonitor
+from drivers.indi.wheel import IndiFilterWheel
+
+__all__ = [
+    "IndiCamera",
+    "IndiFilterWheel",
+    "IndiFlatPanel",
+    "IndiSafetyMonitor",
+    "decode_fits",
+    "list_devices",
+    "open_camera",
+]

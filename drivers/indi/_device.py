@@ -1,0 +1,278 @@
+"""Common base of the INDI device adapters: connecting a device, setting values, mapping errors."""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable, Iterable, Mapping
+
+from drivers.errors import DeviceUnavailable, SettingRejected
+from drivers.indi._conn import (
+    IndiConnection,
+    PropSnapshot,
+    ServerAddress,
+    Session,
+    acquire,
+    release,
+)
+from drivers.indi._state import ConnState
+
+log = logging.getLogger(__name__)
+
+DEFAULT_SET_TIMEOUT_S = 10.0  # real seconds for a device to answer a new value
+
+
+class IndiDevice:
+    """One INDI device on a shared server connection.
+
+    Keyword-only configuration: ``host``/``port`` (TCP) or ``socket_path`` (indiserver's local
+    socket, ``-u``), ``device`` (the INDI device name), ``connect_timeout_s`` (real seconds for
+    server + device connection), ``polling_ms`` (sets the device's POLLING_PERIOD on every connect
+    when it has one; None leaves it alone).
+    """
+
+    _required: tuple[str, ...] = ()  # properties that must be defined once connected
+
+    def __init__(
+        self,
+        *,
+        device: str,
+        host: str = "localhost",
+        port: int = 7624,
+        socket_path: str | None = None,
+        connect_timeout_s: float = 10.0,
+        polling_ms: int | None = None,
+        set_timeout_s: float = DEFAULT_SET_TIMEOUT_S,
+    ) -> None:
+        if not device:
+            raise SettingRejected("an INDI device name is required")
+        self.device = device
+        self.address = ServerAddress(host=host, port=port, socket_path=socket_path)
+        self.connect_timeout_s = connect_timeout_s
+        self.polling_ms = polling_ms
+        self.set_timeout_s = set_timeout_s
+        self._conn: IndiConnection | None = None
+        self._session: Session | None = None
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.device!r} on {self.address})"
+
+    # ------------------------------------------------------------------ connection
+
+    @property
+    def connected(self) -> bool:
+        """True while the server connection and this device's session are alive (no I/O)."""
+        conn, session = self._conn, self._session
+        if conn is None or session is None or conn.reset_requested:
+            return False
+        return conn.read(lambda st: st.session_valid(self.device, session))
+
+    def _connect_device(self, extra_devices: Iterable[str] = ()) -> None:
+        """Connect server and device(s) and wait for the required properties. Blocks up to
+        ``connect_timeout_s`` per step. Raises DeviceUnavailable."""
+        if self._conn is None:
+            self._conn = acquire(self.address)
+        conn = self._conn
+        self._session = None
+        conn.ensure_server(self.connect_timeout_s)
+        for name in (self.device, *extra_devices):
+            self._connect_one(conn, name)
+        self._session = conn.read(lambda st: st.session(self.device))
+        missing = self._wait_props(conn, self.device, self._required)
+        if missing:
+            self._session = None
+            raise DeviceUnavailable(
+                f"device did not define {', '.join(missing)} after connecting",
+                device=self.device,
+            )
+        if self.polling_ms is not None and conn.prop(self.device, "POLLING_PERIOD"):
+            self._set_number("POLLING_PERIOD", {"PERIOD_MS": float(self.polling_ms)})
+
+    def _connect_one(self, conn: IndiConnection, name: str) -> None:
+        timeout = self.connect_timeout_s
+
+        def present(st: ConnState) -> PropSnapshot | bool | None:
+            if not st.server_up:
+                return False
+            return st.prop(name, "CONNECTION")
+
+        found = conn.wait_until(present, timeout)
+        if not isinstance(found, PropSnapshot):
+            offered = conn.read(lambda st: sorted(st.devices))
+            if found is False:
+                raise DeviceUnavailable(f"lost connection to {conn.address}", device=name)
+            if not offered:
+                conn.request_reset()  # a server that sent nothing at all is re-opened next time
+            raise DeviceUnavailable(
+                f"{conn.address} does not offer this device (offered: "
+                f"{', '.join(offered) or 'none'})",
+                device=name,
+            )
+        if found.is_on("CONNECT") and found.state != "Alert":
+            return
+        before = conn.version()
+        log.info("%s: connecting device", name)
+        conn.send_switch(name, "CONNECTION", {"CONNECT": True, "DISCONNECT": False})
+
+        def done(st: ConnState) -> PropSnapshot | bool | None:
+            if not st.server_up:
+                return False
+            snap = st.prop(name, "CONNECTION")
+            if snap is None or snap.version <= before or snap.state == "Busy":
+                return None
+            if snap.state == "Alert" or snap.is_on("CONNECT"):
+                return snap
+            return None
+
+        snap = conn.wait_until(done, timeout)
+        if snap is None:
+            conn.request_reset()  # a server that does not answer at all is re-opened next time
+        if not isinstance(snap, PropSnapshot) or not snap.is_on("CONNECT"):
+            detail = conn.read(lambda st: st.last_message(name)) or "no answer"
+            raise DeviceUnavailable(f"device did not connect: {detail}", device=name)
+
+    def _wait_props(self, conn: IndiConnection, device: str, names: Iterable[str]) -> list[str]:
+        wanted = tuple(names)
+
+        def all_there(st: ConnState) -> bool | None:
+            return True if all(st.prop(device, n) for n in wanted) else None
+
+        if conn.wait_until(all_there, self.connect_timeout_s):
+            return []
+        return [n for n in wanted if conn.prop(device, n) is None]
+
+    def _release(self) -> None:
+        conn, self._conn, self._session = self._conn, None, None
+        if conn is not None:
+            release(conn)
+
+    def disconnect(self) -> None:
+        """Forget the device and drop this object's share of the server connection (the last
+        user disconnects from the server). The INDI device itself stays connected for other
+        clients. Never raises."""
+        try:
+            self._release()
+        except Exception as err:
+            log.debug("%s: disconnect: %r", self, err)
+
+    # ------------------------------------------------------------------ helpers
+
+    def _require(self) -> IndiConnection:
+        """The connection, if this device's session is alive; else DeviceUnavailable."""
+        conn, session = self._conn, self._session
+        if conn is None or session is None:
+            raise DeviceUnavailable("not connected", device=self.device)
+        if not conn.read(lambda st: st.session_valid(self.device, session)):
+            raise DeviceUnavailable(
+                conn.read(lambda st: conn._lost_reason(self.device)), device=self.device
+            )
+        return conn
+
+    def _prop(self, name: str, device: str | None = None) -> PropSnapshot | None:
+        conn = self._conn
+        return conn.prop(device or self.device, name) if conn else None
+
+    def _message_since(self, version: int, device: str | None = None) -> str | None:
+        conn = self._conn
+        if conn is None:
+            return None
+        dev = device or self.device
+        msgs = conn.read(lambda st: st.messages_since(dev, version))
+        return msgs[-1] if msgs else None
+
+    def _set_number(
+        self,
+        name: str,
+        changes: Mapping[str, float],
+        *,
+        device: str | None = None,
+        accept_busy: bool = False,
+        timeout_s: float | None = None,
+    ) -> PropSnapshot:
+        """Send ``changes`` (other elements keep their current values), checked against the
+        property's limits first, and wait for the device's answer. Returns the device's
+        update. Raises SettingRejected (out of limits, Alert), DeviceUnavailable."""
+        dev = device or self.device
+        conn = self._require()
+        snap = conn.prop(dev, name)
+        if snap is None or snap.kind != "number":
+            raise DeviceUnavailable(f"device has no number property {name}", device=dev)
+        values: dict[str, float] = {k: snap.number(k) for k in snap.values}
+        for element, value in changes.items():
+            if element not in values:
+                raise SettingRejected(f"{name} has no element {element}", device=dev)
+            lo, hi, _ = snap.limits.get(element, (0.0, 0.0, 0.0))
+            if not math.isfinite(value) or (hi > lo and not lo <= value <= hi):
+                raise SettingRejected(
+                    f"{name}.{element} = {value:g} is outside the device's range [{lo:g}, {hi:g}]",
+                    device=dev,
+                )
+            values[element] = float(value)
+        return self._send_and_wait(
+            conn,
+            dev=dev,
+            name=name,
+            send=lambda: conn.send_number(dev, name, values),
+            accept_busy=accept_busy,
+            timeout_s=timeout_s,
+        )
+
+    def _set_switch(
+        self,
+        name: str,
+        on: str,
+        *,
+        device: str | None = None,
+        accept_busy: bool = False,
+        timeout_s: float | None = None,
+    ) -> PropSnapshot:
+        """Turn switch ``on`` of a one-of-many vector on (the others off) and wait for the
+        device's answer. Raises SettingRejected (unknown element, Alert), DeviceUnavailable."""
+        dev = device or self.device
+        conn = self._require()
+        snap = conn.prop(dev, name)
+        if snap is None or snap.kind != "switch":
+            raise DeviceUnavailable(f"device has no switch property {name}", device=dev)
+        if on not in snap.values:
+            raise SettingRejected(f"{name} has no element {on}", device=dev)
+        states = {k: k == on for k in snap.values}
+        return self._send_and_wait(
+            conn,
+            dev=dev,
+            name=name,
+            send=lambda: conn.send_switch(dev, name, states),
+            accept_busy=accept_busy,
+            timeout_s=timeout_s,
+        )
+
+    def _send_and_wait(
+        self,
+        conn: IndiConnection,
+        *,
+        dev: str,
+        name: str,
+        send: Callable[[], None],
+        accept_busy: bool,
+        timeout_s: float | None,
+    ) -> PropSnapshot:
+        session = conn.read(lambda st: st.session(dev))
+        before = conn.version()
+        send()
+
+        def answered(st: ConnState) -> PropSnapshot | None:
+            snap = st.prop(dev, name)
+            if snap is None or snap.version <= before:
+                return None
+            if snap.state == "Busy" and not accept_busy:
+                return None
+            return snap
+
+        timeout = self.set_timeout_s if timeout_s is None else timeout_s
+        snap = conn.wait_until(answered, timeout, device=dev, session=session)
+        if snap is None:
+            conn.request_reset()  # a silent server is re-opened by the next connect()
+            raise DeviceUnavailable(f"no answer to {name} within {timeout:g} s", device=dev)
+        if snap.state == "Alert":
+            detail = self._message_since(before, dev) or "state Alert"
+            raise SettingRejected(f"{name} refused: {detail}", device=dev)
+        return snap

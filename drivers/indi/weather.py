@@ -1,0 +1,84 @@
+"""INDI weather station as a safety monitor (``WEATHER_STATUS`` / ``WEATHER_PARAMETERS``)."""
+
+from __future__ import annotations
+
+import logging
+
+from drivers.indi._device import IndiDevice
+from drivers.indi._state import PropSnapshot
+
+log = logging.getLogger(__name__)
+
+CLOUD_COVER_ELEMENTS = ("WEATHER_CLOUD_COVER", "WEATHER_CLOUDS", "WEATHER_CLOUD_COVERAGE")
+FIRST_REPORT_WAIT_S = 5.0  # how long connect() waits for the station's first status
+
+
+class IndiSafetyMonitor(IndiDevice):
+    """A weather station satisfying :class:`drivers.contracts.SafetyMonitor`.
+
+    ``IndiSafetyMonitor(host=..., port=..., device="Weather Simulator")``. Safe means the overall
+    WEATHER_STATUS state is Ok or Busy (INDI's "warning"); Alert (danger) and Idle (no reading
+    yet) are unsafe. Cloud cover (percent) comes from WEATHER_PARAMETERS ``cloud_cover_element``
+    or the first of :data:`CLOUD_COVER_ELEMENTS` the station reports; None when it has none.
+    """
+
+    _required = ("WEATHER_STATUS",)
+
+    def __init__(
+        self,
+        *,
+        device: str,
+        host: str = "localhost",
+        port: int = 7624,
+        socket_path: str | None = None,
+        cloud_cover_element: str | None = None,
+        connect_timeout_s: float = 10.0,
+    ) -> None:
+        super().__init__(
+            device=device,
+            host=host,
+            port=port,
+            socket_path=socket_path,
+            connect_timeout_s=connect_timeout_s,
+        )
+        self.cloud_cover_element = cloud_cover_element
+
+    def connect(self) -> None:
+        """Connect server and device (idempotent), then wait up to 5 s (at most
+        ``connect_timeout_s``) for the station's first status report: until then the status is
+        Idle, which reads as unsafe. Raises DeviceUnavailable."""
+        if self.connected:
+            return
+        self._connect_device()
+        conn = self._require()
+        reported = conn.wait_until(
+            lambda st: _reported(st.prop(self.device, "WEATHER_STATUS")),
+            min(FIRST_REPORT_WAIT_S, self.connect_timeout_s),
+            device=self.device,
+            session=self._session,
+        )
+        if reported is None:
+            log.warning("%s: no weather status yet; reads as unsafe until it reports", self.device)
+
+    def is_safe(self) -> bool:
+        """From the station's last WEATHER_STATUS (no I/O). Raises DeviceUnavailable."""
+        self._require()
+        snap = self._prop("WEATHER_STATUS")
+        return snap is not None and snap.state in ("Ok", "Busy")
+
+    def cloud_cover_pct(self) -> float | None:
+        """Cloud cover in percent where the station reports it, else None. Raises
+        DeviceUnavailable."""
+        self._require()
+        params = self._prop("WEATHER_PARAMETERS")
+        if params is None:
+            return None
+        names = (self.cloud_cover_element,) if self.cloud_cover_element else CLOUD_COVER_ELEMENTS
+        for name in names:
+            if name in params.values:
+                return params.number(name)
+        return None
+
+
+def _reported(snap: PropSnapshot | None) -> bool | None:
+    return True if snap is not None and snap.state != "Idle" else None

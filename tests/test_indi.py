@@ -1,0 +1,529 @@
+"""The INDI driver against a real indiserver running the INDI simulators.
+
+The simulators' pixels are not physical: these tests check the protocol (settings applied and
+read back by the device, FITS header values, temperatures reached, frame sizes, errors and
+reconnects), not physics. See tests/indi_server.py for how the server is isolated.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import replace
+from typing import TypeVar
+
+import numpy as np
+import pytest
+
+from drivers.clock import RealClock
+from drivers.contracts import (
+    Camera,
+    CaptureSettings,
+    CoverState,
+    FilterWheel,
+    FlatPanel,
+    SafetyMonitor,
+)
+from drivers.errors import (
+    DeviceUnavailable,
+    ExposureFailed,
+    ExposureTimeout,
+    NotSupported,
+    SettingRejected,
+)
+from drivers.indi import (
+    IndiCamera,
+    IndiFilterWheel,
+    IndiFlatPanel,
+    IndiSafetyMonitor,
+    list_devices,
+)
+from tests.camera_contract import CameraContract, ContractTarget
+from tests.indi_server import (
+    CCD,
+    FLIPFLAT,
+    PANEL,
+    WEATHER,
+    WHEEL,
+    IndiTestServer,
+    running_indi_server,
+)
+
+pytestmark = [pytest.mark.indi, pytest.mark.timeout(120)]
+
+T = TypeVar("T")
+POLL_MS = 50
+GAIN, OFFSET = 30, 10
+
+
+def wait_for(fn: Callable[[], T | None], timeout_s: float, what: str) -> T:
+    """Poll ``fn`` until it returns a truthy value (returned) or fail after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = fn()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout_s} s waiting for {what}")
+        time.sleep(0.05)
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[IndiTestServer]:
+    with running_indi_server(polling_ms=POLL_MS) as srv:
+        yield srv
+
+
+@pytest.fixture
+def fresh_server() -> Iterator[IndiTestServer]:
+    """A server of its own, for tests that kill it."""
+    with running_indi_server(polling_ms=POLL_MS) as srv:
+        yield srv
+
+
+def make_camera(srv: IndiTestServer) -> IndiCamera:
+    return IndiCamera(host=srv.host, port=srv.port, device=CCD, polling_ms=POLL_MS)
+
+
+@pytest.fixture(scope="module")
+def camera(server: IndiTestServer) -> Iterator[IndiCamera]:
+    cam = make_camera(server)
+    cam.connect()
+    yield cam
+    cam.disconnect()
+
+
+# ---------------------------------------------------------------------- the shared contract
+
+
+class TestIndiContract(CameraContract):
+    @pytest.fixture
+    def target(self, camera: IndiCamera) -> ContractTarget:
+        camera.connect()
+        return ContractTarget(
+            camera=camera,
+            clock=RealClock(),
+            gain=GAIN,
+            offset=OFFSET,
+            cool_to_c=-3.0,  # the simulator starts at 0 °C and cools 0.5 °C per 50 ms poll
+            cool_tolerance_c=0.5,
+            cool_timeout_s=20.0,
+            short_exposure_s=0.1,
+            long_exposure_s=20.0,
+            abort_within_real_s=5.0,
+        )
+
+
+# ---------------------------------------------------------------------- camera details
+
+
+def test_camera_satisfies_protocol_and_reads_limits(camera: IndiCamera) -> None:
+    assert isinstance(camera, Camera)
+    info = camera.info
+    # From CCD_INFO and the number limits of CCD_EXPOSURE / CCD_GAIN / CCD_OFFSET.
+    assert (info.width, info.height, info.bit_depth) == (1280, 1024, 16)
+    assert info.pixel_size_um == pytest.approx(5.2, abs=0.01)
+    assert info.min_exposure_s == pytest.approx(0.01)
+    assert info.max_exposure_s == pytest.approx(3600)
+    assert (info.gain_min, info.gain_max) == (0, 100)
+    assert (info.offset_min, info.offset_max) == (0, 6000)
+    assert info.binnings == (1, 2, 3, 4)
+    assert info.has_cooler
+    assert info.camera_id == f"indi:{CCD}"
+
+
+def test_bias_uses_the_device_minimum(camera: IndiCamera, server: IndiTestServer) -> None:
+    camera.configure(CaptureSettings(gain=GAIN, offset=OFFSET))
+    frame = camera.expose(camera.info.min_exposure_s, dark=True)
+    header = camera.last_header
+    assert header["EXPTIME"] == pytest.approx(0.01)
+    assert header["IMAGETYP"] == "Bias Frame"
+    assert frame.exposure_s == pytest.approx(0.01)
+    assert frame.extra_header["INDIFRAM"] == "BIAS"
+    assert (
+        server.getprop(f"{CCD}.CCD_FRAME_TYPE.FRAME_BIAS")[f"{CCD}.CCD_FRAME_TYPE.FRAME_BIAS"]
+        == "On"
+    )
+    dark = camera.expose(0.05, dark=True)
+    assert camera.last_header["IMAGETYP"] == "Dark Frame"
+    assert dark.exposure_s == pytest.approx(0.05)
+
+
+def test_dark_shorter_than_the_minimum_is_refused_before_sending(camera: IndiCamera) -> None:
+    with pytest.raises(SettingRejected, match=r"shorter than the device minimum 0\.01 s"):
+        camera.expose(0.005, dark=True)
+    with pytest.raises(SettingRejected, match="longer than the device maximum"):
+        camera.expose(4000.0, dark=True)
+    assert camera.expose(0.02, dark=True).data.size > 0
+
+
+def test_device_alert_on_exposure_is_exposure_failed_with_its_message(camera: IndiCamera) -> None:
+    # Pretend the device allows 1 ms so the request reaches the simulator, which refuses it.
+    real = camera.info
+    camera._info = replace(real, min_exposure_s=0.001)
+    try:
+        with pytest.raises(ExposureFailed, match="out of bounds"):
+            camera.expose(0.005, dark=True)
+    finally:
+        camera._info = real
+    assert camera.expose(0.02, dark=True).data.size > 0
+
+
+def test_device_refusal_is_setting_rejected_with_its_message(camera: IndiCamera) -> None:
+    # Bypass the local range check: the simulator itself refuses with state Alert + a message.
+    conn = camera._conn
+    assert conn is not None
+    with pytest.raises(SettingRejected, match="Valid range is from 0 to 100"):
+        camera._send_and_wait(
+            conn,
+            dev=CCD,
+            name="CCD_GAIN",
+            send=lambda: conn.send_number(CCD, "CCD_GAIN", {"GAIN": 1000}),
+            accept_busy=False,
+            timeout_s=5.0,
+        )
+
+
+def test_out_of_range_values_are_rejected_locally(camera: IndiCamera) -> None:
+    with pytest.raises(SettingRejected, match="offset 7000"):
+        camera.configure(CaptureSettings(gain=GAIN, offset=7000))
+    with pytest.raises(SettingRejected, match="binning 5"):
+        camera.configure(CaptureSettings(gain=GAIN, offset=OFFSET, binning=5))
+    with pytest.raises(SettingRejected, match="read-out mode"):
+        camera.configure(CaptureSettings(gain=GAIN, offset=OFFSET, readout_mode="fast"))
+    with pytest.raises(SettingRejected, match=r"\[-50, 50\]"):
+        camera.set_cooler(True, -80.0)
+
+
+def test_header_carries_applied_gain_exposure_and_binning(
+    camera: IndiCamera, server: IndiTestServer
+) -> None:
+    applied = camera.configure(CaptureSettings(gain=42, offset=25, binning=2))
+    assert applied == CaptureSettings(gain=42, offset=25, binning=2)
+    # Read back from the device by another client, not from our own copy.
+    props = server.getprop(f"{CCD}.*.*")
+    assert float(props[f"{CCD}.CCD_GAIN.GAIN"]) == 42
+    assert float(props[f"{CCD}.CCD_OFFSET.OFFSET"]) == 25
+    assert float(props[f"{CCD}.CCD_BINNING.HOR_BIN"]) == 2
+    assert float(props[f"{CCD}.CCD_FRAME.WIDTH"]) == 1280  # full frame, unbinned units
+    frame = camera.expose(0.2, dark=True)
+    header = camera.last_header
+    assert header["GAIN"] == pytest.approx(42)
+    assert header["EXPTIME"] == pytest.approx(0.2)
+    assert (header["XBINNING"], header["YBINNING"]) == (2, 2)
+    assert header["ROWORDER"] == "TOP-DOWN"
+    assert header["INSTRUME"] == CCD
+    assert frame.settings == CaptureSettings(gain=42, offset=25, binning=2)
+    assert frame.shape == (512, 640)
+    assert frame.data.dtype == np.uint16
+    assert frame.start_utc.tzinfo is not None
+    camera.configure(CaptureSettings(gain=GAIN, offset=OFFSET, binning=1))
+
+
+def test_binning_four_and_back(camera: IndiCamera) -> None:
+    camera.configure(CaptureSettings(gain=GAIN, offset=OFFSET, binning=4))
+    assert camera.expose(0.05, dark=True).shape == (256, 320)
+    camera.configure(CaptureSettings(gain=GAIN, offset=OFFSET, binning=1))
+    assert camera.expose(0.05, dark=True).shape == (1024, 1280)
+
+
+def test_compressed_images_are_decoded(camera: IndiCamera) -> None:
+    # The driver turns CCD_COMPRESSION off at connect; a device that compresses anyway sends
+    # fpack'd FITS (.fits.fz), which must neither crash the callback nor the decoder.
+    camera._set_switch("CCD_COMPRESSION", "INDI_ENABLED")
+    try:
+        frame = camera.expose(0.05, dark=True)
+    finally:
+        camera._set_switch("CCD_COMPRESSION", "INDI_DISABLED")
+    assert frame.shape == (1024, 1280)
+    assert frame.data.dtype == np.uint16
+    assert frame.exposure_s == pytest.approx(0.05)
+    assert 0 < float(frame.data.mean()) < 1000  # offset + noise, as uncompressed
+
+
+def test_flat_frames_use_frame_flat(camera: IndiCamera) -> None:
+    frame = camera.expose(0.05, dark=False)
+    assert not frame.dark
+    assert camera.last_header["IMAGETYP"] == "Flat Frame"
+
+
+def test_timeout_aborts_and_the_camera_stays_usable(camera: IndiCamera) -> None:
+    started = time.monotonic()
+    with pytest.raises(ExposureTimeout):
+        camera.expose(3.0, dark=True, timeout_s=0.5)
+    assert time.monotonic() - started < 2.0
+    assert camera.expose(0.05, dark=True).data.size > 0
+
+
+def test_callback_errors_are_contained(camera: IndiCamera, monkeypatch: pytest.MonkeyPatch) -> None:
+    conn = camera._conn
+    assert conn is not None
+
+    def broken(*args: object) -> None:
+        raise RuntimeError("boom in a callback")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(conn, "_cb_message", broken)
+        before = conn.read(lambda st: st.callback_errors)
+        camera.expose(0.05, dark=True)  # the simulator sends messages with every exposure
+        assert conn.read(lambda st: st.callback_errors) > before
+    # The listener thread survived: the next exposure still arrives.
+    assert camera.expose(0.05, dark=True).data.size > 0
+
+
+def test_connect_to_an_unknown_device_names_what_is_offered(server: IndiTestServer) -> None:
+
+    cam = IndiCamera(host=server.host, port=server.port, device="Nope", connect_timeout_s=1.0)
+    with pytest.raises(DeviceUnavailable, match=r"offered: .*CCD Simulator"):
+        cam.connect()
+    cam.disconnect()
+
+
+# ---------------------------------------------------------------------- other devices
+
+
+def test_list_devices(server: IndiTestServer) -> None:
+
+    found = {(d.kind, d.name) for d in list_devices(server.host, server.port, timeout_s=5)}
+    assert {
+        ("camera", CCD),
+        ("filterwheel", WHEEL),
+        ("flatpanel", PANEL),
+        ("weather", WEATHER),
+    } <= found
+
+
+def test_list_devices_on_a_dead_port_is_unavailable() -> None:
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    with pytest.raises(DeviceUnavailable):
+        list_devices("127.0.0.1", port, timeout_s=2)
+
+
+def test_local_socket_connection(server: IndiTestServer) -> None:
+
+    def run() -> tuple[set[str], tuple[int, int]]:
+        names = {d.name for d in list_devices(socket_path=server.inner_socket_path)}
+        cam = IndiCamera(device=CCD, socket_path=server.inner_socket_path)
+        try:
+            cam.connect()
+            return names, (cam.info.width, cam.info.height)
+        finally:
+            cam.disconnect()
+
+    try:
+        names, size = server.in_namespace(run)
+    except PermissionError as err:
+        pytest.skip(f"cannot join the server's network namespace: {err}")
+    assert CCD in names
+    assert size == (1280, 1024)
+
+
+def test_filter_wheel(server: IndiTestServer) -> None:
+
+    wheel = IndiFilterWheel(host=server.host, port=server.port, device=WHEEL)
+    wheel.connect()
+    try:
+        assert isinstance(wheel, FilterWheel)
+        assert wheel.names == ("Red", "Green", "Blue", "H_Alpha", "SII", "OIII", "LPR", "Luminance")
+        wheel.select("H_Alpha")
+        assert wheel.position() == "H_Alpha"
+        assert server.getprop(f"{WHEEL}.FILTER_SLOT.FILTER_SLOT_VALUE") == {
+            f"{WHEEL}.FILTER_SLOT.FILTER_SLOT_VALUE": "4"
+        }
+        wheel.select("Red")
+        assert wheel.position() == "Red"
+        with pytest.raises(SettingRejected, match="no filter named 'Halpha'"):
+            wheel.select("Halpha")
+    finally:
+        wheel.disconnect()
+
+
+def test_flat_panel(server: IndiTestServer) -> None:
+
+    panel = IndiFlatPanel(host=server.host, port=server.port, device=PANEL)
+    panel.connect()
+    try:
+        assert isinstance(panel, FlatPanel)
+        assert panel.max_brightness == 255
+        assert not panel.has_cover
+        assert panel.cover_state() is CoverState.NOT_PRESENT
+        panel.light(100)
+        assert panel.brightness() == 100
+        props = server.getprop(f"{PANEL}.*.*")
+        assert props[f"{PANEL}.FLAT_LIGHT_CONTROL.FLAT_LIGHT_ON"] == "On"
+        assert float(props[f"{PANEL}.FLAT_LIGHT_INTENSITY.FLAT_LIGHT_INTENSITY_VALUE"]) == 100
+        panel.off()
+        assert panel.brightness() == 0
+        assert server.getprop(f"{PANEL}.FLAT_LIGHT_CONTROL.FLAT_LIGHT_ON") == {
+            f"{PANEL}.FLAT_LIGHT_CONTROL.FLAT_LIGHT_ON": "Off"
+        }
+        with pytest.raises(SettingRejected):
+            panel.light(256)
+        with pytest.raises(NotSupported):
+            panel.open_cover()
+    finally:
+        panel.disconnect()
+
+
+@pytest.fixture(scope="module")
+def flipflat_server() -> Iterator[IndiTestServer]:
+    with running_indi_server(drivers=("indi_flipflat",), polling_ms=100) as srv:
+        yield srv
+
+
+def test_dust_cap_and_light_of_a_simulated_flip_flat(flipflat_server: IndiTestServer) -> None:
+    srv = flipflat_server
+    panel = IndiFlatPanel(
+        host=srv.host, port=srv.port, device=FLIPFLAT, dust_cap_device=FLIPFLAT, polling_ms=100
+    )
+    panel.connect()
+    try:
+        assert panel.has_cover
+        assert panel.cover_state() in (CoverState.OPEN, CoverState.CLOSED)
+        panel.close_cover(timeout_s=15)
+        assert panel.cover_state() is CoverState.CLOSED
+        assert srv.getprop(f"{FLIPFLAT}.CAP_PARK.PARK") == {f"{FLIPFLAT}.CAP_PARK.PARK": "On"}
+        panel.light(120)
+        assert panel.brightness() == 120
+        props = srv.getprop(f"{FLIPFLAT}.*.*")
+        assert props[f"{FLIPFLAT}.FLAT_LIGHT_CONTROL.FLAT_LIGHT_ON"] == "On"
+        assert float(props[f"{FLIPFLAT}.FLAT_LIGHT_INTENSITY.FLAT_LIGHT_INTENSITY_VALUE"]) == 120
+        panel.off()
+        assert panel.brightness() == 0
+        panel.open_cover(timeout_s=15)
+        assert panel.cover_state() is CoverState.OPEN
+    finally:
+        panel.disconnect()
+
+
+def test_weather_safety_follows_the_station(server: IndiTestServer) -> None:
+
+    weather = IndiSafetyMonitor(host=server.host, port=server.port, device=WEATHER)
+    weather.connect()
+    try:
+        assert isinstance(weather, SafetyMonitor)
+        assert weather.is_safe()
+        assert weather.cloud_cover_pct() is None  # the simulator reports no cloud cover
+        server.setprop(f"{WEATHER}.WEATHER_CONTROL.Precip=10")
+        server.setprop(f"{WEATHER}.WEATHER_REFRESH.REFRESH=On")
+        wait_for(lambda: not weather.is_safe(), 5.0, "rain to make the weather unsafe")
+        server.setprop(f"{WEATHER}.WEATHER_CONTROL.Precip=0")
+        server.setprop(f"{WEATHER}.WEATHER_REFRESH.REFRESH=On")
+        wait_for(weather.is_safe, 5.0, "the weather to turn safe again")
+    finally:
+        weather.disconnect()
+
+
+# ---------------------------------------------------------------------- reconnects
+
+
+def _expose_in_thread(cam: IndiCamera, exposure_s: float) -> tuple[threading.Thread, list[object]]:
+    outcome: list[object] = []
+
+    def run() -> None:
+        try:
+            outcome.append(cam.expose(exposure_s, dark=True))
+        except BaseException as err:  # collected for the assertion
+            outcome.append(err)
+
+    worker = threading.Thread(target=run, daemon=True)
+    worker.start()
+    return worker, outcome
+
+
+def _assert_reapplied(cam: IndiCamera, srv: IndiTestServer, setpoint: float) -> None:
+    props = srv.getprop(f"{CCD}.*.*")
+    assert float(props[f"{CCD}.CCD_GAIN.GAIN"]) == 42
+    assert float(props[f"{CCD}.CCD_OFFSET.OFFSET"]) == 20
+    assert float(props[f"{CCD}.CCD_BINNING.HOR_BIN"]) == 2
+    assert float(props[f"{CCD}.POLLING_PERIOD.PERIOD_MS"]) == POLL_MS
+    assert cam.cooler_state().on  # CCD_COOLER as the device reports it (indi_getprop omits it)
+    wait_for(
+        lambda: abs(cam.cooler_state().temperature_c - setpoint) <= 0.5,
+        10.0,
+        "the re-sent set-point to be reached",
+    )
+    assert cam.cooler_state().setpoint_c == setpoint
+    frame = cam.expose(0.1, dark=True)
+    assert frame.shape == (512, 640)
+    assert frame.settings == CaptureSettings(gain=42, offset=20, binning=2)
+
+
+def test_server_killed_during_exposure_then_reconnect(fresh_server: IndiTestServer) -> None:
+
+    srv = fresh_server
+    cam = make_camera(srv)
+    wheel = IndiFilterWheel(host=srv.host, port=srv.port, device=WHEEL)
+    cam.connect()
+    wheel.connect()
+    try:
+        cam.configure(CaptureSettings(gain=42, offset=20, binning=2))
+        cam.set_cooler(True, -4.0)
+        wait_for(lambda: cam.cooler_state().temperature_c <= -3.5, 10.0, "cooling to -4 °C")
+        old_pid = srv.server_pid
+
+        worker, outcome = _expose_in_thread(cam, 5.0)
+        time.sleep(0.5)
+        killed_at = time.monotonic()
+        srv.kill()
+        worker.join(10.0)
+        assert not worker.is_alive(), "expose() did not return after the server died"
+        assert time.monotonic() - killed_at < 3.0
+        assert outcome and isinstance(outcome[0], DeviceUnavailable | ExposureFailed), outcome
+        assert not cam.connected
+
+        started = time.monotonic()
+        with pytest.raises(DeviceUnavailable):
+            cam.connect()  # nothing to reconnect to yet: fails, within its timeout
+        assert time.monotonic() - started < cam.connect_timeout_s + 2
+
+        srv.start()
+        assert srv.server_pid != old_pid
+        cam.connect()
+        _assert_reapplied(cam, srv, -4.0)
+        # Another device on the same (re-opened) connection recovers with its own connect().
+        with pytest.raises(DeviceUnavailable):
+            wheel.position()
+        wheel.connect()
+        wheel.select("Blue")
+        assert wheel.position() == "Blue"
+    finally:
+        wheel.disconnect()
+        cam.disconnect()
+
+
+def test_camera_driver_restarted_during_exposure_then_reconnect(
+    fresh_server: IndiTestServer,
+) -> None:
+    srv = fresh_server
+    cam = make_camera(srv)
+    cam.connect()
+    try:
+        cam.configure(CaptureSettings(gain=42, offset=20, binning=2))
+        cam.set_cooler(True, -4.0)
+        old = srv.driver_pid("indi_simulator_ccd")
+        worker, outcome = _expose_in_thread(cam, 5.0)
+        time.sleep(0.5)
+        srv.kill_driver("indi_simulator_ccd")
+        worker.join(10.0)
+        assert not worker.is_alive()
+        assert outcome and isinstance(outcome[0], DeviceUnavailable), outcome
+        # indiserver restarts the driver; the new instance starts disconnected with defaults.
+        wait_for(lambda: srv.driver_pid("indi_simulator_ccd") not in (None, old), 10.0, "restart")
+        wait_for(lambda: _try_connect(cam), 15.0, "the camera to reconnect")
+        _assert_reapplied(cam, srv, -4.0)
+    finally:
+        cam.disconnect()
+
+
+def _try_connect(cam: IndiCamera) -> bool:
+    try:
+        cam.connect()
+    except DeviceUnavailable:
+        return False
+    return True
