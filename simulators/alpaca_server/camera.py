@@ -1,0 +1,351 @@
+"""The Alpaca Camera (interface version 4) over :class:`simulators.camera.SimulatedCamera`.
+
+StartExposure validates and returns at once; the exposure runs in a background thread
+(:mod:`simulators.alpaca_server.exposure`) while CameraState goes Exposing -> Reading -> Idle with
+ImageReady. Settings (gain, offset, binning, read-out mode) go through
+``SimulatedCamera.configure``, so out-of-range values are refused with the simulator's own message
+(InvalidValue, 0x401). Binning and subframe follow the specification: NumX/NumY/StartX/StartY are
+in binned pixels and are *not* changed when the binning changes; a subframe that does not fit is
+refused at StartExposure (InvalidValue).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import replace
+from datetime import datetime
+from typing import Any
+
+from drivers.clock import Clock
+from drivers.contracts import CaptureSettings
+from simulators.alpaca_server.device import AlpacaDevice, ImageResult
+from simulators.alpaca_server.exposure import Exposures, Subframe
+from simulators.alpaca_server.protocol import (
+    Params,
+    format_utc,
+    invalid_value,
+    value_not_set,
+)
+from simulators.camera import SimulatedCamera
+
+log = logging.getLogger(__name__)
+
+EXPOSURE_RESOLUTION_S = 1e-6
+MAX_ADU = 65535  # frames are delivered scaled to 16 bits whatever the native bit depth
+
+
+class CameraDevice(AlpacaDevice):
+    """One simulated camera as an Alpaca Camera."""
+
+    device_type = "camera"
+    type_name = "Camera"
+    interface_version = 4
+    not_implemented = frozenset(
+        {
+            "bayeroffsetx",  # monochrome sensor
+            "bayeroffsety",
+            "fastreadout",  # CanFastReadout is False
+            "gains",  # gain is a value in GainMin..GainMax
+            "offsets",
+            "ispulseguiding",  # CanPulseGuide is False
+            "pulseguide",
+            "subexposureduration",
+        }
+    )
+
+    def __init__(
+        self,
+        camera: SimulatedCamera,
+        clock: Clock,
+        *,
+        unique_id: str,
+        sensor_name: str,
+        number: int = 0,
+    ) -> None:
+        profile = camera.profile
+        super().__init__(
+            number,
+            name=profile.model,
+            description=f"calibd simulated camera (profile {profile.name})",
+            unique_id=unique_id,
+            clock=clock,
+        )
+        self._camera = camera
+        self._sensor_name = sensor_name
+        self._settings = CaptureSettings(
+            gain=profile.unity_gain, offset=10, binning=1, readout_mode=profile.readout_modes[0]
+        )
+        self._subframe: Subframe = (0, 0, profile.width, profile.height)
+        self._exposures = Exposures(camera, clock, self.label)
+
+    # -- connection ----------------------------------------------------------------------------
+
+    def _is_connected(self) -> bool:
+        return self._camera.connected
+
+    def _connect(self) -> None:
+        self._camera.connect()
+
+    def _disconnect(self) -> None:
+        self._exposures.interrupt("abort")
+        self._camera.disconnect()
+
+    def shutdown(self) -> None:
+        self._exposures.interrupt("abort")
+
+    def _device_state(self) -> Sequence[tuple[str, Any]]:
+        cooler = self._camera.cooler
+        return (
+            ("CameraState", int(self._exposures.state())),
+            ("CCDTemperature", cooler.temperature_c()),
+            ("CoolerOn", cooler.on),
+            ("CoolerPower", cooler.power_pct()),
+            ("HeatSinkTemperature", cooler.ambient_c),
+            ("ImageReady", self._exposures.image_ready()),
+            ("PercentCompleted", self._exposures.percent_completed()),
+        )
+
+    # -- capabilities --------------------------------------------------------------------------
+
+    def get_sensorname(self, p: Params) -> str:
+        return self._sensor_name
+
+    def get_sensortype(self, p: Params) -> int:
+        return 0  # monochrome
+
+    def get_cameraxsize(self, p: Params) -> int:
+        return self._camera.info.width
+
+    def get_cameraysize(self, p: Params) -> int:
+        return self._camera.info.height
+
+    def get_pixelsizex(self, p: Params) -> float:
+        return self._camera.info.pixel_size_um
+
+    def get_pixelsizey(self, p: Params) -> float:
+        return self._camera.info.pixel_size_um
+
+    def get_maxadu(self, p: Params) -> int:
+        return MAX_ADU
+
+    def get_electronsperadu(self, p: Params) -> float:
+        return self._camera.sensor.e_per_adu16(self._settings.gain)
+
+    def get_fullwellcapacity(self, p: Params) -> float:
+        return self._camera.profile.full_well_e
+
+    def get_exposuremin(self, p: Params) -> float:
+        return self._camera.info.min_exposure_s
+
+    def get_exposuremax(self, p: Params) -> float:
+        return self._camera.info.max_exposure_s
+
+    def get_exposureresolution(self, p: Params) -> float:
+        return EXPOSURE_RESOLUTION_S
+
+    def get_hasshutter(self, p: Params) -> bool:
+        return self._camera.info.has_shutter
+
+    def get_canabortexposure(self, p: Params) -> bool:
+        return True
+
+    def get_canstopexposure(self, p: Params) -> bool:
+        return True
+
+    def get_canasymmetricbin(self, p: Params) -> bool:
+        return False
+
+    def get_canfastreadout(self, p: Params) -> bool:
+        return False
+
+    def get_canpulseguide(self, p: Params) -> bool:
+        return False
+
+    def get_cansetccdtemperature(self, p: Params) -> bool:
+        return self._camera.info.has_cooler
+
+    def get_cangetcoolerpower(self, p: Params) -> bool:
+        return self._camera.info.has_cooler
+
+    def get_maxbinx(self, p: Params) -> int:
+        return max(self._camera.info.binnings)
+
+    def get_maxbiny(self, p: Params) -> int:
+        return max(self._camera.info.binnings)
+
+    # -- settings --------------------------------------------------------------------------------
+
+    def _apply(self, settings: CaptureSettings) -> None:
+        """Validate and apply through the simulator (SettingRejected -> InvalidValue)."""
+        with self._lock:
+            self._settings = self._camera.configure(settings)
+
+    def get_gain(self, p: Params) -> int:
+        return self._settings.gain
+
+    def put_gain(self, p: Params) -> None:
+        self._apply(replace(self._settings, gain=p.integer("Gain")))
+
+    def get_gainmin(self, p: Params) -> int:
+        return self._camera.info.gain_min
+
+    def get_gainmax(self, p: Params) -> int:
+        return self._camera.info.gain_max
+
+    def get_offset(self, p: Params) -> int:
+        return self._settings.offset
+
+    def put_offset(self, p: Params) -> None:
+        self._apply(replace(self._settings, offset=p.integer("Offset")))
+
+    def get_offsetmin(self, p: Params) -> int:
+        return self._camera.info.offset_min
+
+    def get_offsetmax(self, p: Params) -> int:
+        return self._camera.info.offset_max
+
+    def get_readoutmodes(self, p: Params) -> list[str]:
+        return list(self._camera.info.readout_modes)
+
+    def get_readoutmode(self, p: Params) -> int:
+        return self._camera.info.readout_modes.index(self._settings.readout_mode)
+
+    def put_readoutmode(self, p: Params) -> None:
+        index, modes = p.integer("ReadoutMode"), self._camera.info.readout_modes
+        if not 0 <= index < len(modes):
+            raise invalid_value(f"read-out mode {index} outside 0..{len(modes) - 1}")
+        self._apply(replace(self._settings, readout_mode=modes[index]))
+
+    def get_binx(self, p: Params) -> int:
+        return self._settings.binning
+
+    def get_biny(self, p: Params) -> int:
+        return self._settings.binning
+
+    def put_binx(self, p: Params) -> None:
+        # CanAsymmetricBin is False: BinX and BinY are one setting.
+        self._apply(replace(self._settings, binning=p.integer("BinX")))
+
+    def put_biny(self, p: Params) -> None:
+        self._apply(replace(self._settings, binning=p.integer("BinY")))
+
+    def get_startx(self, p: Params) -> int:
+        return self._subframe[0]
+
+    def get_starty(self, p: Params) -> int:
+        return self._subframe[1]
+
+    def get_numx(self, p: Params) -> int:
+        return self._subframe[2]
+
+    def get_numy(self, p: Params) -> int:
+        return self._subframe[3]
+
+    def put_startx(self, p: Params) -> None:
+        self._set_subframe(0, "StartX", p.integer("StartX"), minimum=0)
+
+    def put_starty(self, p: Params) -> None:
+        self._set_subframe(1, "StartY", p.integer("StartY"), minimum=0)
+
+    def put_numx(self, p: Params) -> None:
+        self._set_subframe(2, "NumX", p.integer("NumX"), minimum=1)
+
+    def put_numy(self, p: Params) -> None:
+        self._set_subframe(3, "NumY", p.integer("NumY"), minimum=1)
+
+    def _set_subframe(self, index: int, name: str, value: int, *, minimum: int) -> None:
+        """Only the sign is checked here; the fit to the frame is checked at StartExposure."""
+        if value < minimum:
+            raise invalid_value(f"{name} {value} must be at least {minimum}")
+        with self._lock:
+            values = list(self._subframe)
+            values[index] = value
+            self._subframe = (values[0], values[1], values[2], values[3])
+
+    # -- cooler ----------------------------------------------------------------------------------
+
+    def get_ccdtemperature(self, p: Params) -> float:
+        return self._camera.cooler.temperature_c()
+
+    def get_heatsinktemperature(self, p: Params) -> float:
+        return self._camera.cooler.ambient_c
+
+    def get_cooleron(self, p: Params) -> bool:
+        return self._camera.cooler.on
+
+    def put_cooleron(self, p: Params) -> None:
+        with self._lock:
+            self._camera.set_cooler(p.boolean("CoolerOn"))
+
+    def get_coolerpower(self, p: Params) -> float:
+        return self._camera.cooler.power_pct()
+
+    def get_setccdtemperature(self, p: Params) -> float:
+        # Before any set-point the cooler holds the ambient (its equilibrium with no target).
+        cooler = self._camera.cooler
+        return cooler.setpoint_c if cooler.setpoint_c is not None else cooler.ambient_c
+
+    def put_setccdtemperature(self, p: Params) -> None:
+        value = p.number("SetCCDTemperature")
+        with self._lock:
+            self._camera.set_cooler(self._camera.cooler.on, value)
+
+    # -- exposure --------------------------------------------------------------------------------
+
+    def put_startexposure(self, p: Params) -> None:
+        """Validate and start; the exposure runs in the background (see :class:`Exposures`)."""
+        duration, light = p.number("Duration"), p.boolean("Light")
+        info = self._camera.info
+        with self._lock:
+            if not info.min_exposure_s <= duration <= info.max_exposure_s:
+                raise invalid_value(
+                    f"exposure {duration} s outside {info.min_exposure_s}..{info.max_exposure_s} s"
+                )
+            binning = self._settings.binning
+            width, height = info.width // binning, info.height // binning
+            sx, sy, nx, ny = sub = self._subframe
+            if sx + nx > width or sy + ny > height:
+                raise invalid_value(
+                    f"subframe {nx}x{ny} at ({sx}, {sy}) does not fit the {width}x{height} "
+                    f"frame at binning {binning}: set NumX/NumY/StartX/StartY after BinX/BinY"
+                )
+            settings = self._camera.configure(self._settings)
+            self._exposures.start(duration, dark=not light, sub=sub, settings=settings)
+        log.debug("%s: %g s exposure started (light=%s)", self.label, duration, light)
+
+    def put_abortexposure(self, p: Params) -> None:
+        """Discard the running exposure; Idle, no image. A no-op when idle."""
+        self._exposures.interrupt("abort")
+
+    def put_stopexposure(self, p: Params) -> None:
+        """End the running exposure early and read it out (ImageReady follows). A no-op when
+        idle or already reading out."""
+        self._exposures.interrupt("stop")
+
+    def get_camerastate(self, p: Params) -> int:
+        return int(self._exposures.state())
+
+    def get_imageready(self, p: Params) -> bool:
+        return self._exposures.image_ready()
+
+    def get_percentcompleted(self, p: Params) -> int:
+        return self._exposures.percent_completed()
+
+    def get_imagearray(self, p: Params) -> ImageResult:
+        return ImageResult(self._exposures.image())
+
+    def get_imagearrayvariant(self, p: Params) -> ImageResult:
+        return ImageResult(self._exposures.image())
+
+    def get_lastexposureduration(self, p: Params) -> float:
+        return self._last()[0]
+
+    def get_lastexposurestarttime(self, p: Params) -> str:
+        return format_utc(self._last()[1])
+
+    def _last(self) -> tuple[float, datetime]:
+        last = self._exposures.last()
+        if last is None:
+            raise value_not_set("no exposure has been taken yet")
+        return last

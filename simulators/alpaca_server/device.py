@@ -1,0 +1,221 @@
+"""What every Alpaca device of this server shares: routing a member call to a handler, the common
+members (Connected, Connect/Disconnect/Connecting, DeviceState, Name, ..., Action), connection
+checks and the translation of simulator errors.
+
+A device subclass implements member ``m`` for GET as ``get_m(params)`` and for PUT as
+``put_m(params)`` (``m`` is the lower-case URL name); members it knows but does not implement are
+listed in ``not_implemented`` and answer NotImplemented (0x400). Handlers never block for long:
+slow device work (exposures, wheel and cover moves, panel warm-up) runs in background threads, as
+on real Alpaca devices, and clients poll.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from importlib import metadata
+from typing import Any, ClassVar
+
+import numpy as np
+import numpy.typing as npt
+
+from drivers.clock import Clock
+from drivers.errors import DeviceError
+from simulators.alpaca_server.protocol import (
+    AlpacaError,
+    BadRequest,
+    ErrorCode,
+    Params,
+    alpaca_error_from,
+    format_utc,
+    not_implemented,
+)
+
+log = logging.getLogger(__name__)
+
+_MEMBER = re.compile(r"[a-z][a-z0-9]*")
+#: Members that work without a connection (ASCOM Platform 7 clarification).
+_NO_CONNECTION_NEEDED = frozenset(
+    {
+        "connected",
+        "connect",
+        "disconnect",
+        "connecting",
+        "name",
+        "description",
+        "driverinfo",
+        "driverversion",
+        "interfaceversion",
+        "supportedactions",
+    }
+)
+_COMMON_NOT_IMPLEMENTED = frozenset({"commandblind", "commandbool", "commandstring"})
+
+DRIVER_INFO = "calibd Alpaca server for simulated devices (simulators.alpaca_server)"
+
+#: An Action handler: receives the Parameters string, returns the Action's string result.
+ActionHandler = Callable[[str], str]
+
+
+def driver_version() -> str:
+    """The installed calibd version ("0.0" when not installed as a package)."""
+    try:
+        return metadata.version("calibd")
+    except metadata.PackageNotFoundError:
+        return "0.0"
+
+
+@dataclass(frozen=True)
+class ImageResult:
+    """A camera image to send as ImageBytes or JSON ImageArray: uint16, [row, column]."""
+
+    data: npt.NDArray[np.uint16]
+
+
+class AlpacaDevice:
+    """Base of the server's devices. Thread-safe: handlers may run concurrently (one HTTP
+    connection per thread); state changes happen under ``self._lock``."""
+
+    device_type: ClassVar[str] = ""  # URL name, lower case: "camera"
+    type_name: ClassVar[str] = ""  # management API name: "Camera"
+    interface_version: ClassVar[int] = 1
+    not_implemented: ClassVar[frozenset[str]] = frozenset()
+
+    def __init__(
+        self, number: int, *, name: str, description: str, unique_id: str, clock: Clock
+    ) -> None:
+        self.number = number
+        self.name = name
+        self.description = description
+        self.unique_id = unique_id
+        self.clock = clock
+        self.actions: dict[str, ActionHandler] = {}
+        self._lock = threading.RLock()
+
+    @property
+    def label(self) -> str:
+        """``type/number``, for messages and logs."""
+        return f"{self.device_type}/{self.number}"
+
+    # -- routing -----------------------------------------------------------------------------
+
+    def handle(self, verb: str, member: str, params: Params) -> Any:
+        """Run member ``member`` for HTTP ``verb`` ("GET" or "PUT") and return its value (None
+        for PUT methods without one).
+
+        Blocks only briefly. Raises BadRequest (unknown member, wrong verb, bad parameters) and
+        AlpacaError (everything the device refuses, including NotConnected and simulator
+        errors translated by :func:`alpaca_error_from`).
+        """
+        handler = self._handler(verb, member)
+        if handler is None:
+            if member in self.not_implemented or member in _COMMON_NOT_IMPLEMENTED:
+                raise not_implemented(f"{self.label}: {member} is not implemented")
+            other = "put" if verb == "GET" else "get"
+            if self._handler(other.upper(), member) is not None:
+                raise BadRequest(f"{self.label}/{member} does not accept HTTP {verb}")
+            raise BadRequest(f"{self.label} has no member {member!r}")
+        if member not in _NO_CONNECTION_NEEDED:
+            self.require_connected()
+        try:
+            return handler(params)
+        except DeviceError as err:
+            raise alpaca_error_from(err) from err
+
+    def _handler(self, verb: str, member: str) -> Callable[[Params], Any] | None:
+        if not _MEMBER.fullmatch(member):
+            return None
+        found = getattr(self, f"{verb.lower()}_{member}", None)
+        return found if callable(found) else None
+
+    def require_connected(self) -> None:
+        """Raises AlpacaError NotConnected (0x407) unless the device is connected."""
+        if not self._is_connected():
+            raise AlpacaError(
+                ErrorCode.NOT_CONNECTED, f"{self.label} is not connected: connect it first"
+            )
+
+    # -- connection hooks (subclasses) ---------------------------------------------------------
+
+    def _is_connected(self) -> bool:
+        raise NotImplementedError
+
+    def _connect(self) -> None:
+        """Connect (idempotent, quick). Called without ``self._lock`` held."""
+        raise NotImplementedError
+
+    def _disconnect(self) -> None:
+        """Disconnect, ending background work first (may wait briefly for it). Called without
+        ``self._lock`` held."""
+        raise NotImplementedError
+
+    def _device_state(self) -> Sequence[tuple[str, Any]]:
+        """The operational properties DeviceState reports (TimeStamp is added)."""
+        return ()
+
+    def shutdown(self) -> None:
+        """Stop background work when the server stops (never raises)."""
+
+    # -- common members ----------------------------------------------------------------------
+
+    def get_name(self, params: Params) -> str:
+        return self.name
+
+    def get_description(self, params: Params) -> str:
+        return self.description
+
+    def get_driverinfo(self, params: Params) -> str:
+        return DRIVER_INFO
+
+    def get_driverversion(self, params: Params) -> str:
+        return driver_version()
+
+    def get_interfaceversion(self, params: Params) -> int:
+        return self.interface_version
+
+    def get_supportedactions(self, params: Params) -> list[str]:
+        return sorted(self.actions)
+
+    def get_connected(self, params: Params) -> bool:
+        return self._is_connected()
+
+    def put_connected(self, params: Params) -> None:
+        wanted = params.boolean("Connected")
+        if wanted:
+            self._connect()
+        else:
+            self._disconnect()
+        log.info("%s %s", self.label, "connected" if wanted else "disconnected")
+
+    def put_connect(self, params: Params) -> None:
+        """Platform 7 Connect(): completes at once here, so Connecting is always False."""
+        self._connect()
+        log.info("%s connected", self.label)
+
+    def put_disconnect(self, params: Params) -> None:
+        self._disconnect()
+        log.info("%s disconnected", self.label)
+
+    def get_connecting(self, params: Params) -> bool:
+        return False
+
+    def get_devicestate(self, params: Params) -> list[dict[str, Any]]:
+        state = [{"Name": name, "Value": value} for name, value in self._device_state()]
+        state.append({"Name": "TimeStamp", "Value": format_utc(self.clock.now())})
+        return state
+
+    def put_action(self, params: Params) -> str:
+        """Action(Action, Parameters): names are matched ignoring case."""
+        name = params.text("Action")
+        argument = params.raw("Parameters") or ""
+        for known, run in self.actions.items():
+            if known.lower() == name.lower():
+                return run(argument)
+        raise AlpacaError(
+            ErrorCode.ACTION_NOT_IMPLEMENTED,
+            f"{self.label}: action {name!r} is not supported (supported: "
+            f"{', '.join(sorted(self.actions)) or 'none'})",
+        )

@@ -1,0 +1,212 @@
+"""Assembling and running the Alpaca server: one simulated observatory (camera, filter wheel, flat
+panel with cover, weather) on one scaled clock, its devices, the HTTP server and discovery."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import uuid
+from collections.abc import Sequence
+from types import FrameType
+from typing import Any
+
+from simulators.accessories import (
+    DEFAULT_FILTERS,
+    SimulatedFilterWheel,
+    SimulatedFlatPanel,
+    SimulatedSafetyMonitor,
+)
+from simulators.alpaca_server.accessories import CoverCalibratorDevice, FilterWheelDevice
+from simulators.alpaca_server.camera import CameraDevice
+from simulators.alpaca_server.device import AlpacaDevice, driver_version
+from simulators.alpaca_server.discovery import DISCOVERY_PORT, DiscoveryResponder
+from simulators.alpaca_server.routing import AlpacaHTTPServer, DeviceKey
+from simulators.alpaca_server.weather import ObservingConditionsDevice, SafetyMonitorDevice
+from simulators.clock import ScaledClock
+from simulators.observatory import SimulatedObservatory, build_observatory
+from simulators.profiles import PROFILES, SensorProfile
+
+log = logging.getLogger(__name__)
+
+DEFAULT_PORT = 11111
+#: Sensor chips of the profiles that imitate real cameras (SensorName).
+SENSOR_NAMES = {"asi2600mm": "IMX571", "asi294mm": "IMX492"}
+
+
+def _unique_id(profile: SensorProfile, device_type: str, number: int) -> str:
+    """A UniqueID that stays the same across restarts for the same simulated hardware."""
+    return str(uuid.uuid5(uuid.NAMESPACE_URL,
+                          f"calibd-sim:{profile.name}:{profile.seed}:{device_type}:{number}"))
+
+
+class SimAlpacaServer:
+    """The simulated devices behind an Alpaca HTTP server (and UDP discovery), in this process.
+
+    ``port=0`` binds an ephemeral port (read :attr:`port` after :meth:`start`); the same for
+    ``discovery_port=0``; ``discovery_port=None`` disables discovery. ``scale`` is simulated
+    seconds per real second. :attr:`observatory` and :attr:`safety` are the simulators themselves
+    (for tests and tools in the same process).
+
+    Raises ValueError (unknown profile, scale <= 0, bad filter names).
+    """
+
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = DEFAULT_PORT,
+        *,
+        profile: str = "small",
+        scale: float = 1.0,
+        discovery_port: int | None = None,
+        ambient_c: float = 10.0,
+        seed: int | None = None,
+        filters: Sequence[str] = DEFAULT_FILTERS,
+    ) -> None:
+        if profile not in PROFILES:
+            raise ValueError(
+                f"unknown simulator profile {profile!r} (known: {', '.join(sorted(PROFILES))})"
+            )
+        self.host = host
+        self._requested_port = port
+        self.clock = ScaledClock(scale)
+        sensor = PROFILES[profile]
+        wheel = SimulatedFilterWheel(self.clock, tuple(filters), name="wheel")
+        panel = SimulatedFlatPanel(self.clock, has_cover=True, name="panel")
+        self.observatory: SimulatedObservatory = build_observatory(
+            sensor, self.clock, camera_name="camera", ambient_c=ambient_c, noise_seed=seed,
+            wheel=wheel, panel=panel, sky=None,
+        )
+        self.safety = SimulatedSafetyMonitor(self.clock, name="weather")
+        devices: list[AlpacaDevice] = [
+            CameraDevice(self.observatory.camera, self.clock,
+                         unique_id=_unique_id(sensor, "camera", 0),
+                         sensor_name=SENSOR_NAMES.get(sensor.name, "CMOS")),
+            FilterWheelDevice(wheel, self.clock, unique_id=_unique_id(sensor, "filterwheel", 0)),
+            CoverCalibratorDevice(panel, self.clock,
+                                  unique_id=_unique_id(sensor, "covercalibrator", 0)),
+            SafetyMonitorDevice(self.safety, self.clock,
+                                unique_id=_unique_id(sensor, "safetymonitor", 0)),
+            ObservingConditionsDevice(self.safety, self.clock,
+                                      unique_id=_unique_id(sensor, "observingconditions", 0)),
+        ]
+        self.devices: dict[DeviceKey, AlpacaDevice] = {
+            (d.device_type, d.number): d for d in devices
+        }
+        self._discovery_port = discovery_port
+        self._http: AlpacaHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+        self._discovery: DiscoveryResponder | None = None
+
+    @property
+    def port(self) -> int:
+        """The bound HTTP port (the requested one before :meth:`start`)."""
+        if self._http is None:
+            return self._requested_port
+        return int(self._http.server_address[1])
+
+    @property
+    def discovery_port(self) -> int | None:
+        """The bound UDP discovery port, None when disabled."""
+        if self._discovery is not None:
+            return self._discovery.port
+        return self._discovery_port
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+    def start(self) -> None:
+        """Bind and serve in background threads; returns at once. Raises OSError when the
+        address is in use or not available."""
+        description = {
+            "ServerName": "calibd simulator",
+            "Manufacturer": "calibd",
+            "ManufacturerVersion": driver_version(),
+            "Location": "simulated observatory",
+        }
+        self._http = AlpacaHTTPServer((self.host, self._requested_port), self.devices, description)
+        self._thread = threading.Thread(
+            target=self._http.serve_forever, args=(0.1,), name="alpaca-http", daemon=True
+        )
+        self._thread.start()
+        if self._discovery_port is not None:
+            self._discovery = DiscoveryResponder(self.host, self._discovery_port, self.port)
+            try:
+                self._discovery.start()
+            except OSError:
+                self.stop()
+                raise
+        camera = self.observatory.camera
+        log.info(
+            "Alpaca server on %s: %s, filter wheel, flat panel, weather (clock x%g)",
+            self.url, camera.profile.model, self.clock.scale,
+        )
+
+    def stop(self) -> None:
+        """Stop serving: end exposures, stop discovery, close the listening socket and every
+        open connection. Blocks up to a few seconds; never raises."""
+        if self._discovery is not None:
+            self._discovery.stop()
+            self._discovery = None
+        http_server, self._http = self._http, None
+        if http_server is not None:
+            http_server.shutdown()
+            http_server.server_close()
+            http_server.close_connections()
+        if self._thread is not None:
+            self._thread.join(5.0)
+            self._thread = None
+        for device in self.devices.values():
+            device.shutdown()
+        log.info("Alpaca server stopped")
+
+    def __enter__(self) -> SimAlpacaServer:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def serve(
+    host: str = "127.0.0.1",
+    port: int = DEFAULT_PORT,
+    *,
+    profile: str = "small",
+    scale: float = 1.0,
+    discovery_port: int | None = DISCOVERY_PORT,
+    ambient_c: float = 10.0,
+    seed: int | None = None,
+    filters: Sequence[str] = DEFAULT_FILTERS,
+    stop: threading.Event | None = None,
+) -> None:
+    """Serve the simulated devices over Alpaca until ``stop`` is set or, when called from the
+    main thread, SIGTERM/SIGINT arrives (the handlers only set a flag; the previous handlers are
+    restored on return).
+
+    ``scale``: simulated seconds per real second. ``discovery_port``: UDP port of the discovery
+    responder (None disables it). Blocks; raises ValueError (bad options) and OSError (address in
+    use) before serving.
+    """
+    stop = stop or threading.Event()
+    server = SimAlpacaServer(host, port, profile=profile, scale=scale,
+                             discovery_port=discovery_port, ambient_c=ambient_c, seed=seed,
+                             filters=filters)
+    previous: dict[signal.Signals, Any] = {}
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            previous[sig] = signal.signal(sig, on_signal)
+    try:
+        server.start()
+        while not stop.wait(0.5):
+            pass
+    finally:
+        server.stop()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

@@ -1,0 +1,134 @@
+"""Alpaca SafetyMonitor and ObservingConditions over one simulated weather
+(:class:`simulators.accessories.SimulatedSafetyMonitor`): unsafe when cloudy, cloud cover in
+percent. Both offer the Action ``SetCloudy`` (Parameters ``true``/``false``) to change the weather,
+so clients and tests can make the night cloudy without reaching into the simulator.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from drivers.clock import Clock
+from simulators.accessories import SimulatedSafetyMonitor
+from simulators.alpaca_server.accessories import Switchable
+from simulators.alpaca_server.protocol import Params, invalid_value, not_implemented
+
+
+def _cloudy_action(safety: SimulatedSafetyMonitor) -> Callable[[str], str]:
+    """Action ``SetCloudy`` (Parameters ``true``/``false``): the simulator's weather switch."""
+
+    def run(argument: str) -> str:
+        value = argument.strip().lower()
+        if value not in ("true", "false"):
+            raise invalid_value(f"SetCloudy takes true or false, not {argument!r}")
+        safety.set_cloudy(value == "true")
+        return ""
+
+    return run
+
+
+class SafetyMonitorDevice(Switchable):
+    """Alpaca SafetyMonitor (interface version 3). Action ``SetCloudy`` switches the weather."""
+
+    device_type = "safetymonitor"
+    type_name = "SafetyMonitor"
+    interface_version = 3
+
+    def __init__(
+        self, safety: SimulatedSafetyMonitor, clock: Clock, *, unique_id: str, number: int = 0
+    ) -> None:
+        super().__init__(
+            number,
+            name="calibd simulated safety monitor",
+            description="safe unless cloudy (simulated weather)",
+            unique_id=unique_id,
+            clock=clock,
+        )
+        self._device = self._safety = safety
+        self.actions["SetCloudy"] = _cloudy_action(safety)
+
+    def _device_state(self) -> Sequence[tuple[str, Any]]:
+        return (("IsSafe", self._safety.is_safe()),)
+
+    def get_issafe(self, p: Params) -> bool:
+        return self._safety.is_safe()
+
+
+_WEATHER_SENSORS = frozenset(
+    {
+        "dewpoint",
+        "humidity",
+        "pressure",
+        "rainrate",
+        "skybrightness",
+        "skyquality",
+        "skytemperature",
+        "starfwhm",
+        "temperature",
+        "winddirection",
+        "windgust",
+        "windspeed",
+    }
+)
+
+
+class ObservingConditionsDevice(Switchable):
+    """Alpaca ObservingConditions (interface version 2) with CloudCover only (percent, from the
+    simulated weather shared with the safety monitor). Action ``SetCloudy`` as there."""
+
+    device_type = "observingconditions"
+    type_name = "ObservingConditions"
+    interface_version = 2
+    not_implemented = _WEATHER_SENSORS
+
+    def __init__(
+        self, safety: SimulatedSafetyMonitor, clock: Clock, *, unique_id: str, number: int = 0
+    ) -> None:
+        super().__init__(
+            number,
+            name="calibd simulated weather station",
+            description="cloud cover from the simulated weather",
+            unique_id=unique_id,
+            clock=clock,
+        )
+        self._safety = safety  # its connection belongs to the safety monitor device
+        self.actions["SetCloudy"] = _cloudy_action(safety)
+
+    def _device_state(self) -> Sequence[tuple[str, Any]]:
+        return (("CloudCover", self._cloud_cover()),)
+
+    def _cloud_cover(self) -> float:
+        value = self._safety.cloud_cover_pct()
+        return 0.0 if value is None else value
+
+    def get_cloudcover(self, p: Params) -> float:
+        return self._cloud_cover()
+
+    def get_averageperiod(self, p: Params) -> float:
+        return 0.0
+
+    def put_averageperiod(self, p: Params) -> None:
+        hours = p.number("AveragePeriod")
+        if hours != 0:
+            raise invalid_value(f"AveragePeriod {hours} h: only 0 (instantaneous) is supported")
+
+    def put_refresh(self, p: Params) -> None:
+        """Values are always current: nothing to do."""
+
+    def _sensor(self, p: Params) -> str:
+        name = p.text("SensorName").strip().lower()
+        if name in _WEATHER_SENSORS:
+            raise not_implemented(f"sensor {p.text('SensorName')} is not implemented")
+        if name not in ("cloudcover", ""):
+            raise invalid_value(f"unknown sensor {p.text('SensorName')!r}")
+        return name
+
+    def get_sensordescription(self, p: Params) -> str:
+        if self._sensor(p) == "":
+            raise invalid_value("SensorDescription needs a sensor name")
+        return "simulated cloud sensor (percent of sky covered)"
+
+    def get_timesincelastupdate(self, p: Params) -> float:
+        self._sensor(p)
+        return 0.0
