@@ -57,6 +57,8 @@ class IndiCamera(_CameraCommon):
     port: int = Field(7624, ge=1, le=65535)
     socket_path: str | None = None
     device: str = Field(min_length=1)
+    connect_timeout_s: float = Field(10.0, gt=0, le=300)
+    polling_ms: int | None = Field(None, ge=10, le=60000)
 
 
 class AlpacaCamera(_CameraCommon):

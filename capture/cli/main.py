@@ -55,7 +55,7 @@ class _JournalFormatter(logging.Formatter):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from capture.cli import cmd_library, cmd_masters, cmd_plan, cmd_run
+    from capture.cli import cmd_devices, cmd_library, cmd_masters, cmd_plan, cmd_run, cmd_sim
 
     parser = argparse.ArgumentParser(
         prog="calibd",
@@ -69,6 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
     cmd_run.register(sub)
     cmd_library.register(sub)
     cmd_masters.register(sub)
+    cmd_devices.register(sub)
+    cmd_sim.register(sub)
     return parser
 
 
