@@ -7,6 +7,7 @@ simulated clock, so a first run needs no hardware.
 
 from __future__ import annotations
 
+import ipaddress
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Literal
@@ -67,6 +68,7 @@ class AlpacaCamera(_CameraCommon):
     port: int = Field(11111, ge=1, le=65535)
     device_number: int = Field(0, ge=0)
     timeout_s: float = Field(5.0, gt=0, le=120)
+    download_timeout_s: float | None = Field(None, gt=0, le=3600)  # real s; None: from read-out
 
 
 class ZwoCamera(_CameraCommon):
@@ -76,6 +78,7 @@ class ZwoCamera(_CameraCommon):
     sdk_path: str | None = None
     usb_bandwidth: int | None = Field(None, ge=40, le=100)
     high_speed: StrictBool | None = None
+    call_timeout_s: float = Field(10.0, gt=0, le=300)  # real seconds per SDK call
 
 
 class SimulatorWheel(_Strict):
@@ -185,6 +188,115 @@ class MastersConfig(_Strict):
     bpm_block_px: int = Field(32, ge=4, le=1024)  # size of the local-level blocks
 
 
+def is_loopback(host: str) -> bool:
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+class ApiConfig(_Strict):
+    enabled: StrictBool = True
+    host: str = "127.0.0.1"
+    port: int = Field(8765, ge=0, le=65535)
+    token: str | None = Field(None, min_length=16)  # required for commands and non-loopback
+    token_file: Path | None = Field(None, strict=False)  # a file holding the token
+
+    @model_validator(mode="after")
+    def _token_off_loopback(self) -> ApiConfig:
+        if self.enabled and not is_loopback(self.host) and not (self.token or self.token_file):
+            raise ValueError(f"refusing to serve the API on {self.host} without a token: set "
+                             "api.token or api.token_file (or keep host 127.0.0.1)")
+        return self
+
+
+class DaemonConfig(_Strict):
+    state_dir: Path = Field(Path("/var/lib/calibd"), strict=False)  # job store, run queue state
+    timezone: str | None = None  # for cron schedules; default: the system's local time zone
+    stop_policy: Literal["abort", "finish"] = "abort"  # SIGTERM: abort or finish the exposure
+    weather_poll_s: float = Field(120.0, gt=0, le=3600)  # clock seconds between safety checks
+    stop_timeout_s: float = Field(60.0, gt=0, le=3600)  # real seconds to wind down on SIGTERM
+    api: ApiConfig = ApiConfig()
+
+
+class _Schedule(_Strict):
+    name: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
+    camera: str | None = None  # default: the only camera
+    plan: Path = Field(strict=False)  # relative paths are relative to the configuration file
+    enabled: StrictBool = True
+
+
+class _Timed(_Schedule):
+    misfire: Literal["run_once", "skip"] = "run_once"  # fires missed while the machine was off
+    misfire_grace_s: float = Field(6 * 3600.0, gt=0, le=7 * 86400)  # run_once: only this late
+
+
+class CronSchedule(_Timed):
+    trigger: Literal["cron"]
+    cron: str = Field(min_length=9, max_length=200)  # crontab: minute hour day month weekday
+
+    @model_validator(mode="after")
+    def _parse(self) -> CronSchedule:
+        from apscheduler.triggers.cron import CronTrigger
+
+        try:
+            CronTrigger.from_crontab(self.cron, timezone="UTC")
+        except ValueError as err:
+            raise ValueError(f"cron {self.cron!r}: {err}") from None
+        return self
+
+
+class TwilightSchedule(_Timed):
+    trigger: Literal["dusk", "dawn"]
+    sun_altitude_deg: float = Field(-2.0, ge=-18, le=10)  # fire when the sun crosses this
+
+
+class UnsafeSchedule(_Schedule):
+    trigger: Literal["unsafe"]  # runs while the safety monitor says unsafe (cloudy)
+    when_safe: Literal["yield", "finish"] = "yield"  # when it clears: stop (resumable) or finish
+
+
+class OnDemandSchedule(_Schedule):
+    trigger: Literal["on_demand"]  # only when asked through the API
+
+
+ScheduleConfig = Annotated[CronSchedule | TwilightSchedule | UnsafeSchedule | OnDemandSchedule,
+                           Field(discriminator="trigger")]
+
+
+class CloudyPeriod(_Strict):
+    start: datetime = Field(strict=False)
+    end: datetime = Field(strict=False)
+
+
+class SimulatorSafety(_Strict):
+    driver: Literal["simulator"]
+    cloudy: list[CloudyPeriod] = Field(default_factory=list)  # in clock time; safe otherwise
+
+
+class IndiSafety(_Strict):
+    driver: Literal["indi"]
+    host: str = "localhost"
+    port: int = Field(7624, ge=1, le=65535)
+    socket_path: str | None = None
+    device: str = Field(min_length=1)
+
+
+class AlpacaSafety(_Strict):
+    driver: Literal["alpaca"]
+    host: str = "127.0.0.1"
+    port: int = Field(11111, ge=1, le=65535)
+    device_number: int = Field(0, ge=0)
+    conditions_device_number: int | None = Field(None, ge=0)
+    timeout_s: float = Field(5.0, gt=0, le=120)
+
+
+SafetyConfig = Annotated[SimulatorSafety | IndiSafety | AlpacaSafety,
+                         Field(discriminator="driver")]
+
+
 class Config(_Strict):
     """A whole configuration file."""
 
@@ -195,22 +307,46 @@ class Config(_Strict):
     cameras: dict[DeviceName, CameraConfig] = Field(min_length=1)
     filter_wheels: dict[DeviceName, WheelConfig] = Field(default_factory=dict)
     flat_panels: dict[DeviceName, PanelConfig] = Field(default_factory=dict)
+    safety: SafetyConfig | None = None
+    daemon: DaemonConfig = DaemonConfig()
+    schedules: list[ScheduleConfig] = Field(default_factory=list)
 
-    @model_validator(mode="after")
-    def _references(self) -> Config:
+    def cross_check(self) -> list[tuple[tuple[str | int, ...], str]]:
+        """Problems between sections, as (key path, message): references that do not exist."""
+        out: list[tuple[tuple[str | int, ...], str]] = []
         for name, cam in self.cameras.items():
-            for ref, pool, what in ((cam.filter_wheel, self.filter_wheels, "filter_wheels"),
-                                    (cam.flat_panel, self.flat_panels, "flat_panels")):
+            for field_name, ref, pool, what in (
+                    ("filter_wheel", cam.filter_wheel, self.filter_wheels, "filter_wheels"),
+                    ("flat_panel", cam.flat_panel, self.flat_panels, "flat_panels")):
                 if ref is None:
                     continue
                 if ref not in pool:
-                    raise ValueError(f"camera {name!r} uses {ref!r}, which is not under {what}")
-                simulated = cam.driver == "simulator"
-                if (pool[ref].driver == "simulator") != simulated:
-                    raise ValueError(
-                        f"camera {name!r} and {what}.{ref} must both be simulated or both real "
-                        "(a simulated panel or wheel lights only the simulated sensor)")
-        return self
+                    out.append((("cameras", name, field_name),
+                                f"{ref!r} is not defined under {what}"))
+                elif (pool[ref].driver == "simulator") != (cam.driver == "simulator"):
+                    out.append((("cameras", name, field_name),
+                                f"camera {name!r} and {what}.{ref} must both be simulated or "
+                                "both real (a simulated panel or wheel lights only the "
+                                "simulated sensor)"))
+        seen: set[str] = set()
+        for i, s in enumerate(self.schedules):
+            if s.name in seen:
+                out.append((("schedules", i, "name"), f"schedule name {s.name!r} is used twice"))
+            seen.add(s.name)
+            if s.camera is not None and s.camera not in self.cameras:
+                out.append((("schedules", i, "camera"), f"no camera named {s.camera!r} "
+                            f"(configured: {', '.join(self.cameras)})"))
+            if s.camera is None and len(self.cameras) > 1:
+                out.append((("schedules", i), "several cameras are configured: name this "
+                            "schedule's camera"))
+            if isinstance(s, UnsafeSchedule) and self.safety is None:
+                out.append((("schedules", i, "trigger"), "runs while unsafe, but no safety "
+                            "monitor is configured (add safety:)"))
+            if isinstance(s, TwilightSchedule) and self.site is None:
+                out.append((("schedules", i, "trigger"), "follows the sun, but no site is "
+                            "configured (add site:)"))
+        return out
+
 
     @model_validator(mode="after")
     def _simulated_clock_needs_simulators(self) -> Config:
@@ -247,9 +383,13 @@ def load_config(path: Path | str | None) -> tuple[Config, Located | None]:
     if not isinstance(located.data, dict):
         raise ConfigError([located.problem((), "the configuration must be a mapping")])
     try:
-        return Config.model_validate(located.data), located
+        config = Config.model_validate(located.data)
     except ValidationError as err:
         raise ConfigError(problems_from_validation(err, located)) from None
+    problems = [located.problem(path, message) for path, message in config.cross_check()]
+    if problems:
+        raise ConfigError(problems)
+    return config, located
 
 
 def pick_camera(config: Config, wanted: str | None, located: Located | None) -> str:

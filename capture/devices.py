@@ -5,25 +5,30 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass
+from datetime import UTC
 from functools import partial
 from typing import Any
 
 from capture.config import (
     AlpacaCamera,
     AlpacaPanel,
+    AlpacaSafety,
     AlpacaWheel,
     CameraConfig,
     ClockConfig,
     Config,
     IndiPanel,
+    IndiSafety,
     IndiWheel,
+    SafetyConfig,
     SimulatorCamera,
     SimulatorPanel,
+    SimulatorSafety,
     SimulatorWheel,
 )
 from capture.flats.sun import Site, sun_altitude_deg
 from drivers.clock import Clock, RealClock
-from drivers.contracts import Camera, FilterWheel, FlatPanel
+from drivers.contracts import Camera, FilterWheel, FlatPanel, SafetyMonitor
 from drivers.errors import DeviceUnavailable
 
 DRIVER_MODULES: dict[str, str] = {
@@ -101,12 +106,33 @@ def make_camera(name: str, cfg: CameraConfig, clock: Clock) -> Camera:
     if isinstance(cfg, AlpacaCamera):
         camera: Camera = module.AlpacaCamera(host=cfg.host, port=cfg.port,
                                              device_number=cfg.device_number,
-                                             timeout_s=cfg.timeout_s, clock=clock)
+                                             timeout_s=cfg.timeout_s,
+                                             download_timeout_s=cfg.download_timeout_s,
+                                             clock=clock)
         return camera
     options = cfg.model_dump(exclude={"driver", "unity_gain", "offset", "ambient_c",
                                       "filter_wheel", "flat_panel"})
     camera = module.open_camera(name=name, clock=clock, **options)
     return camera
+
+
+def make_safety(cfg: SafetyConfig, clock: Clock) -> SafetyMonitor:
+    """The configured safety monitor / weather source (not connected)."""
+    if isinstance(cfg, SimulatorSafety):
+        from simulators.accessories import SimulatedSafetyMonitor
+
+        periods = [(p.start.astimezone(UTC), p.end.astimezone(UTC)) for p in cfg.cloudy]
+        return SimulatedSafetyMonitor(clock, cloudy_periods=periods)
+    module = driver_module(cfg.driver)
+    if isinstance(cfg, AlpacaSafety):
+        monitor: SafetyMonitor = module.AlpacaSafetyMonitor(
+            host=cfg.host, port=cfg.port, device_number=cfg.device_number,
+            conditions_device_number=cfg.conditions_device_number, timeout_s=cfg.timeout_s)
+        return monitor
+    assert isinstance(cfg, IndiSafety)
+    monitor = module.IndiSafetyMonitor(device=cfg.device, host=cfg.host, port=cfg.port,
+                                       socket_path=cfg.socket_path)
+    return monitor
 
 
 def make_wheel(cfg: Any, clock: Clock) -> FilterWheel:

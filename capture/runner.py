@@ -58,8 +58,9 @@ class Outcome:
 
 
 def prepare(plan_path: Path, config: Config, config_located: Located | None,
-            camera_name: str | None = None) -> Prepared:
-    """Load the plan, pick and connect its camera, resolve the plan.
+            camera_name: str | None = None, clock: Clock | None = None) -> Prepared:
+    """Load the plan, pick and connect its camera, resolve the plan. ``clock``: the daemon's
+    (shared by every run); by default one is made from the configuration.
 
     Blocks while connecting. Raises PlanError/ConfigError (bad input) or DeviceError.
     """
@@ -72,7 +73,7 @@ def prepare(plan_path: Path, config: Config, config_located: Located | None,
             raise PlanError([located.problem(("camera",), err.first.message)]) from None
         raise
     cam_cfg = config.cameras[name]
-    clock = make_clock(config.clock)
+    clock = clock or make_clock(config.clock)
     setup = make_setup(name, config, clock)
     setup.connect()
     camera = setup.camera
@@ -97,12 +98,17 @@ def run_prepared(
     library_root: Path,
     *,
     new: bool = False,
+    again: bool = False,
     stop: threading.Event | None = None,
     reporter: Reporter = no_report,
     options: SequencerOptions | None = None,
     masters: MastersConfig | None = None,
 ) -> Outcome:
     """Resume or start the run and capture until done. Blocks for the whole run.
+
+    ``new`` always starts a new run; otherwise an unfinished run of the plan is resumed, and
+    when the last run is complete ``again`` starts a new one (a schedule firing) instead of
+    reporting that there is nothing to do (the CLI).
 
     Raises RunPaused, CoolingTimeout, LibraryError, DeviceError.
     """
@@ -112,7 +118,9 @@ def run_prepared(
         digest = plan_digest(prepared.located)
         if not new:
             last = library.last_run(plan, prepared.camera_name)
-            if last is not None and last.state == "complete":
+            if last is not None and last.state == "complete" and again:
+                new = True
+            elif last is not None and last.state == "complete":
                 return Outcome(None, f"nothing to do: run {last.id} of plan {plan.name!r} on "
                                      f"{prepared.camera_name} completed at {last.finished_utc}; "
                                      "use --new to capture it again", nothing_to_do=True)

@@ -6,6 +6,7 @@ They move and warm up in clock time, so waits and deadlines are exercised as on 
 from __future__ import annotations
 
 import threading
+from datetime import datetime
 
 from drivers.clock import Clock
 from drivers.contracts import CoverState
@@ -169,11 +170,15 @@ class SimulatedFlatPanel:
 
 
 class SimulatedSafetyMonitor:
-    """Weather by schedule: ``unsafe`` decides per clock time whether it is cloudy."""
+    """Weather by schedule: cloudy (unsafe) inside the given clock-time periods, or whenever
+    :meth:`set_cloudy` says so."""
 
-    def __init__(self, clock: Clock, *, cloudy: bool = False, name: str = "weather") -> None:
+    def __init__(self, clock: Clock, *, cloudy: bool = False,
+                 cloudy_periods: list[tuple[datetime, datetime]] | None = None,
+                 name: str = "weather") -> None:
         self._clock = clock
         self._cloudy = cloudy
+        self._periods = list(cloudy_periods or [])
         self._connected = False
         self.name = name
 
@@ -189,7 +194,13 @@ class SimulatedSafetyMonitor:
     def is_safe(self) -> bool:
         if not self._connected:
             raise DeviceUnavailable("not connected", device=self.name)
-        return not self._cloudy
+        return not self._is_cloudy()
 
     def cloud_cover_pct(self) -> float | None:
-        return 90.0 if self._cloudy else 5.0
+        return 90.0 if self._is_cloudy() else 5.0
+
+    def _is_cloudy(self) -> bool:
+        if self._cloudy:
+            return True
+        now = self._clock.now()
+        return any(start <= now < end for start, end in self._periods)

@@ -55,7 +55,16 @@ class _JournalFormatter(logging.Formatter):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from capture.cli import cmd_devices, cmd_library, cmd_masters, cmd_plan, cmd_run, cmd_sim
+    from capture.cli import (
+        cmd_daemon,
+        cmd_devices,
+        cmd_library,
+        cmd_masters,
+        cmd_plan,
+        cmd_run,
+        cmd_sim,
+        cmd_status,
+    )
 
     parser = argparse.ArgumentParser(
         prog="calibd",
@@ -71,6 +80,8 @@ def build_parser() -> argparse.ArgumentParser:
     cmd_masters.register(sub)
     cmd_devices.register(sub)
     cmd_sim.register(sub)
+    cmd_daemon.register(sub)
+    cmd_status.register(sub)
     return parser
 
 

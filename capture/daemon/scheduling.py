@@ -1,0 +1,179 @@
+"""APScheduler 3 for the daemon: a persistent SQLite job store, cron and twilight triggers,
+and (for the simulator only) the same scheduler running on a simulated clock.
+
+Jobs only *queue* a run (:func:`fire` looks the running daemon up and hands it the schedule's
+name); the runs themselves happen in the camera workers. Misfire policy: jobs coalesce (a
+schedule missed several times while the machine was off runs once), and a missed fire still
+runs when the daemon comes back within ``misfire_grace_s`` (``run_once``) or is skipped
+(``skip``: a grace of one second).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from datetime import datetime, timedelta, tzinfo
+from pathlib import Path
+from typing import Any
+
+from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.schedulers.base import STATE_STOPPED
+from apscheduler.triggers.base import BaseTrigger
+from apscheduler.triggers.cron import CronTrigger
+
+from capture.config import CronSchedule, ScheduleConfig, TwilightSchedule
+from capture.flats.sun import Site, crossings
+from drivers.clock import Clock, RealClock
+
+log = logging.getLogger(__name__)
+
+_fire_target: dict[str, Callable[[str], None]] = {}
+
+
+def fire(schedule_name: str) -> None:
+    """The job function stored in the job store (by reference): queue the schedule's run."""
+    target = _fire_target.get("daemon")
+    if target is None:
+        log.warning("schedule %s fired with no daemon running", schedule_name)
+        return
+    target(schedule_name)
+
+
+def set_fire_target(target: Callable[[str], None] | None) -> None:
+    if target is None:
+        _fire_target.pop("daemon", None)
+    else:
+        _fire_target["daemon"] = target
+
+
+class TwilightTrigger(BaseTrigger):  # type: ignore[misc]
+    """Fires when the sun crosses ``altitude_deg`` going down (dusk) or up (dawn) at ``site``."""
+
+    def __init__(self, site: Site, event: str, altitude_deg: float) -> None:
+        self.site = site
+        self.event = event
+        self.altitude_deg = altitude_deg
+
+    def get_next_fire_time(self, previous_fire_time: datetime | None,
+                           now: datetime) -> datetime | None:
+        start = now
+        if previous_fire_time is not None:
+            start = max(now, previous_fire_time + timedelta(minutes=30))
+        for when, rising in crossings(self.site, start, self.altitude_deg, hours=48.0):
+            if rising == (self.event == "dawn"):
+                return when.astimezone(now.tzinfo) if now.tzinfo else when
+        return None
+
+    def __str__(self) -> str:
+        return f"{self.event} (sun at {self.altitude_deg:g}°)"
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"version": 1, "site": self.site, "event": self.event,
+                "altitude_deg": self.altitude_deg}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.site = state["site"]
+        self.event = state["event"]
+        self.altitude_deg = state["altitude_deg"]
+
+
+def trigger_for(schedule: ScheduleConfig, site: Site | None, tz: tzinfo) -> BaseTrigger | None:
+    if isinstance(schedule, CronSchedule):
+        return CronTrigger.from_crontab(schedule.cron, timezone=tz)
+    if isinstance(schedule, TwilightSchedule):
+        assert site is not None
+        return TwilightTrigger(site, schedule.trigger, schedule.sun_altitude_deg)
+    return None
+
+
+class ClockScheduler(BackgroundScheduler):  # type: ignore[misc]
+    """A BackgroundScheduler whose waits are converted to the daemon clock's real seconds (so a
+    simulated clock drives it too) and never longer than ``max_real_wait_s``."""
+
+    def __init__(self, clock: Clock, max_real_wait_s: float = 1.0, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._clock = clock
+        self._max_real_wait_s = max_real_wait_s
+
+    def _main_loop(self) -> None:
+        wait_seconds: float | None = 0.0
+        while self.state != STATE_STOPPED:
+            real = self._max_real_wait_s if wait_seconds is None else min(
+                self._max_real_wait_s, self._clock.real_seconds(wait_seconds))
+            self._event.wait(real)
+            self._event.clear()
+            wait_seconds = self._process_jobs()
+
+
+_patch_lock = threading.Lock()
+_clock_holder: dict[str, Clock] = {}
+
+
+class ClockDatetime(datetime):
+    """``datetime`` whose ``now()`` reads the daemon's clock; it returns plain datetimes (so
+    nothing of this class ends up pickled in the job store)."""
+
+    @classmethod
+    def now(cls, tz: tzinfo | None = None) -> datetime:  # type: ignore[override]
+        clock = _clock_holder.get("clock")
+        if clock is None:
+            return datetime.now(tz)
+        now = clock.now()
+        return now.astimezone(tz) if tz is not None else now.replace(tzinfo=None)
+
+
+def use_clock_for_apscheduler(clock: Clock) -> None:
+    """Make APScheduler read the time from ``clock`` (process-wide; only ever done for a
+    simulated clock, in simulator runs and tests). APScheduler 3 calls ``datetime.now`` in its
+    scheduler and executor modules; those module names are pointed at a subclass whose
+    ``now`` is the clock's."""
+    if isinstance(clock, RealClock):
+        return
+    import apscheduler.executors.base as executors_base
+    import apscheduler.schedulers.base as schedulers_base
+
+    _clock_holder["clock"] = clock
+    with _patch_lock:
+        schedulers_base.datetime = ClockDatetime
+        executors_base.datetime = ClockDatetime
+
+
+def make_scheduler(state_dir: Path, clock: Clock, tz: tzinfo) -> ClockScheduler:
+    """A scheduler with its jobs persisted in ``state_dir/jobs.sqlite``."""
+    from apscheduler.executors.pool import ThreadPoolExecutor
+    from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
+
+    use_clock_for_apscheduler(clock)
+    return ClockScheduler(
+        clock,
+        jobstores={"default": SQLAlchemyJobStore(url=f"sqlite:///{state_dir / 'jobs.sqlite'}")},
+        executors={"default": ThreadPoolExecutor(2)},
+        job_defaults={"coalesce": True, "max_instances": 1},
+        timezone=tz,
+    )
+
+
+def sync_jobs(scheduler: ClockScheduler, schedules: list[ScheduleConfig], site: Site | None,
+              tz: tzinfo) -> None:
+    """Make the job store hold exactly the enabled timed schedules (added, replaced with new
+    triggers, or removed). A schedule whose trigger did not change keeps its next run time."""
+    wanted: dict[str, ScheduleConfig] = {s.name: s for s in schedules if s.enabled}
+    for job in scheduler.get_jobs():
+        schedule = wanted.get(job.id)
+        if schedule is None or trigger_for(schedule, site, tz) is None:
+            scheduler.remove_job(job.id)
+    existing = {job.id: job for job in scheduler.get_jobs()}
+    for name, schedule in wanted.items():
+        trigger = trigger_for(schedule, site, tz)
+        if trigger is None:
+            continue
+        assert isinstance(schedule, CronSchedule | TwilightSchedule)
+        grace = int(schedule.misfire_grace_s) if schedule.misfire == "run_once" else 1
+        job = existing.get(name)
+        if job is not None and str(job.trigger) == str(trigger) and \
+                job.misfire_grace_time == grace:
+            continue
+        scheduler.add_job(fire, trigger, args=[name], id=name, name=name,
+                          replace_existing=True, misfire_grace_time=grace)
+        log.info("schedule %s: %s", name, trigger)

@@ -1,0 +1,447 @@
+"""The daemon: configuration, schedules, weather, camera workers, API, systemd protocol.
+
+The main thread only loops: it handles the flags the signal handlers set (SIGTERM/SIGINT stop,
+SIGHUP reload), polls the weather, and sends ``WATCHDOG=1`` while every part is healthy. Runs
+happen in the camera workers; schedules fire from APScheduler's thread and only queue runs.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import signal
+import threading
+import time
+from datetime import tzinfo
+from pathlib import Path
+from types import FrameType
+from typing import IO, Any
+from zoneinfo import ZoneInfo
+
+from capture import __version__
+from capture.cli.cmd_library import status_data
+from capture.config import Config, ScheduleConfig, UnsafeSchedule, load_config
+from capture.daemon.control import ControlError
+from capture.daemon.notify import Notifier, watchdog_interval_s
+from capture.daemon.scheduling import make_scheduler, set_fire_target, sync_jobs
+from capture.daemon.state import ActiveRun, DaemonState
+from capture.daemon.worker import CameraWorker, RunRequest
+from capture.devices import make_clock, make_safety, site_of
+from capture.errors import ConfigError, LibraryError, PlanError, Problem
+from capture.library.index import Index
+from capture.plans.load import load_plan
+from capture.sequencer.status import RunStatus
+from capture.yamlsrc import Located
+from drivers.contracts import SafetyMonitor
+from drivers.errors import DeviceError
+
+log = logging.getLogger(__name__)
+TICK_S = 0.5  # real seconds between main-loop passes
+STATUS_EVERY_S = 10.0  # real seconds between STATUS= updates when nothing changed
+
+
+def resolve_plan_path(plan: Path, located: Located | None) -> Path:
+    """Plan paths in the configuration are relative to the configuration file."""
+    if plan.is_absolute() or located is None or located.file is None:
+        return plan
+    return (located.file.parent / plan).resolve()
+
+
+def check_config(path: Path) -> tuple[Config, Located]:
+    """Load the configuration and every schedule's plan. Raises ConfigError / PlanError."""
+    config, located = load_config(path)
+    assert located is not None
+    problems: list[Problem] = []
+    if config.library.root is None:
+        problems.append(located.problem(("library",), "the daemon needs library.root"))
+    tz_name = config.daemon.timezone
+    if tz_name is not None:
+        try:
+            ZoneInfo(tz_name)
+        except (KeyError, ValueError):
+            problems.append(located.problem(("daemon", "timezone"),
+                                            f"unknown time zone {tz_name!r}"))
+    if problems:
+        raise ConfigError(problems)
+    for s in config.schedules:
+        if s.enabled:
+            load_plan(resolve_plan_path(s.plan, located))  # raises PlanError with its location
+    return config, located
+
+
+def local_timezone(name: str | None) -> tzinfo:
+    if name:
+        return ZoneInfo(name)
+    from tzlocal import get_localzone
+
+    zone: tzinfo = get_localzone()
+    return zone
+
+
+class Daemon:
+    """``calibd daemon --config FILE``. Implements DaemonControl (for the API) and WorkerHost
+    (for the camera workers)."""
+
+    def __init__(self, config_path: Path) -> None:
+        self.config_path = config_path
+        self.config, self.located = check_config(config_path)
+        self.clock = make_clock(self.config.clock)
+        self._lock = threading.RLock()
+        self._stop = threading.Event()
+        self._reload = threading.Event()
+        self.watchdog_s = watchdog_interval_s()
+        self.notifier = Notifier.from_environment(unset=True)  # children must not inherit it
+        self.workers: dict[str, CameraWorker] = {}
+        self.safety: SafetyMonitor | None = None
+        self.safe: bool | None = None
+        self.started = self.clock.now()
+        self.api: Any = None
+        self._lock_file: IO[str] | None = None
+        self._unsafe_done: set[str] = set()
+        self._status_text = ""
+        self._status_at = 0.0
+        state_dir = self.config.daemon.state_dir
+        self.state = DaemonState(state_dir)
+        self.tz = local_timezone(self.config.daemon.timezone)
+        self.scheduler = make_scheduler(state_dir, self.clock, self.tz)
+
+    # ----- WorkerHost ------------------------------------------------------------------------
+    def config_snapshot(self) -> tuple[Config, Located | None]:
+        with self._lock:
+            return self.config, self.located
+
+    def library_root(self) -> Path:
+        root = self.config.library.root
+        assert root is not None
+        return root
+
+    def run_started(self, request: RunRequest) -> None:
+        self.state.add_active(ActiveRun(request.camera, str(request.plan), request.source,
+                                        request.requested.isoformat()))
+
+    def run_finished(self, request: RunRequest, keep_for_resume: bool, complete: bool) -> None:
+        if not keep_for_resume:
+            self.state.remove_active(request.camera, str(request.plan))
+        if complete and request.source.startswith("unsafe:"):
+            # Done for this cloudy spell: not queued again until it clears and clouds over.
+            self._unsafe_done.add(request.source)
+        self._send_status(force=True)
+
+    # ----- DaemonControl ---------------------------------------------------------------------
+    def status(self) -> dict[str, Any]:
+        with self._lock:
+            config = self.config
+        jobs = {job.id: job for job in self.scheduler.get_jobs()}
+        schedules = []
+        for s in config.schedules:
+            job = jobs.get(s.name)
+            schedules.append({
+                "name": s.name, "trigger": s.trigger, "camera": self._camera_of(s),
+                "plan": str(resolve_plan_path(s.plan, self.located)), "enabled": s.enabled,
+                "next_run_utc": job.next_run_time.isoformat()
+                if job is not None and job.next_run_time else None})
+        library: dict[str, Any] = {"root": str(self.library_root())}
+        try:
+            index = Index(self.library_root())
+            try:
+                data = status_data(self.library_root(), index)
+            finally:
+                index.close()
+            library.update(frames=data["frames"], bytes=data["bytes"], runs=[
+                {k: r[k] for k in ("id", "plan", "camera", "state", "planned", "done",
+                                   "complete_cells")} | {"cells": len(r["cells"])}
+                for r in data["runs"][-20:]])
+        except LibraryError as err:
+            library["error"] = str(err)
+        return {
+            "daemon": {"version": __version__, "pid": _pid(), "config": str(self.config_path),
+                       "started_utc": self.started.isoformat(),
+                       "now_utc": self.clock.now().isoformat(), "healthy": self.healthy(),
+                       "safe": self.safe},
+            "cameras": {name: w.status() for name, w in self.workers.items()},
+            "schedules": schedules,
+            "library": library,
+        }
+
+    def start(self, *, camera: str | None, plan: str | None, schedule: str | None) -> str:
+        with self._lock:
+            config = self.config
+        if schedule is not None:
+            found = next((s for s in config.schedules if s.name == schedule), None)
+            if found is None:
+                raise ControlError(f"no schedule named {schedule!r}", 404)
+            cam = camera or self._camera_of(found)
+            path = resolve_plan_path(found.plan, self.located)
+            source = f"api:{schedule}"
+        elif plan is not None:
+            if camera is None and len(config.cameras) > 1:
+                raise ControlError("several cameras are configured: name one")
+            cam = camera or next(iter(config.cameras))
+            path = resolve_plan_path(Path(plan), self.located)
+            source = "api"
+        else:
+            raise ControlError("give a plan or a schedule")
+        if cam not in self.workers:
+            raise ControlError(f"no camera named {cam!r}", 404)
+        try:
+            load_plan(path)
+        except PlanError as err:
+            raise ControlError(f"the plan is invalid: {err}") from None
+        return self.workers[cam].submit(RunRequest(cam, path, source, self.clock.now()))
+
+    def pause(self, camera: str) -> str:
+        worker = self._worker(camera)
+        self.state.set_paused(camera, True)
+        return worker.pause()
+
+    def resume(self, camera: str) -> str:
+        worker = self._worker(camera)
+        self.state.set_paused(camera, False)
+        return worker.resume()
+
+    def stop(self, camera: str) -> str:
+        return self._worker(camera).stop()
+
+    def _worker(self, camera: str) -> CameraWorker:
+        worker = self.workers.get(camera)
+        if worker is None:
+            raise ControlError(f"no camera named {camera!r}", 404)
+        return worker
+
+    # ----- schedules and weather -------------------------------------------------------------
+    def _camera_of(self, schedule: ScheduleConfig) -> str:
+        return schedule.camera or next(iter(self.config.cameras))
+
+    def fire(self, name: str) -> None:
+        """A timed schedule fired (APScheduler's thread): queue its plan."""
+        with self._lock:
+            schedule = next((s for s in self.config.schedules if s.name == name), None)
+        now = self.clock.now()
+        if schedule is None or not schedule.enabled:
+            log.info("schedule %s fired but is no longer configured", name)
+            return
+        camera = self._camera_of(schedule)
+        self.state.record_fire(name, now.isoformat(), camera)
+        log.info("schedule %s fired at %s", name, now.strftime("%Y-%m-%d %H:%M:%S UTC"))
+        path = resolve_plan_path(schedule.plan, self.located)
+        self.workers[camera].submit(RunRequest(camera, path, f"{schedule.trigger}:{name}", now))
+
+    def _poll_weather(self) -> None:
+        with self._lock:
+            unsafe_schedules = [s for s in self.config.schedules
+                                if isinstance(s, UnsafeSchedule) and s.enabled]
+        if self.safety is None or not unsafe_schedules:
+            return
+        try:
+            safe = self.safety.is_safe()
+        except DeviceError as err:
+            log.warning("weather unknown (%s): keeping the current runs", err)
+            return
+        if safe != self.safe:
+            log.info("weather: %s", "safe (clear)" if safe else "unsafe (cloudy)")
+            if safe:
+                self._unsafe_done.clear()
+        self.safe = safe
+        for s in unsafe_schedules:
+            camera = self._camera_of(s)
+            worker = self.workers[camera]
+            prefix = f"unsafe:{s.name}"
+            if not safe and not worker.has_source(prefix) and prefix not in self._unsafe_done:
+                self.state.record_fire(s.name, self.clock.now().isoformat(), "unsafe")
+                # again=False: resume the plan's run; a completed plan is not started over.
+                worker.submit(RunRequest(camera, resolve_plan_path(s.plan, self.located),
+                                         prefix, self.clock.now(), again=False))
+            elif safe and s.when_safe == "yield" and worker.yield_source(prefix):
+                log.info("%s: clear sky, %s yields (it resumes when it clouds over)", camera,
+                         s.name)
+
+    # ----- lifecycle -------------------------------------------------------------------------
+    def healthy(self) -> bool:
+        scheduler_ok = getattr(self.scheduler, "_thread", None) is not None and \
+            self.scheduler._thread.is_alive()
+        return scheduler_ok and all(w.alive for w in self.workers.values())
+
+    def run(self) -> int:
+        """Serve until SIGTERM/SIGINT. Returns the exit code (0 after a clean stop)."""
+        self._take_lock()
+        previous = self._install_signals()
+        try:
+            self._start()
+            self.notifier.ready(f"calibd {__version__}: " + self._summary())
+            interval = self.watchdog_s
+            last_ping = 0.0
+            last_weather = -1e18
+            while not self._stop.is_set():
+                if self._reload.is_set():
+                    self._reload.clear()
+                    self._do_reload()
+                now_c = self.clock.monotonic()
+                if now_c - last_weather >= self.config.daemon.weather_poll_s:
+                    last_weather = now_c
+                    self._poll_weather()
+                if interval is not None and time.monotonic() - last_ping >= interval \
+                        and self.healthy():
+                    self.notifier.watchdog()
+                    last_ping = time.monotonic()
+                self._send_status()
+                self._stop.wait(TICK_S)
+            self._shutdown()
+            return 0
+        finally:
+            self._restore_signals(previous)
+            set_fire_target(None)
+            if self._lock_file is not None:
+                self._lock_file.close()
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    def _start(self) -> None:
+        config = self.config
+        self.library_root().mkdir(parents=True, exist_ok=True)
+        paused = self.state.paused()
+        for name in config.cameras:
+            self._add_worker(name, held=name in paused)
+        if config.safety is not None:
+            self._connect_safety(config)
+        set_fire_target(self.fire)
+        sync_jobs(self.scheduler, list(config.schedules), site_of(config), self.tz)
+        self.scheduler.start()
+        for active in self.state.active():
+            if active.source.startswith("unsafe:"):
+                continue  # the weather decides whether it runs again
+            worker = self.workers.get(active.camera)
+            if worker is None:
+                self.state.remove_active(active.camera, active.plan)
+                continue
+            log.info("%s: resuming %s after a restart", active.camera, Path(active.plan).name)
+            worker.submit(RunRequest(active.camera, Path(active.plan), "resume",
+                                     self.clock.now(), again=False))
+        self._start_api(config)
+
+    def _add_worker(self, name: str, held: bool = False) -> None:
+        worker = CameraWorker(name, self, on_status=self._on_run_status)
+        self.workers[name] = worker
+        worker.start(held=held)
+
+    def _connect_safety(self, config: Config) -> None:
+        assert config.safety is not None
+        if self.safety is not None:
+            self.safety.disconnect()
+        self.safety = make_safety(config.safety, self.clock)
+        try:
+            self.safety.connect()
+        except DeviceError as err:
+            log.warning("safety monitor unavailable for now: %s", err)
+
+    def _start_api(self, config: Config) -> None:
+        api_cfg = config.daemon.api
+        if not api_cfg.enabled:
+            return
+        from capture.daemon.api import ApiServer
+
+        token = api_cfg.token
+        if token is None and api_cfg.token_file is not None:
+            token = Path(api_cfg.token_file).read_text(encoding="utf-8").strip()
+        self.api = ApiServer(self, host=api_cfg.host, port=api_cfg.port, token=token)
+        self.api.start()
+        port = self.api.port
+        (config.daemon.state_dir / "api.port").write_text(f"{port}\n", encoding="utf-8")
+        log.info("API on http://%s:%d%s", api_cfg.host, port,
+                 "" if token else " (no token: status only, commands refused)")
+
+    def _shutdown(self) -> None:
+        self.notifier.stopping()
+        log.info("stopping (runs are remembered and resume at the next start)")
+        self.scheduler.shutdown(wait=False)
+        for worker in self.workers.values():
+            worker.shutdown()
+        deadline = time.monotonic() + self.config.daemon.stop_timeout_s
+        for name, worker in self.workers.items():
+            if not worker.join(max(0.1, deadline - time.monotonic())):
+                log.error("%s did not stop within %.0f s", name, self.config.daemon.stop_timeout_s)
+        if self.api is not None:
+            self.api.stop()
+        if self.safety is not None:
+            self.safety.disconnect()
+
+    def _do_reload(self) -> None:
+        self.notifier.reloading()
+        try:
+            config, located = check_config(self.config_path)
+        except (ConfigError, PlanError) as err:
+            log.error("configuration reload failed, keeping the previous configuration: %s",
+                      str(err).replace("\n", "; "))
+            self.notifier.ready("reload failed, running with the previous configuration")
+            return
+        with self._lock:
+            old = self.config
+            self.config, self.located = config, located
+        for name in config.cameras:
+            if name not in self.workers:
+                self._add_worker(name)
+        for name in list(self.workers):
+            if name not in config.cameras:
+                log.warning("camera %s was removed from the configuration: it stops after its "
+                            "current run", name)
+                self.workers[name].stop()
+        if config.safety != old.safety and config.safety is not None:
+            self._connect_safety(config)
+        sync_jobs(self.scheduler, list(config.schedules), site_of(config), self.tz)
+        if self.api is not None and config.daemon.api.token != old.daemon.api.token:
+            self.api.token = config.daemon.api.token
+        log.info("configuration reloaded: %d schedule(s), %d camera(s)",
+                 len(config.schedules), len(config.cameras))
+        self.notifier.ready("configuration reloaded")
+
+    def _on_run_status(self, camera: str, status: RunStatus) -> None:
+        self._send_status()
+
+    def _summary(self) -> str:
+        parts = [w.summary() for w in self.workers.values()]
+        if self.safe is not None:
+            parts.append("weather safe" if self.safe else "weather unsafe")
+        return "; ".join(parts) if parts else "no cameras"
+
+    def _send_status(self, force: bool = False) -> None:
+        text = self._summary()
+        now = time.monotonic()
+        if force or (text != self._status_text and now - self._status_at >= 1.0) or \
+                now - self._status_at >= STATUS_EVERY_S:
+            self._status_text = text
+            self._status_at = now
+            self.notifier.status(text)
+
+    def _take_lock(self) -> None:
+        state_dir = self.config.daemon.state_dir
+        path = state_dir / "daemon.lock"
+        fh = open(path, "a+", encoding="utf-8")  # noqa: SIM115 - held for the process lifetime
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            fh.close()
+            raise LibraryError(f"another calibd daemon is using {state_dir}") from None
+        self._lock_file = fh
+
+    def _install_signals(self) -> dict[int, Any]:
+        def on_stop(signum: int, frame: FrameType | None) -> None:
+            self._stop.set()
+
+        def on_reload(signum: int, frame: FrameType | None) -> None:
+            self._reload.set()
+
+        previous: dict[int, Any] = {signal.SIGTERM: signal.signal(signal.SIGTERM, on_stop),
+                    signal.SIGINT: signal.signal(signal.SIGINT, on_stop),
+                    signal.SIGHUP: signal.signal(signal.SIGHUP, on_reload)}
+        return previous
+
+    @staticmethod
+    def _restore_signals(previous: dict[int, Any]) -> None:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _pid() -> int:
+    import os
+
+    return os.getpid()

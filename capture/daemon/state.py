@@ -1,0 +1,77 @@
+"""The daemon's own small state (``<state_dir>/daemon.sqlite``): which runs were under way (to
+resume them after a stop, crash or power cut), which cameras an operator paused, and when each
+schedule fired (in clock time)."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS active(
+    camera TEXT NOT NULL, plan TEXT NOT NULL, source TEXT NOT NULL, requested_utc TEXT NOT NULL,
+    PRIMARY KEY(camera, plan)
+);
+CREATE TABLE IF NOT EXISTS paused(camera TEXT PRIMARY KEY);
+CREATE TABLE IF NOT EXISTS fires(
+    id INTEGER PRIMARY KEY, schedule TEXT NOT NULL, fired_utc TEXT NOT NULL, note TEXT
+);
+"""
+
+
+@dataclass(frozen=True)
+class ActiveRun:
+    camera: str
+    plan: str
+    source: str
+    requested_utc: str
+
+
+class DaemonState:
+    """Thread-safe (one connection per thread; WAL)."""
+
+    def __init__(self, state_dir: Path) -> None:
+        state_dir.mkdir(parents=True, exist_ok=True)
+        self.path = state_dir / "daemon.sqlite"
+        self._local = threading.local()
+        self._db().executescript(SCHEMA)
+
+    def _db(self) -> sqlite3.Connection:
+        db: sqlite3.Connection | None = getattr(self._local, "db", None)
+        if db is None:
+            db = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=FULL")
+            self._local.db = db
+        return db
+
+    def add_active(self, run: ActiveRun) -> None:
+        self._db().execute("INSERT OR REPLACE INTO active VALUES(?,?,?,?)",
+                           (run.camera, run.plan, run.source, run.requested_utc))
+
+    def remove_active(self, camera: str, plan: str) -> None:
+        self._db().execute("DELETE FROM active WHERE camera=? AND plan=?", (camera, plan))
+
+    def active(self) -> list[ActiveRun]:
+        rows = self._db().execute("SELECT camera, plan, source, requested_utc FROM active "
+                                  "ORDER BY requested_utc")
+        return [ActiveRun(*r) for r in rows]
+
+    def set_paused(self, camera: str, paused: bool) -> None:
+        if paused:
+            self._db().execute("INSERT OR IGNORE INTO paused VALUES(?)", (camera,))
+        else:
+            self._db().execute("DELETE FROM paused WHERE camera=?", (camera,))
+
+    def paused(self) -> set[str]:
+        return {r[0] for r in self._db().execute("SELECT camera FROM paused")}
+
+    def record_fire(self, schedule: str, fired_utc: str, note: str = "") -> None:
+        self._db().execute("INSERT INTO fires(schedule, fired_utc, note) VALUES(?,?,?)",
+                           (schedule, fired_utc, note))
+
+    def fires(self) -> list[tuple[str, str, str]]:
+        return [(r[0], r[1], r[2] or "") for r in self._db().execute(
+            "SELECT schedule, fired_utc, note FROM fires ORDER BY id")]

@@ -1,0 +1,297 @@
+"""One camera's run queue: a thread that runs plans one after another on that camera.
+
+Several cameras run concurrently, each in its own worker. A run can be stopped for a reason:
+``shutdown`` (SIGTERM: the run is remembered and resumes at the next start), ``pause`` (held
+until resumed), ``stop`` (dropped), ``yield`` (the weather cleared; the next unsafe spell resumes
+it). A run that fails for a device or disk reason is retried later with back-off.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any, Protocol
+
+from capture.config import Config
+from capture.errors import CoolingTimeout, InputError, LibraryError, RunPaused
+from capture.runner import prepare, run_prepared
+from capture.sequencer.sequencer import SequencerOptions
+from capture.sequencer.status import RunStatus
+from capture.yamlsrc import Located
+from drivers.clock import Clock
+from drivers.errors import DeviceError
+
+log = logging.getLogger(__name__)
+
+RETRY_FIRST_S = 600.0  # clock seconds before a failed run is tried again, doubling
+RETRY_MAX_S = 4 * 3600.0
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    camera: str
+    plan: Path
+    source: str  # "cron:<schedule>", "dusk:<schedule>", "unsafe:<schedule>", "api", "resume"
+    requested: datetime  # clock time
+    again: bool = True  # a completed plan runs again (schedules); False: only resume
+    not_before: datetime | None = None  # retry back-off
+    retry_s: float = 0.0
+
+    @property
+    def schedule(self) -> str | None:
+        return self.source.split(":", 1)[1] if ":" in self.source else None
+
+
+class WorkerHost(Protocol):
+    """What a worker needs from the daemon."""
+
+    clock: Clock
+
+    def config_snapshot(self) -> tuple[Config, Located | None]:
+        ...
+
+    def library_root(self) -> Path:
+        ...
+
+    def run_started(self, request: RunRequest) -> None:
+        ...
+
+    def run_finished(self, request: RunRequest, keep_for_resume: bool, complete: bool) -> None:
+        ...
+
+
+class CameraWorker:
+    def __init__(self, name: str, host: WorkerHost,
+                 on_status: Callable[[str, RunStatus], None] | None = None) -> None:
+        self.name = name
+        self.host = host
+        self.on_status = on_status
+        self._queue: deque[RunRequest] = deque()
+        self._cond = threading.Condition()
+        self._held = False
+        self._closing = False
+        self._current: RunRequest | None = None
+        self._stop = threading.Event()
+        self._stop_reason = ""
+        self._status: RunStatus | None = None
+        self._last: dict[str, Any] = {}
+        self._thread = threading.Thread(target=self._loop, name=f"calibd-{name}", daemon=True)
+        self.crashed: BaseException | None = None
+
+    # ----- control -----------------------------------------------------------------------------
+    def start(self, held: bool = False) -> None:
+        self._held = held
+        self._thread.start()
+
+    def submit(self, request: RunRequest) -> str:
+        """Queue a run unless the same plan is already running or queued."""
+        with self._cond:
+            if self._current is not None and self._current.plan == request.plan:
+                return f"{self.name}: {request.plan.name} is already running"
+            if any(r.plan == request.plan for r in self._queue):
+                return f"{self.name}: {request.plan.name} is already queued"
+            self._queue.append(request)
+            self._cond.notify_all()
+        log.info("%s: queued %s (%s)", self.name, request.plan.name, request.source)
+        return f"{self.name}: {request.plan.name} queued ({len(self._queue)} in the queue)"
+
+    def pause(self) -> str:
+        with self._cond:
+            self._held = True
+            running = self._current is not None
+        if running:
+            self._stop_current("pause")
+        return f"{self.name}: paused" + (" (the running plan stops and resumes later)"
+                                         if running else "")
+
+    def resume(self) -> str:
+        with self._cond:
+            self._held = False
+            self._cond.notify_all()
+        return f"{self.name}: resumed"
+
+    def stop(self) -> str:
+        with self._cond:
+            dropped = len(self._queue)
+            self._queue.clear()
+            running = self._current is not None
+        if running:
+            self._stop_current("stop")
+        return f"{self.name}: stopped" + (f", {dropped} queued run(s) dropped" if dropped else "")
+
+    def yield_source(self, prefix: str) -> bool:
+        """Stop the current run (and drop queued ones) that came from ``prefix`` sources."""
+        with self._cond:
+            kept = [r for r in self._queue if not r.source.startswith(prefix)]
+            self._queue = deque(kept)
+            current = self._current
+        if current is not None and current.source.startswith(prefix):
+            self._stop_current("yield")
+            return True
+        return False
+
+    def running_source(self) -> str | None:
+        with self._cond:
+            return self._current.source if self._current is not None else None
+
+    def has_source(self, prefix: str) -> bool:
+        with self._cond:
+            return any(r.source.startswith(prefix) for r in self._queue) or (
+                self._current is not None and self._current.source.startswith(prefix))
+
+    def shutdown(self) -> None:
+        with self._cond:
+            self._closing = True
+            self._cond.notify_all()
+        self._stop_current("shutdown")
+
+    def join(self, timeout_s: float) -> bool:
+        self._thread.join(timeout_s)
+        return not self._thread.is_alive()
+
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive() and self.crashed is None
+
+    @property
+    def held(self) -> bool:
+        return self._held
+
+    def status(self) -> dict[str, Any]:
+        with self._cond:
+            current, queue = self._current, list(self._queue)
+            status = self._status
+        state = "running" if current is not None else "paused" if self._held else "idle"
+        if current is not None and self._stop.is_set():
+            state = "stopping"
+        return {
+            "state": state,
+            "plan": str(current.plan) if current else None,
+            "source": current.source if current else None,
+            "run": status.to_dict() if (status is not None and current is not None) else None,
+            "queue": [{"plan": str(r.plan), "source": r.source,
+                       "not_before": r.not_before.isoformat() if r.not_before else None}
+                      for r in queue],
+            "last": dict(self._last),
+        }
+
+    def summary(self) -> str:
+        """One line for systemd's STATUS=."""
+        with self._cond:
+            current, status = self._current, self._status
+        if current is None:
+            return f"{self.name} {'paused' if self._held else 'idle'}"
+        if status is None:
+            return f"{self.name} starting {current.plan.name}"
+        text = f"{self.name} {status.plan} {status.frames_done}/{status.frames_total}"
+        if status.cell:
+            text += f" [{status.cell} {status.cell_done}/{status.cell_total}]"
+        elif status.message:
+            text += f" [{status.message}]"
+        return text
+
+    # ----- the thread --------------------------------------------------------------------------
+    def _stop_current(self, reason: str) -> None:
+        with self._cond:
+            if self._current is None:
+                return
+            self._stop_reason = reason
+        self._stop.set()
+
+    def _next(self) -> RunRequest | None:
+        clock = self.host.clock
+        with self._cond:
+            while True:
+                if self._closing:
+                    return None
+                if not self._held and self._queue:
+                    now = clock.now()
+                    for i, r in enumerate(self._queue):
+                        if r.not_before is None or r.not_before <= now:
+                            del self._queue[i]
+                            self._current = r
+                            self._stop = threading.Event()
+                            self._stop_reason = ""
+                            self._status = None
+                            return r
+                self._cond.wait(0.5)
+
+    def _loop(self) -> None:
+        try:
+            while True:
+                request = self._next()
+                if request is None:
+                    return
+                try:
+                    self._run(request)
+                finally:
+                    with self._cond:
+                        self._current = None
+        except BaseException as err:  # a bug: reported through health and the log
+            self.crashed = err
+            log.exception("%s: worker crashed", self.name)
+
+    def _report(self, status: RunStatus) -> None:
+        self._status = status
+        if self.on_status is not None:
+            self.on_status(self.name, status)
+
+    def _run(self, request: RunRequest) -> None:
+        host = self.host
+        host.run_started(request)
+        config, located = host.config_snapshot()
+        lib = config.library
+        options = SequencerOptions(stop_policy=config.daemon.stop_policy,
+                                   write_queue=lib.write_queue, fsync=lib.fsync,
+                                   min_free_mb=lib.min_free_mb)
+        log.info("%s: running %s (%s)", self.name, request.plan, request.source)
+        keep = False
+        complete = False
+        prepared = None
+        try:
+            prepared = prepare(request.plan, config, located, self.name, clock=host.clock)
+            outcome = run_prepared(prepared, host.library_root(), again=request.again,
+                                   stop=self._stop, reporter=self._report, options=options,
+                                   masters=config.masters)
+            complete = outcome.nothing_to_do or (outcome.result is not None
+                                                 and outcome.result.complete)
+            self._last = {"plan": str(request.plan), "message": outcome.message,
+                          "finished_utc": host.clock.now().isoformat(), "ok": True}
+            log.info("%s: %s", self.name, outcome.message)
+        except RunPaused as err:
+            reason = self._stop_reason
+            keep = reason in ("shutdown", "pause") or not self._stop.is_set()
+            self._last = {"plan": str(request.plan), "message": str(err),
+                          "finished_utc": host.clock.now().isoformat(), "ok": False,
+                          "stopped_by": reason or "failure"}
+            if not self._stop.is_set():  # the run paused itself (device gone, repeated errors)
+                self._retry(request, str(err))
+        except InputError as err:
+            log.error("%s: %s cannot run: %s", self.name, request.plan, err)
+            self._last = {"plan": str(request.plan), "message": str(err), "ok": False,
+                          "finished_utc": host.clock.now().isoformat()}
+        except (LibraryError, CoolingTimeout, DeviceError) as err:
+            log.error("%s: %s failed: %s", self.name, request.plan, err)
+            self._last = {"plan": str(request.plan), "message": str(err), "ok": False,
+                          "finished_utc": host.clock.now().isoformat()}
+            keep = True
+            self._retry(request, str(err))
+        finally:
+            if prepared is not None:
+                prepared.setup.disconnect()
+            host.run_finished(request, keep, complete)
+
+    def _retry(self, request: RunRequest, why: str) -> None:
+        delay = min(RETRY_MAX_S, request.retry_s * 2 if request.retry_s else RETRY_FIRST_S)
+        when = self.host.clock.now() + timedelta(seconds=delay)
+        log.warning("%s: %s will be tried again at %s (%s)", self.name, request.plan.name,
+                    when.strftime("%Y-%m-%d %H:%M UTC"), why)
+        with self._cond:
+            if not self._closing and not any(r.plan == request.plan for r in self._queue):
+                self._queue.append(replace(request, not_before=when, retry_s=delay,
+                                           again=False))

@@ -1,0 +1,363 @@
+"""The daemon as a real subprocess: systemd notify on a real socket, signals, resume, schedules
+at simulated times, the weather trigger, the API's token rules and reloading."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from capture.flats.sun import Site, crossings
+from tests.conftest import REPO
+from tests.test_run import assert_library_exact
+
+TOKEN = "t0ken-for-the-tests-0123456789"
+T0 = datetime(2026, 11, 25, 15, 0, tzinfo=UTC)
+
+QUICK_BIAS = """
+defaults: {offset: 50}
+cooling: {dwell_s: 10, tolerance_c: 0.5}
+warmup: {enabled: false}
+sets:
+  - kind: bias
+    gains: [100]
+    setpoints_c: [5]
+    count: 2
+"""
+
+LONG_DARKS = """
+defaults: {offset: 50}
+cooling: {dwell_s: 10, tolerance_c: 0.5}
+warmup: {enabled: false}
+sets:
+  - kind: dark
+    gains: [100]
+    setpoints_c: [0]
+    exposures_s: [300]
+    count: 16
+"""
+
+
+class NotifySocket:
+    """A real AF_UNIX datagram socket, as systemd binds for NOTIFY_SOCKET."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(str(path))
+        self.sock.settimeout(0.2)
+        self.messages: list[tuple[float, str]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._read, daemon=True)
+        self._thread.start()
+
+    def _read(self) -> None:
+        while not self._stop.is_set():
+            try:
+                data = self.sock.recv(65536)
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            self.messages.append((time.monotonic(), data.decode()))
+
+    def lines(self) -> list[str]:
+        return [line for _, msg in list(self.messages) for line in msg.split("\n") if line]
+
+    def close(self) -> None:
+        self._stop.set()
+        self.sock.close()
+
+
+@dataclass
+class Env:
+    root: Path
+    config: Path
+    library: Path
+    state: Path
+    notify: NotifySocket
+    procs: list[subprocess.Popen[str]] = field(default_factory=list)
+
+    def write_config(self, *, scale: float = 600.0, start: datetime = T0,
+                     schedules: list[dict[str, Any]] | None = None,
+                     cloudy: list[tuple[datetime, datetime]] | None = None,
+                     api: dict[str, Any] | None = None) -> None:
+        data: dict[str, Any] = {
+            "library": {"root": str(self.library), "min_free_mb": 10},
+            "clock": {"kind": "simulated", "scale": scale, "start": start.isoformat()},
+            "site": {"latitude_deg": 45.0, "longitude_deg": 7.0, "elevation_m": 400.0},
+            "cameras": {"sim": {"driver": "simulator", "profile": "small", "offset": 50}},
+            "masters": {"auto": False},
+            "daemon": {"state_dir": str(self.state), "timezone": "UTC", "weather_poll_s": 30,
+                       "stop_timeout_s": 20,
+                       "api": api or {"host": "127.0.0.1", "port": 0, "token": TOKEN}},
+            "schedules": schedules or [],
+        }
+        if cloudy is not None:
+            data["safety"] = {"driver": "simulator", "cloudy": [
+                {"start": a.isoformat(), "end": b.isoformat()} for a, b in cloudy]}
+        self.config.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+
+    def plan(self, name: str, text: str) -> Path:
+        path = self.root / name
+        path.write_text(text, encoding="utf-8")
+        return path
+
+    def start(self, watchdog_s: float = 2.0) -> subprocess.Popen[str]:
+        env = {**os.environ, "NOTIFY_SOCKET": str(self.notify.path),
+               "WATCHDOG_USEC": str(int(watchdog_s * 1e6)), "PYTHONUNBUFFERED": "1"}
+        env.pop("WATCHDOG_PID", None)
+        log = open(self.root / f"daemon-{len(self.procs)}.log", "w")  # noqa: SIM115
+        proc = subprocess.Popen([sys.executable, "-m", "capture", "daemon", "--config",
+                                 str(self.config)], cwd=REPO, env=env, stdout=log,
+                                stderr=subprocess.STDOUT, text=True)
+        self.procs.append(proc)
+        return proc
+
+    def log(self) -> str:
+        return "\n".join(p.read_text() for p in sorted(self.root.glob("daemon-*.log")))
+
+    def api(self, method: str, path: str, body: dict[str, Any] | None = None,
+            token: str | None = TOKEN) -> tuple[int, dict[str, Any]]:
+        port = int((self.state / "api.port").read_text())
+        data = json.dumps(body).encode() if body is not None else None
+        req = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=data,
+                                     method=method)
+        req.add_header("Content-Type", "application/json")
+        if token:
+            req.add_header("Authorization", f"Bearer {token}")
+        try:
+            with urllib.request.urlopen(req, timeout=10) as resp:
+                return resp.status, json.loads(resp.read())
+        except urllib.error.HTTPError as err:
+            return err.code, json.loads(err.read() or b"{}")
+
+
+def wait_for(what: Callable[[], bool], timeout_s: float, message: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if what():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"timed out after {timeout_s} s waiting for {message}")
+
+
+@contextmanager
+def daemon_env(tmp_path: Path) -> Iterator[Env]:
+    # AF_UNIX paths are limited to ~107 bytes: keep the socket short.
+    sock_dir = Path(f"/tmp/calibd-n{os.getpid()}-{time.monotonic_ns() % 10**8}")
+    sock_dir.mkdir()
+    env = Env(tmp_path, tmp_path / "calibd.yaml", tmp_path / "lib", tmp_path / "state",
+              NotifySocket(sock_dir / "n"))
+    try:
+        yield env
+    finally:
+        for p in env.procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait(10)
+        env.notify.close()
+        for child in sock_dir.iterdir():
+            child.unlink()
+        sock_dir.rmdir()
+
+
+def ready(env: Env) -> bool:
+    return "READY=1" in env.notify.lines() and (env.state / "api.port").exists()
+
+
+def library_runs(library: Path) -> list[dict[str, Any]]:
+    proc = subprocess.run([sys.executable, "-m", "capture", "library", "status", "--library",
+                           str(library), "--json"], cwd=REPO, capture_output=True, text=True,
+                          check=True)
+    runs: list[dict[str, Any]] = json.loads(proc.stdout)["runs"]
+    return runs
+
+
+def test_notify_protocol_on_a_real_socket(tmp_path: Path) -> None:
+    with daemon_env(tmp_path) as env:
+        env.write_config()
+        proc = env.start(watchdog_s=1.0)
+        wait_for(lambda: ready(env), 30, "READY=1")
+        wait_for(lambda: any(x.startswith("STATUS=") for x in env.notify.lines()), 10, "STATUS")
+        wait_for(lambda: env.notify.lines().count("WATCHDOG=1") >= 2, 10, "WATCHDOG pings")
+        lines = env.notify.lines()
+        assert lines.index("READY=1") < lines.index("WATCHDOG=1")
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(15) == 0
+        assert "STOPPING=1" in env.notify.lines()
+
+
+def test_api_needs_the_token_for_commands(tmp_path: Path) -> None:
+    with daemon_env(tmp_path) as env:
+        env.write_config()
+        plan = env.plan("bias.yaml", QUICK_BIAS)
+        proc = env.start()
+        wait_for(lambda: ready(env), 30, "READY=1")
+        code, status = env.api("GET", "/api/v1/status", token=None)
+        assert code == 200 and "sim" in status["cameras"]
+        for token in (None, "wrong-token-wrong-token-000"):
+            code, body = env.api("POST", "/api/v1/runs", {"plan": str(plan)}, token=token)
+            assert code == 401, body
+        code, body = env.api("POST", "/api/v1/runs", {"plan": str(plan)})
+        assert code in (200, 202), body
+        wait_for(lambda: any(r["state"] == "complete" for r in library_runs(env.library)
+                             if (env.library / "calibd.sqlite").exists()) if
+                 (env.library / "calibd.sqlite").exists() else False, 60, "the run")
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(15) == 0
+
+
+def test_a_non_loopback_api_without_a_token_is_refused(tmp_path: Path) -> None:
+    with daemon_env(tmp_path) as env:
+        env.write_config(api={"host": "0.0.0.0", "port": 0})
+        proc = env.start()
+        assert proc.wait(30) == 2
+        assert "without a token" in env.log()
+
+
+def test_sigterm_mid_exposure_exits_cleanly_and_the_next_start_resumes(tmp_path: Path) -> None:
+    with daemon_env(tmp_path) as env:
+        env.write_config(scale=300.0)
+        plan = env.plan("darks.yaml", LONG_DARKS)
+        proc = env.start()
+        wait_for(lambda: ready(env), 30, "READY=1")
+        assert env.api("POST", "/api/v1/runs", {"plan": str(plan)})[0] in (200, 202)
+        wait_for(lambda: (env.library / "calibd.sqlite").exists() and
+                 any(r["done"] >= 3 for r in library_runs(env.library)), 60, "a few darks")
+        t0 = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0
+        assert time.monotonic() - t0 < 20
+        (run,) = library_runs(env.library)
+        assert run["state"] == "interrupted" and run["done"] < 16
+        proc2 = env.start()
+        wait_for(lambda: library_runs(env.library)[0]["state"] == "complete", 120,
+                 "the resumed run to complete")
+        runs = library_runs(env.library)
+        assert len(runs) == 1 and runs[0]["done"] == 16
+        proc2.send_signal(signal.SIGTERM)
+        assert proc2.wait(30) == 0
+        assert_library_exact(env.library, {c["key"]: c["planned"] for c in runs[0]["cells"]})
+
+
+def test_sigkill_mid_run_then_restart_resumes_exactly(tmp_path: Path) -> None:
+    with daemon_env(tmp_path) as env:
+        env.write_config(scale=300.0)
+        plan = env.plan("darks.yaml", LONG_DARKS)
+        proc = env.start()
+        wait_for(lambda: ready(env), 30, "READY=1")
+        assert env.api("POST", "/api/v1/runs", {"plan": str(plan)})[0] in (200, 202)
+        wait_for(lambda: (env.library / "calibd.sqlite").exists() and
+                 any(r["done"] >= 5 for r in library_runs(env.library)), 60, "some darks")
+        proc.kill()
+        proc.wait(10)
+        proc2 = env.start()
+        wait_for(lambda: library_runs(env.library)[0]["state"] == "complete", 120,
+                 "the resumed run to complete")
+        (run,) = library_runs(env.library)
+        proc2.send_signal(signal.SIGTERM)
+        assert proc2.wait(30) == 0
+        assert_library_exact(env.library, {c["key"]: c["planned"] for c in run["cells"]})
+
+
+def fires(state: Path) -> list[tuple[str, datetime]]:
+    db = sqlite3.connect(state / "daemon.sqlite")
+    try:
+        rows = db.execute("SELECT schedule, fired_utc FROM fires ORDER BY id").fetchall()
+    finally:
+        db.close()
+    return [(name, datetime.fromisoformat(t)) for name, t in rows]
+
+
+def test_cron_and_twilight_schedules_fire_at_the_simulated_times(tmp_path: Path) -> None:
+    with daemon_env(tmp_path) as env:
+        plan = env.plan("bias.yaml", QUICK_BIAS)
+        env.write_config(scale=600.0, schedules=[
+            {"name": "every-20-min", "trigger": "cron", "cron": "*/20 * * * *",
+             "plan": str(plan)},
+            {"name": "dusk", "trigger": "dusk", "sun_altitude_deg": -2.0, "plan": str(plan)},
+        ])
+        proc = env.start()
+        wait_for(lambda: ready(env), 30, "READY=1")
+        site = Site(45.0, 7.0, 400.0)
+        dusk = next(t for t, rising in crossings(site, T0, -2.0, 24) if not rising)
+        wait_for(lambda: any(n == "dusk" for n, _ in fires(env.state)), 60, "the dusk fire")
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0
+        got = fires(env.state)
+        cron = [t for n, t in got if n == "every-20-min"]
+        assert len(cron) >= 3
+        for t in cron:  # fired at :00, :20, :40 of simulated time (a few seconds late at most)
+            due = t.replace(second=0, microsecond=0, minute=t.minute - t.minute % 20)
+            assert timedelta(0) <= t - due < timedelta(minutes=2), t
+        (dusk_fire,) = [t for n, t in got if n == "dusk"]
+        assert abs((dusk_fire - dusk).total_seconds()) < 120, (dusk_fire, dusk)
+        assert len(library_runs(env.library)) >= 3  # each fire ran the plan again
+
+
+def test_weather_trigger_runs_darks_while_cloudy_and_yields_when_clear(tmp_path: Path) -> None:
+    with daemon_env(tmp_path) as env:
+        plan = env.plan("darks.yaml", LONG_DARKS)
+        cloudy = [(T0 + timedelta(minutes=20), T0 + timedelta(minutes=60)),
+                  (T0 + timedelta(minutes=90), T0 + timedelta(hours=4))]
+        env.write_config(scale=300.0, cloudy=cloudy, schedules=[
+            {"name": "cloudy-darks", "trigger": "unsafe", "when_safe": "yield",
+             "plan": str(plan)}])
+        proc = env.start()
+        wait_for(lambda: ready(env), 30, "READY=1")
+        wait_for(lambda: (env.library / "calibd.sqlite").exists() and
+                 library_runs(env.library)[0]["state"] == "complete", 180, "the darks")
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0
+        (run,) = library_runs(env.library)  # one run: it yielded and resumed, never restarted
+        assert_library_exact(env.library, {c["key"]: c["planned"] for c in run["cells"]})
+        from astropy.io import fits
+
+        starts = sorted(datetime.fromisoformat(fits.getheader(p)["DATE-OBS"]).replace(
+            tzinfo=UTC) for p in env.library.rglob("Dark_*.fits"))
+        for t in starts:  # every dark began while it was cloudy
+            assert any(a <= t < b for a, b in cloudy), t
+        assert any(cloudy[0][0] <= t < cloudy[0][1] for t in starts)
+        assert any(cloudy[1][0] <= t < cloudy[1][1] for t in starts)
+        assert "yields" in env.log()
+
+
+def test_sighup_reloads_and_an_invalid_configuration_keeps_the_old(tmp_path: Path) -> None:
+    with daemon_env(tmp_path) as env:
+        plan = env.plan("bias.yaml", QUICK_BIAS)
+        env.write_config()
+        proc = env.start()
+        wait_for(lambda: ready(env), 30, "READY=1")
+        good = env.config.read_text()
+        env.config.write_text(good.replace("schedules: []", "schedules: [{name: x, trigger: "
+                                                            "cron, cron: 'not a cron'}]"))
+        proc.send_signal(signal.SIGHUP)
+        wait_for(lambda: "reload failed" in env.log(), 20, "the reload error")
+        assert env.api("GET", "/api/v1/status")[1]["schedules"] == []
+        env.config.write_text(good.replace("schedules: []", "schedules: [{name: nightly, "
+                                           f"trigger: cron, cron: '0 9 * * *', plan: {plan}}}]"))
+        proc.send_signal(signal.SIGHUP)
+        wait_for(lambda: [s["name"] for s in env.api("GET", "/api/v1/status")[1]["schedules"]]
+                 == ["nightly"], 20, "the new schedule")
+        status = env.api("GET", "/api/v1/status")[1]
+        assert status["schedules"][0]["next_run_utc"].startswith("2026-11-26T09:00")
+        assert proc.poll() is None
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0
