@@ -66,3 +66,8 @@ class LibraryError(Exception):
 class RunPaused(Exception):
     """A run stopped before finishing for a stated reason (device gone, stop requested); running
     the same plan again resumes it."""
+
+
+class DaemonError(Exception):
+    """The service cannot run (its state folder is locked by another daemon, its API port is
+    taken, ...). systemd may restart it later."""

@@ -217,9 +217,15 @@ def test_api_needs_the_token_for_commands(tmp_path: Path) -> None:
             assert code == 401, body
         code, body = env.api("POST", "/api/v1/runs", {"plan": str(plan)})
         assert code in (200, 202), body
-        wait_for(lambda: any(r["state"] == "complete" for r in library_runs(env.library)
-                             if (env.library / "calibd.sqlite").exists()) if
-                 (env.library / "calibd.sqlite").exists() else False, 60, "the run")
+        wait_for(lambda: (env.library / "calibd.sqlite").exists() and
+                 any(r["state"] == "complete" for r in library_runs(env.library)), 60, "the run")
+        # `calibd status` reads the same API.
+        port = int((env.state / "api.port").read_text())
+        out = subprocess.run([sys.executable, "-m", "capture", "status", "--url",
+                              f"http://127.0.0.1:{port}"], cwd=REPO, capture_output=True,
+                             text=True, check=False)
+        assert out.returncode == 0, out.stderr
+        assert "sim" in out.stdout
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(15) == 0
 

@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from typing import ClassVar
 
 from capture import __version__
-from capture.errors import CoolingTimeout, InputError, LibraryError, RunPaused
+from capture.errors import CoolingTimeout, DaemonError, InputError, LibraryError, RunPaused
 from drivers.errors import DeviceError
 
 EXIT_OK = 0
@@ -100,7 +100,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"stopped: {err}", file=sys.stderr)
         print("run the same command again to resume", file=sys.stderr)
         return EXIT_FAILURE
-    except (LibraryError, DeviceError) as err:
+    except (LibraryError, DeviceError, DaemonError) as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_FAILURE
     except KeyboardInterrupt:

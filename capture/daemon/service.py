@@ -7,6 +7,7 @@ happen in the camera workers; schedules fire from APScheduler's thread and only 
 
 from __future__ import annotations
 
+import faulthandler
 import fcntl
 import logging
 import signal
@@ -27,7 +28,7 @@ from capture.daemon.scheduling import make_scheduler, set_fire_target, sync_jobs
 from capture.daemon.state import ActiveRun, DaemonState
 from capture.daemon.worker import CameraWorker, RunRequest
 from capture.devices import make_clock, make_safety, site_of
-from capture.errors import ConfigError, LibraryError, PlanError, Problem
+from capture.errors import ConfigError, DaemonError, LibraryError, PlanError, Problem
 from capture.library.index import Index
 from capture.plans.load import load_plan
 from capture.sequencer.status import RunStatus
@@ -262,7 +263,9 @@ class Daemon:
         return scheduler_ok and all(w.alive for w in self.workers.values())
 
     def run(self) -> int:
-        """Serve until SIGTERM/SIGINT. Returns the exit code (0 after a clean stop)."""
+        """Serve until SIGTERM/SIGINT. Returns the exit code (0 after a clean stop).
+        Raises DaemonError when it cannot start (locked state folder, API port taken)."""
+        faulthandler.enable()  # a watchdog SIGABRT then logs every thread's stack
         self._take_lock()
         previous = self._install_signals()
         try:
@@ -344,7 +347,11 @@ class Daemon:
         if token is None and api_cfg.token_file is not None:
             token = Path(api_cfg.token_file).read_text(encoding="utf-8").strip()
         self.api = ApiServer(self, host=api_cfg.host, port=api_cfg.port, token=token)
-        self.api.start()
+        try:
+            self.api.start()
+        except OSError as err:
+            raise DaemonError(f"the API cannot listen on {api_cfg.host}:{api_cfg.port}: "
+                              f"{err}") from err
         port = self.api.port
         (config.daemon.state_dir / "api.port").write_text(f"{port}\n", encoding="utf-8")
         log.info("API on http://%s:%d%s", api_cfg.host, port,
@@ -420,7 +427,7 @@ class Daemon:
             fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
             fh.close()
-            raise LibraryError(f"another calibd daemon is using {state_dir}") from None
+            raise DaemonError(f"another calibd daemon is using {state_dir}") from None
         self._lock_file = fh
 
     def _install_signals(self) -> dict[int, Any]:
