@@ -267,3 +267,23 @@ def test_rescan_restores_the_masters_index(capsys: pytest.CaptureFixture[str],
         [{k: m[k] for k in keys} for m in json.loads(before.out)]
     res = run_cli(capsys, "masters", "build", "--library", library)
     assert res.code == 0 and res.out.splitlines()[-1].startswith("0 master(s) built")
+
+
+def test_master_flat_recovers_vignetting_dust_and_response(library: Path) -> None:
+    from simulators.optics import OpticalTrain
+
+    (flat,) = masters(library, "flat")
+    master = fits.getdata(library / flat.path).astype(np.float64)
+    profile = get_profile("small")
+    sensor = SensorModel(profile)
+    truth = sensor.response_map().astype(np.float64) * OpticalTrain(
+        profile.width, profile.height, seed=profile.seed + 1).pattern("L")
+    h, w = truth.shape
+    truth /= np.median(truth[h // 4: -h // 4, w // 4: -w // 4])
+    good = truth > 0.5  # dead and cold pixels aside
+    ratio = master[good] / truth[good]
+    # 12 flats of ~19,500 e-: ~0.3 % shot noise per pixel in the master.
+    assert abs(float(np.median(ratio)) - 1.0) < 0.003
+    assert float(np.std(ratio)) < 0.006, np.std(ratio)
+    # The vignetting really is in it: corners ~20 % darker than the centre.
+    assert float(np.median(master[:20, :20])) < 0.85

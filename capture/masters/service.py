@@ -46,7 +46,10 @@ def build_missing(index: Index, cfg: MastersConfig, *, kinds: Sequence[str] | No
             report.built.append(build_master(index, group, cfg))
             if group.kind in ("dark", "flat"):  # what bad pixel maps are made from
                 touched.add((group.camera, group.gain, group.binning))
-        except (MasterBuildError, MasterInputError) as err:
+        except MasterBuildError as err:  # its message names the group already
+            log.error("master not built: %s", err)
+            report.failed.append(str(err))
+        except MasterInputError as err:
             log.error("master %s not built: %s", group.describe(), err)
             report.failed.append(f"{group.describe()}: {err}")
     if bpm and (kinds is None or "bpm" in kinds or touched):
