@@ -39,6 +39,10 @@ def run_plan(args: argparse.Namespace) -> int:
     previous = _install_stop_handlers(stop)
     tty = sys.stderr.isatty() and not args.no_progress
     progress = TerminalProgress() if tty else LogProgress()
+    root_logger = logging.getLogger()
+    handlers = list(root_logger.handlers)
+    if isinstance(progress, TerminalProgress):
+        root_logger.handlers[:] = [progress.log_handler(h) for h in handlers]
     lib = config.library
     options = SequencerOptions(stop_policy="finish" if args.finish_exposure else "abort",
                                write_queue=lib.write_queue, fsync=lib.fsync,
@@ -48,7 +52,8 @@ def run_plan(args: argparse.Namespace) -> int:
                                options=options, masters=config.masters)
     finally:
         progress.finish()
-        prepared.camera.disconnect()
+        root_logger.handlers[:] = handlers
+        prepared.setup.disconnect()
         _restore(previous)
     print(outcome.message)
     if outcome.result is not None and not outcome.result.complete:

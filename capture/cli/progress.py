@@ -34,7 +34,9 @@ def _line(s: RunStatus) -> str:
 
 
 class TerminalProgress:
-    """Redraws one status line (at most every ``interval_s``); phase changes get their own line."""
+    """Redraws one status line (at most every ``interval_s``); a phase or cell change keeps the
+    finished line and starts a new one. Log records are printed above the status line
+    (:meth:`log_handler`), never in the middle of it."""
 
     def __init__(self, stream: TextIO = sys.stderr, interval_s: float = 0.2) -> None:
         self.stream = stream
@@ -42,8 +44,8 @@ class TerminalProgress:
         self._last = 0.0
         self._phase = ""
         self._cell: str | None = None
-        self._lock = threading.Lock()
-        self._width = 0
+        self._lock = threading.RLock()
+        self._text = ""
 
     def __call__(self, status: RunStatus) -> None:
         with self._lock:
@@ -52,22 +54,44 @@ class TerminalProgress:
             if not changed and now - self._last < self.interval_s:
                 return
             self._last = now
-            text = _line(status)
-            if changed and self._phase:
-                self.stream.write("\n")
-                self._width = 0
+            if changed and self._text:
+                self.stream.write("\n")  # keep the finished line
+                self._text = ""
             self._phase, self._cell = status.phase, status.cell
-            pad = max(0, self._width - len(text))
-            self.stream.write("\r" + text + " " * pad)
-            self._width = len(text)
-            self.stream.flush()
+            self._draw(_line(status))
+
+    def _draw(self, text: str) -> None:
+        pad = max(0, len(self._text) - len(text))
+        self.stream.write("\r" + text + " " * pad + "\r" + text)
+        self._text = text
+        self.stream.flush()
+
+    def log_handler(self, inner: logging.Handler) -> logging.Handler:
+        """Wrap ``inner`` so each record clears the status line, prints, and redraws it."""
+        progress = self
+
+        class Above(logging.Handler):
+            def emit(self, record: logging.LogRecord) -> None:
+                with progress._lock:
+                    text = progress._text
+                    if text:
+                        progress.stream.write("\r" + " " * len(text) + "\r")
+                        progress.stream.flush()
+                    inner.emit(record)
+                    if text:
+                        progress._text = ""
+                        progress._draw(text)
+
+        handler = Above(inner.level)
+        handler.setFormatter(inner.formatter)
+        return handler
 
     def finish(self) -> None:
         with self._lock:
-            if self._width:
+            if self._text:
                 self.stream.write("\n")
                 self.stream.flush()
-                self._width = 0
+                self._text = ""
 
 
 class LogProgress:

@@ -287,7 +287,7 @@ def execute(
     nthreads = max(1, threads if threads is not None else _default_threads())
     nthreads = min(nthreads, shape[0])
     band = _band_rows(len(sources), shape, 2 if raw else 4, nthreads, budget, chosen == "numpy")
-    log.info(
+    log.debug(
         "combining %d frames of %dx%d: %s, %s; engine %s, %d thread(s), %d-row bands",
         len(sources),
         shape[1],
@@ -301,7 +301,7 @@ def execute(
     t0 = time.perf_counter()
     job = _Job(sources, shape, plan, chosen, subtract, scales, sink, diag, band, nthreads)
     low, high = _run(job, progress)
-    log.info("combined in %.2f s; rejected %d low, %d high", time.perf_counter() - t0, low, high)
+    log.debug("combined in %.2f s; rejected %d low, %d high", time.perf_counter() - t0, low, high)
     return low, high, chosen
 
 
