@@ -178,7 +178,7 @@ def new_camera(port: int, *, timeout_s: float = 5.0, client_id: int | None = Non
                ) -> AlpacaCamera:
     """A client on the server's time scale; downloads get 10 real seconds."""
     return AlpacaCamera(host=HOST, port=port, clock=ScaledClock(SCALE),
-                        download_timeout_s=10 * SCALE, timeout_s=timeout_s, client_id=client_id)
+                        download_timeout_s=10, timeout_s=timeout_s, client_id=client_id)
 
 
 @pytest.fixture(scope="module")

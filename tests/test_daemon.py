@@ -367,3 +367,63 @@ def test_sighup_reloads_and_an_invalid_configuration_keeps_the_old(tmp_path: Pat
         assert proc.poll() is None
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(30) == 0
+
+
+def test_schedules_missed_while_off_follow_the_misfire_policy(tmp_path: Path) -> None:
+    """The machine is off from 15:05 to 17:00 (simulated): a 15:30 and 16:30 daily run was
+    missed. run_once (grace 6 h) runs it once on start; skip does not."""
+    with daemon_env(tmp_path) as env:
+        plan = env.plan("bias.yaml", QUICK_BIAS)
+        schedules = [
+            {"name": "catch-up", "trigger": "cron", "cron": "30 15,16 * * *", "plan": str(plan),
+             "misfire": "run_once", "misfire_grace_s": 21600},
+            {"name": "skip-it", "trigger": "cron", "cron": "30 15,16 * * *", "plan": str(plan),
+             "misfire": "skip"},
+        ]
+        env.write_config(scale=60.0, schedules=schedules)
+        proc = env.start()
+        wait_for(lambda: ready(env), 30, "READY=1")
+        proc.send_signal(signal.SIGTERM)  # about 15:00-15:01: nothing fired yet
+        assert proc.wait(30) == 0
+        assert fires(env.state) == []
+        env.write_config(scale=60.0, schedules=schedules, start=T0 + timedelta(hours=2))
+        proc = env.start()
+        wait_for(lambda: ready(env), 30, "READY=1")
+        wait_for(lambda: any(n == "catch-up" for n, _ in fires(env.state)), 30, "the catch-up")
+        time.sleep(2)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0
+        names = [n for n, _ in fires(env.state)]
+        assert names.count("catch-up") == 1  # coalesced: two missed fires, one run
+        assert "skip-it" not in names
+        assert "missed" in env.log().lower() or "skip" in env.log().lower()
+
+
+def test_two_cameras_run_concurrently(tmp_path: Path) -> None:
+    with daemon_env(tmp_path) as env:
+        env.write_config(scale=300.0)
+        data = yaml.safe_load(env.config.read_text())
+        data["cameras"]["sim2"] = {"driver": "simulator", "profile": "small", "offset": 50,
+                                   "seed": 9}
+        env.config.write_text(yaml.safe_dump(data, sort_keys=False))
+        plan = env.plan("darks.yaml", LONG_DARKS.replace("count: 16", "count: 6"))
+        proc = env.start()
+        wait_for(lambda: ready(env), 30, "READY=1")
+        for camera in ("sim", "sim2"):
+            code, body = env.api("POST", "/api/v1/runs", {"plan": str(plan), "camera": camera})
+            assert code in (200, 202), body
+        wait_for(lambda: (env.library / "calibd.sqlite").exists() and
+                 sum(r["state"] == "complete" for r in library_runs(env.library)) == 2,
+                 120, "both runs")
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0
+        from astropy.io import fits
+
+        spans = {}
+        for camera in ("sim", "sim2"):
+            times = sorted(datetime.fromisoformat(fits.getheader(p)["DATE-OBS"]).replace(
+                tzinfo=UTC) for p in (env.library / camera).rglob("Dark_*.fits"))
+            assert len(times) == 6
+            spans[camera] = (times[0], times[-1])
+        # The two cameras exposed at the same time, each from its own queue.
+        assert spans["sim"][0] < spans["sim2"][1] and spans["sim2"][0] < spans["sim"][1]

@@ -30,6 +30,7 @@ from drivers.errors import (
     SettingRejected,
 )
 from drivers.zwo import NO_CAMERAS_MESSAGE, ZwoCamera
+from drivers.zwo import sdk as zwo_sdk
 from simulators.asi_sdk import AsiDouble, AsiDoubleError, build_double, find_compiler
 from simulators.clock import ScaledClock
 from tests.camera_contract import CameraContract, ContractTarget
@@ -525,8 +526,8 @@ def test_sdk_search_order(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> No
         zwo.find_sdk()
     monkeypatch.delenv("ZWO_ASI_LIB")
     monkeypatch.delenv("CALIBD_ZWO_SDK")
-    monkeypatch.setattr(zwo, "_system_library", lambda: None)
-    monkeypatch.setattr(zwo, "_pyzwoasi_library", lambda: None)
+    monkeypatch.setattr(zwo_sdk, "_system_library", lambda: None)
+    monkeypatch.setattr(zwo_sdk, "_pyzwoasi_library", lambda: None)
     with pytest.raises(DeviceUnavailable, match="pip install --no-deps pyzwoasi"):
         zwo.find_sdk()
 
@@ -545,13 +546,13 @@ def _fake_pyzwoasi(site: Path, library: Path) -> None:
 def test_sdk_found_in_pyzwoasi_without_importing_it(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, asi_double_path: Path
 ) -> None:
-    if zwo._arch_dirs()[0] != "x64":
+    if zwo_sdk._arch_dirs()[0] != "x64":
         pytest.skip("fake pyzwoasi layout written for x86-64")
     _fake_pyzwoasi(tmp_path, asi_double_path)
     monkeypatch.syspath_prepend(str(tmp_path))
     for var in zwo.ENV_VARS:
         monkeypatch.delenv(var, raising=False)
-    monkeypatch.setattr(zwo, "_system_library", lambda: None)
+    monkeypatch.setattr(zwo_sdk, "_system_library", lambda: None)
     found = zwo.find_sdk()
     assert found.source.startswith("pyzwoasi 0.2.7")
     assert Path(found.path).name == "libASICamera2.so.1.41"
@@ -560,9 +561,9 @@ def test_sdk_found_in_pyzwoasi_without_importing_it(
 
 def test_cli_discovers_pyzwoasi_copy(asi_double_path: Path, tmp_path: Path) -> None:
     """No path and no variable: a fresh process finds the library a pyzwoasi install ships."""
-    if zwo._arch_dirs()[0] != "x64":
+    if zwo_sdk._arch_dirs()[0] != "x64":
         pytest.skip("fake pyzwoasi layout written for x86-64")
-    if zwo._system_library() is not None:
+    if zwo_sdk._system_library() is not None:
         pytest.skip("a system libASICamera2 is installed and takes precedence")
     _fake_pyzwoasi(tmp_path, asi_double_path)
     env = {k: v for k, v in os.environ.items() if k not in zwo.ENV_VARS}
@@ -613,7 +614,7 @@ def _real_sdk(tmp_path: Path) -> tuple[list[str], dict[str, str]]:
             env["PYTHONPATH"] = os.pathsep.join([str(tmp_path / "site"), str(REPO)])
             return [], env
         return ["--sdk", str(path)], env
-    if zwo._pyzwoasi_library() is not None:
+    if zwo_sdk._pyzwoasi_library() is not None:
         return [], env
     skip_or_fail(
         "real ASI SDK not available: set CALIBD_REAL_ASI_SDK to libASICamera2.so or a pyzwoasi "

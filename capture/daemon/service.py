@@ -308,8 +308,11 @@ class Daemon:
         if config.safety is not None:
             self._connect_safety(config)
         set_fire_target(self.fire)
+        # Start paused so the job store is open: jobs already stored keep their next run time
+        # (missed fires then follow the misfire policy) instead of being re-added from now.
+        self.scheduler.start(paused=True)
         sync_jobs(self.scheduler, list(config.schedules), site_of(config), self.tz)
-        self.scheduler.start()
+        self.scheduler.resume()
         for active in self.state.active():
             if active.source.startswith("unsafe:"):
                 continue  # the weather decides whether it runs again

@@ -30,7 +30,7 @@ def capture_panel_flats(runner: FlatRunner, cells: list[Cell], fset: FlatSet) ->
     if wheel is not None:  # wheel order: fewest moves
         todo.sort(key=lambda c: wheel.names.index(c.filter) if c.filter in wheel.names else 0)
     first = todo[0]
-    if panel.has_cover and panel.cover_state() != CoverState.CLOSED:
+    if panel.has_cover and runner.device(panel.cover_state, first) != CoverState.CLOSED:
         runner.device(lambda: panel.close_cover(timeout_s=MOVE_TIMEOUT_S), first)
     mode = fset.panel.mode
     brightness = fset.panel.brightness if fset.panel.brightness is not None \

@@ -14,6 +14,7 @@ import logging
 import statistics
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from typing import TypeVar
 
 from capture.devices import Setup
 from capture.errors import RunPaused
@@ -24,9 +25,10 @@ from capture.plans.model import FlatSet
 from capture.sequencer.checks import judge
 from capture.sequencer.sequencer import Sequencer, Shot
 from drivers.contracts import CoverState
-from drivers.errors import DeviceError, NotSupported
+from drivers.errors import DeviceError, DeviceUnavailable, NotSupported
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 DEFAULT_TARGET_ADU = 20000.0
 MOVE_TIMEOUT_S = 120.0
@@ -153,14 +155,39 @@ class FlatRunner:
             self.seq.update(message=f"filter {cell.filter}")
             self.device(lambda: wheel.select(cell.filter or "", timeout_s=MOVE_TIMEOUT_S), cell)
 
-    def device(self, fn: Callable[[], object], cell: Cell) -> None:
-        """Run an accessory command; a failing accessory pauses the run with its message."""
-        try:
-            fn()
-        except NotSupported:
-            raise
-        except DeviceError as err:
-            raise RunPaused(f"{cell.describe()}: accessory failed: {err}") from err
+    def device(self, fn: Callable[[], T], cell: Cell) -> T:
+        """Run an accessory command and return its result. An accessory that dropped off (its
+        server restarted) is reconnected with back-off, bounded like the camera's reconnect,
+        and the command tried again; any other failure pauses the run with the device's
+        message. Raises RunPaused, NotSupported."""
+        seq = self.seq
+        deadline = seq.clock.monotonic() + seq.options.reconnect_timeout_s
+        delay = 1.0
+        while True:
+            try:
+                return fn()
+            except NotSupported:
+                raise
+            except DeviceUnavailable as err:
+                if seq.clock.monotonic() + delay > deadline:
+                    raise RunPaused(f"{cell.describe()}: accessory unavailable: {err}") from err
+                seq.event("warning", "device-lost", f"accessory unavailable: {err}", cell)
+                if seq.clock.wait(seq.stop, delay):
+                    raise RunPaused("stop requested while reconnecting") from None
+                delay = min(delay * 2.0, 60.0)
+                self._reconnect_accessories()
+            except DeviceError as err:
+                raise RunPaused(f"{cell.describe()}: accessory failed: {err}") from err
+
+    def _reconnect_accessories(self) -> None:
+        for dev in (self.setup.wheel, self.setup.panel):
+            if dev is None:
+                continue
+            dev.disconnect()
+            try:
+                dev.connect()
+            except DeviceError as err:
+                log.info("accessory still unavailable: %s", err)
 
     def last_exposure(self, cell: Cell) -> float | None:
         rows = self.seq.library.index.query(
@@ -250,7 +277,7 @@ class FlatRunner:
         if panel is None:
             return
         self.device(lambda: panel.off(timeout_s=MOVE_TIMEOUT_S), cell)
-        if panel.has_cover and panel.cover_state() != CoverState.CLOSED:
+        if panel.has_cover and self.device(panel.cover_state, cell) != CoverState.CLOSED:
             self.device(lambda: panel.close_cover(timeout_s=MOVE_TIMEOUT_S), cell)
 
 

@@ -51,7 +51,7 @@ def capture_sky_flats(runner: FlatRunner, cells: list[Cell], fset: FlatSet) -> N
                 f"{window.opens:%Y-%m-%d %H:%M} UTC")
     if panel is not None:
         runner.device(lambda: panel.off(timeout_s=MOVE_TIMEOUT_S), first)
-        if panel.has_cover and panel.cover_state() != CoverState.OPEN:
+        if panel.has_cover and runner.device(panel.cover_state, first) != CoverState.OPEN:
             runner.device(lambda: panel.open_cover(timeout_s=MOVE_TIMEOUT_S), first)
     ascending = window.kind == "dusk"  # dusk: the filters that need most light first
     todo.sort(key=lambda c: relative_throughput(c.filter), reverse=not ascending)

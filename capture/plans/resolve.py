@@ -76,7 +76,9 @@ def resolve_gain(spec: int | str, ctx: CameraContext) -> tuple[int, str]:
     else:
         name = spec.strip()
         lowered = name.lower()
-        if re.fullmatch(r"\d+", name):
+        if name in info.gain_names:  # a device's own list may hold numbers as names
+            value, label = info.gain_names.index(name), name
+        elif re.fullmatch(r"\d+", name):
             value, label = int(name), name
         elif lowered == "unity":
             unity = unity_gain_for(ctx)

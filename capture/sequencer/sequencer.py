@@ -31,7 +31,7 @@ from capture.sequencer.cooling import CoolerController, SettleResult
 from capture.sequencer.status import Reporter, RunStatus, no_report
 from drivers.clock import Clock
 from drivers.contracts import Camera, CaptureSettings, CoolerState, Frame
-from drivers.errors import DeviceUnavailable, ExposureFailed, SettingRejected
+from drivers.errors import DeviceError, DeviceUnavailable, ExposureFailed, SettingRejected
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -181,7 +181,7 @@ class Sequencer:
             if self.options.warm_up_on_stop:
                 self._warm_up()
             raise
-        except (LibraryError, CoolingTimeout) as err:
+        except (LibraryError, CoolingTimeout, DeviceError) as err:
             index.set_run_state(run_id, "failed", str(err))
             self.update(phase="failed", message=str(err))
             raise
@@ -189,7 +189,8 @@ class Sequencer:
         index.set_run_state(run_id, "complete" if complete else "paused",
                             None if complete else self._result.summary)
         self._result.complete = complete
-        self.update(phase="warming", message="warming the sensor up")
+        if self.plan.plan.warmup.enabled:
+            self.update(phase="warming", message="warming the sensor up")
         self._warm_up()
         self.update(phase="done", message=self._result.summary, cell=None)
         return self._result
@@ -200,7 +201,12 @@ class Sequencer:
         self.update(phase="cooling", message=f"cooling to {setpoint:g} °C", setpoint_c=setpoint)
         waited = 0.0
         while True:
-            result = self._call_device(lambda: self.cooler.settle(setpoint), cells[0])
+            try:
+                result = self._call_device(lambda: self.cooler.settle(setpoint), cells[0])
+            except SettingRejected as err:  # e.g. a set-point below what the device accepts
+                for cell in cells:
+                    self.fail_cell(cell, f"the camera refused the set-point: {err}")
+                return False
             if result.ok:
                 log.info("%s: settled at %g °C after %.0f s", self.name, setpoint,
                          result.waited_s)

@@ -82,9 +82,12 @@ def parse_alpaca_time(value: str) -> datetime:
 class AlpacaCamera(AlpacaDevice):
     """A camera behind an Alpaca server.
 
-    ``timeout_s``: real seconds allowed per HTTP request. ``download_timeout_s``: real seconds
-    allowed for one image download (None: ``max(10, 4 x info.readout_s)``); the download never
-    outlives the deadline of :meth:`expose` either. ``client_id``: the Alpaca ClientID to send
+    ``timeout_s``: real seconds allowed per HTTP request. ``download_timeout_s``: **real** seconds
+    allowed for one image download (None: ``max(10, 4 x info.readout_s)``), like ``timeout_s`` a
+    network deadline, so a scaled test clock does not shrink it; the download never outlives the
+    deadline of :meth:`expose` either (clock seconds, converted with ``clock.real_seconds``).
+    Exposure times and :meth:`expose`'s ``timeout_s`` are clock seconds. ``client_id``: the
+    Alpaca ClientID to send
     (None: alpyca's per-process random id). ``quirks``: see
     :class:`drivers.alpaca._base.AlpacaDevice`.
 
@@ -207,6 +210,7 @@ class AlpacaCamera(AlpacaDevice):
         self._can_stop = bool(self._probe("CanStopExposure"))
         has_cooler = bool(self._probe("CanSetCCDTemperature"))
         self._can_cooler_power = bool(self._probe("CanGetCoolerPower"))
+        full_well = self._probe("FullWellCapacity")  # electrons, at the settings of the moment
         modes = self._probe("ReadoutModes")
         self._has_readout_modes = bool(modes)
         readout_modes = tuple(str(m) for m in modes) if modes else ("default",)
@@ -239,6 +243,7 @@ class AlpacaCamera(AlpacaDevice):
             bayer_pattern=bayer,
             gain_names=gain_names,
             readout_s=0.5 + width * height * 2 / 20e6,
+            full_well_e=_positive_or_none(full_well),
         )
 
     def _level_capability(self, kind: str) -> tuple[LevelMode, int, int, tuple[str, ...]]:
@@ -397,11 +402,15 @@ class AlpacaCamera(AlpacaDevice):
     # -- exposure --------------------------------------------------------------------------------
 
     def default_timeout_s(self, exposure_s: float) -> float:
-        """The deadline :meth:`expose` uses without ``timeout_s``: 2 x exposure + read-out margin
-        (download budget + 5 s), in clock seconds."""
-        return 2.0 * exposure_s + self._download_budget_s() + 5.0
+        """The deadline :meth:`expose` uses without ``timeout_s``, in clock seconds: 2 x exposure
+        + a read-out margin of the download budget + 5 real seconds (converted to clock seconds
+        with the clock's scale)."""
+        per_clock_s = self._clock.real_seconds(1.0)
+        margin_real_s = self._download_budget_s() + 5.0
+        return 2.0 * exposure_s + (margin_real_s / per_clock_s if per_clock_s > 0 else 0.0)
 
     def _download_budget_s(self) -> float:
+        """Real seconds one image download may take (see the class docstring)."""
         if self.download_timeout_s is not None:
             return self.download_timeout_s
         return max(10.0, 4.0 * self.info.readout_s)
@@ -530,8 +539,8 @@ class AlpacaCamera(AlpacaDevice):
 
     def _download_image(self, deadline: float) -> ImageArray:
         clock = self._clock
-        left = deadline - clock.monotonic()
-        budget = min(left, self._download_budget_s())
+        left_real_s = clock.real_seconds(deadline - clock.monotonic())
+        budget = min(left_real_s, self._download_budget_s())  # real seconds
         if budget <= 0:
             self._abort_on_device("deadline")
             raise ExposureTimeout("no time left to download the image", device=self.label)
@@ -545,7 +554,7 @@ class AlpacaCamera(AlpacaDevice):
             self.port,
             f"/api/v1/camera/{self.device_number}/imagearray",
             params,
-            deadline=time.monotonic() + clock.real_seconds(budget),
+            deadline=time.monotonic() + budget,
             connect_timeout_s=self.timeout_s,
             device=self.label,
         )
@@ -668,3 +677,12 @@ class AlpacaCamera(AlpacaDevice):
             self.label,
             clock.monotonic() - waited,
         )
+
+
+def _positive_or_none(value: Any) -> float | None:
+    """A positive finite number as float, else None (absent, zero, nonsense)."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) and number > 0 else None

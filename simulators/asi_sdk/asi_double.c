@@ -31,7 +31,8 @@
  *     seed, serial (16 hex digits or up to 8 ASCII characters; camera k adds k to the last byte);
  *   global, at run time: time_scale, ambient_c, panel_flux, vignetting;
  *   per camera slot (after target=N, default 0): fail_every, remove_after, remove, reattach,
- *     hang_stop_s, hang_data_s, hang_status_s, stall_next, asi_id.
+ *     reattach_after_s (every later removal re-plugs itself after this many real seconds; 0 = stay
+ *     unplugged until "reattach"), hang_stop_s, hang_data_s, hang_status_s, stall_next, asi_id.
  *
  * Threading: one global mutex guards all state and is never held while sleeping, so a hung call
  * does not block the others. A call that sleeps re-validates its camera afterwards and returns
@@ -228,6 +229,8 @@ typedef struct {
     /* faults */
     long fail_every, remove_after;
     double hang_stop_s, hang_data_s, hang_status_s;
+    double reattach_after_s; /* real seconds from a removal to the automatic reattach; 0 = never */
+    double reattach_at;      /* real_now() at which a removed camera comes back; 0 = not planned */
     int stall_next;
     /* statistics */
     long n_exposures, n_failed, n_stopped, n_downloads, n_removed, n_hangs, n_opens;
@@ -509,12 +512,14 @@ static void do_remove(cam_t *c)
     c->open = 0;
     c->video = 0;
     c->n_removed++;
+    c->reattach_at = c->reattach_after_s > 0.0 ? real_now() + c->reattach_after_s : 0.0;
 }
 
 static void do_reattach(cam_t *c)
 {
     if (c->present || !c->used)
         return;
+    c->reattach_at = 0.0;
     cooler_anchor(c);
     c->present = 1;
     c->open = 0;
@@ -567,10 +572,22 @@ static void init_once(void)
         fprintf(stderr, "asi_double: ASI_DOUBLE_CONFIG rejected: %s\n", g_error);
 }
 
-/* Every SDK entry point: count the call and run the remove_after countdowns. */
+/* Removed cameras whose automatic reattach time has come are plugged in again. */
+static void reattach_due(void)
+{
+    double now = real_now();
+    for (int i = 0; i < MAX_CAMS; i++) {
+        cam_t *c = &g_cams[i];
+        if (c->used && !c->present && c->reattach_at > 0.0 && now >= c->reattach_at)
+            do_reattach(c);
+    }
+}
+
+/* Every SDK entry point: count the call, run the remove_after countdowns and due reattaches. */
 static void enter(void)
 {
     g_calls++;
+    reattach_due();
     for (int i = 0; i < MAX_CAMS; i++) {
         cam_t *c = &g_cams[i];
         if (c->used && c->present && c->remove_after > 0 && --c->remove_after == 0)
@@ -1668,7 +1685,8 @@ static int apply_cam_key(const token_t *t, int *target)
     cam_t *c = &g_cams[*target];
     int known = !strcmp(k, "fail_every") || !strcmp(k, "remove_after") || !strcmp(k, "remove") ||
                 !strcmp(k, "reattach") || !strcmp(k, "hang_stop_s") || !strcmp(k, "hang_data_s") ||
-                !strcmp(k, "hang_status_s") || !strcmp(k, "stall_next") || !strcmp(k, "asi_id");
+                !strcmp(k, "hang_status_s") || !strcmp(k, "stall_next") || !strcmp(k, "asi_id") ||
+                !strcmp(k, "reattach_after_s");
     if (!known)
         return 0;
     if (!c->used) {
@@ -1695,7 +1713,9 @@ static int apply_cam_key(const token_t *t, int *target)
         return parse_bytes8(t, c->asi_id) ? -1 : 1;
     if (parse_double(t, 0.0, 86400.0, &dv))
         return -1;
-    if (!strcmp(k, "hang_stop_s"))
+    if (!strcmp(k, "reattach_after_s"))
+        c->reattach_after_s = dv;
+    else if (!strcmp(k, "hang_stop_s"))
         c->hang_stop_s = dv;
     else if (!strcmp(k, "hang_data_s"))
         c->hang_data_s = dv;
@@ -1779,6 +1799,7 @@ long ASIDoubleStat(const char *name, int slot)
 {
     pthread_once(&g_once, init_once);
     pthread_mutex_lock(&g_lock);
+    reattach_due();
     long v = -1;
     if (!name) {
     } else if (!strcmp(name, "calls")) {

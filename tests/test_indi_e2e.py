@@ -1,0 +1,182 @@
+"""End to end over INDI: a real ``indiserver`` with the INDI simulators, the INDI driver, the real
+``calibd`` CLI, the sequencer and the library.
+
+The CCD simulator starts at 0 °C and cools 0.5 °C per 50 ms poll, so the set-points are a few
+degrees below that; its pixels are not physical (bias = dark = offset + noise), so these tests
+check what the protocol carries (settings applied by the device and written to the headers,
+frame types, counts, recovery), not physics. See tests/indi_server.py for the server fixture.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import run_cli, write_plan
+from tests.e2e_support import (
+    assert_library_exact,
+    finish,
+    frames_on_disk,
+    headers,
+    journal,
+    planned_cells,
+    run_state,
+    start_calibd,
+    wait_until,
+    write_real_config,
+)
+from tests.indi_server import CCD, PANEL, WEATHER, WHEEL, IndiTestServer, running_indi_server
+
+pytestmark = [pytest.mark.indi, pytest.mark.timeout(180)]
+
+POLL_MS = 50
+GAIN, OFFSET = 30, 10
+
+PLAN = """
+name: indi-e2e
+defaults: {offset: 10}
+cooling: {tolerance_c: 0.5, dwell_s: 1, poll_s: 0.2, ramp_c_per_min: 60, timeout_s: 60}
+warmup: {enabled: false}
+sets:
+  - kind: bias
+    gains: [30]
+    setpoints_c: [-1, -3]
+    count: 3
+  - kind: dark
+    gains: [30]
+    setpoints_c: [-1, -3]
+    exposures_s: [0.3]
+    count: 2
+"""
+PLAN_FRAMES = 2 * 3 + 2 * 2
+
+KILL_PLAN = """
+name: indi-kill
+defaults: {offset: 10}
+cooling: {tolerance_c: 0.5, dwell_s: 1, poll_s: 0.2, ramp_c_per_min: 60, timeout_s: 60}
+warmup: {enabled: false}
+sets:
+  - kind: bias
+    gains: [30]
+    setpoints_c: [-2]
+    count: 2
+  - kind: dark
+    gains: [30]
+    setpoints_c: [-2]
+    exposures_s: [3]
+    count: 3
+"""
+KILL_FRAMES = 2 + 3
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[IndiTestServer]:
+    with running_indi_server(polling_ms=POLL_MS) as srv:
+        yield srv
+
+
+def indi_config(path: Path, srv: IndiTestServer) -> Path:
+    return write_real_config(path, {
+        "driver": "indi", "host": srv.host, "port": srv.port, "device": CCD,
+        "polling_ms": POLL_MS, "connect_timeout_s": 10.0, "offset": OFFSET})
+
+
+def test_devices_list_shows_the_simulators(capsys: pytest.CaptureFixture[str],
+                                           server: IndiTestServer) -> None:
+    res = run_cli(capsys, "devices", "list", "--driver", "indi", "--host", server.host,
+                  "--port", str(server.port), "--timeout", "10")
+    assert res.code == 0, res.err
+    for kind, name in (("camera", CCD), ("filterwheel", WHEEL), ("flatpanel", PANEL),
+                       ("weather", WEATHER)):
+        assert any(line.split()[:1] == [kind] and name in line
+                   for line in res.out.splitlines()), (kind, name, res.out)
+
+
+def test_bias_and_darks_at_two_setpoints(capsys: pytest.CaptureFixture[str], tmp_path: Path,
+                                         server: IndiTestServer) -> None:
+    config = indi_config(tmp_path / "calibd.yaml", server)
+    plan = write_plan(tmp_path / "plan.yaml", PLAN)
+    lib = tmp_path / "lib"
+    check = run_cli(capsys, "plan", "check", plan, "--config", config)
+    assert check.code == 0, check.err
+    assert str(PLAN_FRAMES) in check.out
+    started = time.monotonic()
+    res = run_cli(capsys, "run", plan, "--config", config, "--library", lib)
+    elapsed = time.monotonic() - started
+    assert res.code == 0, res.err
+    assert "complete" in res.out
+    planned = planned_cells(lib)
+    assert sum(planned.values()) == PLAN_FRAMES and len(planned) == 4
+    assert_library_exact(lib, planned)
+    assert run_state(lib)["state"] == "complete"
+    # The device really applied what the plan asked for: its own properties say so ...
+    props = server.getprop(f"{CCD}.*.*")
+    assert float(props[f"{CCD}.CCD_GAIN.GAIN"]) == GAIN
+    assert float(props[f"{CCD}.CCD_OFFSET.OFFSET"]) == OFFSET
+    # ... and every header carries the values read back from it, not the request.
+    for h in headers(lib):
+        kind = h["CELLKEY"].split("|")[0]
+        assert h["GAIN"] == GAIN and h["OFFSET"] == OFFSET
+        assert h["XBINNING"] == h["YBINNING"] == 1
+        assert (h["NAXIS1"], h["NAXIS2"]) == (1280, 1024)
+        assert h["INSTRUME"] and h["CAMERAID"] == f"indi:{CCD}"
+        assert h["INDIDEV"] == CCD
+        assert abs(h["CCD-TEMP"] - h["SET-TEMP"]) <= 0.5
+        assert h["SET-TEMP"] in (-1.0, -3.0)
+        if kind == "bias":
+            assert h["IMAGETYP"] == "Bias Frame" and h["INDIFRAM"] == "BIAS"
+            assert h["EXPTIME"] == pytest.approx(0.01)  # the device minimum
+        else:
+            assert h["IMAGETYP"] == "Dark Frame" and h["INDIFRAM"] == "DARK"
+            assert h["EXPTIME"] == pytest.approx(0.3) and h["DARKTIME"] == pytest.approx(0.3)
+    print(f"INDI plan of {PLAN_FRAMES} frames in {elapsed:.1f} s")
+
+
+def test_indiserver_killed_during_a_dark_then_restarted(tmp_path: Path) -> None:
+    """SIGKILL indiserver in the middle of a 3 s dark, start it again 1 s later on the same port:
+    the sequencer reconnects (settings and set-point re-sent), retakes the frame, and the library
+    ends with exactly the planned frames.
+
+    ``calibd run`` is a real process here and the server is killed and restarted from the test's
+    main thread (IndiTestServer puts ``setpriv --pdeathsig`` on indiserver, and that signal follows
+    the *thread* that started it: a server restarted from a short-lived thread dies with it)."""
+    with running_indi_server(polling_ms=POLL_MS) as srv:
+        config = indi_config(tmp_path / "calibd.yaml", srv)
+        plan = write_plan(tmp_path / "plan.yaml", KILL_PLAN)
+        lib = tmp_path / "lib"
+        log = tmp_path / "calibd.log"
+        proc = start_calibd("run", plan, "--config", config, "--library", lib, log=log)
+        try:
+            # The bias frames and the first dark are on disk: the second dark is being exposed
+            # (each frame is written while the next one is exposed).
+            assert wait_until(lambda: frames_on_disk(lib, "Darks") >= 1 or proc.poll() is not None,
+                              90.0), log.read_text(errors="replace")[-3000:]
+            assert proc.poll() is None, log.read_text(errors="replace")[-3000:]
+            time.sleep(1.0)
+            before = frames_on_disk(lib)
+            srv.kill()
+            time.sleep(1.0)
+            srv.start()
+            code = finish(proc, 120.0, log)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(10)
+        text = log.read_text(errors="replace")
+        assert code == 0, text[-3000:]
+        assert before == 2 + 1, "the kill did not land in the second dark"
+        planned = planned_cells(lib)
+        assert sum(planned.values()) == KILL_FRAMES
+        assert_library_exact(lib, planned)
+        kinds = [kind for kind, _ in journal(lib)]
+        assert "device-lost" in kinds and "reconnected" in kinds, kinds
+        assert kinds.index("device-lost") < kinds.index("reconnected")
+        darks = sorted(h["FRAMESEQ"] for h in headers(lib) if h["IMAGETYP"] == "Dark Frame")
+        assert darks == [1, 2, 3]
+        # The re-sent settings reached the new server process.
+        props = srv.getprop(f"{CCD}.*.*")
+        assert float(props[f"{CCD}.CCD_GAIN.GAIN"]) == GAIN
+        assert float(props[f"{CCD}.CCD_OFFSET.OFFSET"]) == OFFSET
