@@ -7,7 +7,6 @@ simulated clock, so a first run needs no hardware.
 
 from __future__ import annotations
 
-import ipaddress
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Literal
@@ -15,6 +14,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError, model_validator
 
 from capture.errors import ConfigError
+from capture.net import is_loopback_literal
 from capture.yamlsrc import Located, load_located, problems_from_validation
 
 # Simulated seconds per real second when no configuration is given: a 300 s dark takes 0.3 s.
@@ -35,6 +35,26 @@ class SimFaultsConfig(_Strict):
     light_leak_e_per_s: float = Field(50.0, gt=0)
 
 
+class _IndiEndpoint(_Strict):
+    """An INDI device: the indiserver (TCP host and port, or its local socket) and the name."""
+
+    driver: Literal["indi"]
+    host: str = "localhost"
+    port: int = Field(7624, ge=1, le=65535)
+    socket_path: str | None = None
+    device: str = Field(min_length=1)
+
+
+class _AlpacaEndpoint(_Strict):
+    """An Alpaca device: the server and the device number; ``timeout_s`` real seconds a call."""
+
+    driver: Literal["alpaca"]
+    host: str = "127.0.0.1"
+    port: int = Field(11111, ge=1, le=65535)
+    device_number: int = Field(0, ge=0)
+    timeout_s: float = Field(5.0, gt=0, le=120)
+
+
 class _CameraCommon(_Strict):
     unity_gain: int | None = Field(None, ge=0)  # overrides what the camera/model table says
     offset: int | None = Field(None, ge=0)  # default offset for plans that give none
@@ -52,22 +72,12 @@ class SimulatorCamera(_CameraCommon):
     faults: SimFaultsConfig = SimFaultsConfig()
 
 
-class IndiCamera(_CameraCommon):
-    driver: Literal["indi"]
-    host: str = "localhost"
-    port: int = Field(7624, ge=1, le=65535)
-    socket_path: str | None = None
-    device: str = Field(min_length=1)
+class IndiCamera(_IndiEndpoint, _CameraCommon):
     connect_timeout_s: float = Field(10.0, gt=0, le=300)
     polling_ms: int | None = Field(None, ge=10, le=60000)
 
 
-class AlpacaCamera(_CameraCommon):
-    driver: Literal["alpaca"]
-    host: str = "127.0.0.1"
-    port: int = Field(11111, ge=1, le=65535)
-    device_number: int = Field(0, ge=0)
-    timeout_s: float = Field(5.0, gt=0, le=120)
+class AlpacaCamera(_AlpacaEndpoint, _CameraCommon):
     download_timeout_s: float | None = Field(None, gt=0, le=3600)  # real s; None: from read-out
 
 
@@ -88,20 +98,12 @@ class SimulatorWheel(_Strict):
     seconds_per_slot: float = Field(1.0, ge=0, le=60)
 
 
-class IndiWheel(_Strict):
-    driver: Literal["indi"]
-    host: str = "localhost"
-    port: int = Field(7624, ge=1, le=65535)
-    socket_path: str | None = None
-    device: str = Field(min_length=1)
+class IndiWheel(_IndiEndpoint):
+    pass
 
 
-class AlpacaWheel(_Strict):
-    driver: Literal["alpaca"]
-    host: str = "127.0.0.1"
-    port: int = Field(11111, ge=1, le=65535)
-    device_number: int = Field(0, ge=0)
-    timeout_s: float = Field(5.0, gt=0, le=120)
+class AlpacaWheel(_AlpacaEndpoint):
+    pass
 
 
 class SimulatorPanel(_Strict):
@@ -112,21 +114,12 @@ class SimulatorPanel(_Strict):
     drift_pct_per_min: float = Field(0.0, ge=0, le=100)  # output fading while lit (fault model)
 
 
-class IndiPanel(_Strict):
-    driver: Literal["indi"]
-    host: str = "localhost"
-    port: int = Field(7624, ge=1, le=65535)
-    socket_path: str | None = None
-    device: str = Field(min_length=1)
-    dust_cap_device: str | None = None
+class IndiPanel(_IndiEndpoint):
+    dust_cap_device: str | None = None  # when the cover is a separate INDI device
 
 
-class AlpacaPanel(_Strict):
-    driver: Literal["alpaca"]
-    host: str = "127.0.0.1"
-    port: int = Field(11111, ge=1, le=65535)
-    device_number: int = Field(0, ge=0)
-    timeout_s: float = Field(5.0, gt=0, le=120)
+class AlpacaPanel(_AlpacaEndpoint):
+    pass
 
 
 WheelConfig = Annotated[SimulatorWheel | IndiWheel | AlpacaWheel, Field(discriminator="driver")]
@@ -188,15 +181,6 @@ class MastersConfig(_Strict):
     bpm_block_px: int = Field(32, ge=4, le=1024)  # size of the local-level blocks
 
 
-def is_loopback(host: str) -> bool:
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
-
-
 class ApiConfig(_Strict):
     enabled: StrictBool = True
     host: str = "127.0.0.1"
@@ -206,7 +190,8 @@ class ApiConfig(_Strict):
 
     @model_validator(mode="after")
     def _token_off_loopback(self) -> ApiConfig:
-        if self.enabled and not is_loopback(self.host) and not (self.token or self.token_file):
+        if self.enabled and not is_loopback_literal(self.host) and \
+                not (self.token or self.token_file):
             raise ValueError(f"refusing to serve the API on {self.host} without a token: set "
                              "api.token or api.token_file (or keep host 127.0.0.1)")
         return self
@@ -276,21 +261,12 @@ class SimulatorSafety(_Strict):
     cloudy: list[CloudyPeriod] = Field(default_factory=list)  # in clock time; safe otherwise
 
 
-class IndiSafety(_Strict):
-    driver: Literal["indi"]
-    host: str = "localhost"
-    port: int = Field(7624, ge=1, le=65535)
-    socket_path: str | None = None
-    device: str = Field(min_length=1)
+class IndiSafety(_IndiEndpoint):
+    pass
 
 
-class AlpacaSafety(_Strict):
-    driver: Literal["alpaca"]
-    host: str = "127.0.0.1"
-    port: int = Field(11111, ge=1, le=65535)
-    device_number: int = Field(0, ge=0)
-    conditions_device_number: int | None = Field(None, ge=0)
-    timeout_s: float = Field(5.0, gt=0, le=120)
+class AlpacaSafety(_AlpacaEndpoint):
+    conditions_device_number: int | None = Field(None, ge=0)  # ObservingConditions, cloud cover
 
 
 SafetyConfig = Annotated[SimulatorSafety | IndiSafety | AlpacaSafety,

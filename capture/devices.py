@@ -11,15 +11,9 @@ from typing import Any
 
 from capture.config import (
     AlpacaCamera,
-    AlpacaPanel,
-    AlpacaSafety,
-    AlpacaWheel,
     CameraConfig,
     ClockConfig,
     Config,
-    IndiPanel,
-    IndiSafety,
-    IndiWheel,
     SafetyConfig,
     SimulatorCamera,
     SimulatorPanel,
@@ -116,6 +110,24 @@ def make_camera(name: str, cfg: CameraConfig, clock: Clock) -> Camera:
     return camera
 
 
+ACCESSORY_CLASSES: dict[tuple[str, str], str] = {
+    ("indi", "wheel"): "IndiFilterWheel",
+    ("alpaca", "wheel"): "AlpacaFilterWheel",
+    ("indi", "panel"): "IndiFlatPanel",
+    ("alpaca", "panel"): "AlpacaFlatPanel",
+    ("indi", "safety"): "IndiSafetyMonitor",
+    ("alpaca", "safety"): "AlpacaSafetyMonitor",
+}
+
+
+def _real_accessory(cfg: Any, role: str) -> Any:
+    """An INDI or Alpaca wheel, panel or safety monitor built from its endpoint config (every
+    field but ``driver`` is a keyword argument of the driver class)."""
+    module = driver_module(cfg.driver)
+    cls = getattr(module, ACCESSORY_CLASSES[(cfg.driver, role)])
+    return cls(**cfg.model_dump(exclude={"driver"}))
+
+
 def make_safety(cfg: SafetyConfig, clock: Clock) -> SafetyMonitor:
     """The configured safety monitor / weather source (not connected)."""
     if isinstance(cfg, SimulatorSafety):
@@ -123,42 +135,17 @@ def make_safety(cfg: SafetyConfig, clock: Clock) -> SafetyMonitor:
 
         periods = [(p.start.astimezone(UTC), p.end.astimezone(UTC)) for p in cfg.cloudy]
         return SimulatedSafetyMonitor(clock, cloudy_periods=periods)
-    module = driver_module(cfg.driver)
-    if isinstance(cfg, AlpacaSafety):
-        monitor: SafetyMonitor = module.AlpacaSafetyMonitor(
-            host=cfg.host, port=cfg.port, device_number=cfg.device_number,
-            conditions_device_number=cfg.conditions_device_number, timeout_s=cfg.timeout_s)
-        return monitor
-    assert isinstance(cfg, IndiSafety)
-    monitor = module.IndiSafetyMonitor(device=cfg.device, host=cfg.host, port=cfg.port,
-                                       socket_path=cfg.socket_path)
+    monitor: SafetyMonitor = _real_accessory(cfg, "safety")
     return monitor
 
 
 def make_wheel(cfg: Any, clock: Clock) -> FilterWheel:
-    module = driver_module(cfg.driver)
-    if isinstance(cfg, AlpacaWheel):
-        wheel: FilterWheel = module.AlpacaFilterWheel(host=cfg.host, port=cfg.port,
-                                                      device_number=cfg.device_number,
-                                                      timeout_s=cfg.timeout_s)
-        return wheel
-    assert isinstance(cfg, IndiWheel)
-    wheel = module.IndiFilterWheel(host=cfg.host, port=cfg.port, device=cfg.device,
-                                   socket_path=cfg.socket_path)
+    wheel: FilterWheel = _real_accessory(cfg, "wheel")
     return wheel
 
 
 def make_panel(cfg: Any, clock: Clock) -> FlatPanel:
-    module = driver_module(cfg.driver)
-    if isinstance(cfg, AlpacaPanel):
-        panel: FlatPanel = module.AlpacaFlatPanel(host=cfg.host, port=cfg.port,
-                                                  device_number=cfg.device_number,
-                                                  timeout_s=cfg.timeout_s)
-        return panel
-    assert isinstance(cfg, IndiPanel)
-    panel = module.IndiFlatPanel(host=cfg.host, port=cfg.port, device=cfg.device,
-                                 socket_path=cfg.socket_path,
-                                 dust_cap_device=cfg.dust_cap_device)
+    panel: FlatPanel = _real_accessory(cfg, "panel")
     return panel
 
 

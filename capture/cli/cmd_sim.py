@@ -8,9 +8,10 @@ with a parsed namespace directly.
 from __future__ import annotations
 
 import argparse
-import ipaddress
 import sys
 from typing import Any
+
+from capture.net import is_loopback_literal as is_loopback
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -52,17 +53,6 @@ def register(sub: Any) -> None:
     serve.add_argument("--filters", default=",".join(DEFAULT_FILTERS),
                        help="filter names in slot order, comma-separated (default %(default)s)")
     serve.set_defaults(handler=run_serve)
-
-
-def is_loopback(host: str) -> bool:
-    """True for loopback addresses and ``localhost``; False for anything else (including
-    0.0.0.0 and host names that might resolve elsewhere)."""
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 def run_serve(args: argparse.Namespace) -> int:

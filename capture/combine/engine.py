@@ -194,16 +194,8 @@ def combine_files(
     :class:`~capture.combine.reader.FrameReadError` (a ValueError) if a frame fails while being
     read; :class:`RuntimeError` if ``engine="numba"`` is unavailable.
     """
-    if not paths:
-        raise ValueError("no frames to combine")
-    sources, used, excluded = _open_sources(paths)
+    sources, excluded, shape, sub, sc = _prepare(paths, rejection, subtract, scales)
     try:
-        if not sources:
-            _check_count(0, rejection, excluded)
-        shape = _check_shapes(sources)
-        _check_count(len(sources), rejection, excluded)
-        sub = _prepare_subtract(subtract, shape)
-        sc = _prepare_scales(scales, len(paths), used)
         sink = ArraySink(shape)
         low, high, chosen = execute(
             sources,
@@ -225,6 +217,30 @@ def combine_files(
         **_stats(len(sources), shape, labels, excluded, low, high, method, rejection, chosen),
         data=sink.data,
     )
+
+
+def _prepare(
+    paths: Sequence[str | os.PathLike[str]],
+    rejection: Rejection,
+    subtract: npt.ArrayLike | None,
+    scales: Sequence[float] | npt.ArrayLike | None,
+) -> tuple[list[FrameSource], list[tuple[str, str]], tuple[int, int], F32 | None, F32 | None]:
+    """Open and check the frames (shapes, enough of them for the method) and the calibration
+    inputs. The caller closes the sources. Raises ValueError."""
+    if not paths:
+        raise ValueError("no frames to combine")
+    sources, used, excluded = _open_sources(paths)
+    try:
+        if not sources:
+            _check_count(0, rejection, excluded)
+        shape = _check_shapes(sources)
+        _check_count(len(sources), rejection, excluded)
+        sub = _prepare_subtract(subtract, shape)
+        sc = _prepare_scales(scales, len(paths), used)
+    except BaseException:
+        _close_all(sources)
+        raise
+    return sources, list(excluded), shape, sub, sc
 
 
 def combine_to_fits(
@@ -250,16 +266,8 @@ def combine_to_fits(
     Blocks until the file is durable. Raises as :func:`combine_files`, plus :class:`OSError`
     for write failures.
     """
-    if not paths:
-        raise ValueError("no frames to combine")
-    sources, used, excluded = _open_sources(paths)
+    sources, excluded, shape, sub, sc = _prepare(paths, rejection, subtract, scales)
     try:
-        if not sources:
-            _check_count(0, rejection, excluded)
-        shape = _check_shapes(sources)
-        _check_count(len(sources), rejection, excluded)
-        sub = _prepare_subtract(subtract, shape)
-        sc = _prepare_scales(scales, len(paths), used)
         labels = [s.label for s in sources]
 
         def make_header(low: int, high: int, chosen: str) -> tuple[fits.Header, CombineStats]:

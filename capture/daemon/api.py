@@ -37,6 +37,7 @@ from urllib.parse import unquote, urlsplit
 
 from capture import __version__
 from capture.daemon.control import ControlError, DaemonControl
+from capture.net import is_loopback
 
 log = logging.getLogger(__name__)
 
@@ -55,24 +56,6 @@ _RUN_KEYS = frozenset({"camera", "plan", "schedule"})
 _BUSY_BODY = b'{"error": "server too busy"}'
 _BUSY = (b"HTTP/1.0 503 Service Unavailable\r\nContent-Type: application/json\r\n"
          b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(_BUSY_BODY), _BUSY_BODY))
-
-
-def is_loopback(host: str) -> bool:
-    """True when ``host`` (an IP literal, ``localhost``, or a name) means this machine only:
-    every address it resolves to is a loopback address. Names are resolved (blocking)."""
-    name = host.strip("[]")
-    if name.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(name).is_loopback
-    except ValueError:
-        pass
-    try:
-        infos = socket.getaddrinfo(name, None, type=socket.SOCK_STREAM)
-    except OSError:
-        return False
-    return bool(infos) and all(ipaddress.ip_address(str(i[4][0]).split("%")[0]).is_loopback
-                               for i in infos)
 
 
 def read_token_file(path: Path | str) -> str:

@@ -5,8 +5,10 @@ the tolerance."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from capture.flats.memory import FlatKey
 from capture.flats.search import SearchFailed, SearchSpec
 from capture.plans.cells import Cell
 from capture.plans.model import FlatSet
@@ -60,66 +62,55 @@ def capture_panel_flats(runner: FlatRunner, cells: list[Cell], fset: FlatSet) ->
 
 def _exposure_mode(runner: FlatRunner, cell: Cell, fset: FlatSet, bias: float,
                    brightness: int) -> None:
-    seq = runner.seq
+    """Search the exposure at a fixed panel brightness."""
     spec = runner.spec(fset, bias)
-    if not runner.check_reachable(cell, spec):
-        return
     key = runner.memory_key(cell, "exposure")
     start = runner.last_exposure(cell) or runner.memory.recall(key, brightness)
-    extra: dict[str, str | int | float | bool] = {"FLATSRC": "panel", "PANELBRT": brightness}
+    _fill(runner, cell, spec, key, fixed=brightness, start=start,
+          take=lambda x: runner.seq.shoot(cell, x), exposure_of=lambda x: x,
+          brightness_of=lambda x: brightness)
+
+
+def _brightness_mode(runner: FlatRunner, cell: Cell, fset: FlatSet, bias: float) -> None:
+    """Search the panel brightness at the set's one fixed exposure."""
+    assert fset.panel.exposure_s is not None
+    exposure = fset.panel.exposure_s
+    spec = runner.spec(fset, bias, what="brightness")
+    key = runner.memory_key(cell, "brightness")
+    _fill(runner, cell, spec, key, fixed=exposure, start=runner.memory.recall(key, exposure),
+          take=lambda x: _lit_shot(runner, cell, round(x), exposure),
+          exposure_of=lambda x: exposure, brightness_of=round)
+
+
+def _fill(runner: FlatRunner, cell: Cell, spec: SearchSpec, key: FlatKey, *, fixed: float,
+          start: float | None, take: Callable[[float], Shot],
+          exposure_of: Callable[[float], float], brightness_of: Callable[[float], int]) -> None:
+    """Search ``x`` (exposure or brightness), remember it, then take the cell's flats at it;
+    a flat out of tolerance is discarded and the search runs again from where it was (at most
+    MAX_RETUNES times). The last test frame of a search counts when it is good."""
+    seq = runner.seq
+    if not runner.check_reachable(cell, spec):
+        return
     retunes = 0
     while seq.done.get(cell.key, 0) < cell.count:
         try:
-            result, measured = runner.run_search(cell, spec, start, lambda x: seq.shoot(cell, x))
+            result, measured = runner.run_search(cell, spec, start, take)
         except SearchFailed as err:
             runner.fail(cell, err)
             return
-        runner.memory.remember(key, brightness, result.x, result.level)
+        runner.memory.remember(key, fixed, result.x, result.level)
+        extra: dict[str, str | int | float | bool] = {
+            "FLATSRC": "panel", "PANELBRT": brightness_of(result.x)}
         runner.keep_if_good(cell, spec, measured.shot, extra)
-        exposure = result.x  # the last test frame (kept above) was taken at exactly this
+        exposure = exposure_of(result.x)
         while seq.done.get(cell.key, 0) < cell.count:
-            shot = seq.shoot(cell, exposure)
-            if runner.keep_if_good(cell, spec, shot, extra):
+            if runner.keep_if_good(cell, spec, seq.shoot(cell, exposure), extra):
                 continue
             retunes += 1  # rejected (and journalled): tune again from where we are
             if retunes > MAX_RETUNES:
                 runner.fail(cell, f"the level kept drifting out of tolerance ({retunes} re-tunes)")
                 return
-            start = exposure
-            break
-
-
-def _brightness_mode(runner: FlatRunner, cell: Cell, fset: FlatSet, bias: float) -> None:
-    seq, panel = runner.seq, runner.setup.panel
-    assert panel is not None and fset.panel.exposure_s is not None
-    exposure = fset.panel.exposure_s
-    spec: SearchSpec = runner.spec(fset, bias, what="brightness")
-    if not runner.check_reachable(cell, spec):
-        return
-    key = runner.memory_key(cell, "brightness")
-    start = runner.memory.recall(key, exposure)
-    retunes = 0
-    while seq.done.get(cell.key, 0) < cell.count:
-        try:
-            result, measured = runner.run_search(
-                cell, spec, start, lambda x: _lit_shot(runner, cell, round(x), exposure))
-        except SearchFailed as err:
-            runner.fail(cell, err)
-            return
-        brightness = round(result.x)
-        runner.memory.remember(key, exposure, brightness, result.level)
-        extra: dict[str, str | int | float | bool] = {"FLATSRC": "panel",
-                                                      "PANELBRT": brightness}
-        runner.keep_if_good(cell, spec, measured.shot, extra)
-        while seq.done.get(cell.key, 0) < cell.count:
-            shot = seq.shoot(cell, exposure)
-            if runner.keep_if_good(cell, spec, shot, extra):
-                continue
-            retunes += 1
-            if retunes > MAX_RETUNES:
-                runner.fail(cell, f"the level kept drifting out of tolerance ({retunes} re-tunes)")
-                return
-            start = brightness
+            start = result.x
             break
 
 

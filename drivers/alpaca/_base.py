@@ -20,7 +20,7 @@ import json
 import logging
 import math
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any, ClassVar, Literal, TypeVar
+from typing import Any, ClassVar, Literal, TypedDict, TypeVar
 from urllib.parse import urlencode
 
 from drivers.clock import Clock, RealClock
@@ -230,6 +230,18 @@ class _BoundSession:
         return getattr(self._inner, name)
 
 
+class Endpoint(TypedDict, total=False):
+    """The keyword arguments every Alpaca device takes (see :class:`AlpacaDevice`)."""
+
+    host: str
+    port: int
+    device_number: int
+    timeout_s: float
+    client_id: int | None
+    clock: Clock | None
+    quirks: Iterable[str] | None
+
+
 class AlpacaDevice:
     """Base of the Alpaca device drivers: one device ``device_type/device_number`` on ``host:port``.
 
@@ -248,9 +260,9 @@ class AlpacaDevice:
     def __init__(
         self,
         *,
-        host: str,
-        port: int,
-        device_number: int,
+        host: str = "127.0.0.1",
+        port: int = 11111,
+        device_number: int = 0,
         timeout_s: float = 5.0,
         client_id: int | None = None,
         clock: Clock | None = None,

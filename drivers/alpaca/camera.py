@@ -11,13 +11,11 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Iterable
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any, Literal, Unpack
 
-from drivers.alpaca._base import AlpacaDevice, Quirk
+from drivers.alpaca._base import AlpacaDevice, Endpoint, Quirk
 from drivers.alpaca.imagebytes import ImageDownload
-from drivers.clock import Clock
 from drivers.contracts import CameraInfo, CaptureSettings, CoolerState, Frame, ImageArray
 from drivers.errors import (
     DeviceError,
@@ -107,24 +105,10 @@ class AlpacaCamera(AlpacaDevice):
     def __init__(
         self,
         *,
-        host: str = "127.0.0.1",
-        port: int = 11111,
-        device_number: int = 0,
-        timeout_s: float = 5.0,
         download_timeout_s: float | None = None,
-        client_id: int | None = None,
-        clock: Clock | None = None,
-        quirks: Iterable[str] | None = None,
+        **endpoint: Unpack[Endpoint],
     ) -> None:
-        super().__init__(
-            host=host,
-            port=port,
-            device_number=device_number,
-            timeout_s=timeout_s,
-            client_id=client_id,
-            clock=clock,
-            quirks=quirks,
-        )
+        super().__init__(**endpoint)
         if download_timeout_s is not None and not download_timeout_s > 0:
             raise ValueError(f"download_timeout_s must be > 0, got {download_timeout_s}")
         self.download_timeout_s = download_timeout_s

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import enum
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
+from typing import Unpack
 
-from drivers.alpaca._base import AlpacaDevice
-from drivers.clock import Clock
+from drivers.alpaca._base import AlpacaDevice, Endpoint
 from drivers.contracts import CoverState
 from drivers.errors import DeviceUnavailable, NotSupported
 
@@ -42,24 +42,10 @@ class AlpacaFlatPanel(AlpacaDevice):
     def __init__(
         self,
         *,
-        host: str = "127.0.0.1",
-        port: int = 11111,
-        device_number: int = 0,
-        timeout_s: float = 5.0,
         settle_timeout_s: float = 60.0,
-        client_id: int | None = None,
-        clock: Clock | None = None,
-        quirks: Iterable[str] | None = None,
+        **endpoint: Unpack[Endpoint],
     ) -> None:
-        super().__init__(
-            host=host,
-            port=port,
-            device_number=device_number,
-            timeout_s=timeout_s,
-            client_id=client_id,
-            clock=clock,
-            quirks=quirks,
-        )
+        super().__init__(**endpoint)
         self.settle_timeout_s = settle_timeout_s
         self._max_brightness = 0
         self._has_calibrator = False

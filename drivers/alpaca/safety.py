@@ -4,10 +4,9 @@ IsSafe, plus CloudCover from an ObservingConditions device when one is configure
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from typing import Unpack
 
-from drivers.alpaca._base import AlpacaDevice, Quirk
-from drivers.clock import Clock
+from drivers.alpaca._base import AlpacaDevice, Endpoint, Quirk
 
 logger = logging.getLogger(__name__)
 
@@ -39,37 +38,15 @@ class AlpacaSafetyMonitor(AlpacaDevice):
     def __init__(
         self,
         *,
-        host: str = "127.0.0.1",
-        port: int = 11111,
-        device_number: int = 0,
         conditions_device_number: int | None = None,
-        timeout_s: float = 5.0,
-        client_id: int | None = None,
-        clock: Clock | None = None,
-        quirks: Iterable[str] | None = None,
+        **endpoint: Unpack[Endpoint],
     ) -> None:
-        super().__init__(
-            host=host,
-            port=port,
-            device_number=device_number,
-            timeout_s=timeout_s,
-            client_id=client_id,
-            clock=clock,
-            quirks=quirks,
-        )
-        self._conditions = (
-            None
-            if conditions_device_number is None
-            else _ObservingConditions(
-                host=host,
-                port=port,
-                device_number=conditions_device_number,
-                timeout_s=timeout_s,
-                client_id=client_id,
-                clock=clock,
-                quirks=quirks,
-            )
-        )
+        super().__init__(**endpoint)
+        self._conditions: _ObservingConditions | None = None
+        if conditions_device_number is not None:
+            conditions = Endpoint(**endpoint)
+            conditions["device_number"] = conditions_device_number
+            self._conditions = _ObservingConditions(**conditions)
 
     def connect(self) -> None:
         """Connect the safety monitor and the ObservingConditions device (if configured).

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from typing import Unpack
 
-from drivers.alpaca._base import AlpacaDevice
-from drivers.clock import Clock
+from drivers.alpaca._base import AlpacaDevice, Endpoint
 from drivers.errors import DeviceUnavailable, SettingRejected
 
 logger = logging.getLogger(__name__)
@@ -25,24 +24,10 @@ class AlpacaFilterWheel(AlpacaDevice):
     def __init__(
         self,
         *,
-        host: str = "127.0.0.1",
-        port: int = 11111,
-        device_number: int = 0,
-        timeout_s: float = 5.0,
         move_timeout_s: float = 60.0,
-        client_id: int | None = None,
-        clock: Clock | None = None,
-        quirks: Iterable[str] | None = None,
+        **endpoint: Unpack[Endpoint],
     ) -> None:
-        super().__init__(
-            host=host,
-            port=port,
-            device_number=device_number,
-            timeout_s=timeout_s,
-            client_id=client_id,
-            clock=clock,
-            quirks=quirks,
-        )
+        super().__init__(**endpoint)
         self.move_timeout_s = move_timeout_s
         self._names: tuple[str, ...] = ()
 

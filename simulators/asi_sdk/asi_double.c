@@ -628,6 +628,22 @@ static cam_t *find_cam(int id, int need_open, int *err)
     return NULL;
 }
 
+/* The preamble of every call on an open camera: lock, count the call, find the camera by its
+ * id or return the SDK's error. Declares ``c``. */
+#define OPEN_CAM(c, id)                                                                           \
+    int c##_err;                                                                                  \
+    ENTER();                                                                                      \
+    cam_t *c = find_cam((id), 1, &c##_err);                                                       \
+    if (!c)                                                                                       \
+    LEAVE(c##_err)
+
+/* Store ``value`` through an optional output pointer. */
+#define OUT(ptr, value)                                                                           \
+    do {                                                                                          \
+        if (ptr)                                                                                  \
+            *(ptr) = (value);                                                                     \
+    } while (0)
+
 static cam_t *cam_by_index(int index)
 {
     int k = 0;
@@ -885,11 +901,7 @@ int ASIOpenCamera(int id)
 
 int ASIInitCamera(int id)
 {
-    int err;
-    ENTER();
-    cam_t *c = find_cam(id, 1, &err);
-    if (!c)
-        LEAVE(err);
+    OPEN_CAM(c, id);
     drop_exposure(c);
     c->video = 0;
     reset_roi(c);
@@ -911,26 +923,17 @@ int ASICloseCamera(int id)
 
 int ASIGetNumOfControls(int id, int *count)
 {
-    int err;
-    ENTER();
-    cam_t *c = find_cam(id, 1, &err);
-    if (!c)
-        LEAVE(err);
+    OPEN_CAM(c, id);
     int n = 0;
     for (int i = 0; i < N_CONTROL_ORDER; i++)
         n += control_caps(c, k_control_order[i], NULL);
-    if (count)
-        *count = n;
+    OUT(count, n);
     LEAVE(DBL_OK);
 }
 
 int ASIGetControlCaps(int id, int index, dbl_control_caps_t *caps)
 {
-    int err;
-    ENTER();
-    cam_t *c = find_cam(id, 1, &err);
-    if (!c)
-        LEAVE(err);
+    OPEN_CAM(c, id);
     int k = 0;
     for (int i = 0; i < N_CONTROL_ORDER; i++) {
         if (!control_caps(c, k_control_order[i], NULL))
@@ -946,11 +949,7 @@ int ASIGetControlCaps(int id, int index, dbl_control_caps_t *caps)
 
 int ASIGetControlValue(int id, int type, long *value, int *is_auto)
 {
-    int err;
-    ENTER();
-    cam_t *c = find_cam(id, 1, &err);
-    if (!c)
-        LEAVE(err);
+    OPEN_CAM(c, id);
     if (type < 0 || type >= DBL_CTL_TYPES || !control_caps(c, type, NULL))
         LEAVE(DBL_ERR_INVALID_CONTROL_TYPE);
     long v = c->ctl[type];
@@ -958,10 +957,8 @@ int ASIGetControlValue(int id, int type, long *value, int *is_auto)
         v = lround(10.0 * cam_temperature(c, sim_now()));
     else if (type == DBL_CTL_COOLER_POWER)
         v = lround(cooler_power(c));
-    if (value)
-        *value = v;
-    if (is_auto)
-        *is_auto = c->ctl_auto[type];
+    OUT(value, v);
+    OUT(is_auto, c->ctl_auto[type]);
     LEAVE(DBL_OK);
 }
 
@@ -991,11 +988,7 @@ int ASISetControlValue(int id, int type, long value, int is_auto)
 
 int ASISetROIFormat(int id, int width, int height, int bin, int img_type)
 {
-    int err;
-    ENTER();
-    cam_t *c = find_cam(id, 1, &err);
-    if (!c)
-        LEAVE(err);
+    OPEN_CAM(c, id);
     if (c->video)
         LEAVE(DBL_ERR_VIDEO_MODE_ACTIVE);
     if (c->status == DBL_EXP_WORKING)
@@ -1017,29 +1010,17 @@ int ASISetROIFormat(int id, int width, int height, int bin, int img_type)
 
 int ASIGetROIFormat(int id, int *width, int *height, int *bin, int *img_type)
 {
-    int err;
-    ENTER();
-    cam_t *c = find_cam(id, 1, &err);
-    if (!c)
-        LEAVE(err);
-    if (width)
-        *width = c->roi_w;
-    if (height)
-        *height = c->roi_h;
-    if (bin)
-        *bin = c->roi_bin;
-    if (img_type)
-        *img_type = c->roi_type;
+    OPEN_CAM(c, id);
+    OUT(width, c->roi_w);
+    OUT(height, c->roi_h);
+    OUT(bin, c->roi_bin);
+    OUT(img_type, c->roi_type);
     LEAVE(DBL_OK);
 }
 
 int ASISetStartPos(int id, int x, int y)
 {
-    int err;
-    ENTER();
-    cam_t *c = find_cam(id, 1, &err);
-    if (!c)
-        LEAVE(err);
+    OPEN_CAM(c, id);
     if (x < 0 || y < 0 || x + c->roi_w > c->cfg.width / c->roi_bin ||
         y + c->roi_h > c->cfg.height / c->roi_bin)
         LEAVE(DBL_ERR_OUTOF_BOUNDARY);
@@ -1050,37 +1031,22 @@ int ASISetStartPos(int id, int x, int y)
 
 int ASIGetStartPos(int id, int *x, int *y)
 {
-    int err;
-    ENTER();
-    cam_t *c = find_cam(id, 1, &err);
-    if (!c)
-        LEAVE(err);
-    if (x)
-        *x = c->start_x;
-    if (y)
-        *y = c->start_y;
+    OPEN_CAM(c, id);
+    OUT(x, c->start_x);
+    OUT(y, c->start_y);
     LEAVE(DBL_OK);
 }
 
 int ASIGetDroppedFrames(int id, int *dropped)
 {
-    int err;
-    ENTER();
-    cam_t *c = find_cam(id, 1, &err);
-    if (!c)
-        LEAVE(err);
-    if (dropped)
-        *dropped = 0;
+    OPEN_CAM(c, id);
+    OUT(dropped, 0);
     LEAVE(DBL_OK);
 }
 
 int ASIEnableDarkSubtract(int id, char *bmp_path)
 {
-    int err;
-    ENTER();
-    cam_t *c = find_cam(id, 1, &err);
-    if (!c)
-        LEAVE(err);
+    OPEN_CAM(c, id);
     if (!bmp_path || access(bmp_path, R_OK) != 0)
         LEAVE(DBL_ERR_INVALID_PATH);
     LEAVE(DBL_ERR_INVALID_FILEFORMAT); /* the double never accepts a dark file */
@@ -1096,11 +1062,7 @@ int ASIDisableDarkSubtract(int id)
 
 int ASIStartVideoCapture(int id)
 {
-    int err;
-    ENTER();
-    cam_t *c = find_cam(id, 1, &err);
-    if (!c)
-        LEAVE(err);
+    OPEN_CAM(c, id);
     if (c->status == DBL_EXP_WORKING)
         LEAVE(DBL_ERR_EXPOSURE_IN_PROGRESS);
     c->video = 1;
@@ -1109,22 +1071,14 @@ int ASIStartVideoCapture(int id)
 
 int ASIStopVideoCapture(int id)
 {
-    int err;
-    ENTER();
-    cam_t *c = find_cam(id, 1, &err);
-    if (!c)
-        LEAVE(err);
+    OPEN_CAM(c, id);
     c->video = 0;
     LEAVE(DBL_OK);
 }
 
 int ASIGetVideoData(int id, unsigned char *buffer, long size, int wait_ms)
 {
-    int err;
-    ENTER();
-    cam_t *c = find_cam(id, 1, &err);
-    if (!c)
-        LEAVE(err);
+    OPEN_CAM(c, id);
     if (!c->video)
         LEAVE(DBL_ERR_INVALID_SEQUENCE);
     size_t need = frame_bytes(c->roi_w, c->roi_h, c->roi_type);
@@ -1132,12 +1086,12 @@ int ASIGetVideoData(int id, unsigned char *buffer, long size, int wait_ms)
         LEAVE(DBL_ERR_BUFFER_TOO_SMALL);
     double real_exp = (double)c->ctl[DBL_CTL_EXPOSURE] * 1e-6 / g_run.time_scale;
     if (wait_ms >= 0 && wait_ms * 1e-3 < real_exp) {
-        c = hang_unlocked(wait_ms * 1e-3, id, &err);
-        LEAVE(c ? DBL_ERR_TIMEOUT : err);
+        c = hang_unlocked(wait_ms * 1e-3, id, &c_err);
+        LEAVE(c ? DBL_ERR_TIMEOUT : c_err);
     }
-    c = hang_unlocked(real_exp, id, &err);
+    c = hang_unlocked(real_exp, id, &c_err);
     if (!c)
-        LEAVE(err);
+        LEAVE(c_err);
     if (!c->video)
         LEAVE(DBL_ERR_INVALID_SEQUENCE);
     snapshot_exposure(c, 0, sim_now() - (double)c->ctl[DBL_CTL_EXPOSURE] * 1e-6);
@@ -1169,11 +1123,7 @@ int ASIPulseGuideOff(int id, int direction)
 
 int ASIStartExposure(int id, int is_dark)
 {
-    int err;
-    ENTER();
-    cam_t *c = find_cam(id, 1, &err);
-    if (!c)
-        LEAVE(err);
+    OPEN_CAM(c, id);
     if (c->video)
         LEAVE(DBL_ERR_VIDEO_MODE_ACTIVE);
     if (c->status == DBL_EXP_WORKING)
@@ -1190,18 +1140,14 @@ int ASIStartExposure(int id, int is_dark)
 
 int ASIStopExposure(int id)
 {
-    int err;
-    ENTER();
-    cam_t *c = find_cam(id, 1, &err);
-    if (!c)
-        LEAVE(err);
+    OPEN_CAM(c, id);
     double hang = c->hang_stop_s;
     if (hang > 0.0) {
         c->hang_stop_s = 0.0;
         c->n_hangs++;
-        c = hang_unlocked(hang, id, &err);
+        c = hang_unlocked(hang, id, &c_err);
         if (!c)
-            LEAVE(err);
+            LEAVE(c_err);
     }
     if (c->status == DBL_EXP_WORKING) {
         c->status = DBL_EXP_FAILED;
@@ -1214,32 +1160,23 @@ int ASIStopExposure(int id)
 
 int ASIGetExpStatus(int id, int *status)
 {
-    int err;
-    ENTER();
-    cam_t *c = find_cam(id, 1, &err);
-    if (!c)
-        LEAVE(err);
+    OPEN_CAM(c, id);
     double hang = c->hang_status_s;
     if (hang > 0.0) {
         c->hang_status_s = 0.0;
         c->n_hangs++;
-        c = hang_unlocked(hang, id, &err);
+        c = hang_unlocked(hang, id, &c_err);
         if (!c)
-            LEAVE(err);
+            LEAVE(c_err);
     }
     update_exposure(c);
-    if (status)
-        *status = c->status;
+    OUT(status, c->status);
     LEAVE(DBL_OK);
 }
 
 int ASIGetDataAfterExp(int id, unsigned char *buffer, long size)
 {
-    int err;
-    ENTER();
-    cam_t *c = find_cam(id, 1, &err);
-    if (!c)
-        LEAVE(err);
+    OPEN_CAM(c, id);
     update_exposure(c);
     if (c->status != DBL_EXP_SUCCESS || !c->frame)
         LEAVE(DBL_ERR_TIMEOUT);
@@ -1255,10 +1192,10 @@ int ASIGetDataAfterExp(int id, unsigned char *buffer, long size)
     if (hang > 0.0) {
         c->hang_data_s = 0.0;
         c->n_hangs++;
-        c = hang_unlocked(hang, id, &err);
+        c = hang_unlocked(hang, id, &c_err);
         if (!c) {
             free(img);
-            LEAVE(err);
+            LEAVE(c_err);
         }
     }
     copy_out(img, type, npix, buffer);
@@ -1269,11 +1206,7 @@ int ASIGetDataAfterExp(int id, unsigned char *buffer, long size)
 
 int ASIGetID(int id, dbl_id8_t *out)
 {
-    int err;
-    ENTER();
-    cam_t *c = find_cam(id, 1, &err);
-    if (!c)
-        LEAVE(err);
+    OPEN_CAM(c, id);
     if (out)
         memcpy(out->bytes, c->asi_id, 8);
     LEAVE(DBL_OK);
@@ -1281,22 +1214,14 @@ int ASIGetID(int id, dbl_id8_t *out)
 
 int ASISetID(int id, dbl_id8_t value)
 {
-    int err;
-    ENTER();
-    cam_t *c = find_cam(id, 1, &err);
-    if (!c)
-        LEAVE(err);
+    OPEN_CAM(c, id);
     memcpy(c->asi_id, value.bytes, 8);
     LEAVE(DBL_OK);
 }
 
 int ASIGetSerialNumber(int id, dbl_id8_t *out)
 {
-    int err;
-    ENTER();
-    cam_t *c = find_cam(id, 1, &err);
-    if (!c)
-        LEAVE(err);
+    OPEN_CAM(c, id);
     if (out)
         memcpy(out->bytes, c->serial, 8);
     LEAVE(DBL_OK);
@@ -1305,37 +1230,21 @@ int ASIGetSerialNumber(int id, dbl_id8_t *out)
 int ASIGetGainOffset(int id, int *offset_highest_dr, int *offset_unity_gain, int *gain_lowest_rn,
                      int *offset_lowest_rn)
 {
-    int err;
-    ENTER();
-    cam_t *c = find_cam(id, 1, &err);
-    if (!c)
-        LEAVE(err);
-    if (offset_highest_dr)
-        *offset_highest_dr = 10;
-    if (offset_unity_gain)
-        *offset_unity_gain = 30;
-    if (gain_lowest_rn)
-        *gain_lowest_rn = c->cfg.unity_gain * 2;
-    if (offset_lowest_rn)
-        *offset_lowest_rn = 50;
+    OPEN_CAM(c, id);
+    OUT(offset_highest_dr, 10);
+    OUT(offset_unity_gain, 30);
+    OUT(gain_lowest_rn, c->cfg.unity_gain * 2);
+    OUT(offset_lowest_rn, 50);
     LEAVE(DBL_OK);
 }
 
 int ASIGetLMHGainOffset(int id, int *low_gain, int *mid_gain, int *high_gain, int *high_offset)
 {
-    int err;
-    ENTER();
-    cam_t *c = find_cam(id, 1, &err);
-    if (!c)
-        LEAVE(err);
-    if (low_gain)
-        *low_gain = 0;
-    if (mid_gain)
-        *mid_gain = c->cfg.unity_gain;
-    if (high_gain)
-        *high_gain = c->cfg.unity_gain * 2;
-    if (high_offset)
-        *high_offset = 50;
+    OPEN_CAM(c, id);
+    OUT(low_gain, 0);
+    OUT(mid_gain, c->cfg.unity_gain);
+    OUT(high_gain, c->cfg.unity_gain * 2);
+    OUT(high_offset, 50);
     LEAVE(DBL_OK);
 }
 
@@ -1347,11 +1256,7 @@ char *ASIGetSDKVersion(void)
 
 int ASIGetCameraSupportMode(int id, dbl_modes_t *modes)
 {
-    int err;
-    ENTER();
-    cam_t *c = find_cam(id, 1, &err);
-    if (!c)
-        LEAVE(err);
+    OPEN_CAM(c, id);
     if (modes) {
         for (int i = 0; i < 16; i++)
             modes->modes[i] = DBL_MODE_END;
@@ -1362,23 +1267,14 @@ int ASIGetCameraSupportMode(int id, dbl_modes_t *modes)
 
 int ASIGetCameraMode(int id, int *mode)
 {
-    int err;
-    ENTER();
-    cam_t *c = find_cam(id, 1, &err);
-    if (!c)
-        LEAVE(err);
-    if (mode)
-        *mode = c->mode;
+    OPEN_CAM(c, id);
+    OUT(mode, c->mode);
     LEAVE(DBL_OK);
 }
 
 int ASISetCameraMode(int id, int mode)
 {
-    int err;
-    ENTER();
-    cam_t *c = find_cam(id, 1, &err);
-    if (!c)
-        LEAVE(err);
+    OPEN_CAM(c, id);
     if (c->status == DBL_EXP_WORKING || c->video)
         LEAVE(DBL_ERR_INVALID_SEQUENCE);
     if (mode != DBL_MODE_NORMAL)
@@ -1398,11 +1294,7 @@ int ASISendSoftTrigger(int id, int start)
 
 int ASISetTriggerOutputIOConf(int id, int pin, int pin_high, long delay_us, long duration_us)
 {
-    int err;
-    ENTER();
-    cam_t *c = find_cam(id, 1, &err);
-    if (!c)
-        LEAVE(err);
+    OPEN_CAM(c, id);
     if (pin < 0 || pin > 1 || delay_us < 0 || delay_us > 2000000000L || duration_us > 2000000000L)
         LEAVE(DBL_ERR_GENERAL_ERROR);
     c->trig_high[pin] = pin_high ? 1 : 0;
@@ -1413,19 +1305,12 @@ int ASISetTriggerOutputIOConf(int id, int pin, int pin_high, long delay_us, long
 
 int ASIGetTriggerOutputIOConf(int id, int pin, int *pin_high, long *delay_us, long *duration_us)
 {
-    int err;
-    ENTER();
-    cam_t *c = find_cam(id, 1, &err);
-    if (!c)
-        LEAVE(err);
+    OPEN_CAM(c, id);
     if (pin < 0 || pin > 1)
         LEAVE(DBL_ERR_GENERAL_ERROR);
-    if (pin_high)
-        *pin_high = c->trig_high[pin];
-    if (delay_us)
-        *delay_us = c->trig_delay[pin];
-    if (duration_us)
-        *duration_us = c->trig_duration[pin];
+    OUT(pin_high, c->trig_high[pin]);
+    OUT(delay_us, c->trig_delay[pin]);
+    OUT(duration_us, c->trig_duration[pin]);
     LEAVE(DBL_OK);
 }
 
