@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable, Iterable, Mapping
+from typing import Required, TypedDict
 
 from drivers.errors import DeviceUnavailable, SettingRejected
 from drivers.indi._conn import (
@@ -20,6 +21,17 @@ from drivers.indi._state import ConnState
 log = logging.getLogger(__name__)
 
 DEFAULT_SET_TIMEOUT_S = 10.0  # real seconds for a device to answer a new value
+
+
+class Endpoint(TypedDict, total=False):
+    """The keyword arguments every INDI device takes (see :class:`IndiDevice`)."""
+
+    device: Required[str]
+    host: str
+    port: int
+    socket_path: str | None
+    connect_timeout_s: float
+    polling_ms: int | None
 
 
 class IndiDevice:

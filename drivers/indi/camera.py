@@ -7,7 +7,7 @@ import math
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Unpack
 
 from drivers.clock import Clock, RealClock
 from drivers.contracts import CameraInfo, CaptureSettings, CoolerState, Frame, ImageArray
@@ -19,7 +19,7 @@ from drivers.errors import (
     SettingRejected,
 )
 from drivers.indi._conn import BlobRecord, PropSnapshot, Session
-from drivers.indi._device import IndiDevice
+from drivers.indi._device import Endpoint, IndiDevice
 from drivers.indi._fits import decode_fits, header_time
 from drivers.indi._state import ConnState
 
@@ -56,22 +56,10 @@ class IndiCamera(IndiDevice):
     def __init__(
         self,
         *,
-        device: str,
-        host: str = "localhost",
-        port: int = 7624,
-        socket_path: str | None = None,
-        connect_timeout_s: float = 10.0,
-        polling_ms: int | None = None,
         clock: Clock | None = None,
+        **endpoint: Unpack[Endpoint],
     ) -> None:
-        super().__init__(
-            device=device,
-            host=host,
-            port=port,
-            socket_path=socket_path,
-            connect_timeout_s=connect_timeout_s,
-            polling_ms=polling_ms,
-        )
+        super().__init__(**endpoint)
         self.clock: Clock = clock or RealClock()
         self._info: CameraInfo | None = None
         self._settings: CaptureSettings | None = None

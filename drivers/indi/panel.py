@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import logging
+from typing import Unpack
 
 from drivers.contracts import CoverState
 from drivers.errors import DeviceUnavailable, NotSupported, SettingRejected
-from drivers.indi._device import IndiDevice
+from drivers.indi._device import Endpoint, IndiDevice
 
 log = logging.getLogger(__name__)
 
@@ -27,22 +28,10 @@ class IndiFlatPanel(IndiDevice):
     def __init__(
         self,
         *,
-        device: str,
-        host: str = "localhost",
-        port: int = 7624,
-        socket_path: str | None = None,
         dust_cap_device: str | None = None,
-        connect_timeout_s: float = 10.0,
-        polling_ms: int | None = None,
+        **endpoint: Unpack[Endpoint],
     ) -> None:
-        super().__init__(
-            device=device,
-            host=host,
-            port=port,
-            socket_path=socket_path,
-            connect_timeout_s=connect_timeout_s,
-            polling_ms=polling_ms,
-        )
+        super().__init__(**endpoint)
         self.dust_cap_device = dust_cap_device
 
     @property

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import logging
+from typing import Unpack
 
-from drivers.indi._device import IndiDevice
+from drivers.indi._device import Endpoint, IndiDevice
 from drivers.indi._state import PropSnapshot
 
 log = logging.getLogger(__name__)
@@ -27,20 +28,10 @@ class IndiSafetyMonitor(IndiDevice):
     def __init__(
         self,
         *,
-        device: str,
-        host: str = "localhost",
-        port: int = 7624,
-        socket_path: str | None = None,
         cloud_cover_element: str | None = None,
-        connect_timeout_s: float = 10.0,
+        **endpoint: Unpack[Endpoint],
     ) -> None:
-        super().__init__(
-            device=device,
-            host=host,
-            port=port,
-            socket_path=socket_path,
-            connect_timeout_s=connect_timeout_s,
-        )
+        super().__init__(**endpoint)
         self.cloud_cover_element = cloud_cover_element
 
     def connect(self) -> None:
