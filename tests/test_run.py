@@ -334,3 +334,25 @@ def test_progress_is_plain_log_lines_when_not_a_terminal(capsys: pytest.CaptureF
     lines = [ln for ln in res.err.splitlines() if "%]" in ln]
     assert lines and all("\r" not in ln for ln in lines)
     assert any("sensor" in ln and "°C" in ln for ln in lines)
+
+
+def test_logs_fit_journald_under_systemd(tmp_path: Path) -> None:
+    """With JOURNAL_STREAM set (systemd), log lines carry a syslog priority, no timestamp of
+    their own, and one event per line."""
+    import re
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    env = {**os.environ, "JOURNAL_STREAM": "8:12345"}
+    proc = subprocess.run([sys.executable, "-m", "capture", "run", str(PLANS / "demo.yaml"),
+                           "--library", str(tmp_path / "lib"), "--no-progress"], cwd=REPO,
+                          env=env, capture_output=True, text=True, timeout=300, check=False)
+    assert proc.returncode == 0, proc.stderr
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert lines
+    for line in lines:
+        assert re.match(r"^<[0-7]>[\w.]+: ", line), line
+        assert not re.match(r"^<[0-7]>[\w.]+: \d\d:\d\d:\d\d", line), line
+    assert any(line.startswith("<6>") for line in lines)
