@@ -53,6 +53,9 @@ def status_data(root: Path, index: Index, run_filter: int | None = None) -> dict
         if run_filter is not None and run.id != run_filter:
             continue
         cells = []
+        spans = {r["cell_key"]: (r["lo"], r["hi"]) for r in index.query(
+            "SELECT cell_key, MIN(exposure_s) AS lo, MAX(exposure_s) AS hi FROM frames "
+            "WHERE run_id=? AND kind='flat' GROUP BY cell_key", (run.id,))}
         for r in index.cell_rows(run.id):
             done, planned = int(r["done"]), int(r["planned"])
             state = r["state"]
@@ -62,6 +65,7 @@ def status_data(root: Path, index: Index, run_filter: int | None = None) -> dict
                           "offset": r["offset"], "binning": r["binning"],
                           "readout_mode": r["readout_mode"], "setpoint_c": r["setpoint_c"],
                           "exposure_s": r["exposure_s"], "filter": r["filter"],
+                          "flat_exposures_s": spans.get(r["cell_key"]),
                           "planned": planned, "done": min(done, planned), "extra": max(0,
                           done - planned), "state": state, "reason": r["reason"]})
         planned = sum(c["planned"] for c in cells)
@@ -74,6 +78,16 @@ def status_data(root: Path, index: Index, run_filter: int | None = None) -> dict
                      "cells": cells})
     return {"library": str(root), "frames": int(totals["n"]), "bytes": int(totals["b"]),
             "runs": runs}
+
+
+def _span(span: tuple[float, float] | None) -> str:
+    """Exposure(s) a flat cell was taken at: "1.225 s", "0.38-0.48 s", or "auto" (none yet)."""
+    if not span or span[0] is None:
+        return "auto"
+    lo, hi = span
+    if abs(hi - lo) < 1e-9:
+        return f"{lo:.4g} s"
+    return f"{lo:.3g}-{hi:.3g} s"
 
 
 def run_status(args: argparse.Namespace) -> int:
@@ -99,7 +113,7 @@ def run_status(args: argparse.Namespace) -> int:
         rows = []
         for c in run["cells"]:
             exp = f"{fmt_number(c['exposure_s'])} s" if c["kind"] in ("dark", "darkflat") \
-                else "auto" if c["kind"] == "flat" else ""
+                else _span(c["flat_exposures_s"]) if c["kind"] == "flat" else ""
             rows.append([c["kind"] + (f" {c['filter']}" if c["filter"] else ""), str(c["gain"]),
                          str(c["offset"]), str(c["binning"]), c["readout_mode"] or "",
                          f"{fmt_number(c['setpoint_c'])} °C", exp, str(c["planned"]),

@@ -46,6 +46,7 @@ def report(prepared: Prepared, est: Estimate, library: Path, free: int) -> dict[
     for c in plan.cells:
         by_kind[c.kind] = by_kind.get(c.kind, 0) + c.count
     warnings = list(plan.warnings)
+    windows = sky_windows(prepared)
     if free < est.disk_bytes:
         warnings.append(f"the library's disk has {human_bytes(free)} free but the plan needs "
                         f"{human_bytes(est.disk_bytes)}")
@@ -73,9 +74,29 @@ def report(prepared: Prepared, est: Estimate, library: Path, free: int) -> dict[
             "cooling_s": est.cooling_s, "warmup_s": est.warmup_s,
         },
         "disk_bytes": est.disk_bytes,
+        "dark_flats_expected": est.dark_flat_frames,
+        "sky_windows": windows,
         "library": {"path": str(library), "free_bytes": free, "enough": free >= est.disk_bytes},
         "warnings": warnings,
     }
+
+
+def sky_windows(prepared: Prepared) -> list[dict[str, Any]]:
+    """The next twilight window of each sky-flat set (from the camera's clock and site)."""
+    from capture.flats.sun import next_window
+    from capture.plans.model import FlatSet
+
+    site = prepared.setup.site
+    out: list[dict[str, Any]] = []
+    for i, s in enumerate(prepared.plan.plan.sets):
+        if not isinstance(s, FlatSet) or s.source != "sky" or site is None:
+            continue
+        bright, dark = s.sky.sun_altitude_deg
+        w = next_window(site, prepared.clock.now(), s.sky.twilight, bright, dark)
+        out.append({"set": i, "kind": w.kind if w else None,
+                    "opens_utc": w.opens.isoformat() if w else None,
+                    "closes_utc": w.closes.isoformat() if w else None})
+    return out
 
 
 def run_check(args: argparse.Namespace) -> int:
@@ -113,7 +134,17 @@ def print_text(d: dict[str, Any]) -> None:
     print()
     print(f"Cells:     {d['cell_count']}")
     print(f"Frames:    {d['frames']:,} ({kinds})")
-    print(f"Exposure:  {d['exposure_h']:.1f} h ({d['exposure_s']:,.0f} s)")
+    print(f"Exposure:  {d['exposure_h']:.1f} h ({d['exposure_s']:,.0f} s)"
+          + (" plus the flats' (found at run time)" if "flat" in d["frames_by_kind"] else ""))
+    if d["dark_flats_expected"]:
+        print(f"Dark flats: about {d['dark_flats_expected']:,} frames at the flats' exposures")
+    for w in d["sky_windows"]:
+        if w["kind"] is None:
+            print(f"Sky flats (set {w['set']}): no twilight window in the next 36 h")
+        else:
+            print(f"Sky flats (set {w['set']}): next {w['kind']} window "
+                  f"{w['opens_utc'][:16].replace('T', ' ')} to "
+                  f"{w['closes_utc'][11:16]} UTC")
     print(f"Wall time: about {human_duration(e['wall_s'])} (exposure "
           f"{human_duration(e['exposure_s'])}, read-out and download "
           f"{human_duration(e['readout_s'])}, cooling {human_duration(e['cooling_s'])}, "

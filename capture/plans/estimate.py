@@ -2,15 +2,19 @@
 
 Wall time = exposures + read-out/download per frame + cooling (set-point ramps at the plan's rate,
 plus settling and dwell at each set-point) + the final warm-up. Disk = FITS files of 16-bit
-pixels plus header blocks.
+pixels plus header blocks. Flats find their exposure at run time: they are estimated at the
+geometric mean of the set's exposure range, and their dark flats (one set per filter, or one for
+a panel in brightness mode) are added.
 """
 
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, replace
 
 from capture.plans.cells import Cell
+from capture.plans.model import FlatSet
 from capture.plans.resolve import ResolvedPlan
 from drivers.contracts import CameraInfo
 
@@ -28,6 +32,8 @@ class Estimate:
     cooling_s: float
     warmup_s: float
     disk_bytes: int
+    dark_flat_frames: int = 0  # expected, decided at run time
+
 
     @property
     def wall_s(self) -> float:
@@ -40,11 +46,42 @@ def file_bytes(info: CameraInfo, cell: Cell) -> int:
     return HEADER_BYTES + data
 
 
+def flat_exposure_guess(plan: ResolvedPlan, cell: Cell) -> float:
+    """The exposure a flat cell is estimated at (the geometric mean of its set's range)."""
+    fset = plan.plan.sets[cell.set_index]
+    assert isinstance(fset, FlatSet)
+    if fset.panel.mode == "brightness" and fset.source == "panel" and fset.panel.exposure_s:
+        return fset.panel.exposure_s
+    return math.sqrt(fset.min_exposure_s * fset.max_exposure_s)
+
+
+def expected_dark_flats(plan: ResolvedPlan) -> list[Cell]:
+    """Dark-flat cells the run will add: per flat cell, or one per set and settings when the
+    panel works in brightness mode (one exposure for every filter)."""
+    out: dict[tuple[object, ...], Cell] = {}
+    for c in plan.cells:
+        if c.kind != "flat":
+            continue
+        fset = plan.plan.sets[c.set_index]
+        assert isinstance(fset, FlatSet)
+        if fset.dark_flats is None or fset.dark_flats.count is None:
+            continue
+        shared = fset.source == "panel" and fset.panel.mode == "brightness"
+        key = (c.set_index, c.gain, c.offset, c.binning, c.readout_mode, c.setpoint_c,
+               None if shared else c.filter)
+        out[key] = replace(c, kind="darkflat", filter=None, count=fset.dark_flats.count,
+                           exposure_s=flat_exposure_guess(plan, c))
+    return list(out.values())
+
+
 def estimate(plan: ResolvedPlan, info: CameraInfo, start_temp_c: float | None) -> Estimate:
     """Estimate for the cells still to capture (all of ``plan.cells``)."""
     cooling = plan.plan.cooling
+    darkflats = expected_dark_flats(plan)
+    cells = [replace(c, exposure_s=flat_exposure_guess(plan, c)) if c.kind == "flat" else c
+             for c in plan.cells] + darkflats
     readout = sum(c.count * (info.readout_s / (c.binning * c.binning) + PER_FRAME_OVERHEAD_S)
-                  for c in plan.cells)
+                  for c in cells)
     current = start_temp_c
     cooling_s = 0.0
     for setpoint, _ in itertools.groupby(plan.cells, key=lambda c: c.setpoint_c):
@@ -59,11 +96,12 @@ def estimate(plan: ResolvedPlan, info: CameraInfo, start_temp_c: float | None) -
             warmup_s = (target - current) / warmup.rate_c_per_min * 60.0
     return Estimate(
         frames=plan.frames,
-        exposure_s=plan.total_exposure_s,
+        exposure_s=sum(c.total_exposure_s for c in cells),
         readout_s=readout,
         cooling_s=cooling_s,
         warmup_s=warmup_s,
-        disk_bytes=sum(c.count * file_bytes(info, c) for c in plan.cells),
+        disk_bytes=sum(c.count * file_bytes(info, c) for c in cells),
+        dark_flat_frames=sum(c.count for c in darkflats),
     )
 
 
