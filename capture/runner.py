@@ -116,15 +116,22 @@ def run_prepared(
     stop = stop or threading.Event()
     with Library.open(library_root, camera=prepared.camera_name) as library:
         digest = plan_digest(prepared.located)
+        reopen = None
         if not new:
             last = library.last_run(plan, prepared.camera_name)
             if last is not None and last.state == "complete" and again:
                 new = True
             elif last is not None and last.state == "complete":
-                return Outcome(None, f"nothing to do: run {last.id} of plan {plan.name!r} on "
-                                     f"{prepared.camera_name} completed at {last.finished_utc}; "
-                                     "use --new to capture it again", nothing_to_do=True)
-        handle = library.begin_run(plan, prepared.camera_name, digest, new=new)
+                missing = library.missing_frames(last.id, plan)
+                if not missing:
+                    return Outcome(None, f"nothing to do: run {last.id} of plan {plan.name!r} "
+                                         f"on {prepared.camera_name} completed at "
+                                         f"{last.finished_utc}; use --new to capture it again",
+                                   nothing_to_do=True)
+                log.info("plan %s gained %d frame(s) since run %d completed: adding them to "
+                         "that run", plan.name, missing, last.id)
+                reopen = last.id
+        handle = library.begin_run(plan, prepared.camera_name, digest, new=new, reopen=reopen)
         if handle.resumed:
             done = sum(min(handle.done.get(c.key, (0, 0))[0], c.count) for c in plan.cells)
             log.info("resuming run %d of %s: %d of %d frames already in the library",
@@ -148,8 +155,12 @@ def run_prepared(
             watcher.set()
         message = result.summary
         if auto is not None:
-            built = auto.finish()  # failures were logged as they happened
-            message += f"; masters: {built.summary()}"
+            try:
+                built = auto.finish()  # failures were logged as they happened
+                message += f"; masters: {built.summary()}"
+            except Exception as err:  # the frames are safe; masters can be built later
+                log.error("building masters failed: %s (calibd masters build retries)", err)
+                message += f"; masters not built: {err}"
         return Outcome(result, message)
 
 

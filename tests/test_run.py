@@ -356,3 +356,18 @@ def test_logs_fit_journald_under_systemd(tmp_path: Path) -> None:
         assert re.match(r"^<[0-7]>[\w.]+: ", line), line
         assert not re.match(r"^<[0-7]>[\w.]+: \d\d:\d\d:\d\d", line), line
     assert any(line.startswith("<6>") for line in lines)
+
+
+def test_a_completed_plan_that_gains_cells_gets_only_the_new_frames(
+        capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    config = write_config(tmp_path / "c.yaml")
+    plan = write_plan(tmp_path / "p.yaml", SMALL_PLAN)
+    lib = tmp_path / "lib"
+    assert run_cli(capsys, "run", plan, "--config", config, "--library", lib).code == 0
+    plan.write_text(SMALL_PLAN.replace("exposures_s: [20, 60]", "exposures_s: [20, 60, 120]"))
+    res = run_cli(capsys, "run", plan, "--config", config, "--library", lib)
+    assert res.code == 0, res.err
+    assert "gained 6 frame(s) since run 1 completed" in res.err
+    (run,) = status(capsys, lib)["runs"]  # the same run, extended
+    assert run["state"] == "complete" and run["done"] == SMALL_PLAN_FRAMES + 6
+    assert len(fits_files(lib)) == SMALL_PLAN_FRAMES + 6

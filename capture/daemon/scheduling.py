@@ -154,6 +154,12 @@ def make_scheduler(state_dir: Path, clock: Clock, tz: tzinfo) -> ClockScheduler:
     )
 
 
+def trigger_identity(trigger: Any) -> str:
+    """What makes two triggers fire at the same times: the schedule, its time zone, its site
+    (``str()`` of a CronTrigger leaves the zone out)."""
+    return f"{trigger}|{getattr(trigger, 'timezone', '')}|{getattr(trigger, 'site', '')}"
+
+
 def sync_jobs(scheduler: ClockScheduler, schedules: list[ScheduleConfig], site: Site | None,
               tz: tzinfo) -> None:
     """Make the job store hold exactly the enabled timed schedules (added, replaced with new
@@ -171,7 +177,7 @@ def sync_jobs(scheduler: ClockScheduler, schedules: list[ScheduleConfig], site: 
         assert isinstance(schedule, CronSchedule | TwilightSchedule)
         grace = int(schedule.misfire_grace_s) if schedule.misfire == "run_once" else 1
         job = existing.get(name)
-        if job is not None and str(job.trigger) == str(trigger) and \
+        if job is not None and trigger_identity(job.trigger) == trigger_identity(trigger) and \
                 job.misfire_grace_time == grace:
             continue
         scheduler.add_job(fire, trigger, args=[name], id=name, name=name,

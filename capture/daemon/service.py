@@ -70,6 +70,21 @@ def check_config(path: Path) -> tuple[Config, Located]:
     return config, located
 
 
+def api_token(config: Config) -> str | None:
+    """The API token: inline, else read from ``token_file``. Raises ConfigError when the file
+    cannot be read or holds no usable token."""
+    api = config.daemon.api
+    if api.token is not None or api.token_file is None:
+        return api.token
+    from capture.daemon.api import read_token_file
+
+    try:
+        return read_token_file(api.token_file)
+    except (OSError, ValueError) as err:
+        raise ConfigError([Problem(Path(api.token_file), None, "daemon.api.token_file",
+                                   f"cannot use the token file: {err}")]) from None
+
+
 def local_timezone(name: str | None) -> tzinfo:
     if name:
         return ZoneInfo(name)
@@ -175,10 +190,16 @@ class Daemon:
             path = resolve_plan_path(found.plan, self.located)
             source = f"api:{schedule}"
         elif plan is not None:
-            if camera is None and len(config.cameras) > 1:
-                raise ControlError("several cameras are configured: name one")
-            cam = camera or next(iter(config.cameras))
             path = resolve_plan_path(Path(plan), self.located)
+            try:
+                plan_camera = load_plan(path)[0].camera
+            except PlanError as err:
+                raise ControlError(f"the plan is invalid: {err}") from None
+            wanted = camera or plan_camera
+            if wanted is None and len(config.cameras) > 1:
+                raise ControlError("several cameras are configured: name one (or set the "
+                                   "plan's camera)")
+            cam = wanted or next(iter(config.cameras))
             source = "api"
         else:
             raise ControlError("give a plan or a schedule")
@@ -346,9 +367,7 @@ class Daemon:
             return
         from capture.daemon.api import ApiServer
 
-        token = api_cfg.token
-        if token is None and api_cfg.token_file is not None:
-            token = Path(api_cfg.token_file).read_text(encoding="utf-8").strip()
+        token = api_token(config)
         self.api = ApiServer(self, host=api_cfg.host, port=api_cfg.port, token=token)
         try:
             self.api.start()
@@ -379,6 +398,7 @@ class Daemon:
         self.notifier.reloading()
         try:
             config, located = check_config(self.config_path)
+            token = api_token(config)
         except (ConfigError, PlanError) as err:
             log.error("configuration reload failed, keeping the previous configuration: %s",
                       str(err).replace("\n", "; "))
@@ -394,12 +414,13 @@ class Daemon:
             if name not in config.cameras:
                 log.warning("camera %s was removed from the configuration: it stops after its "
                             "current run", name)
-                self.workers[name].stop()
+                self.workers.pop(name).retire()
         if config.safety != old.safety and config.safety is not None:
             self._connect_safety(config)
+        self.tz = local_timezone(config.daemon.timezone)
         sync_jobs(self.scheduler, list(config.schedules), site_of(config), self.tz)
-        if self.api is not None and config.daemon.api.token != old.daemon.api.token:
-            self.api.token = config.daemon.api.token
+        if self.api is not None:
+            self.api.token = token
         log.info("configuration reloaded: %d schedule(s), %d camera(s)",
                  len(config.schedules), len(config.cameras))
         self.notifier.ready("configuration reloaded")

@@ -144,6 +144,13 @@ class CameraWorker:
             return any(r.source.startswith(prefix) for r in self._queue) or (
                 self._current is not None and self._current.source.startswith(prefix))
 
+    def retire(self) -> None:
+        """Drop the queue and end the thread after the current run (which finishes)."""
+        with self._cond:
+            self._queue.clear()
+            self._closing = True
+            self._cond.notify_all()
+
     def shutdown(self) -> None:
         with self._cond:
             self._closing = True

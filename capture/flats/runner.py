@@ -67,7 +67,7 @@ class FlatRunner:
     def pending_dark_flats(self, cells: list[Cell]) -> list[Cell]:
         out: list[Cell] = []
         flats = [c for c in cells if c.kind == "flat"]
-        for _, group_iter in itertools.groupby(flats, key=_group_key):
+        for _, group_iter in itertools.groupby(sorted(flats, key=_group_key), key=_group_key):
             group = list(group_iter)
             if any(self.seq.done.get(c.key, 0) < c.count for c in group):
                 continue  # capture() will do them after the flats
@@ -142,6 +142,7 @@ class FlatRunner:
             '"offset"=? AND binning=? AND readout_mode=? AND level_adu IS NOT NULL',
             (cell.gain, cell.offset, cell.binning, cell.readout_mode))
         if rows and rows[0]["level"] is not None and cell.gain in self.seq.electrons_per_adu:
+            self.seq.refs.seed_bias(bias_cell, float(rows[0]["level"]))
             return float(rows[0]["level"])
         shot = self.seq.shoot(bias_cell, self.seq.info.min_exposure_s)
         self.seq.refs.seed_bias(bias_cell, shot.stats.level_adu)
@@ -267,9 +268,14 @@ class FlatRunner:
         if not cells:
             return
         self.seq.add_cells(cells)
-        self.darken(group[0])
+        self.prepare_dark_flats(cells[0])
         for cell in cells:
             self.seq.capture_fixed(cell)
+
+    def prepare_dark_flats(self, cell: Cell) -> None:
+        self.darken(cell)
+        if self.seq.configure(cell):  # the bias frame below must use the cell's settings
+            self.bias_level(cell)  # seeds the light-leak reference when nothing else gives one
 
     def darken(self, cell: Cell) -> None:
         """Panel off and cover closed: no light for dark flats."""
@@ -281,5 +287,7 @@ class FlatRunner:
             self.device(lambda: panel.close_cover(timeout_s=MOVE_TIMEOUT_S), cell)
 
 
-def _group_key(cell: Cell) -> tuple[int, int, int, int, str]:
-    return (cell.set_index, cell.gain, cell.offset, cell.binning, cell.readout_mode)
+def _group_key(cell: Cell) -> tuple[int, int, int, int, str, float]:
+    """Flats captured together and sharing dark flats: one set, settings and set-point."""
+    return (cell.set_index, cell.gain, cell.offset, cell.binning, cell.readout_mode,
+            cell.setpoint_c)

@@ -19,7 +19,13 @@ from capture.errors import LibraryError
 from capture.library.fitsio import FrameContext, build_header, frame_cards
 from capture.library.index import Index, RunRow
 from capture.library.layout import camera_root, frame_dir, frame_name, safe_part
-from capture.library.rescan import STATE_DIR, ReconcileReport, reconcile, write_manifest
+from capture.library.rescan import (
+    STATE_DIR,
+    ReconcileReport,
+    reconcile,
+    update_manifest,
+    write_manifest,
+)
 from capture.library.writer import WriteJob
 from capture.plans.cells import Cell
 from capture.plans.resolve import ResolvedPlan
@@ -65,7 +71,7 @@ class Library:
             lock_file = _lock(root, camera)
         lib = cls(root, Index(root), lock_file)
         if camera is not None:
-            report = reconcile(lib.index)
+            report = reconcile(lib.index, camera)
             lib.reconciled = report
             if report:
                 log.info("library reconciled: %s", report.summary())
@@ -87,11 +93,20 @@ class Library:
     def last_run(self, plan: ResolvedPlan, camera: str) -> RunRow | None:
         return self.index.last_run(plan.name, camera, plan.plan.folder or "")
 
+    def missing_frames(self, run_id: int, plan: ResolvedPlan) -> int:
+        """Frames ``plan`` asks for that run ``run_id`` does not hold (cells added since)."""
+        done = self.index.done_by_cell(run_id)
+        return sum(max(0, c.count - done.get(c.key, (0, 0))[0]) for c in plan.cells)
+
     def begin_run(self, plan: ResolvedPlan, camera: str, digest: str, *,
-                  new: bool = False) -> RunHandle:
-        """Resume the open run of this plan on this camera, or start a new one."""
+                  new: bool = False, reopen: int | None = None) -> RunHandle:
+        """Resume the open run of this plan on this camera (or the completed run ``reopen``,
+        to add cells the plan gained), or start a new one."""
         folder = plan.plan.folder or ""
-        existing = None if new else self.index.find_open_run(plan.name, camera, folder)
+        if reopen is not None:
+            existing = self.index.get_run(reopen)
+        else:
+            existing = None if new else self.index.find_open_run(plan.name, camera, folder)
         if existing is not None:
             run_id = existing.id
             if existing.plan_digest and existing.plan_digest != digest:
@@ -112,11 +127,20 @@ class Library:
             "run_id": run_id, "plan_name": plan.name, "camera": camera, "folder": folder,
             "plan_path": str(plan.source) if plan.source else None, "plan_digest": digest,
             "started_utc": row.started_utc if row else None,
-            "cells": [_cell_dict(c) for c in plan.cells],
+            "cells": [_cell_dict(c) for c in plan.cells], "state": "running",
         })
         return RunHandle(run_id=run_id, resumed=existing is not None,
                          done=self.index.done_by_cell(run_id),
                          previous_state=existing.state if existing else None)
+
+    def record_run_cells(self, run_id: int, cells: list[Cell]) -> None:
+        """The run's cells changed (dark flats decided at run time): the index and manifest."""
+        self.index.upsert_cells(run_id, cells)
+        update_manifest(self.root, run_id, cells=[_cell_dict(c) for c in cells])
+
+    def finish_run(self, run_id: int, complete: bool, reason: str | None) -> None:
+        self.index.set_run_state(run_id, "complete" if complete else "paused", reason)
+        update_manifest(self.root, run_id, state="complete" if complete else "paused")
 
     # ----- frames ----------------------------------------------------------------------------
     def frame_job(self, frame: Frame, ctx: FrameContext, *, folder: str | None,

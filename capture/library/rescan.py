@@ -9,19 +9,23 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import logging
 import os
 import shutil
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from astropy.io import fits
 
+from capture.errors import LibraryError
 from capture.library.fitsio import read_complete_header
 from capture.library.index import Index
-from capture.library.layout import INDEX_NAME, is_partial
+from capture.library.layout import INDEX_NAME, is_partial, safe_part
 
 log = logging.getLogger(__name__)
 
@@ -103,12 +107,27 @@ def quarantine(root: Path, path: Path) -> Path:
     return dest
 
 
-def reconcile(index: Index) -> ReconcileReport:
-    """Make the index match the files. Blocks on a walk of the library. Never deletes a
-    complete frame."""
+CAMERA_SUBFOLDERS = ("Bias", "Darks", "Flats", "DarkFlats", "Masters")
+
+
+def belongs_to(rel: Path, camera: str) -> bool:
+    """True when ``rel`` (relative to the library) lies in ``camera``'s folders."""
+    parts = rel.parts
+    return any(parts[i] == camera and parts[i + 1] in CAMERA_SUBFOLDERS
+               for i in range(len(parts) - 1))
+
+
+def reconcile(index: Index, camera: str | None = None) -> ReconcileReport:
+    """Make the index match the files — of ``camera`` only, when given, so that other cameras
+    writing into the same library at the same time are left alone. Blocks on a walk of the
+    library. Never deletes a complete frame."""
     root = index.root
     report = ReconcileReport()
     files, partials = _fits_files(root)
+    if camera is not None:
+        mine = safe_part(camera)
+        files = [p for p in files if belongs_to(p.relative_to(root), mine)]
+        partials = [p for p in partials if belongs_to(p.relative_to(root), mine)]
     for p in partials:
         try:
             p.unlink()
@@ -116,6 +135,8 @@ def reconcile(index: Index) -> ReconcileReport:
         except OSError as err:
             log.warning("cannot remove leftover %s: %s", p, err)
     known = index.frame_paths()
+    if camera is not None:
+        known = {k for k in known if belongs_to(Path(k), safe_part(camera))}
     on_disk = {p.relative_to(root).as_posix(): p for p in files}
     stale = sorted(known - on_disk.keys())
     if stale:
@@ -160,8 +181,43 @@ def write_manifest(root: Path, run_id: int, manifest: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
+def update_manifest(root: Path, run_id: int, **changes: Any) -> None:
+    """Change some fields of a run's manifest (``state``, ``cells``); no-op without one."""
+    path = manifest_path(root, run_id)
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return
+    manifest.update(changes)
+    write_manifest(root, run_id, manifest)
+
+
 def rescan(root: Path) -> dict[str, int]:
-    """Rebuild the index from the FITS files and run manifests. Returns counts."""
+    """Rebuild the index from the FITS files and run manifests. Returns counts. Raises
+    LibraryError while a capture holds the library (the index must not change under it)."""
+    with _all_camera_locks(root):
+        return _rescan(root)
+
+
+@contextlib.contextmanager
+def _all_camera_locks(root: Path) -> Iterator[None]:
+    held: list[IO[str]] = []
+    try:
+        for path in sorted((root / STATE_DIR).glob("lock-*")):
+            fh = open(path, "a+", encoding="utf-8")  # noqa: SIM115 - closed in finally
+            held.append(fh)
+            try:
+                fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                raise LibraryError(f"a capture is running into {root} ({path.name[5:]}): stop "
+                                   "it before rebuilding the index") from None
+        yield
+    finally:
+        for lock in held:
+            lock.close()
+
+
+def _rescan(root: Path) -> dict[str, int]:
     db_path = root / INDEX_NAME
     events: list[tuple[Any, ...]] = []
     if db_path.exists():
@@ -237,7 +293,10 @@ def rescan(root: Path) -> dict[str, int]:
                      row["binning"], row["readout_mode"], row["setpoint_c"], row["exposure_s"],
                      row["filter"], planned))
         cells = index.cell_rows(run_id)
-        complete = all(int(c["done"]) >= int(c["planned"]) for c in cells)
+        # A run is complete only if it said so: cells decided at run time (dark flats) that
+        # never got a frame are in no header.
+        finished = (m or {}).get("state", "complete") == "complete"
+        complete = finished and all(int(c["done"]) >= int(c["planned"]) for c in cells)
         with index.tx() as db:
             for c in cells:
                 if int(c["done"]) >= int(c["planned"]):

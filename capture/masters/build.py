@@ -166,6 +166,8 @@ def build_master(index: Index, group: MasterGroup, cfg: MastersConfig) -> Path:
     root = index.root
     paths = [root / p for p in group.paths]
     headers = check_consistent(paths, kind=group.kind)
+    if not headers:
+        raise MasterBuildError(f"{group.describe()}: none of its frames is readable any more")
     header = _master_header(headers[0], group, index)
     subtract: np.ndarray | None = None
     scales: list[float] | None = None

@@ -1,6 +1,7 @@
 """Which masters calibrate a light frame, and why.
 
-Keys read from the light's header: camera (``CAMERAID``, else ``INSTRUME``), ``GAIN``, ``OFFSET``,
+Keys read from the light's header: camera (``CAMERAID``; without it the image size and
+``INSTRUME``), ``GAIN``, ``OFFSET``,
 ``READOUTM``, ``XBINNING``, ``BITDEPTH``, set-point (``SET-TEMP``, else ``CCD-TEMP``),
 ``EXPTIME``, ``FILTER``, ``DATE-OBS``. Keys the light does not carry are not used (and said so).
 
@@ -55,6 +56,8 @@ class Light:
     exposure_s: float | None
     filter: str | None
     date_obs: str | None
+    width: int | None = None
+    height: int | None = None
 
     @classmethod
     def from_header(cls, h: fits.Header) -> Light:
@@ -68,13 +71,20 @@ class Light:
                    binning=int(num("XBINNING") or 1), bit_depth=num("BITDEPTH"),
                    setpoint_c=temp if temp is not None else num("CCD-TEMP"),
                    exposure_s=num("EXPTIME") if num("EXPTIME") is not None else num("EXPOSURE"),
-                   filter=h.get("FILTER"), date_obs=h.get("DATE-OBS"))
+                   filter=h.get("FILTER"), date_obs=h.get("DATE-OBS"),
+                   width=num("NAXIS1"), height=num("NAXIS2"))
 
 
 def _same_camera(light: Light, m: MasterRow) -> bool:
+    """Camera id when both carry one; else the image size (binned) and the model name."""
     if light.camera_id and m.camera_id:
         return str(light.camera_id) == str(m.camera_id)
-    return True  # nothing to compare: other keys decide
+    if light.width and light.height and m.width and m.height and \
+            (light.width, light.height) != (m.width, m.height):
+        return False
+    if light.instrument and m.instrument:
+        return str(light.instrument).strip() == str(m.instrument).strip()
+    return True  # nothing to compare: the other keys decide
 
 
 def _settings(light: Light, m: MasterRow, *, gain: bool = True, offset: bool = True) -> bool:

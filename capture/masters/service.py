@@ -29,12 +29,21 @@ class BuildReport:
         return text
 
 
+def _forget_missing_frames(index: Index) -> None:
+    """Drop index rows whose file the user deleted, so masters are built from what exists."""
+    gone = [p for p in index.frame_paths() if not (index.root / p).exists()]
+    if gone:
+        log.warning("%d indexed frame(s) no longer on disk: forgotten", len(gone))
+        index.remove_frames(gone)
+
+
 def build_missing(index: Index, cfg: MastersConfig, *, kinds: Sequence[str] | None = None,
                   force: bool = False, run_id: int | None = None,
                   cell_key: str | None = None, bpm: bool = True) -> BuildReport:
     """Build every missing or stale master (all with ``force``), then the bad pixel maps whose
     inputs changed. Blocks. Failures are collected, not raised."""
     report = BuildReport()
+    _forget_missing_frames(index)
     wanted = [k for k in (kinds or ("bias", "darkflat", "dark", "flat"))]
     touched: set[tuple[str, int, int]] = set()
     for group in frame_groups(index, kinds=wanted, run_id=run_id, cell_key=cell_key):
@@ -52,12 +61,20 @@ def build_missing(index: Index, cfg: MastersConfig, *, kinds: Sequence[str] | No
         except MasterInputError as err:
             log.error("master %s not built: %s", group.describe(), err)
             report.failed.append(f"{group.describe()}: {err}")
+        except OSError as err:  # a full or failing disk: the frames are safe, masters wait
+            log.error("master %s not built: %s", group.describe(), err)
+            report.failed.append(f"{group.describe()}: {err}")
     if bpm and (kinds is None or "bpm" in kinds or touched):
         have = {(r["camera"], r["gain"], r["binning"]) for r in index.query(
             "SELECT camera, gain, binning FROM masters WHERE kind='bpm'")}
         for key in bpm_keys(index):
             if force or key in touched or key not in have or (kinds and "bpm" in kinds):
-                path = build_bpm(index, *key, cfg)
+                try:
+                    path = build_bpm(index, *key, cfg)
+                except OSError as err:
+                    log.error("bad pixel map %s not built: %s", key, err)
+                    report.failed.append(f"bad pixel map {key}: {err}")
+                    continue
                 if path is not None:
                     report.built.append(path)
     return report

@@ -54,6 +54,9 @@ class MasterRow:
     calibration: str | None
     date_obs: str | None
     created_utc: str | None
+    instrument: str | None = None
+    width: int | None = None
+    height: int | None = None
 
     def describe(self) -> str:
         parts = [self.kind, f"gain {self.gain}", f"offset {self.offset}", f"bin {self.binning}"]

@@ -92,8 +92,6 @@ def resolve_gain(spec: int | str, ctx: CameraContext) -> tuple[int, str]:
             value, label = info.gain_min, lowered
         elif lowered in ("max", "highest"):
             value, label = info.gain_max, lowered
-        elif name in info.gain_names:
-            value, label = info.gain_names.index(name), name
         else:
             known = ["unity", "min", "max", *info.gain_names]
             raise ValueError(f"unknown named gain {name!r} (known: {', '.join(known)})")

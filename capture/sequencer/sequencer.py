@@ -67,6 +67,10 @@ class FlatCapture(Protocol):
         """Capture these flat cells (one set-point), then their dark flats."""
         ...
 
+    def prepare_dark_flats(self, cell: Cell) -> None:
+        """Before dark flats: panel off, cover closed, and a bias level to check them against."""
+        ...
+
 
 @dataclass
 class RunResult:
@@ -160,7 +164,12 @@ class Sequencer:
                     if not self._settle_for(setpoint, cells):
                         continue
                     flat_cells = [c for c in cells if c.kind == "flat"]
+                    darkened = False
                     for cell in cells:
+                        if cell.kind == "darkflat" and not darkened and self.flats is not None:
+                            # Dark flats left from an earlier session: the panel may be lit.
+                            self.flats.prepare_dark_flats(cell)
+                            darkened = True
                         if cell.kind != "flat":
                             self.capture_fixed(cell)
                     if flat_cells:
@@ -186,8 +195,7 @@ class Sequencer:
             self.update(phase="failed", message=str(err))
             raise
         complete = not self._result.skipped and not self._result.failed
-        index.set_run_state(run_id, "complete" if complete else "paused",
-                            None if complete else self._result.summary)
+        self.library.finish_run(run_id, complete, None if complete else self._result.summary)
         self._result.complete = complete
         if self.plan.plan.warmup.enabled:
             self.update(phase="warming", message="warming the sensor up")
@@ -328,8 +336,8 @@ class Sequencer:
         if not new:
             return
         self.extra_cells.extend(new)
-        self.library.index.upsert_cells(self.run_handle.run_id, [*self.plan.cells,
-                                                                 *self.extra_cells])
+        self.library.record_run_cells(self.run_handle.run_id, [*self.plan.cells,
+                                                               *self.extra_cells])
         with self._status_lock:
             self.status.frames_total += sum(c.count for c in new)
             self.status.frames_done += sum(min(self.done.get(c.key, 0), c.count) for c in new)
@@ -458,7 +466,7 @@ class Sequencer:
 
     def _eta(self) -> float:
         remaining = 0.0
-        for c in self.plan.cells:
+        for c in [*self.plan.cells, *self.extra_cells]:
             left = c.count - self.done.get(c.key, 0)
             if left > 0:
                 remaining += left * (c.exposure_s + self._frame_overhead_s)
