@@ -10,6 +10,7 @@ from __future__ import annotations
 import faulthandler
 import fcntl
 import logging
+import os
 import signal
 import threading
 import time
@@ -20,7 +21,6 @@ from typing import IO, Any
 from zoneinfo import ZoneInfo
 
 from capture import __version__
-from capture.cli.cmd_library import status_data
 from capture.config import Config, ScheduleConfig, UnsafeSchedule, load_config
 from capture.daemon.control import ControlError
 from capture.daemon.notify import Notifier, watchdog_interval_s
@@ -30,6 +30,7 @@ from capture.daemon.worker import CameraWorker, RunRequest
 from capture.devices import make_clock, make_safety, site_of
 from capture.errors import ConfigError, DaemonError, LibraryError, PlanError, Problem
 from capture.library.index import Index
+from capture.library.status import status_data
 from capture.plans.load import load_plan
 from capture.sequencer.status import RunStatus
 from capture.yamlsrc import Located
@@ -170,7 +171,7 @@ class Daemon:
         except LibraryError as err:
             library["error"] = str(err)
         return {
-            "daemon": {"version": __version__, "pid": _pid(), "config": str(self.config_path),
+            "daemon": {"version": __version__, "pid": os.getpid(), "config": str(self.config_path),
                        "started_utc": self.started.isoformat(),
                        "now_utc": self.clock.now().isoformat(), "healthy": self.healthy(),
                        "safe": self.safe},
@@ -471,8 +472,3 @@ class Daemon:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
 
-
-def _pid() -> int:
-    import os
-
-    return os.getpid()

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from capture.flats.memory import FlatKey
+from capture.flats.runner import MOVE_TIMEOUT_S
 from capture.flats.search import SearchFailed, SearchSpec
 from capture.plans.cells import Cell
 from capture.plans.model import FlatSet
@@ -18,7 +19,6 @@ from drivers.contracts import CoverState
 if TYPE_CHECKING:
     from capture.flats.runner import FlatRunner
 
-MOVE_TIMEOUT_S = 120.0
 MAX_RETUNES = 3  # a cell whose frames leave the tolerance more often than this fails
 
 

@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 DEFAULT_TARGET_ADU = 20000.0
-MOVE_TIMEOUT_S = 120.0
+MOVE_TIMEOUT_S = 120.0  # clock seconds for a wheel move, the panel settling, the cover
 
 
 @dataclass

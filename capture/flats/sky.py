@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from capture.errors import RunPaused
 from capture.flats.filters import relative_throughput
+from capture.flats.runner import MOVE_TIMEOUT_S
 from capture.flats.skymodel import SkyModel
 from capture.flats.sun import Site, Window, next_window, sun_altitude_deg, sun_rate_deg_per_s
 from capture.plans.cells import Cell
@@ -25,7 +26,6 @@ from drivers.contracts import CoverState
 if TYPE_CHECKING:
     from capture.flats.runner import FlatRunner
 
-MOVE_TIMEOUT_S = 120.0
 WAIT_STEP_S = 30.0  # re-check the sky this often while waiting for it to change
 MAX_CONSECUTIVE_REJECTS = 8
 

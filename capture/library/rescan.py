@@ -15,6 +15,7 @@ import json
 import logging
 import os
 import shutil
+import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -277,21 +278,9 @@ def _rescan(root: Path) -> dict[str, int]:
         with index.tx() as db:
             if m:
                 for pos, c in enumerate(m["cells"]):
-                    db.execute(
-                        "INSERT OR IGNORE INTO run_cells(run_id, cell_key, position, kind, gain, "
-                        "\"offset\", binning, readout_mode, setpoint_c, exposure_s, filter, "
-                        "planned) VALUES(?,?,?,?,?,?,?,?,?,?,?,?)",
-                        (run_id, c["key"], pos, c["kind"], c["gain"], c["offset"], c["binning"],
-                         c["readout_mode"], c["setpoint_c"], c["exposure_s"], c.get("filter"),
-                         c["count"]))
+                    _insert_cell(db, run_id, c["key"], pos, c, c["count"])
             for pos, (key, (row, planned)) in enumerate(seen.get("cells", {}).items()):
-                db.execute(
-                    "INSERT OR IGNORE INTO run_cells(run_id, cell_key, position, kind, gain, "
-                    "\"offset\", binning, readout_mode, setpoint_c, exposure_s, filter, planned)"
-                    " VALUES(?,?,?,?,?,?,?,?,?,?,?,?)",
-                    (run_id, key, 10000 + pos, row["kind"], row["gain"], row["offset"],
-                     row["binning"], row["readout_mode"], row["setpoint_c"], row["exposure_s"],
-                     row["filter"], planned))
+                _insert_cell(db, run_id, key, 10000 + pos, row, planned)
         cells = index.cell_rows(run_id)
         # A run is complete only if it said so: cells decided at run time (dark flats) that
         # never got a frame are in no header.
@@ -311,6 +300,18 @@ def _rescan(root: Path) -> dict[str, int]:
         _index_master(index, path, header)
     return {"frames": frames, "runs": len(set(runs) | set(seen_runs)), "damaged": damaged,
             "masters": len(masters)}
+
+
+def _insert_cell(db: sqlite3.Connection, run_id: int, key: str, position: int,
+                 values: dict[str, Any], planned: int) -> None:
+    """A run cell from a manifest entry or a frame row (the manifest's cells come first)."""
+    db.execute(
+        "INSERT OR IGNORE INTO run_cells(run_id, cell_key, position, kind, gain, \"offset\", "
+        "binning, readout_mode, setpoint_c, exposure_s, filter, planned) "
+        "VALUES(?,?,?,?,?,?,?,?,?,?,?,?)",
+        (run_id, key, position, values["kind"], values["gain"], values["offset"],
+         values["binning"], values["readout_mode"], values["setpoint_c"],
+         values["exposure_s"], values.get("filter"), planned))
 
 
 def master_kind(header: fits.Header) -> str | None:

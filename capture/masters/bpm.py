@@ -29,6 +29,7 @@ from capture.config import MastersConfig
 from capture.library.fitsio import fsync_dir
 from capture.library.index import Index
 from capture.library.layout import camera_root
+from capture.masters.build import load_float32
 from capture.masters.store import MasterRow, all_masters, master_path, upsert_master
 
 log = logging.getLogger(__name__)
@@ -102,7 +103,7 @@ def build_bpm(index: Index, camera: str, gain: int, binning: int, cfg: MastersCo
     mask: npt.NDArray[np.uint8] | None = None
     used: list[MasterRow] = []
     for m in darks:
-        data = np.asarray(fits.getdata(root / m.path), dtype=np.float32)
+        data = load_float32(root / m.path)
         mask = np.zeros(data.shape, dtype=np.uint8) if mask is None else mask
         if data.shape != mask.shape:
             continue
@@ -110,7 +111,7 @@ def build_bpm(index: Index, camera: str, gain: int, binning: int, cfg: MastersCo
         used.append(m)
     assert mask is not None
     for m in flats:
-        data = np.asarray(fits.getdata(root / m.path), dtype=np.float32)
+        data = load_float32(root / m.path)
         if data.shape != mask.shape:
             continue
         mask[cold_mask(data, cfg)] |= COLD

@@ -175,7 +175,7 @@ def build_master(index: Index, group: MasterGroup, cfg: MastersConfig) -> Path:
     if group.kind == "dark" and cfg.subtract_bias_from_darks:
         bias = find_calibrator(index, "bias", group, cfg.bias_setpoint_tolerance_c)
         if bias is not None:
-            subtract = _load(root / bias.path)
+            subtract = load_float32(root / bias.path)
             calibration = f"bias:{Path(bias.path).name}"
             set_card(header, "BIASSUB", True, "master bias subtracted")
             set_card(header, "BIASMSTR", Path(bias.path).name, "master bias used")
@@ -247,19 +247,20 @@ def _flat_calibrator(index: Index, group: MasterGroup, cfg: MastersConfig
     tol = cfg.bias_setpoint_tolerance_c
     dark_flat = find_calibrator(index, "darkflat", group, tol, exposure_s=group.exposure_s)
     if dark_flat is not None:
-        return _load(index.root / dark_flat.path), f"darkflat:{Path(dark_flat.path).name}"
+        return load_float32(index.root / dark_flat.path), f"darkflat:{Path(dark_flat.path).name}"
     bias = find_calibrator(index, "bias", group, tol)
     if bias is None:  # bias barely depends on temperature: accept any set-point
         bias = find_calibrator(index, "bias", group, 1000.0)
     if bias is not None:
-        return _load(index.root / bias.path), f"bias:{Path(bias.path).name}"
+        return load_float32(index.root / bias.path), f"bias:{Path(bias.path).name}"
     raise MasterBuildError(
         f"{group.describe()}: no master dark flat or master bias at gain {group.gain}, "
         f"offset {group.offset}, bin {group.binning} to calibrate the flats with: capture bias "
         "frames at these settings first")
 
 
-def _load(path: Path) -> np.ndarray:
+def load_float32(path: Path) -> np.ndarray:
+    """A master's image as float32 (read whole: masters are one frame each)."""
     data = fits.getdata(path, memmap=False)
     return np.asarray(data, dtype=np.float32)
 

@@ -229,12 +229,7 @@ class Sequencer:
                 continue
             reason = result.reason + ("; gave up waiting" if policy.unreachable == "wait" else "")
             for cell in cells:
-                self.library.index.set_cell_state(self.run_handle.run_id, cell.key, "skipped",
-                                                  reason)
-                self._result.skipped.append(f"{cell.describe()}: {reason}")
-            self.status.skipped_cells.extend(c.describe() for c in cells)
-            self.event("warning", "cells-skipped",
-                        f"{len(cells)} cell(s) at {setpoint:g} °C skipped: {reason}")
+                self.fail_cell(cell, reason, state="skipped")
             return False
 
     def _warm_up(self) -> None:
@@ -439,9 +434,7 @@ class Sequencer:
             try:
                 return fn()
             except DeviceUnavailable as err:
-                settings = CaptureSettings(gain=cell.gain, offset=cell.offset,
-                                           binning=cell.binning, readout_mode=cell.readout_mode)
-                self._reconnect(cell, settings, err, resettle=False)
+                self._reconnect(cell, self.settings_for(cell), err, resettle=False)
 
     # ----- bookkeeping -------------------------------------------------------------------------
     def _on_written(self, job: WriteJob) -> None:
