@@ -216,6 +216,12 @@ class Index:
                      c.setpoint_c, c.exposure_s, c.filter, c.count),
                 )
 
+    def reset_cells(self, run_id: int, keys: list[str]) -> None:
+        """Mark these cells of the run pending again (one transaction)."""
+        with self.tx() as db:
+            db.executemany("UPDATE run_cells SET state='pending', reason=NULL WHERE run_id=? AND "
+                           "cell_key=?", [(run_id, k) for k in keys])
+
     def set_cell_state(self, run_id: int, cell_key: str, state: str,
                        reason: str | None = None) -> None:
         with self.tx() as db:

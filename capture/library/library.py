@@ -120,8 +120,7 @@ class Library:
                                            digest, camera, folder)
         self.index.upsert_cells(run_id, plan.cells)
         # Cells skipped in an earlier session get another chance.
-        for c in plan.cells:
-            self.index.set_cell_state(run_id, c.key, "pending")
+        self.index.reset_cells(run_id, [c.key for c in plan.cells])
         row = self.index.get_run(run_id)
         write_manifest(self.root, run_id, {
             "run_id": run_id, "plan_name": plan.name, "camera": camera, "folder": folder,

@@ -29,9 +29,12 @@ class BuildReport:
         return text
 
 
-def _forget_missing_frames(index: Index) -> None:
-    """Drop index rows whose file the user deleted, so masters are built from what exists."""
-    gone = [p for p in index.frame_paths() if not (index.root / p).exists()]
+def _forget_missing_frames(index: Index, run_id: int | None, cell_key: str | None) -> None:
+    """Drop index rows whose file the user deleted, so masters are built from what exists.
+    Only the frames of the run and cell about to be built are looked at (one stat each)."""
+    rows = index.query("SELECT path FROM frames WHERE (?1 IS NULL OR run_id=?1) AND "
+                       "(?2 IS NULL OR cell_key=?2)", (run_id, cell_key))
+    gone = [r["path"] for r in rows if not (index.root / r["path"]).exists()]
     if gone:
         log.warning("%d indexed frame(s) no longer on disk: forgotten", len(gone))
         index.remove_frames(gone)
@@ -43,7 +46,7 @@ def build_missing(index: Index, cfg: MastersConfig, *, kinds: Sequence[str] | No
     """Build every missing or stale master (all with ``force``), then the bad pixel maps whose
     inputs changed. Blocks. Failures are collected, not raised."""
     report = BuildReport()
-    _forget_missing_frames(index)
+    _forget_missing_frames(index, run_id, cell_key)
     wanted = [k for k in (kinds or ("bias", "darkflat", "dark", "flat"))]
     touched: set[tuple[str, int, int]] = set()
     for group in frame_groups(index, kinds=wanted, run_id=run_id, cell_key=cell_key):
