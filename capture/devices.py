@@ -20,7 +20,7 @@ from capture.config import (
     SimulatorSafety,
     SimulatorWheel,
 )
-from capture.flats.sun import Site, sun_altitude_deg
+from capture.site import Site, sun_altitude_deg
 from drivers.clock import Clock, RealClock
 from drivers.contracts import Camera, FilterWheel, FlatPanel, SafetyMonitor
 from drivers.errors import DeviceUnavailable

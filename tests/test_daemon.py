@@ -23,7 +23,7 @@ from typing import Any
 
 import yaml
 
-from capture.flats.sun import Site, crossings
+from capture.site import Site, crossings
 from tests.conftest import REPO
 from tests.test_run import assert_library_exact
 

@@ -83,8 +83,8 @@ def report(prepared: Prepared, est: Estimate, library: Path, free: int) -> dict[
 
 def sky_windows(prepared: Prepared) -> list[dict[str, Any]]:
     """The next twilight window of each sky-flat set (from the camera's clock and site)."""
-    from capture.flats.sun import next_window
     from capture.plans.model import FlatSet
+    from capture.site import next_window
 
     site = prepared.setup.site
     out: list[dict[str, Any]] = []

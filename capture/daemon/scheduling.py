@@ -23,7 +23,7 @@ from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.cron import CronTrigger
 
 from capture.config import CronSchedule, ScheduleConfig, TwilightSchedule
-from capture.flats.sun import Site, crossings
+from capture.site import Site, crossings
 from drivers.clock import Clock, RealClock
 
 log = logging.getLogger(__name__)

@@ -18,9 +18,9 @@ from capture.errors import RunPaused
 from capture.flats.filters import relative_throughput
 from capture.flats.runner import MOVE_TIMEOUT_S
 from capture.flats.skymodel import SkyModel
-from capture.flats.sun import Site, Window, next_window, sun_altitude_deg, sun_rate_deg_per_s
 from capture.plans.cells import Cell
 from capture.plans.model import FlatSet
+from capture.site import Site, Window, next_window, sun_altitude_deg, sun_rate_deg_per_s
 from drivers.contracts import CoverState
 
 if TYPE_CHECKING:

@@ -1,4 +1,5 @@
-"""The sun's altitude for a site, computed offline with astropy, and twilight windows.
+"""The observatory site and the sun: its altitude for a site, computed offline with astropy, and
+twilight windows (used by the flats, the simulated sky, the scheduler and the CLI).
 
 An observatory PC often has no internet: astropy's IERS auto-download is switched off and the
 bundled tables are used (accuracy far better than the 0.1° that flats and schedules need; for
