@@ -23,9 +23,10 @@ from capture.flats.search import SearchFailed, SearchResult, SearchSpec, search,
 from capture.plans.cells import Cell
 from capture.plans.model import FlatSet
 from capture.sequencer.checks import judge
+from capture.sequencer.reconnect import until_available
 from capture.sequencer.sequencer import Sequencer, Shot
 from drivers.contracts import CoverState
-from drivers.errors import DeviceError, DeviceUnavailable, NotSupported
+from drivers.errors import DeviceError, NotSupported
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -162,23 +163,17 @@ class FlatRunner:
         and the command tried again; any other failure pauses the run with the device's
         message. Raises RunPaused, NotSupported."""
         seq = self.seq
-        deadline = seq.clock.monotonic() + seq.options.reconnect_timeout_s
-        delay = 1.0
-        while True:
-            try:
-                return fn()
-            except NotSupported:
-                raise
-            except DeviceUnavailable as err:
-                if seq.clock.monotonic() + delay > deadline:
-                    raise RunPaused(f"{cell.describe()}: accessory unavailable: {err}") from err
-                seq.event("warning", "device-lost", f"accessory unavailable: {err}", cell)
-                if seq.clock.wait(seq.stop, delay):
-                    raise RunPaused("stop requested while reconnecting") from None
-                delay = min(delay * 2.0, 60.0)
-                self._reconnect_accessories()
-            except DeviceError as err:
-                raise RunPaused(f"{cell.describe()}: accessory failed: {err}") from err
+        try:
+            return until_available(
+                fn, clock=seq.clock, stop=seq.stop, timeout_s=seq.options.reconnect_timeout_s,
+                gave_up=lambda err: f"{cell.describe()}: accessory unavailable: {err}",
+                on_lost=lambda err: seq.event("warning", "device-lost",
+                                              f"accessory unavailable: {err}", cell),
+                between=self._reconnect_accessories)
+        except NotSupported:
+            raise
+        except DeviceError as err:
+            raise RunPaused(f"{cell.describe()}: accessory failed: {err}") from err
 
     def _reconnect_accessories(self) -> None:
         for dev in (self.setup.wheel, self.setup.panel):

@@ -28,6 +28,7 @@ from capture.plans.cells import Cell, run_order
 from capture.plans.resolve import ResolvedPlan
 from capture.sequencer.checks import DarkReference, FrameStats, frame_stats, judge
 from capture.sequencer.cooling import CoolerController, SettleResult
+from capture.sequencer.reconnect import until_available
 from capture.sequencer.status import Reporter, RunStatus, no_report
 from drivers.clock import Clock
 from drivers.contracts import Camera, CaptureSettings, CoolerState, Frame
@@ -403,25 +404,18 @@ class Sequencer:
         settings and set-point, and (``resettle``) wait for the cooler. Raises RunPaused."""
         self.event("warning", "device-lost", f"camera unavailable: {err}", cell)
         self.update(phase="reconnecting", message=f"camera unavailable: {err}")
-        deadline = self.clock.monotonic() + self.options.reconnect_timeout_s
-        delay = 1.0
-        last: Exception = err
-        while True:
+        timeout_s = self.options.reconnect_timeout_s
+
+        def restore() -> None:
             self.camera.disconnect()
-            try:
-                self.camera.connect()
-                self.camera.configure(settings)
-                target = self.cooler.target_c
-                self.camera.set_cooler(True, target if target is not None else cell.setpoint_c)
-                break
-            except DeviceUnavailable as again:
-                last = again
-            if self.clock.monotonic() + delay > deadline:
-                raise RunPaused(f"camera {self.name} unavailable for "
-                                f"{self.options.reconnect_timeout_s:.0f} s: {last}") from last
-            if self.clock.wait(self.stop, delay):
-                raise RunPaused("stop requested while reconnecting")
-            delay = min(delay * 2.0, 60.0)
+            self.camera.connect()
+            self.camera.configure(settings)
+            target = self.cooler.target_c
+            self.camera.set_cooler(True, target if target is not None else cell.setpoint_c)
+
+        until_available(restore, clock=self.clock, stop=self.stop, timeout_s=timeout_s,
+                        gave_up=lambda last: f"camera {self.name} unavailable for "
+                                             f"{timeout_s:.0f} s: {last}")
         self.event("info", "reconnected", "camera reconnected; settings and set-point restored",
                     cell)
         if resettle:
