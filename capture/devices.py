@@ -1,11 +1,12 @@
-"""Build devices and clocks from the configuration: a closed registry, vendor modules imported
-lazily (``simulator | indi | alpaca | zwo``), never an arbitrary import path."""
+"""Build devices and clocks from the configuration: a closed registry of driver modules
+(``simulator | indi | alpaca | zwo``), imported lazily, never an arbitrary import path. The
+simulator is a driver like the others: its one entry point is ``simulators.registry``, which
+receives the validated configuration as plain keyword arguments."""
 
 from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass
-from datetime import UTC
 from functools import partial
 from typing import Any
 
@@ -26,10 +27,13 @@ from drivers.contracts import Camera, FilterWheel, FlatPanel, SafetyMonitor
 from drivers.errors import DeviceUnavailable
 
 DRIVER_MODULES: dict[str, str] = {
+    "simulator": "simulators.registry",
     "indi": "drivers.indi",
     "alpaca": "drivers.alpaca",
     "zwo": "drivers.zwo",
 }
+# Keys of a camera section that are the core's, not the driver's.
+_CORE_CAMERA_KEYS = {"driver", "unity_gain", "offset", "ambient_c", "filter_wheel", "flat_panel"}
 
 
 @dataclass
@@ -57,15 +61,16 @@ class Setup:
 
 
 def make_clock(cfg: ClockConfig) -> Clock:
+    """The configured clock: the real one, or the simulator's scaled clock."""
     if cfg.kind == "real":
         return RealClock()
-    from simulators.clock import ScaledClock
-
-    return ScaledClock(scale=cfg.scale, start=cfg.start)
+    clock: Clock = driver_module("simulator").open_clock(scale=cfg.scale, start=cfg.start)
+    return clock
 
 
 def driver_module(driver: str) -> Any:
-    """Import a vendor driver module. Raises DeviceUnavailable when its library is missing."""
+    """Import the driver module of ``driver`` (a key of :data:`DRIVER_MODULES`). Raises
+    DeviceUnavailable when its vendor library is missing."""
     name = DRIVER_MODULES[driver]
     try:
         return importlib.import_module(name)
@@ -104,8 +109,7 @@ def make_camera(name: str, cfg: CameraConfig, clock: Clock) -> Camera:
                                              download_timeout_s=cfg.download_timeout_s,
                                              clock=clock)
         return camera
-    options = cfg.model_dump(exclude={"driver", "unity_gain", "offset", "ambient_c",
-                                      "filter_wheel", "flat_panel"})
+    options = cfg.model_dump(exclude=_CORE_CAMERA_KEYS)
     camera = module.open_camera(name=name, clock=clock, **options)
     return camera
 
@@ -131,10 +135,9 @@ def _real_accessory(cfg: Any, role: str) -> Any:
 def make_safety(cfg: SafetyConfig, clock: Clock) -> SafetyMonitor:
     """The configured safety monitor / weather source (not connected)."""
     if isinstance(cfg, SimulatorSafety):
-        from simulators.accessories import SimulatedSafetyMonitor
-
-        periods = [(p.start.astimezone(UTC), p.end.astimezone(UTC)) for p in cfg.cloudy]
-        return SimulatedSafetyMonitor(clock, cloudy_periods=periods)
+        simulated: SafetyMonitor = driver_module("simulator").open_safety_monitor(
+            clock, cloudy=[(p.start, p.end) for p in cfg.cloudy])
+        return simulated
     monitor: SafetyMonitor = _real_accessory(cfg, "safety")
     return monitor
 
@@ -151,27 +154,16 @@ def make_panel(cfg: Any, clock: Clock) -> FlatPanel:
 
 def _simulated(name: str, cfg: SimulatorCamera, wheel_cfg: Any, panel_cfg: Any,
                site: Site | None, clock: Clock) -> Setup:
-    from simulators.accessories import SimulatedFilterWheel, SimulatedFlatPanel
-    from simulators.camera import SimFaults
-    from simulators.observatory import build_observatory
-    from simulators.profiles import get_profile
-    from simulators.sky import SimulatedSky
-
-    profile = get_profile(cfg.profile)
-    if cfg.readout_s is not None:
-        profile = profile.with_overrides(readout_s=cfg.readout_s)
-    wheel = None
+    """The simulated camera wired to its simulated wheel and panel and, with a site, to a
+    twilight sky that follows this module's sun."""
+    sim = driver_module("simulator")
+    wheel = panel = None
     if isinstance(wheel_cfg, SimulatorWheel):
-        wheel = SimulatedFilterWheel(clock, tuple(wheel_cfg.filters),
-                                     seconds_per_slot=wheel_cfg.seconds_per_slot)
-    panel = None
+        wheel = sim.open_wheel(clock, **wheel_cfg.model_dump(exclude={"driver"}))
     if isinstance(panel_cfg, SimulatorPanel):
-        panel = SimulatedFlatPanel(clock, max_brightness=panel_cfg.max_brightness,
-                                   has_cover=panel_cfg.cover,
-                                   flux_e_per_s_max=panel_cfg.flux_e_per_s_max,
-                                   drift_pct_per_min=panel_cfg.drift_pct_per_min)
-    sky = SimulatedSky(clock, partial(sun_altitude_deg, site)) if site is not None else None
-    obs = build_observatory(profile, clock, camera_name=name, ambient_c=cfg.sim_ambient_c,
-                            noise_seed=cfg.seed, faults=SimFaults(**cfg.faults.model_dump()),
-                            wheel=wheel, panel=panel, sky=sky)
-    return Setup(name, obs.camera, wheel, panel, site)
+        panel = sim.open_panel(clock, **panel_cfg.model_dump(exclude={"driver"}))
+    sun = partial(sun_altitude_deg, site) if site is not None else None
+    camera: Camera = sim.open_camera(name=name, clock=clock, wheel=wheel, panel=panel,
+                                     sun_altitude_deg=sun,
+                                     **cfg.model_dump(exclude=_CORE_CAMERA_KEYS))
+    return Setup(name, camera, wheel, panel, site)

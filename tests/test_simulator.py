@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Iterator
 
@@ -12,9 +13,10 @@ from drivers.contracts import CaptureSettings
 from simulators.camera import SimFaults, SimulatedCamera
 from simulators.clock import ScaledClock, SteppedClock
 from simulators.cooler import CoolerModel
-from simulators.profiles import get_profile
+from simulators.profiles import PROFILES, get_profile
 from simulators.sensor import Illumination, SensorModel
 from tests.camera_contract import CameraContract, ContractTarget
+from tests.conftest import run_cli
 
 SMALL = get_profile("small")
 
@@ -169,3 +171,12 @@ class TestSimulatorContract(CameraContract):
                              cool_tolerance_c=0.3, cool_timeout_s=600.0, short_exposure_s=0.5,
                              long_exposure_s=600.0)
         cam.disconnect()
+
+
+def test_devices_list_names_every_simulator_profile(capsys: pytest.CaptureFixture[str]) -> None:
+    """``devices list --driver simulator`` goes through the driver registry like the others."""
+    res = run_cli(capsys, "devices", "list", "--driver", "simulator", "--json")
+    assert res.code == 0, res.err
+    listed = json.loads(res.out)
+    assert [d["name"] for d in listed] == [f"profile {name}" for name in PROFILES]
+    assert {d["kind"] for d in listed} == {"camera"}

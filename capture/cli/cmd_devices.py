@@ -11,6 +11,7 @@ from capture.errors import InputError, Problem
 from drivers.contracts import DeviceListing
 
 NO_DEVICES = {
+    "simulator": "",
     "indi": "no devices on this INDI server",
     "alpaca": "no devices on this Alpaca server",
     "zwo": "no ZWO cameras found",
@@ -53,15 +54,10 @@ def _print(listing: list[DeviceListing], empty: str, as_json: bool) -> None:
 
 def run_list(args: argparse.Namespace) -> int:
     driver = args.driver
-    if driver == "simulator":
-        from simulators.profiles import PROFILES
-
-        listing = [DeviceListing("camera", f"profile {p.name}", p.model) for p in
-                   PROFILES.values()]
-        _print(listing, "", args.json)
-        return 0
     module = driver_module(driver)
-    if driver == "indi":
+    if driver == "simulator":
+        listing = module.list_devices()
+    elif driver == "indi":
         listing = module.list_devices(args.host or "localhost", args.port or 7624,
                                       socket_path=args.socket, timeout_s=args.timeout)
     elif driver == "alpaca":

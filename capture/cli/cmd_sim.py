@@ -11,6 +11,7 @@ import argparse
 import sys
 from typing import Any
 
+from capture.devices import driver_module
 from capture.net import is_loopback_literal as is_loopback
 
 EXIT_OK = 0
@@ -24,9 +25,7 @@ DEFAULT_DISCOVERY_PORT = 32227
 
 def register(sub: Any) -> None:
     """Add ``sim serve`` to the ``calibd`` sub-command parser ``sub``."""
-    from simulators.accessories import DEFAULT_FILTERS
-    from simulators.profiles import PROFILES
-
+    simulator = driver_module("simulator")
     sim = sub.add_parser("sim", help="run the simulated devices for other programs")
     sim_sub = sim.add_subparsers(dest="sim_command", required=True, metavar="COMMAND")
     serve = sim_sub.add_parser(
@@ -43,14 +42,14 @@ def register(sub: Any) -> None:
                        help="HTTP port (default %(default)s; 0 = any free port)")
     serve.add_argument("--discovery-port", type=int, default=DEFAULT_DISCOVERY_PORT,
                        help="UDP discovery port (default %(default)s; 0 disables discovery)")
-    serve.add_argument("--profile", choices=sorted(PROFILES), default="small",
+    serve.add_argument("--profile", choices=simulator.PROFILE_NAMES, default="small",
                        help="simulated sensor (default %(default)s)")
     serve.add_argument("--scale", type=float, default=1.0,
                        help="simulated seconds per real second (default %(default)s)")
     serve.add_argument("--ambient", type=float, default=10.0, metavar="CELSIUS",
                        help="ambient temperature in °C (default %(default)s)")
     serve.add_argument("--seed", type=int, default=None, help="noise seed (reproducible frames)")
-    serve.add_argument("--filters", default=",".join(DEFAULT_FILTERS),
+    serve.add_argument("--filters", default=",".join(simulator.DEFAULT_FILTERS),
                        help="filter names in slot order, comma-separated (default %(default)s)")
     serve.set_defaults(handler=run_serve)
 
@@ -58,8 +57,6 @@ def register(sub: Any) -> None:
 def run_serve(args: argparse.Namespace) -> int:
     """Serve until SIGTERM/SIGINT. Returns 0 after a clean stop, 2 for bad options, 1 when the
     server cannot start (address in use, ...)."""
-    from simulators.alpaca_server import serve
-
     problems = []
     if not 0 <= args.port <= 65535:
         problems.append(f"--port {args.port} is not a TCP port (0..65535)")
@@ -81,7 +78,7 @@ def run_serve(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     try:
-        serve(
+        driver_module("simulator").serve_alpaca(
             args.host,
             args.port,
             profile=args.profile,

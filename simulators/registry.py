@@ -1,0 +1,116 @@
+"""The simulator as a driver: the one module of :mod:`simulators` that the core imports.
+
+``capture.devices`` chooses it from its closed driver registry (``driver: simulator``) exactly
+like ``drivers.indi``, ``drivers.alpaca`` and ``drivers.zwo``, and hands it the validated
+configuration as plain keyword arguments (the field names of the ``simulator`` sections); nothing
+here imports the core. Everything else in this package (sensor physics, optics, sky, clocks, the
+Alpaca server) stays behind these functions.
+
+Nothing is connected or started here: the devices are returned disconnected, and
+:func:`serve_alpaca` is the only function that blocks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from drivers.clock import Clock
+from drivers.contracts import Camera, DeviceListing
+from simulators.accessories import (
+    DEFAULT_FILTERS,
+    SimulatedFilterWheel,
+    SimulatedFlatPanel,
+    SimulatedSafetyMonitor,
+)
+from simulators.camera import SimFaults
+from simulators.clock import ScaledClock
+from simulators.observatory import build_observatory
+from simulators.profiles import PROFILES, get_profile
+from simulators.sky import SimulatedSky
+
+__all__ = [
+    "DEFAULT_FILTERS",
+    "PROFILE_NAMES",
+    "list_devices",
+    "open_camera",
+    "open_clock",
+    "open_panel",
+    "open_safety_monitor",
+    "open_wheel",
+    "serve_alpaca",
+]
+
+PROFILE_NAMES: tuple[str, ...] = tuple(sorted(PROFILES))
+
+
+def open_clock(*, scale: float, start: datetime | None = None) -> Clock:
+    """A simulated clock running ``scale`` simulated seconds per real second from ``start``
+    (UTC; default now), shared by the simulated devices, the sequencer and the scheduler.
+    Raises ValueError for a scale <= 0."""
+    return ScaledClock(scale=scale, start=start)
+
+
+def open_wheel(clock: Clock, *, filters: Sequence[str], seconds_per_slot: float,
+               name: str = "wheel") -> SimulatedFilterWheel:
+    """A filter wheel with ``filters`` in slot order; a move takes ``seconds_per_slot`` clock
+    seconds per slot. Raises ValueError for duplicate or no names."""
+    return SimulatedFilterWheel(clock, tuple(filters), seconds_per_slot=seconds_per_slot,
+                                name=name)
+
+
+def open_panel(clock: Clock, *, max_brightness: int, cover: bool, flux_e_per_s_max: float,
+               drift_pct_per_min: float, name: str = "panel") -> SimulatedFlatPanel:
+    """A flat panel (a flip-flat when ``cover``): ``flux_e_per_s_max`` e⁻/s per pixel at
+    ``max_brightness``, fading ``drift_pct_per_min`` percent per clock minute while lit."""
+    return SimulatedFlatPanel(clock, max_brightness=max_brightness, has_cover=cover,
+                              flux_e_per_s_max=flux_e_per_s_max,
+                              drift_pct_per_min=drift_pct_per_min, name=name)
+
+
+def open_safety_monitor(clock: Clock, *, cloudy: Sequence[tuple[datetime, datetime]] = (),
+                        name: str = "weather") -> SimulatedSafetyMonitor:
+    """Weather by schedule: unsafe inside the ``cloudy`` (start, end) periods of clock time
+    (naive times are local time), safe otherwise."""
+    periods = [(start.astimezone(UTC), end.astimezone(UTC)) for start, end in cloudy]
+    return SimulatedSafetyMonitor(clock, cloudy_periods=periods, name=name)
+
+
+def open_camera(*, name: str, clock: Clock, profile: str, seed: int | None = None,
+                sim_ambient_c: float = 10.0, readout_s: float | None = None,
+                faults: Mapping[str, Any] | None = None,
+                wheel: SimulatedFilterWheel | None = None,
+                panel: SimulatedFlatPanel | None = None,
+                sun_altitude_deg: Callable[[datetime], float] | None = None) -> Camera:
+    """A simulated camera of sensor ``profile`` (see :data:`PROFILE_NAMES`), wired through one
+    optical path to this simulator's ``wheel`` and ``panel`` and, when ``sun_altitude_deg`` (clock
+    time -> degrees) is given, to a twilight sky seen with the panel's cover open. ``faults``:
+    the fields of :class:`simulators.camera.SimFaults`. Raises KeyError for an unknown
+    profile."""
+    sensor = get_profile(profile)
+    if readout_s is not None:
+        sensor = sensor.with_overrides(readout_s=readout_s)
+    sim_faults = SimFaults(**dict(faults or {}))
+    sky = SimulatedSky(clock, sun_altitude_deg) if sun_altitude_deg is not None else None
+    obs = build_observatory(sensor, clock, camera_name=name, ambient_c=sim_ambient_c,
+                            noise_seed=seed, faults=sim_faults, wheel=wheel, panel=panel,
+                            sky=sky)
+    return obs.camera
+
+
+def list_devices() -> list[DeviceListing]:
+    """The cameras this simulator can be: one line per sensor profile."""
+    return [DeviceListing("camera", f"profile {p.name}", p.model) for p in PROFILES.values()]
+
+
+def serve_alpaca(host: str, port: int, *, profile: str, scale: float,
+                 discovery_port: int | None, ambient_c: float, seed: int | None,
+                 filters: Sequence[str]) -> None:
+    """Serve the simulated camera, panel, wheel and weather over ASCOM Alpaca until SIGTERM or
+    SIGINT (``calibd sim serve --alpaca``). Blocks; raises ValueError (bad options) and OSError
+    (address in use) before serving."""
+    from simulators.alpaca_server import serve
+
+    serve(host, port, profile=profile, scale=scale, discovery_port=discovery_port,
+          ambient_c=ambient_c, seed=seed, filters=filters)
