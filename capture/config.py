@@ -33,6 +33,8 @@ class SimFaultsConfig(_Strict):
     thermal_glitch_c: float = Field(2.0, gt=0, le=20)
     light_leak_every: int = Field(0, ge=0)
     light_leak_e_per_s: float = Field(50.0, gt=0)
+    ignore_gain_offset: bool = False  # accepts gain/offset requests without applying them
+    bug_every: int = Field(0, ge=0)  # every Nth exposure raises an unexpected error
 
 
 class _IndiEndpoint(_Strict):

@@ -42,6 +42,8 @@ class SimFaults:
     thermal_glitch_c: float = 2.0
     light_leak_every: int = 0  # light reaches a dark frame
     light_leak_e_per_s: float = 50.0
+    ignore_gain_offset: bool = False  # configure() keeps the gain and offset it had (and says so)
+    bug_every: int = 0  # the exposure raises RuntimeError: a driver bug, not a device error
 
     def fires(self, every: int, count: int) -> bool:
         return every > 0 and count % every == 0
@@ -136,6 +138,8 @@ class SimulatedCamera:
         for ok, message in checks:
             if not ok:
                 raise SettingRejected(message, device=self.name)
+        if self.faults.ignore_gain_offset:  # accepted, not applied; the read-back tells
+            settings = replace(settings, gain=self._settings.gain, offset=self._settings.offset)
         self._settings = settings
         return settings
 
@@ -194,6 +198,8 @@ class SimulatedCamera:
             raise DeviceUnavailable("camera vanished from the bus (injected)", device=self.name)
         if f.fires(f.fail_every, n):
             raise ExposureFailed("exposure failed (injected)", device=self.name)
+        if f.fires(f.bug_every, n):
+            raise RuntimeError(f"injected driver bug on exposure {n}")
         t_read = self.clock.monotonic()
         light = self.light() if self.light is not None else None
         if f.fires(f.light_leak_every, n) and dark:

@@ -251,7 +251,9 @@ def _camera_row(name: str, cam: dict[str, Any], now_utc: Any) -> tuple[list[str]
            str(run.get("run_id")) if run.get("run_id") is not None else "-", cell, frames,
            _cooler(run), _eta(run.get("eta_s"), now_utc)]
     notes = []
-    if run.get("message") and run is not cam:
+    if cam.get("reason"):
+        notes.append(f"  {name}: paused: {cam['reason']} (calibd control resume {name})")
+    elif run.get("message") and run is not cam:
         notes.append(f"  {name}: {run['message']}")
     queue = cam.get("queue") or []
     if queue:

@@ -26,7 +26,7 @@ from capture.daemon.control import ControlError
 from capture.daemon.notify import Notifier, watchdog_interval_s
 from capture.daemon.scheduling import make_scheduler, set_fire_target, sync_jobs
 from capture.daemon.state import ActiveRun, DaemonState
-from capture.daemon.worker import CameraWorker, RunRequest
+from capture.daemon.worker import CameraWorker, RunRequest, describe_error
 from capture.devices import make_clock, make_safety, site_of
 from capture.errors import ConfigError, DaemonError, LibraryError, PlanError, Problem
 from capture.library.index import Index
@@ -144,6 +144,12 @@ class Daemon:
             self._unsafe_done.add(request.source)
         self._send_status(force=True)
 
+    def camera_faulted(self, camera: str, reason: str) -> None:
+        """A camera worker paused itself after an error: keep it paused across restarts (so a
+        crash that repeats is not retried in a loop); ``control resume`` releases it."""
+        self.state.set_paused(camera, True, reason)
+        self._send_status(force=True)
+
     # ----- DaemonControl ---------------------------------------------------------------------
     def status(self) -> dict[str, Any]:
         with self._lock:
@@ -170,6 +176,9 @@ class Daemon:
                 for r in data["runs"][-20:]])
         except LibraryError as err:
             library["error"] = str(err)
+        except Exception as err:  # a damaged index must not take the status down with it
+            log.warning("library status failed: %s", describe_error(err))
+            library["error"] = f"cannot read the library index: {describe_error(err)}"
         return {
             "daemon": {"version": __version__, "pid": os.getpid(), "config": str(self.config_path),
                        "started_utc": self.started.isoformat(),
@@ -214,7 +223,7 @@ class Daemon:
 
     def pause(self, camera: str) -> str:
         worker = self._worker(camera)
-        self.state.set_paused(camera, True)
+        self.state.set_paused(camera, True, "paused by the operator")
         return worker.pause()
 
     def resume(self, camera: str) -> str:
@@ -326,7 +335,7 @@ class Daemon:
         self.library_root().mkdir(parents=True, exist_ok=True)
         paused = self.state.paused()
         for name in config.cameras:
-            self._add_worker(name, held=name in paused)
+            self._add_worker(name, held=name in paused, reason=paused.get(name))
         if config.safety is not None:
             self._connect_safety(config)
         set_fire_target(self.fire)
@@ -347,10 +356,10 @@ class Daemon:
                                      self.clock.now(), again=False))
         self._start_api(config)
 
-    def _add_worker(self, name: str, held: bool = False) -> None:
+    def _add_worker(self, name: str, held: bool = False, reason: str | None = None) -> None:
         worker = CameraWorker(name, self, on_status=self._on_run_status)
         self.workers[name] = worker
-        worker.start(held=held)
+        worker.start(held=held, reason=reason)
 
     def _connect_safety(self, config: Config) -> None:
         assert config.safety is not None

@@ -14,7 +14,7 @@ CREATE TABLE IF NOT EXISTS active(
     camera TEXT NOT NULL, plan TEXT NOT NULL, source TEXT NOT NULL, requested_utc TEXT NOT NULL,
     PRIMARY KEY(camera, plan)
 );
-CREATE TABLE IF NOT EXISTS paused(camera TEXT PRIMARY KEY);
+CREATE TABLE IF NOT EXISTS paused(camera TEXT PRIMARY KEY, reason TEXT);
 CREATE TABLE IF NOT EXISTS fires(
     id INTEGER PRIMARY KEY, schedule TEXT NOT NULL, fired_utc TEXT NOT NULL, note TEXT
 );
@@ -36,7 +36,10 @@ class DaemonState:
         state_dir.mkdir(parents=True, exist_ok=True)
         self.path = state_dir / "daemon.sqlite"
         self._local = threading.local()
-        self._db().executescript(SCHEMA)
+        db = self._db()
+        db.executescript(SCHEMA)
+        if "reason" not in {r[1] for r in db.execute("PRAGMA table_info(paused)")}:
+            db.execute("ALTER TABLE paused ADD COLUMN reason TEXT")  # state from before 0.2
 
     def _db(self) -> sqlite3.Connection:
         db: sqlite3.Connection | None = getattr(self._local, "db", None)
@@ -59,14 +62,16 @@ class DaemonState:
                                   "ORDER BY requested_utc")
         return [ActiveRun(*r) for r in rows]
 
-    def set_paused(self, camera: str, paused: bool) -> None:
+    def set_paused(self, camera: str, paused: bool, reason: str | None = None) -> None:
         if paused:
-            self._db().execute("INSERT OR IGNORE INTO paused VALUES(?)", (camera,))
+            self._db().execute("INSERT OR REPLACE INTO paused(camera, reason) VALUES(?,?)",
+                               (camera, reason))
         else:
             self._db().execute("DELETE FROM paused WHERE camera=?", (camera,))
 
-    def paused(self) -> set[str]:
-        return {r[0] for r in self._db().execute("SELECT camera FROM paused")}
+    def paused(self) -> dict[str, str | None]:
+        """Paused cameras and why (None: no reason recorded)."""
+        return {r[0]: r[1] for r in self._db().execute("SELECT camera, reason FROM paused")}
 
     def record_fire(self, schedule: str, fired_utc: str, note: str = "") -> None:
         self._db().execute("INSERT INTO fires(schedule, fired_utc, note) VALUES(?,?,?)",

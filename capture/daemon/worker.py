@@ -4,11 +4,17 @@ Several cameras run concurrently, each in its own worker. A run can be stopped f
 ``shutdown`` (SIGTERM: the run is remembered and resumes at the next start), ``pause`` (held
 until resumed), ``stop`` (dropped), ``yield`` (the weather cleared; the next unsafe spell resumes
 it). A run that fails for a device or disk reason is retried later with back-off.
+
+Nothing that goes wrong in a run ends the worker: any other error (a bug, a damaged library
+index) pauses the camera with the reason, which ``calibd status`` shows; the run stays at the
+head of the queue and ``control resume`` tries it again. A paused run (operator or error) is
+continued by ``resume`` without a restart.
 """
 
 from __future__ import annotations
 
 import logging
+import sqlite3
 import threading
 from collections import deque
 from collections.abc import Callable
@@ -30,6 +36,28 @@ log = logging.getLogger(__name__)
 
 RETRY_FIRST_S = 600.0  # clock seconds before a failed run is tried again, doubling
 RETRY_MAX_S = 4 * 3600.0
+REASON_MAX_CHARS = 400  # a pause reason as status shows it
+
+
+def describe_error(err: BaseException) -> str:
+    """One bounded printable line naming the error (for status and the pause reason)."""
+    text = f"{type(err).__name__}: {err}" if str(err) else type(err).__name__
+    text = "".join(c if c.isprintable() else " " for c in text)
+    return text if len(text) <= REASON_MAX_CHARS else text[:REASON_MAX_CHARS - 1] + "…"
+
+
+def index_damaged(err: BaseException) -> bool:
+    """Whether ``err`` (or what caused it) says the SQLite index itself is damaged (not merely
+    busy, locked or full): retrying later does not help; the camera pauses instead."""
+    seen: BaseException | None = err
+    for _ in range(8):
+        if seen is None:
+            return False
+        if isinstance(seen, sqlite3.DatabaseError) and not isinstance(
+                seen, sqlite3.OperationalError):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 @dataclass(frozen=True)
@@ -64,6 +92,10 @@ class WorkerHost(Protocol):
     def run_finished(self, request: RunRequest, keep_for_resume: bool, complete: bool) -> None:
         ...
 
+    def camera_faulted(self, camera: str, reason: str) -> None:
+        """A run on ``camera`` failed unexpectedly: the worker paused; remember it."""
+        ...
+
 
 class CameraWorker:
     def __init__(self, name: str, host: WorkerHost,
@@ -74,18 +106,22 @@ class CameraWorker:
         self._queue: deque[RunRequest] = deque()
         self._cond = threading.Condition()
         self._held = False
+        self._reason: str | None = None  # why the camera is paused (operator or error)
         self._closing = False
         self._current: RunRequest | None = None
         self._stop = threading.Event()
         self._stop_reason = ""
         self._status: RunStatus | None = None
         self._last: dict[str, Any] = {}
+        self._paused_run: RunRequest | None = None  # stopped by a pause, first in the queue
+        self._paused_status: RunStatus | None = None  # its last progress
         self._thread = threading.Thread(target=self._loop, name=f"calibd-{name}", daemon=True)
         self.crashed: BaseException | None = None
 
     # ----- control -----------------------------------------------------------------------------
-    def start(self, held: bool = False) -> None:
+    def start(self, held: bool = False, reason: str | None = None) -> None:
         self._held = held
+        self._reason = (reason or "paused by the operator") if held else None
         self._thread.start()
 
     def submit(self, request: RunRequest) -> str:
@@ -100,9 +136,10 @@ class CameraWorker:
         log.info("%s: queued %s (%s)", self.name, request.plan.name, request.source)
         return f"{self.name}: {request.plan.name} queued ({len(self._queue)} in the queue)"
 
-    def pause(self) -> str:
+    def pause(self, reason: str = "paused by the operator") -> str:
         with self._cond:
             self._held = True
+            self._reason = reason
             running = self._current is not None
         if running:
             self._stop_current("pause")
@@ -112,13 +149,16 @@ class CameraWorker:
     def resume(self) -> str:
         with self._cond:
             self._held = False
+            self._reason = None
+            paused = self._paused_run
             self._cond.notify_all()
-        return f"{self.name}: resumed"
+        return f"{self.name}: resumed" + (f" ({paused.plan.name} continues)" if paused else "")
 
     def stop(self) -> str:
         with self._cond:
             dropped = len(self._queue)
             self._queue.clear()
+            self._paused_run = self._paused_status = None
             running = self._current is not None
         if running:
             self._stop_current("stop")
@@ -148,6 +188,7 @@ class CameraWorker:
         """Drop the queue and end the thread after the current run (which finishes)."""
         with self._cond:
             self._queue.clear()
+            self._paused_run = self._paused_status = None
             self._closing = True
             self._cond.notify_all()
 
@@ -170,14 +211,23 @@ class CameraWorker:
         return self._held
 
     def status(self) -> dict[str, Any]:
+        """A snapshot for the API. While paused, ``plan``/``run`` are those of the paused run
+        (it continues on resume) and ``reason`` says why the camera is paused."""
         with self._cond:
             current, queue = self._current, list(self._queue)
-            status = self._status
-        state = "running" if current is not None else "paused" if self._held else "idle"
-        if current is not None and self._stop.is_set():
+            status, held, reason = self._status, self._held, self._reason
+            if current is None and self._paused_run is not None:
+                current, status = self._paused_run, self._paused_status
+                queue = [r for r in queue if r is not self._paused_run]
+                running = False
+            else:
+                running = current is not None
+        state = "running" if running else "paused" if held else "idle"
+        if running and self._stop.is_set():
             state = "stopping"
         return {
             "state": state,
+            "reason": reason if held else None,
             "plan": str(current.plan) if current else None,
             "source": current.source if current else None,
             "run": status.to_dict() if (status is not None and current is not None) else None,
@@ -192,6 +242,8 @@ class CameraWorker:
         with self._cond:
             current, status = self._current, self._status
         if current is None:
+            if self._held and self._reason:
+                return f"{self.name} paused ({self._reason[:80]})"
             return f"{self.name} {'paused' if self._held else 'idle'}"
         if status is None:
             return f"{self.name} starting {current.plan.name}"
@@ -221,6 +273,8 @@ class CameraWorker:
                     for i, r in enumerate(self._queue):
                         if r.not_before is None or r.not_before <= now:
                             del self._queue[i]
+                            if r is self._paused_run:
+                                self._paused_run = self._paused_status = None
                             self._current = r
                             self._stop = threading.Event()
                             self._stop_reason = ""
@@ -236,10 +290,12 @@ class CameraWorker:
                     return
                 try:
                     self._run(request)
+                except Exception as err:  # outside the run itself (state, disconnect)
+                    self._fault(request, err)
                 finally:
                     with self._cond:
                         self._current = None
-        except BaseException as err:  # a bug: reported through health and the log
+        except BaseException as err:  # SystemExit and the like: reported through health
             self.crashed = err
             log.exception("%s: worker crashed", self.name)
 
@@ -278,20 +334,64 @@ class CameraWorker:
                           "stopped_by": reason or "failure"}
             if not self._stop.is_set():  # the run paused itself (device gone, repeated errors)
                 self._retry(request, str(err))
+            elif reason == "pause":
+                self._hold_for_resume(request)
         except InputError as err:
             log.error("%s: %s cannot run: %s", self.name, request.plan, err)
             self._last = {"plan": str(request.plan), "message": str(err), "ok": False,
                           "finished_utc": host.clock.now().isoformat()}
-        except (LibraryError, CoolingTimeout, DeviceError) as err:
-            log.error("%s: %s failed: %s", self.name, request.plan, err)
-            self._last = {"plan": str(request.plan), "message": str(err), "ok": False,
-                          "finished_utc": host.clock.now().isoformat()}
+        except LibraryError as err:
             keep = True
-            self._retry(request, str(err))
+            if index_damaged(err):
+                self._fault(request, err)
+            else:
+                self._failed(request, err)
+        except (CoolingTimeout, DeviceError) as err:
+            keep = True
+            self._failed(request, err)
+        except Exception as err:  # a bug or a damaged index: pause this camera, keep going
+            keep = True
+            self._fault(request, err)
         finally:
-            if prepared is not None:
-                prepared.setup.disconnect()
-            host.run_finished(request, keep, complete)
+            try:
+                if prepared is not None:
+                    prepared.setup.disconnect()
+            finally:
+                host.run_finished(request, keep, complete)
+
+    def _failed(self, request: RunRequest, err: Exception) -> None:
+        """A device, cooling or disk failure: try the run again later."""
+        log.error("%s: %s failed: %s", self.name, request.plan, err)
+        self._last = {"plan": str(request.plan), "message": str(err), "ok": False,
+                      "finished_utc": self.host.clock.now().isoformat()}
+        self._retry(request, str(err))
+
+    def _fault(self, request: RunRequest, err: Exception) -> None:
+        """Anything unexpected: pause the camera with the reason; the run waits at the head of
+        the queue for ``resume``. The daemon and the other cameras go on."""
+        reason = f"{request.plan.name}: {describe_error(err)}"
+        log.error("%s: paused after an error in %s", self.name, reason, exc_info=err)
+        with self._cond:
+            self._held = True
+            self._reason = reason
+        self._hold_for_resume(request)
+        self._last = {"plan": str(request.plan), "message": reason, "ok": False,
+                      "finished_utc": self.host.clock.now().isoformat(), "stopped_by": "error"}
+        try:
+            self.host.camera_faulted(self.name, reason)
+        except Exception:  # the daemon's own state is unusable: the pause still holds
+            log.exception("%s: could not record the pause", self.name)
+
+    def _hold_for_resume(self, request: RunRequest) -> None:
+        """Put a stopped run back at the head of the queue (it continues on resume)."""
+        with self._cond:
+            if self._closing:
+                return
+            self._queue = deque(r for r in self._queue if r.plan != request.plan)
+            held = replace(request, again=False, not_before=None, retry_s=0.0)
+            self._queue.appendleft(held)
+            self._paused_run = held
+            self._paused_status = self._status
 
     def _retry(self, request: RunRequest, why: str) -> None:
         delay = min(RETRY_MAX_S, request.retry_s * 2 if request.retry_s else RETRY_FIRST_S)

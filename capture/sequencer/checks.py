@@ -11,7 +11,7 @@ import numpy as np
 
 from capture.plans.cells import Cell
 from capture.plans.model import Checks, Cooling
-from drivers.contracts import Frame
+from drivers.contracts import CaptureSettings, Frame
 
 _SAMPLE_TARGET = 200_000  # pixels sampled for the robust level
 
@@ -70,6 +70,19 @@ class DarkReference:
 
 def _bias_key(cell: Cell) -> tuple[int, int, int, str, float]:
     return (cell.gain, cell.offset, cell.binning, cell.readout_mode, cell.setpoint_c)
+
+
+def settings_mismatch(wanted: CaptureSettings, applied: CaptureSettings) -> str | None:
+    """What the camera applied (as it read the values back, or as a frame says) that differs
+    from what the cell asked for; None when everything matches. A frame taken with other
+    settings must never be filed under the cell."""
+    diffs = [f"{name.replace('_', '-')} {getattr(applied, name)!r} instead of "
+             f"{getattr(wanted, name)!r}"
+             for name in ("gain", "offset", "binning", "readout_mode")
+             if getattr(applied, name) != getattr(wanted, name)]
+    if not diffs:
+        return None
+    return "the camera did not apply the requested settings: it reports " + ", ".join(diffs)
 
 
 def judge(

@@ -26,7 +26,13 @@ from capture.library.library import Library, RunHandle
 from capture.library.writer import FrameWriter, WriteJob
 from capture.plans.cells import Cell, run_order
 from capture.plans.resolve import ResolvedPlan
-from capture.sequencer.checks import DarkReference, FrameStats, frame_stats, judge
+from capture.sequencer.checks import (
+    DarkReference,
+    FrameStats,
+    frame_stats,
+    judge,
+    settings_mismatch,
+)
 from capture.sequencer.cooling import CoolerController, SettleResult
 from capture.sequencer.reconnect import until_available
 from capture.sequencer.status import Reporter, RunStatus, no_report
@@ -55,6 +61,11 @@ class Shot:
     frame: Frame
     stats: FrameStats
     cooler: CoolerState
+
+
+class CellFailed(Exception):
+    """The cell cannot go on (already recorded through ``fail_cell``); the run continues with
+    the next cell."""
 
 
 class FlatCapture(Protocol):
@@ -178,7 +189,11 @@ class Sequencer:
                             for cell in flat_cells:
                                 self.fail_cell(cell, "no flat-field devices configured")
                         else:
-                            self.flats.capture(flat_cells)
+                            try:
+                                self.flats.capture(flat_cells)
+                            except CellFailed as err:  # recorded; the next run tries again
+                                log.info("%s: flats of this set-point stopped: %s", self.name,
+                                         err)
                 writer.flush()
             finally:
                 self._writer = None
@@ -258,11 +273,17 @@ class Sequencer:
                                readout_mode=cell.readout_mode)
 
     def configure(self, cell: Cell) -> bool:
-        """Apply the cell's settings. False (cell marked failed) if the camera refuses them."""
+        """Apply the cell's settings. False (cell marked failed) if the camera refuses them or
+        reads back other values than the cell asks for."""
+        wanted = self.settings_for(cell)
         try:
-            self._call_device(lambda: self.camera.configure(self.settings_for(cell)), cell)
+            applied = self._call_device(lambda: self.camera.configure(wanted), cell)
         except SettingRejected as err:
             self.fail_cell(cell, str(err))
+            return False
+        problem = settings_mismatch(wanted, applied)
+        if problem is not None:
+            self.fail_cell(cell, problem)
             return False
         return True
 
@@ -302,7 +323,13 @@ class Sequencer:
 
     def keep(self, shot: Shot, cell: Cell,
              extra: dict[str, str | int | float | bool] | None = None) -> int:
-        """Hand an accepted frame to the writer; returns its sequence number in the cell."""
+        """Hand an accepted frame to the writer; returns its sequence number in the cell.
+        Raises CellFailed (the cell is marked failed, the frame dropped) when the frame was
+        taken with other settings than the cell's."""
+        problem = settings_mismatch(self.settings_for(cell), shot.frame.settings)
+        if problem is not None:
+            self.fail_cell(cell, problem)
+            raise CellFailed(f"{cell.describe()}: {problem}")
         seq = self.next_seq.get(cell.key, 1)
         ctx = FrameContext(camera_name=self.name, info=self.info, cell=cell,
                            plan_name=self.plan.name, run_id=self.run_handle.run_id, seq=seq,
@@ -343,6 +370,12 @@ class Sequencer:
         """Capture a cell whose exposure is fixed (bias, dark, dark flat) up to its count."""
         if not self.configure(cell):
             return
+        try:
+            self._capture_fixed(cell)
+        except CellFailed as err:
+            log.info("%s: %s", self.name, err)
+
+    def _capture_fixed(self, cell: Cell) -> None:
         done = self.done.get(cell.key, 0)
         self.update(phase="exposing", cell=cell.describe(), cell_done=done,
                     cell_total=cell.count, exposure_s=cell.exposure_s, message=cell.describe())
