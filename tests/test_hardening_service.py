@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -254,3 +255,51 @@ def test_a_frame_taken_with_other_settings_than_its_cell_is_refused() -> None:
     problem = settings_mismatch(wanted, got)
     assert problem is not None and "gain 0 instead of 100" in problem
     assert "binning 2 instead of 1" in problem and "offset" not in problem
+
+
+# ----- daylight saving time (issue item 17) --------------------------------------------------
+
+@pytest.mark.parametrize(("start", "expected"), [
+    # autumn: 02:30 happens twice (CEST 00:30 UTC, then CET 01:30 UTC): fire once, the first
+    (datetime(2026, 10, 24, 23, 0, tzinfo=UTC), [datetime(2026, 10, 25, 0, 30, tzinfo=UTC)]),
+    # spring: 02:30 does not exist: fire once at 03:30 CEST (01:30 UTC)
+    (datetime(2026, 3, 28, 23, 30, tzinfo=UTC), [datetime(2026, 3, 29, 1, 30, tzinfo=UTC)]),
+], ids=["autumn", "spring"])
+def test_a_daily_cron_fires_once_across_a_dst_change(tmp_path: Path, start: datetime,
+                                                     expected: list[datetime]) -> None:
+    """The daemon's scheduler on a simulated clock (1 h per real second) runs through the night
+    of the change with a daily 02:30 schedule in Europe/Rome."""
+    from zoneinfo import ZoneInfo
+
+    from capture.config import CronSchedule
+    from capture.daemon.scheduling import (
+        make_scheduler,
+        set_fire_target,
+        sync_jobs,
+        use_clock_for_apscheduler,
+    )
+    from drivers.clock import RealClock
+    from simulators.clock import ScaledClock
+
+    clock = ScaledClock(scale=3600.0, start=start)
+    tz = ZoneInfo("Europe/Rome")
+    fired: list[datetime] = []
+    set_fire_target(lambda name: fired.append(clock.now()))
+    scheduler = make_scheduler(tmp_path, clock, tz)
+    try:
+        scheduler.start(paused=True)
+        sync_jobs(scheduler, [CronSchedule(name="nightly", trigger="cron", cron="30 2 * * *",
+                                           plan=Path("p.yaml"))], None, tz)
+        scheduler.resume()
+        end = start + timedelta(hours=3, minutes=30)
+        while clock.now() < end:
+            time.sleep(0.05)
+        job = scheduler.get_job("nightly")
+        assert job is not None and job.next_run_time.astimezone(tz).hour == 2
+    finally:
+        scheduler.shutdown(wait=False)
+        set_fire_target(None)
+        use_clock_for_apscheduler(RealClock())  # APScheduler back on real time
+    assert len(fired) == len(expected), fired
+    for got, want in zip(fired, expected, strict=True):
+        assert abs((got - want).total_seconds()) < 300, (got, want)

@@ -6,6 +6,12 @@ name); the runs themselves happen in the camera workers. Misfire policy: jobs co
 schedule missed several times while the machine was off runs once), and a missed fire still
 runs when the daemon comes back within ``misfire_grace_s`` (``run_once``) or is skipped
 (``skip``: a grace of one second).
+
+Daylight saving time (:class:`WallClockCronTrigger`): a cron time that occurs twice when the
+clocks go back (02:30 in Europe/Rome on the last Sunday of October) fires once, at its first
+occurrence; a time that does not exist when they go forward (02:30 on the last Sunday of March)
+fires one hour later by the clock (03:30 summer time, the instant 02:30 winter time would have
+been). Schedules that run every hour (hour field ``*``) follow real time through the change.
 """
 
 from __future__ import annotations
@@ -13,7 +19,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from datetime import datetime, timedelta, tzinfo
+from datetime import UTC, datetime, timedelta, tzinfo
 from pathlib import Path
 from typing import Any
 
@@ -78,9 +84,36 @@ class TwilightTrigger(BaseTrigger):  # type: ignore[misc]
         self.altitude_deg = state["altitude_deg"]
 
 
+class WallClockCronTrigger(CronTrigger):  # type: ignore[misc]
+    """A CronTrigger that fires a repeated wall-clock time only once in autumn. APScheduler 3
+    alone fires a daily 02:30 at both 02:30 CEST and 02:30 CET."""
+
+    def get_next_fire_time(self, previous_fire_time: datetime | None,
+                           now: datetime) -> datetime | None:
+        fire: datetime | None = super().get_next_fire_time(previous_fire_time, now)
+        for _ in range(4):  # at most one repeated hour a day; bounded anyway
+            if fire is None or not self._second_occurrence(fire):
+                return fire
+            fire = super().get_next_fire_time(fire, fire.astimezone(UTC) + timedelta(seconds=1))
+        return fire
+
+    def _second_occurrence(self, when: datetime) -> bool:
+        """``when`` is the later of two instants with the same local wall-clock time, and the
+        schedule names its hours (a job every hour keeps running through the repeated hour)."""
+        hour = next(f for f in self.fields if f.name == "hour")
+        if str(hour) == "*":
+            return False
+        wall = when.astimezone(self.timezone).replace(tzinfo=None)
+        first = wall.replace(tzinfo=self.timezone, fold=0)
+        second = wall.replace(tzinfo=self.timezone, fold=1)
+        if first.utcoffset() == second.utcoffset():
+            return False  # not an ambiguous time
+        return when.astimezone(UTC) == second.astimezone(UTC) != first.astimezone(UTC)
+
+
 def trigger_for(schedule: ScheduleConfig, site: Site | None, tz: tzinfo) -> BaseTrigger | None:
     if isinstance(schedule, CronSchedule):
-        return CronTrigger.from_crontab(schedule.cron, timezone=tz)
+        return WallClockCronTrigger.from_crontab(schedule.cron, timezone=tz)
     if isinstance(schedule, TwilightSchedule):
         assert site is not None
         return TwilightTrigger(site, schedule.trigger, schedule.sun_altitude_deg)
@@ -129,6 +162,7 @@ def use_clock_for_apscheduler(clock: Clock) -> None:
     scheduler and executor modules; those module names are pointed at a subclass whose
     ``now`` is the clock's."""
     if isinstance(clock, RealClock):
+        _clock_holder.pop("clock", None)  # a simulated clock set earlier in this process
         return
     import apscheduler.executors.base as executors_base
     import apscheduler.schedulers.base as schedulers_base
@@ -155,9 +189,10 @@ def make_scheduler(state_dir: Path, clock: Clock, tz: tzinfo) -> ClockScheduler:
 
 
 def trigger_identity(trigger: Any) -> str:
-    """What makes two triggers fire at the same times: the schedule, its time zone, its site
-    (``str()`` of a CronTrigger leaves the zone out)."""
-    return f"{trigger}|{getattr(trigger, 'timezone', '')}|{getattr(trigger, 'site', '')}"
+    """What makes two triggers fire at the same times: the kind, the schedule, its time zone,
+    its site (``str()`` of a CronTrigger leaves the zone out)."""
+    return (f"{type(trigger).__name__}|{trigger}|{getattr(trigger, 'timezone', '')}|"
+            f"{getattr(trigger, 'site', '')}")
 
 
 def sync_jobs(scheduler: ClockScheduler, schedules: list[ScheduleConfig], site: Site | None,
