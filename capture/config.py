@@ -7,11 +7,20 @@ simulated clock, so a first run needs no hardware.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from capture.errors import ConfigError
 from capture.net import is_loopback_literal
@@ -19,6 +28,7 @@ from capture.yamlsrc import Located, load_located, problems_from_validation
 
 # Simulated seconds per real second when no configuration is given: a 300 s dark takes 0.3 s.
 DEFAULT_SIM_SCALE = 1000.0
+SIM_CLOCK_ROOM_REAL_S = 30 * 86400.0  # real seconds a simulated clock must be able to run
 
 
 class _Strict(BaseModel):
@@ -146,6 +156,23 @@ class ClockConfig(_Strict):
     kind: Literal["real", "simulated"] = "real"
     scale: float = Field(DEFAULT_SIM_SCALE, gt=0, le=1e7)  # simulated seconds per real second
     start: datetime | None = Field(None, strict=False)  # simulated start (UTC); default: now
+
+    @field_validator("start")
+    @classmethod
+    def _room_to_run(cls, start: datetime | None, info: ValidationInfo) -> datetime | None:
+        """A simulated clock must be able to run for 30 days of real time at its scale before
+        the calendar ends (9999-12-31): later starts overflow every date computed from it."""
+        scale = info.data.get("scale", DEFAULT_SIM_SCALE)
+        if start is None:
+            return start
+        aware = start if start.tzinfo is not None else start.replace(tzinfo=UTC)
+        room_s = (datetime.max.replace(tzinfo=UTC) - aware).total_seconds()
+        if room_s < scale * SIM_CLOCK_ROOM_REAL_S:
+            latest = datetime.max.replace(tzinfo=UTC) - timedelta(
+                seconds=scale * SIM_CLOCK_ROOM_REAL_S)
+            raise ValueError(f"too close to the end of the calendar for a clock running "
+                             f"{scale:g}x: start before {latest:%Y-%m-%d}")
+        return start
 
 
 class LibraryConfig(_Strict):

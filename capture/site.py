@@ -22,6 +22,9 @@ import numpy as np
 _configured = threading.Lock()
 _state = {"offline": False}
 GRID_S = 60  # altitudes are computed on a one-minute grid and interpolated
+# The calendar ends at 9999-12-31: no search reaches past this (a clock set near the end of
+# year 9999 simply finds no twilight).
+LAST_TIME = datetime.max.replace(tzinfo=UTC) - timedelta(days=1)
 
 
 @dataclass(frozen=True)
@@ -53,9 +56,9 @@ def sun_altitudes(site: Site, times: list[datetime]) -> np.ndarray:
 
     location = EarthLocation(lat=site.latitude_deg * u.deg, lon=site.longitude_deg * u.deg,
                              height=site.elevation_m * u.m)
-    when = Time([t.astimezone(UTC).replace(tzinfo=None) for t in times], scale="utc")
-    with warnings.catch_warnings():
+    with warnings.catch_warnings():  # e.g. ERFA's "dubious year" far from the IERS tables
         warnings.simplefilter("ignore")
+        when = Time([t.astimezone(UTC).replace(tzinfo=None) for t in times], scale="utc")
         frame = AltAz(obstime=when, location=location)
         alt: Any = get_sun(when).transform_to(frame).alt.deg
     return np.atleast_1d(np.asarray(alt, dtype=float))
@@ -95,9 +98,13 @@ class Window:
 
 def crossings(site: Site, start: datetime, altitude: float, hours: float = 36.0
               ) -> list[tuple[datetime, bool]]:
-    """Times after ``start`` when the sun crosses ``altitude``: (time, rising)."""
+    """Times after ``start`` (and before :data:`LAST_TIME`) when the sun crosses ``altitude``:
+    (time, rising)."""
     step = 300
-    n = int(hours * 3600 / step) + 1
+    room_s = (LAST_TIME - start).total_seconds()
+    n = min(int(hours * 3600 / step), int(room_s // step)) + 1
+    if n < 2:
+        return []
     times = [start + timedelta(seconds=i * step) for i in range(n)]
     alts = sun_altitudes(site, times) - altitude
     out: list[tuple[datetime, bool]] = []
@@ -117,6 +124,8 @@ def next_window(site: Site, start: datetime, which: Literal["dusk", "dawn", "nex
     none within ``hours`` (polar summer or winter)."""
     if bright_alt <= dark_alt:
         raise ValueError("the bright edge of the window must be above the dark edge")
+    if start >= LAST_TIME:
+        return None
     now_alt = sun_altitude_deg(site, start)
     rising_now = sun_rate_deg_per_s(site, start) > 0
     bright = crossings(site, start, bright_alt, hours)

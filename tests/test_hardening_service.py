@@ -303,3 +303,21 @@ def test_a_daily_cron_fires_once_across_a_dst_change(tmp_path: Path, start: date
     assert len(fired) == len(expected), fired
     for got, want in zip(fired, expected, strict=True):
         assert abs((got - want).total_seconds()) < 300, (got, want)
+
+
+# ----- the end of the calendar (issue item 18) -----------------------------------------------
+
+@pytest.mark.parametrize(("scale", "start", "code", "says"), [
+    (5000.0, "9999-12-31T18:00:00+00:00", 2, "clock.start: too close to the end of the calendar"),
+    (0.001, "9999-12-31T12:00:00+00:00", 0, "no twilight window"),
+], ids=["refused", "no-window"])
+def test_plan_check_near_the_end_of_year_9999(tmp_path: Path, scale: float, start: str,
+                                              code: int, says: str) -> None:
+    from tests.conftest import PLANS, calibd_subprocess, write_config
+
+    config = write_config(tmp_path / "calibd.yaml", flats=True, scale=scale, start=start)
+    proc = calibd_subprocess("plan", "check", PLANS / "sky-flats.yaml", "--config", config,
+                             "--library", tmp_path / "lib", timeout=120)
+    assert proc.returncode == code, proc.stderr
+    assert says in proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stderr and "Warning" not in proc.stderr, proc.stderr
