@@ -14,7 +14,6 @@ from astropy.io import fits
 from capture.config import MastersConfig
 from capture.library.index import Index
 from capture.masters.bpm import local_level
-from capture.masters.store import all_masters
 from simulators.profiles import get_profile
 from simulators.sensor import SensorModel
 from tests.conftest import run_cli, write_config, write_plan
@@ -58,7 +57,7 @@ def library(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def masters(lib: Path, kind: str) -> list[Any]:
     index = Index(lib)
     try:
-        return all_masters(index, kind)
+        return index.masters(kind)
     finally:
         index.close()
 

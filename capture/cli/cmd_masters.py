@@ -17,7 +17,6 @@ from capture.library.index import Index
 from capture.library.layout import INDEX_NAME
 from capture.masters.inputs import check_consistent
 from capture.masters.service import build_missing
-from capture.masters.store import all_masters
 from capture.plans.cells import fmt_number
 
 KINDS = ("bias", "dark", "darkflat", "flat", "bpm")
@@ -86,7 +85,7 @@ def run_build(args: argparse.Namespace) -> int:
 def run_list(args: argparse.Namespace) -> int:
     index, _ = _index(args)
     try:
-        masters = all_masters(index, args.kind)
+        masters = index.masters(args.kind)
     finally:
         index.close()
     if args.json:

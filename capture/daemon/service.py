@@ -25,10 +25,10 @@ from capture.config import Config, ScheduleConfig, UnsafeSchedule, load_config
 from capture.daemon.control import ControlError
 from capture.daemon.notify import Notifier, watchdog_interval_s
 from capture.daemon.scheduling import make_scheduler, set_fire_target, sync_jobs
-from capture.daemon.state import ActiveRun, DaemonState
 from capture.daemon.worker import CameraWorker, RunRequest, describe_error
 from capture.devices import make_clock, make_safety, site_of
 from capture.errors import ConfigError, DaemonError, LibraryError, PlanError, Problem
+from capture.library.daemon_state import ActiveRun, DaemonState
 from capture.library.index import Index
 from capture.library.status import status_data
 from capture.plans.load import load_plan

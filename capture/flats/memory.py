@@ -8,23 +8,10 @@ filter is scaled linearly, which is exact for a linear panel and a good start ot
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Literal
+from capture.library.flat_memory import FlatKey, Mode
+from capture.library.index import Index
 
-from capture.library.index import Index, utc_now_text
-
-Mode = Literal["exposure", "brightness"]
-
-
-@dataclass(frozen=True)
-class FlatKey:
-    camera: str
-    filter: str
-    binning: int
-    gain: int
-    offset: int
-    readout_mode: str
-    mode: Mode
+__all__ = ["FlatKey", "FlatMemory", "Mode"]
 
 
 class FlatMemory:
@@ -34,27 +21,17 @@ class FlatMemory:
     def recall(self, key: FlatKey, fixed: float) -> float | None:
         """The remembered value for ``fixed`` (brightness or exposure), scaled from the nearest
         remembered setting of the same filter when there is no exact match."""
-        rows = self.index.query(
-            'SELECT fixed, value FROM flat_memory WHERE camera=? AND filter=? AND binning=? AND '
-            'gain=? AND "offset"=? AND readout_mode=? AND mode=? ORDER BY updated_utc DESC',
-            (key.camera, key.filter, key.binning, key.gain, key.offset, key.readout_mode,
-             key.mode))
+        rows = self.index.remembered_flats(key)
         if not rows:
             return None
-        for r in rows:
-            if abs(float(r["fixed"]) - fixed) < 1e-9:
-                return float(r["value"])
-        nearest = min(rows, key=lambda r: abs(float(r["fixed"]) - fixed))
-        if float(nearest["fixed"]) <= 0 or fixed <= 0:
+        for known, value in rows:
+            if abs(known - fixed) < 1e-9:
+                return value
+        known, value = min(rows, key=lambda r: abs(r[0] - fixed))
+        if known <= 0 or fixed <= 0:
             return None
         # Signal is proportional to brightness x exposure: keep the product.
-        return float(nearest["value"]) * float(nearest["fixed"]) / fixed
+        return value * known / fixed
 
     def remember(self, key: FlatKey, fixed: float, value: float, level: float) -> None:
-        with self.index.tx() as db:
-            db.execute(
-                'INSERT OR REPLACE INTO flat_memory(camera, filter, binning, gain, "offset", '
-                "readout_mode, mode, fixed, value, level, updated_utc) "
-                "VALUES(?,?,?,?,?,?,?,?,?,?,?)",
-                (key.camera, key.filter, key.binning, key.gain, key.offset, key.readout_mode,
-                 key.mode, fixed, value, level, utc_now_text()))
+        self.index.remember_flat(key, fixed, value, level)

@@ -138,13 +138,11 @@ class FlatRunner:
         level, _ = self.seq.refs.reference(bias_cell)
         if level is not None and cell.gain in self.seq.electrons_per_adu:
             return level
-        rows = self.seq.library.index.query(
-            'SELECT AVG(level_adu) AS level FROM frames WHERE kind=\'bias\' AND gain=? AND '
-            '"offset"=? AND binning=? AND readout_mode=? AND level_adu IS NOT NULL',
-            (cell.gain, cell.offset, cell.binning, cell.readout_mode))
-        if rows and rows[0]["level"] is not None and cell.gain in self.seq.electrons_per_adu:
-            self.seq.refs.seed_bias(bias_cell, float(rows[0]["level"]))
-            return float(rows[0]["level"])
+        known = self.seq.library.index.bias_level(cell.gain, cell.offset, cell.binning,
+                                                  cell.readout_mode)
+        if known is not None and cell.gain in self.seq.electrons_per_adu:
+            self.seq.refs.seed_bias(bias_cell, known)
+            return known
         shot = self.seq.shoot(bias_cell, self.seq.info.min_exposure_s)
         self.seq.refs.seed_bias(bias_cell, shot.stats.level_adu)
         self.seq.event("info", "bias-reference", f"bias level {shot.stats.level_adu:.1f} ADU "
@@ -186,10 +184,8 @@ class FlatRunner:
                 log.info("accessory still unavailable: %s", err)
 
     def last_exposure(self, cell: Cell) -> float | None:
-        rows = self.seq.library.index.query(
-            "SELECT exposure_s FROM frames WHERE run_id=? AND cell_key=? ORDER BY seq DESC "
-            "LIMIT 1", (self.seq.run_handle.run_id, cell.key))
-        return float(rows[0]["exposure_s"]) if rows else None
+        exposures = self.seq.library.index.cell_exposures(self.seq.run_handle.run_id, cell.key)
+        return exposures[-1] if exposures else None
 
     def run_search(self, cell: Cell, spec: SearchSpec, start: float | None,
                    take: Callable[[float], Shot]) -> tuple[SearchResult, Measured]:
@@ -241,9 +237,7 @@ class FlatRunner:
         index = self.seq.library.index
         exposures: set[float] = set()
         for cell in group:
-            rows = index.query("SELECT exposure_s FROM frames WHERE run_id=? AND cell_key=?",
-                               (self.seq.run_handle.run_id, cell.key))
-            values = [float(r["exposure_s"]) for r in rows]
+            values = index.cell_exposures(self.seq.run_handle.run_id, cell.key)
             if not values:
                 continue
             if fset.source == "sky":  # exposures change frame to frame: their median

@@ -14,11 +14,14 @@ import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from capture.errors import LibraryError
+from capture.library.flat_memory import FlatMemoryTable
+from capture.library.frame_queries import FrameQueries
+from capture.library.masters_table import MastersTable
+from capture.library.store import utc_now_text
 from capture.plans.cells import Cell
 
 SCHEMA_VERSION = 1
@@ -95,10 +98,6 @@ CREATE TABLE IF NOT EXISTS events(
 ACTIVE_STATES = ("running", "interrupted", "paused", "failed")
 
 
-def utc_now_text() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 @dataclass(frozen=True)
 class RunRow:
     id: int
@@ -112,8 +111,10 @@ class RunRow:
     plan_digest: str | None
 
 
-class Index:
-    """Access to one library's index. Creates it on first use."""
+class Index(FrameQueries, MastersTable, FlatMemoryTable):
+    """Access to one library's index. Creates it on first use. Its tables' named queries live
+    in the mixins (:mod:`capture.library.frame_queries`, :mod:`~capture.library.masters_table`,
+    :mod:`~capture.library.flat_memory`); :meth:`query` is for them and for tests."""
 
     def __init__(self, root: Path) -> None:
         self.root = root
@@ -249,8 +250,11 @@ class Index:
             db.execute(f"INSERT OR REPLACE INTO frames({cols}) VALUES({marks})",
                        tuple(row.values()))
 
-    def frame_paths(self) -> set[str]:
-        return {r["path"] for r in self.query("SELECT path FROM frames")}
+    def frame_paths(self, run_id: int | None = None, cell_key: str | None = None) -> set[str]:
+        """Paths (relative to the root) of the indexed frames, or of one run and/or cell."""
+        rows = self.query("SELECT path FROM frames WHERE (?1 IS NULL OR run_id=?1) AND "
+                          "(?2 IS NULL OR cell_key=?2)", (run_id, cell_key))
+        return {r["path"] for r in rows}
 
     def remove_frames(self, paths: list[str]) -> None:
         with self.tx() as db:

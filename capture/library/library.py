@@ -17,6 +17,7 @@ from typing import IO, Any
 
 from capture.errors import LibraryError
 from capture.library.fitsio import FrameContext, build_header, frame_cards
+from capture.library.headermap import frame_row
 from capture.library.index import Index, RunRow
 from capture.library.layout import camera_root, frame_dir, frame_name, safe_part
 from capture.library.rescan import (
@@ -151,17 +152,7 @@ class Library:
         name = frame_name(cell, start=frame.start_utc, run_id=ctx.run_id, seq=ctx.seq,
                           exposure_s=frame.exposure_s, default_mode=default_mode)
         header = build_header(frame_cards(frame, ctx))
-        temps = [t for t in (frame.temp_start_c, frame.temp_end_c) if t is not None]
-        row: dict[str, Any] = {
-            "run_id": ctx.run_id, "cell_key": cell.key, "seq": ctx.seq,
-            "camera": ctx.camera_name, "camera_id": info.camera_id, "kind": cell.kind,
-            "gain": frame.settings.gain, "offset": frame.settings.offset,
-            "binning": frame.settings.binning, "readout_mode": frame.settings.readout_mode,
-            "setpoint_c": cell.setpoint_c,
-            "ccd_temp_c": round(sum(temps) / len(temps), 2) if temps else None,
-            "exposure_s": frame.exposure_s, "filter": cell.filter,
-            "date_obs": header["DATE-OBS"], "width": frame.shape[1], "height": frame.shape[0],
-        }
+        row = frame_row(header, shape=frame.shape)
         if stats:
             row.update(stats)
         return WriteJob(path=directory / name, data=frame.data, header=header, row=row)

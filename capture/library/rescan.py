@@ -25,14 +25,15 @@ from astropy.io import fits
 
 from capture.errors import LibraryError
 from capture.library.fitsio import read_complete_header
+from capture.library.headermap import frame_row, master_kind, master_row
 from capture.library.index import Index
 from capture.library.layout import INDEX_NAME, is_partial, safe_part
+from capture.library.masters_table import inputs_digest
 
 log = logging.getLogger(__name__)
 
 STATE_DIR = ".calibd"
 QUARANTINE_DIR = ".quarantine"
-FRAME_KINDS = {"Bias Frame": "bias", "Dark Frame": "dark", "Flat Frame": "flat"}
 
 
 @dataclass
@@ -50,40 +51,6 @@ class ReconcileReport:
         return (f"{self.partials_removed} partial file(s) removed, {self.frames_added} frame(s) "
                 f"indexed from disk, {self.rows_removed} stale row(s) dropped, "
                 f"{len(self.quarantined)} damaged file(s) quarantined")
-
-
-def kind_from_header(header: fits.Header) -> str | None:
-    kind = FRAME_KINDS.get(str(header.get("IMAGETYP", "")).strip())
-    if kind == "dark" and str(header.get("CALTYPE", "")).upper() == "DARKFLAT":
-        return "darkflat"
-    return kind
-
-
-def row_from_header(header: fits.Header) -> dict[str, Any]:
-    """Index columns from a calibd frame header (path and bytes are added by the caller)."""
-    def num(key: str) -> Any:
-        value = header.get(key)
-        return value if isinstance(value, int | float) and not isinstance(value, bool) else None
-
-    return {
-        "run_id": num("RUNID"),
-        "cell_key": header.get("CELLKEY"),
-        "seq": num("FRAMESEQ"),
-        "camera": header.get("CAMNAME"),
-        "camera_id": header.get("CAMERAID"),
-        "kind": kind_from_header(header),
-        "gain": num("GAIN"),
-        "offset": num("OFFSET"),
-        "binning": num("XBINNING"),
-        "readout_mode": header.get("READOUTM"),
-        "setpoint_c": num("SET-TEMP"),
-        "ccd_temp_c": num("CCD-TEMP"),
-        "exposure_s": num("EXPTIME"),
-        "filter": header.get("FILTER"),
-        "date_obs": header.get("DATE-OBS"),
-        "width": num("NAXIS1"),
-        "height": num("NAXIS2"),
-    }
 
 
 def _fits_files(root: Path) -> tuple[list[Path], list[Path]]:
@@ -154,7 +121,7 @@ def reconcile(index: Index, camera: str | None = None) -> ReconcileReport:
                 log.warning("damaged frame moved to %s: %s", dest, err)
                 report.quarantined.append(rel)
             continue
-        row = row_from_header(header)
+        row = frame_row(header)
         if row["cell_key"] is None or row["run_id"] is None:
             continue  # not a calibd frame (masters, user files): leave it alone
         row["path"] = rel
@@ -254,7 +221,7 @@ def _rescan(root: Path) -> dict[str, int]:
         if master_kind(header) is not None:
             masters.append((path, header))
             continue
-        row = row_from_header(header)
+        row = frame_row(header)
         if row["cell_key"] is None or row["run_id"] is None:
             continue
         row["path"] = path.relative_to(root).as_posix()
@@ -314,47 +281,14 @@ def _insert_cell(db: sqlite3.Connection, run_id: int, key: str, position: int,
          values["exposure_s"], values.get("filter"), planned))
 
 
-def master_kind(header: fits.Header) -> str | None:
-    """bias / dark / darkflat / flat / bpm for a master's header, else None."""
-    imagetyp = str(header.get("IMAGETYP", "")).strip()
-    if imagetyp == "Bad Pixel Map":
-        return "bpm"
-    if not imagetyp.startswith("Master"):
-        return None
-    kind = imagetyp[len("Master"):].strip().lower()
-    if kind == "dark" and str(header.get("CALTYPE", "")).upper() == "DARKFLAT":
-        return "darkflat"
-    return kind if kind in ("bias", "dark", "flat") else None
-
-
 def _index_master(index: Index, path: Path, header: fits.Header) -> None:
     """Re-create a master's index row from its header. Its input set is taken to be the cell's
     current frames when the counts agree (else the master will count as stale)."""
-    from capture.masters.store import inputs_digest, upsert_master
-
-    kind = master_kind(header)
     run_id, cell_key = header.get("SRCRUN"), header.get("SRCCELL")
     digest = None
     if run_id is not None and cell_key is not None:
-        paths = [r["path"] for r in index.query(
-            "SELECT path FROM frames WHERE run_id=? AND cell_key=?", (run_id, cell_key))]
+        paths = index.frame_paths(run_id, cell_key)
         if paths and len(paths) == header.get("NCOMBINE"):
-            digest = inputs_digest(paths)
-    calibration = None
-    if header.get("BIASSUB") and header.get("BIASMSTR"):
-        calibration = f"bias:{header['BIASMSTR']}"
-    elif header.get("FLATCAL"):
-        calibration = str(header["FLATCAL"])
-    if kind == "bpm":
-        cell_key = f"bpm|{header.get('CAMNAME')}|g{header.get('GAIN')}|b{header.get('XBINNING')}"
-    upsert_master(index, {
-        "path": path.relative_to(index.root).as_posix(), "kind": kind,
-        "camera": header.get("CAMNAME"), "camera_id": header.get("CAMERAID"),
-        "instrument": header.get("INSTRUME"), "run_id": run_id, "cell_key": cell_key,
-        "gain": header.get("GAIN"), "offset": header.get("OFFSET"),
-        "binning": header.get("XBINNING"), "readout_mode": header.get("READOUTM"),
-        "bit_depth": header.get("BITDEPTH"), "setpoint_c": header.get("SET-TEMP"),
-        "exposure_s": header.get("EXPTIME"), "filter": header.get("FILTER"),
-        "width": header.get("NAXIS1"), "height": header.get("NAXIS2"),
-        "ncombine": header.get("NCOMBINE"), "inputs_digest": digest,
-        "calibration": calibration, "date_obs": header.get("DATE-OBS")})
+            digest = inputs_digest(sorted(paths))
+    index.upsert_master(master_row(header, path=path.relative_to(index.root).as_posix(),
+                                   inputs_digest=digest))

@@ -11,15 +11,13 @@ from capture.library.index import Index
 
 def status_data(root: Path, index: Index, run_filter: int | None = None) -> dict[str, Any]:
     """Runs with their cells (planned, done, state, reason), frame and byte totals."""
-    totals = index.query("SELECT COUNT(*) AS n, COALESCE(SUM(bytes), 0) AS b FROM frames")[0]
+    frames, size = index.frame_totals()
     runs = []
     for run in index.runs():
         if run_filter is not None and run.id != run_filter:
             continue
         cells = []
-        spans = {r["cell_key"]: (r["lo"], r["hi"]) for r in index.query(
-            "SELECT cell_key, MIN(exposure_s) AS lo, MAX(exposure_s) AS hi FROM frames "
-            "WHERE run_id=? AND kind='flat' GROUP BY cell_key", (run.id,))}
+        spans = index.flat_exposure_spans(run.id)
         for r in index.cell_rows(run.id):
             done, planned = int(r["done"]), int(r["planned"])
             state = r["state"]
@@ -40,5 +38,5 @@ def status_data(root: Path, index: Index, run_filter: int | None = None) -> dict
                      "planned": planned, "done": done,
                      "complete_cells": sum(1 for c in cells if c["state"] == "complete"),
                      "cells": cells})
-    return {"library": str(root), "frames": int(totals["n"]), "bytes": int(totals["b"]),
+    return {"library": str(root), "frames": frames, "bytes": size,
             "runs": runs}

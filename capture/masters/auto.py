@@ -52,9 +52,7 @@ class AutoMasters:
                 return
             deadline = time.monotonic() + WAIT_FOR_FRAMES_S
             while time.monotonic() < deadline:
-                n = index.query("SELECT COUNT(*) AS n FROM frames WHERE run_id=? AND cell_key=?",
-                                (self.run_id, cell.key))[0]["n"]
-                if n >= cell.count:
+                if index.frame_count(self.run_id, cell.key) >= cell.count:
                     break
                 time.sleep(0.2)
             try:

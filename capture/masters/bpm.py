@@ -27,10 +27,12 @@ from astropy.io import fits
 from capture import __version__
 from capture.config import MastersConfig
 from capture.library.fitsio import fsync_dir
+from capture.library.headermap import master_row
 from capture.library.index import Index
 from capture.library.layout import camera_root
+from capture.library.masters_table import MasterRow
 from capture.masters.build import load_float32
-from capture.masters.store import MasterRow, all_masters, master_path, upsert_master
+from capture.masters.store import master_path
 
 log = logging.getLogger(__name__)
 HOT, COLD = 1, 2
@@ -82,8 +84,7 @@ def cold_mask(flat: npt.NDArray[np.float32], cfg: MastersConfig) -> npt.NDArray[
 
 def bpm_keys(index: Index) -> list[tuple[str, int, int]]:
     """(camera, gain, binning) that have master darks."""
-    rows = index.query("SELECT DISTINCT camera, gain, binning FROM masters WHERE kind='dark'")
-    return [(r["camera"], int(r["gain"]), int(r["binning"])) for r in rows]
+    return index.master_dark_settings()
 
 
 def build_bpm(index: Index, camera: str, gain: int, binning: int, cfg: MastersConfig
@@ -91,7 +92,7 @@ def build_bpm(index: Index, camera: str, gain: int, binning: int, cfg: MastersCo
     """Build the map for one camera, gain and binning from the library's masters. Returns the
     file, or None when there are no bias-subtracted master darks to find hot pixels in."""
     root = index.root
-    masters = all_masters(index)
+    masters = index.masters()
     darks = sorted((m for m in masters if m.kind == "dark" and m.camera == camera
                     and m.gain == gain and m.binning == binning
                     and (m.calibration or "").startswith("bias:")),
@@ -100,6 +101,7 @@ def build_bpm(index: Index, camera: str, gain: int, binning: int, cfg: MastersCo
              and m.binning == binning]
     if not darks:
         return None
+    first = darks[0]
     mask: npt.NDArray[np.uint8] | None = None
     used: list[MasterRow] = []
     for m in darks:
@@ -126,6 +128,8 @@ def build_bpm(index: Index, camera: str, gain: int, binning: int, cfg: MastersCo
     header["GAIN"] = (gain, "sensor gain the hot pixels were found at")
     header["XBINNING"] = binning
     header["YBINNING"] = binning
+    if first.bit_depth is not None:
+        header["BITDEPTH"] = (first.bit_depth, "native ADC bits of the camera")
     header["NCOMBINE"] = (len(used), "masters the map was made from")
     header["NHOT"] = (n_hot, "hot pixels")
     header["NCOLD"] = (n_cold, "cold or dead pixels")
@@ -136,22 +140,16 @@ def build_bpm(index: Index, camera: str, gain: int, binning: int, cfg: MastersCo
     header["SWCREATE"] = f"calibd {__version__}"
     for m in used:
         header.add_history(f"from {Path(m.path).name}")
-    first = darks[0]
     out = master_path(camera_root(root, camera, None), "bpm", f"g{gain}_bin{binning}")
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.partial")
-    fits.PrimaryHDU(data=mask, header=header).writeto(tmp, overwrite=True)
+    hdu = fits.PrimaryHDU(data=mask, header=header)
+    hdu.writeto(tmp, overwrite=True)
     with open(tmp, "rb+") as fh:
         os.fsync(fh.fileno())
     os.replace(tmp, out)
     fsync_dir(out.parent)
-    upsert_master(index, {
-        "path": out.relative_to(root).as_posix(), "kind": "bpm", "camera": camera,
-        "camera_id": first.camera_id, "instrument": None, "run_id": None,
-        "cell_key": f"bpm|{camera}|g{gain}|b{binning}", "gain": gain, "offset": None,
-        "binning": binning, "readout_mode": None, "bit_depth": first.bit_depth,
-        "setpoint_c": None, "exposure_s": None, "filter": None, "width": mask.shape[1],
-        "height": mask.shape[0], "ncombine": len(used), "inputs_digest": None,
-        "calibration": None, "date_obs": None})
+    index.upsert_master(master_row(hdu.header, path=out.relative_to(root).as_posix(),
+                                   inputs_digest=None))
     log.info("built %s: %d hot, %d cold/dead pixels", out.name, n_hot, n_cold)
     return out

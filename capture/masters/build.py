@@ -14,7 +14,6 @@ built from are no longer exactly the frames of the cell (a resumed run added som
 from __future__ import annotations
 
 import logging
-import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,18 +26,13 @@ from capture.combine import Rejection, combine_to_fits
 from capture.combine.reader import FrameSource
 from capture.config import MastersConfig
 from capture.library.fitsio import set_card
+from capture.library.frame_queries import CellFrame
+from capture.library.headermap import master_row
 from capture.library.index import Index
 from capture.library.layout import camera_root
+from capture.library.masters_table import MasterRow, inputs_digest
 from capture.masters.inputs import check_consistent
-from capture.masters.store import (
-    MASTER_IMAGETYP,
-    MasterRow,
-    find_master,
-    inputs_digest,
-    master_path,
-    row_of,
-    upsert_master,
-)
+from capture.masters.store import MASTER_IMAGETYP, master_path
 from capture.plans.cells import fmt_number
 
 log = logging.getLogger(__name__)
@@ -96,40 +90,28 @@ def rejection_of(cfg: MastersConfig) -> Rejection:
 def frame_groups(index: Index, *, kinds: Sequence[str] | None = None,
                  run_id: int | None = None, cell_key: str | None = None) -> list[MasterGroup]:
     """Every (run, cell) with frames, in build order (calibrators first)."""
-    sql = ("SELECT f.run_id, f.cell_key, f.kind, f.camera, COALESCE(r.folder, '') AS folder, "
-           "f.gain, f.\"offset\", f.binning, f.readout_mode, f.setpoint_c, f.exposure_s, "
-           "f.filter, f.path FROM frames f LEFT JOIN runs r ON r.id = f.run_id "
-           "WHERE f.run_id IS NOT NULL AND f.cell_key IS NOT NULL")
-    args: list[object] = []
-    if run_id is not None:
-        sql += " AND f.run_id=?"
-        args.append(run_id)
-    if cell_key is not None:
-        sql += " AND f.cell_key=?"
-        args.append(cell_key)
-    sql += " ORDER BY f.run_id, f.cell_key, f.seq"
-    groups: dict[tuple[int, str], list[sqlite3.Row]] = {}
-    for r in index.query(sql, tuple(args)):
-        groups.setdefault((r["run_id"], r["cell_key"]), []).append(r)
+    groups: dict[tuple[int, str], list[CellFrame]] = {}
+    for f in index.cell_frames(run_id, cell_key):
+        groups.setdefault((f.run_id, f.cell_key), []).append(f)
     out: list[MasterGroup] = []
     for (rid, key), rows in groups.items():
         first = rows[0]
-        if kinds is not None and first["kind"] not in kinds:
+        if kinds is not None and first.kind not in kinds:
             continue
-        exposures = sorted(float(r["exposure_s"]) for r in rows)
+        exposures = sorted(float(r.exposure_s) for r in rows)
         out.append(MasterGroup(
-            kind=first["kind"], run_id=rid, cell_key=key, camera=first["camera"],
-            folder=first["folder"], paths=tuple(r["path"] for r in rows),
-            gain=first["gain"], offset=first["offset"], binning=first["binning"],
-            readout_mode=first["readout_mode"], setpoint_c=first["setpoint_c"],
-            exposure_s=exposures[len(exposures) // 2], filter=first["filter"]))
+            kind=first.kind, run_id=rid, cell_key=key, camera=first.camera,
+            folder=first.folder, paths=tuple(r.path for r in rows),
+            gain=first.gain, offset=first.offset, binning=first.binning,
+            readout_mode=first.readout_mode, setpoint_c=first.setpoint_c,
+            exposure_s=exposures[len(exposures) // 2], filter=first.filter))
     out.sort(key=lambda g: (BUILD_ORDER.get(g.kind, 9), g.run_id, g.cell_key))
     return out
 
 
 def needs_build(index: Index, group: MasterGroup) -> str | None:
     """Why ``group``'s master must be built ("missing", "stale") or None if it is current."""
-    existing = find_master(index, group.kind, group.run_id, group.cell_key)
+    existing = index.find_master(group.kind, group.run_id, group.cell_key)
     if existing is None:
         return "missing"
     if existing.inputs_digest != inputs_digest(list(group.paths)):
@@ -143,17 +125,15 @@ def find_calibrator(index: Index, kind: str, group: MasterGroup, tolerance_c: fl
                     exposure_s: float | None = None) -> MasterRow | None:
     """The master bias (or dark flat) for ``group``: same camera and settings, set-point within
     ``tolerance_c``, the same run preferred, then the newest."""
-    rows = index.query(
-        'SELECT * FROM masters WHERE kind=? AND camera=? AND gain=? AND "offset"=? AND '
-        "binning=? AND readout_mode=? AND ABS(setpoint_c - ?) <= ? ORDER BY (run_id = ?) DESC, "
-        "created_utc DESC",
-        (kind, group.camera, group.gain, group.offset, group.binning, group.readout_mode,
-         group.setpoint_c, tolerance_c + 1e-9, group.run_id))
+    rows = index.calibrator_candidates(
+        kind, camera=group.camera, gain=group.gain, offset=group.offset, binning=group.binning,
+        readout_mode=group.readout_mode, setpoint_c=group.setpoint_c,
+        tolerance_c=tolerance_c + 1e-9, prefer_run=group.run_id)
     for r in rows:
-        if exposure_s is not None and abs(float(r["exposure_s"]) - exposure_s) > \
+        if exposure_s is not None and abs(float(r.exposure_s or 0.0) - exposure_s) > \
                 0.02 * exposure_s + 1e-6:
             continue
-        return row_of(r)
+        return r
     return None
 
 
@@ -171,12 +151,10 @@ def build_master(index: Index, group: MasterGroup, cfg: MastersConfig) -> Path:
     header = _master_header(headers[0], group, index)
     subtract: np.ndarray | None = None
     scales: list[float] | None = None
-    calibration: str | None = None
     if group.kind == "dark" and cfg.subtract_bias_from_darks:
         bias = find_calibrator(index, "bias", group, cfg.bias_setpoint_tolerance_c)
         if bias is not None:
             subtract = load_float32(root / bias.path)
-            calibration = f"bias:{Path(bias.path).name}"
             set_card(header, "BIASSUB", True, "master bias subtracted")
             set_card(header, "BIASMSTR", Path(bias.path).name, "master bias used")
         else:
@@ -186,8 +164,8 @@ def build_master(index: Index, group: MasterGroup, cfg: MastersConfig) -> Path:
     elif group.kind == "dark":
         set_card(header, "BIASSUB", False, "bias subtraction disabled")
     if group.kind == "flat":
-        subtract, calibration = _flat_calibrator(index, group, cfg)
-        set_card(header, "FLATCAL", calibration, "subtracted from each flat")
+        subtract, flatcal = _flat_calibrator(index, group, cfg)
+        set_card(header, "FLATCAL", flatcal, "subtracted from each flat")
         scales = [1.0 / _central_level(p, subtract) for p in paths]
         set_card(header, "NORMALIZ", "median", "each flat / its central median")
     out = master_path(camera_root(root, group.camera, group.folder or None), group.kind,
@@ -195,23 +173,14 @@ def build_master(index: Index, group: MasterGroup, cfg: MastersConfig) -> Path:
                       run_id=group.run_id)
     out.parent.mkdir(parents=True, exist_ok=True)
     try:
-        stats = combine_to_fits([str(p) for p in paths], out, header=header,
-                                method=cfg.method, rejection=rejection_of(cfg),
-                                subtract=subtract, scales=scales,
-                                memory_budget_bytes=int(cfg.memory_budget_mb * 2**20))
+        combine_to_fits([str(p) for p in paths], out, header=header, method=cfg.method,
+                        rejection=rejection_of(cfg), subtract=subtract, scales=scales,
+                        memory_budget_bytes=int(cfg.memory_budget_mb * 2**20))
     except ValueError as err:
         raise MasterBuildError(f"{group.describe()}: {err}") from err
-    upsert_master(index, {
-        "path": out.relative_to(root).as_posix(), "kind": group.kind, "camera": group.camera,
-        "camera_id": headers[0].get("CAMERAID"), "instrument": headers[0].get("INSTRUME"),
-        "run_id": group.run_id, "cell_key": group.cell_key, "gain": group.gain,
-        "offset": group.offset, "binning": group.binning, "readout_mode": group.readout_mode,
-        "bit_depth": headers[0].get("BITDEPTH"), "setpoint_c": group.setpoint_c,
-        "exposure_s": group.exposure_s, "filter": group.filter,
-        "width": stats.shape[1], "height": stats.shape[0], "ncombine": stats.ncombine,
-        "inputs_digest": inputs_digest(list(group.paths)), "calibration": calibration,
-        "date_obs": headers[0].get("DATE-OBS"),
-    })
+    # The row says what the file's header says (the same mapping as ``library rescan``).
+    index.upsert_master(master_row(fits.getheader(out), path=out.relative_to(root).as_posix(),
+                                   inputs_digest=inputs_digest(list(group.paths))))
     log.info("built %s: %s", out.name, group.describe())
     return out
 
@@ -231,11 +200,9 @@ def _master_header(first: fits.Header, group: MasterGroup, index: Index) -> fits
     for key in COPIED_KEYS:
         if key in first:
             set_card(header, key, first[key], first.comments[key])
-    temps = index.query("SELECT AVG(ccd_temp_c) AS t FROM frames WHERE run_id=? AND cell_key=?",
-                        (group.run_id, group.cell_key))
-    if temps and temps[0]["t"] is not None:
-        set_card(header, "CCD-TEMP", round(float(temps[0]["t"]), 2),
-                 "[degC] mean over the inputs")
+    temp = index.mean_ccd_temp(group.run_id, group.cell_key)
+    if temp is not None:
+        set_card(header, "CCD-TEMP", round(temp, 2), "[degC] mean over the inputs")
     set_card(header, "SWCREATE", f"calibd {__version__}", "software that created this file")
     set_card(header, "SRCRUN", group.run_id, "calibd run of the input frames")
     set_card(header, "SRCCELL", group.cell_key, "calibd cell of the input frames")

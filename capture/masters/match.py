@@ -28,7 +28,7 @@ from typing import Any
 from astropy.io import fits
 
 from capture.library.index import Index
-from capture.masters.store import MasterRow, all_masters
+from capture.library.masters_table import MasterRow
 
 
 @dataclass
@@ -121,7 +121,7 @@ def match(index: Index, header: fits.Header, *, tolerance_c: float = 1.0,
           flat_max_age_days: float = 60.0) -> list[Choice]:
     """The master bias, dark, flat and bad pixel map for a light frame."""
     light = Light.from_header(header)
-    masters = [m for m in all_masters(index) if _same_camera(light, m)]
+    masters = [m for m in index.masters() if _same_camera(light, m)]
     tol = tolerance_c
     by_kind = {k: [m for m in masters if m.kind == k] for k in ("bias", "dark", "flat", "bpm")}
     notes = []

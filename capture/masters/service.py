@@ -32,9 +32,8 @@ class BuildReport:
 def _forget_missing_frames(index: Index, run_id: int | None, cell_key: str | None) -> None:
     """Drop index rows whose file the user deleted, so masters are built from what exists.
     Only the frames of the run and cell about to be built are looked at (one stat each)."""
-    rows = index.query("SELECT path FROM frames WHERE (?1 IS NULL OR run_id=?1) AND "
-                       "(?2 IS NULL OR cell_key=?2)", (run_id, cell_key))
-    gone = [r["path"] for r in rows if not (index.root / r["path"]).exists()]
+    gone = sorted(p for p in index.frame_paths(run_id, cell_key)
+                  if not (index.root / p).exists())
     if gone:
         log.warning("%d indexed frame(s) no longer on disk: forgotten", len(gone))
         index.remove_frames(gone)
@@ -68,8 +67,7 @@ def build_missing(index: Index, cfg: MastersConfig, *, kinds: Sequence[str] | No
             log.error("master %s not built: %s", group.describe(), err)
             report.failed.append(f"{group.describe()}: {err}")
     if bpm and (kinds is None or "bpm" in kinds or touched):
-        have = {(r["camera"], r["gain"], r["binning"]) for r in index.query(
-            "SELECT camera, gain, binning FROM masters WHERE kind='bpm'")}
+        have = {(m.camera, m.gain, m.binning) for m in index.masters("bpm")}
         for key in bpm_keys(index):
             if force or key in touched or key not in have or (kinds and "bpm" in kinds):
                 try:

@@ -498,11 +498,9 @@ class Sequencer:
 
     def _seed_bias_references(self) -> None:
         """Bias levels from earlier sessions of this run, for the first darks' leak check."""
-        rows = self.library.index.query(
-            "SELECT cell_key, AVG(level_adu) AS level FROM frames WHERE run_id=? AND kind='bias' "
-            "AND level_adu IS NOT NULL GROUP BY cell_key", (self.run_handle.run_id,))
+        levels = self.library.index.run_bias_levels(self.run_handle.run_id)
         by_key = {c.key: c for c in self.plan.cells}
-        for r in rows:
-            cell = by_key.get(r["cell_key"])
+        for key, level in levels.items():
+            cell = by_key.get(key)
             if cell is not None:
-                self.refs.seed_bias(cell, float(r["level"]))
+                self.refs.seed_bias(cell, level)

@@ -1,6 +1,7 @@
 """The daemon's own small state (``<state_dir>/daemon.sqlite``): which runs were under way (to
 resume them after a stop, crash or power cut), which cameras an operator paused, and when each
-schedule fired (in clock time)."""
+schedule fired (in clock time). Used by :mod:`capture.daemon.service`; it lives here because
+calibd's SQL lives in ``capture/library`` only (APScheduler's job store is the scheduler's own)."""
 
 from __future__ import annotations
 

@@ -1,0 +1,93 @@
+"""Questions the sequencer, the flats and the masters ask about indexed frames (a mixin of
+:class:`capture.library.index.Index`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from capture.library.store import Store
+
+
+@dataclass(frozen=True)
+class CellFrame:
+    """One indexed frame of a run's cell, with the run's folder (what masters are built from)."""
+
+    run_id: int
+    cell_key: str
+    kind: str
+    camera: str
+    folder: str
+    gain: int
+    offset: int
+    binning: int
+    readout_mode: str
+    setpoint_c: float
+    exposure_s: float
+    filter: str | None
+    path: str  # relative to the library root
+
+
+class FrameQueries(Store):
+    def frame_count(self, run_id: int, cell_key: str) -> int:
+        """Frames of one cell of one run in the index."""
+        rows = self.query("SELECT COUNT(*) AS n FROM frames WHERE run_id=? AND cell_key=?",
+                          (run_id, cell_key))
+        return int(rows[0]["n"])
+
+    def cell_exposures(self, run_id: int, cell_key: str) -> list[float]:
+        """[s] exposures of the cell's frames in sequence order."""
+        rows = self.query("SELECT exposure_s FROM frames WHERE run_id=? AND cell_key=? "
+                          "ORDER BY seq", (run_id, cell_key))
+        return [float(r["exposure_s"]) for r in rows]
+
+    def mean_ccd_temp(self, run_id: int, cell_key: str) -> float | None:
+        """[°C] mean sensor temperature of the cell's frames, None without any."""
+        rows = self.query("SELECT AVG(ccd_temp_c) AS t FROM frames WHERE run_id=? AND "
+                          "cell_key=?", (run_id, cell_key))
+        return float(rows[0]["t"]) if rows and rows[0]["t"] is not None else None
+
+    def run_bias_levels(self, run_id: int) -> dict[str, float]:
+        """cell key -> [ADU] mean level of the run's bias frames."""
+        rows = self.query("SELECT cell_key, AVG(level_adu) AS level FROM frames WHERE run_id=? "
+                          "AND kind='bias' AND level_adu IS NOT NULL GROUP BY cell_key",
+                          (run_id,))
+        return {r["cell_key"]: float(r["level"]) for r in rows}
+
+    def bias_level(self, gain: int, offset: int, binning: int, readout_mode: str
+                   ) -> float | None:
+        """[ADU] mean level of every bias frame at these settings in the library, or None."""
+        rows = self.query(
+            "SELECT AVG(level_adu) AS level FROM frames WHERE kind='bias' AND gain=? AND "
+            '"offset"=? AND binning=? AND readout_mode=? AND level_adu IS NOT NULL',
+            (gain, offset, binning, readout_mode))
+        return float(rows[0]["level"]) if rows and rows[0]["level"] is not None else None
+
+    def cell_frames(self, run_id: int | None = None, cell_key: str | None = None
+                    ) -> list[CellFrame]:
+        """Frames that belong to a run's cell (all, or of one run and/or cell), ordered by run,
+        cell and sequence number."""
+        sql = ("SELECT f.run_id, f.cell_key, f.kind, f.camera, COALESCE(r.folder, '') AS folder, "
+               'f.gain, f."offset", f.binning, f.readout_mode, f.setpoint_c, f.exposure_s, '
+               "f.filter, f.path FROM frames f LEFT JOIN runs r ON r.id = f.run_id "
+               "WHERE f.run_id IS NOT NULL AND f.cell_key IS NOT NULL")
+        args: list[object] = []
+        if run_id is not None:  # spelt out, so that SQLite uses the (run_id, cell_key) index
+            sql += " AND f.run_id=?"
+            args.append(run_id)
+        if cell_key is not None:
+            sql += " AND f.cell_key=?"
+            args.append(cell_key)
+        rows = self.query(sql + " ORDER BY f.run_id, f.cell_key, f.seq", tuple(args))
+        return [CellFrame(**{k: r[k] for k in CellFrame.__dataclass_fields__}) for r in rows]
+
+    def frame_totals(self) -> tuple[int, int]:
+        """(frames, bytes) in the index."""
+        row = self.query("SELECT COUNT(*) AS n, COALESCE(SUM(bytes), 0) AS b FROM frames")[0]
+        return int(row["n"]), int(row["b"])
+
+    def flat_exposure_spans(self, run_id: int) -> dict[str, tuple[float, float]]:
+        """cell key -> ([s] shortest, longest) exposure of the run's flats."""
+        rows = self.query("SELECT cell_key, MIN(exposure_s) AS lo, MAX(exposure_s) AS hi "
+                          "FROM frames WHERE run_id=? AND kind='flat' GROUP BY cell_key",
+                          (run_id,))
+        return {r["cell_key"]: (r["lo"], r["hi"]) for r in rows}

@@ -1,0 +1,106 @@
+"""The ``masters`` table: one row per master and bad pixel map, with the keys light frames are
+matched on (a mixin of :class:`capture.library.index.Index`). Rows are made from the master's
+header by :func:`capture.library.headermap.master_row`."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from capture.library.store import Store, utc_now_text
+from capture.plans.cells import fmt_number
+
+
+@dataclass(frozen=True)
+class MasterRow:
+    id: int
+    path: str  # relative to the library root
+    kind: str
+    camera: str | None
+    camera_id: str | None
+    run_id: int | None
+    cell_key: str | None
+    gain: int | None
+    offset: int | None
+    binning: int | None
+    readout_mode: str | None
+    bit_depth: int | None
+    setpoint_c: float | None
+    exposure_s: float | None
+    filter: str | None
+    ncombine: int | None
+    inputs_digest: str | None
+    calibration: str | None
+    date_obs: str | None
+    created_utc: str | None
+    instrument: str | None = None
+    width: int | None = None
+    height: int | None = None
+
+    def describe(self) -> str:
+        parts = [self.kind, f"gain {self.gain}", f"offset {self.offset}", f"bin {self.binning}"]
+        if self.setpoint_c is not None:
+            parts.append(f"{fmt_number(self.setpoint_c)} °C")
+        if self.kind in ("dark", "darkflat") and self.exposure_s is not None:
+            parts.append(f"{fmt_number(self.exposure_s)} s")
+        if self.filter:
+            parts.append(f"filter {self.filter}")
+        return " ".join(parts)
+
+
+def _master(r: Any) -> MasterRow:
+    return MasterRow(**{k: r[k] for k in MasterRow.__dataclass_fields__})
+
+
+def inputs_digest(paths: list[str]) -> str:
+    """Identity of a master's input set (which frames, not their bytes)."""
+    return hashlib.sha256("\n".join(sorted(paths)).encode()).hexdigest()[:16]
+
+
+class MastersTable(Store):
+    def upsert_master(self, row: Mapping[str, Any]) -> None:
+        """Record a master (keys = column names), replacing the row of the same kind, run and
+        cell and any row of the same path."""
+        row = {**row, "created_utc": utc_now_text()}
+        cols = ", ".join(f'"{k}"' for k in row)
+        marks = ", ".join("?" for _ in row)
+        with self.tx() as db:
+            db.execute("DELETE FROM masters WHERE kind=? AND run_id IS ? AND cell_key IS ?",
+                       (row["kind"], row.get("run_id"), row.get("cell_key")))
+            db.execute("DELETE FROM masters WHERE path=?", (row["path"],))
+            db.execute(f"INSERT INTO masters({cols}) VALUES({marks})", tuple(row.values()))
+
+    def masters(self, kind: str | None = None) -> list[MasterRow]:
+        """Every master (of ``kind``), ordered by kind, camera, gain and exposure."""
+        if kind is None:
+            rows = self.query("SELECT * FROM masters ORDER BY kind, camera, gain, exposure_s")
+        else:
+            rows = self.query("SELECT * FROM masters WHERE kind=? ORDER BY camera, gain, "
+                              "exposure_s", (kind,))
+        return [_master(r) for r in rows]
+
+    def find_master(self, kind: str, run_id: int | None, cell_key: str | None
+                    ) -> MasterRow | None:
+        rows = self.query("SELECT * FROM masters WHERE kind=? AND run_id IS ? AND "
+                          "cell_key IS ?", (kind, run_id, cell_key))
+        return _master(rows[0]) if rows else None
+
+    def calibrator_candidates(self, kind: str, *, camera: str, gain: int, offset: int,
+                              binning: int, readout_mode: str, setpoint_c: float,
+                              tolerance_c: float, prefer_run: int) -> list[MasterRow]:
+        """Masters of ``kind`` at these settings with a set-point within ``tolerance_c`` [°C]:
+        those of run ``prefer_run`` first, then the newest."""
+        rows = self.query(
+            'SELECT * FROM masters WHERE kind=? AND camera=? AND gain=? AND "offset"=? AND '
+            "binning=? AND readout_mode=? AND ABS(setpoint_c - ?) <= ? ORDER BY (run_id = ?) "
+            "DESC, created_utc DESC",
+            (kind, camera, gain, offset, binning, readout_mode, setpoint_c, tolerance_c,
+             prefer_run))
+        return [_master(r) for r in rows]
+
+    def master_dark_settings(self) -> list[tuple[str, int, int]]:
+        """(camera, gain, binning) that have master darks (what bad pixel maps are made for)."""
+        rows = self.query("SELECT DISTINCT camera, gain, binning FROM masters WHERE kind='dark'")
+        return [(r["camera"], int(r["gain"]), int(r["binning"])) for r in rows]

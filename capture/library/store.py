@@ -1,0 +1,30 @@
+"""What the index's table modules build on: reads and write transactions on the library's
+SQLite database (one connection per thread), provided by :class:`capture.library.index.Index`.
+
+The SQL of calibd lives in ``capture/library`` only, behind named methods (tests/test_structure.py
+enforces it); the rest of the code calls those methods.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from contextlib import AbstractContextManager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+
+def utc_now_text() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class Store:
+    """Base of the table mixins of ``Index``. Blocking SQLite calls; raise sqlite3.Error."""
+
+    root: Path
+
+    def query(self, sql: str, args: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
+        raise NotImplementedError
+
+    def tx(self) -> AbstractContextManager[sqlite3.Connection]:
+        raise NotImplementedError
