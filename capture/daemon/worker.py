@@ -14,7 +14,6 @@ continued by ``resume`` without a restart.
 from __future__ import annotations
 
 import logging
-import sqlite3
 import threading
 from collections import deque
 from collections.abc import Callable
@@ -25,6 +24,7 @@ from typing import Any, Protocol
 
 from capture.config import Config
 from capture.errors import CoolingTimeout, InputError, LibraryError, RunPaused
+from capture.library.store import index_damaged
 from capture.runner import prepare, run_prepared
 from capture.sequencer.sequencer import SequencerOptions
 from capture.sequencer.status import RunStatus
@@ -44,20 +44,6 @@ def describe_error(err: BaseException) -> str:
     text = f"{type(err).__name__}: {err}" if str(err) else type(err).__name__
     text = "".join(c if c.isprintable() else " " for c in text)
     return text if len(text) <= REASON_MAX_CHARS else text[:REASON_MAX_CHARS - 1] + "…"
-
-
-def index_damaged(err: BaseException) -> bool:
-    """Whether ``err`` (or what caused it) says the SQLite index itself is damaged (not merely
-    busy, locked or full): retrying later does not help; the camera pauses instead."""
-    seen: BaseException | None = err
-    for _ in range(8):
-        if seen is None:
-            return False
-        if isinstance(seen, sqlite3.DatabaseError) and not isinstance(
-                seen, sqlite3.OperationalError):
-            return True
-        seen = seen.__cause__ or seen.__context__
-    return False
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,20 @@ from pathlib import Path
 from typing import Any
 
 
+def index_damaged(err: BaseException) -> bool:
+    """Whether ``err`` (or what caused it) says the SQLite index itself is damaged (not merely
+    busy, locked or full): retrying later does not help; the camera pauses instead."""
+    seen: BaseException | None = err
+    for _ in range(8):
+        if seen is None:
+            return False
+        if isinstance(seen, sqlite3.DatabaseError) and not isinstance(
+                seen, sqlite3.OperationalError):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
 def utc_now_text() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
