@@ -114,7 +114,8 @@ def run_prepared(
     """
     plan = prepared.plan
     stop = stop or threading.Event()
-    with Library.open(library_root, camera=prepared.camera_name) as library:
+    with Library.open(library_root, camera=prepared.camera_name,
+                      clock=prepared.clock) as library:
         digest = plan_digest(prepared.located)
         reopen = None
         if not new:

@@ -321,3 +321,34 @@ def test_plan_check_near_the_end_of_year_9999(tmp_path: Path, scale: float, star
     assert proc.returncode == code, proc.stderr
     assert says in proc.stdout + proc.stderr
     assert "Traceback" not in proc.stderr and "Warning" not in proc.stderr, proc.stderr
+
+
+# ----- one clock for the journal (issue item 19) ---------------------------------------------
+
+def test_the_run_journal_uses_the_clock_the_frames_use(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A simulated clock starting in 2031: the run's start/finish and its journal events carry
+    that clock's time (as DATE-OBS does), not the machine's."""
+    from astropy.io import fits
+
+    from capture.library.index import Index
+    from tests.conftest import run_cli, write_config, write_plan
+
+    config = write_config(tmp_path / "calibd.yaml", start="2031-05-05T10:00:00+00:00",
+                          faults={"fail_every": 2})  # failed exposures: journal events
+    plan = write_plan(tmp_path / "bias.yaml", IGNORED_SETTINGS[:IGNORED_SETTINGS.rindex(
+        "  - kind: bias")])
+    library = tmp_path / "lib"
+    res = run_cli(capsys, "run", plan, "--config", config, "--library", library)
+    assert res.code == 0, res.err
+    (run,) = library_runs(library)
+    obs = sorted(fits.getheader(p)["DATE-OBS"] for p in library.rglob("*.fits"))
+    assert obs and all(t.startswith("2031-05-05") for t in obs), obs
+    assert run["started_utc"][:19] <= obs[0][:19] <= obs[-1][:19] <= run["finished_utc"][:19]
+    index = Index(library)
+    try:
+        events = index.events(run["id"])
+    finally:
+        index.close()
+    assert events and all(e["time_utc"].startswith("2031-05-05") for e in events), \
+        [dict(e) for e in events]

@@ -42,4 +42,4 @@ class FlatMemoryTable(Store):
                 "readout_mode, mode, fixed, value, level, updated_utc) "
                 "VALUES(?,?,?,?,?,?,?,?,?,?,?)",
                 (key.camera, key.filter, key.binning, key.gain, key.offset, key.readout_mode,
-                 key.mode, fixed, value, level, utc_now_text()))
+                 key.mode, fixed, value, level, utc_now_text(self.clock)))

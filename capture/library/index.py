@@ -23,6 +23,7 @@ from capture.library.frame_queries import FrameQueries
 from capture.library.masters_table import MastersTable
 from capture.library.store import utc_now_text
 from capture.plans.cells import Cell
+from drivers.clock import Clock
 
 SCHEMA_VERSION = 1
 SCHEMA = """
@@ -116,8 +117,11 @@ class Index(FrameQueries, MastersTable, FlatMemoryTable):
     in the mixins (:mod:`capture.library.frame_queries`, :mod:`~capture.library.masters_table`,
     :mod:`~capture.library.flat_memory`); :meth:`query` is for them and for tests."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, clock: Clock | None = None) -> None:
+        """``clock``: what runs and journal events are stamped with (the camera's clock while
+        capturing; the system's otherwise)."""
         self.root = root
+        self.clock = clock
         self.path = root / "calibd.sqlite"
         self._local = threading.local()
         try:
@@ -193,16 +197,16 @@ class Index(FrameQueries, MastersTable, FlatMemoryTable):
                 "INSERT INTO runs(id, plan_name, plan_path, plan_digest, camera, folder, state, "
                 "started_utc, updated_utc) VALUES(?,?,?,?,?,?,?,?,?)",
                 (run_id, plan_name, plan_path, digest, camera, folder, state,
-                 started or utc_now_text(), utc_now_text()),
+                 started or utc_now_text(self.clock), utc_now_text(self.clock)),
             )
             return int(cur.lastrowid or 0)
 
     def set_run_state(self, run_id: int, state: str, reason: str | None = None) -> None:
-        finished = utc_now_text() if state == "complete" else None
+        finished = utc_now_text(self.clock) if state == "complete" else None
         with self.tx() as db:
             db.execute("UPDATE runs SET state=?, reason=?, updated_utc=?, "
                        "finished_utc=COALESCE(?, finished_utc) WHERE id=?",
-                       (state, reason, utc_now_text(), finished, run_id))
+                       (state, reason, utc_now_text(self.clock), finished, run_id))
 
     def upsert_cells(self, run_id: int, cells: list[Cell]) -> None:
         """Record the run's planned cells (new cells added, planned counts updated)."""
@@ -266,7 +270,7 @@ class Index(FrameQueries, MastersTable, FlatMemoryTable):
         with self.tx() as db:
             db.execute("INSERT INTO events(run_id, time_utc, level, kind, cell_key, message, "
                        "data) VALUES(?,?,?,?,?,?,?)",
-                       (run_id, utc_now_text(), level, kind, cell_key, message,
+                       (run_id, utc_now_text(self.clock), level, kind, cell_key, message,
                         json.dumps(data) if data else None))
 
     def events(self, run_id: int, kind: str | None = None) -> list[sqlite3.Row]:

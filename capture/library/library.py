@@ -30,6 +30,7 @@ from capture.library.rescan import (
 from capture.library.writer import WriteJob
 from capture.plans.cells import Cell
 from capture.plans.resolve import ResolvedPlan
+from drivers.clock import Clock
 from drivers.contracts import CameraInfo, Frame
 
 log = logging.getLogger(__name__)
@@ -55,8 +56,10 @@ class Library:
         self.reconciled: ReconcileReport | None = None
 
     @classmethod
-    def open(cls, root: Path, *, camera: str | None = None) -> Library:
+    def open(cls, root: Path, *, camera: str | None = None, clock: Clock | None = None
+             ) -> Library:
         """Open (creating if needed). With ``camera``, lock it for capture and reconcile.
+        ``clock``: the capture clock the run journal is stamped with (as the frames are).
 
         Raises LibraryError if the folder is unusable or another process holds the lock.
         """
@@ -70,7 +73,7 @@ class Library:
         lock_file = None
         if camera is not None:
             lock_file = _lock(root, camera)
-        lib = cls(root, Index(root), lock_file)
+        lib = cls(root, Index(root, clock), lock_file)
         if camera is not None:
             report = reconcile(lib.index, camera)
             lib.reconciled = report

@@ -13,6 +13,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from drivers.clock import Clock
+
 
 def index_damaged(err: BaseException) -> bool:
     """Whether ``err`` (or what caused it) says the SQLite index itself is damaged (not merely
@@ -28,14 +30,18 @@ def index_damaged(err: BaseException) -> bool:
     return False
 
 
-def utc_now_text() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+def utc_now_text(clock: Clock | None = None) -> str:
+    """Now in UTC as the index stores times: from ``clock`` (the capture clock, so the journal
+    and the frames agree), else the system's."""
+    now = clock.now() if clock is not None else datetime.now(UTC)
+    return now.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 class Store:
     """Base of the table mixins of ``Index``. Blocking SQLite calls; raise sqlite3.Error."""
 
     root: Path
+    clock: Clock | None  # what rows are stamped with (see utc_now_text)
 
     def query(self, sql: str, args: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
         raise NotImplementedError
