@@ -352,3 +352,90 @@ def test_the_run_journal_uses_the_clock_the_frames_use(
         index.close()
     assert events and all(e["time_utc"].startswith("2031-05-05") for e in events), \
         [dict(e) for e in events]
+
+
+# ----- the run's ETA counts the flats and dark flats still to come (issue item 16) -----------
+
+PANEL_FLATS = """
+name: eta-flats
+defaults: {offset: 50}
+cooling: {dwell_s: 10, tolerance_c: 0.5}
+warmup: {enabled: false}
+sets:
+  - kind: flat
+    source: panel
+    filters: [L]
+    gains: [100]
+    setpoints_c: [5]
+    count: 6
+    target_adu: 20000
+    tolerance_pct: 10
+    min_exposure_s: 0.05
+    max_exposure_s: 30
+    panel: {mode: exposure, brightness: 512}
+    dark_flats: {count: 6}
+"""
+
+
+def test_the_eta_counts_the_flats_and_dark_flats_still_to_come(tmp_path: Path) -> None:
+    """After the first flat is kept, 5 flats and 6 dark flats (all at the flats' exposure) are
+    still to come: the ETA reported then must cover their exposures (it said "2 s")."""
+    from capture.config import load_config
+    from capture.runner import prepare, run_prepared
+    from capture.sequencer.status import RunStatus
+    from tests.conftest import write_config, write_plan
+
+    config_path = write_config(tmp_path / "calibd.yaml", flats=True, scale=50.0)
+    config, located = load_config(config_path)
+    prepared = prepare(write_plan(tmp_path / "flats.yaml", PANEL_FLATS), config, located)
+    seen: list[tuple[datetime, RunStatus]] = []
+
+    def report(status: RunStatus) -> None:
+        if status.eta_s is not None and status.cell and status.cell.startswith("flat"):
+            seen.append((prepared.clock.now(), RunStatus(**status.to_dict())))
+
+
+    try:
+        outcome = run_prepared(prepared, tmp_path / "lib", reporter=report)
+    finally:
+        prepared.setup.disconnect()
+    assert outcome.result is not None and outcome.result.complete
+    from astropy.io import fits
+
+    frames = [fits.getheader(p) for p in sorted((tmp_path / "lib").rglob("*.fits"))]
+    flats = [h for h in frames if h["IMAGETYP"] == "Flat Frame"]
+    darks = [h for h in frames if h["IMAGETYP"] != "Flat Frame"]
+    assert len(flats) == 6 and len(darks) == 6
+    exposure = flats[-1]["EXPTIME"]
+    still_to_come = 11 * exposure  # 5 flats and 6 dark flats, read-out not even counted
+    first = next(s for _, s in seen if s.cell_done == 1)
+    assert first.eta_s is not None and first.eta_s >= 0.9 * still_to_come, \
+        (first.eta_s, still_to_come)
+    assert first.eta_s <= 3 * still_to_come + 60, (first.eta_s, still_to_come)
+
+
+def test_plan_check_estimates_the_warm_up_to_the_target_the_run_uses(tmp_path: Path) -> None:
+    """The camera's configured ambient is 15 °C: the warm-up after the -10 °C set-point ramps
+    to 15 °C at 3 °C/min (500 s), and plan check says so (it estimated the ramp to the sensor's
+    current temperature instead)."""
+    import json
+
+    from capture.plans.model import Warmup
+    from tests.conftest import calibd_subprocess, write_config, write_plan
+
+    config = write_config(tmp_path / "calibd.yaml", ambient_c=15.0)
+    plan = write_plan(tmp_path / "bias.yaml", IGNORED_SETTINGS.replace("setpoints_c: [5]",
+                                                                       "setpoints_c: [-10]")
+                      .replace("warmup: {enabled: false}", "warmup: {rate_c_per_min: 3}"))
+    proc = calibd_subprocess("plan", "check", plan, "--config", config, "--json",
+                             "--library", tmp_path / "lib", timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    est = json.loads(proc.stdout)["estimate"]
+    assert est["warmup_target_c"] == 15.0
+    assert abs(est["warmup_s"] - 25.0 / 3.0 * 60.0) < 1.0, est
+    text = calibd_subprocess("plan", "check", plan, "--config", config, "--library",
+                             tmp_path / "lib", timeout=60).stdout
+    assert "warm-up 8 min 20 s to 15 °C" in text, text
+    # the run ramps to the same target (one rule for both)
+    assert Warmup().target_for(15.0, -10.0) == 15.0
+    assert Warmup(target_c=5.0).target_for(15.0, -10.0) == 5.0

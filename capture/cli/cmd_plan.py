@@ -72,6 +72,7 @@ def report(prepared: Prepared, est: Estimate, library: Path, free: int) -> dict[
         "estimate": {
             "wall_s": est.wall_s, "exposure_s": est.exposure_s, "readout_s": est.readout_s,
             "cooling_s": est.cooling_s, "warmup_s": est.warmup_s,
+            "warmup_target_c": est.warmup_target_c,
         },
         "disk_bytes": est.disk_bytes,
         "dark_flats_expected": est.dark_flat_frames,
@@ -103,7 +104,8 @@ def run_check(args: argparse.Namespace) -> int:
     config, located = config_from_args(args)
     prepared = prepare(args.plan, config, located, args.camera)
     try:
-        est = estimate(prepared.plan, prepared.camera.info, prepared.sensor_c)
+        est = estimate(prepared.plan, prepared.camera.info, prepared.sensor_c,
+                       prepared.ambient_c)
         library = library_root(args, config)
         data = report(prepared, est, library, free_bytes(library))
     finally:
@@ -148,7 +150,9 @@ def print_text(d: dict[str, Any]) -> None:
     print(f"Wall time: about {human_duration(e['wall_s'])} (exposure "
           f"{human_duration(e['exposure_s'])}, read-out and download "
           f"{human_duration(e['readout_s'])}, cooling {human_duration(e['cooling_s'])}, "
-          f"warm-up {human_duration(e['warmup_s'])})")
+          f"warm-up {human_duration(e['warmup_s'])}"
+          + (f" to {e['warmup_target_c']:g} °C" if e.get("warmup_target_c") is not None
+             else "") + ")")
     lib = d["library"]
     print(f"Disk:      {human_bytes(d['disk_bytes'])} (library {lib['path']}: "
           f"{human_bytes(lib['free_bytes'])} free)")

@@ -33,7 +33,7 @@ class Estimate:
     warmup_s: float
     disk_bytes: int
     dark_flat_frames: int = 0  # expected, decided at run time
-
+    warmup_target_c: float | None = None  # where the warm-up ramps to (None: no warm-up)
 
     @property
     def wall_s(self) -> float:
@@ -74,8 +74,10 @@ def expected_dark_flats(plan: ResolvedPlan) -> list[Cell]:
     return list(out.values())
 
 
-def estimate(plan: ResolvedPlan, info: CameraInfo, start_temp_c: float | None) -> Estimate:
-    """Estimate for the cells still to capture (all of ``plan.cells``)."""
+def estimate(plan: ResolvedPlan, info: CameraInfo, start_temp_c: float | None,
+             ambient_c: float | None = None) -> Estimate:
+    """Estimate for the cells still to capture (all of ``plan.cells``). ``start_temp_c``: the
+    sensor now; ``ambient_c``: what the warm-up ramps to by default (see Warmup.target_for)."""
     cooling = plan.plan.cooling
     darkflats = expected_dark_flats(plan)
     cells = [replace(c, exposure_s=flat_exposure_guess(plan, c)) if c.kind == "flat" else c
@@ -90,10 +92,11 @@ def estimate(plan: ResolvedPlan, info: CameraInfo, start_temp_c: float | None) -
         current = setpoint
     warmup_s = 0.0
     warmup = plan.plan.warmup
+    target_c = None
     if warmup.enabled and current is not None:
-        target = warmup.target_c if warmup.target_c is not None else start_temp_c
-        if target is not None and target > current:
-            warmup_s = (target - current) / warmup.rate_c_per_min * 60.0
+        target_c = warmup.target_for(ambient_c, current)
+        if target_c > current:
+            warmup_s = (target_c - current) / warmup.rate_c_per_min * 60.0
     return Estimate(
         frames=plan.frames,
         exposure_s=sum(c.total_exposure_s for c in cells),
@@ -102,6 +105,7 @@ def estimate(plan: ResolvedPlan, info: CameraInfo, start_temp_c: float | None) -
         warmup_s=warmup_s,
         disk_bytes=sum(c.count * file_bytes(info, c) for c in cells),
         dark_flat_frames=sum(c.count for c in darkflats),
+        warmup_target_c=target_c,
     )
 
 

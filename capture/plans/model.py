@@ -45,6 +45,14 @@ class Warmup(Strict):
     target_c: float | None = Field(None, ge=-50, le=40)  # default: the ambient (heat sink)
     cooler_off: StrictBool = True
 
+    def target_for(self, ambient_c: float | None, sensor_c: float) -> float:
+        """Where the set-point is ramped to: ``target_c``; else the ambient (the camera
+        configuration's ``ambient_c``, else the heat sink the camera reports); else 20 °C above
+        the sensor. The run and its estimate both use this."""
+        if self.target_c is not None:
+            return self.target_c
+        return ambient_c if ambient_c is not None else sensor_c + 20.0
+
 
 class Checks(Strict):
     """Per-frame acceptance checks for bias and dark frames."""

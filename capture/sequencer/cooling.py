@@ -117,9 +117,7 @@ class CoolerController:
             state = self.read()
         except NotSupported:
             return
-        target = warmup.target_c if warmup.target_c is not None else ambient_c
-        if target is None:
-            target = state.temperature_c + 20.0
+        target = warmup.target_for(ambient_c, state.temperature_c)
         origin = self.target_c if self.target_c is not None else state.temperature_c
         if target > origin:
             start = self.clock.monotonic()

@@ -25,6 +25,7 @@ from capture.library.fitsio import FrameContext
 from capture.library.library import Library, RunHandle
 from capture.library.writer import FrameWriter, WriteJob
 from capture.plans.cells import Cell, run_order
+from capture.plans.estimate import expected_dark_flats, flat_exposure_guess
 from capture.plans.resolve import ResolvedPlan
 from capture.sequencer.checks import (
     DarkReference,
@@ -61,6 +62,12 @@ class Shot:
     frame: Frame
     stats: FrameStats
     cooler: CoolerState
+
+
+def _flat_group(cell: Cell) -> tuple[int, int, int, int, str, float]:
+    """Flats and the dark flats they lead to share these (set, settings, set-point)."""
+    return (cell.set_index, cell.gain, cell.offset, cell.binning, cell.readout_mode,
+            cell.setpoint_c)
 
 
 class CellFailed(Exception):
@@ -145,6 +152,7 @@ class Sequencer:
                                                 for c in plan.cells))
         self._result = RunResult(run.run_id, False, 0, 0)
         self._frame_overhead_s = self.info.readout_s
+        self._exposures: dict[str, float] = {}  # cell key -> exposure of its last kept frame
         self._status_lock = threading.Lock()
         self._writer: FrameWriter | None = None
         self.extra_cells: list[Cell] = []  # decided at run time (dark flats)
@@ -340,6 +348,7 @@ class Sequencer:
         self.writer.submit(job)
         self.next_seq[cell.key] = seq + 1
         self.done[cell.key] = self.done.get(cell.key, 0) + 1
+        self._exposures[cell.key] = shot.frame.exposure_s
         self.update(cell_done=self.done[cell.key], eta_s=self._eta())
         if self.done[cell.key] == cell.count and self.on_cell_complete is not None:
             self.on_cell_complete(cell)
@@ -485,12 +494,29 @@ class Sequencer:
                                  cell.key if cell else None, data)
 
     def _eta(self) -> float:
-        remaining = 0.0
+        """Clock seconds of capture still to come: the frames left in every cell (flats at the
+        exposure they were last taken at, or the plan's guess), plus the dark flats that the
+        flats still to be taken will add. Cooling waits and the warm-up are not included."""
+        left_s = 0.0
         for c in [*self.plan.cells, *self.extra_cells]:
             left = c.count - self.done.get(c.key, 0)
             if left > 0:
-                remaining += left * (c.exposure_s + self._frame_overhead_s)
-        return remaining
+                left_s += left * (self._exposure_of(c) + self._frame_overhead_s)
+        decided = {_flat_group(c) for c in self.extra_cells if c.kind == "darkflat"}
+        for dark in expected_dark_flats(self.plan):
+            group = _flat_group(dark)
+            if group in decided:
+                continue
+            taken = [self._exposures[c.key] for c in self.plan.cells
+                     if c.kind == "flat" and _flat_group(c) == group and c.key in self._exposures]
+            exposure = sum(taken) / len(taken) if taken else dark.exposure_s
+            left_s += dark.count * (exposure + self._frame_overhead_s)
+        return left_s
+
+    def _exposure_of(self, cell: Cell) -> float:
+        if cell.kind != "flat":
+            return cell.exposure_s
+        return self._exposures.get(cell.key) or flat_exposure_guess(self.plan, cell)
 
     def saturation_adu(self) -> int:
         step = 1 << max(0, 16 - self.info.bit_depth)
