@@ -9,6 +9,10 @@ frame types, counts, recovery), not physics. See tests/indi_server.py for the se
 
 from __future__ import annotations
 
+import contextlib
+import re
+import socket
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -180,3 +184,81 @@ def test_indiserver_killed_during_a_dark_then_restarted(tmp_path: Path) -> None:
         props = srv.getprop(f"{CCD}.*.*")
         assert float(props[f"{CCD}.CCD_GAIN.GAIN"]) == GAIN
         assert float(props[f"{CCD}.CCD_OFFSET.OFFSET"]) == OFFSET
+
+
+class IgnoringProxy:
+    """A TCP proxy between calibd and indiserver that rewrites every gain and offset request to
+    fixed values on the wire, so the camera answers as one that does not apply what it is asked
+    (the fault is injected at the transport, the lowest layer). Threads end when the sockets
+    close; ``close`` closes them all."""
+
+    _ELEMENT = re.compile(r'(<oneNumber\s+name=["\'](GAIN|OFFSET)["\'][^>]*>)([^<]*)(</oneNumber>)')
+
+    def __init__(self, host: str, port: int, values: dict[str, float]) -> None:
+        self.target = (host, port)
+        self.values = values
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port: int = self.listener.getsockname()[1]
+        self.sockets: list[socket.socket] = [self.listener]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(self.target, timeout=10)
+            upstream.settimeout(None)
+            self.sockets += [client, upstream]
+            threading.Thread(target=self._pump, args=(upstream, client, False),
+                             daemon=True).start()
+            threading.Thread(target=self._pump, args=(client, upstream, True),
+                             daemon=True).start()
+
+    def _rewrite(self, text: str) -> str:
+        return self._ELEMENT.sub(lambda m: f"{m[1]}{self.values[m[2]]:g}{m[4]}", text)
+
+    def _pump(self, src: socket.socket, dst: socket.socket, rewrite: bool) -> None:
+        held = ""
+        try:
+            while data := src.recv(1 << 16):
+                if not rewrite:
+                    dst.sendall(data)
+                    continue
+                held += data.decode("latin-1")
+                cut = held.rfind("<oneNumber")  # hold back an element not complete yet
+                if cut >= 0 and "</oneNumber>" not in held[cut:]:
+                    out, held = held[:cut], held[cut:]
+                else:
+                    out, held = held, ""
+                dst.sendall(self._rewrite(out).encode("latin-1"))
+        except OSError:
+            pass
+        finally:
+            with contextlib.suppress(OSError):
+                dst.shutdown(socket.SHUT_WR)
+
+    def close(self) -> None:
+        for s in self.sockets:
+            s.close()
+
+
+def test_a_camera_that_does_not_apply_gain_and_offset_fails_the_cell(
+        capsys: pytest.CaptureFixture[str], tmp_path: Path, server: IndiTestServer) -> None:
+    """Gain 30 / offset 10 requested, the camera applies 0 / 20: the cell fails with the values
+    the camera read back and no frame is filed under g30_o10."""
+    proxy = IgnoringProxy(server.host, server.port, {"GAIN": 0, "OFFSET": 20})
+    try:
+        config = write_real_config(tmp_path / "calibd.yaml", {
+            "driver": "indi", "host": "127.0.0.1", "port": proxy.port, "device": CCD,
+            "polling_ms": POLL_MS, "connect_timeout_s": 10.0, "offset": OFFSET})
+        plan = write_plan(tmp_path / "plan.yaml", PLAN.split("  - kind: dark", maxsplit=1)[0])
+        lib = tmp_path / "lib"
+        res = run_cli(capsys, "run", plan, "--config", config, "--library", lib)
+    finally:
+        proxy.close()
+    assert res.code == 1, res.err
+    assert "gain 0 instead of 30" in res.err and "offset 20 instead of 10" in res.err, res.err
+    assert not list(lib.rglob("*.fits"))
+    assert run_state(lib)["state"] != "complete"
