@@ -154,7 +154,11 @@ class Daemon:
     def status(self) -> dict[str, Any]:
         with self._lock:
             config = self.config
-        jobs = {job.id: job for job in self.scheduler.get_jobs()}
+        try:
+            jobs = {job.id: job for job in self.scheduler.get_jobs()}
+        except Exception as err:  # the job store is unreadable: status still answers
+            log.warning("schedules unknown: %s", describe_error(err))
+            jobs = {}
         schedules = []
         for s in config.schedules:
             job = jobs.get(s.name)
