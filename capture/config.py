@@ -230,7 +230,11 @@ class DaemonConfig(_Strict):
     state_dir: Path = Field(Path("/var/lib/calibd"), strict=False)  # job store, run queue state
     timezone: str | None = None  # for cron schedules; default: the system's local time zone
     stop_policy: Literal["abort", "finish"] = "abort"  # SIGTERM: abort or finish the exposure
-    weather_poll_s: float = Field(120.0, gt=0, le=3600)  # clock seconds between safety checks
+    # Clock seconds between two questions to the safety monitor (safety:), 10 s ... 1 h.
+    weather_poll_s: float = Field(120.0, ge=10, le=3600)
+    # The only folder from which the API starts plans by name (besides schedules); relative to
+    # the configuration file. None: the API starts schedules only.
+    plans_dir: Path | None = Field(None, strict=False)
     stop_timeout_s: float = Field(60.0, gt=0, le=3600)  # real seconds to wind down on SIGTERM
     api: ApiConfig = ApiConfig()
 

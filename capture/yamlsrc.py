@@ -3,6 +3,11 @@
 Plans and configuration files are validated by pydantic; pydantic knows *which key* is wrong but
 not *where* it is. :func:`load_located` keeps a map from key paths to line numbers so every error
 can name file, line and key. Duplicate keys (silently merged by plain PyYAML) are errors.
+
+Everything read is untrusted and bounded: at most :data:`MAX_INPUT_BYTES` of a regular file,
+no control characters, no anchors or aliases (``&a``/``*a``: the recursion and "billion laughs"
+bombs), at most :data:`MAX_DEPTH` levels of nesting. Each is a located error (exit 2), never a
+parser traceback. Text from the file is shown escaped and truncated (:func:`shown`).
 """
 
 from __future__ import annotations
@@ -18,8 +23,12 @@ import yaml
 from pydantic import ValidationError
 
 from capture.errors import InputError, Problem
+from capture.inputfile import MAX_INPUT_BYTES, InputFileError, read_input_text
+from capture.textsafe import shown
 
 KeyPath = tuple[str | int, ...]
+MAX_DEPTH = 32  # nesting levels of mappings and lists; plans and configurations use < 8
+_PLAIN_TAGS = ("tag:yaml.org,2002:map", "tag:yaml.org,2002:seq")
 
 
 @dataclass
@@ -50,7 +59,8 @@ def format_key(path: Sequence[str | int]) -> str:
         if isinstance(part, int):
             out += f"[{part}]"
         else:
-            out += f".{part}" if out else str(part)
+            name = shown(part, 40)
+            out += f".{name}" if out else name
     return out
 
 
@@ -65,10 +75,20 @@ def load_located(
     path = Path(source)
     if text is None:
         try:
-            text = path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as err:
+            text = read_input_text(path)
+        except InputFileError as err:
             raise error([Problem(path, None, "", f"cannot read file: {err}")]) from None
-    loader = yaml.SafeLoader(text)
+    elif len(text) > MAX_INPUT_BYTES:
+        raise error([Problem(path, None, "", f"is larger than {MAX_INPUT_BYTES} bytes")])
+    bad = yaml.reader.Reader.NON_PRINTABLE.search(text)
+    if bad is not None:
+        line = text.count("\n", 0, bad.start()) + 1
+        column = bad.start() - (text.rfind("\n", 0, bad.start()) + 1) + 1
+        raise error([Problem(path, line, _key_near(text, line),
+                             f"control character '{shown(bad.group())}' (U+{ord(bad.group()):04X})"
+                             f" in column {column}: only printable text, tabs and new lines "
+                             "are allowed")])
+    loader = _BoundedLoader(text)
     try:
         node = loader.get_single_node()
         if node is None:
@@ -80,17 +100,57 @@ def load_located(
         problem_mark = getattr(err, "problem_mark", None)
         context_mark = getattr(err, "context_mark", None)
         mark = problem_mark or context_mark
-        line = mark.line + 1 if mark is not None else None
+        err_line: int | None = mark.line + 1 if mark is not None else None
         what = getattr(err, "problem", None) or str(err)
         if context_mark is not None and problem_mark is not None \
                 and context_mark.line < problem_mark.line:
             # e.g. an unclosed [ ... : name the line where the construct began.
-            what += f" (noticed on line {line}; {getattr(err, 'context', '')} here)"
-            line = context_mark.line + 1
-        key = _key_near(text, line)
-        raise error([Problem(path, line, key, f"YAML syntax error: {what}")]) from None
+            what += f" (noticed on line {err_line}; {getattr(err, 'context', '')} here)"
+            err_line = context_mark.line + 1
+        key = _key_near(text, err_line)
+        kind = "" if isinstance(err, _Refused) else "YAML syntax error: "
+        raise error([Problem(path, err_line, key, f"{kind}{shown(what, 160)}")]) from None
     finally:
         loader.dispose()
+
+
+class _Refused(yaml.MarkedYAMLError):
+    """A construct the loader does not accept (anchor, alias, too deep), at its mark."""
+
+    def __init__(self, mark: Any, problem: str) -> None:
+        super().__init__(problem=problem, problem_mark=mark)
+
+
+class _BoundedLoader(yaml.SafeLoader):
+    """SafeLoader without anchors/aliases and with a nesting limit: composing can neither
+    recurse for ever (``a: &a [*a]``) nor expand an alias bomb."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._depth = 0
+
+    def fetch_flow_collection_start(self, token_class: Any) -> None:
+        # The scanner looks at every open flow level for each token: refuse deep [[[[ ... early
+        # rather than spend quadratic time before composing would refuse it.
+        if self.flow_level >= MAX_DEPTH:
+            raise _Refused(self.get_mark(), f"nested more than {MAX_DEPTH} levels deep")
+        super().fetch_flow_collection_start(token_class)
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
+        event = self.peek_event()  # type: ignore[no-untyped-call]
+        if isinstance(event, yaml.AliasEvent):
+            raise _Refused(event.start_mark, "YAML aliases (*name) are not allowed: write the "
+                                             "value out")
+        if getattr(event, "anchor", None) is not None:
+            raise _Refused(event.start_mark, "YAML anchors (&name) are not allowed: write the "
+                                             "value out where it is used")
+        if self._depth >= MAX_DEPTH:
+            raise _Refused(event.start_mark, f"nested more than {MAX_DEPTH} levels deep")
+        self._depth += 1
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
 
 
 def _key_near(text: str, line: int | None) -> str:
@@ -101,7 +161,7 @@ def _key_near(text: str, line: int | None) -> str:
     for i in range(min(line, len(lines)) - 1, -1, -1):
         match = re.match(r"^\s*(?:-\s*)?([A-Za-z_][\w.-]*)\s*:", lines[i])
         if match:
-            return match.group(1)
+            return shown(match.group(1), 40)
     return ""
 
 
@@ -113,14 +173,17 @@ def _convert(
     error: type[InputError],
 ) -> Any:
     located.lines.setdefault(path, node.start_mark.line + 1)
+    if isinstance(node, yaml.MappingNode | yaml.SequenceNode) and node.tag not in _PLAIN_TAGS:
+        raise error([Problem(located.file, node.start_mark.line + 1, format_key(path),
+                             f"the YAML tag {shown(node.tag, 60)!r} is not allowed")])
     if isinstance(node, yaml.MappingNode):
         out: dict[str, Any] = {}
         for key_node, value_node in node.value:
-            key = loader.construct_object(key_node, deep=True)
+            key = _construct(loader, key_node, path, located, error)
             line = key_node.start_mark.line + 1
             if not isinstance(key, str):
                 raise error([Problem(located.file, line, format_key(path),
-                                     f"keys must be text, got {key!r}")])
+                                     f"keys must be text, got {shown(repr(key), 40)}")])
             if key in out:
                 raise error([Problem(located.file, line, format_key((*path, key)),
                                      "duplicate key (it appears twice in the same mapping)")])
@@ -132,7 +195,21 @@ def _convert(
             _convert(loader, item, (*path, i), located, error)
             for i, item in enumerate(node.value)
         ]
-    return loader.construct_object(node, deep=True)
+    return _construct(loader, node, path, located, error)
+
+
+def _construct(loader: yaml.SafeLoader, node: yaml.Node, path: KeyPath, located: Located,
+               error: type[InputError]) -> Any:
+    """One scalar (or key) as Python data. PyYAML's constructors raise plain ValueError and
+    friends for some values (an integer of thousands of digits, an impossible timestamp): those
+    become located errors too."""
+    try:
+        return loader.construct_object(node, deep=True)
+    except yaml.YAMLError:
+        raise
+    except (ValueError, TypeError, AttributeError, OverflowError, IndexError) as err:
+        raise error([Problem(located.file, node.start_mark.line + 1, format_key(path),
+                             f"cannot read this value ({shown(err, 80)})")]) from None
 
 
 def problems_from_validation(
@@ -147,7 +224,7 @@ def problems_from_validation(
         path = _data_path(located.data, item["loc"])
         kind = item["type"]
         if kind == "extra_forbidden":
-            name = str(path[-1]) if path else "?"
+            name = shown(path[-1], 40) if path else "?"
             message = f"unknown key {name!r}"
             if allowed_keys is not None:
                 allowed = list(allowed_keys(path[:-1]))

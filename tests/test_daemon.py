@@ -105,7 +105,7 @@ class Env:
             "cameras": {"sim": {"driver": "simulator", "profile": "small", "offset": 50}},
             "masters": {"auto": False},
             "daemon": {"state_dir": str(self.state), "timezone": "UTC", "weather_poll_s": 30,
-                       "stop_timeout_s": 20,
+                       "stop_timeout_s": 20, "plans_dir": str(self.root),
                        "api": api or {"host": "127.0.0.1", "port": 0, "token": TOKEN}},
             "schedules": schedules or [],
         }
@@ -213,9 +213,9 @@ def test_api_needs_the_token_for_commands(tmp_path: Path) -> None:
         code, status = env.api("GET", "/api/v1/status", token=None)
         assert code == 200 and "sim" in status["cameras"]
         for token in (None, "wrong-token-wrong-token-000"):
-            code, body = env.api("POST", "/api/v1/runs", {"plan": str(plan)}, token=token)
+            code, body = env.api("POST", "/api/v1/runs", {"plan": plan.name}, token=token)
             assert code == 401, body
-        code, body = env.api("POST", "/api/v1/runs", {"plan": str(plan)})
+        code, body = env.api("POST", "/api/v1/runs", {"plan": plan.name})
         assert code in (200, 202), body
         wait_for(lambda: (env.library / "calibd.sqlite").exists() and
                  any(r["state"] == "complete" for r in library_runs(env.library)), 60, "the run")
@@ -244,7 +244,7 @@ def test_sigterm_mid_exposure_exits_cleanly_and_the_next_start_resumes(tmp_path:
         plan = env.plan("darks.yaml", LONG_DARKS)
         proc = env.start()
         wait_for(lambda: ready(env), 30, "READY=1")
-        assert env.api("POST", "/api/v1/runs", {"plan": str(plan)})[0] in (200, 202)
+        assert env.api("POST", "/api/v1/runs", {"plan": plan.name})[0] in (200, 202)
         wait_for(lambda: (env.library / "calibd.sqlite").exists() and
                  any(r["done"] >= 3 for r in library_runs(env.library)), 60, "a few darks")
         t0 = time.monotonic()
@@ -269,7 +269,7 @@ def test_sigkill_mid_run_then_restart_resumes_exactly(tmp_path: Path) -> None:
         plan = env.plan("darks.yaml", LONG_DARKS)
         proc = env.start()
         wait_for(lambda: ready(env), 30, "READY=1")
-        assert env.api("POST", "/api/v1/runs", {"plan": str(plan)})[0] in (200, 202)
+        assert env.api("POST", "/api/v1/runs", {"plan": plan.name})[0] in (200, 202)
         wait_for(lambda: (env.library / "calibd.sqlite").exists() and
                  any(r["done"] >= 5 for r in library_runs(env.library)), 60, "some darks")
         proc.kill()
@@ -410,7 +410,7 @@ def test_two_cameras_run_concurrently(tmp_path: Path) -> None:
         proc = env.start()
         wait_for(lambda: ready(env), 30, "READY=1")
         for camera in ("sim", "sim2"):
-            code, body = env.api("POST", "/api/v1/runs", {"plan": str(plan), "camera": camera})
+            code, body = env.api("POST", "/api/v1/runs", {"plan": plan.name, "camera": camera})
             assert code in (200, 202), body
         wait_for(lambda: (env.library / "calibd.sqlite").exists() and
                  sum(r["state"] == "complete" for r in library_runs(env.library)) == 2,

@@ -310,7 +310,7 @@ def test_api_start_runs_the_plan_on_the_camera_it_names(tmp_path: Path) -> None:
         plan = env.plan("bias.yaml", "camera: sim2\n" + QUICK_BIAS)
         proc = env.start()
         wait_for(lambda: ready(env), 30, "READY=1")
-        code, body = env.api("POST", "/api/v1/runs", {"plan": str(plan)})
+        code, body = env.api("POST", "/api/v1/runs", {"plan": plan.name})
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(30) == 0
         assert code == 202, body

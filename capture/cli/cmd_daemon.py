@@ -12,16 +12,23 @@ def register(sub: Any) -> None:
     d.add_argument("--config", type=Path, required=True, metavar="FILE",
                    help="configuration file (cameras, library, schedules, daemon settings)")
     d.add_argument("--check", action="store_true",
-                   help="validate the configuration and every schedule's plan, then exit")
+                   help="run every start-up check (configuration, plans, token file, state "
+                        "folder, library), connect each device and resolve every scheduled "
+                        "plan against its camera, then exit: 0 ok, 2 a problem")
+    d.add_argument("--offline", action="store_true",
+                   help="with --check: do not connect to the devices")
     d.set_defaults(handler=run_daemon)
 
 
 def run_daemon(args: argparse.Namespace) -> int:
-    from capture.daemon.service import Daemon, check_config
+    from capture.daemon.service import Daemon, check_config, check_devices
 
     if args.check:
-        config, _ = check_config(args.config)
+        config, located = check_config(args.config)
+        if not args.offline:
+            check_devices(config, located)
         print(f"{args.config}: ok ({len(config.cameras)} camera(s), "
-              f"{len(config.schedules)} schedule(s))")
+              f"{len(config.schedules)} schedule(s)"
+              f"{', devices not contacted' if args.offline else ', devices answered'})")
         return 0
     return Daemon(args.config).run()

@@ -44,7 +44,8 @@ def register(sub: Any) -> None:
     csub = control.add_subparsers(dest="control_command", required=True, metavar="COMMAND")
     start = csub.add_parser("start", help="queue a plan file or a configured schedule's plan now")
     what = start.add_mutually_exclusive_group(required=True)
-    what.add_argument("--plan", metavar="FILE", help="plan file (as the daemon sees the path)")
+    what.add_argument("--plan", metavar="NAME",
+                      help="a plan file in the daemon's plans folder (daemon.plans_dir)")
     what.add_argument("--schedule", metavar="NAME", help="a schedule from the configuration")
     start.add_argument("--camera", metavar="NAME", help="camera (default: the plan's, or the "
                                                         "only one)")

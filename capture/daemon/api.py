@@ -12,40 +12,53 @@ loopback bind and needs the token on any other bind. A server bound to anything 
 refuses to exist without a token. On a loopback bind the ``Host`` header must name a loopback
 host too, so that a web page cannot read the status through DNS rebinding.
 
-Bounded: request bodies up to :data:`MAX_BODY_BYTES`, a socket timeout per request, at most
-:data:`MAX_CONCURRENT` requests in flight (more get 503). Nothing else is served.
+Bounded (see README "The service"): the whole request (line, headers, body) must arrive within
+:data:`REQUEST_DEADLINE_S` (else 408), headers up to :data:`MAX_HEADER_BYTES` (431), bodies up
+to :data:`MAX_BODY_BYTES` (413, JSON only: 415), at most :data:`MAX_CONCURRENT` requests being
+answered (503). Requests are read by one non-blocking thread, so slow clients cannot hold the
+request slots; unfinished connections are capped overall and per client address, oldest
+dropped first. Plans started through the API come only from the daemon's plans folder or a
+schedule (the daemon enforces it). Foreign text reaches the log only through
+:func:`capture.textsafe.shown`. Nothing else is served.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hmac
+import io
 import ipaddress
 import json
 import logging
 import re
+import selectors
 import socket
 import threading
 import time
 from collections.abc import Callable
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
-from socketserver import TCPServer
-from typing import Any
+from typing import Any, cast
 from urllib.parse import unquote, urlsplit
 
 from capture import __version__
 from capture.daemon.control import ControlError, DaemonControl
+from capture.inputfile import read_input_text
 from capture.net import is_loopback
+from capture.textsafe import shown
 
 log = logging.getLogger(__name__)
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8765
-MAX_BODY_BYTES = 16 * 1024
-MAX_CONCURRENT = 16
-REQUEST_TIMEOUT_S = 10.0
+MAX_BODY_BYTES = 16 * 1024  # a larger Content-Length: 413
+MAX_HEADER_BYTES = 8 * 1024  # request line and headers; larger: 431
+REQUEST_DEADLINE_S = 5.0  # real seconds for the whole request (line, headers, body): else 408
+MAX_PENDING = 64  # connections still sending their request; past it the oldest is dropped
+MAX_PENDING_PER_CLIENT = 32  # ... of them from one address
+MAX_CONCURRENT = 16  # requests being answered at once; more get 503
+RESPONSE_TIMEOUT_S = 10.0  # real seconds per send of an answer to a client that does not read
 API_PREFIX = "/api/v1"
 TOKEN_HINT = ("commands are disabled because no API token is configured: put a random token "
               "(e.g. from 'openssl rand -hex 32') in a file readable by the calibd user and "
@@ -53,6 +66,7 @@ TOKEN_HINT = ("commands are disabled because no API token is configured: put a r
 
 _CAMERA_ROUTE = re.compile(r"^/api/v1/cameras/([^/]+)/(pause|resume|stop)$")
 _RUN_KEYS = frozenset({"camera", "plan", "schedule"})
+_CONTENT_LENGTH = re.compile(rb"(?im)^content-length[ \t]*:[ \t]*([^\r\n]*?)[ \t]*\r?$")
 _BUSY_BODY = b'{"error": "server too busy"}'
 _BUSY = (b"HTTP/1.0 503 Service Unavailable\r\nContent-Type: application/json\r\n"
          b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(_BUSY_BODY), _BUSY_BODY))
@@ -60,8 +74,9 @@ _BUSY = (b"HTTP/1.0 503 Service Unavailable\r\nContent-Type: application/json\r\
 
 def read_token_file(path: Path | str) -> str:
     """The token in ``path`` (surrounding whitespace stripped). Raises OSError when it cannot
-    be read and ValueError when it is empty or not a single line of printable ASCII."""
-    text = Path(path).read_text(encoding="utf-8").strip()
+    be read (missing, unreadable, a folder, a FIFO or device, over 4 kB) and ValueError when it
+    is empty or not a single word of printable ASCII."""
+    text = read_input_text(path, max_bytes=4096).strip()
     check_token(text, f"the token in {path}")
     return text
 
@@ -74,54 +89,245 @@ def check_token(token: str, what: str = "the API token") -> None:
         raise ValueError(f"{what} must be one word of printable ASCII characters")
 
 
-class _Server(ThreadingHTTPServer):
-    """A ThreadingHTTPServer that binds IPv4 or IPv6, caps concurrent requests and does not
-    wait for request threads on close."""
+class _Pending:
+    """A connection still sending its request: what arrived so far and its deadline."""
 
-    daemon_threads = True
-    block_on_close = False
-    allow_reuse_address = True
+    __slots__ = ("buffer", "client", "deadline")
+
+    def __init__(self, client: tuple[Any, ...], deadline: float) -> None:
+        self.client = client
+        self.deadline = deadline
+        self.buffer = b""
+
+
+class _Server:
+    """A small HTTP front end: one thread reads requests from every connection without
+    blocking (selectors), and only a request that arrived whole within
+    :data:`REQUEST_DEADLINE_S` goes to a request thread (at most :data:`MAX_CONCURRENT` at a
+    time). A client that sends slowly therefore holds a socket and a few bytes, never a request
+    slot: status answers while hundreds of connections trickle. Pending connections are capped
+    overall (:data:`MAX_PENDING`) and per client address (:data:`MAX_PENDING_PER_CLIENT`); when
+    a cap is reached the oldest pending connection is dropped, so a new request always gets in.
+    """
 
     def __init__(self, address: tuple[str, int], family: socket.AddressFamily,
                  api: ApiServer) -> None:
-        self.address_family = family
+        """Binds and listens. Raises OSError (address in use, not local)."""
         self.api = api
         self._slots = threading.BoundedSemaphore(MAX_CONCURRENT)
-        super().__init__(address, _Handler)
+        self._stopping = threading.Event()
+        self._wake_r, self._wake_w = socket.socketpair()
+        self.socket = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            self.socket.bind(address)
+            self.socket.listen(128)
+        except OSError:
+            self.close()
+            raise
+        self.socket.setblocking(False)
+        self.server_address: tuple[Any, ...] = self.socket.getsockname()
 
-    def process_request(self, request: Any, client_address: Any) -> None:
+    # -- the reading thread --------------------------------------------------------------------
+
+    def serve(self) -> None:
+        """Serve until :meth:`shutdown`. Runs in the API's serving thread."""
+        sel = selectors.DefaultSelector()
+        pending: dict[socket.socket, _Pending] = {}  # insertion order: oldest first
+        try:
+            sel.register(self.socket, selectors.EVENT_READ)
+            sel.register(self._wake_r, selectors.EVENT_READ)
+            while not self._stopping.is_set():
+                now = time.monotonic()
+                wait = min([0.5, *(p.deadline - now for p in pending.values())])
+                for key, _ in sel.select(max(0.0, wait)):
+                    conn = key.fileobj
+                    if conn is self.socket:
+                        self._accept(sel, pending)
+                    elif conn is self._wake_r:
+                        with contextlib.suppress(OSError):
+                            self._wake_r.recv(64)
+                    elif conn in pending:  # not dropped earlier in this batch
+                        assert isinstance(conn, socket.socket)
+                        try:
+                            self._receive(sel, pending, conn)
+                        except Exception:  # a bug must not end the API for everyone
+                            log.exception("API: error while reading a request")
+                            self._drop(sel, pending, conn)
+                self._expire(sel, pending, time.monotonic())
+        finally:
+            for conn in list(pending):
+                self._drop(sel, pending, conn)
+            sel.close()
+
+    def _accept(self, sel: selectors.BaseSelector,
+                pending: dict[socket.socket, _Pending]) -> None:
+        for _ in range(64):  # a burst of connections: take them, then read the ones waiting
+            try:
+                conn, client = self.socket.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as err:  # e.g. out of file descriptors: try again on the next pass
+                log.warning("API: cannot accept a connection: %s", err)
+                return
+            conn.setblocking(False)
+            same = [c for c, p in pending.items() if p.client[0] == client[0]]
+            if len(same) >= MAX_PENDING_PER_CLIENT:
+                self._drop(sel, pending, same[0], "too many unfinished requests from it")
+            elif len(pending) >= MAX_PENDING:
+                self._drop(sel, pending, next(iter(pending)), "too many unfinished requests")
+            pending[conn] = _Pending(client, time.monotonic() + REQUEST_DEADLINE_S)
+            sel.register(conn, selectors.EVENT_READ)
+
+    def _receive(self, sel: selectors.BaseSelector, pending: dict[socket.socket, _Pending],
+                 conn: socket.socket) -> None:
+        entry = pending[conn]
+        try:
+            data = conn.recv(65536)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            data = b""
+        if not data:  # the client went away
+            self._drop(sel, pending, conn)
+            return
+        entry.buffer += data
+        complete = _complete_request(entry.buffer)
+        if complete is None:
+            if len(entry.buffer) > MAX_HEADER_BYTES + MAX_BODY_BYTES:
+                self._answer_and_drop(sel, pending, conn, HTTPStatus.REQUEST_ENTITY_TOO_LARGE)
+            return
+        if complete < 0:
+            self._answer_and_drop(sel, pending, conn,
+                                  HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE)
+            return
+        sel.unregister(conn)
+        del pending[conn]
+        self._dispatch(conn, entry.buffer[:complete], entry.client)
+
+    def _expire(self, sel: selectors.BaseSelector, pending: dict[socket.socket, _Pending],
+                now: float) -> None:
+        for conn, entry in list(pending.items()):
+            if entry.deadline <= now:
+                log.debug("API: %s did not send its request within %.0f s",
+                          shown(entry.client[0]), REQUEST_DEADLINE_S)
+                self._answer_and_drop(sel, pending, conn, HTTPStatus.REQUEST_TIMEOUT)
+
+    def _answer_and_drop(self, sel: selectors.BaseSelector,
+                         pending: dict[socket.socket, _Pending], conn: socket.socket,
+                         status: HTTPStatus) -> None:
+        """Best effort: one non-blocking send of a short JSON error, then close."""
+        body = json.dumps({"error": status.phrase.lower()}).encode()
+        reply = (f"HTTP/1.0 {status.value} {status.phrase}\r\nContent-Type: application/json"
+                 f"\r\nContent-Length: {len(body)}\r\nConnection: close\r\n\r\n").encode()
+        with contextlib.suppress(OSError):
+            conn.send(reply + body)
+        self._drop(sel, pending, conn)
+
+    @staticmethod
+    def _drop(sel: selectors.BaseSelector, pending: dict[socket.socket, _Pending],
+              conn: socket.socket, why: str = "") -> None:
+        entry = pending.pop(conn, None)
+        if why and entry is not None:
+            log.debug("API: dropped a connection from %s: %s", shown(entry.client[0]), why)
+        with contextlib.suppress(KeyError, ValueError):
+            sel.unregister(conn)
+        conn.close()
+
+    # -- request threads -------------------------------------------------------------------
+
+    def _dispatch(self, conn: socket.socket, data: bytes, client: tuple[Any, ...]) -> None:
         if not self._slots.acquire(blocking=False):
             log.warning("API: too many concurrent requests, refusing one from %s",
-                        client_address[0])
+                        shown(client[0]))
             with contextlib.suppress(OSError):
-                request.sendall(_BUSY)
-            self.shutdown_request(request)
+                conn.setblocking(True)
+                conn.settimeout(1.0)
+                conn.sendall(_BUSY)
+            conn.close()
             return
-        super().process_request(request, client_address)
-
-    def process_request_thread(self, request: Any, client_address: Any) -> None:
         try:
-            super().process_request_thread(request, client_address)
+            threading.Thread(target=self._handle, args=(conn, data, client),
+                             name="calibd-api-request", daemon=True).start()
+        except RuntimeError:  # cannot start a thread: answer busy rather than hang
+            self._slots.release()
+            conn.close()
+
+    def _handle(self, conn: socket.socket, data: bytes, client: tuple[Any, ...]) -> None:
+        try:
+            conn.setblocking(True)
+            conn.settimeout(RESPONSE_TIMEOUT_S)
+            _Handler(cast(Any, (conn, data)), client, cast(Any, self))
+        except Exception:
+            log.debug("API: error while serving %s", shown(client[0]), exc_info=True)
         finally:
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_WR)
+            conn.close()
             self._slots.release()
 
-    def server_bind(self) -> None:
-        # HTTPServer.server_bind would look the address up in DNS (getfqdn), which can block
-        # for seconds on an observatory network without a resolver.
-        TCPServer.server_bind(self)
-        host, port = self.server_address[:2]
-        self.server_name = str(host)
-        self.server_port = int(port)
+    # -- life cycle --------------------------------------------------------------------------
 
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        log.debug("API: error while serving %s", client_address, exc_info=True)
+    def shutdown(self) -> None:
+        """Make :meth:`serve` return (at once). Never raises."""
+        self._stopping.set()
+        with contextlib.suppress(OSError):
+            self._wake_w.send(b"x")
+
+    def close(self) -> None:
+        """Close the listening socket. Never raises."""
+        for sock in (self.socket, self._wake_r, self._wake_w):
+            with contextlib.suppress(OSError):
+                sock.close()
+
+
+def _complete_request(buffer: bytes) -> int | None:
+    """Length of the whole request in ``buffer`` once its headers and body (as its
+    Content-Length says, up to :data:`MAX_BODY_BYTES`) have arrived; None while incomplete;
+    -1 when the headers are larger than :data:`MAX_HEADER_BYTES`. A request whose body is too
+    large, chunked or of unreadable length is complete at its headers: the handler refuses it
+    from them."""
+    ends = [i + len(sep) for sep in (b"\r\n\r\n", b"\n\n")
+            if (i := buffer.find(sep, 0, MAX_HEADER_BYTES + 4)) >= 0]
+    if not ends:
+        return -1 if len(buffer) > MAX_HEADER_BYTES else None
+    head_end = min(ends)
+    if head_end > MAX_HEADER_BYTES + 4:
+        return -1
+    match = _CONTENT_LENGTH.search(buffer[:head_end])
+    if match is None or not match.group(1).isdigit():
+        return head_end
+    length = int(match.group(1)) if len(match.group(1)) < 12 else MAX_BODY_BYTES + 1
+    if length > MAX_BODY_BYTES:
+        return head_end
+    return head_end + length if len(buffer) >= head_end + length else None
+
+
+class _Writer(io.BufferedIOBase):
+    """``wfile`` of a request: writes go straight to the socket (bounded by its timeout)."""
+
+    def __init__(self, conn: socket.socket) -> None:
+        self._conn = conn
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        self._conn.sendall(data)
+        return len(data)
 
 
 class _Handler(BaseHTTPRequestHandler):
-    server: _Server
+    server: _Server  # type: ignore[assignment]  # not a socketserver: see _Server
     server_version = f"calibd/{__version__}"
     sys_version = ""
-    timeout = REQUEST_TIMEOUT_S  # per socket operation: slow or idle clients are dropped
+
+    def setup(self) -> None:
+        # The whole request was read by the server's reading thread: parse it from memory.
+        conn, data = self.request
+        self.connection = conn
+        self.rfile = io.BytesIO(data)
+        self.wfile = _Writer(conn)
 
     # -- routing ---------------------------------------------------------------------------
 
@@ -210,8 +416,8 @@ class _Handler(BaseHTTPRequestHandler):
         if not ok:
             message = ("missing API token (send 'Authorization: Bearer <token>')" if not header
                        else "wrong API token")
-            log.info("API: refused %s %s from %s: %s", self.command, self.path,
-                     self.client_address[0], message)
+            log.info("API: refused %s %s from %s: %s", shown(self.command), shown(self.path),
+                     shown(self.client_address[0]), message)
             self._send(HTTPStatus.UNAUTHORIZED, {"error": message},
                        extra={"WWW-Authenticate": 'Bearer realm="calibd"'})
         return ok
@@ -245,11 +451,8 @@ class _Handler(BaseHTTPRequestHandler):
             return None
         try:
             body = json.loads(self.rfile.read(length).decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as err:
-            self._send(HTTPStatus.BAD_REQUEST, {"error": f"invalid JSON: {err}"})
-            return None
-        except TimeoutError:
-            self._send(HTTPStatus.REQUEST_TIMEOUT, {"error": "request body not received"})
+        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as err:
+            self._send(HTTPStatus.BAD_REQUEST, {"error": f"invalid JSON: {shown(err)}"})
             return None
         if not isinstance(body, dict):
             self._send(HTTPStatus.BAD_REQUEST, {"error": "the body must be a JSON object"})
@@ -279,7 +482,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(status, {"error": str(err)})
             return
         except Exception:
-            log.exception("API: %s %s failed", self.command, self.path)
+            log.exception("API: %s %s failed", shown(self.command), shown(self.path))
             self._send(HTTPStatus.INTERNAL_SERVER_ERROR,
                        {"error": "internal error (see the daemon's log)"})
             return
@@ -289,17 +492,20 @@ class _Handler(BaseHTTPRequestHandler):
         if path in (f"{API_PREFIX}/status", f"{API_PREFIX}/runs") or _CAMERA_ROUTE.match(path):
             self._method_not_allowed()
             return
-        self._send(HTTPStatus.NOT_FOUND, {"error": f"no such resource: {method} {path}"})
+        self._send(HTTPStatus.NOT_FOUND,
+                   {"error": f"no such resource: {method} {shown(path, 100)}"})
 
     def _method_not_allowed(self) -> None:
-        self._send(HTTPStatus.METHOD_NOT_ALLOWED, {"error": f"method {self.command} not allowed"},
+        self._send(HTTPStatus.METHOD_NOT_ALLOWED,
+                   {"error": f"method {shown(self.command, 20)} not allowed"},
                    extra={"Allow": "GET, POST"})
 
     def _send(self, status: int, data: Any, extra: dict[str, str] | None = None) -> None:
         try:
             body = json.dumps(data, default=str, allow_nan=False).encode("utf-8")
         except (TypeError, ValueError) as err:
-            log.exception("API: cannot encode the answer to %s %s", self.command, self.path)
+            log.exception("API: cannot encode the answer to %s %s", shown(self.command),
+                          shown(self.path))
             status = HTTPStatus.INTERNAL_SERVER_ERROR
             body = json.dumps({"error": f"cannot encode the answer: {err}"}).encode("utf-8")
         self.send_response(status)
@@ -327,7 +533,8 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(code, {"error": text})
 
     def log_message(self, format: str, *args: Any) -> None:
-        log.debug("API %s: " + format, self.client_address[0], *args)
+        # The request line and http.server's error texts quote the client: escape them.
+        log.debug("API %s: %s", shown(self.client_address[0]), shown(format % args, 300))
 
 
 class ApiServer:
@@ -385,28 +592,22 @@ class ApiServer:
             raise RuntimeError("the API server is already started")
         family, address = self._resolve()
         self._server = _Server(address, family, self)
-        self._thread = threading.Thread(target=self._server.serve_forever,
-                                        kwargs={"poll_interval": 0.2},
-                                        name="calibd-api", daemon=True)
+        self._thread = threading.Thread(target=self._server.serve, name="calibd-api",
+                                        daemon=True)
         self._thread.start()
         log.info("API listening on %s%s", self.url,
                  "" if self.token else " (read-only: no token configured)")
 
     def stop(self, timeout_s: float = 1.0) -> None:
-        """Stop serving and close the listening socket. Blocks at most about ``timeout_s``
-        seconds (normally one poll interval, 0.2 s); requests still running finish in their
-        daemon threads. Idempotent; never raises."""
+        """Stop serving and close the listening socket and the unfinished connections. Blocks
+        at most about ``timeout_s`` seconds; requests being answered finish in their daemon
+        threads. Idempotent; never raises."""
         server, thread = self._server, self._thread
         if server is None or thread is None:
             return
-        # shutdown() waits for serve_forever to notice (one poll interval, 0.2 s); run it in a
-        # helper thread so a wedged server cannot hold the daemon's shutdown past timeout_s.
-        deadline = time.monotonic() + timeout_s
-        helper = threading.Thread(target=server.shutdown, name="calibd-api-stop", daemon=True)
-        helper.start()
-        helper.join(timeout_s)
-        thread.join(max(0.0, deadline - time.monotonic()))
-        server.server_close()
+        server.shutdown()
+        thread.join(timeout_s)
+        server.close()
         self._server = None
         self._thread = None
         log.debug("API stopped")

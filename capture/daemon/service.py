@@ -22,8 +22,10 @@ from zoneinfo import ZoneInfo
 
 from capture import __version__
 from capture.config import Config, ScheduleConfig, UnsafeSchedule, load_config
+from capture.daemon.checks import device_problems, startup_problems
 from capture.daemon.control import ControlError
 from capture.daemon.notify import Notifier, watchdog_interval_s
+from capture.daemon.plans_access import resolve_api_plan
 from capture.daemon.scheduling import make_scheduler, set_fire_target, sync_jobs
 from capture.daemon.worker import CameraWorker, RunRequest, describe_error
 from capture.devices import make_clock, make_safety, site_of
@@ -33,6 +35,7 @@ from capture.library.index import Index
 from capture.library.status import status_data
 from capture.plans.load import load_plan
 from capture.sequencer.status import RunStatus
+from capture.textsafe import shown
 from capture.yamlsrc import Located
 from drivers.contracts import SafetyMonitor
 from drivers.errors import DeviceError
@@ -50,10 +53,12 @@ def resolve_plan_path(plan: Path, located: Located | None) -> Path:
 
 
 def check_config(path: Path) -> tuple[Config, Located]:
-    """Load the configuration and every schedule's plan. Raises ConfigError / PlanError."""
+    """Load the configuration and every schedule's plan, and run the start-up checks (token
+    file, state folder, library root: :mod:`capture.daemon.checks`). Raises ConfigError /
+    PlanError."""
     config, located = load_config(path)
     assert located is not None
-    problems: list[Problem] = []
+    problems: list[Problem] = startup_problems(config, located)
     if config.library.root is None:
         problems.append(located.problem(("library",), "the daemon needs library.root"))
     tz_name = config.daemon.timezone
@@ -71,6 +76,27 @@ def check_config(path: Path) -> tuple[Config, Located]:
     return config, located
 
 
+def check_devices(config: Config, located: Located) -> None:
+    """``--check`` online: connect every device and resolve each enabled schedule's plan
+    against its camera. Blocks while connecting. Raises ConfigError / PlanError."""
+    plans: dict[str, list[Path]] = {}
+    for s in config.schedules:
+        if s.enabled:
+            camera = s.camera or next(iter(config.cameras))
+            path = resolve_plan_path(s.plan, located)
+            if path not in plans.setdefault(camera, []):
+                plans[camera].append(path)
+    problems = device_problems(config, located, plans, make_clock(config.clock))
+    if problems:
+        raise ConfigError(problems)
+
+
+def plans_dir(config: Config, located: Located | None) -> Path | None:
+    """The API's plans folder (relative to the configuration file), or None."""
+    folder = config.daemon.plans_dir
+    return None if folder is None else resolve_plan_path(folder, located)
+
+
 def api_token(config: Config) -> str | None:
     """The API token: inline, else read from ``token_file``. Raises ConfigError when the file
     cannot be read or holds no usable token."""
@@ -84,6 +110,15 @@ def api_token(config: Config) -> str | None:
     except (OSError, ValueError) as err:
         raise ConfigError([Problem(Path(api.token_file), None, "daemon.api.token_file",
                                    f"cannot use the token file: {err}")]) from None
+
+
+def _weather_text(safe: bool, cloud_cover_pct: float | None) -> str:
+    """What the safety monitor said, without guessing why (rain, wind and clouds all read as
+    "unsafe"; the cloud cover is added where the device reports it)."""
+    text = "safe" if safe else "unsafe (the safety monitor reports unsafe conditions)"
+    if cloud_cover_pct is not None:
+        text += f", cloud cover {cloud_cover_pct:.0f} %"
+    return text
 
 
 def local_timezone(name: str | None) -> tzinfo:
@@ -110,7 +145,8 @@ class Daemon:
         self.notifier = Notifier.from_environment(unset=True)  # children must not inherit it
         self.workers: dict[str, CameraWorker] = {}
         self.safety: SafetyMonitor | None = None
-        self.safe: bool | None = None
+        self.safe: bool | None = None  # None until the safety monitor answered
+        self.weather: str | None = None  # what the monitor said, for the log and status
         self.started = self.clock.now()
         self.api: Any = None
         self._lock_file: IO[str] | None = None
@@ -187,7 +223,7 @@ class Daemon:
             "daemon": {"version": __version__, "pid": os.getpid(), "config": str(self.config_path),
                        "started_utc": self.started.isoformat(),
                        "now_utc": self.clock.now().isoformat(), "healthy": self.healthy(),
-                       "safe": self.safe},
+                       "safe": self.safe, "weather": self.weather},
             "cameras": {name: w.status() for name, w in self.workers.items()},
             "schedules": schedules,
             "library": library,
@@ -199,12 +235,12 @@ class Daemon:
         if schedule is not None:
             found = next((s for s in config.schedules if s.name == schedule), None)
             if found is None:
-                raise ControlError(f"no schedule named {schedule!r}", 404)
+                raise ControlError(f"no schedule named {shown(schedule, 60)!r}", 404)
             cam = camera or self._camera_of(found)
             path = resolve_plan_path(found.plan, self.located)
             source = f"api:{schedule}"
         elif plan is not None:
-            path = resolve_plan_path(Path(plan), self.located)
+            path = resolve_api_plan(plan, plans_dir(config, self.located))
             try:
                 plan_camera = load_plan(path)[0].camera
             except PlanError as err:
@@ -218,7 +254,7 @@ class Daemon:
         else:
             raise ControlError("give a plan or a schedule")
         if cam not in self.workers:
-            raise ControlError(f"no camera named {cam!r}", 404)
+            raise ControlError(f"no camera named {shown(cam, 60)!r}", 404)
         try:
             load_plan(path)
         except PlanError as err:
@@ -241,7 +277,7 @@ class Daemon:
     def _worker(self, camera: str) -> CameraWorker:
         worker = self.workers.get(camera)
         if worker is None:
-            raise ControlError(f"no camera named {camera!r}", 404)
+            raise ControlError(f"no camera named {shown(camera, 60)!r}", 404)
         return worker
 
     # ----- schedules and weather -------------------------------------------------------------
@@ -266,15 +302,16 @@ class Daemon:
         with self._lock:
             unsafe_schedules = [s for s in self.config.schedules
                                 if isinstance(s, UnsafeSchedule) and s.enabled]
-        if self.safety is None or not unsafe_schedules:
+        if self.safety is None:
             return
         try:
             safe = self.safety.is_safe()
         except DeviceError as err:
-            log.warning("weather unknown (%s): keeping the current runs", err)
+            log.warning("weather unknown (%s): keeping the current runs", shown(err, 200))
             return
+        self.weather = _weather_text(safe, self._cloud_cover())
         if safe != self.safe:
-            log.info("weather: %s", "safe (clear)" if safe else "unsafe (cloudy)")
+            log.info("weather: %s", self.weather)
             if safe:
                 self._unsafe_done.clear()
         self.safe = safe
@@ -290,6 +327,13 @@ class Daemon:
             elif safe and s.when_safe == "yield" and worker.yield_source(prefix):
                 log.info("%s: clear sky, %s yields (it resumes when it clouds over)", camera,
                          s.name)
+
+    def _cloud_cover(self) -> float | None:
+        assert self.safety is not None
+        try:
+            return self.safety.cloud_cover_pct()
+        except DeviceError:
+            return None
 
     # ----- lifecycle -------------------------------------------------------------------------
     def healthy(self) -> bool:

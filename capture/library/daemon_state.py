@@ -9,6 +9,7 @@ import sqlite3
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS active(
@@ -31,25 +32,30 @@ class ActiveRun:
 
 
 class DaemonState:
-    """Thread-safe (one connection per thread; WAL)."""
+    """Thread-safe: one connection shared under a lock (WAL). Request threads of the API come
+    and go; a connection per thread would leave a database and WAL descriptor behind with each
+    of them."""
 
     def __init__(self, state_dir: Path) -> None:
         state_dir.mkdir(parents=True, exist_ok=True)
         self.path = state_dir / "daemon.sqlite"
-        self._local = threading.local()
-        db = self._db()
-        db.executescript(SCHEMA)
-        if "reason" not in {r[1] for r in db.execute("PRAGMA table_info(paused)")}:
-            db.execute("ALTER TABLE paused ADD COLUMN reason TEXT")  # state from before 0.2
+        self._lock = threading.Lock()
+        self._conn = sqlite3.connect(self.path, timeout=30.0, isolation_level=None,
+                                     check_same_thread=False)
+        self._conn.execute("PRAGMA journal_mode=WAL")
+        self._conn.execute("PRAGMA synchronous=FULL")
+        self._conn.executescript(SCHEMA)
+        columns = {r[1] for r in self._conn.execute("PRAGMA table_info(paused)")}
+        if "reason" not in columns:
+            self._conn.execute("ALTER TABLE paused ADD COLUMN reason TEXT")  # state before 0.2
 
-    def _db(self) -> sqlite3.Connection:
-        db: sqlite3.Connection | None = getattr(self._local, "db", None)
-        if db is None:
-            db = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=FULL")
-            self._local.db = db
-        return db
+    def _db(self) -> _Locked:
+        return _Locked(self._conn, self._lock)
+
+    def close(self) -> None:
+        """Close the database. Idempotent."""
+        with self._lock:
+            self._conn.close()
 
     def add_active(self, run: ActiveRun) -> None:
         self._db().execute("INSERT OR REPLACE INTO active VALUES(?,?,?,?)",
@@ -81,3 +87,15 @@ class DaemonState:
     def fires(self) -> list[tuple[str, str, str]]:
         return [(r[0], r[1], r[2] or "") for r in self._db().execute(
             "SELECT schedule, fired_utc, note FROM fires ORDER BY id")]
+
+
+class _Locked:
+    """``execute`` on the shared connection under its lock; rows are fetched inside it."""
+
+    def __init__(self, conn: sqlite3.Connection, lock: threading.Lock) -> None:
+        self._conn = conn
+        self._lock = lock
+
+    def execute(self, sql: str, params: tuple[object, ...] = ()) -> list[tuple[Any, ...]]:
+        with self._lock:
+            return self._conn.execute(sql, params).fetchall()
