@@ -232,6 +232,7 @@ def test_slow_clients_cannot_starve_status(env: Env) -> None:
     second; status must answer quickly all along, and each slow one is dropped at the
     whole-request deadline instead of holding a request slot."""
     assert _status_ms(env)[0] == 200  # warm
+    pings = env.notify.lines().count("WATCHDOG=1")
     request = b"GET /api/v1/status HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
     slow = [socket.create_connection(("127.0.0.1", port(env)), timeout=10) for _ in range(40)]
     timings: list[float] = []
@@ -256,6 +257,7 @@ def test_slow_clients_cannot_starve_status(env: Env) -> None:
         for sock in slow:
             sock.close()
     assert statistics.median(timings) < 100, timings
+    assert env.notify.lines().count("WATCHDOG=1") >= pings + 3  # the service stayed healthy
     assert max(timings) < 1000, timings
 
 
