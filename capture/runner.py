@@ -15,6 +15,7 @@ from capture.config import CameraConfig, Config, MastersConfig, pick_camera
 from capture.devices import Setup, make_clock, make_setup
 from capture.errors import ConfigError, PlanError
 from capture.flats.devices import check_flat_devices
+from capture.flats.memory import FlatMemory
 from capture.flats.runner import FlatRunner
 from capture.library.library import Library
 from capture.masters.auto import AutoMasters
@@ -141,16 +142,20 @@ def run_prepared(
             log.info("starting run %d of %s: %d frames", handle.run_id, plan.name, plan.frames)
         watcher = _abort_on_stop(prepared.camera, stop, options)
         try:
-            sequencer = Sequencer(camera=prepared.camera, camera_name=prepared.camera_name,
-                                  clock=prepared.clock, library=library, plan=plan, run=handle,
-                                  stop=stop, reporter=reporter, options=options,
-                                  ambient_c=prepared.ambient_c)
+            flats = None
             if any(c.kind == "flat" for c in plan.cells):
-                sequencer.flats = FlatRunner(sequencer, prepared.setup)
+                flats = FlatRunner(prepared.setup, FlatMemory(library.index),
+                                   clock=prepared.clock, stop=stop,
+                                   reconnect_timeout_s=(options or SequencerOptions())
+                                   .reconnect_timeout_s)
             auto = None
             if masters is not None and masters.auto:
                 auto = AutoMasters(library.root, handle.run_id, masters)
-                sequencer.on_cell_complete = auto.cell_complete
+            sequencer = Sequencer(camera=prepared.camera, camera_name=prepared.camera_name,
+                                  clock=prepared.clock, library=library, plan=plan, run=handle,
+                                  stop=stop, reporter=reporter, options=options,
+                                  ambient_c=prepared.ambient_c, flats=flats,
+                                  on_cell_complete=auto.cell_complete if auto else None)
             result = sequencer.run()
         finally:
             watcher.set()

@@ -38,7 +38,7 @@ class Killed(BaseException):
 def _kill_before_dark_flats(monkeypatch: pytest.MonkeyPatch) -> None:
     """The next call of FlatRunner.dark_flats (flats of a group done, dark flats not started)
     kills the process."""
-    def killed(self: Any, group: Any, fset: Any) -> None:
+    def killed(self: Any, *args: Any) -> None:
         raise Killed("SIGKILL between the flats and their dark flats")
 
     monkeypatch.setattr(flats_runner.FlatRunner, "dark_flats", killed)

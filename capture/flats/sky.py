@@ -11,80 +11,76 @@ How many flats each filter got is journalled; short cells are marked skipped wit
 from __future__ import annotations
 
 import math
-from datetime import datetime
-from typing import TYPE_CHECKING
 
-from capture.errors import RunPaused
 from capture.flats.filters import relative_throughput
-from capture.flats.runner import MOVE_TIMEOUT_S
+from capture.flats.session import MOVE_TIMEOUT_S, FlatSession
 from capture.flats.skymodel import SkyModel
 from capture.plans.cells import Cell
 from capture.plans.model import FlatSet
+from capture.sequencer.port import Extra, Levels
 from capture.site import Site, Window, next_window, sun_altitude_deg, sun_rate_deg_per_s
 from drivers.contracts import CoverState
-
-if TYPE_CHECKING:
-    from capture.flats.runner import FlatRunner
 
 WAIT_STEP_S = 30.0  # re-check the sky this often while waiting for it to change
 MAX_CONSECUTIVE_REJECTS = 8
 
 
-def capture_sky_flats(runner: FlatRunner, cells: list[Cell], fset: FlatSet) -> None:
-    """Capture the sky flats of one group. Blocks until done or the window closes."""
-    seq, panel, site = runner.seq, runner.setup.panel, runner.setup.site
-    assert site is not None
-    todo = [c for c in cells if seq.done.get(c.key, 0) < c.count]
+def capture_sky_flats(session: FlatSession, cells: list[Cell], fset: FlatSet) -> None:
+    """Capture the sky flats of one group. Blocks until done or the window closes. Raises
+    RunPaused, ValueError (no site: the plan check refuses such a plan before a run)."""
+    port, panel, site = session.port, session.setup.panel, session.setup.site
+    if site is None:
+        raise ValueError("sky flats without the site")
+    todo = [c for c in cells if port.done(c) < c.count]
     if not todo:
         return
     bright, dark = fset.sky.sun_altitude_deg
-    window = next_window(site, seq.clock.now(), fset.sky.twilight, bright, dark)
+    window = next_window(site, session.clock.now(), fset.sky.twilight, bright, dark)
     if window is None:
         for cell in todo:
-            seq.fail_cell(cell, "no twilight window with the sun between "
+            port.fail_cell(cell, "no twilight window with the sun between "
                                 f"{bright:g}° and {dark:g}° in the next 36 h at this site",
                           state="skipped")
         return
     first = todo[0]
-    _wait_until(runner, window.opens, f"waiting for {window.kind}: the sun reaches "
+    session.wait_until(window.opens, f"waiting for {window.kind}: the sun reaches "
                 f"{bright if window.kind == 'dusk' else dark:g}° at "
                 f"{window.opens:%Y-%m-%d %H:%M} UTC")
     if panel is not None:
-        runner.device(lambda: panel.off(timeout_s=MOVE_TIMEOUT_S), first)
-        if panel.has_cover and runner.device(panel.cover_state, first) != CoverState.OPEN:
-            runner.device(lambda: panel.open_cover(timeout_s=MOVE_TIMEOUT_S), first)
+        session.device(lambda: panel.off(timeout_s=MOVE_TIMEOUT_S), first)
+        if panel.has_cover and session.device(panel.cover_state, first) != CoverState.OPEN:
+            session.device(lambda: panel.open_cover(timeout_s=MOVE_TIMEOUT_S), first)
     ascending = window.kind == "dusk"  # dusk: the filters that need most light first
     todo.sort(key=lambda c: relative_throughput(c.filter), reverse=not ascending)
     counts: dict[str, int] = {}
     previous: tuple[float, float] | None = None  # (throughput, rate at the end) of last filter
     try:
         for cell in todo:
-            if seq.clock.now() >= window.closes:
-                seq.fail_cell(cell, f"the {window.kind} window closed before this filter",
+            if session.clock.now() >= window.closes:
+                port.fail_cell(cell, f"the {window.kind} window closed before this filter",
                               state="skipped")
                 continue
-            if not seq.configure(cell):
+            if not port.configure(cell):
                 continue
-            runner.select_filter(cell)
-            seq.update(phase="exposing", cell=cell.describe(),
-                       cell_done=seq.done.get(cell.key, 0), cell_total=cell.count,
-                       message=f"sky flats {cell.filter}")
-            bias = runner.bias_level(cell)
-            previous = _one_filter(runner, cell, fset, site, window, bias, previous)
-            counts[cell.filter or ""] = seq.done.get(cell.key, 0)
+            session.select_filter(cell)
+            port.progress(f"sky flats {cell.filter}", phase="exposing", cell=cell)
+            levels = port.levels(cell)
+            previous = _one_filter(session, cell, fset, site, window, levels, previous)
+            counts[cell.filter or ""] = port.done(cell)
     finally:
         if panel is not None and panel.has_cover:
-            runner.device(lambda: panel.close_cover(timeout_s=MOVE_TIMEOUT_S), first)
-    seq.event("info", "sky-flats", f"{window.kind} flats: " + ", ".join(
+            session.device(lambda: panel.close_cover(timeout_s=MOVE_TIMEOUT_S), first)
+    port.event("info", "sky-flats", f"{window.kind} flats: " + ", ".join(
         f"{name} {n}" for name, n in counts.items()), first, {"counts": counts})
 
 
-def _one_filter(runner: FlatRunner, cell: Cell, fset: FlatSet, site: Site, window: Window,
-                bias: float, previous: tuple[float, float] | None
+def _one_filter(session: FlatSession, cell: Cell, fset: FlatSet, site: Site, window: Window,
+                levels: Levels, previous: tuple[float, float] | None
                 ) -> tuple[float, float] | None:
-    seq, clock = runner.seq, runner.seq.clock
-    spec = runner.spec(fset, bias)
-    if not runner.check_reachable(cell, spec):
+    port, clock = session.port, session.clock
+    bias = levels.bias_adu
+    spec = session.spec(fset, levels)
+    if not session.check_reachable(cell, spec):
         return previous
     signal_wanted = spec.target_adu - bias
     model = SkyModel(fallback_beta=SkyModel.beta_from_sun(sun_rate_deg_per_s(site, clock.now())))
@@ -95,10 +91,10 @@ def _one_filter(runner: FlatRunner, cell: Cell, fset: FlatSet, site: Site, windo
         guess = signal_wanted / (prev_rate * throughput / prev_throughput)
     rejects = 0
     dusk = window.kind == "dusk"
-    while seq.done.get(cell.key, 0) < cell.count:
+    while port.done(cell) < cell.count:
         now = clock.now()
         if now >= window.closes:
-            return _stop(runner, cell, f"the {window.kind} window closed", model, throughput)
+            return _stop(session, cell, f"the {window.kind} window closed", model, throughput)
         start_t = clock.monotonic()
         predicted = model.exposure_for(signal_wanted, start_t)
         if predicted is None:
@@ -106,23 +102,23 @@ def _one_filter(runner: FlatRunner, cell: Cell, fset: FlatSet, site: Site, windo
                                                                    fset.max_exposure_s)
         if predicted > fset.max_exposure_s:
             if dusk:
-                return _stop(runner, cell, f"the sky is too dark for {cell.filter} (needs "
+                return _stop(session, cell, f"the sky is too dark for {cell.filter} (needs "
                                            f"{predicted:.3g} s > {fset.max_exposure_s:g} s)",
                              model, throughput)
-            _wait(runner, WAIT_STEP_S, "waiting for the dawn sky to brighten")
+            session.wait(WAIT_STEP_S, "waiting for the dawn sky to brighten")
             model.samples.clear()
             guess = fset.max_exposure_s
             continue
         if predicted < fset.min_exposure_s:
             if not dusk:
-                return _stop(runner, cell, f"the sky is too bright for {cell.filter} (needs "
+                return _stop(session, cell, f"the sky is too bright for {cell.filter} (needs "
                                            f"{predicted:.3g} s < {fset.min_exposure_s:g} s)",
                              model, throughput)
-            _wait(runner, WAIT_STEP_S, "waiting for the dusk sky to dim")
+            session.wait(WAIT_STEP_S, "waiting for the dusk sky to dim")
             model.samples.clear()
             guess = fset.min_exposure_s
             continue
-        shot = seq.shoot(cell, predicted)
+        shot = port.shoot(cell, predicted)
         signal = shot.stats.level_adu - bias
         saturated = shot.stats.level_adu >= 0.98 * spec.saturation_adu
         if saturated:
@@ -133,40 +129,21 @@ def _one_filter(runner: FlatRunner, cell: Cell, fset: FlatSet, site: Site, windo
         else:
             guess = predicted * 10.0
         alt = sun_altitude_deg(site, shot.frame.start_utc)
-        extra: dict[str, str | int | float | bool] = {"FLATSRC": "sky",
-                                                      "SUNALT": round(alt, 2)}
-        if runner.keep_if_good(cell, spec, shot, extra):
+        extra: Extra = {"FLATSRC": "sky", "SUNALT": round(alt, 2)}
+        if session.keep_if_good(cell, spec, shot, extra):
             rejects = 0
         else:
             rejects += 1
             if rejects > MAX_CONSECUTIVE_REJECTS:
-                return _stop(runner, cell, f"could not follow the sky ({rejects} frames in a "
+                return _stop(session, cell, f"could not follow the sky ({rejects} frames in a "
                                            "row out of tolerance)", model, throughput)
     rate = model.rate_at(clock.monotonic())
     return (throughput, rate) if rate is not None else None
 
 
-def _stop(runner: FlatRunner, cell: Cell, why: str, model: SkyModel, throughput: float
+def _stop(session: FlatSession, cell: Cell, why: str, model: SkyModel, throughput: float
           ) -> tuple[float, float] | None:
-    seq = runner.seq
-    got = seq.done.get(cell.key, 0)
-    seq.fail_cell(cell, f"{why}: {got} of {cell.count} flats", state="skipped")
-    rate = model.rate_at(seq.clock.monotonic())
+    got = session.port.done(cell)
+    session.port.fail_cell(cell, f"{why}: {got} of {cell.count} flats", state="skipped")
+    rate = model.rate_at(session.clock.monotonic())
     return (throughput, rate) if rate is not None else None
-
-
-def _wait(runner: FlatRunner, seconds: float, message: str) -> None:
-    runner.seq.update(message=message)
-    if runner.seq.clock.wait(runner.seq.stop, seconds):
-        raise RunPaused("stop requested while waiting for the sky")
-
-
-def _wait_until(runner: FlatRunner, when: datetime, message: str) -> None:
-    seq = runner.seq
-    seq.update(phase="waiting", message=message)
-    while True:
-        left = (when - seq.clock.now()).total_seconds()
-        if left <= 0:
-            return
-        if seq.clock.wait(seq.stop, min(left, 600.0)):
-            raise RunPaused("stop requested while waiting for twilight")

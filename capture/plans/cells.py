@@ -1,14 +1,16 @@
 """Cells: the unit of a plan that the sequencer captures and the library counts.
 
 A cell is one combination of kind, gain, offset, binning, read-out mode, set-point, exposure and
-filter, with the number of frames wanted. Its :attr:`Cell.key` is stable text used in the index,
-in FITS headers (``CELLKEY``) and for resume.
+filter, with the number of frames wanted; a flat cell also carries its set's settings. Its
+:attr:`Cell.key` is stable text used in the index, in FITS headers (``CELLKEY``) and for resume.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
+
+from capture.plans.model import FlatSet
 
 Kind = Literal["bias", "dark", "flat", "darkflat"]
 
@@ -34,6 +36,9 @@ class Cell:
     filter: str | None = None
     gain_label: str = ""  # how the plan named the gain, e.g. "unity"
     set_index: int = 0  # which set of the plan it came from
+    # A flat cell carries its set's settings (source, target, exposure range, panel, sky, dark
+    # flats); not part of the cell's identity.
+    flat_set: FlatSet | None = field(default=None, compare=False, repr=False)
 
     @property
     def key(self) -> str:
@@ -77,6 +82,13 @@ class Cell:
         if self.filter:
             text += f", filter {self.filter}"
         return text
+
+
+def flat_group(cell: Cell) -> tuple[int, int, int, int, str, float]:
+    """Flats captured together, and the dark flats they lead to, share these: the plan set,
+    the camera settings and the set-point."""
+    return (cell.set_index, cell.gain, cell.offset, cell.binning, cell.readout_mode,
+            cell.setpoint_c)
 
 
 def run_order(cells: list[Cell]) -> list[Cell]:

@@ -14,7 +14,6 @@ import math
 from dataclasses import dataclass, replace
 
 from capture.plans.cells import Cell
-from capture.plans.model import FlatSet
 from capture.plans.resolve import ResolvedPlan
 from drivers.contracts import CameraInfo
 
@@ -46,10 +45,11 @@ def file_bytes(info: CameraInfo, cell: Cell) -> int:
     return HEADER_BYTES + data
 
 
-def flat_exposure_guess(plan: ResolvedPlan, cell: Cell) -> float:
+def flat_exposure_guess(cell: Cell) -> float:
     """The exposure a flat cell is estimated at (the geometric mean of its set's range)."""
-    fset = plan.plan.sets[cell.set_index]
-    assert isinstance(fset, FlatSet)
+    fset = cell.flat_set
+    if fset is None:
+        raise ValueError(f"{cell.describe()} carries no flat-set settings")
     if fset.panel.mode == "brightness" and fset.source == "panel" and fset.panel.exposure_s:
         return fset.panel.exposure_s
     return math.sqrt(fset.min_exposure_s * fset.max_exposure_s)
@@ -62,15 +62,14 @@ def expected_dark_flats(plan: ResolvedPlan) -> list[Cell]:
     for c in plan.cells:
         if c.kind != "flat":
             continue
-        fset = plan.plan.sets[c.set_index]
-        assert isinstance(fset, FlatSet)
-        if fset.dark_flats is None or fset.dark_flats.count is None:
+        fset = c.flat_set
+        if fset is None or fset.dark_flats is None or fset.dark_flats.count is None:
             continue
         shared = fset.source == "panel" and fset.panel.mode == "brightness"
         key = (c.set_index, c.gain, c.offset, c.binning, c.readout_mode, c.setpoint_c,
                None if shared else c.filter)
         out[key] = replace(c, kind="darkflat", filter=None, count=fset.dark_flats.count,
-                           exposure_s=flat_exposure_guess(plan, c))
+                           exposure_s=flat_exposure_guess(c))
     return list(out.values())
 
 
@@ -78,9 +77,9 @@ def estimate(plan: ResolvedPlan, info: CameraInfo, start_temp_c: float | None,
              ambient_c: float | None = None) -> Estimate:
     """Estimate for the cells still to capture (all of ``plan.cells``). ``start_temp_c``: the
     sensor now; ``ambient_c``: what the warm-up ramps to by default (see Warmup.target_for)."""
-    cooling = plan.plan.cooling
+    cooling = plan.policy.cooling
     darkflats = expected_dark_flats(plan)
-    cells = [replace(c, exposure_s=flat_exposure_guess(plan, c)) if c.kind == "flat" else c
+    cells = [replace(c, exposure_s=flat_exposure_guess(c)) if c.kind == "flat" else c
              for c in plan.cells] + darkflats
     readout = sum(c.count * (info.readout_s / (c.binning * c.binning) + PER_FRAME_OVERHEAD_S)
                   for c in cells)
@@ -91,7 +90,7 @@ def estimate(plan: ResolvedPlan, info: CameraInfo, start_temp_c: float | None,
         cooling_s += delta / cooling.ramp_c_per_min * 60.0 + cooling.dwell_s + SETTLE_MARGIN_S
         current = setpoint
     warmup_s = 0.0
-    warmup = plan.plan.warmup
+    warmup = plan.policy.warmup
     target_c = None
     if warmup.enabled and current is not None:
         target_c = warmup.target_for(ambient_c, current)

@@ -14,7 +14,16 @@ from pathlib import Path, PurePosixPath
 
 from capture.errors import PlanError, Problem
 from capture.plans.cells import Cell, fmt_number, run_order
-from capture.plans.model import BiasSet, DarkFlatSet, DarkSet, FlatSet, Plan
+from capture.plans.model import (
+    BiasSet,
+    Checks,
+    Cooling,
+    DarkFlatSet,
+    DarkSet,
+    FlatSet,
+    Plan,
+    Warmup,
+)
 from capture.yamlsrc import KeyPath, Located
 from drivers.contracts import CameraInfo
 
@@ -42,6 +51,16 @@ class CameraContext:
     ambient_c: float | None = None  # for the reachability check; None = unknown
 
 
+@dataclass(frozen=True)
+class RunPolicy:
+    """The plan-wide rules every cell of a run is captured under, resolved once."""
+
+    cooling: Cooling
+    checks: Checks
+    warmup: Warmup
+    folder: str | None  # sub-folder of the library
+
+
 @dataclass
 class ResolvedPlan:
     plan: Plan
@@ -49,6 +68,11 @@ class ResolvedPlan:
     source: Path | None
     cells: list[Cell]  # in run order
     warnings: list[str] = field(default_factory=list)
+    policy: RunPolicy = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.policy = RunPolicy(self.plan.cooling, self.plan.checks, self.plan.warmup,
+                                self.plan.folder)
 
     @property
     def frames(self) -> int:
@@ -167,6 +191,7 @@ def resolve(plan: Plan, located: Located, ctx: CameraContext) -> ResolvedPlan:
                 bad((*base, "setpoints_c", pi), reason)
         exposures = _exposures(s, info, base, bad)
         filters: list[str | None] = list(s.filters) if isinstance(s, FlatSet) else [None]
+        flat_set = s if isinstance(s, FlatSet) else None
         for (gain, label) in gains:
             for off in offsets:
                 for b in binnings:
@@ -177,7 +202,7 @@ def resolve(plan: Plan, located: Located, ctx: CameraContext) -> ResolvedPlan:
                                     cell = Cell(kind=s.kind, gain=gain, offset=off, binning=b,
                                                 readout_mode=mode, setpoint_c=sp, exposure_s=exp,
                                                 count=s.count, filter=flt, gain_label=label,
-                                                set_index=si)
+                                                set_index=si, flat_set=flat_set)
                                     if cell.key in seen:
                                         other = seen[cell.key]
                                         bad(base, f"duplicate cell ({cell.describe()}): it is "

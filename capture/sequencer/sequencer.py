@@ -17,14 +17,14 @@ import itertools
 import logging
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Literal, Protocol, TypeVar
+from dataclasses import dataclass, field, replace
+from typing import Literal, TypeVar
 
 from capture.errors import CoolingTimeout, LibraryError, RunPaused
 from capture.library.fitsio import FrameContext
 from capture.library.library import Library, RunHandle
 from capture.library.writer import FrameWriter, WriteJob
-from capture.plans.cells import Cell, run_order
+from capture.plans.cells import Cell, flat_group, run_order
 from capture.plans.estimate import expected_dark_flats, flat_exposure_guess
 from capture.plans.resolve import ResolvedPlan
 from capture.sequencer.checks import (
@@ -35,6 +35,7 @@ from capture.sequencer.checks import (
     settings_mismatch,
 )
 from capture.sequencer.cooling import CoolerController, SettleResult
+from capture.sequencer.port import CellFailed, Extra, FlatCapture, Levels, Shot
 from capture.sequencer.reconnect import until_available
 from capture.sequencer.status import Reporter, RunStatus, no_report
 from drivers.clock import Clock
@@ -53,42 +54,6 @@ class SequencerOptions:
     write_queue: int = 3
     fsync: bool = True
     min_free_mb: float = 512.0
-
-
-@dataclass(frozen=True)
-class Shot:
-    """One captured frame with its statistics and the cooler state just before it."""
-
-    frame: Frame
-    stats: FrameStats
-    cooler: CoolerState
-
-
-def _flat_group(cell: Cell) -> tuple[int, int, int, int, str, float]:
-    """Flats and the dark flats they lead to share these (set, settings, set-point)."""
-    return (cell.set_index, cell.gain, cell.offset, cell.binning, cell.readout_mode,
-            cell.setpoint_c)
-
-
-class CellFailed(Exception):
-    """The cell cannot go on (already recorded through ``fail_cell``); the run continues with
-    the next cell."""
-
-
-class FlatCapture(Protocol):
-    """What the sequencer needs from the flats runner (capture/flats)."""
-
-    def pending_dark_flats(self, cells: list[Cell]) -> list[Cell]:
-        """Dark-flat cells already decided in an earlier session and not yet complete."""
-        ...
-
-    def capture(self, cells: list[Cell]) -> None:
-        """Capture these flat cells (one set-point), then their dark flats."""
-        ...
-
-    def prepare_dark_flats(self, cell: Cell) -> None:
-        """Before dark flats: panel off, cover closed, and a bias level to check them against."""
-        ...
 
 
 @dataclass
@@ -114,7 +79,10 @@ class RunResult:
 
 
 class Sequencer:
-    """Runs one resolved plan on one camera into one library. Not reusable."""
+    """Runs one resolved plan on one camera into one library. Not reusable.
+
+    Implements :class:`~capture.sequencer.port.CapturePort` for the flats runner (``flats``);
+    ``on_cell_complete`` is called when a cell reaches its count (e.g. to build its master)."""
 
     def __init__(
         self,
@@ -129,26 +97,29 @@ class Sequencer:
         reporter: Reporter = no_report,
         options: SequencerOptions | None = None,
         ambient_c: float | None = None,
+        flats: FlatCapture | None = None,
+        on_cell_complete: Callable[[Cell], None] | None = None,
     ) -> None:
         self.camera = camera
         self.name = camera_name
         self.clock = clock
         self.library = library
         self.plan = plan
+        self.policy = plan.policy
         self.run_handle = run
         self.stop = stop or threading.Event()
         self.reporter = reporter
         self.options = options or SequencerOptions()
         self.ambient_c = ambient_c
         self.info = camera.info
-        self.cooler = CoolerController(camera, clock, plan.plan.cooling, self.stop,
+        self.cooler = CoolerController(camera, clock, self.policy.cooling, self.stop,
                                        self._on_cooler)
         self.refs = DarkReference()
-        self.done: dict[str, int] = {k: n for k, (n, _) in run.done.items()}
+        self._done: dict[str, int] = {k: n for k, (n, _) in run.done.items()}
         self.next_seq: dict[str, int] = {k: top + 1 for k, (_, top) in run.done.items()}
         self.status = RunStatus(plan=plan.name, camera=camera_name, run_id=run.run_id,
                                 frames_total=plan.frames,
-                                frames_done=sum(min(self.done.get(c.key, 0), c.count)
+                                frames_done=sum(min(self._done.get(c.key, 0), c.count)
                                                 for c in plan.cells))
         self._result = RunResult(run.run_id, False, 0, 0)
         self._frame_overhead_s = self.info.readout_s
@@ -157,8 +128,8 @@ class Sequencer:
         self._writer: FrameWriter | None = None
         self.extra_cells: list[Cell] = []  # decided at run time (dark flats)
         self.electrons_per_adu: dict[int, float] = {}  # per gain, as the camera reported
-        self.flats: FlatCapture | None = None  # set by the runner when flats are possible
-        self.on_cell_complete: Callable[[Cell], None] | None = None  # e.g. build its master
+        self.flats = flats
+        self.on_cell_complete = on_cell_complete
         self._seed_bias_references()
 
     # ----- public ----------------------------------------------------------------------------
@@ -175,30 +146,26 @@ class Sequencer:
         self._writer = writer
         try:
             try:
-                pending = [c for c in self.plan.cells if self.done.get(c.key, 0) < c.count]
+                pending = [c for c in self.plan.cells if self.done(c) < c.count]
                 if self.flats is not None:
-                    pending = run_order(pending + self.flats.pending_dark_flats(self.plan.cells))
+                    resumed = self.flats.pending_dark_flats(self, self.plan.cells)
+                    self.add_cells(resumed)
+                    pending = run_order(pending + resumed)
                 self.update(phase="starting", message=f"{len(pending)} cell(s) to capture")
                 for setpoint, group in itertools.groupby(pending, key=lambda c: c.setpoint_c):
                     cells = list(group)
                     if not self._settle_for(setpoint, cells):
                         continue
                     flat_cells = [c for c in cells if c.kind == "flat"]
-                    darkened = False
-                    for cell in cells:
-                        if cell.kind == "darkflat" and not darkened and self.flats is not None:
-                            # Dark flats left from an earlier session: the panel may be lit.
-                            self.flats.prepare_dark_flats(cell)
-                            darkened = True
-                        if cell.kind != "flat":
-                            self.capture_fixed(cell)
+                    # Dark flats here were left from an earlier session: the panel may be lit.
+                    self._capture_fixed_cells([c for c in cells if c.kind != "flat"])
                     if flat_cells:
                         if self.flats is None:
                             for cell in flat_cells:
                                 self.fail_cell(cell, "no flat-field devices configured")
                         else:
                             try:
-                                self.flats.capture(flat_cells)
+                                self.flats.capture(self, flat_cells)
                             except CellFailed as err:  # recorded; the next run tries again
                                 log.info("%s: flats of this set-point stopped: %s", self.name,
                                          err)
@@ -221,7 +188,7 @@ class Sequencer:
         complete = not self._result.skipped and not self._result.failed
         self.library.finish_run(run_id, complete, None if complete else self._result.summary)
         self._result.complete = complete
-        if self.plan.plan.warmup.enabled:
+        if self.policy.warmup.enabled:
             self.update(phase="warming", message="warming the sensor up")
         self._warm_up()
         self.update(phase="done", message=self._result.summary, cell=None)
@@ -229,7 +196,7 @@ class Sequencer:
 
     # ----- cooling -----------------------------------------------------------------------------
     def _settle_for(self, setpoint: float, cells: list[Cell]) -> bool:
-        policy = self.plan.plan.cooling
+        policy = self.policy.cooling
         self.update(phase="cooling", message=f"cooling to {setpoint:g} °C", setpoint_c=setpoint)
         waited = 0.0
         while True:
@@ -257,7 +224,7 @@ class Sequencer:
             return False
 
     def _warm_up(self) -> None:
-        warmup = self.plan.plan.warmup
+        warmup = self.policy.warmup
         if not warmup.enabled:
             return
         try:
@@ -269,7 +236,7 @@ class Sequencer:
         self.update(temperature_c=state.temperature_c, power_pct=state.power_pct,
                      message=message)
 
-    # ----- building blocks (the flats runner uses them too) -----------------------------------
+    # ----- the capture port (the flats runner captures through these) --------------------------
     @property
     def writer(self) -> FrameWriter:
         if self._writer is None:
@@ -279,6 +246,10 @@ class Sequencer:
     def settings_for(self, cell: Cell) -> CaptureSettings:
         return CaptureSettings(gain=cell.gain, offset=cell.offset, binning=cell.binning,
                                readout_mode=cell.readout_mode)
+
+    def done(self, cell: Cell) -> int:
+        """Frames of ``cell`` in the library for this run (earlier sessions included)."""
+        return self._done.get(cell.key, 0)
 
     def configure(self, cell: Cell) -> bool:
         """Apply the cell's settings. False (cell marked failed) if the camera refuses them or
@@ -316,7 +287,7 @@ class Sequencer:
             self.library.check_space(frame_bytes * (pending + 1), self.options.min_free_mb)
             state = self._call_device(self.camera.cooler_state, cell)
             self._on_cooler(state, self.status.message)
-            if abs(state.temperature_c - cell.setpoint_c) > self.plan.plan.cooling.tolerance_c:
+            if abs(state.temperature_c - cell.setpoint_c) > self.policy.cooling.tolerance_c:
                 self._resettle(cell, f"sensor at {state.temperature_c:.1f} °C before exposing")
                 continue
             started = self.clock.monotonic()
@@ -329,8 +300,48 @@ class Sequencer:
                 0.0, elapsed - exposure_s)
             return Shot(frame, stats, state)
 
-    def keep(self, shot: Shot, cell: Cell,
-             extra: dict[str, str | int | float | bool] | None = None) -> int:
+    def levels(self, cell: Cell) -> Levels:
+        """Bias and clipping levels at the cell's settings. The bias level comes from this run,
+        else from the index, else from one bias frame (not kept); one frame is always taken
+        while the camera's e-/ADU at this gain is unknown. Raises RunPaused, LibraryError."""
+        bias_cell = replace(cell, kind="bias", filter=None, exposure_s=0.0, flat_set=None)
+        bias = self._bias_level(cell, bias_cell)
+        full_scale = float(self.saturation_adu())
+        saturation = full_scale
+        full_well = self.info.full_well_e
+        egain = self.electrons_per_adu.get(cell.gain)
+        if full_well and egain:  # the full well may come before the ADC's full scale
+            saturation = min(full_scale, bias + full_well / egain)
+        return Levels(bias_adu=bias, saturation_adu=saturation, full_scale_adu=full_scale)
+
+    def _bias_level(self, cell: Cell, bias_cell: Cell) -> float:
+        level, _ = self.refs.reference(bias_cell)
+        if level is not None and cell.gain in self.electrons_per_adu:
+            return level
+        stored = self.library.index.bias_level(cell.gain, cell.offset, cell.binning,
+                                               cell.readout_mode)
+        if stored is not None and cell.gain in self.electrons_per_adu:
+            self.refs.seed_bias(bias_cell, stored)
+            return stored
+        shot = self.shoot(bias_cell, self.info.min_exposure_s)
+        self.refs.seed_bias(bias_cell, shot.stats.level_adu)
+        self.event("info", "bias-reference", f"bias level {shot.stats.level_adu:.1f} ADU "
+                   "measured for the flat search (1 frame, not kept)", cell)
+        return shot.stats.level_adu
+
+    def keep(self, shot: Shot, cell: Cell, extra: Extra) -> bool:
+        """Check the frame (temperature; for dark-type cells light leaks and saturation) and
+        hand it to the writer (True), or journal it as rejected (False). Raises CellFailed when
+        the frame was taken with other settings than the cell's (the cell is marked failed)."""
+        verdict = judge(shot.frame, shot.stats, cell, self.policy.cooling, self.policy.checks,
+                        self.refs)
+        if not verdict.ok:
+            self.reject(cell, verdict.reason, verdict.kind, shot.stats)
+            return False
+        self._write(shot, cell, extra)
+        return True
+
+    def _write(self, shot: Shot, cell: Cell, extra: Extra | None = None) -> int:
         """Hand an accepted frame to the writer; returns its sequence number in the cell.
         Raises CellFailed (the cell is marked failed, the frame dropped) when the frame was
         taken with other settings than the cell's."""
@@ -342,15 +353,15 @@ class Sequencer:
         ctx = FrameContext(camera_name=self.name, info=self.info, cell=cell,
                            plan_name=self.plan.name, run_id=self.run_handle.run_id, seq=seq,
                            cooler_power_pct=shot.cooler.power_pct, extra=extra)
-        job = self.library.frame_job(shot.frame, ctx, folder=self.plan.plan.folder,
+        job = self.library.frame_job(shot.frame, ctx, folder=self.policy.folder,
                                      stats={"level_adu": round(shot.stats.level_adu, 2),
                                             "noise_adu": round(shot.stats.noise_adu, 3)})
         self.writer.submit(job)
         self.next_seq[cell.key] = seq + 1
-        self.done[cell.key] = self.done.get(cell.key, 0) + 1
+        self._done[cell.key] = self.done(cell) + 1
         self._exposures[cell.key] = shot.frame.exposure_s
-        self.update(cell_done=self.done[cell.key], eta_s=self._eta())
-        if self.done[cell.key] == cell.count and self.on_cell_complete is not None:
+        self.update(cell_done=self._done[cell.key], eta_s=self._eta())
+        if self._done[cell.key] == cell.count and self.on_cell_complete is not None:
             self.on_cell_complete(cell)
         return seq
 
@@ -360,6 +371,30 @@ class Sequencer:
         self.update(rejected=self._result.rejected)
         self.event("warning", "frame-rejected", reason, cell,
                    {"check": check, "level_adu": round(stats.level_adu, 1)})
+
+    def capture_dark_flats(self, cells: list[Cell]) -> None:
+        """Add these dark-flat cells to the run and capture them, the flats runner preparing
+        the first (panel off, cover closed, a bias reference). Raises RunPaused, LibraryError."""
+        self.add_cells(cells)
+        self._capture_fixed_cells(cells)
+
+    def kept_exposures(self, cell: Cell) -> list[float]:
+        """Exposures (s) of the frames kept for ``cell`` in this run, oldest first; waits for
+        the writer. Raises LibraryError."""
+        if self._writer is not None:
+            self._writer.flush()
+        return self.library.index.cell_exposures(self.run_handle.run_id, cell.key)
+
+    def progress(self, message: str, *, phase: str | None = None,
+                 cell: Cell | None = None) -> None:
+        """Show what is happening; ``cell`` becomes the current cell with its counts."""
+        changes: dict[str, object] = {"message": message}
+        if phase is not None:
+            changes["phase"] = phase
+        if cell is not None:
+            changes.update(cell=cell.describe(), cell_done=self.done(cell),
+                           cell_total=cell.count)
+        self.update(**changes)
 
     def add_cells(self, cells: list[Cell]) -> None:
         """Cells decided at run time (dark flats at the flats' exposures) join the run."""
@@ -372,9 +407,19 @@ class Sequencer:
                                                                *self.extra_cells])
         with self._status_lock:
             self.status.frames_total += sum(c.count for c in new)
-            self.status.frames_done += sum(min(self.done.get(c.key, 0), c.count) for c in new)
+            self.status.frames_done += sum(min(self.done(c), c.count) for c in new)
 
     # ----- bias, darks, dark flats -------------------------------------------------------------
+    def _capture_fixed_cells(self, cells: list[Cell]) -> None:
+        """Capture cells of fixed exposure; before the first dark flat the flats runner puts
+        the panel off and the cover on."""
+        darkened = False
+        for cell in cells:
+            if cell.kind == "darkflat" and not darkened and self.flats is not None:
+                self.flats.prepare_dark_flats(self, cell)
+                darkened = True
+            self.capture_fixed(cell)
+
     def capture_fixed(self, cell: Cell) -> None:
         """Capture a cell whose exposure is fixed (bias, dark, dark flat) up to its count."""
         if not self.configure(cell):
@@ -385,14 +430,14 @@ class Sequencer:
             log.info("%s: %s", self.name, err)
 
     def _capture_fixed(self, cell: Cell) -> None:
-        done = self.done.get(cell.key, 0)
+        done = self.done(cell)
         self.update(phase="exposing", cell=cell.describe(), cell_done=done,
                     cell_total=cell.count, exposure_s=cell.exposure_s, message=cell.describe())
         attempts = 0
-        checks = self.plan.plan.checks
-        while self.done.get(cell.key, 0) < cell.count:
+        checks = self.policy.checks
+        while self.done(cell) < cell.count:
             shot = self.shoot(cell, cell.exposure_s)
-            verdict = judge(shot.frame, shot.stats, cell, self.plan.plan.cooling, checks,
+            verdict = judge(shot.frame, shot.stats, cell, self.policy.cooling, checks,
                             self.refs)
             if not verdict.ok:
                 attempts += 1
@@ -405,11 +450,11 @@ class Sequencer:
                 continue
             attempts = 0
             self.refs.add(cell, shot.stats.level_adu)
-            self.keep(shot, cell)
+            self._write(shot, cell)
 
     def _acquire(self, cell: Cell, settings: CaptureSettings, exposure_s: float) -> Frame:
         failures = 0
-        max_attempts = self.plan.plan.checks.max_attempts_per_frame
+        max_attempts = self.policy.checks.max_attempts_per_frame
         while True:
             if self.stop.is_set():
                 raise RunPaused("stop requested")
@@ -431,7 +476,7 @@ class Sequencer:
 
     def _resettle(self, cell: Cell, why: str) -> None:
         log.info("%s: %s; waiting for the cooler", self.name, why)
-        policy = self.plan.plan.cooling
+        policy = self.policy.cooling
         result: SettleResult = self._call_device(
             lambda: self.cooler.settle(cell.setpoint_c, dwell_s=min(policy.dwell_s, 30.0)), cell)
         if result.stopped:
@@ -499,16 +544,16 @@ class Sequencer:
         flats still to be taken will add. Cooling waits and the warm-up are not included."""
         left_s = 0.0
         for c in [*self.plan.cells, *self.extra_cells]:
-            left = c.count - self.done.get(c.key, 0)
+            left = c.count - self.done(c)
             if left > 0:
                 left_s += left * (self._exposure_of(c) + self._frame_overhead_s)
-        decided = {_flat_group(c) for c in self.extra_cells if c.kind == "darkflat"}
+        decided = {flat_group(c) for c in self.extra_cells if c.kind == "darkflat"}
         for dark in expected_dark_flats(self.plan):
-            group = _flat_group(dark)
+            group = flat_group(dark)
             if group in decided:
                 continue
             taken = [self._exposures[c.key] for c in self.plan.cells
-                     if c.kind == "flat" and _flat_group(c) == group and c.key in self._exposures]
+                     if c.kind == "flat" and flat_group(c) == group and c.key in self._exposures]
             exposure = sum(taken) / len(taken) if taken else dark.exposure_s
             left_s += dark.count * (exposure + self._frame_overhead_s)
         return left_s
@@ -516,7 +561,7 @@ class Sequencer:
     def _exposure_of(self, cell: Cell) -> float:
         if cell.kind != "flat":
             return cell.exposure_s
-        return self._exposures.get(cell.key) or flat_exposure_guess(self.plan, cell)
+        return self._exposures.get(cell.key) or flat_exposure_guess(cell)
 
     def saturation_adu(self) -> int:
         step = 1 << max(0, 16 - self.info.bit_depth)

@@ -1,0 +1,199 @@
+"""What the panel and sky procedures share: the capture port, the accessories with their
+reconnects, the exposure search with its remembered results, and the flat-level check.
+
+A :class:`FlatSession` lives for one hand-over of flat cells from the sequencer; it knows the
+sequencer only through :class:`~capture.sequencer.port.CapturePort`.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TypeVar
+
+from capture.devices import Setup
+from capture.errors import RunPaused
+from capture.flats.memory import FlatKey, FlatMemory, Mode
+from capture.flats.search import SearchFailed, SearchResult, SearchSpec, search, within
+from capture.plans.cells import Cell
+from capture.plans.model import FlatSet
+from capture.sequencer.port import CapturePort, Extra, Levels, Shot
+from capture.sequencer.reconnect import until_available
+from drivers.clock import Clock
+from drivers.contracts import CoverState
+from drivers.errors import DeviceError, NotSupported
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+DEFAULT_TARGET_ADU = 20000.0
+MOVE_TIMEOUT_S = 120.0  # clock seconds for a wheel move, the panel settling, the cover
+
+
+def flat_set_of(cell: Cell) -> FlatSet:
+    """The settings of the set a flat cell came from. Raises ValueError for other cells."""
+    if cell.flat_set is None:
+        raise ValueError(f"{cell.describe()} carries no flat-set settings")
+    return cell.flat_set
+
+
+@dataclass
+class Measured:
+    """The last test frame of a search, kept when it landed within tolerance."""
+
+    shot: Shot | None = None
+
+
+@dataclass(frozen=True)
+class FlatSession:
+    """One hand-over of flat cells: the port to capture through and the devices to use."""
+
+    port: CapturePort
+    setup: Setup
+    memory: FlatMemory
+    clock: Clock
+    stop: threading.Event
+    reconnect_timeout_s: float  # clock seconds an accessory may stay away
+
+    # ----- the search ------------------------------------------------------------------------
+    def spec(self, fset: FlatSet, levels: Levels, *, what: Mode = "exposure") -> SearchSpec:
+        target = target_adu(fset, levels)
+        tol = target * fset.tolerance_pct / 100.0
+        if what == "brightness":
+            panel = self.setup.panel
+            if panel is None:
+                raise ValueError("panel mode 'brightness' without a flat panel")
+            return SearchSpec(target_adu=target, tolerance_adu=tol, x_min=1,
+                              x_max=panel.max_brightness, bias_adu=levels.bias_adu,
+                              saturation_adu=levels.saturation_adu, integer=True,
+                              what="brightness", unit="")
+        return SearchSpec(target_adu=target, tolerance_adu=tol, x_min=fset.min_exposure_s,
+                          x_max=fset.max_exposure_s, bias_adu=levels.bias_adu,
+                          saturation_adu=levels.saturation_adu)
+
+    def check_reachable(self, cell: Cell, spec: SearchSpec) -> bool:
+        """Fail the cell when the target sits above where the sensor saturates."""
+        if spec.target_adu + spec.tolerance_adu < 0.98 * spec.saturation_adu:
+            return True
+        self.fail(cell, f"the sensor saturates at about {spec.saturation_adu:.0f} ADU at gain "
+                        f"{cell.gain}, at or below the target {spec.target_adu:.0f} ADU: lower "
+                        "the target or the gain")
+        return False
+
+    def memory_key(self, cell: Cell, mode: Mode) -> FlatKey:
+        return FlatKey(camera=self.setup.name, filter=cell.filter or "", binning=cell.binning,
+                       gain=cell.gain, offset=cell.offset, readout_mode=cell.readout_mode,
+                       mode=mode)
+
+    def last_exposure(self, cell: Cell) -> float | None:
+        """The exposure of the cell's newest frame in this run (a resumed cell starts there)."""
+        exposures = self.port.kept_exposures(cell)
+        return exposures[-1] if exposures else None
+
+    def run_search(self, cell: Cell, spec: SearchSpec, start: float | None,
+                   take: Callable[[float], Shot]) -> tuple[SearchResult, Measured]:
+        """Search, keeping the last test frame; journals the number of test frames."""
+        measured = Measured()
+
+        def measure(x: float) -> float:
+            measured.shot = take(x)
+            return measured.shot.stats.level_adu
+
+        result = search(spec, measure, start)
+        origin = "remembered" if start is not None else "cold start"
+        self.port.event("info", "flat-search",
+                        f"{cell.filter}: {spec.what} {spec.fmt(result.x)} gives "
+                        f"{result.level:.0f} ADU after {result.frames} test frame(s) ({origin})",
+                        cell, {"frames": result.frames, "x": result.x, "cold": start is None})
+        return result, measured
+
+    def keep_if_good(self, cell: Cell, spec: SearchSpec, shot: Shot | None,
+                     extra: Extra) -> bool:
+        """Write ``shot`` as a flat of ``cell`` if its level and temperature are right."""
+        if shot is None or self.port.done(cell) >= cell.count:
+            return False
+        if not within(spec, shot.stats.level_adu):
+            self.port.reject(cell, f"level {shot.stats.level_adu:.0f} ADU outside "
+                                   f"{spec.target_adu:.0f} ± {spec.tolerance_adu:.0f} ADU",
+                             "flat-level", shot.stats)
+            return False
+        return self.port.keep(shot, cell, {**extra, "FLATTGT": round(spec.target_adu, 1)})
+
+    def fail(self, cell: Cell, err: SearchFailed | str) -> None:
+        if isinstance(err, SearchFailed):
+            self.port.fail_cell(cell, f"{cell.filter}: {err} (search stopped after "
+                                      f"{err.frames} test frame(s))")
+        else:
+            self.port.fail_cell(cell, f"{cell.filter}: {err}")
+
+    # ----- accessories -----------------------------------------------------------------------
+    def select_filter(self, cell: Cell) -> None:
+        wheel = self.setup.wheel
+        if wheel is not None and cell.filter is not None:
+            self.port.progress(f"filter {cell.filter}")
+            self.device(lambda: wheel.select(cell.filter or "", timeout_s=MOVE_TIMEOUT_S), cell)
+
+    def darken(self, cell: Cell) -> None:
+        """Panel off and cover closed: no light for dark flats."""
+        panel = self.setup.panel
+        if panel is None:
+            return
+        self.device(lambda: panel.off(timeout_s=MOVE_TIMEOUT_S), cell)
+        if panel.has_cover and self.device(panel.cover_state, cell) != CoverState.CLOSED:
+            self.device(lambda: panel.close_cover(timeout_s=MOVE_TIMEOUT_S), cell)
+
+    def device(self, fn: Callable[[], T], cell: Cell) -> T:
+        """Run an accessory command and return its result. An accessory that dropped off (its
+        server restarted) is reconnected with back-off, bounded like the camera's reconnect,
+        and the command tried again; any other failure pauses the run with the device's
+        message. Raises RunPaused, NotSupported."""
+        try:
+            return until_available(
+                fn, clock=self.clock, stop=self.stop, timeout_s=self.reconnect_timeout_s,
+                gave_up=lambda err: f"{cell.describe()}: accessory unavailable: {err}",
+                on_lost=lambda err: self.port.event("warning", "device-lost",
+                                                    f"accessory unavailable: {err}", cell),
+                between=self._reconnect_accessories)
+        except NotSupported:
+            raise
+        except DeviceError as err:
+            raise RunPaused(f"{cell.describe()}: accessory failed: {err}") from err
+
+    def _reconnect_accessories(self) -> None:
+        for dev in (self.setup.wheel, self.setup.panel):
+            if dev is None:
+                continue
+            dev.disconnect()
+            try:
+                dev.connect()
+            except DeviceError as err:
+                log.info("accessory still unavailable: %s", err)
+
+    # ----- waiting ---------------------------------------------------------------------------
+    def wait(self, seconds: float, message: str) -> None:
+        """Wait ``seconds`` clock seconds showing ``message``. Raises RunPaused on stop."""
+        self.port.progress(message)
+        if self.clock.wait(self.stop, seconds):
+            raise RunPaused("stop requested while waiting for the sky")
+
+    def wait_until(self, when: datetime, message: str) -> None:
+        """Wait until ``when`` (UTC) showing ``message``. Raises RunPaused on stop."""
+        self.port.progress(message, phase="waiting")
+        while True:
+            left = (when - self.clock.now()).total_seconds()
+            if left <= 0:
+                return
+            if self.clock.wait(self.stop, min(left, 600.0)):
+                raise RunPaused("stop requested while waiting for twilight")
+
+
+def target_adu(fset: FlatSet, levels: Levels) -> float:
+    """The median level wanted (ADU): the set's, a fraction of the ADC's full scale, or 20000."""
+    if fset.target_adu is not None:
+        return fset.target_adu
+    if fset.target_fraction is not None:
+        return fset.target_fraction * levels.full_scale_adu
+    return DEFAULT_TARGET_ADU
