@@ -37,6 +37,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TypeVar
 
+from simulators.indi_doubles.families import FAMILIES as DOUBLE_FAMILIES
+
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
@@ -59,7 +61,13 @@ DEVICES = {
     "indi_simulator_weather": WEATHER,
     "indi_flipflat": FLIPFLAT,
 }
-POLLED = (CCD, PANEL, FLIPFLAT)  # devices whose POLLING_PERIOD the fixture shortens
+# The INDI doubles of real camera drivers (simulators/indi_doubles), started by the real
+# executable names through wrapper scripts on indiserver's PATH.
+DOUBLES = {f.executable: f.device for f in DOUBLE_FAMILIES.values()}
+DOUBLE_KEYS = {f.executable: f.key for f in DOUBLE_FAMILIES.values()}
+DEVICES.update(DOUBLES)
+REPO = Path(__file__).resolve().parent.parent
+POLLED = (CCD, PANEL, FLIPFLAT, *DOUBLES.values())  # POLLING_PERIOD shortened by the fixture
 SIMULATED = (FLIPFLAT,)  # hardware drivers switched to SIMULATION before anyone connects
 INNER_PORT = 7624  # indiserver's port inside the private namespace
 CLONE_NEWNET = 0x40000000
@@ -70,7 +78,8 @@ CLONE_NEWNET = 0x40000000
 
 def indi_missing_reason(drivers: tuple[str, ...] = SIMULATORS) -> str | None:
     """Why the INDI tests (with these ``drivers``) cannot run here, or None when they can."""
-    for exe in ("indiserver", "indi_setprop", "indi_getprop", *drivers):
+    for exe in ("indiserver", "indi_setprop", "indi_getprop",
+                *(d for d in drivers if d not in DOUBLES)):
         if shutil.which(exe) is None:
             return f"{exe} not found (apt-get install indi-bin)"
     try:
@@ -159,9 +168,13 @@ class IndiTestServer:
         drivers: tuple[str, ...] = SIMULATORS,
         polling_ms: int = 50,
         use_netns: bool | None = None,
+        double_scale: float = 20.0,
+        double_size: tuple[int, int] = (320, 240),
     ) -> None:
         self.drivers = drivers
         self.polling_ms = polling_ms
+        self.double_scale = double_scale
+        self.double_size = double_size
         if use_netns is None:  # CALIBD_INDI_NETNS=0 forces the host-namespace fallback
             use_netns = os.environ.get("CALIBD_INDI_NETNS", "1") != "0" and _netns_possible()
         self.use_netns = use_netns
@@ -170,6 +183,8 @@ class IndiTestServer:
         self.home = self.root / "home"
         self.home.mkdir()
         self.log_path = self.root / "indiserver.log"
+        self.bin = self.root / "bin"
+        self._write_double_wrappers()
         self.host = "127.0.0.1"
         self._abstract = f"/calibd-indi-{os.getpid()}-{id(self):x}"
         self._holder: subprocess.Popen[bytes] | None = None
@@ -187,6 +202,23 @@ class IndiTestServer:
             self.port = _free_port()
             self.inner_port = self.port
             self.socket_path = self._abstract
+
+    def _write_double_wrappers(self) -> None:
+        """An executable per INDI double, named like the real driver, that runs this
+        checkout's ``simulators.indi_doubles`` with the server's time scale and frame size."""
+        self.bin.mkdir()
+        width, height = self.double_size
+        for exe in self.drivers:
+            if exe not in DOUBLES:
+                continue
+            script = self.bin / exe
+            script.write_text(
+                "#!/bin/sh\n"
+                f'PYTHONPATH="{REPO}${{PYTHONPATH:+:$PYTHONPATH}}" exec "{sys.executable}" '
+                f"-m simulators.indi_doubles {DOUBLE_KEYS[exe]} --scale {self.double_scale} "
+                f"--width {width} --height {height}\n",
+                encoding="utf-8")
+            script.chmod(0o755)
 
     # -------------------------------------------------------------- lifecycle
 
@@ -215,7 +247,8 @@ class IndiTestServer:
         defined and polling is set. Raises RuntimeError."""
         if self.use_netns and self._holder is None:
             self._start_holder()
-        env = dict(os.environ, HOME=str(self.home))
+        env = dict(os.environ, HOME=str(self.home),
+                   PATH=f"{self.bin}{os.pathsep}{os.environ.get('PATH', '')}")
         # If this test process dies without cleaning up, the server goes with it.
         reaper = ["setpriv", "--pdeathsig", "KILL", "--"] if shutil.which("setpriv") else []
         cmd = [
@@ -410,11 +443,14 @@ def running_indi_server(
     drivers: tuple[str, ...] = SIMULATORS,
     polling_ms: int = 50,
     use_netns: bool | None = None,
+    double_scale: float = 20.0,
+    double_size: tuple[int, int] = (320, 240),
 ) -> Iterator[IndiTestServer]:
     """Start an :class:`IndiTestServer` (after :func:`require_indi`: skip, or fail under
     ``CALIBD_REQUIRE=indi``) and stop it afterwards."""
     require_indi(drivers)
-    server = IndiTestServer(drivers=drivers, polling_ms=polling_ms, use_netns=use_netns)
+    server = IndiTestServer(drivers=drivers, polling_ms=polling_ms, use_netns=use_netns,
+                            double_scale=double_scale, double_size=double_size)
     try:
         server.start()
         yield server

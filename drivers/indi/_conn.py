@@ -33,6 +33,7 @@ from typing import Any, TypeVar
 
 from drivers.errors import DeviceUnavailable
 from drivers.indi._client import client_class, retire
+from drivers.indi._quiet import native_output_to_log
 from drivers.indi._state import (
     _MSG_PREFIX,
     BLOB_QUEUE_LEN,
@@ -117,6 +118,7 @@ class IndiConnection:
         ptype = prop.getType()
         state = _state_name(prop)
         writable = prop.getPermission() != py.IP_RO
+        readable = prop.getPermission() != py.IP_WO
         values: dict[str, float | bool | str] = {}
         limits: dict[str, tuple[float, float, float]] = {}
         blobs: list[tuple[str, str, bytes | bytearray]] = []
@@ -164,7 +166,7 @@ class IndiConnection:
             if new:
                 st.definitions += 1
             st.props[(device, name)] = PropSnapshot(
-                device, name, kind, state, writable, values, limits, version
+                device, name, kind, state, writable, values, limits, version, readable
             )
             if name == "DRIVER_INFO" and "DRIVER_INTERFACE" in values:
                 entry = st.devices.get(device)
@@ -249,14 +251,16 @@ class IndiConnection:
                 client = self._client
                 if self._ever_connected:
                     try:
-                        client.disconnectServer()
+                        with native_output_to_log():
+                            client.disconnectServer()
                     except Exception as err:
                         log.debug("%s: disconnectServer failed: %r", self.address, err)
                 seconds = max(1, int(timeout_s))
                 client.setConnectionTimeout(seconds, 0)
                 log.info("connecting to %s", self.address)
                 drops = self.read(lambda st: st.disconnects)
-                ok = bool(client.connectServer())
+                with native_output_to_log():
+                    ok = bool(client.connectServer())
                 self._ever_connected = self._ever_connected or ok
             if not ok:
                 raise DeviceUnavailable(f"cannot connect to {self.address}")
@@ -290,7 +294,9 @@ class IndiConnection:
                 return
             if self._ever_connected:
                 try:
-                    if not client.disconnectServer():
+                    with native_output_to_log():
+                        disconnected = client.disconnectServer()
+                    if not disconnected:
                         log.debug("%s: disconnectServer reported no connection", self.address)
                 except Exception as err:
                     log.debug("%s: disconnectServer failed: %r", self.address, err)

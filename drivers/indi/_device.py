@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 from collections.abc import Callable, Iterable, Mapping
 from typing import Required, TypedDict
 
@@ -21,6 +22,12 @@ from drivers.indi._state import ConnState
 log = logging.getLogger(__name__)
 
 DEFAULT_SET_TIMEOUT_S = 10.0  # real seconds for a device to answer a new value
+_PLAIN_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.:+ -]{0,63}")
+
+
+def _plain_name(name: str) -> bool:
+    """True for an element name that is safe to send back (non-empty, no markup)."""
+    return _PLAIN_NAME.fullmatch(name) is not None
 
 
 class Endpoint(TypedDict, total=False):
@@ -247,7 +254,9 @@ class IndiDevice:
             raise DeviceUnavailable(f"device has no switch property {name}", device=dev)
         if on not in snap.values:
             raise SettingRejected(f"{name} has no element {on}", device=dev)
-        states = {k: k == on for k in snap.values}
+        # Elements with odd names (an empty one has been seen in CCD_TRANSFER_FORMAT) are left
+        # out: for a one-of-many vector the device turns them off by itself.
+        states = {k: k == on for k in snap.values if k == on or _plain_name(k)}
         return self._send_and_wait(
             conn,
             dev=dev,

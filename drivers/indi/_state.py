@@ -53,6 +53,7 @@ class PropSnapshot:
     values: Mapping[str, float | bool | str]
     limits: Mapping[str, tuple[float, float, float]]
     version: int
+    readable: bool = True  # False for write-only (IP_WO) vectors: their values are not news
 
     def number(self, element: str) -> float:
         """The element's value as float (KeyError if absent)."""

@@ -18,17 +18,25 @@ from drivers.errors import (
     NotSupported,
     SettingRejected,
 )
+from drivers.indi import _readout
 from drivers.indi._conn import BlobRecord, PropSnapshot, Session
 from drivers.indi._device import Endpoint, IndiDevice
 from drivers.indi._fits import decode_fits, header_time
+from drivers.indi._raw import align_msb
 from drivers.indi._state import ConnState
+from drivers.indi.families import (
+    GENERIC_GAIN,
+    GENERIC_OFFSET,
+    GENERIC_POWER,
+    Family,
+    Where,
+    detect,
+)
 
 log = logging.getLogger(__name__)
 
 DOWNLOAD_MARGIN_S = 15.0  # added to every exposure deadline for read-out and transfer
 IDLE_GRACE_S = 2.0  # an exposure that turns Idle without an image has been aborted elsewhere
-_GAIN = (("CCD_GAIN", "GAIN"), ("CCD_CONTROLS", "Gain"))
-_OFFSET = (("CCD_OFFSET", "OFFSET"), ("CCD_CONTROLS", "Offset"))
 _FRAME_TYPES = ("FRAME_LIGHT", "FRAME_BIAS", "FRAME_DARK", "FRAME_FLAT")
 
 
@@ -49,6 +57,11 @@ class IndiCamera(IndiDevice):
     off, upload to client). ``connect()`` after any failure re-opens the server connection,
     reconnects the device and re-applies BLOB mode, polling period, the last ``configure()`` and
     the last ``set_cooler()``.
+
+    The driver family (ZWO, QHY, Touptek, Player One, the CCD simulator; see
+    :mod:`drivers.indi.families`) is detected at connect from the properties the device defines;
+    it says where gain, offset, read-out mode, cooler power, bit depth and the camera model are,
+    and which capture format is 16-bit raw (selected at connect).
     """
 
     _required = ("CCD_EXPOSURE", "CCD_INFO", "CCD1", "CCD_FRAME_TYPE")
@@ -67,6 +80,7 @@ class IndiCamera(IndiDevice):
         self._abort = threading.Event()
         self._exposing = threading.Event()
         self.last_header: dict[str, Any] = {}  # FITS header of the last image, as sent
+        self.family: Family | None = None  # detected at connect
 
     # ------------------------------------------------------------------ connection
 
@@ -90,6 +104,12 @@ class IndiCamera(IndiDevice):
         self._ensure_switch("UPLOAD_MODE", "UPLOAD_CLIENT")
         self._ensure_switch("CCD_COMPRESSION", "INDI_DISABLED")
         self._ensure_switch("CCD_TRANSFER_FORMAT", "FORMAT_FITS")
+        family = self.family = detect(self._defines)
+        log.info("%s: INDI driver family %s", self.device, family.name)
+        capture = self._prop("CCD_CAPTURE_FORMAT")
+        raw16 = next((e for e in family.raw16 if capture and e in capture.values), None)
+        if raw16 is not None:
+            self._ensure_switch("CCD_CAPTURE_FORMAT", raw16)
         self._info = self._read_info()
         if self._settings is not None:
             log.info("%s: re-applying %s", self.device, self._settings)
@@ -117,12 +137,59 @@ class IndiCamera(IndiDevice):
             return
         self._set_switch(name, element)
 
-    def _find(self, candidates: tuple[tuple[str, str], ...]) -> tuple[str, str] | None:
+    def _defines(self, vector: str, element: str | None) -> bool:
+        snap = self._prop(vector)
+        return snap is not None and (element is None or element in snap.values)
+
+    def _find(self, candidates: tuple[Where, ...]) -> Where | None:
         for prop, element in candidates:
             snap = self._prop(prop)
             if snap is not None and snap.kind == "number" and element in snap.values:
                 return prop, element
         return None
+
+    def _where(self, what: str) -> Where | None:
+        """Where the detected family keeps ``gain``/``offset``/``power`` (generic fallbacks
+        for a family without one)."""
+        family = self.family
+        own: Where | None = None
+        if family is not None:
+            own = {"gain": family.gain, "offset": family.offset,
+                   "power": family.cooler_power}[what]
+        generic = {"gain": GENERIC_GAIN, "offset": GENERIC_OFFSET, "power": GENERIC_POWER}[what]
+        return self._find((own,) if own else generic)
+
+    def _model(self) -> str:
+        family = self.family
+        spec = family.model if family else ("driver",)
+        if spec[0] == "text":
+            snap = self._prop(spec[1])
+            text = str(snap.values.get(spec[2], "")).strip() if snap else ""
+            if text:
+                return text[:68]
+        if spec[0] == "prefix" and self.device.startswith(spec[1]):
+            model = self.device[len(spec[1]):].strip()
+            if len(spec) > 2 and spec[2] in model:
+                model = model.rsplit(spec[2], 1)[0]
+            return model[:68] or self.device
+        driver = self._prop("DRIVER_INFO")
+        return str(driver.values.get("DRIVER_NAME", self.device))[:68] if driver else self.device
+
+    def _bit_depth(self, ccd: PropSnapshot) -> int:
+        family = self.family
+        where = family.bit_depth if family else None
+        snap = self._prop(where[0]) if where else None
+        if where and snap is not None and where[1] in snap.values:
+            bits = round(snap.number(where[1]))
+        elif "CCD_BITSPERPIXEL" in ccd.values:
+            bits = round(ccd.number("CCD_BITSPERPIXEL"))
+        else:
+            bits = 16
+        return bits if 8 <= bits <= 16 else 16
+
+    def _readout_snap(self) -> PropSnapshot | None:
+        spec = self.family.readout if self.family else None
+        return self._prop(spec.vector) if spec else None
 
     def _read_info(self) -> CameraInfo:
         ccd = self._prop("CCD_INFO")
@@ -144,21 +211,22 @@ class IndiCamera(IndiDevice):
         max_bin = (
             int(binning.limits["HOR_BIN"][1]) if binning and "HOR_BIN" in binning.limits else 1
         )
-        gain = self._find(_GAIN)
-        offset = self._find(_OFFSET)
+        gain = self._where("gain")
+        offset = self._where("offset")
         temp = self._prop("CCD_TEMPERATURE")
         gain_range = self._range(gain)
         offset_range = self._range(offset)
         t_lo, t_hi, _ = temp.limits.get("CCD_TEMPERATURE_VALUE", (0, 0, 0)) if temp else (0, 0, 0)
-        driver = self._prop("DRIVER_INFO")
-        model = str(driver.values.get("DRIVER_NAME", self.device)) if driver else self.device
-        bits = int(ccd.number("CCD_BITSPERPIXEL")) if "CCD_BITSPERPIXEL" in ccd.values else 16
+        cfa = self._prop("CCD_CFA")
+        bayer = str(cfa.values.get("CFA_TYPE", "")).strip().upper() if cfa else ""
+        readout = self.family.readout if self.family else None
+        modes = _readout.available(readout, self._readout_snap())
         return CameraInfo(
-            model=model,
+            model=self._model(),
             camera_id=f"indi:{self.device}",
             width=int(ccd.number("CCD_MAX_X")),
             height=int(ccd.number("CCD_MAX_Y")),
-            bit_depth=bits if bits > 0 else 16,
+            bit_depth=self._bit_depth(ccd),
             pixel_size_um=float(ccd.values.get("CCD_PIXEL_SIZE", 0.0)),
             gain_min=gain_range[0],
             gain_max=gain_range[1],
@@ -168,6 +236,8 @@ class IndiCamera(IndiDevice):
             max_exposure_s=float(exp_max if exp_max > exp_min else 3600.0),
             has_cooler=temp is not None and temp.writable,
             binnings=tuple(range(1, max(1, max_bin) + 1)),
+            readout_modes=modes if modes == ("default",) else ("default", *modes),
+            bayer_pattern=bayer if bayer in ("RGGB", "BGGR", "GRBG", "GBRG") else None,
             min_setpoint_c=float(t_lo) if t_hi > t_lo else None,
             max_setpoint_c=float(t_hi) if t_hi > t_lo else None,
         )
@@ -216,24 +286,35 @@ class IndiCamera(IndiDevice):
             self._set_number(
                 "CCD_FRAME", {"X": 0, "Y": 0, "WIDTH": info.width, "HEIGHT": info.height}
             )
-        gain = self._find(_GAIN)
+        gain = self._where("gain")
         if gain is not None:
             self._set_number(gain[0], {gain[1]: settings.gain})
-        offset = self._find(_OFFSET)
+        offset = self._where("offset")
         if offset is not None:
             self._set_number(offset[0], {offset[1]: settings.offset})
+        self._apply_readout(settings.readout_mode)
         self._settings = settings
         return self._read_back()
 
+    def _apply_readout(self, mode: str) -> None:
+        spec = self.family.readout if self.family else None
+        if spec is None or mode == "default":
+            return
+        if mode == _readout.current(spec, self._readout_snap()):
+            return
+        if spec.kind == "switch":
+            self._set_switch(spec.vector, mode)
+        else:
+            self._set_number(spec.vector, {spec.element: _readout.number_value(spec, mode)})
+
     def _read_back(self) -> CaptureSettings:
         binning = self._prop("CCD_BINNING")
-        gain = self._find(_GAIN)
-        offset = self._find(_OFFSET)
+        readout = self.family.readout if self.family else None
         return CaptureSettings(
-            gain=self._int_value(gain),
-            offset=self._int_value(offset),
+            gain=self._int_value(self._where("gain")),
+            offset=self._int_value(self._where("offset")),
             binning=int(binning.number("HOR_BIN")) if binning else 1,
-            readout_mode="default",
+            readout_mode=_readout.current(readout, self._readout_snap()),
         )
 
     def _int_value(self, where: tuple[str, str] | None) -> int:
@@ -253,12 +334,12 @@ class IndiCamera(IndiDevice):
         if temp is None:
             raise NotSupported("device reports no CCD_TEMPERATURE", device=self.device)
         cooler = self._prop("CCD_COOLER")
-        power = self._prop("CCD_COOLER_POWER")
         requested_on, setpoint = self._cooler or (False, None)
-        on = cooler.is_on("COOLER_ON") if cooler is not None else requested_on
-        power_pct = None
-        if power is not None and power.values:
-            power_pct = float(next(iter(power.values.values())))
+        readable = cooler is not None and cooler.readable
+        on = cooler.is_on("COOLER_ON") if readable and cooler is not None else requested_on
+        where = self._where("power")
+        power = self._prop(where[0]) if where else None
+        power_pct = power.number(where[1]) if power is not None and where else None
         return CoolerState(
             temperature_c=temp.number("CCD_TEMPERATURE_VALUE"),
             on=on,
@@ -282,7 +363,9 @@ class IndiCamera(IndiDevice):
         cooler = self._prop("CCD_COOLER")
         if cooler is not None:
             want = "COOLER_ON" if on else "COOLER_OFF"
-            if not cooler.is_on(want):
+            # A write-only switch (ZWO, Touptek, Player One) shows what was sent, not the
+            # cooler: always send it.
+            if not cooler.readable or not cooler.is_on(want):
                 self._set_switch("CCD_COOLER", want, accept_busy=True)
         elif not on:
             log.warning("%s: no CCD_COOLER switch; the cooler keeps regulating", self.device)
@@ -350,15 +433,21 @@ class IndiCamera(IndiDevice):
         temp = self._prop("CCD_TEMPERATURE")
         exptime = header.get("EXPTIME")
         got_gain = header.get("GAIN")
+        got_offset = header.get("OFFSET")
         got_bin = header.get("XBINNING")
         applied = CaptureSettings(
             gain=round(float(got_gain)) if isinstance(got_gain, int | float) else settings.gain,
-            offset=settings.offset,
+            offset=(round(float(got_offset)) if isinstance(got_offset, int | float)
+                    else settings.offset),
             binning=int(got_bin) if isinstance(got_bin, int) else settings.binning,
             readout_mode=settings.readout_mode,
         )
+        data, shift = align_msb(decoded.data, self.info.bit_depth)
+        if shift:
+            log.debug("%s: native %d-bit data shifted left by %d", self.device,
+                      self.info.bit_depth, shift)
         return Frame(
-            data=decoded.data,
+            data=data,
             exposure_s=float(exptime) if isinstance(exptime, int | float) else exposure_s,
             dark=dark,
             settings=applied,
@@ -367,7 +456,8 @@ class IndiCamera(IndiDevice):
             temp_end_c=temp.number("CCD_TEMPERATURE_VALUE") if temp else None,
             setpoint_c=self._cooler[1] if self._cooler and self._cooler[0] else None,
             readout_s=max(0.0, record.received_monotonic - started - exposure_s),
-            extra_header={"INDIDEV": self.device, "INDIFRAM": frame_type.removeprefix("FRAME_")},
+            electrons_per_adu=_egain(header, shift),
+            extra_header=_extra_header(header, self.device, frame_type),
         )
 
     def _await_image(
@@ -474,6 +564,28 @@ class IndiCamera(IndiDevice):
                 self._conn.notify()
         except Exception as err:
             log.debug("%s: abort: %r", self.device, err)
+
+
+def _egain(header: dict[str, Any], shift: int) -> float | None:
+    """e-/ADU from the driver's own EGAIN card, on calibd's 16-bit scale (None without one:
+    none of the four common drivers writes it)."""
+    egain = header.get("EGAIN")
+    if not isinstance(egain, int | float) or not math.isfinite(egain) or egain <= 0:
+        return None
+    return float(egain) / (1 << shift)
+
+
+def _extra_header(header: dict[str, Any], device: str, frame_type: str) -> dict[str, Any]:
+    """calibd's INDI keywords plus the Bayer keywords of *this* image: drivers switch
+    CCD_HAS_BAYER per frame (ZWO clears it for RGB24/Y8/mono-bin), so the FITS is the truth."""
+    extra: dict[str, Any] = {"INDIDEV": device, "INDIFRAM": frame_type.removeprefix("FRAME_")}
+    bayer = header.get("BAYERPAT")
+    if isinstance(bayer, str) and bayer.strip().upper() in ("RGGB", "BGGR", "GRBG", "GBRG"):
+        extra["BAYERPAT"] = bayer.strip().upper()
+        for key in ("XBAYROFF", "YBAYROFF"):
+            if isinstance(header.get(key), int):
+                extra[key] = int(header[key])
+    return extra
 
 
 def _positive(snap: PropSnapshot | None) -> PropSnapshot | None:

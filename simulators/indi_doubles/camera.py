@@ -1,0 +1,412 @@
+"""A camera double: one INDI CCD device with a real driver's property set (see
+:mod:`simulators.indi_doubles.families`) whose frames come from
+:class:`simulators.sensor.SensorModel` and whose temperature follows
+:class:`simulators.cooler.CoolerModel`, on a scaled clock.
+
+Behaviour copied from ``INDI::CCD`` and the drivers: a number outside its limits turns the vector
+Alert (with a message) and changes nothing; CCD_EXPOSURE goes Busy with the time left counting
+down, then the FITS BLOB is sent and CCD_EXPOSURE turns Ok; an abort turns it Idle;
+CCD_TEMPERATURE is Busy until the sensor is within the driver's threshold of the set-point, then
+Ok; cooler power is reported every poll (ZWO: Busy while above 0 %); the Bayer keywords are written
+per frame, only when a colour sensor sends its raw mosaic. Light comes from a snooped INDI light
+panel (``FLAT_LIGHT_CONTROL`` on and ``FLAT_LIGHT_INTENSITY``).
+"""
+
+from __future__ import annotations
+
+import io
+import threading
+from dataclasses import dataclass
+
+import numpy as np
+
+from simulators.clock import ScaledClock
+from simulators.cooler import CoolerModel
+from simulators.indi_doubles import base
+from simulators.indi_doubles.families import DoubleFamily
+from simulators.indi_doubles.protocol import (
+    Incoming,
+    Vector,
+    Writer,
+    render_blob,
+    render_def,
+    render_del,
+    render_message,
+    render_set,
+    render_snoop,
+)
+from simulators.profiles import get_profile
+from simulators.sensor import Illumination, SensorModel
+
+PANEL_FLUX_E_PER_S = 100_000.0  # electrons per second per pixel at the panel's full intensity
+_FRAME_NAMES = {"FRAME_LIGHT": ("Light", "Light Frame"), "FRAME_BIAS": ("Bias", "Bias Frame"),
+                "FRAME_DARK": ("Dark", "Dark Frame"), "FRAME_FLAT": ("Flat", "Flat Field")}
+
+
+@dataclass(frozen=True)
+class _Applied:
+    gain: int
+    offset: int
+    readout: str  # the sensor model's read-out mode
+    mode: str  # the device's name for it
+
+
+@dataclass
+class DoubleOptions:
+    scale: float = 1.0  # simulated seconds per real second
+    width: int = 320
+    height: int = 240
+    ambient_c: float = 10.0
+    panel_device: str | None = "Light Panel Simulator"
+    seed: int | None = None
+    polling_ms: int = 1000
+
+
+class CameraDouble:
+    """The device. ``handle`` is called for every message from the server (one thread);
+    exposures and the temperature poll run on their own threads; all writes are serialised."""
+
+    def __init__(self, family: DoubleFamily, options: DoubleOptions, writer: Writer) -> None:
+        self.f = family
+        self.opt = options
+        self.out = writer
+        self.clock = ScaledClock(options.scale)
+        self.profile = get_profile("small").with_overrides(
+            name=family.key, model=family.model, width=options.width, height=options.height,
+            bit_depth=family.bit_depth, unity_gain=family.unity_gain,
+            gain_max=int(family.gain.hi), offset_max=int(family.offset.hi),
+            pedestal_per_offset_adu=20.0, readout_s=0.02,
+            seed=options.seed if options.seed is not None else 1000 + len(family.key))
+        self.sensor = SensorModel(self.profile)
+        self.cooler = CoolerModel(self.clock, ambient_c=options.ambient_c,
+                                  max_delta_c=self.profile.cooler_max_delta_c,
+                                  tau_s=self.profile.cooler_tau_s)
+        self.lock = threading.RLock()
+        self.props: dict[str, Vector] = {}
+        for vec in base.before_connect(family, options.polling_ms):
+            self._add(vec)
+        self.connected = False
+        self._abort = threading.Event()
+        self._exposing: threading.Thread | None = None
+        self._stop = threading.Event()
+        self._panel_on = False
+        self._panel_level = 0.0
+        self._panel_max = 1.0
+        self._last_temp: tuple[float, str] | None = None
+        self._poller = threading.Thread(target=self._poll_loop, name="temperature", daemon=True)
+
+    # ------------------------------------------------------------------ plumbing
+
+    def _add(self, vec: Vector) -> None:
+        vec.device = self.f.device
+        self.props[vec.name] = vec
+
+    def _define(self, vec: Vector) -> None:
+        vec.defined = True
+        self.out.send(render_def(vec))
+
+    def _set(self, vec: Vector, state: str | None = None, message: str | None = None) -> None:
+        if state is not None:
+            vec.state = state
+        if vec.defined:
+            self.out.send(render_set(vec, message))
+
+    def _say(self, text: str) -> None:
+        self.out.send(render_message(self.f.device, text))
+
+    def start(self) -> None:
+        """Ask indiserver for the panel's properties (snooping) and start the poll thread."""
+        if self.opt.panel_device:
+            self.out.send(render_snoop(self.opt.panel_device))
+        self._poller.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._abort.set()
+
+    # ------------------------------------------------------------------ messages
+
+    def handle(self, msg: Incoming) -> None:
+        device = msg.attrs.get("device")
+        if msg.tag == "getProperties":
+            if device in (None, self.f.device):
+                with self.lock:
+                    for vec in self.props.values():
+                        if vec.defined or vec.name in self._early():
+                            self._define(vec)
+            return
+        if device != self.f.device:
+            self._snooped(msg)
+            return
+        with self.lock:
+            target = self.props.get(msg.attrs.get("name", ""))
+            if target is None or not target.defined:
+                return
+            if msg.tag == "newNumberVector":
+                self._new_number(target, msg.members)
+            elif msg.tag == "newSwitchVector":
+                self._new_switch(target, msg.members)
+            elif msg.tag == "newTextVector":
+                for name, text in msg.members:
+                    if target.has(name):
+                        target[name].value = text
+                self._set(target, "Ok")
+
+    def _early(self) -> set[str]:
+        return {v.name for v in base.before_connect(self.f, self.opt.polling_ms)}
+
+    def _snooped(self, msg: Incoming) -> None:
+        name = msg.attrs.get("name")
+        values = dict(msg.members)
+        if name == "FLAT_LIGHT_CONTROL" and "FLAT_LIGHT_ON" in values:
+            self._panel_on = values["FLAT_LIGHT_ON"] == "On"
+        elif name == "FLAT_LIGHT_INTENSITY" and "FLAT_LIGHT_INTENSITY_VALUE" in values:
+            try:
+                self._panel_level = float(values["FLAT_LIGHT_INTENSITY_VALUE"])
+            except ValueError:
+                return
+            top = msg.maxima.get("FLAT_LIGHT_INTENSITY_VALUE")
+            if top and top > 0:
+                self._panel_max = top
+
+    def _new_number(self, vec: Vector, members: list[tuple[str, str]]) -> None:
+        try:
+            changes = {name: float(text) for name, text in members if vec.has(name)}
+        except ValueError:
+            self._set(vec, "Alert", "value is not a number")
+            return
+        for name, value in changes.items():
+            e = vec[name]
+            if e.max > e.min and not e.min <= value <= e.max:
+                self._set(vec, "Alert",
+                          f"{name} value {value:g} out of range [{e.min:g}, {e.max:g}]")
+                return
+        if vec.name == "CCD_EXPOSURE":
+            self._start_exposure(changes.get("CCD_EXPOSURE_VALUE", 0.0))
+            return
+        if vec.name == "CCD_BINNING" and self.f.key == "asi":
+            changes["VER_BIN"] = changes.get("HOR_BIN", float(vec["HOR_BIN"].value))  # square
+        for name, value in changes.items():
+            vec[name].value = value
+        if vec.name == "CCD_TEMPERATURE":
+            self.cooler.set(True, changes["CCD_TEMPERATURE_VALUE"])
+            self._set_cooler_switch(True)
+            self._last_temp = None
+            self._set(vec, "Busy")
+            return
+        if vec.name == "CCD_BINNING":
+            frame = self.props["CCD_FRAME"]
+            frame["WIDTH"].value, frame["HEIGHT"].value = self.opt.width, self.opt.height
+        self._set(vec, "Ok")
+
+    def _new_switch(self, vec: Vector, members: list[tuple[str, str]]) -> None:
+        on = [name for name, text in members if text == "On" and vec.has(name)]
+        if vec.name == base.CONNECTION:
+            self._connection("CONNECT" in on)
+            return
+        if vec.name == "CCD_ABORT_EXPOSURE":
+            self._abort.set()
+            exposure = self.props["CCD_EXPOSURE"]
+            exposure["CCD_EXPOSURE_VALUE"].value = 0.0
+            self._set(exposure, "Idle")
+            vec["ABORT"].value = False
+            self._set(vec, "Ok")
+            return
+        if vec.name == "CCD_COOLER":
+            want = "COOLER_ON" in on
+            self.cooler.set(want, self.cooler.setpoint_c)
+            self._set_cooler_switch(want)
+            return
+        if vec.rule == "OneOfMany" and on:
+            vec.select(on[0])
+        else:
+            for name, text in members:
+                if vec.has(name):
+                    vec[name].value = text == "On"
+        if vec.name == "CCD_VIDEO_FORMAT" and on:  # ZWO mirrors the two format vectors
+            self.props["CCD_CAPTURE_FORMAT"].select(on[0])
+            self._set(self.props["CCD_CAPTURE_FORMAT"], "Ok")
+        if vec.name == "CCD_CAPTURE_FORMAT" and on and "CCD_VIDEO_FORMAT" in self.props:
+            self.props["CCD_VIDEO_FORMAT"].select(on[0])
+            self._set(self.props["CCD_VIDEO_FORMAT"], "Ok")
+        self._set(vec, "Ok")
+
+    def _set_cooler_switch(self, on: bool) -> None:
+        sw = self.props["CCD_COOLER"]
+        sw.select("COOLER_ON" if on else "COOLER_OFF")
+        self._set(sw, "Busy" if on else "Idle")
+
+    def _connection(self, connect: bool) -> None:
+        conn = self.props[base.CONNECTION]
+        if connect and not self.connected:
+            after = base.after_connect(self.f, self.opt.width, self.opt.height,
+                                       self.profile.pixel_size_um, max(self.profile.binnings))
+            for vec in after:
+                self._add(vec)
+            if self.f.cooler_switch_default == "COOLER_ON":
+                self.cooler.set(True, 0.0)
+            for vec in after:
+                self._define(vec)
+            self.connected = True
+        elif not connect and self.connected:
+            self._abort.set()
+            early = self._early()
+            for name in [n for n in self.props if n not in early]:
+                self.out.send(render_del(self.f.device, name))
+                del self.props[name]
+            self.connected = False
+        conn.select("CONNECT" if connect else "DISCONNECT")
+        self._set(conn, "Ok" if connect else "Idle")
+
+    # ------------------------------------------------------------------ exposures
+
+    def _start_exposure(self, duration_s: float) -> None:
+        exposure = self.props["CCD_EXPOSURE"]
+        if self._exposing is not None and self._exposing.is_alive():
+            self._set(exposure, "Alert", "an exposure is already in progress")
+            return
+        frame_type = self.props["CCD_FRAME_TYPE"].on() or "FRAME_LIGHT"
+        exposure["CCD_EXPOSURE_VALUE"].value = duration_s
+        self._set(exposure, "Busy")
+        self._abort.clear()
+        self._exposing = threading.Thread(target=self._expose, args=(duration_s, frame_type),
+                                          name="exposure", daemon=True)
+        self._exposing.start()
+
+    def _poll_s(self) -> float:
+        return max(0.01, float(self.props["POLLING_PERIOD"]["PERIOD_MS"].value) / 1000.0)
+
+    def _expose(self, duration_s: float, frame_type: str) -> None:
+        clock = self.clock
+        start_utc = clock.now()
+        temp_start = self.cooler.temperature_c()
+        end = clock.monotonic() + duration_s
+        while True:
+            left = end - clock.monotonic()
+            if left <= 0:
+                break
+            if clock.wait(self._abort, min(left, self._poll_s() * clock.scale)):
+                return  # the abort handler reported Idle
+            with self.lock:
+                exposure = self.props.get("CCD_EXPOSURE")
+                if exposure is None:
+                    return
+                exposure["CCD_EXPOSURE_VALUE"].value = max(0.0, end - clock.monotonic())
+                self._set(exposure)
+        with self.lock:
+            settings = self._settings()
+            binning = int(self.props["CCD_BINNING"]["HOR_BIN"].value)
+            fmt = self.props["CCD_CAPTURE_FORMAT"].on()
+        data = self.sensor.frame(
+            exposure_s=duration_s, temperature_c=0.5 * (temp_start + self.cooler.temperature_c()),
+            gain=settings.gain, offset=settings.offset, binning=binning,
+            readout_mode=settings.readout, light=self._light())
+        if fmt != self.f.raw16:
+            data = (data >> 8).astype(np.uint8)
+        blob = self._fits(data, duration_s, frame_type, start_utc.strftime("%Y-%m-%dT%H:%M:%S.%f")
+                          [:-3], binning, settings, colour_raw=bool(self.f.bayer) and "RAW" in
+                          (fmt or ""))
+        with self.lock:
+            if self._abort.is_set() or "CCD_EXPOSURE" not in self.props:
+                return
+            self.out.send(render_blob(self.f.device, "CCD1", "CCD1", blob, ".fits"))
+            exposure = self.props["CCD_EXPOSURE"]
+            exposure["CCD_EXPOSURE_VALUE"].value = 0.0
+            self._set(exposure, "Ok")
+
+    def _settings(self) -> _Applied:
+        f = self.f
+        gain = self.props[f.gain.vector][f.gain.element].value
+        offset = self.props[f.offset.vector][f.offset.element].value
+        readout = "normal"
+        spec = f.readout
+        if spec is not None:
+            vec = self.props[spec.vector]
+            if spec.kind == "switch":
+                mode = vec.on() or spec.default
+            else:
+                mode = str(round(float(vec[spec.elements[0]].value)))
+            readout = "low-noise" if mode == spec.low_noise else "normal"
+        return _Applied(round(float(gain)), round(float(offset)), readout, self._mode_label())
+
+    def _mode_label(self) -> str:
+        spec = self.f.readout
+        if spec is None:
+            return ""
+        vec = self.props[spec.vector]
+        if spec.kind == "switch":
+            return vec.on() or spec.default
+        return str(round(float(vec[spec.elements[0]].value)))
+
+    def _light(self) -> Illumination | None:
+        if not self._panel_on or self._panel_level <= 0:
+            return None
+        return Illumination(PANEL_FLUX_E_PER_S * self._panel_level / self._panel_max)
+
+    def _fits(self, data: np.ndarray, duration_s: float, frame_type: str, date_obs: str,
+              binning: int, settings: _Applied, *, colour_raw: bool) -> bytes:
+        from astropy.io import fits
+
+        hdu = fits.PrimaryHDU(data)
+        h = hdu.header
+        short, long_name = _FRAME_NAMES[frame_type]
+        pixel = self.profile.pixel_size_um
+        h["ROWORDER"] = ("TOP-DOWN", "Row Order")
+        h["INSTRUME"] = (self.f.device, "CCD Name")
+        h["EXPTIME"] = (duration_s, "Total Exposure Time (s)")
+        if frame_type == "FRAME_DARK":
+            h["DARKTIME"] = (duration_s, "Total Dark Exposure Time (s)")
+        h["CCD-TEMP"] = (round(self.cooler.temperature_c(), 2), "CCD Temperature (Celsius)")
+        h["PIXSIZE1"] = (pixel, "Pixel Size 1 (microns)")
+        h["PIXSIZE2"] = (pixel, "Pixel Size 2 (microns)")
+        h["XBINNING"] = (binning, "Binning factor in width")
+        h["YBINNING"] = (binning, "Binning factor in height")
+        h["XPIXSZ"] = (pixel * binning, "X binned pixel size in microns")
+        h["YPIXSZ"] = (pixel * binning, "Y binned pixel size in microns")
+        h["FRAME"] = (short, "Frame Type")
+        h["IMAGETYP"] = (long_name, "Frame Type")
+        if colour_raw and self.f.bayer:
+            h["XBAYROFF"] = (0, "X offset of Bayer array")
+            h["YBAYROFF"] = (0, "Y offset of Bayer array")
+            h["BAYERPAT"] = (self.f.bayer, "Bayer color pattern")
+        h["DATE-OBS"] = (date_obs, "UTC start date of observation")
+        if "GAIN" in self.f.fits_extras:
+            h["GAIN"] = (float(settings.gain), "Gain")
+        if "OFFSET" in self.f.fits_extras:
+            h["OFFSET"] = (float(settings.offset), "Offset")
+        if "READMODE" in self.f.fits_extras:
+            h["READMODE"] = (settings.mode, "Read Mode")
+        h["COMMENT"] = "Generated by INDI"
+        buf = io.BytesIO()
+        hdu.writeto(buf)
+        return buf.getvalue()
+
+    # ------------------------------------------------------------------ temperature
+
+    def _poll_loop(self) -> None:
+        while not self._stop.wait(self._poll_s()):
+            try:
+                with self.lock:
+                    if self.connected:
+                        self._report_cooler()
+            except Exception as err:  # a driver keeps running; the server shows the message
+                self._say(f"temperature poll failed: {err!r}"[:200])
+
+    def _report_cooler(self) -> None:
+        temp = self.props["CCD_TEMPERATURE"]
+        now = round(self.cooler.temperature_c(), 2)
+        target = self.cooler.setpoint_c
+        state = temp.state
+        if self.cooler.on and target is not None and state == "Busy":
+            state = "Ok" if abs(now - target) <= self.f.temp_ok_threshold_c else "Busy"
+        if self._last_temp != (now, state):
+            self._last_temp = (now, state)
+            temp["CCD_TEMPERATURE_VALUE"].value = now
+            self._set(temp, state)
+        vec_name, element, _ = self.f.cooler_power
+        power = self.props[vec_name]
+        pct = round(self.cooler.power_pct(), 1) if self.cooler.on else 0.0
+        if power[element].value != pct:
+            power[element].value = pct
+            busy = self.f.key == "asi" and pct > 0
+            self._set(power, "Busy" if busy else "Ok")
