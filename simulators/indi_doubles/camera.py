@@ -15,6 +15,7 @@ panel (``FLAT_LIGHT_CONTROL`` on and ``FLAT_LIGHT_INTENSITY``).
 from __future__ import annotations
 
 import io
+import sys
 import threading
 from dataclasses import dataclass
 
@@ -35,12 +36,24 @@ from simulators.indi_doubles.protocol import (
     render_set,
     render_snoop,
 )
-from simulators.profiles import get_profile
+from simulators.profiles import SensorProfile, get_profile
 from simulators.sensor import Illumination, SensorModel
 
 PANEL_FLUX_E_PER_S = 100_000.0  # electrons per second per pixel at the panel's full intensity
 _FRAME_NAMES = {"FRAME_LIGHT": ("Light", "Light Frame"), "FRAME_BIAS": ("Bias", "Bias Frame"),
                 "FRAME_DARK": ("Dark", "Dark Frame"), "FRAME_FLAT": ("Flat", "Flat Field")}
+
+
+def double_profile(family: DoubleFamily, width: int, height: int,
+                   seed: int | None = None) -> SensorProfile:
+    """The sensor a double simulates: the small test sensor with the family's ADC depth, gain
+    and offset ranges and unity gain."""
+    return get_profile("small").with_overrides(
+        name=family.key, model=family.model, width=width, height=height,
+        bit_depth=family.bit_depth, unity_gain=family.unity_gain,
+        gain_max=int(family.gain.hi), offset_max=int(family.offset.hi),
+        pedestal_per_offset_adu=20.0, readout_s=0.02,
+        seed=seed if seed is not None else 1000 + len(family.key))
 
 
 @dataclass(frozen=True)
@@ -71,12 +84,7 @@ class CameraDouble:
         self.opt = options
         self.out = writer
         self.clock = ScaledClock(options.scale)
-        self.profile = get_profile("small").with_overrides(
-            name=family.key, model=family.model, width=options.width, height=options.height,
-            bit_depth=family.bit_depth, unity_gain=family.unity_gain,
-            gain_max=int(family.gain.hi), offset_max=int(family.offset.hi),
-            pedestal_per_offset_adu=20.0, readout_s=0.02,
-            seed=options.seed if options.seed is not None else 1000 + len(family.key))
+        self.profile = double_profile(family, options.width, options.height, options.seed)
         self.sensor = SensorModel(self.profile)
         self.cooler = CoolerModel(self.clock, ambient_c=options.ambient_c,
                                   max_delta_c=self.profile.cooler_max_delta_c,
@@ -186,14 +194,14 @@ class CameraDouble:
             return
         if vec.name == "CCD_BINNING" and self.f.key == "asi":
             changes["VER_BIN"] = changes.get("HOR_BIN", float(vec["HOR_BIN"].value))  # square
-        for name, value in changes.items():
-            vec[name].value = value
-        if vec.name == "CCD_TEMPERATURE":
+        if vec.name == "CCD_TEMPERATURE":  # the value stays the sensor's temperature
             self.cooler.set(True, changes["CCD_TEMPERATURE_VALUE"])
             self._set_cooler_switch(True)
             self._last_temp = None
             self._set(vec, "Busy")
             return
+        for name, value in changes.items():
+            vec[name].value = value
         if vec.name == "CCD_BINNING":
             frame = self.props["CCD_FRAME"]
             frame["WIDTH"].value, frame["HEIGHT"].value = self.opt.width, self.opt.height
@@ -262,21 +270,24 @@ class CameraDouble:
 
     def _start_exposure(self, duration_s: float) -> None:
         exposure = self.props["CCD_EXPOSURE"]
-        if self._exposing is not None and self._exposing.is_alive():
+        busy = self._exposing is not None and self._exposing.is_alive()
+        if busy and not self._abort.is_set():
             self._set(exposure, "Alert", "an exposure is already in progress")
             return
         frame_type = self.props["CCD_FRAME_TYPE"].on() or "FRAME_LIGHT"
         exposure["CCD_EXPOSURE_VALUE"].value = duration_s
         self._set(exposure, "Busy")
-        self._abort.clear()
-        self._exposing = threading.Thread(target=self._expose, args=(duration_s, frame_type),
+        # Each exposure has its own abort flag: an aborted one still winding down never sends.
+        self._abort = threading.Event()
+        self._exposing = threading.Thread(target=self._expose,
+                                          args=(duration_s, frame_type, self._abort),
                                           name="exposure", daemon=True)
         self._exposing.start()
 
     def _poll_s(self) -> float:
         return max(0.01, float(self.props["POLLING_PERIOD"]["PERIOD_MS"].value) / 1000.0)
 
-    def _expose(self, duration_s: float, frame_type: str) -> None:
+    def _expose(self, duration_s: float, frame_type: str, abort: threading.Event) -> None:
         clock = self.clock
         start_utc = clock.now()
         temp_start = self.cooler.temperature_c()
@@ -285,7 +296,7 @@ class CameraDouble:
             left = end - clock.monotonic()
             if left <= 0:
                 break
-            if clock.wait(self._abort, min(left, self._poll_s() * clock.scale)):
+            if clock.wait(abort, min(left, self._poll_s() * clock.scale)):
                 return  # the abort handler reported Idle
             with self.lock:
                 exposure = self.props.get("CCD_EXPOSURE")
@@ -307,7 +318,7 @@ class CameraDouble:
                           [:-3], binning, settings, colour_raw=bool(self.f.bayer) and "RAW" in
                           (fmt or ""))
         with self.lock:
-            if self._abort.is_set() or "CCD_EXPOSURE" not in self.props:
+            if abort.is_set() or "CCD_EXPOSURE" not in self.props:
                 return
             self.out.send(render_blob(self.f.device, "CCD1", "CCD1", blob, ".fits"))
             exposure = self.props["CCD_EXPOSURE"]
@@ -389,8 +400,8 @@ class CameraDouble:
                 with self.lock:
                     if self.connected:
                         self._report_cooler()
-            except Exception as err:  # a driver keeps running; the server shows the message
-                self._say(f"temperature poll failed: {err!r}"[:200])
+            except Exception as err:  # a driver keeps running; the server logs standard error
+                print(f"temperature poll failed: {err!r}"[:300], file=sys.stderr, flush=True)
 
     def _report_cooler(self) -> None:
         temp = self.props["CCD_TEMPERATURE"]
