@@ -221,6 +221,9 @@ class IndiCamera(IndiDevice):
         bayer = str(cfa.values.get("CFA_TYPE", "")).strip().upper() if cfa else ""
         readout = self.family.readout if self.family else None
         modes = _readout.available(readout, self._readout_snap())
+        now = _readout.current(readout, self._readout_snap())
+        if now in modes:  # the device's current mode is what a plan without a mode gets
+            modes = (now, *(m for m in modes if m != now))
         return CameraInfo(
             model=self._model(),
             camera_id=f"indi:{self.device}",
@@ -236,7 +239,7 @@ class IndiCamera(IndiDevice):
             max_exposure_s=float(exp_max if exp_max > exp_min else 3600.0),
             has_cooler=temp is not None and temp.writable,
             binnings=tuple(range(1, max(1, max_bin) + 1)),
-            readout_modes=modes if modes == ("default",) else ("default", *modes),
+            readout_modes=modes,
             bayer_pattern=bayer if bayer in ("RGGB", "BGGR", "GRBG", "GBRG") else None,
             min_setpoint_c=float(t_lo) if t_hi > t_lo else None,
             max_setpoint_c=float(t_hi) if t_hi > t_lo else None,
@@ -258,7 +261,7 @@ class IndiCamera(IndiDevice):
         Raises SettingRejected (out of range, no such control, refused), DeviceUnavailable."""
         info = self.info
         self._require()
-        if settings.readout_mode not in info.readout_modes:
+        if settings.readout_mode not in (*info.readout_modes, "default"):
             raise SettingRejected(
                 f"read-out mode {settings.readout_mode!r} not offered "
                 f"(available: {', '.join(info.readout_modes)})",
