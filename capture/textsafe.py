@@ -9,23 +9,27 @@ from __future__ import annotations
 
 import unicodedata
 
-DEFAULT_LIMIT = 80  # characters of the original text kept
+DEFAULT_LIMIT = 80  # characters shown at most (escapes included)
 
 
 def shown(text: object, limit: int = DEFAULT_LIMIT) -> str:
     """``text`` (converted with ``str``) with every non-printable character written as
-    ``\\xNN`` / ``\\uNNNN`` and at most ``limit`` original characters, ``…`` marking a cut.
+    ``\\xNN`` / ``\\uNNNN``, at most ``limit`` characters long plus ``…`` where it was cut.
     Never raises."""
     raw = text if isinstance(text, str) else str(text)
-    cut = len(raw) > limit
-    out = []
-    for ch in raw[:limit]:
+    out: list[str] = []
+    size = 0
+    for ch in raw:
         if ch.isprintable() and unicodedata.category(ch) not in ("Cf", "Zl", "Zp"):
-            out.append(ch)
+            piece = ch
         elif ord(ch) < 0x100:
-            out.append(f"\\x{ord(ch):02x}")
+            piece = f"\\x{ord(ch):02x}"
         elif ord(ch) < 0x10000:
-            out.append(f"\\u{ord(ch):04x}")
+            piece = f"\\u{ord(ch):04x}"
         else:
-            out.append(f"\\U{ord(ch):08x}")
-    return "".join(out) + ("…" if cut else "")
+            piece = f"\\U{ord(ch):08x}"
+        if size + len(piece) > limit:
+            return "".join(out) + "…"
+        out.append(piece)
+        size += len(piece)
+    return "".join(out)

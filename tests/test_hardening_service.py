@@ -80,7 +80,7 @@ def test_an_error_in_one_camera_pauses_it_and_everything_else_goes_on(env: Env) 
     faulty_plan = env.plan("faulty-darks.yaml", DARKS_6)
     good_plan = env.plan("good-darks.yaml", DARKS_10)
     for cam, plan in (("faulty", faulty_plan), ("good", good_plan)):
-        code, body = env.api("POST", "/api/v1/runs", {"plan": str(plan), "camera": cam})
+        code, body = env.api("POST", "/api/v1/runs", {"plan": plan.name, "camera": cam})
         assert code in (200, 202), body
     wait_for(lambda: paused_with(env, "faulty", "injected driver bug"), 60,
              "the faulty camera to pause with the reason")
@@ -125,7 +125,7 @@ def test_an_error_in_one_camera_pauses_it_and_everything_else_goes_on(env: Env) 
 
 def test_pause_then_resume_continues_the_same_run_at_once(env: Env) -> None:
     plan = env.plan("pause-darks.yaml", DARKS_10)
-    assert env.api("POST", "/api/v1/runs", {"plan": str(plan), "camera": "good"})[0] in (200,
+    assert env.api("POST", "/api/v1/runs", {"plan": plan.name, "camera": "good"})[0] in (200,
                                                                                          202)
     wait_for(lambda: (camera(env, "good").get("run") or {}).get("frames_done", 0) >= 2, 60,
              "a few darks")
@@ -177,7 +177,7 @@ def test_a_damaged_index_never_takes_the_status_or_the_daemon_down(env: Env) -> 
     assert "error" in library or library.get("frames") is not None
     plan = env.plan("after-damage.yaml", DARKS_6)
     before = pings(env)
-    assert env.api("POST", "/api/v1/runs", {"plan": str(plan), "camera": "good"})[0] in (200,
+    assert env.api("POST", "/api/v1/runs", {"plan": plan.name, "camera": "good"})[0] in (200,
                                                                                          202)
 
     def settled() -> bool:

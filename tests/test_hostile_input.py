@@ -445,3 +445,15 @@ def test_the_daemon_refuses_to_start_with_exit_2(case: Case, tmp_path: Path) -> 
     code, err, _, _ = _spawn(["daemon", "--config", str(path)], timeout_s=60)
     _assert_refused(case, path, code, err)
     assert not (tmp_path / "state" / "api.port").exists()
+
+
+def test_device_text_is_escaped_and_capped_in_reasons_and_logs() -> None:
+    """Error text from a device server reaches the status and the log only through the one
+    sanitising function."""
+    from capture.daemon.worker import REASON_MAX_CHARS, describe_error
+    from drivers.errors import DeviceUnavailable
+
+    reason = describe_error(DeviceUnavailable("\x1b[2J\x1b]0;owned\x07gone" + "x" * 5000))
+    assert "\x1b" not in reason and "\x07" not in reason
+    assert reason.startswith("DeviceUnavailable: \\x1b[2J\\x1b]0;owned\\x07gone")
+    assert len(reason) <= REASON_MAX_CHARS

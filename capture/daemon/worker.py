@@ -28,6 +28,7 @@ from capture.library.store import index_damaged
 from capture.runner import prepare, run_prepared
 from capture.sequencer.sequencer import SequencerOptions
 from capture.sequencer.status import RunStatus
+from capture.textsafe import shown
 from capture.yamlsrc import Located
 from drivers.clock import Clock
 from drivers.errors import DeviceError
@@ -42,8 +43,7 @@ REASON_MAX_CHARS = 400  # a pause reason as status shows it
 def describe_error(err: BaseException) -> str:
     """One bounded printable line naming the error (for status and the pause reason)."""
     text = f"{type(err).__name__}: {err}" if str(err) else type(err).__name__
-    text = "".join(c if c.isprintable() else " " for c in text)
-    return text if len(text) <= REASON_MAX_CHARS else text[:REASON_MAX_CHARS - 1] + "…"
+    return shown(text, REASON_MAX_CHARS - 1)  # device and file text: escaped, capped
 
 
 @dataclass(frozen=True)
@@ -323,7 +323,7 @@ class CameraWorker:
             elif reason == "pause":
                 self._hold_for_resume(request)
         except InputError as err:
-            log.error("%s: %s cannot run: %s", self.name, request.plan, err)
+            log.error("%s: %s cannot run: %s", self.name, request.plan, shown(err, 300))
             self._last = {"plan": str(request.plan), "message": str(err), "ok": False,
                           "finished_utc": host.clock.now().isoformat()}
         except LibraryError as err:
@@ -347,7 +347,7 @@ class CameraWorker:
 
     def _failed(self, request: RunRequest, err: Exception) -> None:
         """A device, cooling or disk failure: try the run again later."""
-        log.error("%s: %s failed: %s", self.name, request.plan, err)
+        log.error("%s: %s failed: %s", self.name, request.plan, shown(err, 300))
         self._last = {"plan": str(request.plan), "message": str(err), "ok": False,
                       "finished_utc": self.host.clock.now().isoformat()}
         self._retry(request, str(err))
