@@ -40,9 +40,6 @@ VENDORS: dict[str, str] = {
     "sqlite3": "capture.library",
 }
 SQL_HOME = "capture.library"
-# Known cycles still on main; each entry must still occur (a fixed one is removed from here);
-# the list is meant to be empty.
-KNOWN_CYCLES: list[set[str]] = []
 
 SQL_START = re.compile(
     r"""\s*(
@@ -282,9 +279,7 @@ def tree() -> dict[str, Module]:
 
 
 def test_no_import_cycles(tree: dict[str, Module]) -> None:
-    cycles = import_cycles(tree)
-    assert [c for c in cycles if c not in KNOWN_CYCLES] == []
-    assert [c for c in KNOWN_CYCLES if c not in cycles] == [], "fixed: drop it from KNOWN_CYCLES"
+    assert import_cycles(tree) == []
 
 
 def test_drivers_and_simulators_do_not_import_capture(tree: dict[str, Module]) -> None:
