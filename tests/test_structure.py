@@ -1,7 +1,7 @@
 """The dependency rules of docs/architecture.md ("Rules"), checked on the source text.
 
 The imports of every module of ``capture``, ``drivers`` and ``simulators`` are read with ``ast``
-(nothing is imported or executed) and checked against five rules:
+(nothing is imported or executed) and checked against six rules:
 
 1. no import cycle among the three packages' modules (imports inside functions count too: a lazy
    import hides a cycle, it does not remove it; imports under ``if TYPE_CHECKING:`` do not, they
@@ -12,7 +12,9 @@ The imports of every module of ``capture``, ``drivers`` and ``simulators`` are r
 4. a vendor library is imported only inside its own package (:data:`VENDORS`; the stdlib's
    ``sqlite3`` counts as one: the library's index is the only SQLite user);
 5. no SQL text outside ``capture/library``: a string literal (docstrings aside) that starts with
-   an SQL statement.
+   an SQL statement;
+6. the flats know the sequencer only through its port (:data:`FLATS_SEE`), and the sequencer
+   imports nothing from the flats.
 
 Each rule is also run on a small synthetic tree that breaks it, so none of them can pass by
 never looking.
@@ -40,6 +42,8 @@ VENDORS: dict[str, str] = {
     "sqlite3": "capture.library",
 }
 SQL_HOME = "capture.library"
+# What capture/flats may import from capture/sequencer: the capture port and the reconnect loop.
+FLATS_SEE = ("capture.sequencer.port", "capture.sequencer.reconnect")
 
 SQL_START = re.compile(
     r"""\s*(
@@ -270,6 +274,17 @@ def sql_outside_library(modules: dict[str, Module]) -> list[str]:
             if not _within(m.name, SQL_HOME) for line, text in m.sql]
 
 
+def flats_sequencer_imports(modules: dict[str, Module]) -> list[str]:
+    out = []
+    for m in modules.values():
+        for imp in m.imports:
+            if (_within(m.name, "capture.flats") and _within(imp.target, "capture.sequencer")
+                    and imp.target not in FLATS_SEE) or (
+                    _within(m.name, "capture.sequencer") and _within(imp.target, "capture.flats")):
+                out.append(f"{_where(m, imp.line)}: {imp.target}")
+    return out
+
+
 # ----- the rules on this repository -------------------------------------------------------------
 @pytest.fixture(scope="module")
 def tree() -> dict[str, Module]:
@@ -299,6 +314,10 @@ def test_sql_only_in_the_library(tree: dict[str, Module]) -> None:
     assert sql_outside_library(tree) == []
     # the detector sees the library's own statements (it is not blind)
     assert len(tree["capture.library.index"].sql) >= 10
+
+
+def test_flats_see_the_sequencer_only_through_its_port(tree: dict[str, Module]) -> None:
+    assert flats_sequencer_imports(tree) == []
 
 
 # ----- each rule fails on a tree that breaks it -------------------------------------------------
@@ -393,3 +412,20 @@ def test_sql_text_outside_the_library_is_found(tmp_path: Path) -> None:
     found = sql_outside_library(tree)
     assert [f.split(":")[1] for f in found] == ["3", "4", "5", "6", "7", "8", "9"]
     assert tree["capture.library.index"].sql == [(1, "SELECT * FROM frames")]
+
+
+def test_flats_reaching_into_the_sequencer_are_found(tmp_path: Path) -> None:
+    tree = _write(tmp_path, {
+        "capture/sequencer/port.py": "",
+        "capture/sequencer/reconnect.py": "",
+        "capture/sequencer/sequencer.py": "def f():\n    from capture.flats import runner\n",
+        "capture/flats/runner.py": "from capture.sequencer.port import CapturePort\n"
+                                   "from capture.sequencer import reconnect\n"
+                                   "from capture.sequencer.sequencer import Sequencer\n",
+        "capture/flats/panel.py": "import capture.sequencer\n",
+    })
+    assert sorted(flats_sequencer_imports(tree)) == [
+        "capture/flats/panel.py:1: capture.sequencer",
+        "capture/flats/runner.py:3: capture.sequencer.sequencer",
+        "capture/sequencer/sequencer.py:2: capture.flats.runner",
+    ]
