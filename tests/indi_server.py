@@ -15,6 +15,11 @@ the CCD and light panel set to ``polling_ms`` (the CCD simulator then cools 0.5 
 can be killed (SIGKILL), restarted on the same port, or have one driver killed (indiserver restarts
 it). Stop is SIGTERM (indiserver ignores SIGINT when backgrounded).
 
+The INDI doubles of real camera drivers (``simulators/indi_doubles``: ``indi_asi_ccd``,
+``indi_qhy_ccd``, ``indi_toupcam_ccd``, ``indi_playerone_ccd``) run the same way: name them in
+``drivers`` and the server's private ``bin`` folder, first on indiserver's ``PATH``, gets a
+wrapper of that name that runs this checkout's double with the server's time scale and frame size.
+
 Run as a script (``--relay``) this module is the namespace holder + relay.
 """
 

@@ -84,7 +84,7 @@ class TestDoubleContract(CameraContract):
         camera.connect()
         return ContractTarget(
             camera=camera, clock=RealClock(), gain=_gain(family), offset=int(family.offset.lo) + 5,
-            cool_to_c=0.0, cool_tolerance_c=0.5, cool_timeout_s=60.0,
+            cool_to_c=6.0, cool_tolerance_c=0.5, cool_timeout_s=60.0,
             short_exposure_s=0.1, long_exposure_s=60.0, abort_within_real_s=5.0)
 
 
@@ -148,6 +148,23 @@ def test_properties_are_read_and_set_where_each_driver_keeps_them(
     assert frame.settings.gain == gain and frame.settings.offset == offset
     if family.bayer:  # the Bayer keywords of the raw mosaic, taken from the image itself
         assert frame.extra_header["BAYERPAT"] == family.bayer
+
+
+def test_a_value_out_of_the_drivers_limits_turns_the_vector_alert(
+        camera: IndiCamera, family: DoubleFamily) -> None:
+    """As INDI::CCD does: the vector goes Alert with a message and keeps its value (sent raw,
+    past calibd's own range check, the way another client could)."""
+    conn = camera._require()
+    before = conn.version()
+    conn.send_number(family.device, family.gain.vector, {family.gain.element: family.gain.hi + 1})
+    snap = conn.wait_until(
+        lambda st: (p if (p := st.prop(family.device, family.gain.vector)) is not None
+                    and p.version > before and p.state == "Alert" else None), 10.0)
+    assert snap is not None
+    assert snap.number(family.gain.element) <= family.gain.hi
+    message = conn.read(lambda st: st.last_message(family.device)) or ""
+    assert "out of range" in message
+    camera.configure(CaptureSettings(gain=_gain(family), offset=int(family.offset.lo)))
 
 
 def test_raw16_of_a_12_bit_double_has_the_simulators_statistics(server: IndiTestServer) -> None:
@@ -225,11 +242,11 @@ warmup: {{enabled: false}}
 sets:
   - kind: bias
     gains: [{g1}, {g2}]
-    setpoints_c: [2, 0]
+    setpoints_c: [8, 6]
     count: 2
   - kind: dark
     gains: [{g1}, {g2}]
-    setpoints_c: [2, 0]
+    setpoints_c: [8, 6]
     exposures_s: [2]
     count: 2
 """
