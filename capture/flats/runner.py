@@ -34,7 +34,9 @@ STRATEGIES: dict[str, Strategy] = {
 
 
 class FlatRunner:
-    """Implements the sequencer's :class:`~capture.sequencer.port.FlatCapture`."""
+    """Implements the sequencer's :class:`~capture.sequencer.port.FlatCapture` for one camera's
+    accessories (``setup``: wheel, panel, site); ``clock``, ``stop`` and
+    ``reconnect_timeout_s`` (clock seconds) bound its waits and accessory reconnects."""
 
     def __init__(self, setup: Setup, memory: FlatMemory, *, clock: Clock,
                  stop: threading.Event, reconnect_timeout_s: float) -> None:
@@ -45,11 +47,15 @@ class FlatRunner:
         self.reconnect_timeout_s = reconnect_timeout_s
 
     def session(self, port: CapturePort) -> FlatSession:
+        """What the panel and sky strategies work with while capturing through ``port``."""
         return FlatSession(port, self.setup, self.memory, self.clock, self.stop,
                            self.reconnect_timeout_s)
 
     # ----- FlatCapture ---------------------------------------------------------------------------
     def capture(self, port: CapturePort, cells: list[Cell]) -> None:
+        """Capture these flat cells, group by group (set, settings, set-point), each group
+        followed by its dark flats. Blocks (sky flats: until twilight). Raises RunPaused,
+        LibraryError and CellFailed from the port."""
         session = self.session(port)
         for _, group_iter in itertools.groupby(sorted(cells, key=flat_group), key=flat_group):
             group = list(group_iter)
@@ -58,6 +64,8 @@ class FlatRunner:
             self.dark_flats(session, group, fset)
 
     def pending_dark_flats(self, port: CapturePort, cells: list[Cell]) -> list[Cell]:
+        """Dark-flat cells of groups whose flats are complete (an earlier session) but whose
+        dark flats are not; the caller adds them to the run. Raises LibraryError."""
         out: list[Cell] = []
         flats = [c for c in cells if c.kind == "flat"]
         for _, group_iter in itertools.groupby(sorted(flats, key=flat_group), key=flat_group):
@@ -70,6 +78,8 @@ class FlatRunner:
         return out
 
     def prepare_dark_flats(self, port: CapturePort, cell: Cell) -> None:
+        """Panel off and cover closed, then the bias level at the cell's settings (the dark
+        flats' light-leak reference). Blocks on the accessories; raises RunPaused."""
         self.session(port).darken(cell)
         if port.configure(cell):  # the bias frame below must use the cell's settings
             port.levels(cell)  # seeds the light-leak reference when nothing else gives one
@@ -97,6 +107,8 @@ class FlatRunner:
                 for e in sorted(exposures)]
 
     def dark_flats(self, session: FlatSession, group: list[Cell], fset: FlatSet) -> None:
+        """Capture the group's dark flats right after its flats (none when the set asks for
+        none). Raises RunPaused, LibraryError."""
         cells = self.dark_flat_cells(session.port, group, fset)
         if cells:
             session.port.capture_dark_flats(cells)
