@@ -19,6 +19,7 @@ from capture.flats.memory import FlatMemory
 from capture.flats.runner import FlatRunner
 from capture.library.library import Library
 from capture.masters.auto import AutoMasters
+from capture.masters.service import build_missing
 from capture.plans.load import load_plan, plan_digest
 from capture.plans.resolve import CameraContext, ResolvedPlan, resolve
 from capture.sequencer.sequencer import RunResult, Sequencer, SequencerOptions
@@ -116,20 +117,26 @@ def run_prepared(
     plan = prepared.plan
     stop = stop or threading.Event()
     with Library.open(library_root, camera=prepared.camera_name,
-                      clock=prepared.clock) as library:
+                      clock=prepared.clock, info=prepared.camera.info) as library:
         digest = plan_digest(prepared.located)
         reopen = None
         if not new:
             last = library.last_run(plan, prepared.camera_name)
+            open_run = library.index.find_open_run(plan.name, prepared.camera_name,
+                                                   plan.plan.folder or "")
+            for run in {r.id for r in (last, open_run) if r is not None}:
+                library.check_run(run)  # what is counted must be whole
             if last is not None and last.state == "complete" and again:
+                _build_missing_masters(library, last.id, masters)
                 new = True
             elif last is not None and last.state == "complete":
                 missing = library.missing_frames(last.id, plan)
                 if not missing:
+                    extra = _build_missing_masters(library, last.id, masters)
                     return Outcome(None, f"nothing to do: run {last.id} of plan {plan.name!r} "
                                          f"on {prepared.camera_name} completed at "
-                                         f"{last.finished_utc}; use --new to capture it again",
-                                   nothing_to_do=True)
+                                         f"{last.finished_utc}{extra}; use --new to capture it "
+                                         "again", nothing_to_do=True)
                 log.info("plan %s gained %d frame(s) since run %d completed: adding them to "
                          "that run", plan.name, missing, last.id)
                 reopen = last.id
@@ -168,6 +175,19 @@ def run_prepared(
                 log.error("building masters failed: %s (calibd masters build retries)", err)
                 message += f"; masters not built: {err}"
         return Outcome(result, message)
+
+
+def _build_missing_masters(library: Library, run_id: int, masters: MastersConfig | None
+                           ) -> str:
+    """Masters are part of a complete run: build those a crash after its last frame left
+    missing (automatic masters only). Returns what to add to the message ("" if none)."""
+    if masters is None or not masters.auto:
+        return ""
+    report = build_missing(library.index, masters, run_id=run_id)
+    if not report.built and not report.failed:
+        return ""
+    log.info("run %d was complete but %s", run_id, report.summary())
+    return f"; its missing masters: {report.summary()}"
 
 
 def _abort_on_stop(camera: Camera, stop: threading.Event,

@@ -9,8 +9,7 @@ from typing import Any
 from capture.cli.common import add_config_args, config_from_args, library_root, print_json, table
 from capture.errors import InputError, LibraryError, Problem
 from capture.library.index import Index
-from capture.library.layout import INDEX_NAME
-from capture.library.rescan import rescan
+from capture.library.rescan import open_existing, rescan
 from capture.library.status import status_data
 from capture.plans.cells import fmt_number
 from capture.plans.estimate import human_bytes
@@ -42,9 +41,7 @@ def register(sub: Any) -> None:
 def _open(args: argparse.Namespace) -> tuple[Path, Index]:
     config, _ = config_from_args(args)
     root = library_root(args, config).expanduser().resolve()
-    if not (root / INDEX_NAME).exists():
-        raise LibraryError(f"no calibd library at {root} (no {INDEX_NAME})")
-    return root, Index(root)
+    return root, open_existing(root)
 
 
 def _span(span: tuple[float, float] | None) -> str:

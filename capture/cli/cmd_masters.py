@@ -12,9 +12,9 @@ from capture import __version__
 from capture.cli.common import add_config_args, config_from_args, library_root, print_json, table
 from capture.combine import Rejection, combine_to_fits
 from capture.config import MastersConfig
-from capture.errors import InputError, LibraryError, Problem
+from capture.errors import InputError, Problem
 from capture.library.index import Index
-from capture.library.layout import INDEX_NAME
+from capture.library.rescan import open_existing, remove_temp_files
 from capture.masters.inputs import check_consistent
 from capture.masters.service import build_missing
 from capture.plans.cells import fmt_number
@@ -63,14 +63,13 @@ def register(sub: Any) -> None:
 def _index(args: argparse.Namespace) -> tuple[Index, MastersConfig]:
     config, _ = config_from_args(args)
     root = library_root(args, config).expanduser().resolve()
-    if not (root / INDEX_NAME).exists():
-        raise LibraryError(f"no calibd library at {root} (no {INDEX_NAME})")
-    return Index(root), config.masters
+    return open_existing(root), config.masters
 
 
 def run_build(args: argparse.Namespace) -> int:
     index, cfg = _index(args)
     try:
+        remove_temp_files(index.root)  # what killed master writes left behind
         report = build_missing(index, cfg, kinds=args.kind, force=args.force, run_id=args.run)
     finally:
         index.close()

@@ -1,27 +1,30 @@
 """Atomic float32 FITS writing: whole arrays (:func:`write_master`) or streamed row bands.
 
-A :class:`MasterWriter` creates a temporary file in the destination's directory, writes the
-header (with room to spare), accepts row bands in any order from any thread (``os.pwrite`` at
-their offsets), and on :meth:`MasterWriter.commit` pads the data, rewrites the final header,
-``fsync``\\ s the file, renames it over the destination and ``fsync``\\ s the directory. Until
-then the destination is untouched; on any failure (or :meth:`MasterWriter.abort`) the temporary
-file is removed, so a half-written master never exists under its final name.
+A :class:`MasterWriter` creates a temporary file through calibd's one atomic writer
+(:class:`capture.library.atomic.AtomicFile`), writes the header (with room to spare), accepts row
+bands in any order from any thread (``os.pwrite`` at their offsets), and on
+:meth:`MasterWriter.commit` pads the data, rewrites the final header, fills in ``DATASUM`` and
+``CHECKSUM``, ``fsync``\\ s the file, renames it over the destination and ``fsync``\\ s the
+directory. Until then the destination is untouched; on any failure (or
+:meth:`MasterWriter.abort`) the temporary file is removed, so a half-written master never exists
+under its final name (and a kill leaves a temporary file the next reconcile removes).
 
 The image is a primary HDU, ``BITPIX = -32`` (big-endian IEEE float32), no scaling.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
-import tempfile
 import threading
 from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
 from astropy.io import fits
+
+from capture.library.atomic import AtomicFile
+from capture.library.checksum import placeholder_cards, seal
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +68,8 @@ def master_header(shape: tuple[int, int], header: fits.Header | None = None) -> 
             if card.keyword in STRUCTURAL:
                 continue
             out.append(card, end=True)
+    for key, value, comment in placeholder_cards():  # filled in by commit
+        out[key] = (value, comment)
     return out
 
 
@@ -100,12 +105,11 @@ class MasterWriter:
             raise ValueError(f"empty image shape {shape}")
         provisional = master_header(self.shape, header)
         self._reserved = len(_header_bytes(provisional)) + BLOCK
-        self._fd: int | None = None
-        self._tmp: str | None = None
         self._local = threading.local()
-        directory = self.path.parent if str(self.path.parent) else Path(".")
-        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".part", dir=directory)
-        self._fd, self._tmp = fd, tmp
+        self._out: AtomicFile | None = AtomicFile(self.path)
+        self._fd: int | None = self._out.fd
+        fd = self._fd
+        assert fd is not None
         try:
             os.pwrite(fd, _header_bytes(provisional, self._reserved), 0)
         except BaseException:
@@ -146,7 +150,7 @@ class MasterWriter:
 
         Raises :class:`OSError` on I/O failure (the temporary file is then removed).
         """
-        if self._fd is None or self._tmp is None:
+        if self._fd is None or self._out is None:
             raise ValueError("writer is closed")
         try:
             if header is not None:
@@ -154,28 +158,22 @@ class MasterWriter:
                 os.pwrite(self._fd, final, 0)
             end = self._reserved + self.shape[0] * self.shape[1] * 4
             os.ftruncate(self._fd, -(-end // BLOCK) * BLOCK)  # zero padding
-            os.fsync(self._fd)
-            os.close(self._fd)
+            seal(self._fd)
+            self._out.commit()
+            self._out = None
             self._fd = None
-            os.replace(self._tmp, self.path)
-            self._tmp = None
         except BaseException:
             self.abort()
             raise
-        _fsync_dir(self.path.parent)
         log.debug("wrote %s", self.path)
         return self.path
 
     def abort(self) -> None:
         """Drop the temporary file (the destination is untouched). Idempotent."""
-        if self._fd is not None:
-            with contextlib.suppress(OSError):
-                os.close(self._fd)
-            self._fd = None
-        if self._tmp is not None:
-            with contextlib.suppress(OSError):
-                os.unlink(self._tmp)
-            self._tmp = None
+        if self._out is not None:
+            self._out.abort()
+            self._out = None
+        self._fd = None
 
     def __enter__(self) -> MasterWriter:
         return self
@@ -183,19 +181,6 @@ class MasterWriter:
     def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
         if exc_type is not None or self._fd is not None:
             self.abort()
-
-
-def _fsync_dir(directory: Path) -> None:
-    try:
-        fd = os.open(directory if str(directory) else ".", os.O_RDONLY)
-    except OSError:  # pragma: no cover - e.g. platforms without directory fds
-        return
-    try:
-        os.fsync(fd)
-    except OSError:  # pragma: no cover
-        pass
-    finally:
-        os.close(fd)
 
 
 def write_master(

@@ -10,9 +10,7 @@ rebuilding the index.
 
 from __future__ import annotations
 
-import contextlib
 import errno
-import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -24,7 +22,8 @@ from astropy.io import fits
 
 from capture import __version__
 from capture.errors import LibraryError
-from capture.library.layout import partial_path
+from capture.library.atomic import AtomicFile
+from capture.library.checksum import placeholder_cards, seal
 from capture.plans.cells import Cell
 from drivers.contracts import CameraInfo, Frame
 
@@ -132,43 +131,35 @@ def build_header(cards: Iterable[Card]) -> fits.Header:
 
 
 def write_atomic(path: Path, data: np.ndarray, header: fits.Header, *, fsync: bool = True) -> int:
-    """Write a FITS file so that ``path`` either does not exist or is complete.
+    """Write a FITS file so that ``path`` either does not exist or is complete, with its
+    ``CHECKSUM``/``DATASUM`` filled in (:mod:`capture.library.checksum`).
 
-    Writes ``.<name>.partial`` beside it, flushes and fsyncs it, renames it into place, then
-    fsyncs the folder. Returns the file size in bytes. Blocks on disk I/O. Raises LibraryError on
-    a full disk or an unwritable folder (the partial file is removed).
+    Goes through the one atomic writer (:class:`capture.library.atomic.AtomicFile`). Returns the
+    file size in bytes. Blocks on disk I/O. Raises LibraryError on a full disk or an unwritable
+    folder (the temporary file is removed).
     """
-    tmp = partial_path(path)
+    for key, value, comment in placeholder_cards():
+        set_card(header, key, value, comment)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        hdu = fits.PrimaryHDU(data=data, header=header)
-        with open(tmp, "wb") as fh:
+        with AtomicFile(path, fsync=fsync) as out:
+            hdu = fits.PrimaryHDU(data=data, header=header)
+            fh = out.file()
             hdu.writeto(fh)
             fh.flush()
-            if fsync:
-                os.fsync(fh.fileno())
-        os.replace(tmp, path)
-        if fsync:
-            fsync_dir(path.parent)
-        return path.stat().st_size
+            assert out.fd is not None
+            seal(out.fd)
+            return out.commit()
     except OSError as err:
-        _remove_quietly(tmp)
-        if err.errno in (errno.ENOSPC, errno.EDQUOT):
-            raise LibraryError(f"disk full while writing {path.name}: {err.strerror}") from err
-        raise LibraryError(f"cannot write {path}: {err}") from err
+        raise disk_error(err, path) from err
 
 
-def fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _remove_quietly(path: Path) -> None:
-    with contextlib.suppress(OSError):
-        path.unlink()
+def disk_error(err: OSError, path: Path) -> LibraryError:
+    """The LibraryError for a failed write of ``path``: "disk full" said plainly."""
+    if err.errno in (errno.ENOSPC, errno.EDQUOT):
+        return LibraryError(f"disk full while writing {path.name}: {err.strerror}; free space, "
+                            "then run again (nothing counted was lost)")
+    return LibraryError(f"cannot write {path}: {err.strerror or err}")
 
 
 def read_complete_header(path: Path) -> fits.Header:

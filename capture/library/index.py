@@ -12,10 +12,11 @@ import json
 import sqlite3
 import threading
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from capture.errors import LibraryError
 from capture.library.flat_memory import FlatMemoryTable
@@ -63,7 +64,7 @@ CREATE TABLE IF NOT EXISTS frames(
     gain INTEGER, "offset" INTEGER, binning INTEGER, readout_mode TEXT,
     setpoint_c REAL, ccd_temp_c REAL, exposure_s REAL, filter TEXT,
     date_obs TEXT, width INTEGER, height INTEGER, bytes INTEGER,
-    level_adu REAL, noise_adu REAL,
+    level_adu REAL, noise_adu REAL, mtime_ns INTEGER,
     UNIQUE(run_id, cell_key, seq)
 );
 CREATE INDEX IF NOT EXISTS frames_cell ON frames(run_id, cell_key);
@@ -112,58 +113,136 @@ class RunRow:
     plan_digest: str | None
 
 
+class IndexDamaged(LibraryError):
+    """The index file is damaged (not a database, malformed pages). It can be rebuilt from the
+    FITS headers and run manifests (:func:`capture.library.rescan.open_index` does so)."""
+
+
+SQLITE_CORRUPT, SQLITE_FULL, SQLITE_NOTADB = 11, 13, 26
+RECOVERY_HINT = ("run `calibd library rescan` to rebuild it from the FITS files (the next "
+                 "`calibd run` or `calibd masters build` does so by itself)")
+
+
+def index_error(err: sqlite3.Error | OSError, path: Path) -> LibraryError:
+    """The LibraryError for an SQLite (or file system) failure on the index at ``path``: a
+    damaged file, a full disk, a read-only file, or anything else, each said plainly."""
+    code = (getattr(err, "sqlite_errorcode", None) or 0) & 0xFF
+    text = str(err)
+    if code in (SQLITE_CORRUPT, SQLITE_NOTADB) or "malformed" in text or "not a database" in text:
+        return IndexDamaged(f"the library index {path} is damaged ({text}): {RECOVERY_HINT}")
+    if code == SQLITE_FULL or "disk is full" in text or getattr(err, "errno", None) == 28:
+        return LibraryError(f"disk full while updating the library index {path}: free space, "
+                            "then run again (nothing counted was lost)")
+    if "readonly" in text or "read-only" in text:
+        return LibraryError(f"the library index {path} is read-only ({text})")
+    return LibraryError(f"library index {path}: {text}")
+
+
 class Index(FrameQueries, MastersTable, FlatMemoryTable):
     """Access to one library's index. Creates it on first use. Its tables' named queries live
     in the mixins (:mod:`capture.library.frame_queries`, :mod:`~capture.library.masters_table`,
-    :mod:`~capture.library.flat_memory`); :meth:`query` is for them and for tests."""
+    :mod:`~capture.library.flat_memory`); :meth:`query` is for them and for tests.
 
-    def __init__(self, root: Path, clock: Clock | None = None) -> None:
-        """``clock``: what runs and journal events are stamped with (the camera's clock while
-        capturing; the system's otherwise)."""
+    ``clock``: what runs and journal events are stamped with (the camera's clock while
+    capturing; the system's otherwise). ``readonly`` opens an existing index without writing
+    to it (``library status`` on a read-only file or folder). ``check`` runs ``PRAGMA
+    quick_check`` first (linear in the file's size; done once per process by the commands) and
+    raises :class:`IndexDamaged` on damage. Every SQLite error of any method is raised as
+    :class:`LibraryError` (``IndexDamaged`` for a damaged file), never as ``sqlite3``
+    exceptions.
+    """
+
+    def __init__(self, root: Path, clock: Clock | None = None, *, readonly: bool = False,
+                 check: bool = False) -> None:
         self.root = root
         self.clock = clock
         self.path = root / "calibd.sqlite"
+        self.readonly = readonly
         self._local = threading.local()
         try:
-            root.mkdir(parents=True, exist_ok=True)
-            db = self._db()
-            db.executescript(SCHEMA)  # idempotent; executescript manages its own transaction
-            with self.tx() as tx:
-                tx.execute("INSERT OR IGNORE INTO meta(key, value) VALUES('schema', ?)",
-                           (str(SCHEMA_VERSION),))
+            if readonly:
+                if not self.path.is_file():
+                    raise LibraryError(f"no calibd library at {root} (no {self.path.name})")
+                db = self._db()
+            else:
+                root.mkdir(parents=True, exist_ok=True)
+                db = self._db()
+            if check:
+                problems = [r[0] for r in db.execute("PRAGMA quick_check(5)")]
+                if problems != ["ok"]:
+                    raise IndexDamaged(f"the library index {self.path} is damaged "
+                                       f"({'; '.join(map(str, problems))[:300]}): "
+                                       f"{RECOVERY_HINT}")
+            if not readonly:
+                db.executescript(SCHEMA)  # idempotent; executescript manages its transaction
+                columns = {r["name"] for r in db.execute("PRAGMA table_info(frames)")}
+                with self.tx() as tx:
+                    if "mtime_ns" not in columns:  # libraries indexed before checksums
+                        tx.execute("ALTER TABLE frames ADD COLUMN mtime_ns INTEGER")
+                    tx.execute("INSERT OR IGNORE INTO meta(key, value) VALUES('schema', ?)",
+                               (str(SCHEMA_VERSION),))
+        except LibraryError:
+            self.close()
+            raise
         except (OSError, sqlite3.Error) as err:
-            raise LibraryError(f"cannot open the library index {self.path}: {err}") from err
+            self.close()
+            raise index_error(err, self.path) from err
 
     # ----- connections -----------------------------------------------------------------------
     def _db(self) -> sqlite3.Connection:
         db: sqlite3.Connection | None = getattr(self._local, "db", None)
         if db is None:
-            db = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
+            try:
+                if self.readonly:
+                    db = _connect_readonly(self.path)
+                else:
+                    db = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
+                    db.execute("PRAGMA journal_mode=WAL")
+                    db.execute("PRAGMA synchronous=FULL")
+            except sqlite3.Error as err:
+                if db is not None:
+                    db.close()
+                raise index_error(err, self.path) from err
             db.row_factory = sqlite3.Row
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=FULL")
             self._local.db = db
         return db
 
     @contextmanager
     def tx(self) -> Iterator[sqlite3.Connection]:
-        """A write transaction (BEGIN IMMEDIATE ... COMMIT/ROLLBACK)."""
+        """A write transaction (BEGIN IMMEDIATE ... COMMIT/ROLLBACK). SQLite errors inside it
+        are raised as LibraryError (after the rollback)."""
         db = self._db()
-        db.execute("BEGIN IMMEDIATE")
+        try:
+            db.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as err:
+            raise index_error(err, self.path) from err
         try:
             yield db
-        except BaseException:
-            db.execute("ROLLBACK")
+        except BaseException as err:
+            with suppress(sqlite3.Error):
+                db.execute("ROLLBACK")
+            if isinstance(err, sqlite3.Error):
+                raise index_error(err, self.path) from err
             raise
-        db.execute("COMMIT")
+        try:
+            db.execute("COMMIT")
+        except sqlite3.Error as err:
+            with suppress(sqlite3.Error):
+                db.execute("ROLLBACK")
+            raise index_error(err, self.path) from err
 
     def query(self, sql: str, args: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
-        return list(self._db().execute(sql, args))
+        """Rows of a read query. Raises LibraryError (IndexDamaged on a damaged file)."""
+        try:
+            return list(self._db().execute(sql, args))
+        except sqlite3.Error as err:
+            raise index_error(err, self.path) from err
 
     def close(self) -> None:
         db = getattr(self._local, "db", None)
         if db is not None:
-            db.close()
+            with suppress(sqlite3.Error):
+                db.close()
             self._local.db = None
 
     # ----- runs ------------------------------------------------------------------------------
@@ -260,6 +339,41 @@ class Index(FrameQueries, MastersTable, FlatMemoryTable):
                           "(?2 IS NULL OR cell_key=?2)", (run_id, cell_key))
         return {r["path"] for r in rows}
 
+    def frame_checks(self, run_id: int | None = None, cell_key: str | None = None
+                     ) -> list[sqlite3.Row]:
+        """path, bytes, mtime_ns, width, height, camera, binning of the frames of a run (and
+        cell), or of every frame: what :func:`capture.library.rescan.check_frames` compares
+        with the disk."""
+        return self.query(
+            "SELECT path, bytes, mtime_ns, width, height, camera, binning FROM frames WHERE "
+            "(?1 IS NULL OR run_id=?1) AND (?2 IS NULL OR cell_key=?2) ORDER BY path",
+            (run_id, cell_key))
+
+    def set_frame_mtimes(self, mtimes: Mapping[str, int]) -> None:
+        """Record the modification time (ns) each file had when its checksum was verified."""
+        with self.tx() as db:
+            db.executemany("UPDATE frames SET mtime_ns=? WHERE path=?",
+                           [(m, p) for p, m in mtimes.items()])
+
+    def frame_shape(self, run_id: Any, cell_key: Any, camera: Any, binning: Any
+                    ) -> tuple[int, int] | None:
+        """(height, width) most of the frames of this run and cell have, else most frames of
+        this camera at this binning; None when there are none."""
+        for where, args in (("run_id=? AND cell_key=?", (run_id, cell_key)),
+                            ("camera=? AND binning=?", (camera, binning))):
+            rows = self.query(f"SELECT height, width, COUNT(*) AS n FROM frames WHERE {where} "
+                              "AND width IS NOT NULL GROUP BY height, width ORDER BY n DESC "
+                              "LIMIT 1", args)
+            if rows:
+                return int(rows[0]["height"]), int(rows[0]["width"])
+        return None
+
+    def frame_path_at(self, run_id: Any, cell_key: Any, seq: Any) -> str | None:
+        """The indexed file of frame ``seq`` of this run and cell, if any."""
+        rows = self.query("SELECT path FROM frames WHERE run_id=? AND cell_key=? AND seq=?",
+                          (run_id, cell_key, seq))
+        return str(rows[0]["path"]) if rows else None
+
     def remove_frames(self, paths: list[str]) -> None:
         with self.tx() as db:
             db.executemany("DELETE FROM frames WHERE path=?", [(p,) for p in paths])
@@ -278,6 +392,22 @@ class Index(FrameQueries, MastersTable, FlatMemoryTable):
             return self.query("SELECT * FROM events WHERE run_id=? ORDER BY id", (run_id,))
         return self.query("SELECT * FROM events WHERE run_id=? AND kind=? ORDER BY id",
                           (run_id, kind))
+
+
+def _connect_readonly(path: Path) -> sqlite3.Connection:
+    """A connection that never writes: ``mode=ro``; when SQLite cannot even create its
+    shared-memory file beside a WAL database (read-only folder), ``immutable=1`` (safe: nothing
+    can write to a read-only folder either)."""
+    uri = f"file:{quote(str(path))}?mode=ro"
+    db = sqlite3.connect(uri, uri=True, timeout=30.0, isolation_level=None)
+    try:
+        db.execute("SELECT COUNT(*) FROM sqlite_master").fetchall()
+        return db
+    except sqlite3.OperationalError:
+        db.close()
+    db = sqlite3.connect(f"file:{quote(str(path))}?mode=ro&immutable=1", uri=True,
+                         timeout=30.0, isolation_level=None)
+    return db
 
 
 def _run(row: sqlite3.Row) -> RunRow:

@@ -25,7 +25,6 @@ KIND_FILE_PREFIX: dict[str, str] = {
     "flat": "Flat",
     "darkflat": "DarkFlat",
 }
-PARTIAL_SUFFIX = ".partial"
 INDEX_NAME = "calibd.sqlite"
 
 
@@ -80,12 +79,3 @@ def frame_name(cell: Cell, *, start: datetime, run_id: int, seq: int, exposure_s
     parts.append(start.strftime("%Y%m%dT%H%M%SZ"))
     parts.append(f"r{run_id}-{seq:04d}")
     return "_".join(parts) + ".fits"
-
-
-def partial_path(final: Path) -> Path:
-    """The temporary name a file is written under before it is renamed into place."""
-    return final.with_name(f".{final.name}{PARTIAL_SUFFIX}")
-
-
-def is_partial(path: Path) -> bool:
-    return path.name.startswith(".") and path.name.endswith(PARTIAL_SUFFIX)

@@ -23,6 +23,8 @@ from capture.library.layout import camera_root, frame_dir, frame_name, safe_part
 from capture.library.rescan import (
     STATE_DIR,
     ReconcileReport,
+    check_frames,
+    open_index,
     reconcile,
     update_manifest,
     write_manifest,
@@ -56,10 +58,12 @@ class Library:
         self.reconciled: ReconcileReport | None = None
 
     @classmethod
-    def open(cls, root: Path, *, camera: str | None = None, clock: Clock | None = None
-             ) -> Library:
-        """Open (creating if needed). With ``camera``, lock it for capture and reconcile.
-        ``clock``: the capture clock the run journal is stamped with (as the frames are).
+    def open(cls, root: Path, *, camera: str | None = None, clock: Clock | None = None,
+             info: CameraInfo | None = None) -> Library:
+        """Open (creating if needed). With ``camera``, lock it for capture and reconcile
+        (``info``: the camera's, for the image shape its frames must have). ``clock``: the
+        capture clock the run journal is stamped with (as the frames are). A damaged index is
+        moved aside and rebuilt (:func:`capture.library.rescan.open_index`).
 
         Raises LibraryError if the folder is unusable or another process holds the lock.
         """
@@ -73,9 +77,19 @@ class Library:
         lock_file = None
         if camera is not None:
             lock_file = _lock(root, camera)
-        lib = cls(root, Index(root, clock), lock_file)
+        try:
+            lib = cls(root, open_index(root, held=camera, clock=clock), lock_file)
+        except BaseException:
+            if lock_file is not None:
+                lock_file.close()
+            raise
         if camera is not None:
-            report = reconcile(lib.index, camera)
+            try:
+                shape = (info.height, info.width) if info is not None else None
+                report = reconcile(lib.index, camera, shape=shape)
+            except BaseException:
+                lib.close()
+                raise
             lib.reconciled = report
             if report:
                 log.info("library reconciled: %s", report.summary())
@@ -96,6 +110,14 @@ class Library:
     # ----- runs ------------------------------------------------------------------------------
     def last_run(self, plan: ResolvedPlan, camera: str) -> RunRow | None:
         return self.index.last_run(plan.name, camera, plan.plan.folder or "")
+
+    def check_run(self, run_id: int) -> ReconcileReport:
+        """Before a run's frames are counted: quarantine those damaged since they were written
+        (see :func:`capture.library.rescan.check_frames`); their cells are then refilled."""
+        report = check_frames(self.index, run_id=run_id)
+        if report:
+            log.warning("run %d: %s", run_id, report.summary())
+        return report
 
     def missing_frames(self, run_id: int, plan: ResolvedPlan) -> int:
         """Frames ``plan`` asks for that run ``run_id`` does not hold (cells added since)."""

@@ -34,7 +34,7 @@ class WriteJob:
     path: Path  # final absolute path
     data: ImageArray
     header: fits.Header
-    row: Mapping[str, Any]  # index row; "path" and "bytes" are filled in by the writer
+    row: Mapping[str, Any]  # index row; "path", "bytes", "mtime_ns" filled in by the writer
 
 
 class FrameWriter:
@@ -130,10 +130,12 @@ class FrameWriter:
             if self._error is None:
                 t0 = time.perf_counter()
                 try:
-                    size = write_atomic(job.path, job.data, job.header, fsync=self._fsync)
+                    write_atomic(job.path, job.data, job.header, fsync=self._fsync)
+                    st = job.path.stat()
                     row = dict(job.row)
                     row["path"] = job.path.relative_to(self._index.root).as_posix()
-                    row["bytes"] = size
+                    row["bytes"] = st.st_size
+                    row["mtime_ns"] = st.st_mtime_ns  # the checksum was right at this time
                     self._index.add_frame(row)
                     if self._on_written is not None:
                         self._on_written(job)

@@ -17,7 +17,6 @@ thresholds are in the header, the masters used in HISTORY.
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +25,7 @@ from astropy.io import fits
 
 from capture import __version__
 from capture.config import MastersConfig
-from capture.library.fitsio import fsync_dir
+from capture.library.fitsio import write_atomic
 from capture.library.headermap import master_row
 from capture.library.index import Index
 from capture.library.layout import camera_root
@@ -142,13 +141,8 @@ def build_bpm(index: Index, camera: str, gain: int, binning: int, cfg: MastersCo
         header.add_history(f"from {Path(m.path).name}")
     out = master_path(camera_root(root, camera, None), "bpm", f"g{gain}_bin{binning}")
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.partial")
     hdu = fits.PrimaryHDU(data=mask, header=header)
-    hdu.writeto(tmp, overwrite=True)
-    with open(tmp, "rb+") as fh:
-        os.fsync(fh.fileno())
-    os.replace(tmp, out)
-    fsync_dir(out.parent)
+    write_atomic(out, mask, hdu.header)
     index.upsert_master(master_row(hdu.header, path=out.relative_to(root).as_posix(),
                                    inputs_digest=None))
     log.info("built %s: %d hot, %d cold/dead pixels", out.name, n_hot, n_cold)

@@ -8,9 +8,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from capture.config import MastersConfig
+from capture.errors import LibraryError
 from capture.library.index import Index
+from capture.library.rescan import check_frames
 from capture.masters.bpm import bpm_keys, build_bpm
-from capture.masters.build import MasterBuildError, build_master, frame_groups, needs_build
+from capture.masters.build import (
+    MasterBuildError,
+    MasterGroup,
+    build_master,
+    frame_groups,
+    needs_build,
+)
 from capture.masters.inputs import MasterInputError
 
 log = logging.getLogger(__name__)
@@ -39,6 +47,23 @@ def _forget_missing_frames(index: Index, run_id: int | None, cell_key: str | Non
         index.remove_frames(gone)
 
 
+def _check_inputs(index: Index, group: MasterGroup) -> str | None:
+    """Verify every input of ``group`` (checksums, size, shape) before it is combined. Damaged
+    frames are quarantined and dropped from the index; a master is then not built from what is
+    left of a cell (returns why), so the next run of the plan refills the cell exactly."""
+    report = check_frames(index, run_id=group.run_id, cell_key=group.cell_key, full=True)
+    lost = len(report.quarantined) + len(report.excluded)
+    if not lost:
+        return None
+    left = len(index.frame_checks(group.run_id, group.cell_key))
+    planned = next((int(r["planned"]) for r in index.cell_rows(group.run_id)
+                    if r["cell_key"] == group.cell_key), None)
+    of = f" of {planned}" if planned is not None else ""
+    return (f"{lost} damaged frame(s) set aside ({', '.join(report.quarantined + report.excluded)}"
+            f"); the cell now has {left}{of} frames: run its plan again to capture the missing "
+            "ones, then the master is built")
+
+
 def build_missing(index: Index, cfg: MastersConfig, *, kinds: Sequence[str] | None = None,
                   force: bool = False, run_id: int | None = None,
                   cell_key: str | None = None, bpm: bool = True) -> BuildReport:
@@ -53,6 +78,11 @@ def build_missing(index: Index, cfg: MastersConfig, *, kinds: Sequence[str] | No
         if reason is None:
             report.current += 1
             continue
+        refused = _check_inputs(index, group)
+        if refused is not None:
+            log.error("master %s not built: %s", group.describe(), refused)
+            report.failed.append(f"{group.describe()}: {refused}")
+            continue
         try:
             report.built.append(build_master(index, group, cfg))
             if group.kind in ("dark", "flat"):  # what bad pixel maps are made from
@@ -63,7 +93,7 @@ def build_missing(index: Index, cfg: MastersConfig, *, kinds: Sequence[str] | No
         except MasterInputError as err:
             log.error("master %s not built: %s", group.describe(), err)
             report.failed.append(f"{group.describe()}: {err}")
-        except OSError as err:  # a full or failing disk: the frames are safe, masters wait
+        except (OSError, LibraryError) as err:  # a full or failing disk: frames are safe
             log.error("master %s not built: %s", group.describe(), err)
             report.failed.append(f"{group.describe()}: {err}")
     if bpm and (kinds is None or "bpm" in kinds or touched):
@@ -72,7 +102,7 @@ def build_missing(index: Index, cfg: MastersConfig, *, kinds: Sequence[str] | No
             if force or key in touched or key not in have or (kinds and "bpm" in kinds):
                 try:
                     path = build_bpm(index, *key, cfg)
-                except OSError as err:
+                except (OSError, LibraryError) as err:
                     log.error("bad pixel map %s not built: %s", key, err)
                     report.failed.append(f"bad pixel map {key}: {err}")
                     continue
