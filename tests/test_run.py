@@ -40,8 +40,9 @@ SMALL_PLAN_FRAMES = 2 * 2 * 4 + 2 * 2 * 3
 
 
 def fits_files(root: Path) -> list[Path]:
-    """Captured frames (masters excluded)."""
-    return sorted(p for p in root.rglob("*.fits") if "Masters" not in p.parts)
+    """Captured frames (masters and quarantined files excluded)."""
+    return sorted(p for p in root.rglob("*.fits")
+                  if "Masters" not in p.parts and ".quarantine" not in p.parts)
 
 
 def status(capsys: pytest.CaptureFixture[str], library: Path, *extra: str) -> dict[str, Any]:

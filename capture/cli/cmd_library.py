@@ -74,6 +74,9 @@ def run_status(args: argparse.Namespace) -> int:
               + (f", finished {run['finished_utc']})" if run["finished_utc"] else ")"))
         if run["reason"]:
             print(f"  {run['reason']}")
+        if run["masters_missing"] and run["state"] == "complete":
+            print(f"  masters missing for {run['masters_missing']} cell(s): the next `calibd "
+                  "run` of this plan (or `calibd masters build`) builds them")
         rows = []
         for c in run["cells"]:
             exp = f"{fmt_number(c['exposure_s'])} s" if c["kind"] in ("dark", "darkflat") \

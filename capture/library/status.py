@@ -10,7 +10,8 @@ from capture.library.index import Index
 
 
 def status_data(root: Path, index: Index, run_filter: int | None = None) -> dict[str, Any]:
-    """Runs with their cells (planned, done, state, reason), frame and byte totals."""
+    """Runs with their cells (planned, done, state, reason), frame and byte totals, and per run
+    the number of cells with frames but no master (``masters_missing``)."""
     frames, size = index.frame_totals()
     runs = []
     for run in index.runs():
@@ -36,6 +37,7 @@ def status_data(root: Path, index: Index, run_filter: int | None = None) -> dict
                      "folder": run.folder, "state": run.state, "reason": run.reason,
                      "started_utc": run.started_utc, "finished_utc": run.finished_utc,
                      "planned": planned, "done": done,
+                     "masters_missing": len(index.cells_without_master(run.id)),
                      "complete_cells": sum(1 for c in cells if c["state"] == "complete"),
                      "cells": cells})
     return {"library": str(root), "frames": frames, "bytes": size,
