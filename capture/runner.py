@@ -148,6 +148,7 @@ def run_prepared(
         else:
             log.info("starting run %d of %s: %d frames", handle.run_id, plan.name, plan.frames)
         watcher = _abort_on_stop(prepared.camera, stop, options)
+        auto = None
         try:
             flats = None
             if any(c.kind == "flat" for c in plan.cells):
@@ -155,7 +156,6 @@ def run_prepared(
                                    clock=prepared.clock, stop=stop,
                                    reconnect_timeout_s=(options or SequencerOptions())
                                    .reconnect_timeout_s)
-            auto = None
             if masters is not None and masters.auto:
                 auto = AutoMasters(library.root, handle.run_id, masters)
             sequencer = Sequencer(camera=prepared.camera, camera_name=prepared.camera_name,
@@ -164,6 +164,10 @@ def run_prepared(
                                   ambient_c=prepared.ambient_c, flats=flats,
                                   on_cell_complete=auto.cell_complete if auto else None)
             result = sequencer.run()
+        except BaseException:
+            if auto is not None:  # no master is left half-written behind the library's lock
+                auto.stop()
+            raise
         finally:
             watcher.set()
         message = result.summary

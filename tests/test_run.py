@@ -5,7 +5,9 @@ from __future__ import annotations
 import errno
 import json
 import os
+import stat
 import textwrap
+import threading
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -263,9 +265,11 @@ def test_disk_full_during_write_loses_nothing(capsys: pytest.CaptureFixture[str]
     calls = {"n": 0}
 
     def failing_fsync(fd: int) -> None:
-        calls["n"] += 1
-        if calls["n"] == 25:
-            raise OSError(errno.ENOSPC, "No space left on device")
+        if threading.current_thread().name == "calibd-writer" and \
+                stat.S_ISREG(os.fstat(fd).st_mode):  # frames only, not folders or masters
+            calls["n"] += 1
+            if calls["n"] == 13:
+                raise OSError(errno.ENOSPC, "No space left on device")
         real_fsync(fd)
 
     monkeypatch.setattr(os, "fsync", failing_fsync)

@@ -9,6 +9,7 @@ reconnects). Everything but the events can be rebuilt from the FITS headers
 from __future__ import annotations
 
 import json
+import shutil
 import sqlite3
 import threading
 from collections.abc import Iterator, Mapping
@@ -118,7 +119,7 @@ class IndexDamaged(LibraryError):
     FITS headers and run manifests (:func:`capture.library.rescan.open_index` does so)."""
 
 
-SQLITE_CORRUPT, SQLITE_FULL, SQLITE_NOTADB = 11, 13, 26
+SQLITE_IOERR, SQLITE_CORRUPT, SQLITE_FULL, SQLITE_NOTADB = 10, 11, 13, 26
 RECOVERY_HINT = ("run `calibd library rescan` to rebuild it from the FITS files (the next "
                  "`calibd run` or `calibd masters build` does so by itself)")
 
@@ -130,12 +131,22 @@ def index_error(err: sqlite3.Error | OSError, path: Path) -> LibraryError:
     text = str(err)
     if code in (SQLITE_CORRUPT, SQLITE_NOTADB) or "malformed" in text or "not a database" in text:
         return IndexDamaged(f"the library index {path} is damaged ({text}): {RECOVERY_HINT}")
-    if code == SQLITE_FULL or "disk is full" in text or getattr(err, "errno", None) == 28:
+    if code == SQLITE_FULL or "disk is full" in text or getattr(err, "errno", None) == 28 \
+            or (code == SQLITE_IOERR and _nearly_full(path.parent)):
         return LibraryError(f"disk full while updating the library index {path}: free space, "
                             "then run again (nothing counted was lost)")
     if "readonly" in text or "read-only" in text:
         return LibraryError(f"the library index {path} is read-only ({text})")
     return LibraryError(f"library index {path}: {text}")
+
+
+def _nearly_full(folder: Path) -> bool:
+    """True when the file system of ``folder`` has (almost) no space left: SQLite reports some
+    writes that fail for want of space (its shared-memory file) as a "disk I/O error"."""
+    try:
+        return shutil.disk_usage(folder).free < 2**20
+    except OSError:
+        return False
 
 
 class Index(FrameQueries, MastersTable, FlatMemoryTable):

@@ -4,6 +4,7 @@ once their dark flats exist. Capture never waits for it, except at the very end.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import queue
 import threading
@@ -27,6 +28,7 @@ class AutoMasters:
         self.cfg = cfg
         self.report = BuildReport()
         self._queue: queue.Queue[Cell | None] = queue.Queue()
+        self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="calibd-masters", daemon=True)
         self._thread.start()
 
@@ -44,6 +46,16 @@ class AutoMasters:
         self.report.failed += report.failed
         return self.report
 
+    def stop(self, timeout_s: float = 600.0) -> None:
+        """The run failed: build nothing more, let the master being built finish (at most
+        ``timeout_s`` real seconds) and stop. What is left is built by the next run."""
+        self._stopping.set()
+        with contextlib.suppress(queue.Empty):
+            while True:
+                self._queue.get_nowait()
+        self._queue.put(None)
+        self._thread.join(timeout_s)
+
     def _loop(self) -> None:
         index = Index(self.root)
         while True:
@@ -51,10 +63,12 @@ class AutoMasters:
             if cell is None:
                 return
             deadline = time.monotonic() + WAIT_FOR_FRAMES_S
-            while time.monotonic() < deadline:
+            while time.monotonic() < deadline and not self._stopping.is_set():
                 if index.frame_count(self.run_id, cell.key) >= cell.count:
                     break
                 time.sleep(0.2)
+            if self._stopping.is_set():
+                return
             try:
                 report = build_missing(index, self.cfg, run_id=self.run_id, cell_key=cell.key,
                                        bpm=False)
