@@ -8,6 +8,10 @@ HTTP proxy that can stall requests.
   stops it (SIGTERM, then SIGKILL), kills it (SIGKILL) and restarts it on the same port. Only the
   process it started is ever signalled. Its outgoing HTTP(S) is pointed at a dead proxy, so a
   stray catalogue query fails at once instead of reaching the network.
+* :class:`OurAlpacaServer` runs our own server (``simulators.alpaca_server``) as a real process on
+  127.0.0.1 — through ``serve``, the ``sim serve`` handler, or ``python -m capture sim serve
+  --alpaca`` — and kills or restarts it on the same ports; :func:`call` and :func:`request` speak
+  raw Alpaca HTTP to it.
 * :class:`StallingProxy` forwards to an upstream server and, on demand, never answers image
   downloads (``mode = "stall-image"``) or anything (``mode = "stall-all"``).
 * :func:`require_alpaca` skips (or fails, when ``CALIBD_REQUIRE`` contains ``alpaca``) when alpyca
@@ -19,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import http.client
 import importlib.util
+import json
 import os
 import shutil
 import signal
@@ -31,12 +36,16 @@ import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
+from urllib.parse import urlencode
 
-import pytest
 import yaml
 
-REQUIRE_ENV = "CALIBD_REQUIRE"
+from tests.support import skip_or_fail
+
+REPO = Path(__file__).resolve().parent.parent
+HOST = "127.0.0.1"
+OUR_SCALE = 100.0  # simulated seconds per real second of the session's own server
 
 #: Where the simulated telescope points when nothing configures it (alpaca-simulators clamps
 #: RA 0 h to 0.01 h): the star catalogue is centred there.
@@ -84,11 +93,6 @@ CAMERA_1 = {
 }
 
 
-def alpaca_required() -> bool:
-    """True when CI demands the Alpaca tests (``CALIBD_REQUIRE`` contains ``alpaca``)."""
-    return "alpaca" in os.environ.get(REQUIRE_ENV, "").lower()
-
-
 def simulators_executable() -> str | None:
     """The ``alpaca-simulators`` command next to this interpreter, else on PATH."""
     local = Path(sys.executable).with_name("alpaca-simulators")
@@ -107,10 +111,7 @@ def require_alpaca(*, server: bool = True) -> None:
         missing.append("alpaca-simulators (pip install alpaca-simulators)")
     if not missing:
         return
-    reason = "Alpaca interop needs " + " and ".join(missing)
-    if alpaca_required():
-        pytest.fail(f"{reason}, and {REQUIRE_ENV} requires the alpaca tests", pytrace=False)
-    pytest.skip(reason)
+    skip_or_fail("alpaca", "Alpaca interop needs " + " and ".join(missing))
 
 
 def free_port() -> int:
@@ -287,8 +288,6 @@ class AlpacaSimServer:
             conn.request(method, path, body=body, headers=headers)
             resp = conn.getresponse()
             data = resp.read()
-            import json
-
             doc: dict[str, Any] = json.loads(data)
             return doc
         finally:
@@ -300,6 +299,130 @@ class AlpacaSimServer:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+_SERVE = (
+    "import logging, sys; logging.basicConfig(level=logging.INFO);"
+    "from simulators.alpaca_server import serve;"
+    "serve('127.0.0.1', int(sys.argv[1]), scale=float(sys.argv[2]),"
+    " discovery_port=int(sys.argv[3]) or None, ambient_c=float(sys.argv[4]),"
+    " seed=int(sys.argv[5]))"
+)
+_HANDLER = (
+    "import argparse, logging, sys; logging.basicConfig(level=logging.INFO);"
+    "from capture.cli import cmd_sim;"
+    "parser = argparse.ArgumentParser(); cmd_sim.register(parser.add_subparsers());"
+    "args = parser.parse_args(); sys.exit(args.handler(args))"
+)
+
+
+def free_udp_port() -> int:
+    """A UDP port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind((HOST, 0))
+        return int(sock.getsockname()[1])
+
+
+def request(port: int, method: str, path: str, params: dict[str, Any] | None = None,
+            headers: dict[str, str] | None = None) -> tuple[int, str, bytes]:
+    """One raw HTTP request to 127.0.0.1:``port``: (status, content type, body). GET params go
+    in the query, PUT params form-encoded in the body. 10 s deadline."""
+    conn = http.client.HTTPConnection(HOST, port, timeout=10)
+    try:
+        body = None
+        all_headers = dict(headers or {})
+        if method == "GET" and params:
+            path = f"{path}?{urlencode(params)}"
+        elif params is not None:
+            body = urlencode(params)
+            all_headers["Content-Type"] = "application/x-www-form-urlencoded"
+        conn.request(method, path, body=body, headers=all_headers)
+        resp = conn.getresponse()
+        return resp.status, resp.getheader("Content-Type") or "", resp.read()
+    finally:
+        conn.close()
+
+
+def call(port: int, method: str, path: str, **params: Any) -> dict[str, Any]:
+    """An Alpaca call (``path`` below ``/api/v1/``) that must answer HTTP 200 with JSON."""
+    status, _, body = request(port, method, f"/api/v1/{path}", params)
+    assert status == 200, body
+    doc: dict[str, Any] = json.loads(body)
+    return doc
+
+
+class OurAlpacaServer:
+    """Our Alpaca server in a real process on 127.0.0.1, on a clock ``scale`` x real time.
+
+    ``launch``: ``"serve"`` (the library function), ``"handler"`` (the ``sim serve`` argparse
+    handler) or ``"calibd"`` (``python -m capture sim serve --alpaca``). ``discovery`` answers UDP
+    discovery on a port of its own. Can be killed (SIGKILL) and started again on the same ports.
+    """
+
+    def __init__(self, log_path: Path, *, scale: float, seed: int = 1, ambient_c: float = 10.0,
+                 discovery: bool = True,
+                 launch: Literal["serve", "handler", "calibd"] = "serve") -> None:
+        self.port = free_port()
+        self.discovery_port = free_udp_port() if discovery else 0
+        self.log_path = log_path
+        self.scale = scale
+        self.seed = seed
+        self.ambient_c = ambient_c
+        self.launch = launch
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def command(self) -> list[str]:
+        if self.launch == "serve":
+            return [sys.executable, "-c", _SERVE, str(self.port), str(self.scale),
+                    str(self.discovery_port), str(self.ambient_c), str(self.seed)]
+        prefix = [sys.executable, "-c", _HANDLER] if self.launch == "handler" else \
+            [sys.executable, "-m", "capture"]
+        return [*prefix, "sim", "serve", "--alpaca", "--port", str(self.port),
+                "--discovery-port", str(self.discovery_port), "--scale", str(self.scale),
+                "--ambient", str(self.ambient_c), "--seed", str(self.seed)]
+
+    def start(self, timeout_s: float = 30.0) -> None:
+        """Start and block until the management API answers. Raises RuntimeError (with the end
+        of the log) when the process exits or does not answer within ``timeout_s``."""
+        with self.log_path.open("ab") as log:
+            self.proc = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT,
+                                         stdin=subprocess.DEVNULL, cwd=REPO)
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited ({self.proc.returncode}):\n{self.log()}")
+            try:
+                if request(self.port, "GET", "/management/apiversions")[0] == 200:
+                    return
+            except OSError:
+                pass
+            time.sleep(0.05)
+        self.kill()
+        raise RuntimeError(f"server did not answer in {timeout_s} s:\n{self.log()}")
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")[-3000:]
+
+    def stop(self) -> int | None:
+        """SIGTERM and wait (SIGKILL after 10 s); returns the exit code."""
+        proc, self.proc = self.proc, None
+        if proc is None:
+            return None
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                return proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(10)
+        return proc.returncode
+
+    def kill(self) -> None:
+        """SIGKILL, as a crash would, and reap it."""
+        proc, self.proc = self.proc, None
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
 
 
 class StallingProxy:

@@ -54,6 +54,7 @@ SIMULATORS = (
     "indi_simulator_lightpanel",
     "indi_simulator_weather",
 )
+INDI_POLL_MS = 50  # POLLING_PERIOD of the session's server (the CCD cools 0.5 °C per poll)
 CCD = "CCD Simulator"
 WHEEL = "Filter Simulator"
 PANEL = "Light Panel Simulator"
@@ -94,22 +95,14 @@ def indi_missing_reason(drivers: tuple[str, ...] = SIMULATORS) -> str | None:
     return None
 
 
-def indi_required() -> bool:
-    """True when ``CALIBD_REQUIRE`` (comma-separated, e.g. ``indi,alpaca``) names indi."""
-    wanted = os.environ.get("CALIBD_REQUIRE", "")
-    return "indi" in {part.strip().lower() for part in wanted.split(",")}
-
-
 def require_indi(drivers: tuple[str, ...] = SIMULATORS) -> None:
-    """Skip the calling test when INDI is missing, or fail it when CI requires INDI."""
-    import pytest
+    """Skip the calling test when INDI is missing, or fail it when CI requires INDI
+    (``CALIBD_REQUIRE`` names ``indi``)."""
+    from tests.support import skip_or_fail  # here: run as a script, this module is the relay
 
     reason = indi_missing_reason(drivers)
-    if reason is None:
-        return
-    if indi_required():
-        pytest.fail(f"INDI tests are required (CALIBD_REQUIRE) but cannot run: {reason}")
-    pytest.skip(reason)
+    if reason is not None:
+        skip_or_fail("indi", reason)
 
 
 def _netns_possible() -> bool:

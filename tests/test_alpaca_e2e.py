@@ -15,10 +15,6 @@ and panel quick. Its ambient is 1 °C so the set-point ramp to 0 °C is short.
 
 from __future__ import annotations
 
-import http.client
-import socket
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -34,17 +30,23 @@ from drivers.contracts import CaptureSettings
 from drivers.errors import ExposureTimeout
 from simulators.clock import ScaledClock
 from simulators.profiles import PROFILES
-from tests.alpaca_servers import AlpacaSimServer, free_port, require_alpaca, stalling_proxy
-from tests.conftest import REPO, run_cli, write_plan
-from tests.e2e_support import (
+from tests.alpaca_servers import (
+    AlpacaSimServer,
+    OurAlpacaServer,
+    require_alpaca,
+    stalling_proxy,
+)
+from tests.support import (
     assert_library_exact,
     fits_files,
     frames_on_disk,
     headers,
     journal,
     planned_cells,
+    run_cli,
     run_state,
     watch,
+    write_plan,
     write_real_config,
 )
 
@@ -104,73 +106,11 @@ sets:
 DARKS_FRAMES = 2 + 3
 
 
-def _free_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        sock.bind((HOST, 0))
-        return int(sock.getsockname()[1])
-
-
-class OurServer:
-    """``python -m capture sim serve --alpaca`` as a real process on 127.0.0.1; can be killed
-    (SIGKILL) and started again on the same ports."""
-
-    def __init__(self, log_path: Path, *, discovery: bool = False,
-                 ambient_c: float = AMBIENT_C) -> None:
-        self.ambient_c = ambient_c
-        self.port = free_port()
-        self.discovery_port = _free_udp_port() if discovery else 0
-        self.log_path = log_path
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self, timeout_s: float = 30.0) -> None:
-        """Start and wait (up to ``timeout_s``) until the management API answers."""
-        cmd = [sys.executable, "-m", "capture", "sim", "serve", "--alpaca", "--port",
-               str(self.port), "--discovery-port", str(self.discovery_port), "--scale",
-               str(SCALE), "--ambient", str(self.ambient_c), "--seed", "7"]
-        with self.log_path.open("ab") as log:
-            self.proc = subprocess.Popen(cmd, cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
-                                         stdin=subprocess.DEVNULL)
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"server exited ({self.proc.returncode}):\n{self.log()}")
-            if self._answers():
-                return
-            time.sleep(0.05)
-        self.kill()
-        raise RuntimeError(f"server did not answer within {timeout_s} s:\n{self.log()}")
-
-    def _answers(self) -> bool:
-        conn = http.client.HTTPConnection(HOST, self.port, timeout=1.0)
-        try:
-            conn.request("GET", "/management/apiversions")
-            return conn.getresponse().status == 200
-        except OSError:
-            return False
-        finally:
-            conn.close()
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")[-3000:]
-
-    def kill(self) -> None:
-        """SIGKILL, as a crash would, and reap it."""
-        proc, self.proc = self.proc, None
-        if proc is not None and proc.poll() is None:
-            proc.kill()
-            proc.wait(10)
-
-    def stop(self) -> None:
-        """SIGTERM (SIGKILL after 10 s)."""
-        proc, self.proc = self.proc, None
-        if proc is None or proc.poll() is not None:
-            return
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
+def our_server(log_path: Path, *, discovery: bool = False,
+               ambient_c: float = AMBIENT_C) -> OurAlpacaServer:
+    """``python -m capture sim serve --alpaca`` on a clock SCALE x real time (not started)."""
+    return OurAlpacaServer(log_path, scale=SCALE, seed=7, ambient_c=ambient_c,
+                           discovery=discovery, launch="calibd")
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -179,8 +119,8 @@ def _needs_alpyca() -> None:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OurServer]:
-    srv = OurServer(tmp_path_factory.mktemp("alpaca-e2e") / "server.log", discovery=True)
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OurAlpacaServer]:
+    srv = our_server(tmp_path_factory.mktemp("alpaca-e2e") / "server.log", discovery=True)
     srv.start()
     try:
         yield srv
@@ -206,7 +146,7 @@ def alpaca_config(path: Path, port: int, *, accessories_port: int | None = None,
 
 
 def test_bias_darks_and_panel_flats(capsys: pytest.CaptureFixture[str], tmp_path: Path,
-                                    server: OurServer) -> None:
+                                    server: OurAlpacaServer) -> None:
     config = alpaca_config(tmp_path / "calibd.yaml", server.port, accessories_port=server.port)
     plan = write_plan(tmp_path / "plan.yaml", PLAN)
     lib = tmp_path / "lib"
@@ -261,7 +201,7 @@ def test_bias_darks_and_panel_flats(capsys: pytest.CaptureFixture[str], tmp_path
     assert h["GAIN"] == 100 and h["OFFSET"] == 20
 
 
-def test_camera_info_reports_full_well(server: OurServer) -> None:
+def test_camera_info_reports_full_well(server: OurAlpacaServer) -> None:
     cam = AlpacaCamera(host=HOST, port=server.port)
     cam.connect()
     try:
@@ -279,7 +219,7 @@ def test_server_killed_during_a_dark_then_restarted(capsys: pytest.CaptureFixtur
     """SIGKILL the Alpaca server 1 s into a 2 s dark and start it again on the same port: the
     run reconnects (the fresh server gets the settings and the set-point again, the cooler
     settles again), retakes the frame and ends exact."""
-    srv = OurServer(tmp_path / "server.log")
+    srv = our_server(tmp_path / "server.log")
     srv.start()
     try:
         config = alpaca_config(tmp_path / "calibd.yaml", srv.port)
@@ -319,7 +259,7 @@ def test_server_killed_before_the_panel_flats_then_restarted(capsys: pytest.Capt
                                                              tmp_path: Path) -> None:
     """The same crash in a plan with panel flats: the camera is reconnected by the sequencer, and
     the wheel and panel on the restarted server must be reconnected too before the flats."""
-    srv = OurServer(tmp_path / "server.log")
+    srv = our_server(tmp_path / "server.log")
     srv.start()
     try:
         config = alpaca_config(tmp_path / "calibd.yaml", srv.port, accessories_port=srv.port)
@@ -344,7 +284,7 @@ def test_server_killed_before_the_panel_flats_then_restarted(capsys: pytest.Capt
 
 def test_stalled_image_download_is_timed_out_and_retaken(capsys: pytest.CaptureFixture[str],
                                                          tmp_path: Path,
-                                                         server: OurServer) -> None:
+                                                         server: OurAlpacaServer) -> None:
     """A proxy between calibd and the server swallows one image download: the download is given
     up at its deadline (``download_timeout_s``, real seconds) as ExposureTimeout, the frame is
     retaken, and the library ends exact."""
@@ -380,7 +320,7 @@ def test_stalled_image_download_is_timed_out_and_retaken(capsys: pytest.CaptureF
     assert elapsed < 60, "the stalled download was not given up at its deadline"
 
 
-def test_download_timeout_is_in_real_seconds_on_a_scaled_clock(server: OurServer) -> None:
+def test_download_timeout_is_in_real_seconds_on_a_scaled_clock(server: OurAlpacaServer) -> None:
     """``download_timeout_s`` bounds a network transfer, so it is real seconds whatever the clock:
     with a clock 1000x fast, 1.5 s still allows a normal download and gives up a stalled one
     after about 1.5 real seconds (not 1.5 ms)."""
@@ -405,7 +345,7 @@ def test_download_timeout_is_in_real_seconds_on_a_scaled_clock(server: OurServer
 
 
 def test_setting_out_of_the_device_range_is_refused_at_check_time(
-        capsys: pytest.CaptureFixture[str], tmp_path: Path, server: OurServer) -> None:
+        capsys: pytest.CaptureFixture[str], tmp_path: Path, server: OurAlpacaServer) -> None:
     """The gain range comes from the device (GainMin/GainMax over Alpaca): a plan beyond it is
     bad input for ``plan check`` and ``run`` (exit 2, file:line: key: the device's range), and
     nothing is captured."""
@@ -448,7 +388,7 @@ def test_setpoint_the_device_refuses_fails_its_cells_with_the_device_message(
     ``plan check`` and is refused by the device (InvalidValue -> SettingRejected) as the ramp
     crosses the limit: its cells fail with the device's message, the others are captured, the
     run ends paused, exit 1 ("not captured: ...")."""
-    srv = OurServer(tmp_path / "server.log", ambient_c=-39.0)  # the ramp reaches -40 at once
+    srv = our_server(tmp_path / "server.log", ambient_c=-39.0)  # the ramp reaches -40 at once
     srv.start()
     try:
         config = alpaca_config(tmp_path / "calibd.yaml", srv.port)
@@ -490,15 +430,14 @@ sets:
 INTEROP_FRAMES = 3 + 2 * 2
 
 
-def test_run_against_alpaca_simulators(capsys: pytest.CaptureFixture[str],
-                                       tmp_path: Path) -> None:
-    require_alpaca(server=True)
-    with AlpacaSimServer(tmp_path / "alpaca-simulators") as sim:
-        config = alpaca_config(tmp_path / "calibd.yaml", sim.port)
-        plan = write_plan(tmp_path / "plan.yaml", INTEROP_PLAN)
-        lib = tmp_path / "lib"
-        res = run_cli(capsys, "run", plan, "--config", config, "--library", lib)
-        assert res.code == 0, res.err + sim.log_tail()
+def test_run_against_alpaca_simulators(capsys: pytest.CaptureFixture[str], tmp_path: Path,
+                                       alpaca_simulators: AlpacaSimServer) -> None:
+    sim = alpaca_simulators
+    config = alpaca_config(tmp_path / "calibd.yaml", sim.port)
+    plan = write_plan(tmp_path / "plan.yaml", INTEROP_PLAN)
+    lib = tmp_path / "lib"
+    res = run_cli(capsys, "run", plan, "--config", config, "--library", lib)
+    assert res.code == 0, res.err + sim.log_tail()
     planned = planned_cells(lib)
     assert sum(planned.values()) == INTEROP_FRAMES
     assert_library_exact(lib, planned)
@@ -515,7 +454,7 @@ def test_run_against_alpaca_simulators(capsys: pytest.CaptureFixture[str],
 
 
 def test_devices_list_and_discover(capsys: pytest.CaptureFixture[str],
-                                   server: OurServer) -> None:
+                                   server: OurAlpacaServer) -> None:
     listed = run_cli(capsys, "devices", "list", "--driver", "alpaca", "--host", HOST,
                      "--port", str(server.port))
     assert listed.code == 0, listed.err

@@ -24,12 +24,6 @@ from typing import Any
 
 import numpy as np
 import pytest
-from alpaca_servers import (
-    AlpacaSimServer,
-    require_alpaca,
-    stalling_proxy,
-)
-from camera_contract import CameraContract, ContractTarget
 
 from drivers.alpaca import (
     AlpacaCamera,
@@ -59,6 +53,8 @@ from drivers.errors import (
     NotSupported,
     SettingRejected,
 )
+from tests.alpaca_servers import AlpacaSimServer, require_alpaca, stalling_proxy
+from tests.camera_contract import CameraContract, ContractTarget
 
 pytestmark = pytest.mark.alpaca
 
@@ -71,15 +67,9 @@ OFFSET = 1
 # --------------------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="session")
-def sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AlpacaSimServer]:
-    require_alpaca()
-    server = AlpacaSimServer(tmp_path_factory.mktemp("alpaca-sim"))
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
+@pytest.fixture(scope="module")
+def sim(alpaca_simulators: AlpacaSimServer) -> AlpacaSimServer:
+    return alpaca_simulators
 
 
 @pytest.fixture
@@ -95,7 +85,8 @@ def fault_sim(tmp_path: Path) -> Iterator[AlpacaSimServer]:
 
 
 @pytest.fixture(scope="session")
-def sim_camera(sim: AlpacaSimServer) -> Iterator[AlpacaCamera]:
+def sim_camera(alpaca_simulators: AlpacaSimServer) -> Iterator[AlpacaCamera]:
+    sim = alpaca_simulators
     cam = AlpacaCamera(host=sim.host, port=sim.port, device_number=0)
     cam.connect()
     try:

@@ -9,24 +9,17 @@ on a fast clock; protocol details use an in-process :class:`SimAlpacaServer`.
 from __future__ import annotations
 
 import argparse
-import http.client
 import json
-import signal
 import socket
 import struct
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
 
 import numpy as np
 import pytest
-from alpaca_servers import free_port, require_alpaca
-from camera_contract import CameraContract, ContractTarget
 
 from drivers.alpaca import (
     AlpacaCamera,
@@ -43,135 +36,30 @@ from simulators.accessories import DEFAULT_FILTERS
 from simulators.alpaca_server import SimAlpacaServer
 from simulators.alpaca_server.imagebytes import ElementType, encode_imagebytes
 from simulators.clock import ScaledClock
+from tests.alpaca_servers import (
+    OUR_SCALE,
+    OurAlpacaServer,
+    call,
+    request,
+    require_alpaca,
+)
+from tests.camera_contract import CameraContract, ContractTarget
 
 pytestmark = pytest.mark.alpaca
 
-REPO = Path(__file__).resolve().parent.parent
-SCALE = 100.0  # simulated seconds per real second in the server processes
+SCALE = OUR_SCALE  # simulated seconds per real second in the server processes
+
 HOST = "127.0.0.1"
-
-_SERVE = (
-    "import logging, sys; logging.basicConfig(level=logging.INFO);"
-    "from simulators.alpaca_server import serve;"
-    "serve('127.0.0.1', int(sys.argv[1]), scale=float(sys.argv[2]),"
-    " discovery_port=int(sys.argv[3]) or None, seed=1)"
-)
-_CLI = (
-    "import argparse, logging, sys; logging.basicConfig(level=logging.INFO);"
-    "from capture.cli import cmd_sim;"
-    "parser = argparse.ArgumentParser(); cmd_sim.register(parser.add_subparsers());"
-    "args = parser.parse_args(); sys.exit(args.handler(args))"
-)
-
 
 @pytest.fixture(scope="module", autouse=True)
 def _needs_alpyca() -> None:
     require_alpaca(server=False)
 
 
-def free_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        sock.bind((HOST, 0))
-        return int(sock.getsockname()[1])
-
-
-class ServerProcess:
-    """Our Alpaca server in a real process on 127.0.0.1 (``serve`` or the CLI handler)."""
-
-    def __init__(self, log_path: Path, *, via_cli: bool = False) -> None:
-        self.port = free_port()
-        self.discovery_port = free_udp_port()
-        self.log_path = log_path
-        self.via_cli = via_cli
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def command(self) -> list[str]:
-        if self.via_cli:
-            return [sys.executable, "-c", _CLI, "sim", "serve", "--alpaca", "--port",
-                    str(self.port), "--discovery-port", str(self.discovery_port), "--scale",
-                    str(SCALE), "--seed", "1"]
-        return [sys.executable, "-c", _SERVE, str(self.port), str(SCALE),
-                str(self.discovery_port)]
-
-    def start(self, timeout_s: float = 30.0) -> None:
-        with self.log_path.open("ab") as log:
-            self.proc = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT,
-                                         stdin=subprocess.DEVNULL, cwd=REPO)
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"server exited ({self.proc.returncode}):\n{self.log()}")
-            try:
-                if request(self.port, "GET", "/management/apiversions")[0] == 200:
-                    return
-            except OSError:
-                pass
-            time.sleep(0.05)
-        self.kill()
-        raise RuntimeError(f"server did not answer in {timeout_s} s:\n{self.log()}")
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")[-3000:]
-
-    def stop(self) -> int | None:
-        """SIGTERM and wait; returns the exit code."""
-        proc, self.proc = self.proc, None
-        if proc is None:
-            return None
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                return proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(10)
-        return proc.returncode
-
-    def kill(self) -> None:
-        """SIGKILL, as a crash would."""
-        proc, self.proc = self.proc, None
-        if proc is not None and proc.poll() is None:
-            proc.kill()
-            proc.wait(10)
-
-
-def request(port: int, method: str, path: str, params: dict[str, Any] | None = None,
-            headers: dict[str, str] | None = None) -> tuple[int, str, bytes]:
-    """One raw HTTP request: (status, content type, body). GET params go in the query, PUT
-    params form-encoded in the body."""
-    conn = http.client.HTTPConnection(HOST, port, timeout=10)
-    try:
-        body = None
-        all_headers = dict(headers or {})
-        if method == "GET" and params:
-            path = f"{path}?{urlencode(params)}"
-        elif params is not None:
-            body = urlencode(params)
-            all_headers["Content-Type"] = "application/x-www-form-urlencoded"
-        conn.request(method, path, body=body, headers=all_headers)
-        resp = conn.getresponse()
-        return resp.status, resp.getheader("Content-Type") or "", resp.read()
-    finally:
-        conn.close()
-
-
-def call(port: int, method: str, path: str, **params: Any) -> dict[str, Any]:
-    """An Alpaca call that must answer HTTP 200 with JSON."""
-    status, _, body = request(port, method, f"/api/v1/{path}", params)
-    assert status == 200, body
-    doc: dict[str, Any] = json.loads(body)
-    return doc
-
-
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    proc = ServerProcess(tmp_path_factory.mktemp("alpaca-server") / "server.log")
-    proc.start()
-    try:
-        yield proc
-    finally:
-        code = proc.stop()
-    assert code == 0, f"SIGTERM did not stop the server cleanly ({code}):\n{proc.log()}"
+def server(our_alpaca: OurAlpacaServer) -> OurAlpacaServer:
+    """The session's server process (``serve`` on a clock SCALE x real time)."""
+    return our_alpaca
 
 
 def new_camera(port: int, *, timeout_s: float = 5.0, client_id: int | None = None
@@ -182,7 +70,7 @@ def new_camera(port: int, *, timeout_s: float = 5.0, client_id: int | None = Non
 
 
 @pytest.fixture(scope="module")
-def module_camera(server: ServerProcess) -> Iterator[AlpacaCamera]:
+def module_camera(server: OurAlpacaServer) -> Iterator[AlpacaCamera]:
     cam = new_camera(server.port)
     cam.connect()
     try:
@@ -231,7 +119,7 @@ class TestOurAlpacaContract(CameraContract):
 # --------------------------------------------------------------------------------------------
 
 
-def test_filter_wheel_moves_and_reports_minus_one_while_moving(server: ServerProcess) -> None:
+def test_filter_wheel_moves_and_reports_minus_one_while_moving(server: OurAlpacaServer) -> None:
     wheel = AlpacaFilterWheel(host=HOST, port=server.port)
     wheel.connect()
     assert wheel.names == DEFAULT_FILTERS
@@ -245,7 +133,7 @@ def test_filter_wheel_moves_and_reports_minus_one_while_moving(server: ServerPro
     wheel.disconnect()
 
 
-def test_cover_calibrator(server: ServerProcess) -> None:
+def test_cover_calibrator(server: OurAlpacaServer) -> None:
     panel = AlpacaFlatPanel(host=HOST, port=server.port)
     panel.connect()
     assert panel.max_brightness == 1023 and panel.has_cover
@@ -267,7 +155,7 @@ def test_cover_calibrator(server: ServerProcess) -> None:
     panel.disconnect()
 
 
-def test_panel_light_reaches_the_camera(server: ServerProcess, camera: AlpacaCamera) -> None:
+def test_panel_light_reaches_the_camera(server: OurAlpacaServer, camera: AlpacaCamera) -> None:
     """The optical path works over the protocol: wheel -> filter, closed cover + panel -> flux."""
     wheel = AlpacaFilterWheel(host=HOST, port=server.port)
     panel = AlpacaFlatPanel(host=HOST, port=server.port)
@@ -289,7 +177,7 @@ def test_panel_light_reaches_the_camera(server: ServerProcess, camera: AlpacaCam
     assert unlit + 100 < narrow < unlit + 0.1 * (lit - unlit)
 
 
-def test_safety_monitor_and_cloud_cover(server: ServerProcess) -> None:
+def test_safety_monitor_and_cloud_cover(server: OurAlpacaServer) -> None:
     safety = AlpacaSafetyMonitor(host=HOST, port=server.port, conditions_device_number=0)
     safety.connect()
     assert safety.is_safe()
@@ -312,7 +200,7 @@ def test_safety_monitor_and_cloud_cover(server: ServerProcess) -> None:
 # --------------------------------------------------------------------------------------------
 
 
-def test_management_api_lists_every_device_with_unique_ids(server: ServerProcess) -> None:
+def test_management_api_lists_every_device_with_unique_ids(server: OurAlpacaServer) -> None:
     described = describe_server(HOST, server.port, probe=False, strict=True)
     assert described.has_management_api and described.api_versions == (1,)
     assert described.server_name == "calibd simulator"
@@ -331,7 +219,7 @@ def test_management_api_lists_every_device_with_unique_ids(server: ServerProcess
     }
 
 
-def test_udp_discovery_answers_on_loopback(server: ServerProcess) -> None:
+def test_udp_discovery_answers_on_loopback(server: OurAlpacaServer) -> None:
     found = discover([HOST], port=server.discovery_port, timeout_s=0.5)
     assert [(s.host, s.port) for s in found] == [(HOST, server.port)]
     assert len(found[0].devices) == 5
@@ -397,7 +285,7 @@ def test_imagebytes_header_and_orientation(local: SimAlpacaServer) -> None:
 
 
 def test_out_of_range_settings_carry_the_server_message(
-    server: ServerProcess, camera: AlpacaCamera
+    server: OurAlpacaServer, camera: AlpacaCamera
 ) -> None:
     def rejected(pattern: str) -> Any:
         return pytest.raises(SettingRejected, match=rf"{pattern}.*\(Alpaca error 0x401\)")
@@ -497,7 +385,7 @@ def test_protocol_rules(local: SimAlpacaServer) -> None:
 
 
 def test_server_killed_mid_exposure_then_restarted(tmp_path: Path) -> None:
-    fault = ServerProcess(tmp_path / "fault.log", via_cli=True)
+    fault = OurAlpacaServer(tmp_path / "fault.log", scale=SCALE, launch="handler")
     fault.start()
     try:
         cam = new_camera(fault.port, timeout_s=2.0)
@@ -540,7 +428,7 @@ def test_server_killed_mid_exposure_then_restarted(tmp_path: Path) -> None:
     assert code == 0, fault.log()
 
 
-def test_concurrent_clients_do_not_break_state(server: ServerProcess) -> None:
+def test_concurrent_clients_do_not_break_state(server: OurAlpacaServer) -> None:
     first = new_camera(server.port, client_id=1)
     second = new_camera(server.port, client_id=2)
     first.connect()
@@ -556,6 +444,8 @@ def test_concurrent_clients_do_not_break_state(server: ServerProcess) -> None:
     with pytest.raises(ExposureFailed, match="busy"):
         second.expose(0.1, dark=True)
 
+    for device in ("filterwheel/0", "covercalibrator/0"):  # the server is shared: connect them
+        assert call(server.port, "PUT", f"{device}/connected", Connected="true")["ErrorNumber"] == 0
     ids: list[int] = []
     errors: list[BaseException] = []
 
@@ -624,7 +514,7 @@ def test_cli_options_and_the_no_authentication_warning(
     assert exit_info.value.code == 2
 
 
-def test_cli_reports_a_busy_port(server: ServerProcess,
+def test_cli_reports_a_busy_port(server: OurAlpacaServer,
                                  capsys: pytest.CaptureFixture[str]) -> None:
     from capture.cli import cmd_sim
 

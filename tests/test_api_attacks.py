@@ -22,11 +22,11 @@ from typing import Any
 import pytest
 
 from capture.daemon.api import MAX_BODY_BYTES, REQUEST_DEADLINE_S
-from tests.conftest import REPO
-from tests.test_daemon import (
+from tests.support import DAEMON_T0 as T0
+from tests.support import DAEMON_TOKEN as TOKEN
+from tests.support import (
     QUICK_BIAS,
-    T0,
-    TOKEN,
+    REPO,
     Env,
     daemon_env,
     library_runs,

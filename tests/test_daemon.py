@@ -3,191 +3,28 @@ at simulated times, the weather trigger, the API's token rules and reloading."""
 
 from __future__ import annotations
 
-import json
-import os
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
-import threading
 import time
-import urllib.error
-import urllib.request
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import yaml
 
 from capture.site import Site, crossings
-from tests.conftest import REPO
-from tests.test_run import assert_library_exact
-
-TOKEN = "t0ken-for-the-tests-0123456789"
-T0 = datetime(2026, 11, 25, 15, 0, tzinfo=UTC)
-
-QUICK_BIAS = """
-defaults: {offset: 50}
-cooling: {dwell_s: 10, tolerance_c: 0.5}
-warmup: {enabled: false}
-sets:
-  - kind: bias
-    gains: [100]
-    setpoints_c: [5]
-    count: 2
-"""
-
-LONG_DARKS = """
-defaults: {offset: 50}
-cooling: {dwell_s: 10, tolerance_c: 0.5}
-warmup: {enabled: false}
-sets:
-  - kind: dark
-    gains: [100]
-    setpoints_c: [0]
-    exposures_s: [300]
-    count: 16
-"""
-
-
-class NotifySocket:
-    """A real AF_UNIX datagram socket, as systemd binds for NOTIFY_SOCKET."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self.sock.bind(str(path))
-        self.sock.settimeout(0.2)
-        self.messages: list[tuple[float, str]] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._read, daemon=True)
-        self._thread.start()
-
-    def _read(self) -> None:
-        while not self._stop.is_set():
-            try:
-                data = self.sock.recv(65536)
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            self.messages.append((time.monotonic(), data.decode()))
-
-    def lines(self) -> list[str]:
-        return [line for _, msg in list(self.messages) for line in msg.split("\n") if line]
-
-    def close(self) -> None:
-        self._stop.set()
-        self.sock.close()
-
-
-@dataclass
-class Env:
-    root: Path
-    config: Path
-    library: Path
-    state: Path
-    notify: NotifySocket
-    procs: list[subprocess.Popen[str]] = field(default_factory=list)
-
-    def write_config(self, *, scale: float = 600.0, start: datetime = T0,
-                     schedules: list[dict[str, Any]] | None = None,
-                     cloudy: list[tuple[datetime, datetime]] | None = None,
-                     api: dict[str, Any] | None = None) -> None:
-        data: dict[str, Any] = {
-            "library": {"root": str(self.library), "min_free_mb": 10},
-            "clock": {"kind": "simulated", "scale": scale, "start": start.isoformat()},
-            "site": {"latitude_deg": 45.0, "longitude_deg": 7.0, "elevation_m": 400.0},
-            "cameras": {"sim": {"driver": "simulator", "profile": "small", "offset": 50}},
-            "masters": {"auto": False},
-            "daemon": {"state_dir": str(self.state), "timezone": "UTC", "weather_poll_s": 30,
-                       "stop_timeout_s": 20, "plans_dir": str(self.root),
-                       "api": api or {"host": "127.0.0.1", "port": 0, "token": TOKEN}},
-            "schedules": schedules or [],
-        }
-        if cloudy is not None:
-            data["safety"] = {"driver": "simulator", "cloudy": [
-                {"start": a.isoformat(), "end": b.isoformat()} for a, b in cloudy]}
-        self.config.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
-
-    def plan(self, name: str, text: str) -> Path:
-        path = self.root / name
-        path.write_text(text, encoding="utf-8")
-        return path
-
-    def start(self, watchdog_s: float = 2.0) -> subprocess.Popen[str]:
-        env = {**os.environ, "NOTIFY_SOCKET": str(self.notify.path),
-               "WATCHDOG_USEC": str(int(watchdog_s * 1e6)), "PYTHONUNBUFFERED": "1"}
-        env.pop("WATCHDOG_PID", None)
-        log = open(self.root / f"daemon-{len(self.procs)}.log", "w")  # noqa: SIM115
-        proc = subprocess.Popen([sys.executable, "-m", "capture", "daemon", "--config",
-                                 str(self.config)], cwd=REPO, env=env, stdout=log,
-                                stderr=subprocess.STDOUT, text=True)
-        self.procs.append(proc)
-        return proc
-
-    def log(self) -> str:
-        return "\n".join(p.read_text() for p in sorted(self.root.glob("daemon-*.log")))
-
-    def api(self, method: str, path: str, body: dict[str, Any] | None = None,
-            token: str | None = TOKEN) -> tuple[int, dict[str, Any]]:
-        port = int((self.state / "api.port").read_text())
-        data = json.dumps(body).encode() if body is not None else None
-        req = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=data,
-                                     method=method)
-        req.add_header("Content-Type", "application/json")
-        if token:
-            req.add_header("Authorization", f"Bearer {token}")
-        try:
-            with urllib.request.urlopen(req, timeout=10) as resp:
-                return resp.status, json.loads(resp.read())
-        except urllib.error.HTTPError as err:
-            return err.code, json.loads(err.read() or b"{}")
-
-
-def wait_for(what: Callable[[], bool], timeout_s: float, message: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if what():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout_s} s waiting for {message}")
-
-
-@contextmanager
-def daemon_env(tmp_path: Path) -> Iterator[Env]:
-    # AF_UNIX paths are limited to ~107 bytes: keep the socket short.
-    sock_dir = Path(f"/tmp/calibd-n{os.getpid()}-{time.monotonic_ns() % 10**8}")
-    sock_dir.mkdir()
-    env = Env(tmp_path, tmp_path / "calibd.yaml", tmp_path / "lib", tmp_path / "state",
-              NotifySocket(sock_dir / "n"))
-    try:
-        yield env
-    finally:
-        for p in env.procs:
-            if p.poll() is None:
-                p.kill()
-                p.wait(10)
-        env.notify.close()
-        for child in sock_dir.iterdir():
-            child.unlink()
-        sock_dir.rmdir()
-
-
-def ready(env: Env) -> bool:
-    return "READY=1" in env.notify.lines() and (env.state / "api.port").exists()
-
-
-def library_runs(library: Path) -> list[dict[str, Any]]:
-    proc = subprocess.run([sys.executable, "-m", "capture", "library", "status", "--library",
-                           str(library), "--json"], cwd=REPO, capture_output=True, text=True,
-                          check=True)
-    runs: list[dict[str, Any]] = json.loads(proc.stdout)["runs"]
-    return runs
+from tests.support import (
+    DAEMON_T0,
+    LONG_DARKS,
+    QUICK_BIAS,
+    REPO,
+    assert_library_exact,
+    daemon_env,
+    library_runs,
+    ready,
+    wait_for,
+)
 
 
 def test_notify_protocol_on_a_real_socket(tmp_path: Path) -> None:
@@ -303,7 +140,7 @@ def test_cron_and_twilight_schedules_fire_at_the_simulated_times(tmp_path: Path)
         proc = env.start()
         wait_for(lambda: ready(env), 30, "READY=1")
         site = Site(45.0, 7.0, 400.0)
-        dusk = next(t for t, rising in crossings(site, T0, -2.0, 24) if not rising)
+        dusk = next(t for t, rising in crossings(site, DAEMON_T0, -2.0, 24) if not rising)
         wait_for(lambda: any(n == "dusk" for n, _ in fires(env.state)), 60, "the dusk fire")
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(30) == 0
@@ -321,8 +158,8 @@ def test_cron_and_twilight_schedules_fire_at_the_simulated_times(tmp_path: Path)
 def test_weather_trigger_runs_darks_while_cloudy_and_yields_when_clear(tmp_path: Path) -> None:
     with daemon_env(tmp_path) as env:
         plan = env.plan("darks.yaml", LONG_DARKS)
-        cloudy = [(T0 + timedelta(minutes=20), T0 + timedelta(minutes=60)),
-                  (T0 + timedelta(minutes=90), T0 + timedelta(hours=4))]
+        cloudy = [(DAEMON_T0 + timedelta(minutes=20), DAEMON_T0 + timedelta(minutes=60)),
+                  (DAEMON_T0 + timedelta(minutes=90), DAEMON_T0 + timedelta(hours=4))]
         env.write_config(scale=300.0, cloudy=cloudy, schedules=[
             {"name": "cloudy-darks", "trigger": "unsafe", "when_safe": "yield",
              "plan": str(plan)}])
@@ -386,7 +223,7 @@ def test_schedules_missed_while_off_follow_the_misfire_policy(tmp_path: Path) ->
         proc.send_signal(signal.SIGTERM)  # about 15:00-15:01: nothing fired yet
         assert proc.wait(30) == 0
         assert fires(env.state) == []
-        env.write_config(scale=60.0, schedules=schedules, start=T0 + timedelta(hours=2))
+        env.write_config(scale=60.0, schedules=schedules, start=DAEMON_T0 + timedelta(hours=2))
         proc = env.start()
         wait_for(lambda: ready(env), 30, "READY=1")
         wait_for(lambda: any(n == "catch-up" for n, _ in fires(env.state)), 30, "the catch-up")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import PLANS, calibd_subprocess, write_config
+from tests.support import PLANS, calibd_subprocess, write_config
 
 
 @pytest.mark.slow

@@ -16,7 +16,7 @@ from astropy.io import fits
 
 from capture.library.index import Index
 from capture.site import Site, next_window, sun_altitude_deg, sun_altitudes
-from tests.conftest import PLANS, run_cli, write_config, write_plan
+from tests.support import PLANS, run_cli, write_config, write_plan
 
 FILTERS = ["L", "R", "G", "B", "Ha", "OIII", "SII"]
 

@@ -28,8 +28,14 @@ from capture.errors import LibraryError
 from capture.library import checksum
 from capture.library.atomic import AtomicFile
 from capture.library.index import Index
-from tests.conftest import REPO, calibd_subprocess, write_config, write_plan
-from tests.test_run import assert_library_exact, fits_files
+from tests.support import (
+    REPO,
+    assert_library_exact,
+    calibd_subprocess,
+    fits_files,
+    write_config,
+    write_plan,
+)
 
 PLAN = """
 defaults: {offset: 40}

@@ -19,14 +19,19 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.conftest import REPO
-from tests.test_daemon import (
+from tests.support import (
     LONG_DARKS,
+    PLANS,
+    REPO,
     Env,
+    calibd_subprocess,
     daemon_env,
     library_runs,
     ready,
+    run_cli,
     wait_for,
+    write_config,
+    write_plan,
 )
 
 DARKS_6 = LONG_DARKS.replace("count: 16", "count: 6")
@@ -223,8 +228,6 @@ def test_a_camera_that_ignores_gain_and_offset_gets_nothing_filed_under_the_cell
     g0_o30 cell fails with the read-back values, and no frame lands in a g0_o30 folder."""
     from astropy.io import fits
 
-    from tests.conftest import run_cli, write_config, write_plan
-
     config = write_config(tmp_path / "calibd.yaml", faults={"ignore_gain_offset": True})
     plan = write_plan(tmp_path / "bias.yaml", IGNORED_SETTINGS)
     library = tmp_path / "lib"
@@ -313,8 +316,6 @@ def test_a_daily_cron_fires_once_across_a_dst_change(tmp_path: Path, start: date
 ], ids=["refused", "no-window"])
 def test_plan_check_near_the_end_of_year_9999(tmp_path: Path, scale: float, start: str,
                                               code: int, says: str) -> None:
-    from tests.conftest import PLANS, calibd_subprocess, write_config
-
     config = write_config(tmp_path / "calibd.yaml", flats=True, scale=scale, start=start)
     proc = calibd_subprocess("plan", "check", PLANS / "sky-flats.yaml", "--config", config,
                              "--library", tmp_path / "lib", timeout=120)
@@ -332,7 +333,6 @@ def test_the_run_journal_uses_the_clock_the_frames_use(
     from astropy.io import fits
 
     from capture.library.index import Index
-    from tests.conftest import run_cli, write_config, write_plan
 
     config = write_config(tmp_path / "calibd.yaml", start="2031-05-05T10:00:00+00:00",
                           faults={"fail_every": 2})  # failed exposures: journal events
@@ -383,7 +383,6 @@ def test_the_eta_counts_the_flats_and_dark_flats_still_to_come(tmp_path: Path) -
     from capture.config import load_config
     from capture.runner import prepare, run_prepared
     from capture.sequencer.status import RunStatus
-    from tests.conftest import write_config, write_plan
 
     config_path = write_config(tmp_path / "calibd.yaml", flats=True, scale=50.0)
     config, located = load_config(config_path)
@@ -421,7 +420,6 @@ def test_plan_check_estimates_the_warm_up_to_the_target_the_run_uses(tmp_path: P
     import json
 
     from capture.plans.model import Warmup
-    from tests.conftest import calibd_subprocess, write_config, write_plan
 
     config = write_config(tmp_path / "calibd.yaml", ambient_c=15.0)
     plan = write_plan(tmp_path / "bias.yaml", IGNORED_SETTINGS.replace("setpoints_c: [5]",

@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import REPO, run_cli, write_config
+from tests.support import REPO, run_cli, write_config
 
 MAX_SECONDS = 2.0
 MAX_BYTES = 100 * 1024 * 1024

@@ -10,9 +10,8 @@ from __future__ import annotations
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import replace
-from typing import TypeVar
 
 import numpy as np
 import pytest
@@ -44,36 +43,25 @@ from tests.camera_contract import CameraContract, ContractTarget
 from tests.indi_server import (
     CCD,
     FLIPFLAT,
+    INDI_POLL_MS,
     PANEL,
     WEATHER,
     WHEEL,
     IndiTestServer,
     running_indi_server,
 )
+from tests.support import wait_for
 
 pytestmark = [pytest.mark.indi, pytest.mark.timeout(120)]
 
-T = TypeVar("T")
-POLL_MS = 50
+POLL_MS = INDI_POLL_MS
 GAIN, OFFSET = 30, 10
 
 
-def wait_for(fn: Callable[[], T | None], timeout_s: float, what: str) -> T:
-    """Poll ``fn`` until it returns a truthy value (returned) or fail after ``timeout_s``."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = fn()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout_s} s waiting for {what}")
-        time.sleep(0.05)
-
-
 @pytest.fixture(scope="module")
-def server() -> Iterator[IndiTestServer]:
-    with running_indi_server(polling_ms=POLL_MS) as srv:
-        yield srv
+def server(indi_server: IndiTestServer) -> IndiTestServer:
+    """The session's indiserver."""
+    return indi_server
 
 
 @pytest.fixture

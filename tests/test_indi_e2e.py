@@ -14,29 +14,37 @@ import re
 import socket
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import run_cli, write_plan
-from tests.e2e_support import (
+from tests.indi_server import (
+    CCD,
+    INDI_POLL_MS,
+    PANEL,
+    WEATHER,
+    WHEEL,
+    IndiTestServer,
+    running_indi_server,
+)
+from tests.support import (
     assert_library_exact,
     finish,
     frames_on_disk,
     headers,
     journal,
     planned_cells,
+    run_cli,
     run_state,
     start_calibd,
     wait_until,
+    write_plan,
     write_real_config,
 )
-from tests.indi_server import CCD, PANEL, WEATHER, WHEEL, IndiTestServer, running_indi_server
 
 pytestmark = [pytest.mark.indi, pytest.mark.timeout(180)]
 
-POLL_MS = 50
+POLL_MS = INDI_POLL_MS
 GAIN, OFFSET = 30, 10
 
 PLAN = """
@@ -77,9 +85,9 @@ KILL_FRAMES = 2 + 3
 
 
 @pytest.fixture(scope="module")
-def server() -> Iterator[IndiTestServer]:
-    with running_indi_server(polling_ms=POLL_MS) as srv:
-        yield srv
+def server(indi_server: IndiTestServer) -> IndiTestServer:
+    """The session's indiserver."""
+    return indi_server
 
 
 def indi_config(path: Path, srv: IndiTestServer) -> Path:

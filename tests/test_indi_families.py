@@ -30,16 +30,18 @@ from simulators.indi_doubles.families import FAMILIES as DOUBLES
 from simulators.indi_doubles.families import DoubleFamily
 from simulators.sensor import SensorModel
 from tests.camera_contract import CameraContract, ContractTarget
-from tests.conftest import calibd_subprocess, run_cli, write_plan
-from tests.e2e_support import (
+from tests.indi_server import PANEL, WHEEL, IndiTestServer, running_indi_server
+from tests.support import (
     assert_library_exact,
+    calibd_subprocess,
     fits_files,
     headers,
     planned_cells,
+    run_cli,
     run_state,
+    write_plan,
     write_real_config,
 )
-from tests.indi_server import PANEL, WHEEL, IndiTestServer, running_indi_server
 
 pytestmark = [pytest.mark.indi, pytest.mark.timeout(180)]
 

@@ -16,7 +16,7 @@ from capture.library.index import Index
 from capture.masters.bpm import local_level
 from simulators.profiles import get_profile
 from simulators.sensor import SensorModel
-from tests.conftest import run_cli, write_config, write_plan
+from tests.support import run_cli, write_config, write_plan
 
 PLAN = """
 defaults: {offset: 50}

@@ -12,7 +12,7 @@ from capture.errors import PlanError
 from capture.plans.load import load_plan
 from capture.plans.resolve import CameraContext, resolve, resolve_gain
 from drivers.contracts import CameraInfo
-from tests.conftest import PLANS, calibd_subprocess, run_cli, write_config, write_plan
+from tests.support import PLANS, calibd_subprocess, run_cli, write_config, write_plan
 
 INFO = CameraInfo(model="ZWO ASI2600MM Pro", camera_id="x", width=100, height=80, bit_depth=16,
                   pixel_size_um=3.76, gain_min=0, gain_max=460, offset_min=0, offset_max=100,

@@ -27,8 +27,16 @@ import yaml
 from astropy.io import fits
 
 from capture.flats import runner as flats_runner
-from tests.conftest import run_cli, write_config, write_plan
-from tests.test_run import assert_library_exact
+from tests.support import (
+    QUICK_BIAS,
+    assert_library_exact,
+    daemon_env,
+    ready,
+    run_cli,
+    wait_for,
+    write_config,
+    write_plan,
+)
 
 
 class Killed(BaseException):
@@ -299,8 +307,6 @@ def test_cron_schedule_follows_a_changed_time_zone(tmp_path: Path) -> None:
 def test_api_start_runs_the_plan_on_the_camera_it_names(tmp_path: Path) -> None:
     """`calibd control start --plan P`: "--camera (default: the plan's, or the only one)".
     With two cameras and `camera: sim2` in the plan the daemon answers 400 "name one"."""
-    from tests.test_daemon import QUICK_BIAS, daemon_env, ready, wait_for
-
     with daemon_env(tmp_path) as env:
         env.write_config()
         data = yaml.safe_load(env.config.read_text())
@@ -321,8 +327,6 @@ def test_sighup_rereads_the_api_token_file(tmp_path: Path) -> None:
     """The token is rotated in daemon.api.token_file and the daemon reloaded: the new token
     must work and the old (maybe leaked) one must stop working. _do_reload compares only the
     inline `token` values (None == None), so the old token stays valid."""
-    from tests.test_daemon import daemon_env, ready, wait_for
-
     old, new = "first-token-0123456789abcdef", "second-token-0123456789abcdef"
     with daemon_env(tmp_path) as env:
         token_file = tmp_path / "api-token"

@@ -13,8 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, write_config, write_plan
-from tests.test_run import assert_library_exact
+from tests.support import REPO, assert_library_exact, write_config, write_plan
 
 PLAN = """
 defaults: {offset: 50}

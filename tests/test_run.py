@@ -18,7 +18,15 @@ from astropy.io import fits
 
 from capture.library.index import Index
 from capture.library.rescan import rescan
-from tests.conftest import PLANS, run_cli, write_config, write_plan
+from tests.support import (
+    PLANS,
+    REPO,
+    assert_library_exact,
+    fits_files,
+    run_cli,
+    write_config,
+    write_plan,
+)
 
 REQUIRED_KEYS = ["IMAGETYP", "EXPTIME", "EXPOSURE", "DATE-OBS", "CCD-TEMP", "SET-TEMP", "GAIN",
                  "OFFSET", "XBINNING", "YBINNING", "READOUTM", "EGAIN", "INSTRUME", "CAMERAID",
@@ -41,37 +49,11 @@ sets:
 SMALL_PLAN_FRAMES = 2 * 2 * 4 + 2 * 2 * 3
 
 
-def fits_files(root: Path) -> list[Path]:
-    """Captured frames (masters and quarantined files excluded)."""
-    return sorted(p for p in root.rglob("*.fits")
-                  if "Masters" not in p.parts and ".quarantine" not in p.parts)
-
-
 def status(capsys: pytest.CaptureFixture[str], library: Path, *extra: str) -> dict[str, Any]:
     res = run_cli(capsys, "library", "status", "--library", library, "--json", *extra)
     assert res.code == 0, res.err
     data: dict[str, Any] = json.loads(res.out)
     return data
-
-
-def assert_library_exact(library: Path, planned: dict[str, int]) -> None:
-    """The library holds exactly ``planned`` frames per cell: no duplicate, no partial file."""
-    leftovers = [p for p in library.rglob("*") if p.name.endswith(".partial")]
-    assert not leftovers, leftovers
-    seen: dict[str, set[int]] = {}
-    for path in fits_files(library):
-        with fits.open(path) as hdul:
-            header = hdul[0].header
-            assert hdul[0].data is not None and hdul[0].data.ndim == 2
-        key, seq = header["CELLKEY"], int(header["FRAMESEQ"])
-        assert seq not in seen.setdefault(key, set()), f"duplicate frame {key} #{seq}"
-        seen[key].add(seq)
-    assert {k: len(v) for k, v in seen.items()} == planned
-    index = Index(library)
-    try:
-        assert index.query("SELECT COUNT(*) AS n FROM frames")[0]["n"] == sum(planned.values())
-    finally:
-        index.close()
 
 
 def test_demo_without_config_writes_fits_with_every_keyword(
@@ -347,8 +329,6 @@ def test_logs_fit_journald_under_systemd(tmp_path: Path) -> None:
     import re
     import subprocess
     import sys
-
-    from tests.conftest import REPO
 
     env = {**os.environ, "JOURNAL_STREAM": "8:12345"}
     proc = subprocess.run([sys.executable, "-m", "capture", "run", str(PLANS / "demo.yaml"),

@@ -16,7 +16,7 @@ from simulators.cooler import CoolerModel
 from simulators.profiles import PROFILES, get_profile
 from simulators.sensor import Illumination, SensorModel
 from tests.camera_contract import CameraContract, ContractTarget
-from tests.conftest import run_cli
+from tests.support import run_cli
 
 SMALL = get_profile("small")
 

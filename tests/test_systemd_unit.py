@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 
 from capture.cli.main import EXIT_BAD_INPUT
-from tests.conftest import REPO, skip_or_fail
+from tests.support import REPO, skip_or_fail
 
 UNIT = REPO / "systemd" / "calibd.service"
 EXAMPLE = REPO / "systemd" / "calibd.yaml.example"

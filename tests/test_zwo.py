@@ -34,12 +34,8 @@ from drivers.zwo import sdk as zwo_sdk
 from simulators.asi_sdk import AsiDouble, AsiDoubleError, build_double, find_compiler
 from simulators.clock import ScaledClock
 from tests.camera_contract import CameraContract, ContractTarget
-from tests.zwo_support import (
-    TIME_SCALE,
-    CameraFactory,
-    skip_or_fail,
-    wait_until,
-)
+from tests.support import skip_or_fail, wait_until
+from tests.zwo_fixtures import TIME_SCALE, CameraFactory
 
 pytest_plugins = ("tests.zwo_fixtures",)
 pytestmark = pytest.mark.zwo
@@ -110,7 +106,7 @@ def test_double_rejects_bad_configuration(zwo_double: AsiDouble) -> None:
 
 def test_build_is_cached(tmp_path: Path) -> None:
     if find_compiler() is None:
-        skip_or_fail("gcc not found: cannot build the ASI SDK double")
+        skip_or_fail("zwo", "gcc not found: cannot build the ASI SDK double")
     started = time.perf_counter()
     first = build_double(tmp_path)
     built = time.perf_counter() - started
@@ -607,7 +603,7 @@ def _real_sdk(tmp_path: Path) -> tuple[list[str], dict[str, str]]:
     if given:
         path = Path(given)
         if not path.exists():
-            skip_or_fail(f"CALIBD_REAL_ASI_SDK={given} does not exist")
+            skip_or_fail("zwo", f"CALIBD_REAL_ASI_SDK={given} does not exist")
         if path.suffix == ".whl":  # "install" the wheel by unpacking it: discovery finds it
             with zipfile.ZipFile(path) as wheel:
                 wheel.extractall(tmp_path / "site")
@@ -617,6 +613,7 @@ def _real_sdk(tmp_path: Path) -> tuple[list[str], dict[str, str]]:
     if zwo_sdk._pyzwoasi_library() is not None:
         return [], env
     skip_or_fail(
+        "zwo",
         "real ASI SDK not available: set CALIBD_REAL_ASI_SDK to libASICamera2.so or a pyzwoasi "
         "wheel (pip download pyzwoasi==0.2.7 --no-deps), or pip install --no-deps pyzwoasi"
     )

@@ -21,20 +21,23 @@ from pathlib import Path
 import pytest
 
 from simulators.asi_sdk import AsiDouble
-from tests.conftest import REPO, run_cli, write_plan
-from tests.e2e_support import (
+from tests.support import (
+    REPO,
     assert_library_exact,
     finish,
     headers,
     journal,
     planned_cells,
+    run_cli,
     run_state,
+    skip_or_fail,
     start_calibd,
     wait_until,
     watch,
+    write_plan,
     write_real_config,
 )
-from tests.zwo_support import TIME_SCALE, skip_or_fail
+from tests.zwo_fixtures import TIME_SCALE
 
 pytest_plugins = ("tests.zwo_fixtures",)
 pytestmark = [pytest.mark.zwo, pytest.mark.timeout(180)]
@@ -209,7 +212,7 @@ def _real_sdk_env(tmp_path: Path) -> tuple[list[str], dict[str, str]]:
     if given:
         path = Path(given)
         if not path.exists():
-            skip_or_fail(f"CALIBD_REAL_ASI_SDK={given} does not exist")
+            skip_or_fail("zwo", f"CALIBD_REAL_ASI_SDK={given} does not exist")
         if path.suffix == ".whl":
             with zipfile.ZipFile(path) as wheel:
                 wheel.extractall(tmp_path / "site")
@@ -218,8 +221,8 @@ def _real_sdk_env(tmp_path: Path) -> tuple[list[str], dict[str, str]]:
         return ["--sdk-path", str(path)], env
     if _pyzwoasi_library() is not None:
         return [], env
-    skip_or_fail("real ASI SDK not available: set CALIBD_REAL_ASI_SDK to libASICamera2.so or a "
-                 "pyzwoasi wheel, or pip install --no-deps pyzwoasi")
+    skip_or_fail("zwo", "real ASI SDK not available: set CALIBD_REAL_ASI_SDK to libASICamera2.so "
+                 "or a pyzwoasi wheel, or pip install --no-deps pyzwoasi")
 
 
 def test_devices_list_with_the_real_sdk_and_no_camera(tmp_path: Path) -> None:

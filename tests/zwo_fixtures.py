@@ -14,7 +14,7 @@ Missing gcc or zwoasi skips these tests with the reason, unless ``$CALIBD_REQUIR
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -24,7 +24,10 @@ from drivers.errors import DeviceUnavailable
 from drivers.zwo import ZwoCamera
 from simulators.asi_sdk import AsiDouble, DoubleBuildError, build_double, find_compiler
 from simulators.clock import ScaledClock
-from tests.zwo_support import TIME_SCALE, CameraFactory, skip_or_fail
+from tests.support import skip_or_fail
+
+TIME_SCALE = 100.0  # simulated seconds per real second, in the double and the test clock
+CameraFactory = Callable[..., ZwoCamera]
 
 
 @pytest.fixture(scope="session")
@@ -33,9 +36,9 @@ def asi_double_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     try:
         import zwoasi  # noqa: F401 - presence check only
     except ImportError:
-        skip_or_fail("zwoasi is not installed (pip install 'calibd[zwo]')")
+        skip_or_fail("zwo", "zwoasi is not installed (pip install 'calibd[zwo]')")
     if find_compiler() is None:
-        skip_or_fail("gcc not found: cannot build the ASI SDK double")
+        skip_or_fail("zwo", "gcc not found: cannot build the ASI SDK double")
     try:
         return build_double(tmp_path_factory.mktemp("asi_double"))
     except DoubleBuildError as err:
@@ -48,9 +51,9 @@ def asi_double(asi_double_path: Path) -> AsiDouble:
     try:
         location = zwo.load_sdk(str(asi_double_path))
     except DeviceUnavailable as err:
-        skip_or_fail(f"cannot load the ASI SDK double into zwoasi: {err}")
+        skip_or_fail("zwo", f"cannot load the ASI SDK double into zwoasi: {err}")
     if not Path(location.path).samefile(asi_double_path):
-        skip_or_fail(f"another ASI SDK is loaded in this process: {location.path}")
+        skip_or_fail("zwo", f"another ASI SDK is loaded in this process: {location.path}")
     return AsiDouble(asi_double_path)
 
 
