@@ -1,9 +1,13 @@
-"""Questions the sequencer, the flats and the masters ask about indexed frames (a mixin of
-:class:`capture.library.index.Index`)."""
+"""The ``frames`` table: one row per complete FITS frame (made by
+:func:`capture.library.headermap.frame_row`), and the questions the sequencer, the flats, the
+masters and reconcile ask about them (a mixin of :class:`capture.library.index.Index`)."""
 
 from __future__ import annotations
 
+import sqlite3
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from capture.library.store import Store
 
@@ -28,6 +32,59 @@ class CellFrame:
 
 
 class FrameQueries(Store):
+    def add_frame(self, row: Mapping[str, Any]) -> None:
+        """Insert one frame row (keys = column names). Idempotent on the path."""
+        cols = ", ".join(f'"{k}"' for k in row)
+        marks = ", ".join("?" for _ in row)
+        with self.tx() as db:
+            db.execute(f"INSERT OR REPLACE INTO frames({cols}) VALUES({marks})",
+                       tuple(row.values()))
+
+    def frame_paths(self, run_id: int | None = None, cell_key: str | None = None) -> set[str]:
+        """Paths (relative to the root) of the indexed frames, or of one run and/or cell."""
+        rows = self.query("SELECT path FROM frames WHERE (?1 IS NULL OR run_id=?1) AND "
+                          "(?2 IS NULL OR cell_key=?2)", (run_id, cell_key))
+        return {r["path"] for r in rows}
+
+    def frame_checks(self, run_id: int | None = None, cell_key: str | None = None
+                     ) -> list[sqlite3.Row]:
+        """path, bytes, mtime_ns, width, height, camera, binning of the frames of a run (and
+        cell), or of every frame: what :func:`capture.library.rescan.check_frames` compares
+        with the disk."""
+        return self.query(
+            "SELECT path, bytes, mtime_ns, width, height, camera, binning FROM frames WHERE "
+            "(?1 IS NULL OR run_id=?1) AND (?2 IS NULL OR cell_key=?2) ORDER BY path",
+            (run_id, cell_key))
+
+    def set_frame_mtimes(self, mtimes: Mapping[str, int]) -> None:
+        """Record the modification time (ns) each file had when its checksum was verified."""
+        with self.tx() as db:
+            db.executemany("UPDATE frames SET mtime_ns=? WHERE path=?",
+                           [(m, p) for p, m in mtimes.items()])
+
+    def frame_shape(self, run_id: Any, cell_key: Any, camera: Any, binning: Any
+                    ) -> tuple[int, int] | None:
+        """(height, width) most of the frames of this run and cell have, else most frames of
+        this camera at this binning; None when there are none."""
+        for where, args in (("run_id=? AND cell_key=?", (run_id, cell_key)),
+                            ("camera=? AND binning=?", (camera, binning))):
+            rows = self.query(f"SELECT height, width, COUNT(*) AS n FROM frames WHERE {where} "
+                              "AND width IS NOT NULL GROUP BY height, width ORDER BY n DESC "
+                              "LIMIT 1", args)
+            if rows:
+                return int(rows[0]["height"]), int(rows[0]["width"])
+        return None
+
+    def frame_path_at(self, run_id: Any, cell_key: Any, seq: Any) -> str | None:
+        """The indexed file of frame ``seq`` of this run and cell, if any."""
+        rows = self.query("SELECT path FROM frames WHERE run_id=? AND cell_key=? AND seq=?",
+                          (run_id, cell_key, seq))
+        return str(rows[0]["path"]) if rows else None
+
+    def remove_frames(self, paths: list[str]) -> None:
+        with self.tx() as db:
+            db.executemany("DELETE FROM frames WHERE path=?", [(p,) for p in paths])
+
     def frame_count(self, run_id: int, cell_key: str) -> int:
         """Frames of one cell of one run in the index."""
         rows = self.query("SELECT COUNT(*) AS n FROM frames WHERE run_id=? AND cell_key=?",

@@ -8,13 +8,11 @@ reconnects). Everything but the events can be rebuilt from the FITS headers
 
 from __future__ import annotations
 
-import json
 import shutil
 import sqlite3
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -23,8 +21,7 @@ from capture.errors import LibraryError
 from capture.library.flat_memory import FlatMemoryTable
 from capture.library.frame_queries import FrameQueries
 from capture.library.masters_table import MastersTable
-from capture.library.store import utc_now_text
-from capture.plans.cells import Cell
+from capture.library.runs_table import RunsTable
 from drivers.clock import Clock
 
 SCHEMA_VERSION = 1
@@ -98,22 +95,6 @@ CREATE TABLE IF NOT EXISTS events(
 );
 """
 
-ACTIVE_STATES = ("running", "interrupted", "paused", "failed")
-
-
-@dataclass(frozen=True)
-class RunRow:
-    id: int
-    plan_name: str
-    camera: str
-    folder: str
-    state: str
-    reason: str | None
-    started_utc: str
-    finished_utc: str | None
-    plan_digest: str | None
-
-
 class IndexDamaged(LibraryError):
     """The index file is damaged (not a database, malformed pages). It can be rebuilt from the
     FITS headers and run manifests (:func:`capture.library.rescan.open_index` does so)."""
@@ -149,10 +130,11 @@ def _nearly_full(folder: Path) -> bool:
         return False
 
 
-class Index(FrameQueries, MastersTable, FlatMemoryTable):
+class Index(RunsTable, FrameQueries, MastersTable, FlatMemoryTable):
     """Access to one library's index. Creates it on first use. Its tables' named queries live
-    in the mixins (:mod:`capture.library.frame_queries`, :mod:`~capture.library.masters_table`,
-    :mod:`~capture.library.flat_memory`); :meth:`query` is for them and for tests.
+    in the mixins (:mod:`capture.library.runs_table`, :mod:`~capture.library.frame_queries`,
+    :mod:`~capture.library.masters_table`, :mod:`~capture.library.flat_memory`); :meth:`query`
+    is for them and for tests.
 
     ``clock``: what runs and journal events are stamped with (the camera's clock while
     capturing; the system's otherwise). ``readonly`` opens an existing index without writing
@@ -256,154 +238,6 @@ class Index(FrameQueries, MastersTable, FlatMemoryTable):
                 db.close()
             self._local.db = None
 
-    # ----- runs ------------------------------------------------------------------------------
-    def find_open_run(self, plan_name: str, camera: str, folder: str) -> RunRow | None:
-        """The newest unfinished run of this plan on this camera, if any."""
-        rows = self.query(
-            f"SELECT * FROM runs WHERE plan_name=? AND camera=? AND folder=? AND state IN "
-            f"({','.join('?' * len(ACTIVE_STATES))}) ORDER BY id DESC LIMIT 1",
-            (plan_name, camera, folder, *ACTIVE_STATES),
-        )
-        return _run(rows[0]) if rows else None
-
-    def last_run(self, plan_name: str, camera: str, folder: str) -> RunRow | None:
-        rows = self.query(
-            "SELECT * FROM runs WHERE plan_name=? AND camera=? AND folder=? "
-            "ORDER BY id DESC LIMIT 1", (plan_name, camera, folder))
-        return _run(rows[0]) if rows else None
-
-    def get_run(self, run_id: int) -> RunRow | None:
-        rows = self.query("SELECT * FROM runs WHERE id=?", (run_id,))
-        return _run(rows[0]) if rows else None
-
-    def runs(self) -> list[RunRow]:
-        return [_run(r) for r in self.query("SELECT * FROM runs ORDER BY id")]
-
-    def create_run(self, plan_name: str, plan_path: str | None, digest: str | None, camera: str,
-                   folder: str, *, run_id: int | None = None, started: str | None = None,
-                   state: str = "running") -> int:
-        with self.tx() as db:
-            cur = db.execute(
-                "INSERT INTO runs(id, plan_name, plan_path, plan_digest, camera, folder, state, "
-                "started_utc, updated_utc) VALUES(?,?,?,?,?,?,?,?,?)",
-                (run_id, plan_name, plan_path, digest, camera, folder, state,
-                 started or utc_now_text(self.clock), utc_now_text(self.clock)),
-            )
-            return int(cur.lastrowid or 0)
-
-    def set_run_state(self, run_id: int, state: str, reason: str | None = None) -> None:
-        finished = utc_now_text(self.clock) if state == "complete" else None
-        with self.tx() as db:
-            db.execute("UPDATE runs SET state=?, reason=?, updated_utc=?, "
-                       "finished_utc=COALESCE(?, finished_utc) WHERE id=?",
-                       (state, reason, utc_now_text(self.clock), finished, run_id))
-
-    def upsert_cells(self, run_id: int, cells: list[Cell]) -> None:
-        """Record the run's planned cells (new cells added, planned counts updated)."""
-        with self.tx() as db:
-            for pos, c in enumerate(cells):
-                db.execute(
-                    "INSERT INTO run_cells(run_id, cell_key, position, kind, gain, \"offset\", "
-                    "binning, readout_mode, setpoint_c, exposure_s, filter, planned) "
-                    "VALUES(?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT(run_id, cell_key) DO UPDATE "
-                    "SET planned=excluded.planned, position=excluded.position",
-                    (run_id, c.key, pos, c.kind, c.gain, c.offset, c.binning, c.readout_mode,
-                     c.setpoint_c, c.exposure_s, c.filter, c.count),
-                )
-
-    def reset_cells(self, run_id: int, keys: list[str]) -> None:
-        """Mark these cells of the run pending again (one transaction)."""
-        with self.tx() as db:
-            db.executemany("UPDATE run_cells SET state='pending', reason=NULL WHERE run_id=? AND "
-                           "cell_key=?", [(run_id, k) for k in keys])
-
-    def set_cell_state(self, run_id: int, cell_key: str, state: str,
-                       reason: str | None = None) -> None:
-        with self.tx() as db:
-            db.execute("UPDATE run_cells SET state=?, reason=? WHERE run_id=? AND cell_key=?",
-                       (state, reason, run_id, cell_key))
-
-    def cell_rows(self, run_id: int) -> list[sqlite3.Row]:
-        return self.query(
-            "SELECT rc.*, (SELECT COUNT(*) FROM frames f WHERE f.run_id=rc.run_id AND "
-            "f.cell_key=rc.cell_key) AS done FROM run_cells rc WHERE rc.run_id=? "
-            "ORDER BY rc.position", (run_id,))
-
-    def done_by_cell(self, run_id: int) -> dict[str, tuple[int, int]]:
-        """cell key -> (frames done, highest sequence number)."""
-        rows = self.query("SELECT cell_key, COUNT(*) AS n, MAX(seq) AS top FROM frames "
-                          "WHERE run_id=? GROUP BY cell_key", (run_id,))
-        return {r["cell_key"]: (int(r["n"]), int(r["top"] or 0)) for r in rows}
-
-    # ----- frames ----------------------------------------------------------------------------
-    def add_frame(self, row: Mapping[str, Any]) -> None:
-        """Insert one frame row (keys = column names). Idempotent on the path."""
-        cols = ", ".join(f'"{k}"' for k in row)
-        marks = ", ".join("?" for _ in row)
-        with self.tx() as db:
-            db.execute(f"INSERT OR REPLACE INTO frames({cols}) VALUES({marks})",
-                       tuple(row.values()))
-
-    def frame_paths(self, run_id: int | None = None, cell_key: str | None = None) -> set[str]:
-        """Paths (relative to the root) of the indexed frames, or of one run and/or cell."""
-        rows = self.query("SELECT path FROM frames WHERE (?1 IS NULL OR run_id=?1) AND "
-                          "(?2 IS NULL OR cell_key=?2)", (run_id, cell_key))
-        return {r["path"] for r in rows}
-
-    def frame_checks(self, run_id: int | None = None, cell_key: str | None = None
-                     ) -> list[sqlite3.Row]:
-        """path, bytes, mtime_ns, width, height, camera, binning of the frames of a run (and
-        cell), or of every frame: what :func:`capture.library.rescan.check_frames` compares
-        with the disk."""
-        return self.query(
-            "SELECT path, bytes, mtime_ns, width, height, camera, binning FROM frames WHERE "
-            "(?1 IS NULL OR run_id=?1) AND (?2 IS NULL OR cell_key=?2) ORDER BY path",
-            (run_id, cell_key))
-
-    def set_frame_mtimes(self, mtimes: Mapping[str, int]) -> None:
-        """Record the modification time (ns) each file had when its checksum was verified."""
-        with self.tx() as db:
-            db.executemany("UPDATE frames SET mtime_ns=? WHERE path=?",
-                           [(m, p) for p, m in mtimes.items()])
-
-    def frame_shape(self, run_id: Any, cell_key: Any, camera: Any, binning: Any
-                    ) -> tuple[int, int] | None:
-        """(height, width) most of the frames of this run and cell have, else most frames of
-        this camera at this binning; None when there are none."""
-        for where, args in (("run_id=? AND cell_key=?", (run_id, cell_key)),
-                            ("camera=? AND binning=?", (camera, binning))):
-            rows = self.query(f"SELECT height, width, COUNT(*) AS n FROM frames WHERE {where} "
-                              "AND width IS NOT NULL GROUP BY height, width ORDER BY n DESC "
-                              "LIMIT 1", args)
-            if rows:
-                return int(rows[0]["height"]), int(rows[0]["width"])
-        return None
-
-    def frame_path_at(self, run_id: Any, cell_key: Any, seq: Any) -> str | None:
-        """The indexed file of frame ``seq`` of this run and cell, if any."""
-        rows = self.query("SELECT path FROM frames WHERE run_id=? AND cell_key=? AND seq=?",
-                          (run_id, cell_key, seq))
-        return str(rows[0]["path"]) if rows else None
-
-    def remove_frames(self, paths: list[str]) -> None:
-        with self.tx() as db:
-            db.executemany("DELETE FROM frames WHERE path=?", [(p,) for p in paths])
-
-    # ----- events ----------------------------------------------------------------------------
-    def event(self, run_id: int | None, level: str, kind: str, message: str,
-              cell_key: str | None = None, data: Mapping[str, Any] | None = None) -> None:
-        with self.tx() as db:
-            db.execute("INSERT INTO events(run_id, time_utc, level, kind, cell_key, message, "
-                       "data) VALUES(?,?,?,?,?,?,?)",
-                       (run_id, utc_now_text(self.clock), level, kind, cell_key, message,
-                        json.dumps(data) if data else None))
-
-    def events(self, run_id: int, kind: str | None = None) -> list[sqlite3.Row]:
-        if kind is None:
-            return self.query("SELECT * FROM events WHERE run_id=? ORDER BY id", (run_id,))
-        return self.query("SELECT * FROM events WHERE run_id=? AND kind=? ORDER BY id",
-                          (run_id, kind))
-
 
 def _connect_readonly(path: Path) -> sqlite3.Connection:
     """A connection that never writes: ``mode=ro``; when SQLite cannot even create its
@@ -420,9 +254,3 @@ def _connect_readonly(path: Path) -> sqlite3.Connection:
                          timeout=30.0, isolation_level=None)
     return db
 
-
-def _run(row: sqlite3.Row) -> RunRow:
-    return RunRow(id=int(row["id"]), plan_name=row["plan_name"], camera=row["camera"],
-                  folder=row["folder"], state=row["state"], reason=row["reason"],
-                  started_utc=row["started_utc"], finished_utc=row["finished_utc"],
-                  plan_digest=row["plan_digest"])

@@ -18,7 +18,7 @@ from typing import IO, Any
 from capture.errors import LibraryError
 from capture.library.fitsio import FrameContext, build_header, frame_cards
 from capture.library.headermap import frame_row
-from capture.library.index import Index, RunRow
+from capture.library.index import Index
 from capture.library.layout import camera_root, frame_dir, frame_name, safe_part
 from capture.library.rescan import (
     STATE_DIR,
@@ -29,6 +29,7 @@ from capture.library.rescan import (
     update_manifest,
     write_manifest,
 )
+from capture.library.runs_table import RunRow
 from capture.library.writer import WriteJob
 from capture.plans.cells import Cell
 from capture.plans.resolve import ResolvedPlan

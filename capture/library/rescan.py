@@ -17,7 +17,6 @@ import fcntl
 import json
 import logging
 import os
-import sqlite3
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -378,8 +377,7 @@ def _rescan(root: Path) -> dict[str, int]:
         try:
             old = Index(root, check=True)
             try:
-                events = [tuple(r) for r in old.query(
-                    "SELECT run_id, time_utc, level, kind, cell_key, message, data FROM events")]
+                events = old.all_events()
             finally:
                 old.close()
         except IndexDamaged as err:
@@ -434,43 +432,25 @@ def _rescan(root: Path) -> dict[str, int]:
                          m.get("plan_digest") if m else None, camera, folder, run_id=run_id,
                          started=(m or {}).get("started_utc") or seen.get("started"),
                          state="interrupted")
-        with index.tx() as db:
-            if m:
-                for pos, c in enumerate(m["cells"]):
-                    _insert_cell(db, run_id, c["key"], pos, c, c["count"])
-            for pos, (key, (row, planned)) in enumerate(seen.get("cells", {}).items()):
-                _insert_cell(db, run_id, key, 10000 + pos, row, planned)
+        # The manifest's cells come first; cells only seen in headers after them.
+        index.restore_cells(run_id, [
+            *((c["key"], pos, c, c["count"]) for pos, c in enumerate(m["cells"] if m else [])),
+            *((key, 10000 + pos, row, planned)
+              for pos, (key, (row, planned)) in enumerate(seen.get("cells", {}).items()))])
         cells = index.cell_rows(run_id)
         # A run is complete only if it said so: cells decided at run time (dark flats) that
         # never got a frame are in no header.
         finished = (m or {}).get("state", "complete") == "complete"
         complete = finished and all(int(c["done"]) >= int(c["planned"]) for c in cells)
-        with index.tx() as db:
-            for c in cells:
-                if int(c["done"]) >= int(c["planned"]):
-                    db.execute("UPDATE run_cells SET state='complete' WHERE run_id=? AND "
-                               "cell_key=?", (run_id, c["cell_key"]))
+        index.mark_cells_complete(run_id, [c["cell_key"] for c in cells
+                                           if int(c["done"]) >= int(c["planned"])])
         if complete:
             index.set_run_state(run_id, "complete")
-    with index.tx() as db:
-        db.executemany("INSERT INTO events(run_id, time_utc, level, kind, cell_key, message, data)"
-                       " VALUES(?,?,?,?,?,?,?)", events)
+    index.restore_events(events)
     for path, header in masters:
         _index_master(index, path, header)
     return {"frames": frames, "runs": len(set(runs) | set(seen_runs)), "damaged": damaged,
             "masters": len(masters)}
-
-
-def _insert_cell(db: sqlite3.Connection, run_id: int, key: str, position: int,
-                 values: dict[str, Any], planned: int) -> None:
-    """A run cell from a manifest entry or a frame row (the manifest's cells come first)."""
-    db.execute(
-        "INSERT OR IGNORE INTO run_cells(run_id, cell_key, position, kind, gain, \"offset\", "
-        "binning, readout_mode, setpoint_c, exposure_s, filter, planned) "
-        "VALUES(?,?,?,?,?,?,?,?,?,?,?,?)",
-        (run_id, key, position, values["kind"], values["gain"], values["offset"],
-         values["binning"], values["readout_mode"], values["setpoint_c"],
-         values["exposure_s"], values.get("filter"), planned))
 
 
 def _index_master(index: Index, path: Path, header: fits.Header) -> None:

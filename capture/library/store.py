@@ -38,7 +38,8 @@ def utc_now_text(clock: Clock | None = None) -> str:
 
 
 class Store:
-    """Base of the table mixins of ``Index``. Blocking SQLite calls; raise sqlite3.Error."""
+    """Base of the table mixins of ``Index``. Blocking SQLite calls; raise LibraryError (as
+    ``Index.query`` and ``Index.tx`` do: ``IndexDamaged`` for a damaged file)."""
 
     root: Path
     clock: Clock | None  # what rows are stamped with (see utc_now_text)
