@@ -437,3 +437,32 @@ def test_plan_check_estimates_the_warm_up_to_the_target_the_run_uses(tmp_path: P
     # the run ramps to the same target (one rule for both)
     assert Warmup().target_for(15.0, -10.0) == 15.0
     assert Warmup(target_c=5.0).target_for(15.0, -10.0) == 5.0
+
+
+def test_a_paused_camera_stays_paused_across_a_restart_and_shows_its_run(
+        tmp_path: Path) -> None:
+    with daemon_env(tmp_path) as env:
+        env.write_config(scale=300.0)
+        plan = env.plan("darks.yaml", DARKS_10)
+        proc = env.start()
+        wait_for(lambda: ready(env), 30, "READY=1")
+        assert env.api("POST", "/api/v1/runs", {"plan": str(plan)})[0] in (200, 202)
+        wait_for(lambda: (env.library / "calibd.sqlite").exists() and
+                 any(r["done"] >= 2 for r in library_runs(env.library)), 60, "a few darks")
+        assert env.api("POST", "/api/v1/cameras/sim/pause")[0] == 200
+        wait_for(lambda: camera(env, "sim")["state"] == "paused", 30, "the pause")
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0
+        (env.state / "api.port").unlink()
+        proc = env.start()
+        wait_for((env.state / "api.port").exists, 30, "the restart")
+        cam = camera(env, "sim")
+        assert cam["state"] == "paused" and cam["reason"] == "paused by the operator"
+        assert cam["plan"] == str(plan)  # what continues on resume
+        held = library_runs(env.library)[0]["done"]
+        assert env.api("POST", "/api/v1/cameras/sim/resume")[0] == 200
+        wait_for(lambda: library_runs(env.library)[0]["state"] == "complete", 60, "the run")
+        (run,) = library_runs(env.library)
+        assert run["done"] == 10 > held
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0

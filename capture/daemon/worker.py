@@ -206,6 +206,9 @@ class CameraWorker:
                 current, status = self._paused_run, self._paused_status
                 queue = [r for r in queue if r is not self._paused_run]
                 running = False
+            elif current is None and held and queue:  # e.g. paused before a restart
+                current, status, queue = queue[0], None, queue[1:]
+                running = False
             else:
                 running = current is not None
         state = "running" if running else "paused" if held else "idle"
