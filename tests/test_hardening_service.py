@@ -446,7 +446,8 @@ def test_a_paused_camera_stays_paused_across_a_restart_and_shows_its_run(
         plan = env.plan("darks.yaml", DARKS_10)
         proc = env.start()
         wait_for(lambda: ready(env), 30, "READY=1")
-        assert env.api("POST", "/api/v1/runs", {"plan": str(plan)})[0] in (200, 202)
+        code, body = env.api("POST", "/api/v1/runs", {"plan": plan.name})
+        assert code in (200, 202), body
         wait_for(lambda: (env.library / "calibd.sqlite").exists() and
                  any(r["done"] >= 2 for r in library_runs(env.library)), 60, "a few darks")
         assert env.api("POST", "/api/v1/cameras/sim/pause")[0] == 200
