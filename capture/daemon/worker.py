@@ -24,6 +24,7 @@ from typing import Any, Protocol
 
 from capture.config import Config
 from capture.errors import CoolingTimeout, InputError, LibraryError, RunPaused
+from capture.library.index import IndexDamaged
 from capture.library.store import index_damaged
 from capture.runner import prepare, run_prepared
 from capture.sequencer.sequencer import SequencerOptions
@@ -331,7 +332,7 @@ class CameraWorker:
                           "finished_utc": host.clock.now().isoformat()}
         except LibraryError as err:
             keep = True
-            if index_damaged(err):
+            if isinstance(err, IndexDamaged) or index_damaged(err):
                 self._fault(request, err)
             else:
                 self._failed(request, err)
