@@ -30,6 +30,7 @@ from capture.daemon.scheduling import make_scheduler, set_fire_target, sync_jobs
 from capture.daemon.worker import CameraWorker, RunRequest, describe_error
 from capture.devices import make_clock, make_safety, site_of
 from capture.errors import ConfigError, DaemonError, LibraryError, PlanError, Problem
+from capture.library.atomic import TEMP_SUFFIX, remove_leftovers, write_text
 from capture.library.daemon_state import ActiveRun, DaemonState
 from capture.library.index import Index
 from capture.library.status import status_data
@@ -212,7 +213,8 @@ class Daemon:
                 index.close()
             library.update(frames=data["frames"], bytes=data["bytes"], runs=[
                 {k: r[k] for k in ("id", "plan", "camera", "state", "planned", "done",
-                                   "complete_cells")} | {"cells": len(r["cells"])}
+                                   "complete_cells", "masters_missing")}
+                | {"cells": len(r["cells"])}
                 for r in data["runs"][-20:]])
         except LibraryError as err:
             library["error"] = str(err)
@@ -433,7 +435,12 @@ class Daemon:
             raise DaemonError(f"the API cannot listen on {api_cfg.host}:{api_cfg.port}: "
                               f"{err}") from err
         port = self.api.port
-        (config.daemon.state_dir / "api.port").write_text(f"{port}\n", encoding="utf-8")
+        state_dir = config.daemon.state_dir
+        remove_leftovers(state_dir.glob(f".*{TEMP_SUFFIX}"))  # of a daemon killed mid-write
+        try:
+            write_text(state_dir / "api.port", f"{port}\n")
+        except OSError as err:
+            raise DaemonError(f"cannot write {state_dir / 'api.port'}: {err.strerror}") from err
         log.info("API on http://%s:%d%s", api_cfg.host, port,
                  "" if token else " (no token: status only, commands refused)")
 
