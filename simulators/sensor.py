@@ -17,12 +17,17 @@ quantisation to the native bit depth, and clipping at the ADC's full scale.
 Binning averages ``b x b`` pixels (as ZWO's software binning does). Fixed maps are drawn from the
 profile's seed, so the same sensor has the same hot pixels in every process; per-frame noise comes
 from the camera's own seeded generator, so a given sequence of calls yields identical frames.
+
+Memory is bounded for large sensors: frames are made in row bands straight into the uint16 image,
+the amp glow is kept as its two 1-D factors, the dark and response maps are made on first use
+(float16 above ``_LARGE_PIXELS``), and per-frame noise is cut from a bank of a few million deviates.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -30,10 +35,17 @@ import numpy.typing as npt
 from simulators.profiles import SensorProfile
 
 F32 = npt.NDArray[np.float32]
-# Above this many pixels, per-frame Gaussian noise is cut from a pre-drawn bank at a random offset
-# (drawing 26 M normals costs ~0.4 s; slicing costs nothing).
-_BANK_ABOVE_PIXELS = 4_000_000
-_BANK_MARGIN = 1 << 20
+Map = npt.NDArray[Any]  # float32, or float16 for large sensors
+U16 = npt.NDArray[np.uint16]
+# Frames above this many pixels are made in row bands of about ``_BAND_PIXELS`` with Gaussian noise
+# cut from a pre-drawn bank of ``_BANK_NORMALS`` deviates at a random offset per band (drawing 26 M
+# normals costs ~0.4 s; slicing costs nothing), and sensors above it keep their fixed maps in
+# float16 (relative precision 5e-4, far below PRNU and the dark spread). Smaller frames are made in
+# one piece from fresh deviates and float32 maps.
+_LARGE_PIXELS = 4_000_000
+_BAND_PIXELS = 1 << 20
+_BANK_NORMALS = 4 << 20
+_SKIP_CHUNK = 1 << 22  # deviates drawn at a time when stepping over a map's draws
 
 
 @dataclass(frozen=True)
@@ -49,12 +61,20 @@ class Illumination:
 
 @dataclass
 class _Maps:
-    """Fixed maps at one binning."""
+    """Fixed maps at one binning; ``dark`` and ``qe`` are made on first use."""
 
-    dark: F32  # mean 1 shape of the dark current, hot pixels included
-    qe: F32  # relative response, PRNU / dead / cold included
-    glow: F32  # amp glow shape, 1 at the edge
+    shape: tuple[int, int]
     column: F32  # per-column offset in ADU16 (one row, broadcast)
+    glow: F32 | None  # amp glow shape, 1 at the edge; None at binning 1 (outer product of factors)
+    dark: Map | None = None  # mean 1 shape of the dark current, hot pixels included
+    qe: Map | None = None  # relative response, PRNU / dead / cold included
+
+
+@dataclass(frozen=True)
+class _Hit:
+    row: int
+    col: int
+    electrons: np.float32
 
 
 class SensorModel:
@@ -81,6 +101,14 @@ class SensorModel:
         self.dead_index = np.sort(chosen[n_hot : n_hot + n_dead])
         self.cold_index = np.sort(chosen[n_hot + n_dead :])
         self._truth_seed = int(truth.integers(0, 2**31))
+        self._map_dtype = np.float16 if npix > _LARGE_PIXELS else np.float32
+        h, w = profile.height, profile.width
+        x = np.arange(w, dtype=np.float32)
+        y = np.arange(h, dtype=np.float32)
+        gx = np.exp(-(w - 1 - x) / np.float32(max(profile.glow_length_frac * w, 1.0)))
+        gy = 1.0 + 0.5 * np.exp(-(((y - 0.5 * h) / np.float32(0.3 * h)) ** 2))
+        self._glow_x = gx.astype(np.float32)
+        self._glow_y = gy.astype(np.float32)
 
     # ----- conversions -------------------------------------------------------------------------
     @property
@@ -112,13 +140,16 @@ class SensorModel:
     def dark_rate_map(self, temperature_c: float, binning: int = 1) -> F32:
         """Expected dark signal rate per (binned, averaged) pixel in e-/s, glow included."""
         m = self._binned(binning)
-        rate = m.dark * np.float32(self.dark_scale(temperature_c))
-        rate += m.glow * np.float32(self.profile.glow_e_per_s)
+        rate = np.multiply(self._dark(binning), np.float32(self.dark_scale(temperature_c)),
+                           dtype=np.float32)
+        glow = np.empty(m.shape, dtype=np.float32)
+        self._glow_rows(m, 0, m.shape[0], glow)
+        rate += glow * np.float32(self.profile.glow_e_per_s)
         return rate
 
     def response_map(self, binning: int = 1) -> F32:
         """Relative light response per (binned) pixel (1 = nominal; 0 = dead)."""
-        return self._binned(binning).qe.copy()
+        return self._qe(binning).astype(np.float32)
 
     def hot_pixels_rc(self) -> npt.NDArray[np.int64]:
         """Unbinned (row, column) of every injected hot pixel, shape (n, 2)."""
@@ -138,66 +169,95 @@ class SensorModel:
         binning: int = 1,
         readout_mode: str = "normal",
         light: Illumination | None = None,
-    ) -> npt.NDArray[np.uint16]:
-        """One image as the camera delivers it: uint16, [row, column], top-down."""
+    ) -> U16:
+        """One image as the camera delivers it: uint16, [row, column], top-down.
+
+        Made in row bands (one band for frames up to ``_LARGE_PIXELS``): besides the image, a
+        large frame needs two float32 bands and the noise bank.
+        """
         p = self.profile
         m = self._binned(binning)
-        shape = m.dark.shape
+        h, w = m.shape
         t = max(exposure_s, 0.0)
         k = 1.0 / self.e_per_adu16(gain)  # ADU16 per electron
         nb = float(binning * binning)
-
-        buf = np.multiply(m.dark, np.float32(t * self.dark_scale(temperature_c)))
-        tmp = np.multiply(m.glow, np.float32(t * p.glow_e_per_s))
-        buf += tmp
-        if light is not None and light.flux_e_per_s > 0:
-            np.multiply(m.qe, np.float32(t * light.flux_e_per_s), out=tmp)
-            if light.pattern is not None:
-                tmp *= self._binned_pattern(light.pattern, binning)
-            buf += tmp
-        self._cosmic_rays(buf, t, binning)
-        # Shot noise (Gaussian approximation of Poisson) in electrons, then the well clips:
-        # a full pixel has no shot noise left, only read noise.
-        np.maximum(buf, np.float32(0.0), out=buf)
-        np.multiply(buf, np.float32(1.0 / nb), out=tmp)
-        np.sqrt(tmp, out=tmp)
-        tmp *= self._normals(shape)
-        buf += tmp
-        np.minimum(buf, np.float32(p.full_well_e), out=buf)
-        rn_adu = self.read_noise_e(gain, readout_mode) * k / binning
-        buf *= np.float32(k)
-        np.multiply(self._normals(shape), np.float32(rn_adu), out=tmp)
-        buf += tmp
-        buf += m.column + np.float32(self.pedestal_adu16(offset))
+        lit = light is not None and light.flux_e_per_s > 0
+        dark = self._dark(binning)
+        qe = self._qe(binning) if lit else None
+        pattern = None
+        if light is not None and lit and light.pattern is not None:
+            pattern = self._binned_pattern(light.pattern, binning)
+        hits = self._cosmic_rays((h, w), t, binning)
+        dark_k = np.float32(t * self.dark_scale(temperature_c))
+        glow_k = np.float32(t * p.glow_e_per_s)
+        light_k = np.float32(t * light.flux_e_per_s) if light is not None and lit else None
+        rn_adu = np.float32(self.read_noise_e(gain, readout_mode) * k / binning)
+        bias_row = m.column + np.float32(self.pedestal_adu16(offset))
         step = self.adu_step
-        if step > 1:
-            buf *= np.float32(1.0 / step)
-        np.rint(buf, out=buf)
-        np.clip(buf, 0, (1 << p.bit_depth) - 1, out=buf)
-        out = buf.astype(np.uint16)
-        if step > 1:
-            out *= np.uint16(step)
+        top = (1 << p.bit_depth) - 1
+        rows = h if h * w <= _LARGE_PIXELS else max(1, _BAND_PIXELS // w)
+        out = np.empty((h, w), dtype=np.uint16)
+        buf = np.empty((rows, w), dtype=np.float32)
+        tmp = np.empty((rows, w), dtype=np.float32)
+        for r0 in range(0, h, rows):
+            r1 = min(h, r0 + rows)
+            b, s = buf[: r1 - r0], tmp[: r1 - r0]
+            _scaled(dark[r0:r1], dark_k, b)
+            self._glow_rows(m, r0, r1, s)
+            s *= glow_k
+            b += s
+            if qe is not None and light_k is not None:
+                _scaled(qe[r0:r1], light_k, s)
+                if pattern is not None:
+                    s *= pattern[r0:r1]
+                b += s
+            for hit in hits:
+                if r0 <= hit.row < r1:
+                    b[hit.row - r0, hit.col] += hit.electrons
+            # Shot noise (Gaussian approximation of Poisson) in electrons, then the well clips:
+            # a full pixel has no shot noise left, only read noise.
+            np.maximum(b, np.float32(0.0), out=b)
+            np.multiply(b, np.float32(1.0 / nb), out=s)
+            np.sqrt(s, out=s)
+            s *= self._normals(b.shape, h * w)
+            b += s
+            np.minimum(b, np.float32(p.full_well_e), out=b)
+            b *= np.float32(k)
+            np.multiply(self._normals(b.shape, h * w), rn_adu, out=s)
+            b += s
+            b += bias_row
+            if step > 1:
+                b *= np.float32(1.0 / step)
+            np.rint(b, out=b)
+            np.clip(b, 0, top, out=b)
+            band = out[r0:r1]
+            band[...] = b
+            if step > 1:
+                band *= np.uint16(step)
         return out
 
     # ----- internals -------------------------------------------------------------------------
-    def _normals(self, shape: tuple[int, ...]) -> F32:
-        """Standard normal deviates, fresh per call (large frames: a window of a pre-drawn bank
-        at a random offset)."""
-        n = int(np.prod(shape))
-        if n <= _BANK_ABOVE_PIXELS:
+    def _normals(self, shape: tuple[int, int], frame_pixels: int) -> F32:
+        """Standard normal deviates for one band, fresh per call (frames above
+        ``_LARGE_PIXELS``: a window of a pre-drawn bank at a random offset)."""
+        if frame_pixels <= _LARGE_PIXELS:
             return self._rng.standard_normal(size=shape, dtype=np.float32)
-        if self._bank is None or self._bank.size < n + _BANK_MARGIN:
-            self._bank = self._rng.standard_normal(n + _BANK_MARGIN, dtype=np.float32)
+        n = shape[0] * shape[1]
+        if self._bank is None or self._bank.size < 2 * n:
+            self._bank = self._rng.standard_normal(max(_BANK_NORMALS, 2 * n), dtype=np.float32)
         start = int(self._rng.integers(0, self._bank.size - n))
         return self._bank[start : start + n].reshape(shape)
 
-    def _cosmic_rays(self, buf: F32, exposure_s: float, binning: int) -> None:
+    def _cosmic_rays(self, shape: tuple[int, int], exposure_s: float, binning: int) -> list[_Hit]:
+        """The cosmic-ray hits of one exposure, in electrons per (binned) pixel, in the order
+        they add up."""
         p = self.profile
         expected = p.cosmic_rate_per_cm2_min * p.area_cm2 * exposure_s / 60.0
         if expected <= 0:
-            return
+            return []
         hits = int(self._rng.poisson(expected))
-        h, w = buf.shape
+        h, w = shape
+        found: list[_Hit] = []
         for _ in range(hits):
             r, c = int(self._rng.integers(0, h)), int(self._rng.integers(0, w))
             energy = float(self._rng.lognormal(math.log(3000.0), 0.8)) / (binning * binning)
@@ -206,50 +266,94 @@ class SensorModel:
             for i in range(length):
                 rr, cc = r + i * dr, c + i * dc
                 if rr < h and cc < w:
-                    buf[rr, cc] += np.float32(energy / length)
+                    found.append(_Hit(rr, cc, np.float32(energy / length)))
+        return found
 
-    def _base(self) -> _Maps:
+    def _truth_maps(self, *, keep_dark: bool, keep_qe: bool) -> tuple[Map | None, Map | None,
+                                                                         F32]:
+        """Draw the fixed maps from the truth seed, in rows: (dark, qe, column), each map only
+        if asked for (its draws are still made, so every map always gets the same values)."""
         p = self.profile
-        rng = np.random.default_rng(self._truth_seed)
         h, w = p.height, p.width
+        rng = np.random.default_rng(self._truth_seed)
+        rows = max(1, _SKIP_CHUNK // w)
         sigma = p.dark_spread
-        dark = rng.standard_normal((h, w), dtype=np.float32)
-        dark *= np.float32(sigma)
-        dark += np.float32(-0.5 * sigma * sigma)
-        np.exp(dark, out=dark)
-        flat_dark = dark.reshape(-1)
-        flat_dark[self.hot_index] = self.hot_multiplier
-        qe = rng.standard_normal((h, w), dtype=np.float32)
-        qe *= np.float32(p.prnu)
-        qe += np.float32(1.0)
-        flat_qe = qe.reshape(-1)
-        flat_qe[self.dead_index] = 0.0
-        flat_qe[self.cold_index] = rng.uniform(0.3, 0.7, size=self.cold_index.size)
-        x = np.arange(w, dtype=np.float32)
-        y = np.arange(h, dtype=np.float32)
-        gx = np.exp(-(w - 1 - x) / np.float32(max(p.glow_length_frac * w, 1.0)))
-        gy = 1.0 + 0.5 * np.exp(-(((y - 0.5 * h) / np.float32(0.3 * h)) ** 2))
-        glow = np.multiply.outer(gy.astype(np.float32), gx.astype(np.float32))
+        dark: Map | None = np.empty((h, w), dtype=self._map_dtype) if keep_dark else None
+        qe: Map | None = np.empty((h, w), dtype=self._map_dtype) if keep_qe else None
+        for r0 in range(0, h, rows):
+            band = rng.standard_normal((min(h, r0 + rows) - r0, w), dtype=np.float32)
+            if dark is not None:
+                band *= np.float32(sigma)
+                band += np.float32(-0.5 * sigma * sigma)
+                np.exp(band, out=band)
+                dark[r0 : r0 + band.shape[0]] = band
+        if dark is not None:
+            dark.reshape(-1)[self.hot_index] = self.hot_multiplier
+        for r0 in range(0, h, rows):
+            band = rng.standard_normal((min(h, r0 + rows) - r0, w), dtype=np.float32)
+            if qe is not None:
+                band *= np.float32(p.prnu)
+                band += np.float32(1.0)
+                qe[r0 : r0 + band.shape[0]] = band
+        cold = rng.uniform(0.3, 0.7, size=self.cold_index.size)
+        if qe is not None:
+            flat_qe = qe.reshape(-1)
+            flat_qe[self.dead_index] = 0.0
+            flat_qe[self.cold_index] = cold
         column = (rng.standard_normal(w) * p.column_sigma_adu).astype(np.float32)
-        return _Maps(dark=dark, qe=qe, glow=glow, column=column)
+        return dark, qe, column
 
     def _binned(self, binning: int) -> _Maps:
+        """The maps at ``binning`` (column and glow; dark and qe come from :meth:`_dark` and
+        :meth:`_qe`). Raises ValueError for a binning the profile does not offer."""
         if binning in self._maps:
             return self._maps[binning]
         if binning not in self.profile.binnings:
             raise ValueError(f"binning {binning} not offered by {self.profile.model}")
-        base = self._maps.get(1) or self._base()
-        self._maps[1] = base
+        base = self._maps.get(1)
+        if base is None:
+            dark, _, column = self._truth_maps(keep_dark=True, keep_qe=False)
+            base = _Maps(shape=(self.profile.height, self.profile.width), column=column,
+                         glow=None, dark=dark)
+            self._maps[1] = base
         if binning == 1:
             return base
-        maps = _Maps(
-            dark=_block_mean(base.dark, binning),
-            qe=_block_mean(base.qe, binning),
-            glow=_block_mean(base.glow, binning),
-            column=_bin_columns(base.column, binning),
-        )
+        h, w = base.shape[0] // binning, base.shape[1] // binning
+        glow = np.empty((h, w), dtype=np.float32)
+        rows = max(1, _BAND_PIXELS // base.shape[1])  # binned rows per band
+        full = np.empty((rows * binning, base.shape[1]), dtype=np.float32)
+        for r0 in range(0, h, rows):
+            r1 = min(h, r0 + rows)
+            part = full[: (r1 - r0) * binning]
+            self._glow_rows(base, r0 * binning, r1 * binning, part)
+            glow[r0:r1] = _block_mean(part, binning)
+        maps = _Maps(shape=(h, w), column=_bin_columns(base.column, binning), glow=glow)
         self._maps[binning] = maps
         return maps
+
+    def _dark(self, binning: int) -> Map:
+        m = self._binned(binning)
+        if m.dark is None:
+            base = self._dark(1)
+            m.dark = _block_mean(base, binning).astype(self._map_dtype)
+        return m.dark
+
+    def _qe(self, binning: int) -> Map:
+        m = self._binned(binning)
+        if m.qe is None:
+            if binning == 1:
+                _, m.qe, _ = self._truth_maps(keep_dark=False, keep_qe=True)
+            else:
+                m.qe = _block_mean(self._qe(1), binning).astype(self._map_dtype)
+        assert m.qe is not None
+        return m.qe
+
+    def _glow_rows(self, m: _Maps, r0: int, r1: int, out: F32) -> None:
+        """Amp glow shape of rows ``r0:r1`` of maps ``m`` into ``out``."""
+        if m.glow is not None:
+            out[...] = m.glow[r0:r1]
+        else:
+            np.multiply.outer(self._glow_y[r0:r1], self._glow_x, out=out)
 
     def _binned_pattern(self, pattern: F32, binning: int) -> F32:
         key = (id(pattern), binning)
@@ -262,7 +366,21 @@ class SensorModel:
         return cached
 
 
-def _block_mean(a: F32, b: int) -> F32:
+def _scaled(a: Map, k: np.float32, out: F32) -> None:
+    """``out = a * k`` in float32. A float16 ``a`` (non-negative, finite: the fixed maps) is
+    widened exactly by moving its bits (numpy's own float16 cast is ~15x slower): the half's
+    exponent and mantissa shifted into a float32 make ``a * 2**-112``, subnormals included."""
+    if a.dtype == np.float16:
+        bits = out.view(np.uint32)
+        np.copyto(bits, a.view(np.uint16))
+        bits <<= np.uint32(13)
+        out *= np.float32(2.0**112)
+        out *= k
+    else:
+        np.multiply(a, k, out=out)
+
+
+def _block_mean(a: Map, b: int) -> F32:
     """Mean over b x b blocks (rows/columns beyond a multiple of b are dropped)."""
     h, w = a.shape[0] // b, a.shape[1] // b
     view = a[: h * b, : w * b].reshape(h, b, w, b)
