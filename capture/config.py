@@ -180,6 +180,7 @@ class LibraryConfig(_Strict):
     fsync: StrictBool = True  # fsync every file and its folder before counting it
     min_free_mb: float = Field(512.0, ge=0)  # stop cleanly before the disk is this full
     write_queue: int = Field(3, ge=1, le=64)  # frames waiting for the writer (memory bound)
+    write_queue_mb: float = Field(64.0, ge=1, le=65536)  # ... and their bytes (one always fits)
 
 
 class RejectionConfig(_Strict):

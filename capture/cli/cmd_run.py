@@ -45,7 +45,8 @@ def run_plan(args: argparse.Namespace) -> int:
         root_logger.handlers[:] = [progress.log_handler(h) for h in handlers]
     lib = config.library
     options = SequencerOptions(stop_policy="finish" if args.finish_exposure else "abort",
-                               write_queue=lib.write_queue, fsync=lib.fsync,
+                               write_queue=lib.write_queue, write_queue_mb=lib.write_queue_mb,
+                               fsync=lib.fsync,
                                min_free_mb=lib.min_free_mb)
     try:
         outcome = run_prepared(prepared, root, new=args.new, stop=stop, reporter=progress,

@@ -300,7 +300,8 @@ class CameraWorker:
         config, located = host.config_snapshot()
         lib = config.library
         options = SequencerOptions(stop_policy=config.daemon.stop_policy,
-                                   write_queue=lib.write_queue, fsync=lib.fsync,
+                                   write_queue=lib.write_queue, write_queue_mb=lib.write_queue_mb,
+                                   fsync=lib.fsync,
                                    min_free_mb=lib.min_free_mb)
         log.info("%s: running %s (%s)", self.name, request.plan, request.source)
         keep = False

@@ -2,14 +2,15 @@
 
 The sequencer hands each accepted frame to :meth:`FrameWriter.submit`; one writer thread writes it
 atomically (:func:`capture.library.fitsio.write_atomic`) and only then adds it to the index, so a
-frame is counted exactly when its complete file exists. The queue is bounded (memory stays flat
-when the disk is slower than the camera: ``submit`` blocks). The first write error stops the
-writer; the next ``submit`` or ``flush`` raises it as :class:`LibraryError`.
+frame is counted exactly when its complete file exists. The frames handed over and not yet
+written are bounded in number and in bytes (memory stays flat when the disk is slower than the
+camera: ``submit`` blocks), and one frame is always accepted when none is pending, so large frames
+still overlap the next exposure. The first write error stops the writer; the next ``submit`` or
+``flush`` raises it as :class:`LibraryError`.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import queue
 import threading
@@ -45,40 +46,46 @@ class FrameWriter:
         index: Index,
         *,
         queue_size: int = 3,
+        max_bytes: int = 64 * 2**20,
         fsync: bool = True,
         on_written: Callable[[WriteJob], None] | None = None,
     ) -> None:
         self._index = index
         self._fsync = fsync
         self._on_written = on_written
-        self._queue: queue.Queue[WriteJob | None] = queue.Queue(maxsize=queue_size)
+        self._queue: queue.Queue[WriteJob | None] = queue.Queue()  # bounded by submit
+        self._max_jobs = max(1, queue_size)
+        self._max_bytes = max_bytes
         self._error: BaseException | None = None
         self._pending = 0
+        self._pending_bytes = 0
         self._cond = threading.Condition()
         self._thread = threading.Thread(target=self._loop, name="calibd-writer", daemon=True)
         self._thread.start()
         self.busy_s = 0.0  # real seconds spent writing, for benchmarks
 
     def submit(self, job: WriteJob, *, timeout_s: float = 600.0) -> None:
-        """Queue a frame. Blocks while the queue is full (at most ``timeout_s`` real seconds).
+        """Queue a frame. Blocks while ``queue_size`` frames or ``max_bytes`` of image data are
+        pending (at most ``timeout_s`` real seconds); a frame is always accepted when none is.
 
         Raises LibraryError if an earlier write failed or the writer is stuck.
         """
         self._raise_if_failed()
-        with self._cond:
-            self._pending += 1
+        size = int(job.data.nbytes)
         deadline = time.monotonic() + timeout_s
-        while True:
-            try:
-                self._queue.put(job, timeout=0.5)
-                return
-            except queue.Full:
-                self._raise_if_failed()
-                if time.monotonic() > deadline:
-                    with self._cond:
-                        self._pending -= 1
-                    raise LibraryError(
-                        f"the writer made no progress for {timeout_s:.0f} s") from None
+        with self._cond:
+            while self._pending > 0 and (self._pending >= self._max_jobs
+                                         or self._pending_bytes + size > self._max_bytes):
+                if self._error is not None:
+                    break
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise LibraryError(f"the writer made no progress for {timeout_s:.0f} s")
+                self._cond.wait(min(left, 0.5))
+            self._raise_if_failed()
+            self._pending += 1
+            self._pending_bytes += size
+        self._queue.put(job)
 
     def flush(self, timeout_s: float = 600.0) -> None:
         """Block until every submitted frame is written (or the writer failed). Raises
@@ -97,8 +104,7 @@ class FrameWriter:
         try:
             self.flush(timeout_s)
         finally:
-            with contextlib.suppress(queue.Full):
-                self._queue.put(None, timeout=1.0)
+            self._queue.put(None)
             self._thread.join(timeout=5.0)
 
     @property
@@ -143,6 +149,9 @@ class FrameWriter:
                     log.error("writing %s failed: %s", job.path.name, err)
                     self._error = err
                 self.busy_s += time.perf_counter() - t0
+            nbytes = int(job.data.nbytes)
+            del job  # the image may be freed before the next one is accepted
             with self._cond:
                 self._pending -= 1
+                self._pending_bytes -= nbytes
                 self._cond.notify_all()

@@ -51,7 +51,8 @@ class SequencerOptions:
     reconnect_timeout_s: float = 900.0  # clock seconds a camera may stay away before pausing
     stop_policy: Literal["abort", "finish"] = "abort"  # on stop: abort the exposure or finish it
     warm_up_on_stop: bool = False
-    write_queue: int = 3
+    write_queue: int = 3  # frames handed to the writer and not yet written, at most
+    write_queue_mb: float = 64.0  # ... and their image bytes (one frame is always accepted)
     fsync: bool = True
     min_free_mb: float = 512.0
 
@@ -142,6 +143,7 @@ class Sequencer:
         index = self.library.index
         run_id = self.run_handle.run_id
         writer = FrameWriter(index, queue_size=self.options.write_queue,
+                             max_bytes=int(self.options.write_queue_mb * 2**20),
                              fsync=self.options.fsync, on_written=self._on_written)
         self._writer = writer
         try:
