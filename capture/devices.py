@@ -6,7 +6,7 @@ receives the validated configuration as plain keyword arguments."""
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
@@ -45,9 +45,11 @@ class Setup:
     wheel: FilterWheel | None
     panel: FlatPanel | None
     site: Site | None
+    _disconnected: bool = field(default=False, init=False, repr=False)
 
     def connect(self) -> None:
         """Connect every device. Raises DeviceUnavailable."""
+        self._disconnected = False
         self.camera.connect()
         if self.wheel is not None:
             self.wheel.connect()
@@ -55,6 +57,10 @@ class Setup:
             self.panel.connect()
 
     def disconnect(self) -> None:
+        """Disconnect every device (again: nothing happens)."""
+        if self._disconnected:
+            return
+        self._disconnected = True
         for dev in (self.panel, self.wheel, self.camera):
             if dev is not None:
                 dev.disconnect()

@@ -172,6 +172,9 @@ def run_prepared(
             watcher.set()
         message = result.summary
         if auto is not None:
+            # Capture is over: the camera (and a simulator's frame buffers) can go before the
+            # last masters are built.
+            prepared.setup.disconnect()
             try:
                 built = auto.finish()  # failures were logged as they happened
                 message += f"; masters: {built.summary()}"

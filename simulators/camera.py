@@ -119,6 +119,7 @@ class SimulatedCamera:
 
     def disconnect(self) -> None:
         self._connected = False
+        self.sensor.release()  # like a camera switched off: its frame buffers go
 
     def configure(self, settings: CaptureSettings) -> CaptureSettings:
         self._require()

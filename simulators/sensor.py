@@ -236,6 +236,13 @@ class SensorModel:
                 band *= np.uint16(step)
         return out
 
+    def release(self) -> None:
+        """Drop the fixed maps and the noise bank (hundreds of MB for a large sensor); they are
+        made again on the next frame, the maps with the same values."""
+        self._maps.clear()
+        self._patterns.clear()
+        self._bank = None
+
     # ----- internals -------------------------------------------------------------------------
     def _normals(self, shape: tuple[int, int], frame_pixels: int) -> F32:
         """Standard normal deviates for one band, fresh per call (frames above
