@@ -54,7 +54,7 @@ class FrameWriter:
         self._fsync = fsync
         self._on_written = on_written
         self._queue: queue.Queue[WriteJob | None] = queue.Queue()  # bounded by submit
-        self._max_jobs = max(1, queue_size)
+        self._max_jobs = max(1, queue_size) + 1  # waiting, plus the one being written
         self._max_bytes = max_bytes
         self._error: BaseException | None = None
         self._pending = 0
@@ -65,8 +65,9 @@ class FrameWriter:
         self.busy_s = 0.0  # real seconds spent writing, for benchmarks
 
     def submit(self, job: WriteJob, *, timeout_s: float = 600.0) -> None:
-        """Queue a frame. Blocks while ``queue_size`` frames or ``max_bytes`` of image data are
-        pending (at most ``timeout_s`` real seconds); a frame is always accepted when none is.
+        """Queue a frame. Blocks while ``queue_size`` frames wait for the writer or ``max_bytes``
+        of image data are pending, the frame being written included (at most ``timeout_s`` real
+        seconds); a frame is always accepted when none is pending.
 
         Raises LibraryError if an earlier write failed or the writer is stuck.
         """

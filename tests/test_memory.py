@@ -1,0 +1,131 @@
+"""Memory stays bounded with large frames: the simulator's frame making, the FITS writer, the
+writer's queue, and ``calibd run`` as a whole (a real subprocess, peak RSS from ``os.wait4``)."""
+
+from __future__ import annotations
+
+import io
+import os
+import subprocess
+import sys
+import threading
+import time
+import tracemalloc
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from astropy.io import fits
+
+from capture.library.fitsio import write_image
+from capture.library.index import Index
+from capture.library.writer import FrameWriter, WriteJob
+from simulators.profiles import get_profile
+from simulators.sensor import SensorModel
+from tests.conftest import REPO, write_plan
+
+MB = 2**20
+
+
+def test_a_large_frame_is_made_in_bounded_memory_with_the_same_physics() -> None:
+    # 6 Mpx: above the size where frames are made in bands from float16 maps.
+    profile = get_profile("small").with_overrides(width=3000, height=2000)
+    sensor = SensorModel(profile, noise_seed=3)
+    npix = profile.width * profile.height
+    tracemalloc.start()
+    try:
+        bias = sensor.frame(exposure_s=profile.min_exposure_s, temperature_c=0, gain=100,
+                            offset=50)
+        bias2 = sensor.frame(exposure_s=profile.min_exposure_s, temperature_c=0, gain=100,
+                             offset=50)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    # Three uint16 frames (2 bytes/px each) and a float16 dark map (2 bytes/px), a 16 MB noise
+    # bank and two 4 MB bands; full-frame float32 maps and temporaries took over 25 bytes/px.
+    assert peak < 8 * npix + 40 * MB, f"peak {peak / MB:.0f} MB for {npix / 1e6:.0f} Mpx"
+    assert bias.dtype == np.uint16 and bias.shape == (profile.height, profile.width)
+    k = 1.0 / sensor.e_per_adu16(100)
+    assert np.median(bias) == pytest.approx(sensor.pedestal_adu16(50), abs=1.5 * sensor.adu_step)
+    noise = np.std(bias.astype(np.float64) - bias2) / np.sqrt(2)
+    assert noise == pytest.approx(sensor.read_noise_e(100) * k, rel=0.1)
+    dark = sensor.frame(exposure_s=600, temperature_c=10, gain=100, offset=50)
+    # Row by row (bands are made separately), the dark signal is the model's.
+    truth = np.median(sensor.dark_rate_map(10), axis=1) * 600 * k
+    level = np.median(dark.astype(np.float64) - bias, axis=1)
+    assert np.abs(level - truth).max() < 0.05 * truth.mean()
+
+
+@pytest.mark.parametrize("shape", [(41, 37), (700, 1313), (1, 1)])
+def test_frames_are_written_byte_for_byte_as_astropy_writes_them(shape: tuple[int, int]) -> None:
+    rng = np.random.default_rng(7)
+    data = rng.integers(0, 65536, size=shape, dtype=np.uint16)
+    data.flat[0], data.flat[-1] = 0, 65535
+    header = fits.Header([("IMAGETYP", "Bias Frame"), ("GAIN", 100)])
+    ours, theirs = io.BytesIO(), io.BytesIO()
+    write_image(ours, data, header)
+    fits.PrimaryHDU(data=data, header=header).writeto(theirs)
+    assert ours.getvalue() == theirs.getvalue()
+    with fits.open(io.BytesIO(ours.getvalue())) as hdul:
+        assert np.array_equal(hdul[0].data, data)
+
+
+def _job(root: Path, seq: int, data: np.ndarray) -> WriteJob:
+    return WriteJob(path=root / f"f{seq}.fits", data=data, header=fits.Header(),
+                    row={"run_id": 1, "cell_key": "c", "seq": seq})
+
+
+def test_the_writer_holds_frames_up_to_its_byte_bound_and_always_one(tmp_path: Path) -> None:
+    release = threading.Event()
+    written: list[int] = []
+
+    def slow_disk(job: WriteJob) -> None:  # runs in the writer thread: the frame stays pending
+        written.append(int(job.row["seq"]))
+        release.wait(10)
+
+    frame = np.zeros((512, 1024), dtype=np.uint16)  # 1 MB
+    with FrameWriter(Index(tmp_path), queue_size=8, max_bytes=int(1.5 * MB), fsync=False,
+                     on_written=slow_disk) as writer:
+        writer.submit(_job(tmp_path, 1, frame))  # accepted although the writer is idle
+        second = threading.Thread(target=writer.submit, args=(_job(tmp_path, 2, frame.copy()),))
+        second.start()
+        second.join(1.0)
+        assert second.is_alive(), "a second 1 MB frame was accepted beyond the 1.5 MB bound"
+        assert writer.pending == 1
+        release.set()
+        second.join(10)
+        assert not second.is_alive()
+    assert written == [1, 2]
+    assert sorted(p.name for p in tmp_path.glob("f*.fits")) == ["f1.fits", "f2.fits"]
+
+
+def test_calibd_run_on_a_large_sensor_stays_within_a_memory_ceiling(tmp_path: Path) -> None:
+    """Three 11.7 Mpx bias frames (23 MB each): peak RSS was ~450 MB, now ~180 MB."""
+    config = tmp_path / "calibd.yaml"
+    config.write_text(yaml.safe_dump({
+        "library": {"root": str(tmp_path / "lib"), "min_free_mb": 10},
+        "clock": {"kind": "simulated", "scale": 1000.0},
+        "cameras": {"sim": {"driver": "simulator", "profile": "asi294mm", "offset": 50}},
+        "masters": {"auto": False},
+    }), encoding="utf-8")
+    plan = write_plan(tmp_path / "bias.yaml", "defaults: {offset: 50}\n"
+                      "warmup: {enabled: false}\n"
+                      "cooling: {dwell_s: 0, tolerance_c: 0.5, ramp_c_per_min: 60}\n"
+                      "sets:\n  - {kind: bias, gains: [100], setpoints_c: [0], count: 3}\n")
+    proc = subprocess.Popen([sys.executable, "-m", "capture", "run", str(plan), "--config",
+                             str(config)], cwd=REPO, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 120
+    while True:
+        pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+        if pid == proc.pid:
+            break
+        if time.monotonic() > deadline:
+            proc.kill()
+            pytest.fail("calibd run did not finish in 120 s")
+        time.sleep(0.05)
+    output = proc.stdout.read().decode() if proc.stdout is not None else ""
+    assert os.waitstatus_to_exitcode(status) == 0, output
+    assert len(list((tmp_path / "lib").rglob("*.fits"))) == 3
+    peak_mb = usage.ru_maxrss / 1024
+    assert peak_mb < 280, f"calibd run peaked at {peak_mb:.0f} MB"
