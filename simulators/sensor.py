@@ -43,8 +43,8 @@ U16 = npt.NDArray[np.uint16]
 # float16 (relative precision 5e-4, far below PRNU and the dark spread). Smaller frames are made in
 # one piece from fresh deviates and float32 maps.
 _LARGE_PIXELS = 4_000_000
-_BAND_PIXELS = 1 << 20
-_BANK_NORMALS = 4 << 20
+_BAND_PIXELS = 1 << 19
+_BANK_NORMALS = 2 << 20
 _SKIP_CHUNK = 1 << 22  # deviates drawn at a time when stepping over a map's draws
 
 

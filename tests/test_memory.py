@@ -11,12 +11,14 @@ import threading
 import time
 import tracemalloc
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 import yaml
 from astropy.io import fits
 
+from capture.library import fitsio
 from capture.library.fitsio import write_image
 from capture.library.index import Index
 from capture.library.writer import FrameWriter, WriteJob
@@ -70,32 +72,38 @@ def test_frames_are_written_byte_for_byte_as_astropy_writes_them(shape: tuple[in
         assert np.array_equal(hdul[0].data, data)
 
 
-def _job(root: Path, seq: int, data: np.ndarray) -> WriteJob:
-    return WriteJob(path=root / f"f{seq}.fits", data=data, header=fits.Header(),
-                    row={"run_id": 1, "cell_key": "c", "seq": seq})
+def _job(root: Path, seq: int) -> WriteJob:
+    return WriteJob(path=root / f"f{seq}.fits", data=np.zeros((512, 1024), dtype=np.uint16),
+                    header=fits.Header(), row={"run_id": 1, "cell_key": "c", "seq": seq})
 
 
-def test_the_writer_holds_frames_up_to_its_byte_bound_and_always_one(tmp_path: Path) -> None:
-    release = threading.Event()
-    written: list[int] = []
+def test_the_writer_holds_images_up_to_its_byte_bound_but_not_during_fsync(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    gate = {"image": threading.Event(), "fsync": threading.Event()}
+    real_write, real_fsync = fitsio.write_image, os.fsync
 
-    def slow_disk(job: WriteJob) -> None:  # runs in the writer thread: the frame stays pending
-        written.append(int(job.row["seq"]))
-        release.wait(10)
+    def slow_image(*args: Any) -> None:  # a slow disk while the image goes into the file
+        gate["image"].wait(10)
+        real_write(*args)
 
-    frame = np.zeros((512, 1024), dtype=np.uint16)  # 1 MB
-    with FrameWriter(Index(tmp_path), queue_size=8, max_bytes=int(1.5 * MB), fsync=False,
-                     on_written=slow_disk) as writer:
-        writer.submit(_job(tmp_path, 1, frame))  # accepted although the writer is idle
-        second = threading.Thread(target=writer.submit, args=(_job(tmp_path, 2, frame.copy()),))
+    def slow_fsync(fd: int) -> None:  # ... and while it is flushed
+        gate["fsync"].wait(10)
+        real_fsync(fd)
+
+    monkeypatch.setattr(fitsio, "write_image", slow_image)
+    monkeypatch.setattr(os, "fsync", slow_fsync)
+    with FrameWriter(Index(tmp_path), queue_size=8, max_bytes=int(1.5 * MB),
+                     fsync=True) as writer:
+        writer.submit(_job(tmp_path, 1))  # 1 MB, accepted: no image is held
+        second = threading.Thread(target=writer.submit, args=(_job(tmp_path, 2),))
         second.start()
         second.join(1.0)
-        assert second.is_alive(), "a second 1 MB frame was accepted beyond the 1.5 MB bound"
-        assert writer.pending == 1
-        release.set()
-        second.join(10)
-        assert not second.is_alive()
-    assert written == [1, 2]
+        assert second.is_alive(), "a second 1 MB image was accepted beyond the 1.5 MB bound"
+        gate["image"].set()  # frame 1's image is in its file; its fsync still hangs
+        second.join(5)
+        assert not second.is_alive(), "an image being fsynced still held the writer's bound"
+        assert writer.pending == 2
+        gate["fsync"].set()
     assert sorted(p.name for p in tmp_path.glob("f*.fits")) == ["f1.fits", "f2.fits"]
 
 

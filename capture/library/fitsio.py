@@ -11,7 +11,7 @@ rebuilding the index.
 from __future__ import annotations
 
 import errno
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -130,13 +130,15 @@ def build_header(cards: Iterable[Card]) -> fits.Header:
     return header
 
 
-def write_atomic(path: Path, data: np.ndarray, header: fits.Header, *, fsync: bool = True) -> int:
+def write_atomic(path: Path, data: np.ndarray, header: fits.Header, *, fsync: bool = True,
+                 data_written: Callable[[], None] | None = None) -> int:
     """Write a FITS file so that ``path`` either does not exist or is complete, with its
     ``CHECKSUM``/``DATASUM`` filled in (:mod:`capture.library.checksum`).
 
-    Goes through the one atomic writer (:class:`capture.library.atomic.AtomicFile`). Returns the
-    file size in bytes. Blocks on disk I/O. Raises LibraryError on a full disk or an unwritable
-    folder (the temporary file is removed).
+    Goes through the one atomic writer (:class:`capture.library.atomic.AtomicFile`).
+    ``data_written`` is called once the image is in the file, before the checksum and the fsyncs
+    (the caller may drop the image then). Returns the file size in bytes. Blocks on disk I/O.
+    Raises LibraryError on a full disk or an unwritable folder (the temporary file is removed).
     """
     for key, value, comment in placeholder_cards():
         set_card(header, key, value, comment)
@@ -145,6 +147,9 @@ def write_atomic(path: Path, data: np.ndarray, header: fits.Header, *, fsync: bo
         with AtomicFile(path, fsync=fsync) as out:
             fh = out.file()
             write_image(fh, data, header)
+            del data  # this function's reference: the caller may free the image now
+            if data_written is not None:
+                data_written()
             fh.flush()
             assert out.fd is not None
             seal(out.fd)

@@ -2,15 +2,16 @@
 
 The sequencer hands each accepted frame to :meth:`FrameWriter.submit`; one writer thread writes it
 atomically (:func:`capture.library.fitsio.write_atomic`) and only then adds it to the index, so a
-frame is counted exactly when its complete file exists. The frames handed over and not yet
-written are bounded in number and in bytes (memory stays flat when the disk is slower than the
-camera: ``submit`` blocks), and one frame is always accepted when none is pending, so large frames
-still overlap the next exposure. The first write error stops the writer; the next ``submit`` or
-``flush`` raises it as :class:`LibraryError`.
+frame is counted exactly when its complete file exists. The frames handed over are bounded in
+number, and their images in bytes until each is in its file (memory stays flat when the disk is
+slower than the camera: ``submit`` blocks); one frame is always accepted when no image is held,
+so large frames still overlap the next exposure, and fsyncs do not hold images. The first write
+error stops the writer; the next ``submit`` or ``flush`` raises it as :class:`LibraryError`.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import queue
 import threading
@@ -20,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from astropy.io import fits
 
 from capture.errors import LibraryError
@@ -28,6 +30,7 @@ from capture.library.index import Index
 from drivers.contracts import ImageArray
 
 log = logging.getLogger(__name__)
+_NO_IMAGE: ImageArray = np.zeros((0, 0), dtype=np.uint16)  # a written job's image, dropped
 
 
 @dataclass
@@ -65,9 +68,10 @@ class FrameWriter:
         self.busy_s = 0.0  # real seconds spent writing, for benchmarks
 
     def submit(self, job: WriteJob, *, timeout_s: float = 600.0) -> None:
-        """Queue a frame. Blocks while ``queue_size`` frames wait for the writer or ``max_bytes``
-        of image data are pending, the frame being written included (at most ``timeout_s`` real
-        seconds); a frame is always accepted when none is pending.
+        """Queue a frame. Blocks while ``queue_size`` frames wait for the writer, or while
+        ``max_bytes`` of images are held (waiting, or being written until they are in their
+        file: the fsyncs do not hold them), at most ``timeout_s`` real seconds; a frame is
+        always accepted when no image is held.
 
         Raises LibraryError if an earlier write failed or the writer is stuck.
         """
@@ -75,8 +79,8 @@ class FrameWriter:
         size = int(job.data.nbytes)
         deadline = time.monotonic() + timeout_s
         with self._cond:
-            while self._pending > 0 and (self._pending >= self._max_jobs
-                                         or self._pending_bytes + size > self._max_bytes):
+            while self._pending >= self._max_jobs or (
+                    self._pending_bytes > 0 and self._pending_bytes + size > self._max_bytes):
                 if self._error is not None:
                     break
                 left = deadline - time.monotonic()
@@ -129,6 +133,16 @@ class FrameWriter:
                 raise self._error
             raise LibraryError(f"writing failed: {self._error}") from self._error
 
+    def _release(self, job: WriteJob) -> None:
+        """``job``'s image is in its file (or failed): drop it and let the next one in."""
+        if job.data is _NO_IMAGE:
+            return
+        nbytes = int(job.data.nbytes)
+        job.data = _NO_IMAGE
+        with self._cond:
+            self._pending_bytes -= nbytes
+            self._cond.notify_all()
+
     def _loop(self) -> None:
         while True:
             job = self._queue.get()
@@ -137,7 +151,8 @@ class FrameWriter:
             if self._error is None:
                 t0 = time.perf_counter()
                 try:
-                    write_atomic(job.path, job.data, job.header, fsync=self._fsync)
+                    write_atomic(job.path, job.data, job.header, fsync=self._fsync,
+                                 data_written=functools.partial(self._release, job))
                     st = job.path.stat()
                     row = dict(job.row)
                     row["path"] = job.path.relative_to(self._index.root).as_posix()
@@ -150,9 +165,7 @@ class FrameWriter:
                     log.error("writing %s failed: %s", job.path.name, err)
                     self._error = err
                 self.busy_s += time.perf_counter() - t0
-            nbytes = int(job.data.nbytes)
-            del job  # the image may be freed before the next one is accepted
+            self._release(job)
             with self._cond:
                 self._pending -= 1
-                self._pending_bytes -= nbytes
                 self._cond.notify_all()
