@@ -16,6 +16,7 @@ from typing import ClassVar
 
 from capture import __version__
 from capture.errors import CoolingTimeout, DaemonError, InputError, LibraryError, RunPaused
+from capture.memory import fix_mmap_threshold
 from drivers.errors import DeviceError
 
 EXIT_OK = 0
@@ -90,6 +91,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     setup_logging(args.verbose, args.quiet)
+    fix_mmap_threshold()  # freed frames and bands go back to the system (capture.memory)
     handler: Handler = args.handler
     try:
         return handler(args)
