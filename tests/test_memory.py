@@ -24,7 +24,7 @@ from capture.library.index import Index
 from capture.library.writer import FrameWriter, WriteJob
 from simulators.profiles import get_profile
 from simulators.sensor import SensorModel
-from tests.conftest import REPO, write_plan
+from tests.support import REPO, write_plan
 
 MB = 2**20
 
