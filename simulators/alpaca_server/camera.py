@@ -36,23 +36,16 @@ MAX_ADU = 65535  # frames are delivered scaled to 16 bits whatever the native bi
 
 
 class CameraDevice(AlpacaDevice):
-    """One simulated camera as an Alpaca Camera."""
+    """One simulated camera as an Alpaca Camera.
+
+    Not implemented (NotImplemented, 0x400): BayerOffsetX/Y (monochrome sensor), FastReadout
+    (CanFastReadout is False), Gains/Offsets (gain and offset are values in Min..Max),
+    IsPulseGuiding/PulseGuide (CanPulseGuide is False), SubExposureDuration.
+    """
 
     device_type = "camera"
     type_name = "Camera"
     interface_version = 4
-    not_implemented = frozenset(
-        {
-            "bayeroffsetx",  # monochrome sensor
-            "bayeroffsety",
-            "fastreadout",  # CanFastReadout is False
-            "gains",  # gain is a value in GainMin..GainMax
-            "offsets",
-            "ispulseguiding",  # CanPulseGuide is False
-            "pulseguide",
-            "subexposureduration",
-        }
-    )
 
     def __init__(
         self,

@@ -1,18 +1,18 @@
-"""What every Alpaca device of this server shares: routing a member call to a handler, the common
-members (Connected, Connect/Disconnect/Connecting, DeviceState, Name, ..., Action), connection
-checks and the translation of simulator errors.
+"""What every Alpaca device of this server shares: running a member call, the common members
+(Connected, Connect/Disconnect/Connecting, DeviceState, Name, ..., Action), connection checks and
+the translation of simulator errors.
 
 A device subclass implements member ``m`` for GET as ``get_m(params)`` and for PUT as
-``put_m(params)`` (``m`` is the lower-case URL name); members it knows but does not implement are
-listed in ``not_implemented`` and answer NotImplemented (0x400). Handlers never block for long:
-slow device work (exposures, wheel and cover moves, panel warm-up) runs in background threads, as
-on real Alpaca devices, and clients poll.
+``put_m(params)`` (``m`` is the lower-case URL name). Which members exist, which HTTP methods they
+take and their parameters is declared once in :mod:`.members`, and requests are validated there
+before they reach a device; a declared member without a handler answers NotImplemented (0x400).
+Handlers never block for long: slow device work (exposures, wheel and cover moves, panel warm-up)
+runs in background threads, as on real Alpaca devices, and clients poll.
 """
 
 from __future__ import annotations
 
 import logging
-import re
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -24,9 +24,9 @@ import numpy.typing as npt
 
 from drivers.clock import Clock
 from drivers.errors import DeviceError
+from simulators.alpaca_server.members import MEMBERS
 from simulators.alpaca_server.protocol import (
     AlpacaError,
-    BadRequest,
     ErrorCode,
     Params,
     alpaca_error_from,
@@ -36,7 +36,6 @@ from simulators.alpaca_server.protocol import (
 
 log = logging.getLogger(__name__)
 
-_MEMBER = re.compile(r"[a-z][a-z0-9]*")
 #: Members that work without a connection (ASCOM Platform 7 clarification).
 _NO_CONNECTION_NEEDED = frozenset(
     {
@@ -52,7 +51,6 @@ _NO_CONNECTION_NEEDED = frozenset(
         "supportedactions",
     }
 )
-_COMMON_NOT_IMPLEMENTED = frozenset({"commandblind", "commandbool", "commandstring"})
 
 DRIVER_INFO = "calibd Alpaca server for simulated devices (simulators.alpaca_server)"
 
@@ -82,7 +80,20 @@ class AlpacaDevice:
     device_type: ClassVar[str] = ""  # URL name, lower case: "camera"
     type_name: ClassVar[str] = ""  # management API name: "Camera"
     interface_version: ClassVar[int] = 1
-    not_implemented: ClassVar[frozenset[str]] = frozenset()
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """A handler for a member or method that :mod:`.members` does not declare would never
+        be reached: refuse such a class at import time. Raises TypeError."""
+        super().__init_subclass__(**kwargs)
+        if not cls.device_type:
+            return
+        declared = MEMBERS[cls.device_type]
+        for attr in dir(cls):
+            verb, _, member = attr.partition("_")
+            if verb in ("get", "put") and member and callable(getattr(cls, attr)):
+                spec = declared.get(member)
+                if spec is None or (spec.get if verb == "get" else spec.put) is None:
+                    raise TypeError(f"{cls.__name__}.{attr}: not declared in members.py")
 
     def __init__(
         self, number: int, *, name: str, description: str, unique_id: str, clock: Clock
@@ -104,32 +115,22 @@ class AlpacaDevice:
 
     def handle(self, verb: str, member: str, params: Params) -> Any:
         """Run member ``member`` for HTTP ``verb`` ("GET" or "PUT") and return its value (None
-        for PUT methods without one).
+        for PUT methods without one). The request must already have passed
+        :func:`.members.validate`; then NotImplemented comes first, NotConnected next.
 
-        Blocks only briefly. Raises BadRequest (unknown member, wrong verb, bad parameters) and
-        AlpacaError (everything the device refuses, including NotConnected and simulator
-        errors translated by :func:`alpaca_error_from`).
+        Blocks only briefly. Raises AlpacaError (everything the device refuses, including
+        NotImplemented, NotConnected and simulator errors translated by
+        :func:`alpaca_error_from`).
         """
-        handler = self._handler(verb, member)
-        if handler is None:
-            if member in self.not_implemented or member in _COMMON_NOT_IMPLEMENTED:
-                raise not_implemented(f"{self.label}: {member} is not implemented")
-            other = "put" if verb == "GET" else "get"
-            if self._handler(other.upper(), member) is not None:
-                raise BadRequest(f"{self.label}/{member} does not accept HTTP {verb}")
-            raise BadRequest(f"{self.label} has no member {member!r}")
+        handler = getattr(self, f"{verb.lower()}_{member}", None)
+        if not callable(handler):
+            raise not_implemented(f"{self.label}: {member} is not implemented")
         if member not in _NO_CONNECTION_NEEDED:
             self.require_connected()
         try:
             return handler(params)
         except DeviceError as err:
             raise alpaca_error_from(err) from err
-
-    def _handler(self, verb: str, member: str) -> Callable[[Params], Any] | None:
-        if not _MEMBER.fullmatch(member):
-            return None
-        found = getattr(self, f"{verb.lower()}_{member}", None)
-        return found if callable(found) else None
 
     def require_connected(self) -> None:
         """Raises AlpacaError NotConnected (0x407) unless the device is connected."""

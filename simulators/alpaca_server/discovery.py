@@ -4,7 +4,8 @@ Answers every datagram that starts with ``alpacadiscovery1`` with ``{"AlpacaPort
 HTTP port), sent back to the sender. It binds the same address as the HTTP server: on 127.0.0.1 it
 answers only local clients; on a specific LAN address it hears only unicast discovery (Linux does
 not deliver broadcasts to sockets bound to a unicast address); on 0.0.0.0 it also answers
-broadcasts. SO_REUSEADDR lets several Alpaca servers on one host share the port.
+broadcasts. SO_REUSEADDR and SO_REUSEPORT (required since API reference v12) let several Alpaca
+servers and clients on one host share the port.
 """
 
 from __future__ import annotations
@@ -49,6 +50,8 @@ class DiscoveryResponder:
         sock = socket.socket(_family(self.host), socket.SOCK_DGRAM)
         try:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if hasattr(socket, "SO_REUSEPORT"):  # not on every platform
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
             sock.bind((self.host, self._requested_port))
             sock.settimeout(_POLL_S)
         except OSError:

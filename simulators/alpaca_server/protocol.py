@@ -6,9 +6,11 @@ Rules followed (ASCOM Alpaca API reference, as ConformU checks them):
   come form-encoded in the body and their names are case-sensitive. A required PUT parameter sent
   with other casing is therefore missing, which is an HTTP 400; a wrongly cased ``ClientID`` /
   ``ClientTransactionID`` is ignored (the transaction id then echoes as 0).
-* A request the server cannot parse (unknown device or member, missing or unparsable parameter,
-  malformed ids) is answered with HTTP 400 and a plain-text message. Everything the device itself
-  refuses is HTTP 200 with a non-zero ``ErrorNumber`` and an ``ErrorMessage``.
+* A request the server cannot parse (unknown device or member, wrong HTTP method for the member,
+  missing or unparsable parameter, an integer outside Int32, malformed ids) is answered with HTTP
+  400 and a plain-text message, whether or not the member is implemented and whether or not the
+  device is connected (:mod:`.members` checks it first). Everything the device itself refuses is
+  HTTP 200 with a non-zero ``ErrorNumber`` and an ``ErrorMessage``.
 """
 
 from __future__ import annotations
@@ -24,7 +26,10 @@ from urllib.parse import parse_qsl
 from drivers.errors import DeviceError, DeviceUnavailable, NotSupported, SettingRejected
 
 _UINT32_MAX = 0xFFFFFFFF
-_INTEGER = re.compile(r"[+-]?\d+")
+_INT32_MIN, _INT32_MAX = -(2**31), 2**31 - 1
+_MAX_DIGITS = 32  # longer integer texts are refused before int() (which caps at 4300 digits)
+_INTEGER = re.compile(r"[+-]?[0-9]+")
+_DIGITS = re.compile(r"[0-9]+")
 _MAX_FIELDS = 64
 
 
@@ -126,10 +131,14 @@ class Params:
         return value
 
     def integer(self, name: str) -> int:
-        """A required integer parameter (decimal digits, optional sign)."""
+        """A required Int32 parameter (decimal digits, optional sign, -2**31..2**31-1)."""
         value = self.text(name).strip()
-        if not _INTEGER.fullmatch(value):
-            raise BadRequest(f"parameter {name}={value!r} is not an integer")
+        if (
+            len(value) > _MAX_DIGITS
+            or not _INTEGER.fullmatch(value)
+            or not _INT32_MIN <= int(value) <= _INT32_MAX
+        ):
+            raise BadRequest(f"parameter {name}={value[:40]!r} is not a 32-bit integer")
         return int(value)
 
     def number(self, name: str) -> float:
@@ -138,9 +147,9 @@ class Params:
         try:
             number = float(value)
         except ValueError:
-            raise BadRequest(f"parameter {name}={value!r} is not a number") from None
+            raise BadRequest(f"parameter {name}={value[:40]!r} is not a number") from None
         if not math.isfinite(number):
-            raise BadRequest(f"parameter {name}={value!r} is not a finite number")
+            raise BadRequest(f"parameter {name}={value[:40]!r} is not a finite number")
         return number
 
     def boolean(self, name: str) -> bool:
@@ -160,8 +169,8 @@ class Params:
         if value is None:
             return 0
         text = value.strip()
-        if not text.isdigit() or int(text) > _UINT32_MAX:
-            raise BadRequest(f"{name}={value!r} is not an unsigned 32-bit integer")
+        if len(text) > _MAX_DIGITS or not _DIGITS.fullmatch(text) or int(text) > _UINT32_MAX:
+            raise BadRequest(f"{name}={value[:40]!r} is not an unsigned 32-bit integer")
         return int(text)
 
 

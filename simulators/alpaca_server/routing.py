@@ -4,10 +4,16 @@ Routes (URLs are case-sensitive and lower case, as the specification requires):
 
 * ``GET /management/apiversions``, ``/management/v1/description``,
   ``/management/v1/configureddevices``;
+* ``GET /setup`` and ``/setup/v1/{device_type}/{device_number}/setup``: small HTML pages (the
+  specification requires them even when there is nothing to configure);
 * ``GET|PUT /api/v1/{device_type}/{device_number}/{member}``.
 
-Anything else is HTTP 400 (malformed Alpaca path, unknown device or member, bad parameters) or
-404 (not an Alpaca path at all); other HTTP methods are 405. Device answers are JSON (HTTP 200 with
+The ASCOM decision order, in one place (:meth:`AlpacaRequestHandler._route`): path (anything that
+is not one of the routes above, a wrong API root included, is HTTP 400), configured device,
+ClientID/ClientTransactionID, then :func:`.members.validate` (member, HTTP method, parameter names
+and types), all HTTP 400 with a plain-text message; only then the device (NotImplemented,
+NotConnected, execution: HTTP 200 with an Alpaca error number). HTTP methods other than GET and
+PUT are 405. Device answers are JSON (HTTP 200 with
 ``ErrorNumber``/``ErrorMessage``), except camera images, sent as ImageBytes when the client
 accepts ``application/imagebytes`` and as the JSON ImageArray otherwise. Each request is logged at
 DEBUG only.
@@ -16,6 +22,7 @@ DEBUG only.
 from __future__ import annotations
 
 import contextlib
+import html
 import json
 import logging
 import re
@@ -35,6 +42,7 @@ from simulators.alpaca_server.imagebytes import (
     encode_json_imagearray,
     wants_imagebytes,
 )
+from simulators.alpaca_server.members import validate
 from simulators.alpaca_server.protocol import (
     AlpacaError,
     BadRequest,
@@ -45,9 +53,11 @@ from simulators.alpaca_server.protocol import (
 
 log = logging.getLogger(__name__)
 
-_DEVICE_PATH = re.compile(r"/api/v1/(?P<type>[a-z]+)/(?P<number>\d+)/(?P<member>[a-z0-9]+)")
+_DEVICE_PATH = re.compile(r"/api/v1/(?P<type>[a-z]+)/(?P<number>[0-9]+)/(?P<member>[a-z0-9]+)")
+_SETUP_PATH = re.compile(r"/setup/v1/(?P<type>[a-z]+)/(?P<number>[0-9]+)/setup")
 _MAX_BODY = 64 * 1024
 _JSON = "application/json; charset=utf-8"
+_HTML = "text/html; charset=utf-8"
 
 DeviceKey = tuple[str, int]
 
@@ -194,18 +204,15 @@ class AlpacaRequestHandler(BaseHTTPRequestHandler):
             if verb != "GET":
                 raise BadRequest("the management API is read-only (GET)")
             return self._management(path, params)
+        if path == "/setup" or path.startswith("/setup/"):
+            return self._setup(verb, path)
         match = _DEVICE_PATH.fullmatch(path)
         if match is None:
-            if path.startswith("/api/"):
-                raise BadRequest(f"not an Alpaca device path: {path!r}")
-            self._send(404, f"no such resource: {path}".encode(), "text/plain; charset=utf-8")
-            return 404, 0
-        key = (match["type"], int(match["number"]))
-        device = self.server.devices.get(key)
-        if device is None:
-            raise BadRequest(f"device {key[0]}/{key[1]} is not configured on this server")
+            raise BadRequest(f"not an Alpaca path: {path[:80]!r}")
+        device = self._device(match["type"], match["number"])
         _, ctid = params.transaction()
         member = match["member"]
+        validate(device.device_type, verb, member, params)
         stid = self.server.next_transaction_id()
         image = member in ("imagearray", "imagearrayvariant") and verb == "GET"
         try:
@@ -225,6 +232,41 @@ class AlpacaRequestHandler(BaseHTTPRequestHandler):
         else:
             has_value = verb == "GET" or value is not None
             self._send_json(envelope(ctid, stid, value=value, has_value=has_value))
+        return 200, 0
+
+    def _device(self, device_type: str, number: str) -> AlpacaDevice:
+        """The configured device at ``device_type``/``number``. Raises BadRequest."""
+        device = self.server.devices.get((device_type, int(number))) if len(number) <= 10 else None
+        if device is None:
+            raise BadRequest(f"device {device_type[:40]}/{number[:12]} is not configured here")
+        return device
+
+    def _setup(self, verb: str, path: str) -> tuple[int, int]:
+        """The server's and the devices' setup pages: nothing is configurable over HTTP here, so
+        each page says so (the specification requires the pages all the same)."""
+        if verb != "GET":
+            raise BadRequest("the setup pages are read-only (GET)")
+        if path == "/setup":
+            title = "calibd simulated Alpaca server"
+            items = "".join(
+                f"<li><a href=\"/setup/v1/{kind}/{number}/setup\">"
+                f"{html.escape(device.name)}</a> ({html.escape(device.type_name)} {number})</li>"
+                for (kind, number), device in self.server.devices.items()
+            )
+            body = f"<ul>{items}</ul>"
+        else:
+            match = _SETUP_PATH.fullmatch(path)
+            if match is None:
+                raise BadRequest(f"not an Alpaca setup path: {path[:80]!r}")
+            device = self._device(match["type"], match["number"])
+            title = f"{device.name} ({device.type_name} {device.number})"
+            body = f"<p>{html.escape(device.description)}</p>"
+        page = (
+            f"<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>{html.escape(title)}"
+            f"</title></head><body><h1>{html.escape(title)}</h1>{body}<p>Nothing to configure: "
+            "the simulated devices are set up from the command line.</p></body></html>"
+        )
+        self._send(200, page.encode(), _HTML)
         return 200, 0
 
     def _management(self, path: str, params: Params) -> tuple[int, int]:

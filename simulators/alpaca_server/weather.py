@@ -80,7 +80,6 @@ class ObservingConditionsDevice(Switchable):
     device_type = "observingconditions"
     type_name = "ObservingConditions"
     interface_version = 2
-    not_implemented = _WEATHER_SENSORS
 
     def __init__(
         self, safety: SimulatedSafetyMonitor, clock: Clock, *, unique_id: str, number: int = 0
