@@ -24,7 +24,7 @@ demo: $(STAMP)
 	$(BIN)/calibd library status --library $(LIBRARY)
 
 lint: $(STAMP)
-	$(BIN)/ruff check capture drivers simulators tests benchmarks
+	$(BIN)/ruff check calibd capture drivers simulators tests benchmarks
 
 typecheck: $(STAMP)
 	$(BIN)/mypy

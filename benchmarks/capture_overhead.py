@@ -21,15 +21,15 @@ import threading
 import time
 from pathlib import Path
 
-from capture.library.library import Library
-from capture.plans.load import load_plan, plan_digest
-from capture.plans.resolve import CameraContext, resolve
-from capture.sequencer.sequencer import Sequencer, SequencerOptions
-from capture.sequencer.status import RunStatus
-from drivers.clock import RealClock
-from drivers.contracts import Frame
-from simulators.camera import SimulatedCamera
-from simulators.profiles import get_profile
+from calibd.capture.library.library import Library
+from calibd.capture.plans.load import load_plan, plan_digest
+from calibd.capture.plans.resolve import CameraContext, resolve
+from calibd.capture.sequencer.sequencer import Sequencer, SequencerOptions
+from calibd.capture.sequencer.status import RunStatus
+from calibd.drivers.clock import RealClock
+from calibd.drivers.contracts import Frame
+from calibd.simulators.camera import SimulatedCamera
+from calibd.simulators.profiles import get_profile
 
 PLAN = """
 defaults: {offset: 50}

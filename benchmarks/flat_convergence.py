@@ -22,14 +22,14 @@ import random
 import statistics
 import sys
 
-from capture.flats.search import SearchFailed, SearchSpec, search
-from capture.sequencer.checks import frame_stats
-from drivers.contracts import CaptureSettings
-from simulators import optics
-from simulators.accessories import SimulatedFilterWheel, SimulatedFlatPanel
-from simulators.clock import SteppedClock
-from simulators.observatory import build_observatory
-from simulators.profiles import get_profile
+from calibd.capture.flats.search import SearchFailed, SearchSpec, search
+from calibd.capture.sequencer.checks import frame_stats
+from calibd.drivers.contracts import CaptureSettings
+from calibd.simulators import optics
+from calibd.simulators.accessories import SimulatedFilterWheel, SimulatedFlatPanel
+from calibd.simulators.clock import SteppedClock
+from calibd.simulators.observatory import build_observatory
+from calibd.simulators.profiles import get_profile
 
 TARGET = 20000.0
 TOL = 0.10

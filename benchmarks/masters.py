@@ -197,7 +197,7 @@ def _child_read(paths: list[str]) -> dict[str, Any]:
 
 def _child_calibd(paths: list[str], out: str) -> dict[str, Any]:
     sys.path.insert(0, str(ROOT))
-    from capture.combine import Rejection, combine_to_fits, warm_up
+    from calibd.capture.combine import Rejection, combine_to_fits, warm_up
 
     rejection = Rejection("sigma", sigma_low=3.0, sigma_high=3.0, iterations=1)
     t0 = time.perf_counter()
@@ -215,7 +215,7 @@ def _child_calibd(paths: list[str], out: str) -> dict[str, Any]:
 
 def _child_warmup() -> dict[str, Any]:
     sys.path.insert(0, str(ROOT))
-    from capture.combine import warm_up
+    from calibd.capture.combine import warm_up
 
     t0 = time.perf_counter()
     engine = warm_up()

@@ -78,7 +78,7 @@ def _env() -> dict[str, str]:
 
 def measure_run(work: Path, profile: str, timeout_s: float) -> float:
     """Peak RSS (MB) of ``calibd run`` capturing the plan and building its master."""
-    cmd = [sys.executable, "-m", "capture", "run", str(work / "plan.yaml"),
+    cmd = [sys.executable, "-m", "calibd", "run", str(work / "plan.yaml"),
            "--config", str(work / "calibd.yaml"), "--library", str(work / "lib-run")]
     with open(work / "run.log", "wb") as log:
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=_env())
@@ -103,7 +103,7 @@ def measure_daemon(work: Path, timeout_s: float) -> float:
     """Peak RSS (MB) of ``calibd daemon`` running the plan once (and building its master)."""
     state = work / "state"
     library = work / "lib-daemon"
-    cmd = [sys.executable, "-m", "capture", "daemon", "--config", str(work / "calibd.yaml")]
+    cmd = [sys.executable, "-m", "calibd", "daemon", "--config", str(work / "calibd.yaml")]
     deadline = time.monotonic() + timeout_s
     with open(work / "daemon.log", "wb") as log:
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=_env())

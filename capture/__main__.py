@@ -1,6 +1,6 @@
-"""``python -m capture`` runs the ``calibd`` command line."""
+"""``python -m calibd.capture`` runs the ``calibd`` command line (as ``python -m calibd`` does)."""
 
-from capture.cli.main import entry
+from calibd.capture.cli.main import entry
 
 if __name__ == "__main__":
     entry()

@@ -22,9 +22,9 @@ from pydantic import (
     model_validator,
 )
 
-from capture.errors import ConfigError
-from capture.net import is_loopback_literal
-from capture.yamlsrc import Located, load_located, problems_from_validation
+from calibd.capture.errors import ConfigError
+from calibd.capture.net import is_loopback_literal
+from calibd.capture.yamlsrc import Located, load_located, problems_from_validation
 
 # Simulated seconds per real second when no configuration is given: a 300 s dark takes 0.3 s.
 DEFAULT_SIM_SCALE = 1000.0

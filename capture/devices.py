@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
-from capture.config import (
+from calibd.capture.config import (
     AlpacaCamera,
     CameraConfig,
     ClockConfig,
@@ -21,16 +21,16 @@ from capture.config import (
     SimulatorSafety,
     SimulatorWheel,
 )
-from capture.site import Site, sun_altitude_deg
-from drivers.clock import Clock, RealClock
-from drivers.contracts import Camera, FilterWheel, FlatPanel, SafetyMonitor
-from drivers.errors import DeviceUnavailable
+from calibd.capture.site import Site, sun_altitude_deg
+from calibd.drivers.clock import Clock, RealClock
+from calibd.drivers.contracts import Camera, FilterWheel, FlatPanel, SafetyMonitor
+from calibd.drivers.errors import DeviceUnavailable
 
 DRIVER_MODULES: dict[str, str] = {
-    "simulator": "simulators.registry",
-    "indi": "drivers.indi",
-    "alpaca": "drivers.alpaca",
-    "zwo": "drivers.zwo",
+    "simulator": "calibd.simulators.registry",
+    "indi": "calibd.drivers.indi",
+    "alpaca": "calibd.drivers.alpaca",
+    "zwo": "calibd.drivers.zwo",
 }
 # Keys of a camera section that are the core's, not the driver's.
 _CORE_CAMERA_KEYS = {"driver", "unity_gain", "offset", "ambient_c", "filter_wheel", "flat_panel"}

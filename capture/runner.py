@@ -11,23 +11,23 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from capture.config import CameraConfig, Config, MastersConfig, pick_camera
-from capture.devices import Setup, make_clock, make_setup
-from capture.errors import ConfigError, PlanError
-from capture.flats.devices import check_flat_devices
-from capture.flats.memory import FlatMemory
-from capture.flats.runner import FlatRunner
-from capture.library.library import Library
-from capture.masters.auto import AutoMasters
-from capture.masters.service import build_missing
-from capture.plans.load import load_plan, plan_digest
-from capture.plans.resolve import CameraContext, ResolvedPlan, resolve
-from capture.sequencer.sequencer import RunResult, Sequencer, SequencerOptions
-from capture.sequencer.status import Reporter, no_report
-from capture.yamlsrc import Located
-from drivers.clock import Clock
-from drivers.contracts import Camera
-from drivers.errors import DeviceError, NotSupported
+from calibd.capture.config import CameraConfig, Config, MastersConfig, pick_camera
+from calibd.capture.devices import Setup, make_clock, make_setup
+from calibd.capture.errors import ConfigError, PlanError
+from calibd.capture.flats.devices import check_flat_devices
+from calibd.capture.flats.memory import FlatMemory
+from calibd.capture.flats.runner import FlatRunner
+from calibd.capture.library.library import Library
+from calibd.capture.masters.auto import AutoMasters
+from calibd.capture.masters.service import build_missing
+from calibd.capture.plans.load import load_plan, plan_digest
+from calibd.capture.plans.resolve import CameraContext, ResolvedPlan, resolve
+from calibd.capture.sequencer.sequencer import RunResult, Sequencer, SequencerOptions
+from calibd.capture.sequencer.status import Reporter, no_report
+from calibd.capture.yamlsrc import Located
+from calibd.drivers.clock import Clock
+from calibd.drivers.contracts import Camera
+from calibd.drivers.errors import DeviceError, NotSupported
 
 log = logging.getLogger(__name__)
 

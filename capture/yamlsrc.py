@@ -22,9 +22,9 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from capture.errors import InputError, Problem
-from capture.inputfile import MAX_INPUT_BYTES, InputFileError, read_input_text
-from capture.textsafe import shown
+from calibd.capture.errors import InputError, Problem
+from calibd.capture.inputfile import MAX_INPUT_BYTES, InputFileError, read_input_text
+from calibd.capture.textsafe import shown
 
 KeyPath = tuple[str | int, ...]
 MAX_DEPTH = 32  # nesting levels of mappings and lists; plans and configurations use < 8

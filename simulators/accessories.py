@@ -8,9 +8,9 @@ from __future__ import annotations
 import threading
 from datetime import datetime
 
-from drivers.clock import Clock
-from drivers.contracts import CoverState
-from drivers.errors import DeviceUnavailable, NotSupported, SettingRejected
+from calibd.drivers.clock import Clock
+from calibd.drivers.contracts import CoverState
+from calibd.drivers.errors import DeviceUnavailable, NotSupported, SettingRejected
 
 DEFAULT_FILTERS = ("L", "R", "G", "B", "Ha", "OIII", "SII")
 

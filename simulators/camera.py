@@ -13,18 +13,18 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
-from drivers.clock import Clock
-from drivers.contracts import CameraInfo, CaptureSettings, CoolerState, Frame
-from drivers.errors import (
+from calibd.drivers.clock import Clock
+from calibd.drivers.contracts import CameraInfo, CaptureSettings, CoolerState, Frame
+from calibd.drivers.errors import (
     DeviceUnavailable,
     ExposureFailed,
     ExposureTimeout,
     NotSupported,
     SettingRejected,
 )
-from simulators.cooler import CoolerModel
-from simulators.profiles import SensorProfile
-from simulators.sensor import Illumination, SensorModel
+from calibd.simulators.cooler import CoolerModel
+from calibd.simulators.profiles import SensorProfile
+from calibd.simulators.sensor import Illumination, SensorModel
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 import threading
 
-from drivers.clock import Clock
+from calibd.drivers.clock import Clock
 
 
 class CoolerModel:

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from drivers.clock import Clock
-from simulators.accessories import SimulatedFilterWheel, SimulatedFlatPanel
-from simulators.camera import SimFaults, SimulatedCamera
-from simulators.optics import OpticalTrain, transmission
-from simulators.profiles import SensorProfile
-from simulators.sensor import Illumination
-from simulators.sky import SimulatedSky
+from calibd.drivers.clock import Clock
+from calibd.simulators.accessories import SimulatedFilterWheel, SimulatedFlatPanel
+from calibd.simulators.camera import SimFaults, SimulatedCamera
+from calibd.simulators.optics import OpticalTrain, transmission
+from calibd.simulators.profiles import SensorProfile
+from calibd.simulators.sensor import Illumination
+from calibd.simulators.sky import SimulatedSky
 
 
 @dataclass

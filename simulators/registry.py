@@ -16,19 +16,19 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from drivers.clock import Clock
-from drivers.contracts import Camera, DeviceListing
-from simulators.accessories import (
+from calibd.drivers.clock import Clock
+from calibd.drivers.contracts import Camera, DeviceListing
+from calibd.simulators.accessories import (
     DEFAULT_FILTERS,
     SimulatedFilterWheel,
     SimulatedFlatPanel,
     SimulatedSafetyMonitor,
 )
-from simulators.camera import SimFaults
-from simulators.clock import ScaledClock
-from simulators.observatory import build_observatory
-from simulators.profiles import PROFILES, get_profile
-from simulators.sky import SimulatedSky
+from calibd.simulators.camera import SimFaults
+from calibd.simulators.clock import ScaledClock
+from calibd.simulators.observatory import build_observatory
+from calibd.simulators.profiles import PROFILES, get_profile
+from calibd.simulators.sky import SimulatedSky
 
 __all__ = [
     "DEFAULT_FILTERS",
@@ -110,7 +110,7 @@ def serve_alpaca(host: str, port: int, *, profile: str, scale: float,
     """Serve the simulated camera, panel, wheel and weather over ASCOM Alpaca until SIGTERM or
     SIGINT (``calibd sim serve --alpaca``). Blocks; raises ValueError (bad options) and OSError
     (address in use) before serving."""
-    from simulators.alpaca_server import serve
+    from calibd.simulators.alpaca_server import serve
 
     serve(host, port, profile=profile, scale=scale, discovery_port=discovery_port,
           ambient_c=ambient_c, seed=seed, filters=filters)

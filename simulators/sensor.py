@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from simulators.profiles import SensorProfile
+from calibd.simulators.profiles import SensorProfile
 
 F32 = npt.NDArray[np.float32]
 Map = npt.NDArray[Any]  # float32, or float16 for large sensors

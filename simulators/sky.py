@@ -14,7 +14,7 @@ import math
 from collections.abc import Callable
 from datetime import datetime
 
-from drivers.clock import Clock
+from calibd.drivers.clock import Clock
 
 SunAltitude = Callable[[datetime], float]
 

@@ -19,8 +19,8 @@ from dataclasses import dataclass
 
 import pytest
 
-from drivers.contracts import CoverState, FilterWheel, FlatPanel, SafetyMonitor
-from drivers.errors import DeviceUnavailable, NotSupported, SettingRejected
+from calibd.drivers.contracts import CoverState, FilterWheel, FlatPanel, SafetyMonitor
+from calibd.drivers.errors import DeviceUnavailable, NotSupported, SettingRejected
 from tests.support import wait_for
 
 

@@ -9,7 +9,7 @@ HTTP proxy that can stall requests.
   process it started is ever signalled. Its outgoing HTTP(S) is pointed at a dead proxy, so a
   stray catalogue query fails at once instead of reaching the network.
 * :class:`OurAlpacaServer` runs our own server (``simulators.alpaca_server``) as a real process on
-  127.0.0.1 — through ``serve``, the ``sim serve`` handler, or ``python -m capture sim serve
+  127.0.0.1 — through ``serve``, the ``sim serve`` handler, or ``python -m calibd sim serve
   --alpaca`` — and kills or restarts it on the same ports; :func:`call` and :func:`request` speak
   raw Alpaca HTTP to it.
 * :class:`StallingProxy` forwards to an upstream server and, on demand, never answers image
@@ -355,7 +355,7 @@ class OurAlpacaServer:
     """Our Alpaca server in a real process on 127.0.0.1, on a clock ``scale`` x real time.
 
     ``launch``: ``"serve"`` (the library function), ``"handler"`` (the ``sim serve`` argparse
-    handler) or ``"calibd"`` (``python -m capture sim serve --alpaca``). ``discovery`` answers UDP
+    handler) or ``"calibd"`` (``python -m calibd sim serve --alpaca``). ``discovery`` answers UDP
     discovery on a port of its own. Can be killed (SIGKILL) and started again on the same ports.
     """
 
@@ -376,7 +376,7 @@ class OurAlpacaServer:
             return [sys.executable, "-c", _SERVE, str(self.port), str(self.scale),
                     str(self.discovery_port), str(self.ambient_c), str(self.seed)]
         prefix = [sys.executable, "-c", _HANDLER] if self.launch == "handler" else \
-            [sys.executable, "-m", "capture"]
+            [sys.executable, "-m", "calibd"]
         return [*prefix, "sim", "serve", "--alpaca", "--port", str(self.port),
                 "--discovery-port", str(self.discovery_port), "--scale", str(self.scale),
                 "--ambient", str(self.ambient_c), "--seed", str(self.seed)]

@@ -15,9 +15,9 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 
-from drivers.clock import Clock
-from drivers.contracts import Camera, CaptureSettings
-from drivers.errors import ExposureFailed, SettingRejected
+from calibd.drivers.clock import Clock
+from calibd.drivers.contracts import Camera, CaptureSettings
+from calibd.drivers.errors import ExposureFailed, SettingRejected
 
 
 @dataclass

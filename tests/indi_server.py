@@ -42,7 +42,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TypeVar
 
-from simulators.indi_doubles.families import FAMILIES as DOUBLE_FAMILIES
+from calibd.simulators.indi_doubles.families import FAMILIES as DOUBLE_FAMILIES
 
 log = logging.getLogger(__name__)
 
@@ -203,7 +203,8 @@ class IndiTestServer:
 
     def _write_double_wrappers(self) -> None:
         """An executable per INDI double, named like the real driver, that runs this
-        checkout's ``simulators.indi_doubles`` with the server's time scale and frame size."""
+        checkout's ``calibd.simulators.indi_doubles`` with the server's time scale and frame
+        size."""
         self.bin.mkdir()
         width, height = self.double_size
         for exe in self.drivers:
@@ -213,7 +214,7 @@ class IndiTestServer:
             script.write_text(
                 "#!/bin/sh\n"
                 f'PYTHONPATH="{REPO}${{PYTHONPATH:+:$PYTHONPATH}}" exec "{sys.executable}" '
-                f"-m simulators.indi_doubles {DOUBLE_KEYS[exe]} --scale {self.double_scale} "
+                f"-m calibd.simulators.indi_doubles {DOUBLE_KEYS[exe]} --scale {self.double_scale} "
                 f"--width {width} --height {height}\n",
                 encoding="utf-8")
             script.chmod(0o755)

@@ -40,8 +40,8 @@ import pytest
 import yaml
 from astropy.io import fits
 
-from capture.cli.main import main
-from capture.library.index import Index
+from calibd.capture.cli.main import main
+from calibd.capture.library.index import Index
 
 REPO = Path(__file__).resolve().parent.parent
 PLANS = REPO / "plans"
@@ -97,20 +97,20 @@ def cli_json(*args: str | Path) -> Any:
 
 def calibd_subprocess(*args: str | Path, timeout: float = 300,
                       env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    """Run ``calibd`` as a real process (``python -m capture``), at most ``timeout`` s."""
-    return subprocess.run([sys.executable, "-m", "capture", *map(str, args)],
+    """Run ``calibd`` as a real process (``python -m calibd``), at most ``timeout`` s."""
+    return subprocess.run([sys.executable, "-m", "calibd", *map(str, args)],
                           capture_output=True, text=True, timeout=timeout, cwd=REPO,
                           env={**os.environ, **(env or {})}, check=False)
 
 
 def start_calibd(*args: str | Path, env: dict[str, str] | None = None,
                  log: Path | None = None) -> subprocess.Popen[bytes]:
-    """Start ``python -m capture ARGS`` (a real calibd process) with its output going to ``log``
+    """Start ``python -m calibd ARGS`` (a real calibd process) with its output going to ``log``
     (default: discarded). The caller waits for it with a deadline (``proc.wait(timeout)``)."""
     out = log.open("ab") if log is not None else subprocess.DEVNULL
     try:
         return subprocess.Popen(
-            [sys.executable, "-m", "capture", *map(str, args)], cwd=REPO,
+            [sys.executable, "-m", "calibd", *map(str, args)], cwd=REPO,
             stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})})
     finally:
@@ -426,7 +426,7 @@ class Env:
                "WATCHDOG_USEC": str(int(watchdog_s * 1e6)), "PYTHONUNBUFFERED": "1"}
         env.pop("WATCHDOG_PID", None)
         log = open(self.root / f"daemon-{len(self.procs)}.log", "w")  # noqa: SIM115
-        proc = subprocess.Popen([sys.executable, "-m", "capture", "daemon", "--config",
+        proc = subprocess.Popen([sys.executable, "-m", "calibd", "daemon", "--config",
                                  str(self.config)], cwd=REPO, env=env, stdout=log,
                                 stderr=subprocess.STDOUT, text=True)
         self.procs.append(proc)
@@ -479,7 +479,7 @@ def ready(env: Env) -> bool:
 
 def library_runs(library: Path) -> list[dict[str, Any]]:
     """``library status --json`` runs, from a real ``calibd`` process."""
-    proc = subprocess.run([sys.executable, "-m", "capture", "library", "status", "--library",
+    proc = subprocess.run([sys.executable, "-m", "calibd", "library", "status", "--library",
                            str(library), "--json"], cwd=REPO, capture_output=True, text=True,
                           check=True)
     runs: list[dict[str, Any]] = json.loads(proc.stdout)["runs"]

@@ -13,10 +13,10 @@ from collections.abc import Iterator
 
 import pytest
 
-from drivers.alpaca import AlpacaFilterWheel, AlpacaFlatPanel, AlpacaSafetyMonitor
-from drivers.indi import IndiFilterWheel, IndiFlatPanel, IndiSafetyMonitor
-from simulators import registry as simulator
-from simulators.clock import ScaledClock
+from calibd.drivers.alpaca import AlpacaFilterWheel, AlpacaFlatPanel, AlpacaSafetyMonitor
+from calibd.drivers.indi import IndiFilterWheel, IndiFlatPanel, IndiSafetyMonitor
+from calibd.simulators import registry as simulator
+from calibd.simulators.clock import ScaledClock
 from tests.accessory_contract import (
     FilterWheelContract,
     FlatPanelContract,

@@ -24,12 +24,12 @@ import numpy as np
 import pytest
 from astropy.io import fits
 
-from capture.library.index import Index
-from drivers.alpaca import AlpacaCamera
-from drivers.contracts import CaptureSettings
-from drivers.errors import ExposureTimeout
-from simulators.clock import ScaledClock
-from simulators.profiles import PROFILES
+from calibd.capture.library.index import Index
+from calibd.drivers.alpaca import AlpacaCamera
+from calibd.drivers.contracts import CaptureSettings
+from calibd.drivers.errors import ExposureTimeout
+from calibd.simulators.clock import ScaledClock
+from calibd.simulators.profiles import PROFILES
 from tests.alpaca_servers import (
     AlpacaSimServer,
     OurAlpacaServer,
@@ -108,7 +108,7 @@ DARKS_FRAMES = 2 + 3
 
 def our_server(log_path: Path, *, discovery: bool = False,
                ambient_c: float = AMBIENT_C) -> OurAlpacaServer:
-    """``python -m capture sim serve --alpaca`` on a clock SCALE x real time (not started)."""
+    """``python -m calibd sim serve --alpaca`` on a clock SCALE x real time (not started)."""
     return OurAlpacaServer(log_path, scale=SCALE, seed=7, ambient_c=ambient_c,
                            discovery=discovery, launch="calibd")
 

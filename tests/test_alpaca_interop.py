@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from drivers.alpaca import (
+from calibd.drivers.alpaca import (
     AlpacaCamera,
     AlpacaFilterWheel,
     AlpacaFlatPanel,
@@ -36,17 +36,17 @@ from drivers.alpaca import (
     list_devices,
     parse_device_name,
 )
-from drivers.alpaca._base import translate
-from drivers.alpaca.camera import bayer_pattern, parse_alpaca_time
-from drivers.alpaca.imagebytes import (
+from calibd.drivers.alpaca._base import translate
+from calibd.drivers.alpaca.camera import bayer_pattern, parse_alpaca_time
+from calibd.drivers.alpaca.imagebytes import (
     ImageDownload,
     decode_imagebytes,
     decode_json_imagearray,
 )
-from drivers.clock import RealClock
-from drivers.contracts import Camera, CaptureSettings, CoverState, FilterWheel, FlatPanel
-from drivers.contracts import SafetyMonitor as SafetyMonitorProtocol
-from drivers.errors import (
+from calibd.drivers.clock import RealClock
+from calibd.drivers.contracts import Camera, CaptureSettings, CoverState, FilterWheel, FlatPanel
+from calibd.drivers.contracts import SafetyMonitor as SafetyMonitorProtocol
+from calibd.drivers.errors import (
     DeviceUnavailable,
     ExposureFailed,
     ExposureTimeout,

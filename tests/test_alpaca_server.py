@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from drivers.alpaca import (
+from calibd.drivers.alpaca import (
     AlpacaCamera,
     AlpacaFilterWheel,
     AlpacaFlatPanel,
@@ -29,13 +29,13 @@ from drivers.alpaca import (
     describe_server,
     discover,
 )
-from drivers.alpaca.imagebytes import decode_imagebytes
-from drivers.contracts import CaptureSettings, CoverState
-from drivers.errors import DeviceUnavailable, ExposureFailed, SettingRejected
-from simulators.accessories import DEFAULT_FILTERS
-from simulators.alpaca_server import SimAlpacaServer
-from simulators.alpaca_server.imagebytes import ElementType, encode_imagebytes
-from simulators.clock import ScaledClock
+from calibd.drivers.alpaca.imagebytes import decode_imagebytes
+from calibd.drivers.contracts import CaptureSettings, CoverState
+from calibd.drivers.errors import DeviceUnavailable, ExposureFailed, SettingRejected
+from calibd.simulators.accessories import DEFAULT_FILTERS
+from calibd.simulators.alpaca_server import SimAlpacaServer
+from calibd.simulators.alpaca_server.imagebytes import ElementType, encode_imagebytes
+from calibd.simulators.clock import ScaledClock
 from tests.alpaca_servers import (
     OUR_SCALE,
     OurAlpacaServer,
@@ -480,7 +480,7 @@ def test_concurrent_clients_do_not_break_state(server: OurAlpacaServer) -> None:
 
 
 def parse_cli(*argv: str) -> argparse.Namespace:
-    from capture.cli import cmd_sim
+    from calibd.capture.cli import cmd_sim
 
     parser = argparse.ArgumentParser()
     cmd_sim.register(parser.add_subparsers())
@@ -490,8 +490,8 @@ def parse_cli(*argv: str) -> argparse.Namespace:
 def test_cli_options_and_the_no_authentication_warning(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    import simulators.alpaca_server as package
-    from capture.cli import cmd_sim
+    import calibd.simulators.alpaca_server as package
+    from calibd.capture.cli import cmd_sim
 
     calls: list[tuple[tuple[Any, ...], dict[str, Any]]] = []
     monkeypatch.setattr(package, "serve", lambda *a, **k: calls.append((a, k)))
@@ -516,7 +516,7 @@ def test_cli_options_and_the_no_authentication_warning(
 
 def test_cli_reports_a_busy_port(server: OurAlpacaServer,
                                  capsys: pytest.CaptureFixture[str]) -> None:
-    from capture.cli import cmd_sim
+    from calibd.capture.cli import cmd_sim
 
     args = parse_cli("sim", "serve", "--alpaca", "--port", str(server.port),
                      "--discovery-port", "0")

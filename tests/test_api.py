@@ -15,9 +15,9 @@ from typing import Any
 
 import pytest
 
-from capture.daemon import api as api_module
-from capture.daemon.api import MAX_BODY_BYTES, ApiServer, read_token_file
-from capture.daemon.control import ControlError
+from calibd.capture.daemon import api as api_module
+from calibd.capture.daemon.api import MAX_BODY_BYTES, ApiServer, read_token_file
+from calibd.capture.daemon.control import ControlError
 
 TOKEN = "s3cret-token-0123456789abcdef"
 
@@ -137,7 +137,7 @@ def test_status_errors_map_to_http(readonly: ApiServer, control: FakeControl,
     reply = call(readonly, "GET", "/api/v1/status")
     assert (reply.status, reply.json) == (503, {"error": "library is busy"})
     control.fail = RuntimeError("boom")
-    with caplog.at_level(logging.ERROR, logger="capture.daemon.api"):
+    with caplog.at_level(logging.ERROR, logger="calibd.capture.daemon.api"):
         reply = call(readonly, "GET", "/api/v1/status")
     assert reply.status == 500
     assert "boom" not in reply.json["error"]
@@ -310,7 +310,7 @@ def test_malformed_requests_get_json_errors(server: ApiServer) -> None:
 
 
 def test_access_log_is_debug(readonly: ApiServer, caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level(logging.DEBUG, logger="capture.daemon.api"):
+    with caplog.at_level(logging.DEBUG, logger="calibd.capture.daemon.api"):
         call(readonly, "GET", "/api/v1/status")
         deadline = time.monotonic() + 2
         while time.monotonic() < deadline and not any(

@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from capture.daemon.api import MAX_BODY_BYTES, REQUEST_DEADLINE_S
+from calibd.capture.daemon.api import MAX_BODY_BYTES, REQUEST_DEADLINE_S
 from tests.support import DAEMON_T0 as T0
 from tests.support import DAEMON_TOKEN as TOKEN
 from tests.support import (
@@ -290,7 +290,7 @@ def test_status_shows_the_weather_without_an_unsafe_schedule(env: Env) -> None:
 
 def test_status_into_a_closed_pipe_is_not_an_error(env: Env) -> None:
     """`calibd status | head -0`: the reader is gone before calibd prints."""
-    proc = subprocess.Popen([sys.executable, "-m", "capture", "status", "--url",
+    proc = subprocess.Popen([sys.executable, "-m", "calibd", "status", "--url",
                              f"http://127.0.0.1:{port(env)}"], cwd=REPO,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     assert proc.stdout is not None and proc.stderr is not None

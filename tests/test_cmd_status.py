@@ -14,9 +14,9 @@ from typing import Any
 
 import pytest
 
-from capture.cli import cmd_status
-from capture.daemon.api import ApiServer
-from capture.errors import InputError
+from calibd.capture.cli import cmd_status
+from calibd.capture.daemon.api import ApiServer
+from calibd.capture.errors import InputError
 
 TOKEN = "cli-token-0123456789abcdef"
 
@@ -243,7 +243,7 @@ def test_unreadable_token_file_is_bad_input(tmp_path: Path) -> None:
 
 def test_control_error_messages_reach_the_user(daemon: ApiServer, control: Control,
                                                capsys: pytest.CaptureFixture[str]) -> None:
-    from capture.daemon.control import ControlError
+    from calibd.capture.daemon.control import ControlError
 
     def refuse(camera: str) -> str:
         raise ControlError(f"no camera named {camera!r}", 404)

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from astropy.io import fits
 
-from capture.combine import (
+from calibd.capture.combine import (
     FrameReadError,
     FrameSource,
     Rejection,
@@ -19,7 +19,7 @@ from capture.combine import (
     combine_to_fits,
     write_master,
 )
-from capture.combine.kernels import numba_available
+from calibd.capture.combine.kernels import numba_available
 
 ENGINES = [
     pytest.param("numba", marks=pytest.mark.skipif(not numba_available(), reason="no numba")),
@@ -135,7 +135,7 @@ def test_corrupt_and_truncated_files_are_excluded_with_a_warning(
     cube = tmp_path / "cube.fits"
     fits.PrimaryHDU(np.zeros((2, *SHAPE), np.uint16)).writeto(cube)
     missing = tmp_path / "missing.fits"
-    with caplog.at_level(logging.WARNING, logger="capture.combine"):
+    with caplog.at_level(logging.WARNING, logger="calibd.capture.combine"):
         result = combine_files([truncated, *paths, garbage, cube, missing])
     excluded = dict(result.excluded)
     assert set(excluded) == {str(truncated), str(garbage), str(cube), str(missing)}

@@ -7,8 +7,8 @@ import itertools
 import numpy as np
 import pytest
 
-from capture.combine import Rejection, combine_arrays, rejection_mask, resolve_engine
-from capture.combine.kernels import (
+from calibd.capture.combine import Rejection, combine_arrays, rejection_mask, resolve_engine
+from calibd.capture.combine.kernels import (
     NO_NUMBA_ENV,
     Diagnostics,
     combine_block_numpy,
@@ -82,7 +82,7 @@ def _stack(rng: np.random.Generator, n: int, npix: int, integer: bool) -> np.nda
 @pytest.mark.parametrize("rejection", ALL_REJECTIONS, ids=lambda r: r.describe())
 @pytest.mark.parametrize("method", ["mean", "median"])
 def test_numba_and_numpy_kernels_identical(rejection: Rejection, method: str) -> None:
-    from capture.combine import _numba
+    from calibd.capture.combine import _numba
 
     rng = np.random.default_rng(7)
     for n in (3, 4, 8, 31):
@@ -132,7 +132,7 @@ def test_numba_and_numpy_kernels_identical(rejection: Rejection, method: str) ->
 @needs_numba
 @pytest.mark.parametrize("rejection", ALL_REJECTIONS, ids=lambda r: r.describe())
 def test_raw_uint16_kernel_matches_float_kernel(rejection: Rejection) -> None:
-    from capture.combine import _numba
+    from calibd.capture.combine import _numba
 
     rng = np.random.default_rng(3)
     n, p = 9, 2000

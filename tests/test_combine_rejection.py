@@ -11,8 +11,8 @@ import pytest
 from astropy.nddata import CCDData
 from astropy.stats import sigma_clip
 
-from capture.combine import Rejection, combine_arrays, rejection_mask
-from capture.combine.kernels import numba_available
+from calibd.capture.combine import Rejection, combine_arrays, rejection_mask
+from calibd.capture.combine.kernels import numba_available
 
 ENGINES = [
     pytest.param("numba", marks=pytest.mark.skipif(not numba_available(), reason="no numba")),

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import yaml
 
-from capture.site import Site, crossings
+from calibd.capture.site import Site, crossings
 from tests.support import (
     DAEMON_T0,
     LONG_DARKS,
@@ -58,7 +58,7 @@ def test_api_needs_the_token_for_commands(tmp_path: Path) -> None:
                  any(r["state"] == "complete" for r in library_runs(env.library)), 60, "the run")
         # `calibd status` reads the same API.
         port = int((env.state / "api.port").read_text())
-        out = subprocess.run([sys.executable, "-m", "capture", "status", "--url",
+        out = subprocess.run([sys.executable, "-m", "calibd", "status", "--url",
                               f"http://127.0.0.1:{port}"], cwd=REPO, capture_output=True,
                              text=True, check=False)
         assert out.returncode == 0, out.stderr
@@ -147,11 +147,13 @@ def test_cron_and_twilight_schedules_fire_at_the_simulated_times(tmp_path: Path)
         got = fires(env.state)
         cron = [t for n, t in got if n == "every-20-min"]
         assert len(cron) >= 3
-        for t in cron:  # fired at :00, :20, :40 of simulated time (a few seconds late at most)
+        # Fired at :00, :20, :40 of simulated time. At 600x a busy machine delays a fire by a
+        # few tenths of a real second, i.e. a few simulated minutes: 5 minutes (0.5 s) allowed.
+        for t in cron:
             due = t.replace(second=0, microsecond=0, minute=t.minute - t.minute % 20)
-            assert timedelta(0) <= t - due < timedelta(minutes=2), t
+            assert timedelta(0) <= t - due < timedelta(minutes=5), t
         (dusk_fire,) = [t for n, t in got if n == "dusk"]
-        assert abs((dusk_fire - dusk).total_seconds()) < 120, (dusk_fire, dusk)
+        assert abs((dusk_fire - dusk).total_seconds()) < 300, (dusk_fire, dusk)
         assert len(library_runs(env.library)) >= 3  # each fire ran the plan again
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from capture.flats.search import SearchFailed, SearchSpec, search
-from capture.flats.skymodel import SkyModel
+from calibd.capture.flats.search import SearchFailed, SearchSpec, search
+from calibd.capture.flats.skymodel import SkyModel
 
 BIAS = 500.0
 

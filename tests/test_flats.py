@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 from astropy.io import fits
 
-from capture.library.index import Index
-from capture.site import Site, next_window, sun_altitude_deg, sun_altitudes
+from calibd.capture.library.index import Index
+from calibd.capture.site import Site, next_window, sun_altitude_deg, sun_altitudes
 from tests.support import PLANS, run_cli, write_config, write_plan
 
 FILTERS = ["L", "R", "G", "B", "Ha", "OIII", "SII"]

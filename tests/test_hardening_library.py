@@ -24,10 +24,10 @@ import numpy as np
 import pytest
 from astropy.io import fits
 
-from capture.errors import LibraryError
-from capture.library import checksum
-from capture.library.atomic import AtomicFile
-from capture.library.index import Index
+from calibd.capture.errors import LibraryError
+from calibd.capture.library import checksum
+from calibd.capture.library.atomic import AtomicFile
+from calibd.capture.library.index import Index
 from tests.support import (
     REPO,
     assert_library_exact,
@@ -112,7 +112,7 @@ def _namespace(script: str, timeout: float = 240) -> subprocess.CompletedProcess
                            capture_output=True, check=False)
     if probe.returncode != 0:
         pytest.skip(f"no user namespaces here: {probe.stderr.decode(errors='replace')[:200]}")
-    env = {**os.environ, "CALIBD": f"{sys.executable} -m capture"}
+    env = {**os.environ, "CALIBD": f"{sys.executable} -m calibd"}
     return subprocess.run(["unshare", "--user", "--map-root-user", "--mount", "bash", "-euc",
                            script], capture_output=True, text=True, timeout=timeout, cwd=REPO,
                           env=env, check=False)
@@ -312,7 +312,7 @@ def test_a_killed_master_build_leaves_nothing_after_the_next_build(
     exists): the next `masters build` removes it and rebuilds exactly."""
     lib = work["lib"]
     for _ in range(20):
-        proc = subprocess.Popen([sys.executable, "-m", "capture", "masters", "build", "--force",
+        proc = subprocess.Popen([sys.executable, "-m", "calibd", "masters", "build", "--force",
                                  *map(str, _lib_args(work))], cwd=REPO,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         seen = False

@@ -102,7 +102,7 @@ def test_an_error_in_one_camera_pauses_it_and_everything_else_goes_on(env: Env) 
     assert camera(env, "faulty")["state"] == "paused"
     # `calibd status` shows the paused run and why.
     port = int((env.state / "api.port").read_text())
-    out = subprocess.run([sys.executable, "-m", "capture", "status", "--url",
+    out = subprocess.run([sys.executable, "-m", "calibd", "status", "--url",
                           f"http://127.0.0.1:{port}"], cwd=REPO, capture_output=True, text=True,
                          check=False, env={**os.environ, "PYTHONPATH": str(REPO)})
     assert out.returncode == 0, out.stderr
@@ -249,8 +249,8 @@ def test_a_camera_that_ignores_gain_and_offset_gets_nothing_filed_under_the_cell
 
 
 def test_a_frame_taken_with_other_settings_than_its_cell_is_refused() -> None:
-    from capture.sequencer.checks import settings_mismatch
-    from drivers.contracts import CaptureSettings
+    from calibd.capture.sequencer.checks import settings_mismatch
+    from calibd.drivers.contracts import CaptureSettings
 
     wanted = CaptureSettings(gain=100, offset=30, binning=1, readout_mode="High Gain")
     assert settings_mismatch(wanted, wanted) is None
@@ -274,15 +274,15 @@ def test_a_daily_cron_fires_once_across_a_dst_change(tmp_path: Path, start: date
     of the change with a daily 02:30 schedule in Europe/Rome."""
     from zoneinfo import ZoneInfo
 
-    from capture.config import CronSchedule
-    from capture.daemon.scheduling import (
+    from calibd.capture.config import CronSchedule
+    from calibd.capture.daemon.scheduling import (
         make_scheduler,
         set_fire_target,
         sync_jobs,
         use_clock_for_apscheduler,
     )
-    from drivers.clock import RealClock
-    from simulators.clock import ScaledClock
+    from calibd.drivers.clock import RealClock
+    from calibd.simulators.clock import ScaledClock
 
     clock = ScaledClock(scale=3600.0, start=start)
     tz = ZoneInfo("Europe/Rome")
@@ -332,7 +332,7 @@ def test_the_run_journal_uses_the_clock_the_frames_use(
     that clock's time (as DATE-OBS does), not the machine's."""
     from astropy.io import fits
 
-    from capture.library.index import Index
+    from calibd.capture.library.index import Index
 
     config = write_config(tmp_path / "calibd.yaml", start="2031-05-05T10:00:00+00:00",
                           faults={"fail_every": 2})  # failed exposures: journal events
@@ -380,9 +380,9 @@ sets:
 def test_the_eta_counts_the_flats_and_dark_flats_still_to_come(tmp_path: Path) -> None:
     """After the first flat is kept, 5 flats and 6 dark flats (all at the flats' exposure) are
     still to come: the ETA reported then must cover their exposures (it said "2 s")."""
-    from capture.config import load_config
-    from capture.runner import prepare, run_prepared
-    from capture.sequencer.status import RunStatus
+    from calibd.capture.config import load_config
+    from calibd.capture.runner import prepare, run_prepared
+    from calibd.capture.sequencer.status import RunStatus
 
     config_path = write_config(tmp_path / "calibd.yaml", flats=True, scale=50.0)
     config, located = load_config(config_path)
@@ -419,7 +419,7 @@ def test_plan_check_estimates_the_warm_up_to_the_target_the_run_uses(tmp_path: P
     current temperature instead)."""
     import json
 
-    from capture.plans.model import Warmup
+    from calibd.capture.plans.model import Warmup
 
     config = write_config(tmp_path / "calibd.yaml", ambient_c=15.0)
     plan = write_plan(tmp_path / "bias.yaml", IGNORED_SETTINGS.replace("setpoints_c: [5]",

@@ -10,17 +10,17 @@ from typing import Any
 import numpy as np
 import pytest
 
-from capture.config import MastersConfig
-from capture.library import headermap
-from capture.library.fitsio import FrameContext, read_complete_header
-from capture.library.headermap import FRAME_COLUMNS, Column, frame_row
-from capture.library.index import Index
-from capture.library.library import Library
-from capture.library.rescan import rescan
-from capture.library.writer import FrameWriter, WriteJob
-from capture.masters.service import build_missing
-from capture.plans.cells import Cell
-from drivers.contracts import CameraInfo, CaptureSettings, Frame
+from calibd.capture.config import MastersConfig
+from calibd.capture.library import headermap
+from calibd.capture.library.fitsio import FrameContext, read_complete_header
+from calibd.capture.library.headermap import FRAME_COLUMNS, Column, frame_row
+from calibd.capture.library.index import Index
+from calibd.capture.library.library import Library
+from calibd.capture.library.rescan import rescan
+from calibd.capture.library.writer import FrameWriter, WriteJob
+from calibd.capture.masters.service import build_missing
+from calibd.capture.plans.cells import Cell
+from calibd.drivers.contracts import CameraInfo, CaptureSettings, Frame
 
 INFO = CameraInfo(model="Test Cam 1", camera_id="SN-42", width=32, height=24, bit_depth=12,
                   pixel_size_um=3.76, gain_min=0, gain_max=300, offset_min=0, offset_max=100,

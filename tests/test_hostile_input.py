@@ -256,7 +256,7 @@ def _assert_refused(case: Case, path: Path, code: int, err: str) -> None:
 @pytest.fixture(scope="module")
 def warm(tmp_path_factory: pytest.TempPathFactory) -> None:
     """Import what both commands import once, so that the measurements are of the input."""
-    from capture.cli.main import main
+    from calibd.capture.cli.main import main
 
     tmp = tmp_path_factory.mktemp("warm")
     (tmp / "p.yaml").write_text(PLAN, encoding="utf-8")
@@ -329,7 +329,7 @@ def _spawn(args: list[str], timeout_s: float) -> tuple[int, str, float, int]:
     err_path = Path(f"/tmp/calibd-hostile-{os.getpid()}-{time.monotonic_ns()}.err")
     with err_path.open("w+", encoding="utf-8") as err_file:
         began = time.monotonic()
-        proc = subprocess.Popen([sys.executable, "-m", "capture", *args], cwd=REPO,
+        proc = subprocess.Popen([sys.executable, "-m", "calibd", *args], cwd=REPO,
                                 stdout=subprocess.DEVNULL, stderr=err_file)
         deadline = began + timeout_s
         while True:
@@ -450,8 +450,8 @@ def test_the_daemon_refuses_to_start_with_exit_2(case: Case, tmp_path: Path) -> 
 def test_device_text_is_escaped_and_capped_in_reasons_and_logs() -> None:
     """Error text from a device server reaches the status and the log only through the one
     sanitising function."""
-    from capture.daemon.worker import REASON_MAX_CHARS, describe_error
-    from drivers.errors import DeviceUnavailable
+    from calibd.capture.daemon.worker import REASON_MAX_CHARS, describe_error
+    from calibd.drivers.errors import DeviceUnavailable
 
     reason = describe_error(DeviceUnavailable("\x1b[2J\x1b]0;owned\x07gone" + "x" * 5000))
     assert "\x1b" not in reason and "\x07" not in reason

@@ -16,8 +16,8 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from drivers.clock import RealClock
-from drivers.contracts import (
+from calibd.drivers.clock import RealClock
+from calibd.drivers.contracts import (
     Camera,
     CaptureSettings,
     CoverState,
@@ -25,14 +25,14 @@ from drivers.contracts import (
     FlatPanel,
     SafetyMonitor,
 )
-from drivers.errors import (
+from calibd.drivers.errors import (
     DeviceUnavailable,
     ExposureFailed,
     ExposureTimeout,
     NotSupported,
     SettingRejected,
 )
-from drivers.indi import (
+from calibd.drivers.indi import (
     IndiCamera,
     IndiFilterWheel,
     IndiFlatPanel,

@@ -19,16 +19,16 @@ import numpy as np
 import pytest
 from astropy.io import fits
 
-from drivers.clock import RealClock
-from drivers.contracts import CaptureSettings
-from drivers.indi import IndiCamera, IndiFilterWheel
-from drivers.indi._raw import align_msb
-from drivers.indi.families import detect
-from simulators.indi_doubles import base
-from simulators.indi_doubles.camera import double_profile
-from simulators.indi_doubles.families import FAMILIES as DOUBLES
-from simulators.indi_doubles.families import DoubleFamily
-from simulators.sensor import SensorModel
+from calibd.drivers.clock import RealClock
+from calibd.drivers.contracts import CaptureSettings
+from calibd.drivers.indi import IndiCamera, IndiFilterWheel
+from calibd.drivers.indi._raw import align_msb
+from calibd.drivers.indi.families import detect
+from calibd.simulators.indi_doubles import base
+from calibd.simulators.indi_doubles.camera import double_profile
+from calibd.simulators.indi_doubles.families import FAMILIES as DOUBLES
+from calibd.simulators.indi_doubles.families import DoubleFamily
+from calibd.simulators.sensor import SensorModel
 from tests.camera_contract import CameraContract, ContractTarget
 from tests.indi_server import PANEL, WHEEL, IndiTestServer, running_indi_server
 from tests.support import (

@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 from astropy.io import fits
 
-from capture.config import MastersConfig
-from capture.library.index import Index
-from capture.masters.bpm import local_level
-from simulators.profiles import get_profile
-from simulators.sensor import SensorModel
+from calibd.capture.config import MastersConfig
+from calibd.capture.library.index import Index
+from calibd.capture.masters.bpm import local_level
+from calibd.simulators.profiles import get_profile
+from calibd.simulators.sensor import SensorModel
 from tests.support import run_cli, write_config, write_plan
 
 PLAN = """
@@ -47,7 +47,7 @@ def library(tmp_path_factory: pytest.TempPathFactory) -> Path:
     tmp = tmp_path_factory.mktemp("masters")
     plan = write_plan(tmp / "p.yaml", PLAN)
     config = write_config(tmp / "c.yaml", flats=True, seed=5)
-    from capture.cli.main import main
+    from calibd.capture.cli.main import main
 
     assert main(["-q", "run", str(plan), "--config", str(config), "--library",
                  str(tmp / "lib")]) == 0
@@ -269,7 +269,7 @@ def test_rescan_restores_the_masters_index(capsys: pytest.CaptureFixture[str],
 
 
 def test_master_flat_recovers_vignetting_dust_and_response(library: Path) -> None:
-    from simulators.optics import OpticalTrain
+    from calibd.simulators.optics import OpticalTrain
 
     (flat,) = masters(library, "flat")
     master = fits.getdata(library / flat.path).astype(np.float64)

@@ -18,12 +18,12 @@ import pytest
 import yaml
 from astropy.io import fits
 
-from capture.library import fitsio
-from capture.library.fitsio import write_image
-from capture.library.index import Index
-from capture.library.writer import FrameWriter, WriteJob
-from simulators.profiles import get_profile
-from simulators.sensor import SensorModel
+from calibd.capture.library import fitsio
+from calibd.capture.library.fitsio import write_image
+from calibd.capture.library.index import Index
+from calibd.capture.library.writer import FrameWriter, WriteJob
+from calibd.simulators.profiles import get_profile
+from calibd.simulators.sensor import SensorModel
 from tests.support import REPO, write_plan
 
 MB = 2**20
@@ -120,7 +120,7 @@ def test_calibd_run_on_a_large_sensor_stays_within_a_memory_ceiling(tmp_path: Pa
                       "warmup: {enabled: false}\n"
                       "cooling: {dwell_s: 0, tolerance_c: 0.5, ramp_c_per_min: 60}\n"
                       "sets:\n  - {kind: bias, gains: [100], setpoints_c: [0], count: 3}\n")
-    proc = subprocess.Popen([sys.executable, "-m", "capture", "run", str(plan), "--config",
+    proc = subprocess.Popen([sys.executable, "-m", "calibd", "run", str(plan), "--config",
                              str(config)], cwd=REPO, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 120

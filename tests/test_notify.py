@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from capture.daemon.notify import MAX_STATUS_CHARS, Notifier, watchdog_interval_s
+from calibd.capture.daemon.notify import MAX_STATUS_CHARS, Notifier, watchdog_interval_s
 
 
 def _receiver(address: str | bytes) -> socket.socket:
@@ -141,7 +141,7 @@ def test_a_vanished_socket_never_raises_and_is_logged_once(
     assert notifier.watchdog()
     sock.close()
     os.unlink(address)
-    caplog.set_level(logging.DEBUG, logger="capture.daemon.notify")
+    caplog.set_level(logging.DEBUG, logger="calibd.capture.daemon.notify")
     assert not notifier.watchdog()
     assert not notifier.status("still failing")
     assert not notifier.ready()

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from capture.errors import PlanError
-from capture.plans.load import load_plan
-from capture.plans.resolve import CameraContext, resolve, resolve_gain
-from drivers.contracts import CameraInfo
+from calibd.capture.errors import PlanError
+from calibd.capture.plans.load import load_plan
+from calibd.capture.plans.resolve import CameraContext, resolve, resolve_gain
+from calibd.drivers.contracts import CameraInfo
 from tests.support import PLANS, calibd_subprocess, run_cli, write_config, write_plan
 
 INFO = CameraInfo(model="ZWO ASI2600MM Pro", camera_id="x", width=100, height=80, bit_depth=16,

@@ -7,10 +7,10 @@ import threading
 
 import pytest
 
-from capture.errors import RunPaused
-from capture.sequencer.reconnect import until_available
-from drivers.errors import DeviceUnavailable, SettingRejected
-from simulators.clock import SteppedClock
+from calibd.capture.errors import RunPaused
+from calibd.capture.sequencer.reconnect import until_available
+from calibd.drivers.errors import DeviceUnavailable, SettingRejected
+from calibd.simulators.clock import SteppedClock
 
 
 class Flaky:

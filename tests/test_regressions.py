@@ -26,7 +26,7 @@ import pytest
 import yaml
 from astropy.io import fits
 
-from capture.flats import runner as flats_runner
+from calibd.capture.flats import runner as flats_runner
 from tests.support import (
     QUICK_BIAS,
     assert_library_exact,
@@ -134,8 +134,8 @@ def test_resumed_dark_flats_are_taken_with_the_panel_off(
     """The killed process left the panel lit (a real flip-flat keeps its state). The resumed
     session captures the pending dark flats without turning the panel off, and the per-frame
     checks accept dark flats at ~50000 ADU."""
-    from capture.config import load_config
-    from capture.runner import prepare, run_prepared
+    from calibd.capture.config import load_config
+    from calibd.capture.runner import prepare, run_prepared
 
     config, located = load_config(_no_auto_masters(write_config(tmp_path / "c.yaml",
                                                                 flats=True)))
@@ -263,7 +263,7 @@ def test_opening_the_library_for_one_camera_keeps_another_cameras_write_in_fligh
     "a" starting a run reconciles the whole library and removes camera "b"'s `.partial` file
     while b's writer is between writing it and renaming it: b's os.replace then fails and
     b's run stops with "cannot write"."""
-    from capture.library.library import Library
+    from calibd.capture.library.library import Library
 
     root = tmp_path / "lib"
     b = Library.open(root, camera="b")  # b is capturing: it holds its lock
@@ -283,9 +283,9 @@ def test_opening_the_library_for_one_camera_keeps_another_cameras_write_in_fligh
 def test_cron_schedule_follows_a_changed_time_zone(tmp_path: Path) -> None:
     """daemon.timezone Europe/Rome -> UTC, daemon restarted: the persistent job keeps firing
     at 10:00 Rome (09:00 UTC) because sync_jobs compares str(trigger), which has no zone."""
-    from capture.config import CronSchedule
-    from capture.daemon.scheduling import make_scheduler, sync_jobs
-    from drivers.clock import RealClock
+    from calibd.capture.config import CronSchedule
+    from calibd.capture.daemon.scheduling import make_scheduler, sync_jobs
+    from calibd.drivers.clock import RealClock
 
     schedules = [CronSchedule(name="daily", trigger="cron", cron="0 10 * * *",
                               plan=Path("p.yaml"))]

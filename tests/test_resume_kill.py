@@ -35,7 +35,7 @@ KILLS = 22
 
 def start(plan: Path, config: Path, library: Path) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, "-m", "capture", "-q", "run", str(plan), "--config", str(config),
+        [sys.executable, "-m", "calibd", "-q", "run", str(plan), "--config", str(config),
          "--library", str(library)],
         cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         env={**os.environ, "PYTHONUNBUFFERED": "1"})
@@ -98,7 +98,7 @@ def test_sigkill_at_random_moments_then_resume_gives_exactly_the_plan(tmp_path: 
 
 def _check(library: Path, plan: Path, config: Path) -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "capture", "library", "status", "--library", str(library),
+        [sys.executable, "-m", "calibd", "library", "status", "--library", str(library),
          "--json"], cwd=REPO, capture_output=True, text=True, check=True)
     data = json.loads(proc.stdout)
     runs = [r for r in data["runs"] if r["state"] == "complete"]

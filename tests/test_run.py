@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 from astropy.io import fits
 
-from capture.library.index import Index
-from capture.library.rescan import rescan
+from calibd.capture.library.index import Index
+from calibd.capture.library.rescan import rescan
 from tests.support import (
     PLANS,
     REPO,
@@ -271,8 +271,8 @@ def test_disk_full_during_write_loses_nothing(capsys: pytest.CaptureFixture[str]
 
 
 def test_two_processes_cannot_drive_one_camera_into_one_library(tmp_path: Path) -> None:
-    from capture.errors import LibraryError
-    from capture.library.library import Library
+    from calibd.capture.errors import LibraryError
+    from calibd.capture.library.library import Library
 
     first = Library.open(tmp_path / "lib", camera="sim")
     try:
@@ -331,7 +331,7 @@ def test_logs_fit_journald_under_systemd(tmp_path: Path) -> None:
     import sys
 
     env = {**os.environ, "JOURNAL_STREAM": "8:12345"}
-    proc = subprocess.run([sys.executable, "-m", "capture", "run", str(PLANS / "demo.yaml"),
+    proc = subprocess.run([sys.executable, "-m", "calibd", "run", str(PLANS / "demo.yaml"),
                            "--library", str(tmp_path / "lib"), "--no-progress"], cwd=REPO,
                           env=env, capture_output=True, text=True, timeout=300, check=False)
     assert proc.returncode == 0, proc.stderr

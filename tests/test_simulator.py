@@ -9,12 +9,12 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 
-from drivers.contracts import CaptureSettings
-from simulators.camera import SimFaults, SimulatedCamera
-from simulators.clock import ScaledClock, SteppedClock
-from simulators.cooler import CoolerModel
-from simulators.profiles import PROFILES, get_profile
-from simulators.sensor import Illumination, SensorModel
+from calibd.drivers.contracts import CaptureSettings
+from calibd.simulators.camera import SimFaults, SimulatedCamera
+from calibd.simulators.clock import ScaledClock, SteppedClock
+from calibd.simulators.cooler import CoolerModel
+from calibd.simulators.profiles import PROFILES, get_profile
+from calibd.simulators.sensor import Illumination, SensorModel
 from tests.camera_contract import CameraContract, ContractTarget
 from tests.support import run_cli
 
@@ -152,7 +152,7 @@ def test_injected_faults_fire_on_schedule() -> None:
     cam = SimulatedCamera(SMALL, clock, faults=SimFaults(fail_every=3))
     cam.connect()
     cam.configure(CaptureSettings(gain=100, offset=50))
-    from drivers.errors import ExposureFailed
+    from calibd.drivers.errors import ExposureFailed
 
     cam.expose(1.0, dark=True)
     cam.expose(1.0, dark=True)

@@ -429,3 +429,43 @@ def test_flats_reaching_into_the_sequencer_are_found(tmp_path: Path) -> None:
         "capture/flats/runner.py:3: capture.sequencer.sequencer",
         "capture/sequencer/sequencer.py:2: capture.flats.runner",
     ]
+
+
+def bare_imports(root: Path, folders: tuple[str, ...]) -> list[str]:
+    """Imports that spell a package without the one installed name (``capture.x`` instead of
+    ``calibd.capture.x``): in an installed calibd they would not resolve, and in the repository
+    they would load a second copy of the module."""
+    found: list[str] = []
+    for folder in folders:
+        for path in sorted((root / folder).rglob("*.py")):
+            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
+                names: list[str] = []
+                if isinstance(node, ast.Import):
+                    names = [a.name for a in node.names]
+                elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                    names = [node.module]
+                elif isinstance(node, ast.Call) and node.args and isinstance(
+                        node.args[0], ast.Constant) and isinstance(node.args[0].value, str):
+                    func = node.func
+                    callee = func.attr if isinstance(func, ast.Attribute) else (
+                        func.id if isinstance(func, ast.Name) else "")
+                    if callee in ("import_module", "__import__"):
+                        names = [node.args[0].value]
+                found += [f"{path.relative_to(root).as_posix()}:{node.lineno}: {n}"
+                          for n in names if _top(n) in PACKAGES]
+    return found
+
+
+def test_every_import_goes_through_the_one_installed_name() -> None:
+    folders = ("capture", "drivers", "simulators", "tests", "benchmarks")
+    assert bare_imports(REPO, folders) == []
+
+
+def test_a_bare_package_import_is_found(tmp_path: Path) -> None:
+    _write(tmp_path, {
+        "capture/__init__.py": "",
+        "capture/a.py": "from calibd.drivers import b\nfrom drivers import c\n",
+        "tests/t.py": "import importlib\nimportlib.import_module('simulators.sky')\n",
+    })
+    assert bare_imports(tmp_path, ("capture", "tests")) == [
+        "capture/a.py:2: drivers", "tests/t.py:2: simulators.sky"]

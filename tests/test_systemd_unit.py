@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from capture.cli.main import EXIT_BAD_INPUT
+from calibd.capture.cli.main import EXIT_BAD_INPUT
 from tests.support import REPO, skip_or_fail
 
 UNIT = REPO / "systemd" / "calibd.service"
@@ -194,7 +194,7 @@ def test_numba_and_write_execute_memory_agree(unit: Unit) -> None:
 
 
 def test_library_and_state_are_writable(unit: Unit) -> None:
-    from capture.config import load_config
+    from calibd.capture.config import load_config
 
     config, _ = load_config(EXAMPLE)
     state_dir = _one(unit, "StateDirectory")

@@ -21,18 +21,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from drivers import zwo
-from drivers.contracts import CaptureSettings, Frame
-from drivers.errors import (
+from calibd.drivers import zwo
+from calibd.drivers.contracts import CaptureSettings, Frame
+from calibd.drivers.errors import (
     DeviceUnavailable,
     ExposureFailed,
     ExposureTimeout,
     SettingRejected,
 )
-from drivers.zwo import NO_CAMERAS_MESSAGE, ZwoCamera
-from drivers.zwo import sdk as zwo_sdk
-from simulators.asi_sdk import AsiDouble, AsiDoubleError, build_double, find_compiler
-from simulators.clock import ScaledClock
+from calibd.drivers.zwo import NO_CAMERAS_MESSAGE, ZwoCamera
+from calibd.drivers.zwo import sdk as zwo_sdk
+from calibd.simulators.asi_sdk import AsiDouble, AsiDoubleError, build_double, find_compiler
+from calibd.simulators.clock import ScaledClock
 from tests.camera_contract import CameraContract, ContractTarget
 from tests.support import skip_or_fail, wait_until
 from tests.zwo_fixtures import TIME_SCALE, CameraFactory
@@ -137,12 +137,12 @@ def test_list_devices_empty(zwo_double: AsiDouble) -> None:
 
 @pytest.mark.parametrize(("config", "expected"), [("cameras=2", 2), ("cameras=0", 0)])
 def test_cli_lists_or_says_none(asi_double_path: Path, config: str, expected: int) -> None:
-    """``python -m drivers.zwo list`` in a fresh process (the CLI's ``devices list`` prints the
-    same): one line per camera, or the plain message when none is connected. The subprocess's
-    double is set up through $ASI_DOUBLE_CONFIG."""
+    """``python -m calibd.drivers.zwo list`` in a fresh process (the CLI's ``devices list``
+    prints the same): one line per camera, or the plain message when none is connected. The
+    subprocess's double is set up through $ASI_DOUBLE_CONFIG."""
     env = {**os.environ, "ZWO_ASI_LIB": str(asi_double_path), "ASI_DOUBLE_CONFIG": config}
     done = subprocess.run(
-        [sys.executable, "-m", "drivers.zwo", "list"],
+        [sys.executable, "-m", "calibd.drivers.zwo", "list"],
         capture_output=True,
         text=True,
         timeout=60,
@@ -183,8 +183,8 @@ def test_configured_through_the_device_registry(
     zwo_double: AsiDouble, asi_double_path: Path, zwo_clock: ScaledClock
 ) -> None:
     """``driver: zwo`` in a configuration reaches this driver through capture.devices."""
-    from capture.config import Config
-    from capture.devices import make_camera
+    from calibd.capture.config import Config
+    from calibd.capture.devices import make_camera
 
     cfg = Config.model_validate(
         {
@@ -565,7 +565,7 @@ def test_cli_discovers_pyzwoasi_copy(asi_double_path: Path, tmp_path: Path) -> N
     env = {k: v for k, v in os.environ.items() if k not in zwo.ENV_VARS}
     env["PYTHONPATH"] = os.pathsep.join([str(tmp_path), str(REPO)])
     which = subprocess.run(
-        [sys.executable, "-m", "drivers.zwo", "which"],
+        [sys.executable, "-m", "calibd.drivers.zwo", "which"],
         capture_output=True,
         text=True,
         timeout=60,
@@ -576,7 +576,7 @@ def test_cli_discovers_pyzwoasi_copy(asi_double_path: Path, tmp_path: Path) -> N
     assert which.returncode == 0, which.stderr
     assert "pyzwoasi 0.2.7" in which.stdout
     listed = subprocess.run(
-        [sys.executable, "-m", "drivers.zwo", "list"],
+        [sys.executable, "-m", "calibd.drivers.zwo", "list"],
         capture_output=True,
         text=True,
         timeout=60,
@@ -623,7 +623,7 @@ def test_real_sdk_without_camera_says_none_quickly(tmp_path: Path) -> None:
     args, env = _real_sdk(tmp_path)
     started = time.monotonic()
     done = subprocess.run(
-        [sys.executable, "-m", "drivers.zwo", "list", *args],
+        [sys.executable, "-m", "calibd.drivers.zwo", "list", *args],
         capture_output=True,
         text=True,
         timeout=60,
@@ -636,7 +636,7 @@ def test_real_sdk_without_camera_says_none_quickly(tmp_path: Path) -> None:
     assert done.stdout.strip() == NO_CAMERAS_MESSAGE, done.stdout
     assert elapsed < 10.0
     which = subprocess.run(
-        [sys.executable, "-m", "drivers.zwo", "which", *args],
+        [sys.executable, "-m", "calibd.drivers.zwo", "which", *args],
         capture_output=True,
         text=True,
         timeout=60,

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from simulators.asi_sdk import AsiDouble
+from calibd.simulators.asi_sdk import AsiDouble
 from tests.support import (
     REPO,
     assert_library_exact,
@@ -203,8 +203,8 @@ def test_camera_removed_and_replugged_in_a_separate_process(tmp_path: Path,
 def _real_sdk_env(tmp_path: Path) -> tuple[list[str], dict[str, str]]:
     """Reach ZWO's real SDK: $CALIBD_REAL_ASI_SDK (a .so, or a pyzwoasi wheel that is unpacked
     and put on the path, where discovery finds it), else an installed pyzwoasi."""
-    from drivers.zwo import ENV_VARS
-    from drivers.zwo.sdk import _pyzwoasi_library
+    from calibd.drivers.zwo import ENV_VARS
+    from calibd.drivers.zwo.sdk import _pyzwoasi_library
 
     env = {k: v for k, v in os.environ.items() if k not in ENV_VARS}
     env["PYTHONPATH"] = str(REPO)
@@ -229,7 +229,7 @@ def test_devices_list_with_the_real_sdk_and_no_camera(tmp_path: Path) -> None:
     """``calibd devices list --driver zwo`` through ZWO's real SDK with nothing plugged in."""
     args, env = _real_sdk_env(tmp_path)
     done = subprocess.run(
-        [sys.executable, "-m", "capture", "devices", "list", "--driver", "zwo", *args],
+        [sys.executable, "-m", "calibd", "devices", "list", "--driver", "zwo", *args],
         capture_output=True, text=True, timeout=60, cwd=REPO, env=env, check=False)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "no ZWO cameras found", done.stdout

@@ -19,11 +19,11 @@ from pathlib import Path
 
 import pytest
 
-from drivers import zwo
-from drivers.errors import DeviceUnavailable
-from drivers.zwo import ZwoCamera
-from simulators.asi_sdk import AsiDouble, DoubleBuildError, build_double, find_compiler
-from simulators.clock import ScaledClock
+from calibd.drivers import zwo
+from calibd.drivers.errors import DeviceUnavailable
+from calibd.drivers.zwo import ZwoCamera
+from calibd.simulators.asi_sdk import AsiDouble, DoubleBuildError, build_double, find_compiler
+from calibd.simulators.clock import ScaledClock
 from tests.support import skip_or_fail
 
 TIME_SCALE = 100.0  # simulated seconds per real second, in the double and the test clock

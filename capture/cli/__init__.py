@@ -1,5 +1,5 @@
 """The ``calibd`` command line (see :mod:`capture.cli.main`)."""
 
-from capture.cli.main import entry as main
+from calibd.capture.cli.main import entry as main
 
 __all__ = ["main"]

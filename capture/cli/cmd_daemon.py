@@ -21,7 +21,7 @@ def register(sub: Any) -> None:
 
 
 def run_daemon(args: argparse.Namespace) -> int:
-    from capture.daemon.service import Daemon, check_config, check_devices
+    from calibd.capture.daemon.service import Daemon, check_config, check_devices
 
     if args.check:
         config, located = check_config(args.config)

@@ -5,10 +5,10 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from capture.cli.common import print_json, table
-from capture.devices import driver_module
-from capture.errors import InputError, Problem
-from drivers.contracts import DeviceListing
+from calibd.capture.cli.common import print_json, table
+from calibd.capture.devices import driver_module
+from calibd.capture.errors import InputError, Problem
+from calibd.drivers.contracts import DeviceListing
 
 NO_DEVICES = {
     "simulator": "",

@@ -6,13 +6,19 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from capture.cli.common import add_config_args, config_from_args, library_root, print_json, table
-from capture.errors import InputError, LibraryError, Problem
-from capture.library.index import Index
-from capture.library.rescan import open_existing, rescan
-from capture.library.status import status_data
-from capture.plans.cells import fmt_number
-from capture.plans.estimate import human_bytes
+from calibd.capture.cli.common import (
+    add_config_args,
+    config_from_args,
+    library_root,
+    print_json,
+    table,
+)
+from calibd.capture.errors import InputError, LibraryError, Problem
+from calibd.capture.library.index import Index
+from calibd.capture.library.rescan import open_existing, rescan
+from calibd.capture.library.status import status_data
+from calibd.capture.plans.cells import fmt_number
+from calibd.capture.plans.estimate import human_bytes
 
 
 def register(sub: Any) -> None:
@@ -92,7 +98,7 @@ def run_status(args: argparse.Namespace) -> int:
 
 
 def run_match(args: argparse.Namespace) -> int:
-    from capture.masters.match import light_header, match
+    from calibd.capture.masters.match import light_header, match
 
     if not args.light.is_file():
         raise InputError([Problem(args.light, None, "", "no such file")])

@@ -8,16 +8,22 @@ from typing import Any
 
 from astropy.io import fits
 
-from capture import __version__
-from capture.cli.common import add_config_args, config_from_args, library_root, print_json, table
-from capture.combine import Rejection, combine_to_fits
-from capture.config import MastersConfig
-from capture.errors import InputError, Problem
-from capture.library.index import Index
-from capture.library.rescan import open_existing, remove_temp_files
-from capture.masters.inputs import check_consistent
-from capture.masters.service import build_missing
-from capture.plans.cells import fmt_number
+from calibd.capture import __version__
+from calibd.capture.cli.common import (
+    add_config_args,
+    config_from_args,
+    library_root,
+    print_json,
+    table,
+)
+from calibd.capture.combine import Rejection, combine_to_fits
+from calibd.capture.config import MastersConfig
+from calibd.capture.errors import InputError, Problem
+from calibd.capture.library.index import Index
+from calibd.capture.library.rescan import open_existing, remove_temp_files
+from calibd.capture.masters.inputs import check_consistent
+from calibd.capture.masters.service import build_missing
+from calibd.capture.plans.cells import fmt_number
 
 KINDS = ("bias", "dark", "darkflat", "flat", "bpm")
 

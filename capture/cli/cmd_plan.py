@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from capture.cli.common import (
+from calibd.capture.cli.common import (
     add_config_args,
     config_from_args,
     free_bytes,
@@ -14,9 +14,15 @@ from capture.cli.common import (
     print_json,
     table,
 )
-from capture.plans.cells import fmt_number
-from capture.plans.estimate import Estimate, estimate, file_bytes, human_bytes, human_duration
-from capture.runner import Prepared, prepare
+from calibd.capture.plans.cells import fmt_number
+from calibd.capture.plans.estimate import (
+    Estimate,
+    estimate,
+    file_bytes,
+    human_bytes,
+    human_duration,
+)
+from calibd.capture.runner import Prepared, prepare
 
 
 def register(sub: Any) -> None:
@@ -84,8 +90,8 @@ def report(prepared: Prepared, est: Estimate, library: Path, free: int) -> dict[
 
 def sky_windows(prepared: Prepared) -> list[dict[str, Any]]:
     """The next twilight window of each sky-flat set (from the camera's clock and site)."""
-    from capture.plans.model import FlatSet
-    from capture.site import next_window
+    from calibd.capture.plans.model import FlatSet
+    from calibd.capture.site import next_window
 
     site = prepared.setup.site
     out: list[dict[str, Any]] = []

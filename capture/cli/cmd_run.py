@@ -11,10 +11,10 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from capture.cli.common import add_config_args, config_from_args, library_root
-from capture.cli.progress import LogProgress, TerminalProgress
-from capture.runner import prepare, run_prepared
-from capture.sequencer.sequencer import SequencerOptions
+from calibd.capture.cli.common import add_config_args, config_from_args, library_root
+from calibd.capture.cli.progress import LogProgress, TerminalProgress
+from calibd.capture.runner import prepare, run_prepared
+from calibd.capture.sequencer.sequencer import SequencerOptions
 
 log = logging.getLogger(__name__)
 

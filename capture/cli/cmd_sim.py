@@ -11,8 +11,8 @@ import argparse
 import sys
 from typing import Any
 
-from capture.devices import driver_module
-from capture.net import is_loopback_literal as is_loopback
+from calibd.capture.devices import driver_module
+from calibd.capture.net import is_loopback_literal as is_loopback
 
 EXIT_OK = 0
 EXIT_FAILURE = 1

@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit
 
-from capture.cli.common import print_json, table
-from capture.errors import InputError, Problem
+from calibd.capture.cli.common import print_json, table
+from calibd.capture.errors import InputError, Problem
 
 DEFAULT_URL = "http://127.0.0.1:8765"
 DEFAULT_TIMEOUT_S = 5.0

@@ -9,8 +9,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from capture.config import Config, load_config
-from capture.yamlsrc import Located
+from calibd.capture.config import Config, load_config
+from calibd.capture.yamlsrc import Located
 
 DEFAULT_LIBRARY = Path("library")
 

@@ -14,10 +14,10 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import ClassVar
 
-from capture import __version__
-from capture.errors import CoolingTimeout, DaemonError, InputError, LibraryError, RunPaused
-from capture.memory import fix_mmap_threshold
-from drivers.errors import DeviceError
+from calibd.capture import __version__
+from calibd.capture.errors import CoolingTimeout, DaemonError, InputError, LibraryError, RunPaused
+from calibd.capture.memory import fix_mmap_threshold
+from calibd.drivers.errors import DeviceError
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -57,7 +57,7 @@ class _JournalFormatter(logging.Formatter):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from capture.cli import (
+    from calibd.capture.cli import (
         cmd_daemon,
         cmd_devices,
         cmd_library,

@@ -8,8 +8,8 @@ import threading
 import time
 from typing import TextIO
 
-from capture.plans.estimate import human_duration
-from capture.sequencer.status import RunStatus
+from calibd.capture.plans.estimate import human_duration
+from calibd.capture.sequencer.status import RunStatus
 
 log = logging.getLogger("calibd.progress")
 

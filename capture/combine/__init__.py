@@ -9,7 +9,7 @@ provenance in the header. numba kernels are used when numba is installed (and no
 
 Typical use::
 
-    from capture.combine import Rejection, combine_to_fits
+    from calibd.capture.combine import Rejection, combine_to_fits
 
     stats = combine_to_fits(bias_paths, "Master_Bias.fits", rejection=Rejection("sigma"))
 """

@@ -23,8 +23,8 @@ import numpy as np
 import numpy.typing as npt
 from astropy.io import fits
 
-from capture.library.atomic import AtomicFile
-from capture.library.checksum import placeholder_cards, seal
+from calibd.capture.library.atomic import AtomicFile
+from calibd.capture.library.checksum import placeholder_cards, seal
 
 log = logging.getLogger(__name__)
 

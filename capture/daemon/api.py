@@ -42,11 +42,11 @@ from pathlib import Path
 from typing import Any, cast
 from urllib.parse import unquote, urlsplit
 
-from capture import __version__
-from capture.daemon.control import ControlError, DaemonControl
-from capture.inputfile import read_input_text
-from capture.net import is_loopback
-from capture.textsafe import shown
+from calibd.capture import __version__
+from calibd.capture.daemon.control import ControlError, DaemonControl
+from calibd.capture.inputfile import read_input_text
+from calibd.capture.net import is_loopback
+from calibd.capture.textsafe import shown
 
 log = logging.getLogger(__name__)
 

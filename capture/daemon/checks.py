@@ -15,12 +15,12 @@ import socket
 import tempfile
 from pathlib import Path
 
-from capture.config import Config
-from capture.errors import InputError, Problem
-from capture.yamlsrc import KeyPath, Located
-from drivers.clock import Clock
-from drivers.contracts import Camera, FilterWheel, FlatPanel
-from drivers.errors import DeviceError
+from calibd.capture.config import Config
+from calibd.capture.errors import InputError, Problem
+from calibd.capture.yamlsrc import KeyPath, Located
+from calibd.drivers.clock import Clock
+from calibd.drivers.contracts import Camera, FilterWheel, FlatPanel
+from calibd.drivers.errors import DeviceError
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +46,7 @@ def startup_problems(config: Config, located: Located) -> list[Problem]:
 
 
 def _api_problems(config: Config, located: Located) -> list[Problem]:
-    from capture.daemon.api import check_token, read_token_file
+    from calibd.capture.daemon.api import check_token, read_token_file
 
     api = config.daemon.api
     if not api.enabled:
@@ -106,8 +106,8 @@ def device_problems(config: Config, located: Located, plans: dict[str, list[Path
     resolve each camera's scheduled ``plans`` against it. Blocks while connecting (each driver
     bounds its own wait). Device problems are located at the device's configuration key; plan
     problems at the plan file's line and key."""
-    from capture.devices import make_safety, make_setup
-    from capture.runner import prepare
+    from calibd.capture.devices import make_safety, make_setup
+    from calibd.capture.runner import prepare
 
     problems: list[Problem] = []
     for name, cam in config.cameras.items():

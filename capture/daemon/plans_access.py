@@ -12,8 +12,8 @@ import os
 import stat
 from pathlib import Path, PurePosixPath
 
-from capture.daemon.control import ControlError
-from capture.textsafe import shown
+from calibd.capture.daemon.control import ControlError
+from calibd.capture.textsafe import shown
 
 MAX_NAME_CHARS = 255
 

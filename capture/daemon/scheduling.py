@@ -28,9 +28,9 @@ from apscheduler.schedulers.base import STATE_STOPPED
 from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.cron import CronTrigger
 
-from capture.config import CronSchedule, ScheduleConfig, TwilightSchedule
-from capture.site import Site, crossings
-from drivers.clock import Clock, RealClock
+from calibd.capture.config import CronSchedule, ScheduleConfig, TwilightSchedule
+from calibd.capture.site import Site, crossings
+from calibd.drivers.clock import Clock, RealClock
 
 log = logging.getLogger(__name__)
 

@@ -20,26 +20,26 @@ from types import FrameType
 from typing import IO, Any
 from zoneinfo import ZoneInfo
 
-from capture import __version__
-from capture.config import Config, ScheduleConfig, UnsafeSchedule, load_config
-from capture.daemon.checks import device_problems, startup_problems
-from capture.daemon.control import ControlError
-from capture.daemon.notify import Notifier, watchdog_interval_s
-from capture.daemon.plans_access import resolve_api_plan
-from capture.daemon.scheduling import make_scheduler, set_fire_target, sync_jobs
-from capture.daemon.worker import CameraWorker, RunRequest, describe_error
-from capture.devices import make_clock, make_safety, site_of
-from capture.errors import ConfigError, DaemonError, LibraryError, PlanError, Problem
-from capture.library.atomic import TEMP_SUFFIX, remove_leftovers, write_text
-from capture.library.daemon_state import ActiveRun, DaemonState
-from capture.library.index import Index
-from capture.library.status import status_data
-from capture.plans.load import load_plan
-from capture.sequencer.status import RunStatus
-from capture.textsafe import shown
-from capture.yamlsrc import Located
-from drivers.contracts import SafetyMonitor
-from drivers.errors import DeviceError
+from calibd.capture import __version__
+from calibd.capture.config import Config, ScheduleConfig, UnsafeSchedule, load_config
+from calibd.capture.daemon.checks import device_problems, startup_problems
+from calibd.capture.daemon.control import ControlError
+from calibd.capture.daemon.notify import Notifier, watchdog_interval_s
+from calibd.capture.daemon.plans_access import resolve_api_plan
+from calibd.capture.daemon.scheduling import make_scheduler, set_fire_target, sync_jobs
+from calibd.capture.daemon.worker import CameraWorker, RunRequest, describe_error
+from calibd.capture.devices import make_clock, make_safety, site_of
+from calibd.capture.errors import ConfigError, DaemonError, LibraryError, PlanError, Problem
+from calibd.capture.library.atomic import TEMP_SUFFIX, remove_leftovers, write_text
+from calibd.capture.library.daemon_state import ActiveRun, DaemonState
+from calibd.capture.library.index import Index
+from calibd.capture.library.status import status_data
+from calibd.capture.plans.load import load_plan
+from calibd.capture.sequencer.status import RunStatus
+from calibd.capture.textsafe import shown
+from calibd.capture.yamlsrc import Located
+from calibd.drivers.contracts import SafetyMonitor
+from calibd.drivers.errors import DeviceError
 
 log = logging.getLogger(__name__)
 TICK_S = 0.5  # real seconds between main-loop passes
@@ -104,7 +104,7 @@ def api_token(config: Config) -> str | None:
     api = config.daemon.api
     if api.token is not None or api.token_file is None:
         return api.token
-    from capture.daemon.api import read_token_file
+    from calibd.capture.daemon.api import read_token_file
 
     try:
         return read_token_file(api.token_file)
@@ -425,7 +425,7 @@ class Daemon:
         api_cfg = config.daemon.api
         if not api_cfg.enabled:
             return
-        from capture.daemon.api import ApiServer
+        from calibd.capture.daemon.api import ApiServer
 
         token = api_token(config)
         self.api = ApiServer(self, host=api_cfg.host, port=api_cfg.port, token=token)

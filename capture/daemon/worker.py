@@ -22,17 +22,17 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol
 
-from capture.config import Config
-from capture.errors import CoolingTimeout, InputError, LibraryError, RunPaused
-from capture.library.index import IndexDamaged
-from capture.library.store import index_damaged
-from capture.runner import prepare, run_prepared
-from capture.sequencer.sequencer import SequencerOptions
-from capture.sequencer.status import RunStatus
-from capture.textsafe import shown
-from capture.yamlsrc import Located
-from drivers.clock import Clock
-from drivers.errors import DeviceError
+from calibd.capture.config import Config
+from calibd.capture.errors import CoolingTimeout, InputError, LibraryError, RunPaused
+from calibd.capture.library.index import IndexDamaged
+from calibd.capture.library.store import index_damaged
+from calibd.capture.runner import prepare, run_prepared
+from calibd.capture.sequencer.sequencer import SequencerOptions
+from calibd.capture.sequencer.status import RunStatus
+from calibd.capture.textsafe import shown
+from calibd.capture.yamlsrc import Located
+from calibd.drivers.clock import Clock
+from calibd.drivers.errors import DeviceError
 
 log = logging.getLogger(__name__)
 

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from capture.devices import Setup
-from capture.errors import PlanError, Problem
-from capture.plans.model import FlatSet
-from capture.plans.resolve import ResolvedPlan
-from capture.yamlsrc import Located
+from calibd.capture.devices import Setup
+from calibd.capture.errors import PlanError, Problem
+from calibd.capture.plans.model import FlatSet
+from calibd.capture.plans.resolve import ResolvedPlan
+from calibd.capture.yamlsrc import Located
 
 
 def check_flat_devices(plan: ResolvedPlan, located: Located, setup: Setup) -> None:

@@ -8,8 +8,8 @@ filter is scaled linearly, which is exact for a linear panel and a good start ot
 
 from __future__ import annotations
 
-from capture.library.flat_memory import FlatKey, Mode
-from capture.library.index import Index
+from calibd.capture.library.flat_memory import FlatKey, Mode
+from calibd.capture.library.index import Index
 
 __all__ = ["FlatKey", "FlatMemory", "Mode"]
 

@@ -7,13 +7,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from capture.flats.memory import FlatKey
-from capture.flats.search import SearchFailed, SearchSpec
-from capture.flats.session import MOVE_TIMEOUT_S, FlatSession
-from capture.plans.cells import Cell
-from capture.plans.model import FlatSet
-from capture.sequencer.port import Extra, Levels, Shot
-from drivers.contracts import CoverState
+from calibd.capture.flats.memory import FlatKey
+from calibd.capture.flats.search import SearchFailed, SearchSpec
+from calibd.capture.flats.session import MOVE_TIMEOUT_S, FlatSession
+from calibd.capture.plans.cells import Cell
+from calibd.capture.plans.model import FlatSet
+from calibd.capture.sequencer.port import Extra, Levels, Shot
+from calibd.drivers.contracts import CoverState
 
 MAX_RETUNES = 3  # a cell whose frames leave the tolerance more often than this fails
 

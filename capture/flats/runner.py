@@ -14,15 +14,15 @@ import statistics
 import threading
 from collections.abc import Callable
 
-from capture.devices import Setup
-from capture.flats.memory import FlatMemory
-from capture.flats.panel import capture_panel_flats
-from capture.flats.session import FlatSession, flat_set_of
-from capture.flats.sky import capture_sky_flats
-from capture.plans.cells import Cell, flat_group
-from capture.plans.model import FlatSet
-from capture.sequencer.port import CapturePort
-from drivers.clock import Clock
+from calibd.capture.devices import Setup
+from calibd.capture.flats.memory import FlatMemory
+from calibd.capture.flats.panel import capture_panel_flats
+from calibd.capture.flats.session import FlatSession, flat_set_of
+from calibd.capture.flats.sky import capture_sky_flats
+from calibd.capture.plans.cells import Cell, flat_group
+from calibd.capture.plans.model import FlatSet
+from calibd.capture.sequencer.port import CapturePort
+from calibd.drivers.clock import Clock
 
 Strategy = Callable[[FlatSession, list[Cell], FlatSet], None]
 

@@ -14,17 +14,17 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TypeVar
 
-from capture.devices import Setup
-from capture.errors import RunPaused
-from capture.flats.memory import FlatKey, FlatMemory, Mode
-from capture.flats.search import SearchFailed, SearchResult, SearchSpec, search, within
-from capture.plans.cells import Cell
-from capture.plans.model import FlatSet
-from capture.sequencer.port import CapturePort, Extra, Levels, Shot
-from capture.sequencer.reconnect import until_available
-from drivers.clock import Clock
-from drivers.contracts import CoverState
-from drivers.errors import DeviceError, NotSupported
+from calibd.capture.devices import Setup
+from calibd.capture.errors import RunPaused
+from calibd.capture.flats.memory import FlatKey, FlatMemory, Mode
+from calibd.capture.flats.search import SearchFailed, SearchResult, SearchSpec, search, within
+from calibd.capture.plans.cells import Cell
+from calibd.capture.plans.model import FlatSet
+from calibd.capture.sequencer.port import CapturePort, Extra, Levels, Shot
+from calibd.capture.sequencer.reconnect import until_available
+from calibd.drivers.clock import Clock
+from calibd.drivers.contracts import CoverState
+from calibd.drivers.errors import DeviceError, NotSupported
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

@@ -12,14 +12,14 @@ from __future__ import annotations
 
 import math
 
-from capture.flats.filters import relative_throughput
-from capture.flats.session import MOVE_TIMEOUT_S, FlatSession
-from capture.flats.skymodel import SkyModel
-from capture.plans.cells import Cell
-from capture.plans.model import FlatSet
-from capture.sequencer.port import Extra, Levels
-from capture.site import Site, Window, next_window, sun_altitude_deg, sun_rate_deg_per_s
-from drivers.contracts import CoverState
+from calibd.capture.flats.filters import relative_throughput
+from calibd.capture.flats.session import MOVE_TIMEOUT_S, FlatSession
+from calibd.capture.flats.skymodel import SkyModel
+from calibd.capture.plans.cells import Cell
+from calibd.capture.plans.model import FlatSet
+from calibd.capture.sequencer.port import Extra, Levels
+from calibd.capture.site import Site, Window, next_window, sun_altitude_deg, sun_rate_deg_per_s
+from calibd.drivers.contracts import CoverState
 
 WAIT_STEP_S = 30.0  # re-check the sky this often while waiting for it to change
 MAX_CONSECUTIVE_REJECTS = 8

@@ -20,12 +20,12 @@ from typing import IO, Any
 import numpy as np
 from astropy.io import fits
 
-from capture import __version__
-from capture.errors import LibraryError
-from capture.library.atomic import AtomicFile
-from capture.library.checksum import placeholder_cards, seal
-from capture.plans.cells import Cell
-from drivers.contracts import CameraInfo, Frame
+from calibd.capture import __version__
+from calibd.capture.errors import LibraryError
+from calibd.capture.library.atomic import AtomicFile
+from calibd.capture.library.checksum import placeholder_cards, seal
+from calibd.capture.plans.cells import Cell
+from calibd.drivers.contracts import CameraInfo, Frame
 
 IMAGETYP: dict[str, str] = {
     "bias": "Bias Frame",

@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from capture.library.store import Store
+from calibd.capture.library.store import Store
 
 
 @dataclass(frozen=True)

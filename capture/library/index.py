@@ -17,12 +17,12 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from capture.errors import LibraryError
-from capture.library.flat_memory import FlatMemoryTable
-from capture.library.frame_queries import FrameQueries
-from capture.library.masters_table import MastersTable
-from capture.library.runs_table import RunsTable
-from drivers.clock import Clock
+from calibd.capture.errors import LibraryError
+from calibd.capture.library.flat_memory import FlatMemoryTable
+from calibd.capture.library.frame_queries import FrameQueries
+from calibd.capture.library.masters_table import MastersTable
+from calibd.capture.library.runs_table import RunsTable
+from calibd.drivers.clock import Clock
 
 SCHEMA_VERSION = 1
 SCHEMA = """

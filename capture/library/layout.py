@@ -11,7 +11,7 @@ import re
 from datetime import datetime
 from pathlib import Path
 
-from capture.plans.cells import Cell, fmt_number
+from calibd.capture.plans.cells import Cell, fmt_number
 
 KIND_FOLDERS: dict[str, str] = {
     "bias": "Bias",

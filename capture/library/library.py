@@ -15,12 +15,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from capture.errors import LibraryError
-from capture.library.fitsio import FrameContext, build_header, frame_cards
-from capture.library.headermap import frame_row
-from capture.library.index import Index
-from capture.library.layout import camera_root, frame_dir, frame_name, safe_part
-from capture.library.rescan import (
+from calibd.capture.errors import LibraryError
+from calibd.capture.library.fitsio import FrameContext, build_header, frame_cards
+from calibd.capture.library.headermap import frame_row
+from calibd.capture.library.index import Index
+from calibd.capture.library.layout import camera_root, frame_dir, frame_name, safe_part
+from calibd.capture.library.rescan import (
     STATE_DIR,
     ReconcileReport,
     check_frames,
@@ -29,12 +29,12 @@ from capture.library.rescan import (
     update_manifest,
     write_manifest,
 )
-from capture.library.runs_table import RunRow
-from capture.library.writer import WriteJob
-from capture.plans.cells import Cell
-from capture.plans.resolve import ResolvedPlan
-from drivers.clock import Clock
-from drivers.contracts import CameraInfo, Frame
+from calibd.capture.library.runs_table import RunRow
+from calibd.capture.library.writer import WriteJob
+from calibd.capture.plans.cells import Cell
+from calibd.capture.plans.resolve import ResolvedPlan
+from calibd.drivers.clock import Clock
+from calibd.drivers.contracts import CameraInfo, Frame
 
 log = logging.getLogger(__name__)
 

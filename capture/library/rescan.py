@@ -26,15 +26,15 @@ from typing import IO, Any
 
 from astropy.io import fits
 
-from capture.errors import LibraryError
-from capture.library import checksum
-from capture.library.atomic import is_temp, remove_leftovers, write_text
-from capture.library.fitsio import disk_error, read_complete_header
-from capture.library.headermap import frame_row, master_kind, master_row
-from capture.library.index import Index, IndexDamaged
-from capture.library.layout import INDEX_NAME, safe_part
-from capture.library.masters_table import inputs_digest
-from drivers.clock import Clock
+from calibd.capture.errors import LibraryError
+from calibd.capture.library import checksum
+from calibd.capture.library.atomic import is_temp, remove_leftovers, write_text
+from calibd.capture.library.fitsio import disk_error, read_complete_header
+from calibd.capture.library.headermap import frame_row, master_kind, master_row
+from calibd.capture.library.index import Index, IndexDamaged
+from calibd.capture.library.layout import INDEX_NAME, safe_part
+from calibd.capture.library.masters_table import inputs_digest
+from calibd.drivers.clock import Clock
 
 log = logging.getLogger(__name__)
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from capture.library.index import Index
+from calibd.capture.library.index import Index
 
 
 def status_data(root: Path, index: Index, run_filter: int | None = None) -> dict[str, Any]:

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from drivers.clock import Clock
+from calibd.drivers.clock import Clock
 
 
 def index_damaged(err: BaseException) -> bool:

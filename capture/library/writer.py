@@ -24,10 +24,10 @@ from typing import Any
 import numpy as np
 from astropy.io import fits
 
-from capture.errors import LibraryError
-from capture.library.fitsio import write_atomic
-from capture.library.index import Index
-from drivers.contracts import ImageArray
+from calibd.capture.errors import LibraryError
+from calibd.capture.library.fitsio import write_atomic
+from calibd.capture.library.index import Index
+from calibd.drivers.contracts import ImageArray
 
 log = logging.getLogger(__name__)
 _NO_IMAGE: ImageArray = np.zeros((0, 0), dtype=np.uint16)  # a written job's image, dropped

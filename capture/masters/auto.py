@@ -11,10 +11,10 @@ import threading
 import time
 from pathlib import Path
 
-from capture.config import MastersConfig
-from capture.library.index import Index
-from capture.masters.service import BuildReport, build_missing
-from capture.plans.cells import Cell
+from calibd.capture.config import MastersConfig
+from calibd.capture.library.index import Index
+from calibd.capture.masters.service import BuildReport, build_missing
+from calibd.capture.plans.cells import Cell
 
 log = logging.getLogger(__name__)
 WAIT_FOR_FRAMES_S = 600.0  # real seconds a cell's frames may take to reach the index

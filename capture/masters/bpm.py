@@ -23,15 +23,15 @@ import numpy as np
 import numpy.typing as npt
 from astropy.io import fits
 
-from capture import __version__
-from capture.config import MastersConfig
-from capture.library.fitsio import write_atomic
-from capture.library.headermap import master_row
-from capture.library.index import Index
-from capture.library.layout import camera_root
-from capture.library.masters_table import MasterRow
-from capture.masters.build import load_float32
-from capture.masters.store import master_path
+from calibd.capture import __version__
+from calibd.capture.config import MastersConfig
+from calibd.capture.library.fitsio import write_atomic
+from calibd.capture.library.headermap import master_row
+from calibd.capture.library.index import Index
+from calibd.capture.library.layout import camera_root
+from calibd.capture.library.masters_table import MasterRow
+from calibd.capture.masters.build import load_float32
+from calibd.capture.masters.store import master_path
 
 log = logging.getLogger(__name__)
 HOT, COLD = 1, 2

@@ -21,19 +21,19 @@ from pathlib import Path
 import numpy as np
 from astropy.io import fits
 
-from capture import __version__
-from capture.combine import Rejection, combine_to_fits
-from capture.combine.reader import FrameSource
-from capture.config import MastersConfig
-from capture.library.fitsio import set_card
-from capture.library.frame_queries import CellFrame
-from capture.library.headermap import master_row
-from capture.library.index import Index
-from capture.library.layout import camera_root
-from capture.library.masters_table import MasterRow, inputs_digest
-from capture.masters.inputs import check_consistent
-from capture.masters.store import MASTER_IMAGETYP, master_path
-from capture.plans.cells import fmt_number
+from calibd.capture import __version__
+from calibd.capture.combine import Rejection, combine_to_fits
+from calibd.capture.combine.reader import FrameSource
+from calibd.capture.config import MastersConfig
+from calibd.capture.library.fitsio import set_card
+from calibd.capture.library.frame_queries import CellFrame
+from calibd.capture.library.headermap import master_row
+from calibd.capture.library.index import Index
+from calibd.capture.library.layout import camera_root
+from calibd.capture.library.masters_table import MasterRow, inputs_digest
+from calibd.capture.masters.inputs import check_consistent
+from calibd.capture.masters.store import MASTER_IMAGETYP, master_path
+from calibd.capture.plans.cells import fmt_number
 
 log = logging.getLogger(__name__)
 

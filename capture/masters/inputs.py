@@ -14,8 +14,8 @@ from typing import Any
 
 from astropy.io import fits
 
-from capture.errors import InputError, Problem
-from capture.library.fitsio import read_complete_header
+from calibd.capture.errors import InputError, Problem
+from calibd.capture.library.fitsio import read_complete_header
 
 
 class MasterInputError(InputError):

@@ -27,8 +27,8 @@ from typing import Any
 
 from astropy.io import fits
 
-from capture.library.index import Index
-from capture.library.masters_table import MasterRow
+from calibd.capture.library.index import Index
+from calibd.capture.library.masters_table import MasterRow
 
 
 @dataclass

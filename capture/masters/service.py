@@ -7,19 +7,19 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from capture.config import MastersConfig
-from capture.errors import LibraryError
-from capture.library.index import Index
-from capture.library.rescan import check_frames
-from capture.masters.bpm import bpm_keys, build_bpm
-from capture.masters.build import (
+from calibd.capture.config import MastersConfig
+from calibd.capture.errors import LibraryError
+from calibd.capture.library.index import Index
+from calibd.capture.library.rescan import check_frames
+from calibd.capture.masters.bpm import bpm_keys, build_bpm
+from calibd.capture.masters.build import (
     MasterBuildError,
     MasterGroup,
     build_master,
     frame_groups,
     needs_build,
 )
-from capture.masters.inputs import MasterInputError
+from calibd.capture.masters.inputs import MasterInputError
 
 log = logging.getLogger(__name__)
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from capture.library.layout import safe_part
-from capture.plans.cells import fmt_number
+from calibd.capture.library.layout import safe_part
+from calibd.capture.plans.cells import fmt_number
 
 MASTER_IMAGETYP: dict[str, str] = {
     "bias": "Master Bias",

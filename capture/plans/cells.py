@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from capture.plans.model import FlatSet
+from calibd.capture.plans.model import FlatSet
 
 Kind = Literal["bias", "dark", "flat", "darkflat"]
 

@@ -13,9 +13,9 @@ import itertools
 import math
 from dataclasses import dataclass, replace
 
-from capture.plans.cells import Cell
-from capture.plans.resolve import ResolvedPlan
-from drivers.contracts import CameraInfo
+from calibd.capture.plans.cells import Cell
+from calibd.capture.plans.resolve import ResolvedPlan
+from calibd.drivers.contracts import CameraInfo
 
 FITS_BLOCK = 2880
 HEADER_BYTES = 2 * FITS_BLOCK  # calibd headers fit in two blocks

@@ -11,9 +11,9 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from capture.errors import PlanError
-from capture.plans.model import SET_MODELS, Plan
-from capture.yamlsrc import KeyPath, Located, load_located, problems_from_validation
+from calibd.capture.errors import PlanError
+from calibd.capture.plans.model import SET_MODELS, Plan
+from calibd.capture.yamlsrc import KeyPath, Located, load_located, problems_from_validation
 
 
 def load_plan(path: Path | str, text: str | None = None) -> tuple[Plan, Located]:

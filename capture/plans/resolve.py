@@ -12,9 +12,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
-from capture.errors import PlanError, Problem
-from capture.plans.cells import Cell, fmt_number, run_order
-from capture.plans.model import (
+from calibd.capture.errors import PlanError, Problem
+from calibd.capture.plans.cells import Cell, fmt_number, run_order
+from calibd.capture.plans.model import (
     BiasSet,
     Checks,
     Cooling,
@@ -24,8 +24,8 @@ from capture.plans.model import (
     Plan,
     Warmup,
 )
-from capture.yamlsrc import KeyPath, Located
-from drivers.contracts import CameraInfo
+from calibd.capture.yamlsrc import KeyPath, Located
+from calibd.drivers.contracts import CameraInfo
 
 # Unity gain (1 e-/ADU) of common ZWO models, by the model number.
 UNITY_GAINS: dict[str, int] = {

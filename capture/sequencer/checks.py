@@ -9,9 +9,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from capture.plans.cells import Cell
-from capture.plans.model import Checks, Cooling
-from drivers.contracts import CaptureSettings, Frame
+from calibd.capture.plans.cells import Cell
+from calibd.capture.plans.model import Checks, Cooling
+from calibd.drivers.contracts import CaptureSettings, Frame
 
 _SAMPLE_TARGET = 200_000  # pixels sampled for the robust level
 

@@ -14,10 +14,10 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from capture.plans.model import Cooling, Warmup
-from drivers.clock import Clock
-from drivers.contracts import Camera, CoolerState
-from drivers.errors import NotSupported
+from calibd.capture.plans.model import Cooling, Warmup
+from calibd.drivers.clock import Clock
+from calibd.drivers.contracts import Camera, CoolerState
+from calibd.drivers.errors import NotSupported
 
 log = logging.getLogger(__name__)
 

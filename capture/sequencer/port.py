@@ -11,9 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
-from capture.plans.cells import Cell
-from capture.sequencer.checks import FrameStats
-from drivers.contracts import CoolerState, Frame
+from calibd.capture.plans.cells import Cell
+from calibd.capture.sequencer.checks import FrameStats
+from calibd.drivers.contracts import CoolerState, Frame
 
 Extra = dict[str, str | int | float | bool]  # additional FITS cards of a kept frame
 

@@ -11,9 +11,9 @@ import threading
 from collections.abc import Callable
 from typing import TypeVar
 
-from capture.errors import RunPaused
-from drivers.clock import Clock
-from drivers.errors import DeviceUnavailable
+from calibd.capture.errors import RunPaused
+from calibd.drivers.clock import Clock
+from calibd.drivers.errors import DeviceUnavailable
 
 T = TypeVar("T")
 

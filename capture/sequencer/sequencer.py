@@ -20,27 +20,27 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Literal, TypeVar
 
-from capture.errors import CoolingTimeout, LibraryError, RunPaused
-from capture.library.fitsio import FrameContext
-from capture.library.library import Library, RunHandle
-from capture.library.writer import FrameWriter, WriteJob
-from capture.plans.cells import Cell, flat_group, run_order
-from capture.plans.estimate import expected_dark_flats, flat_exposure_guess
-from capture.plans.resolve import ResolvedPlan
-from capture.sequencer.checks import (
+from calibd.capture.errors import CoolingTimeout, LibraryError, RunPaused
+from calibd.capture.library.fitsio import FrameContext
+from calibd.capture.library.library import Library, RunHandle
+from calibd.capture.library.writer import FrameWriter, WriteJob
+from calibd.capture.plans.cells import Cell, flat_group, run_order
+from calibd.capture.plans.estimate import expected_dark_flats, flat_exposure_guess
+from calibd.capture.plans.resolve import ResolvedPlan
+from calibd.capture.sequencer.checks import (
     DarkReference,
     FrameStats,
     frame_stats,
     judge,
     settings_mismatch,
 )
-from capture.sequencer.cooling import CoolerController, SettleResult
-from capture.sequencer.port import CellFailed, Extra, FlatCapture, Levels, Shot
-from capture.sequencer.reconnect import until_available
-from capture.sequencer.status import Reporter, RunStatus, no_report
-from drivers.clock import Clock
-from drivers.contracts import Camera, CaptureSettings, CoolerState, Frame
-from drivers.errors import DeviceError, DeviceUnavailable, ExposureFailed, SettingRejected
+from calibd.capture.sequencer.cooling import CoolerController, SettleResult
+from calibd.capture.sequencer.port import CellFailed, Extra, FlatCapture, Levels, Shot
+from calibd.capture.sequencer.reconnect import until_available
+from calibd.capture.sequencer.status import Reporter, RunStatus, no_report
+from calibd.drivers.clock import Clock
+from calibd.drivers.contracts import Camera, CaptureSettings, CoolerState, Frame
+from calibd.drivers.errors import DeviceError, DeviceUnavailable, ExposureFailed, SettingRejected
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

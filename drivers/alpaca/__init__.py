@@ -8,9 +8,9 @@ Configuration: every device is addressed by ``host``, ``port`` and ``device_numb
 with :func:`parse_device_name`).
 """
 
-from drivers.alpaca._base import Quirk
-from drivers.alpaca.camera import AlpacaCamera
-from drivers.alpaca.discovery import (
+from calibd.drivers.alpaca._base import Quirk
+from calibd.drivers.alpaca.camera import AlpacaCamera
+from calibd.drivers.alpaca.discovery import (
     AlpacaServer,
     describe_server,
     device_name,
@@ -18,9 +18,9 @@ from drivers.alpaca.discovery import (
     list_devices,
     parse_device_name,
 )
-from drivers.alpaca.panel import AlpacaFlatPanel
-from drivers.alpaca.safety import AlpacaSafetyMonitor
-from drivers.alpaca.wheel import AlpacaFilterWheel
+from calibd.drivers.alpaca.panel import AlpacaFlatPanel
+from calibd.drivers.alpaca.safety import AlpacaSafetyMonitor
+from calibd.drivers.alpaca.wheel import AlpacaFilterWheel
 
 __all__ = [
     "AlpacaCamera",

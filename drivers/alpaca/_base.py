@@ -23,8 +23,8 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any, ClassVar, Literal, TypedDict, TypeVar
 from urllib.parse import urlencode
 
-from drivers.clock import Clock, RealClock
-from drivers.errors import (
+from calibd.drivers.clock import Clock, RealClock
+from calibd.drivers.errors import (
     DeviceError,
     DeviceUnavailable,
     ExposureFailed,

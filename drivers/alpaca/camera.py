@@ -14,10 +14,10 @@ import time
 from datetime import UTC, datetime
 from typing import Any, Literal, Unpack
 
-from drivers.alpaca._base import AlpacaDevice, Endpoint, Quirk
-from drivers.alpaca.imagebytes import ImageDownload
-from drivers.contracts import CameraInfo, CaptureSettings, CoolerState, Frame, ImageArray
-from drivers.errors import (
+from calibd.drivers.alpaca._base import AlpacaDevice, Endpoint, Quirk
+from calibd.drivers.alpaca.imagebytes import ImageDownload
+from calibd.drivers.contracts import CameraInfo, CaptureSettings, CoolerState, Frame, ImageArray
+from calibd.drivers.errors import (
     DeviceError,
     DeviceUnavailable,
     ExposureFailed,
@@ -242,7 +242,7 @@ class AlpacaCamera(AlpacaDevice):
 
     def _camera_id(self, name: str) -> str:
         """UniqueID from the management API when the server has one, else name@server/number."""
-        from drivers.alpaca.discovery import configured_devices
+        from calibd.drivers.alpaca.discovery import configured_devices
 
         try:
             for entry in configured_devices(self.host, self.port, timeout_s=self.timeout_s):

@@ -26,9 +26,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from drivers.alpaca._base import http_get_json
-from drivers.contracts import DeviceListing
-from drivers.errors import DeviceUnavailable
+from calibd.drivers.alpaca._base import http_get_json
+from calibd.drivers.contracts import DeviceListing
+from calibd.drivers.errors import DeviceUnavailable
 
 logger = logging.getLogger(__name__)
 

@@ -32,8 +32,8 @@ from urllib.parse import urlencode
 import numpy as np
 import numpy.typing as npt
 
-from drivers.contracts import ImageArray
-from drivers.errors import DeviceError, DeviceUnavailable, ExposureFailed, ExposureTimeout
+from calibd.drivers.contracts import ImageArray
+from calibd.drivers.errors import DeviceError, DeviceUnavailable, ExposureFailed, ExposureTimeout
 
 logger = logging.getLogger(__name__)
 

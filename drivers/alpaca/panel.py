@@ -7,9 +7,9 @@ import logging
 from collections.abc import Callable
 from typing import Unpack
 
-from drivers.alpaca._base import AlpacaDevice, Endpoint
-from drivers.contracts import CoverState
-from drivers.errors import DeviceUnavailable, NotSupported
+from calibd.drivers.alpaca._base import AlpacaDevice, Endpoint
+from calibd.drivers.contracts import CoverState
+from calibd.drivers.errors import DeviceUnavailable, NotSupported
 
 logger = logging.getLogger(__name__)
 

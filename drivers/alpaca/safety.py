@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 from typing import Unpack
 
-from drivers.alpaca._base import AlpacaDevice, Endpoint, Quirk
+from calibd.drivers.alpaca._base import AlpacaDevice, Endpoint, Quirk
 
 logger = logging.getLogger(__name__)
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import logging
 from typing import Unpack
 
-from drivers.alpaca._base import AlpacaDevice, Endpoint
-from drivers.errors import DeviceUnavailable, SettingRejected
+from calibd.drivers.alpaca._base import AlpacaDevice, Endpoint
+from calibd.drivers.errors import DeviceUnavailable, SettingRejected
 
 logger = logging.getLogger(__name__)
 

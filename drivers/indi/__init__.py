@@ -7,12 +7,12 @@ client connection (:mod:`drivers.indi._conn` explains the threading model).
 
 from __future__ import annotations
 
-from drivers.indi._fits import decode_fits
-from drivers.indi.camera import IndiCamera, open_camera
-from drivers.indi.listing import list_devices
-from drivers.indi.panel import IndiFlatPanel
-from drivers.indi.weather import IndiSafetyMonitor
-from drivers.indi.wheel import IndiFilterWheel
+from calibd.drivers.indi._fits import decode_fits
+from calibd.drivers.indi.camera import IndiCamera, open_camera
+from calibd.drivers.indi.listing import list_devices
+from calibd.drivers.indi.panel import IndiFlatPanel
+from calibd.drivers.indi.weather import IndiSafetyMonitor
+from calibd.drivers.indi.wheel import IndiFilterWheel
 
 __all__ = [
     "IndiCamera",

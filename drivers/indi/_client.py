@@ -13,7 +13,7 @@ import weakref
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from drivers.indi._conn import IndiConnection
+    from calibd.drivers.indi._conn import IndiConnection
 
 
 def client_class(py: Any) -> type:

@@ -31,10 +31,10 @@ import weakref
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
-from drivers.errors import DeviceUnavailable
-from drivers.indi._client import client_class, retire
-from drivers.indi._quiet import native_output_to_log
-from drivers.indi._state import (
+from calibd.drivers.errors import DeviceUnavailable
+from calibd.drivers.indi._client import client_class, retire
+from calibd.drivers.indi._quiet import native_output_to_log
+from calibd.drivers.indi._state import (
     _MSG_PREFIX,
     BLOB_QUEUE_LEN,
     BlobRecord,

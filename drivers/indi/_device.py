@@ -8,8 +8,8 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 from typing import Required, TypedDict
 
-from drivers.errors import DeviceUnavailable, SettingRejected
-from drivers.indi._conn import (
+from calibd.drivers.errors import DeviceUnavailable, SettingRejected
+from calibd.drivers.indi._conn import (
     IndiConnection,
     PropSnapshot,
     ServerAddress,
@@ -17,7 +17,7 @@ from drivers.indi._conn import (
     acquire,
     release,
 )
-from drivers.indi._state import ConnState
+from calibd.drivers.indi._state import ConnState
 
 log = logging.getLogger(__name__)
 

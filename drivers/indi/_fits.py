@@ -9,8 +9,8 @@ from typing import Any
 
 import numpy as np
 
-from drivers.contracts import ImageArray
-from drivers.errors import ExposureFailed
+from calibd.drivers.contracts import ImageArray
+from calibd.drivers.errors import ExposureFailed
 
 
 def decode_fits(blob: bytes | bytearray, fmt: str = ".fits") -> tuple[ImageArray, dict[str, Any]]:

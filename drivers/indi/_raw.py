@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from drivers.contracts import ImageArray
+from calibd.drivers.contracts import ImageArray
 
 
 def align_msb(data: ImageArray, bit_depth: int) -> tuple[ImageArray, int]:

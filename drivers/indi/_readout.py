@@ -7,8 +7,8 @@ the device's current mode" everywhere in calibd.
 
 from __future__ import annotations
 
-from drivers.indi._state import PropSnapshot
-from drivers.indi.families import ReadoutModes
+from calibd.drivers.indi._state import PropSnapshot
+from calibd.drivers.indi.families import ReadoutModes
 
 
 def available(spec: ReadoutModes | None, snap: PropSnapshot | None) -> tuple[str, ...]:

@@ -9,22 +9,22 @@ import time
 from dataclasses import dataclass
 from typing import Any, Unpack
 
-from drivers.clock import Clock, RealClock
-from drivers.contracts import CameraInfo, CaptureSettings, CoolerState, Frame, ImageArray
-from drivers.errors import (
+from calibd.drivers.clock import Clock, RealClock
+from calibd.drivers.contracts import CameraInfo, CaptureSettings, CoolerState, Frame, ImageArray
+from calibd.drivers.errors import (
     DeviceUnavailable,
     ExposureFailed,
     ExposureTimeout,
     NotSupported,
     SettingRejected,
 )
-from drivers.indi import _readout
-from drivers.indi._conn import BlobRecord, PropSnapshot, Session
-from drivers.indi._device import Endpoint, IndiDevice
-from drivers.indi._fits import decode_fits, header_time
-from drivers.indi._raw import align_msb
-from drivers.indi._state import ConnState
-from drivers.indi.families import (
+from calibd.drivers.indi import _readout
+from calibd.drivers.indi._conn import BlobRecord, PropSnapshot, Session
+from calibd.drivers.indi._device import Endpoint, IndiDevice
+from calibd.drivers.indi._fits import decode_fits, header_time
+from calibd.drivers.indi._raw import align_msb
+from calibd.drivers.indi._state import ConnState
+from calibd.drivers.indi.families import (
     GENERIC_GAIN,
     GENERIC_OFFSET,
     GENERIC_POWER,

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import time
 
-from drivers.contracts import DeviceListing
-from drivers.errors import DeviceUnavailable
-from drivers.indi._conn import IndiConnection, ServerAddress
-from drivers.indi._state import ConnState
+from calibd.drivers.contracts import DeviceListing
+from calibd.drivers.errors import DeviceUnavailable
+from calibd.drivers.indi._conn import IndiConnection, ServerAddress
+from calibd.drivers.indi._state import ConnState
 
 # INDI::BaseDevice::DRIVER_INTERFACE bits (libindi basedevice.h)
 INTERFACE_BITS = {

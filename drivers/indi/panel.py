@@ -5,9 +5,9 @@ from __future__ import annotations
 import logging
 from typing import Unpack
 
-from drivers.contracts import CoverState
-from drivers.errors import DeviceUnavailable, NotSupported, SettingRejected
-from drivers.indi._device import Endpoint, IndiDevice
+from calibd.drivers.contracts import CoverState
+from calibd.drivers.errors import DeviceUnavailable, NotSupported, SettingRejected
+from calibd.drivers.indi._device import Endpoint, IndiDevice
 
 log = logging.getLogger(__name__)
 

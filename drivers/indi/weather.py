@@ -5,8 +5,8 @@ from __future__ import annotations
 import logging
 from typing import Unpack
 
-from drivers.indi._device import Endpoint, IndiDevice
-from drivers.indi._state import PropSnapshot
+from calibd.drivers.indi._device import Endpoint, IndiDevice
+from calibd.drivers.indi._state import PropSnapshot
 
 log = logging.getLogger(__name__)
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import logging
 import re
 
-from drivers.errors import DeviceUnavailable, SettingRejected
-from drivers.indi._device import IndiDevice
-from drivers.indi._state import ConnState, PropSnapshot
+from calibd.drivers.errors import DeviceUnavailable, SettingRejected
+from calibd.drivers.indi._device import IndiDevice
+from calibd.drivers.indi._state import ConnState, PropSnapshot
 
 log = logging.getLogger(__name__)
 

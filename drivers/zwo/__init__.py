@@ -39,7 +39,8 @@ therefore uses zwoasi's module-level wrappers with the real ``CameraID`` and cal
 width is rounded down to a multiple of 8 and the height to a multiple of 2 as the SDK requires
 (the frame's shape says what was read out).
 
-Run ``python -m drivers.zwo list`` to list connected cameras (``calibd devices list --driver zwo``
+Run ``python -m calibd.drivers.zwo list`` to list connected cameras
+(``calibd devices list --driver zwo``
 prints the same).
 
 **Modules.** :mod:`~drivers.zwo.sdk` finds and loads the SDK; :mod:`~drivers.zwo._worker` is the
@@ -49,9 +50,9 @@ translates SDK errors; :mod:`~drivers.zwo._core` holds a camera's handle and SDK
 command line.
 """
 
-from drivers.zwo.camera import ZwoCamera, open_camera
-from drivers.zwo.listing import NO_CAMERAS_MESSAGE, list_devices, main
-from drivers.zwo.sdk import ENV_VARS, SdkLocation, find_sdk, load_sdk, sdk_version
+from calibd.drivers.zwo.camera import ZwoCamera, open_camera
+from calibd.drivers.zwo.listing import NO_CAMERAS_MESSAGE, list_devices, main
+from calibd.drivers.zwo.sdk import ENV_VARS, SdkLocation, find_sdk, load_sdk, sdk_version
 
 __all__ = [
     "ENV_VARS",

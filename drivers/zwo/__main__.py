@@ -1,7 +1,7 @@
-"""``python -m drivers.zwo list|which``: see :func:`drivers.zwo.listing.main`."""
+"""``python -m calibd.drivers.zwo list|which``: see :func:`calibd.drivers.zwo.listing.main`."""
 
 import sys
 
-from drivers.zwo.listing import main
+from calibd.drivers.zwo.listing import main
 
 sys.exit(main())

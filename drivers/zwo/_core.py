@@ -11,10 +11,10 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from drivers.clock import Clock, RealClock
-from drivers.contracts import CameraInfo, CaptureSettings
-from drivers.errors import DeviceError, DeviceUnavailable, NotSupported, SettingRejected
-from drivers.zwo._identity import (
+from calibd.drivers.clock import Clock, RealClock
+from calibd.drivers.contracts import CameraInfo, CaptureSettings
+from calibd.drivers.errors import DeviceError, DeviceUnavailable, NotSupported, SettingRejected
+from calibd.drivers.zwo._identity import (
     _REGISTRY,
     _REGISTRY_LOCK,
     _Identity,
@@ -24,7 +24,7 @@ from drivers.zwo._identity import (
     _translate,
     describe_camera,
 )
-from drivers.zwo._worker import _CallTimeout, _SdkDeadline, _SdkWorker
+from calibd.drivers.zwo._worker import _CallTimeout, _SdkDeadline, _SdkWorker
 
 log = logging.getLogger(__name__)
 

@@ -12,9 +12,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from drivers.contracts import CameraInfo
-from drivers.errors import DeviceError, DeviceUnavailable
-from drivers.zwo._worker import _CallTimeout, _SdkDeadline, _SdkWorker
+from calibd.drivers.contracts import CameraInfo
+from calibd.drivers.errors import DeviceError, DeviceUnavailable
+from calibd.drivers.zwo._worker import _CallTimeout, _SdkDeadline, _SdkWorker
 
 log = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any
 
-from drivers.errors import DeviceUnavailable
+from calibd.drivers.errors import DeviceUnavailable
 
 
 class _SdkDeadline(DeviceUnavailable):

@@ -9,9 +9,9 @@ import time
 
 import numpy as np
 
-from drivers.clock import Clock
-from drivers.contracts import CaptureSettings, CoolerState, Frame
-from drivers.errors import (
+from calibd.drivers.clock import Clock
+from calibd.drivers.contracts import CaptureSettings, CoolerState, Frame
+from calibd.drivers.errors import (
     DeviceError,
     DeviceUnavailable,
     ExposureFailed,
@@ -19,10 +19,10 @@ from drivers.errors import (
     NotSupported,
     SettingRejected,
 )
-from drivers.zwo._core import _CameraCore, _check_range
-from drivers.zwo._identity import _REGISTRY, _REGISTRY_LOCK, _Entry
-from drivers.zwo._worker import _SdkWorker
-from drivers.zwo.sdk import _import_zwoasi, load_sdk
+from calibd.drivers.zwo._core import _CameraCore, _check_range
+from calibd.drivers.zwo._identity import _REGISTRY, _REGISTRY_LOCK, _Entry
+from calibd.drivers.zwo._worker import _SdkWorker
+from calibd.drivers.zwo.sdk import _import_zwoasi, load_sdk
 
 log = logging.getLogger(__name__)
 

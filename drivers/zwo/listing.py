@@ -1,4 +1,4 @@
-"""Listing the connected ZWO cameras, and the ``python -m drivers.zwo list|which`` command."""
+"""Listing the connected ZWO cameras, and ``python -m calibd.drivers.zwo list|which`` command."""
 
 from __future__ import annotations
 
@@ -9,11 +9,11 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from drivers.contracts import DeviceListing
-from drivers.errors import DeviceError
-from drivers.zwo._identity import _Identity, _read_identity, _registry_get, _worker_call
-from drivers.zwo._worker import _SdkDeadline, _SdkWorker
-from drivers.zwo.sdk import _import_zwoasi, load_sdk, sdk_version
+from calibd.drivers.contracts import DeviceListing
+from calibd.drivers.errors import DeviceError
+from calibd.drivers.zwo._identity import _Identity, _read_identity, _registry_get, _worker_call
+from calibd.drivers.zwo._worker import _SdkDeadline, _SdkWorker
+from calibd.drivers.zwo.sdk import _import_zwoasi, load_sdk, sdk_version
 
 NO_CAMERAS_MESSAGE = "no ZWO cameras found"
 
@@ -83,9 +83,12 @@ def _iter_lines(devices: list[DeviceListing]) -> Iterator[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m drivers.zwo list|which [--sdk PATH] [--timeout S]``. Exit 0 ok, 1 failure."""
+    """``python -m calibd.drivers.zwo list|which [--sdk PATH] [--timeout S]``.
+
+    Exit 0 ok, 1 failure."""
     parser = argparse.ArgumentParser(
-        prog="python -m drivers.zwo", description="List ZWO ASI cameras / show the SDK in use."
+        prog="python -m calibd.drivers.zwo",
+        description="List ZWO ASI cameras / show the SDK in use."
     )
     parser.add_argument("command", choices=("list", "which"))
     parser.add_argument("--sdk", help="path of libASICamera2.so (default: search)")

@@ -25,8 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from drivers.errors import DeviceUnavailable
-from drivers.zwo._worker import _CallTimeout, _SdkWorker
+from calibd.drivers.errors import DeviceUnavailable
+from calibd.drivers.zwo._worker import _CallTimeout, _SdkWorker
 
 log = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@ it inside another program (tests). Importing this package starts nothing. The se
 authentication: keep it on 127.0.0.1 (the default) unless the network is trusted.
 """
 
-from simulators.alpaca_server.discovery import DISCOVERY_PORT
-from simulators.alpaca_server.server import DEFAULT_PORT, SimAlpacaServer, serve
+from calibd.simulators.alpaca_server.discovery import DISCOVERY_PORT
+from calibd.simulators.alpaca_server.server import DEFAULT_PORT, SimAlpacaServer, serve
 
 __all__ = ["DEFAULT_PORT", "DISCOVERY_PORT", "SimAlpacaServer", "serve"]

@@ -15,16 +15,16 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from drivers.clock import Clock
-from drivers.contracts import CoverState
-from drivers.errors import DeviceError
-from simulators.accessories import (
+from calibd.drivers.clock import Clock
+from calibd.drivers.contracts import CoverState
+from calibd.drivers.errors import DeviceError
+from calibd.simulators.accessories import (
     SimulatedFilterWheel,
     SimulatedFlatPanel,
     SimulatedSafetyMonitor,
 )
-from simulators.alpaca_server.device import AlpacaDevice
-from simulators.alpaca_server.protocol import (
+from calibd.simulators.alpaca_server.device import AlpacaDevice
+from calibd.simulators.alpaca_server.protocol import (
     Params,
     invalid_value,
     not_implemented,

@@ -17,17 +17,17 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
-from drivers.clock import Clock
-from drivers.contracts import CaptureSettings
-from simulators.alpaca_server.device import AlpacaDevice, ImageResult
-from simulators.alpaca_server.exposure import Exposures, Subframe
-from simulators.alpaca_server.protocol import (
+from calibd.drivers.clock import Clock
+from calibd.drivers.contracts import CaptureSettings
+from calibd.simulators.alpaca_server.device import AlpacaDevice, ImageResult
+from calibd.simulators.alpaca_server.exposure import Exposures, Subframe
+from calibd.simulators.alpaca_server.protocol import (
     Params,
     format_utc,
     invalid_value,
     value_not_set,
 )
-from simulators.camera import SimulatedCamera
+from calibd.simulators.camera import SimulatedCamera
 
 log = logging.getLogger(__name__)
 

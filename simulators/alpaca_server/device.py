@@ -22,10 +22,10 @@ from typing import Any, ClassVar
 import numpy as np
 import numpy.typing as npt
 
-from drivers.clock import Clock
-from drivers.errors import DeviceError
-from simulators.alpaca_server.members import MEMBERS
-from simulators.alpaca_server.protocol import (
+from calibd.drivers.clock import Clock
+from calibd.drivers.errors import DeviceError
+from calibd.simulators.alpaca_server.members import MEMBERS
+from calibd.simulators.alpaca_server.protocol import (
     AlpacaError,
     ErrorCode,
     Params,

@@ -18,11 +18,11 @@ from datetime import datetime
 import numpy as np
 import numpy.typing as npt
 
-from drivers.clock import Clock
-from drivers.contracts import CaptureSettings
-from drivers.errors import DeviceError, ExposureFailed
-from simulators.alpaca_server.protocol import invalid_operation
-from simulators.camera import SimulatedCamera
+from calibd.drivers.clock import Clock
+from calibd.drivers.contracts import CaptureSettings
+from calibd.drivers.errors import DeviceError, ExposureFailed
+from calibd.simulators.alpaca_server.protocol import invalid_operation
+from calibd.simulators.camera import SimulatedCamera
 
 log = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
-from simulators.alpaca_server.protocol import BadRequest, Params
+from calibd.simulators.alpaca_server.protocol import BadRequest, Params
 
 Kind = Literal["int32", "double", "bool", "string"]
 Param = tuple[str, Kind]

@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qsl
 
-from drivers.errors import DeviceError, DeviceUnavailable, NotSupported, SettingRejected
+from calibd.drivers.errors import DeviceError, DeviceUnavailable, NotSupported, SettingRejected
 
 _UINT32_MAX = 0xFFFFFFFF
 _INT32_MIN, _INT32_MAX = -(2**31), 2**31 - 1

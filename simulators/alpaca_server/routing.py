@@ -34,16 +34,16 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import urlsplit
 
-from simulators.alpaca_server.device import AlpacaDevice, ImageResult
-from simulators.alpaca_server.imagebytes import (
+from calibd.simulators.alpaca_server.device import AlpacaDevice, ImageResult
+from calibd.simulators.alpaca_server.imagebytes import (
     IMAGEBYTES_MIME,
     encode_imagebytes,
     encode_imagebytes_error,
     encode_json_imagearray,
     wants_imagebytes,
 )
-from simulators.alpaca_server.members import validate
-from simulators.alpaca_server.protocol import (
+from calibd.simulators.alpaca_server.members import validate
+from calibd.simulators.alpaca_server.protocol import (
     AlpacaError,
     BadRequest,
     ErrorCode,

@@ -11,21 +11,21 @@ from collections.abc import Sequence
 from types import FrameType
 from typing import Any
 
-from simulators.accessories import (
+from calibd.simulators.accessories import (
     DEFAULT_FILTERS,
     SimulatedFilterWheel,
     SimulatedFlatPanel,
     SimulatedSafetyMonitor,
 )
-from simulators.alpaca_server.accessories import CoverCalibratorDevice, FilterWheelDevice
-from simulators.alpaca_server.camera import CameraDevice
-from simulators.alpaca_server.device import AlpacaDevice, driver_version
-from simulators.alpaca_server.discovery import DISCOVERY_PORT, DiscoveryResponder
-from simulators.alpaca_server.routing import AlpacaHTTPServer, DeviceKey
-from simulators.alpaca_server.weather import ObservingConditionsDevice, SafetyMonitorDevice
-from simulators.clock import ScaledClock
-from simulators.observatory import SimulatedObservatory, build_observatory
-from simulators.profiles import PROFILES, SensorProfile
+from calibd.simulators.alpaca_server.accessories import CoverCalibratorDevice, FilterWheelDevice
+from calibd.simulators.alpaca_server.camera import CameraDevice
+from calibd.simulators.alpaca_server.device import AlpacaDevice, driver_version
+from calibd.simulators.alpaca_server.discovery import DISCOVERY_PORT, DiscoveryResponder
+from calibd.simulators.alpaca_server.routing import AlpacaHTTPServer, DeviceKey
+from calibd.simulators.alpaca_server.weather import ObservingConditionsDevice, SafetyMonitorDevice
+from calibd.simulators.clock import ScaledClock
+from calibd.simulators.observatory import SimulatedObservatory, build_observatory
+from calibd.simulators.profiles import PROFILES, SensorProfile
 
 log = logging.getLogger(__name__)
 

@@ -9,10 +9,10 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from drivers.clock import Clock
-from simulators.accessories import SimulatedSafetyMonitor
-from simulators.alpaca_server.accessories import Switchable
-from simulators.alpaca_server.protocol import Params, invalid_value, not_implemented
+from calibd.drivers.clock import Clock
+from calibd.simulators.accessories import SimulatedSafetyMonitor
+from calibd.simulators.alpaca_server.accessories import Switchable
+from calibd.simulators.alpaca_server.protocol import Params, invalid_value, not_implemented
 
 
 def _cloudy_action(safety: SimulatedSafetyMonitor) -> Callable[[str], str]:

@@ -3,7 +3,7 @@ real ``indiserver``, define the property sets of real camera drivers (``indi_asi
 ``indi_qhy_ccd``, the Touptek family, ``indi_playerone_ccd``) and make their frames with
 calibd's sensor physics (:mod:`simulators.sensor`, :mod:`simulators.cooler`).
 
-Run one with ``python -m simulators.indi_doubles FAMILY [--scale N] [--width W --height H]``;
+Run one with ``python -m calibd.simulators.indi_doubles FAMILY [--scale N] [--width W --height H]``;
 indiserver starts drivers by executable name, so tests put a small wrapper named like the real
 driver (``indi_asi_ccd``) on indiserver's ``PATH`` (see ``tests/indi_server.py``).
 

@@ -1,4 +1,4 @@
-"""``python -m simulators.indi_doubles FAMILY``: run one camera double as an INDI driver
+"""``python -m calibd.simulators.indi_doubles FAMILY``: run one camera double as an INDI driver
 (indiserver starts it; it speaks INDI XML on standard input/output and logs to standard error)."""
 
 from __future__ import annotations
@@ -7,9 +7,9 @@ import argparse
 import os
 import sys
 
-from simulators.indi_doubles.camera import CameraDouble, DoubleOptions
-from simulators.indi_doubles.families import FAMILIES
-from simulators.indi_doubles.protocol import Writer, dispatch_forever
+from calibd.simulators.indi_doubles.camera import CameraDouble, DoubleOptions
+from calibd.simulators.indi_doubles.families import FAMILIES
+from calibd.simulators.indi_doubles.protocol import Writer, dispatch_forever
 
 
 def main(argv: list[str] | None = None) -> int:

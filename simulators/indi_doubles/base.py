@@ -3,8 +3,8 @@ identical in 1.9.9 and 2.x for what is used here), built for one double family."
 
 from __future__ import annotations
 
-from simulators.indi_doubles.families import DoubleFamily
-from simulators.indi_doubles.protocol import Element, Vector
+from calibd.simulators.indi_doubles.families import DoubleFamily
+from calibd.simulators.indi_doubles.protocol import Element, Vector
 
 MAIN = "Main Control"
 IMAGE_SETTINGS = "Image Settings"

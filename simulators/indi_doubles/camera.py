@@ -21,11 +21,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from simulators.clock import ScaledClock
-from simulators.cooler import CoolerModel
-from simulators.indi_doubles import base
-from simulators.indi_doubles.families import DoubleFamily
-from simulators.indi_doubles.protocol import (
+from calibd.simulators.clock import ScaledClock
+from calibd.simulators.cooler import CoolerModel
+from calibd.simulators.indi_doubles import base
+from calibd.simulators.indi_doubles.families import DoubleFamily
+from calibd.simulators.indi_doubles.protocol import (
     Incoming,
     Vector,
     Writer,
@@ -36,8 +36,8 @@ from simulators.indi_doubles.protocol import (
     render_set,
     render_snoop,
 )
-from simulators.profiles import SensorProfile, get_profile
-from simulators.sensor import Illumination, SensorModel
+from calibd.simulators.profiles import SensorProfile, get_profile
+from calibd.simulators.sensor import Illumination, SensorModel
 
 PANEL_FLUX_E_PER_S = 100_000.0  # electrons per second per pixel at the panel's full intensity
 _FRAME_NAMES = {"FRAME_LIGHT": ("Light", "Light Frame"), "FRAME_BIAS": ("Bias", "Bias Frame"),

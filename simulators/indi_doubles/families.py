@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from simulators.indi_doubles.protocol import Element, Vector
+from calibd.simulators.indi_doubles.protocol import Element, Vector
 
 INDI_3RDPARTY = "indilib/indi-3rdparty"
 

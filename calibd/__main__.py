@@ -1,0 +1,6 @@
+"""``python -m calibd`` runs the ``calibd`` command line."""
+
+from calibd.capture.cli.main import entry
+
+if __name__ == "__main__":
+    entry()
