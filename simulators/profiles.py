@@ -59,68 +59,24 @@ class SensorProfile:
         return self.width * self.height * (self.pixel_size_um * 1e-4) ** 2
 
 
+# One row a model: the fields every profile sets, then the defaults it changes.
+_COLUMNS = ("model", "width", "height", "bit_depth", "pixel_size_um", "unity_gain", "gain_max",
+            "offset_max", "full_well_e", "read_noise_low_e", "read_noise_high_e",
+            "dark_e_per_s_0c", "hot_fraction", "glow_e_per_s", "readout_s", "seed")
+_ROWS: dict[str, tuple[tuple[object, ...], dict[str, object]]] = {
+    "asi2600mm": (("ASI2600MM Pro (simulated)", 6248, 4176, 16, 3.76, 100, 460, 100, 50000.0,
+                   3.3, 1.0, 0.007, 1e-4, 0.005, 0.6, 2600), {}),
+    "asi294mm": (("ASI294MM Pro (simulated)", 4144, 2822, 14, 4.63, 120, 570, 80, 66000.0,
+                  7.3, 1.2, 0.02, 2e-4, 0.08, 0.4, 294), {}),
+    "small": (("Small test sensor (simulated)", 320, 240, 16, 3.76, 100, 400, 100, 50000.0,
+               3.0, 1.0, 0.05, 2e-3, 0.2, 0.02, 320),
+              {"dead_fraction": 5e-4, "cold_fraction": 5e-4, "glow_length_frac": 0.08,
+               "cooler_tau_s": 30.0}),
+}
+
 PROFILES: dict[str, SensorProfile] = {
-    "asi2600mm": SensorProfile(
-        name="asi2600mm",
-        model="ASI2600MM Pro (simulated)",
-        width=6248,
-        height=4176,
-        bit_depth=16,
-        pixel_size_um=3.76,
-        unity_gain=100,
-        gain_max=460,
-        offset_max=100,
-        full_well_e=50000.0,
-        read_noise_low_e=3.3,
-        read_noise_high_e=1.0,
-        dark_e_per_s_0c=0.007,
-        hot_fraction=1e-4,
-        glow_e_per_s=0.005,
-        readout_s=0.6,
-        seed=2600,
-    ),
-    "asi294mm": SensorProfile(
-        name="asi294mm",
-        model="ASI294MM Pro (simulated)",
-        width=4144,
-        height=2822,
-        bit_depth=14,
-        pixel_size_um=4.63,
-        unity_gain=120,
-        gain_max=570,
-        offset_max=80,
-        full_well_e=66000.0,
-        read_noise_low_e=7.3,
-        read_noise_high_e=1.2,
-        dark_e_per_s_0c=0.02,
-        hot_fraction=2e-4,
-        glow_e_per_s=0.08,
-        readout_s=0.4,
-        seed=294,
-    ),
-    "small": SensorProfile(
-        name="small",
-        model="Small test sensor (simulated)",
-        width=320,
-        height=240,
-        bit_depth=16,
-        pixel_size_um=3.76,
-        unity_gain=100,
-        gain_max=400,
-        offset_max=100,
-        full_well_e=50000.0,
-        read_noise_low_e=3.0,
-        read_noise_high_e=1.0,
-        dark_e_per_s_0c=0.05,
-        hot_fraction=2e-3,
-        dead_fraction=5e-4,
-        cold_fraction=5e-4,
-        glow_e_per_s=0.2,
-        glow_length_frac=0.08,
-        readout_s=0.02,
-        cooler_tau_s=30.0,
-        seed=320,
-    ),
+    name: SensorProfile(name=name, **dict(zip(_COLUMNS, row, strict=True)), **more)  # type: ignore[arg-type]
+    for name, (row, more) in _ROWS.items()
 }
 
 

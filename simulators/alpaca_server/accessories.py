@@ -9,12 +9,12 @@ expose theirs) and passed on to the simulators.
 
 from __future__ import annotations
 
-import enum
 import logging
 import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from calibd.drivers.alpaca.panel import CalibratorStatus
 from calibd.drivers.clock import Clock
 from calibd.drivers.contracts import CoverState
 from calibd.drivers.errors import DeviceError
@@ -122,15 +122,6 @@ class FilterWheelDevice(Switchable):
                 if self._target == target or not self._connected:
                     self._moving = False
                     return
-
-
-class CalibratorStatus(enum.IntEnum):
-    NOT_PRESENT = 0
-    OFF = 1
-    NOT_READY = 2
-    READY = 3
-    UNKNOWN = 4
-    ERROR = 5
 
 
 class CoverCalibratorDevice(Switchable):

@@ -9,7 +9,6 @@ Abort discards the exposure; Stop ends it early and reads out what was exposed.
 
 from __future__ import annotations
 
-import enum
 import logging
 import threading
 import time
@@ -18,6 +17,7 @@ from datetime import datetime
 import numpy as np
 import numpy.typing as npt
 
+from calibd.drivers.alpaca.camera import CameraStates
 from calibd.drivers.clock import Clock
 from calibd.drivers.contracts import CaptureSettings
 from calibd.drivers.errors import DeviceError, ExposureFailed
@@ -33,15 +33,6 @@ Subframe = tuple[int, int, int, int]  # start x, start y, num x, num y (binned p
 Image = npt.NDArray[np.uint16]
 
 
-class CameraState(enum.IntEnum):
-    IDLE = 0
-    WAITING = 1
-    EXPOSING = 2
-    READING = 3
-    DOWNLOAD = 4
-    ERROR = 5
-
-
 class Exposures:
     """Runs exposures of ``camera`` one at a time. Thread-safe; ``label`` names it in logs."""
 
@@ -50,7 +41,7 @@ class Exposures:
         self._clock = clock
         self._label = label
         self._lock = threading.Lock()
-        self._state = CameraState.IDLE
+        self._state = CameraStates.IDLE
         self._worker: threading.Thread | None = None
         self._started = 0.0  # clock.monotonic() at start
         self._duration = 0.0
@@ -60,25 +51,25 @@ class Exposures:
 
     # -- what clients poll -------------------------------------------------------------------
 
-    def state(self) -> CameraState:
+    def state(self) -> CameraStates:
         """CameraState now (Exposing turns into Reading once the exposure time has passed)."""
         state = self._state
-        if state == CameraState.EXPOSING and self._elapsed() >= self._duration:
-            return CameraState.READING
+        if state == CameraStates.EXPOSING and self._elapsed() >= self._duration:
+            return CameraStates.READING
         return state
 
     def _elapsed(self) -> float:
         return self._clock.monotonic() - self._started
 
     def image_ready(self) -> bool:
-        return self._image is not None and self._state == CameraState.IDLE
+        return self._image is not None and self._state == CameraStates.IDLE
 
     def percent_completed(self) -> int:
         """0..100: exposure progress; 100 while reading out or with an image ready."""
         state = self.state()
-        if state == CameraState.EXPOSING and self._duration > 0:
+        if state == CameraStates.EXPOSING and self._duration > 0:
             return max(0, min(100, int(100 * self._elapsed() / self._duration)))
-        if state == CameraState.READING:
+        if state == CameraStates.READING:
             return 100
         return 100 if self.image_ready() else 0
 
@@ -113,7 +104,7 @@ class Exposures:
                 )
             self._image, self._interrupt = None, None
             self._started, self._duration = self._clock.monotonic(), duration
-            self._state = CameraState.EXPOSING
+            self._state = CameraStates.EXPOSING
             worker = threading.Thread(
                 target=self._run,
                 args=(duration, dark, sub, settings, self._clock.now()),
@@ -132,7 +123,7 @@ class Exposures:
             worker = self._worker
             if worker is None or not worker.is_alive():
                 return
-            if how == "stop" and self.state() != CameraState.EXPOSING:
+            if how == "stop" and self.state() != CameraStates.EXPOSING:
                 return  # already reading out: the image comes anyway
             self._interrupt = how
         deadline = time.monotonic() + INTERRUPT_WAIT_S
@@ -165,16 +156,16 @@ class Exposures:
             failure = f"internal error: {err!r}"
         with self._lock:
             if self._interrupt == "abort":
-                self._state = CameraState.IDLE
+                self._state = CameraStates.IDLE
             elif result is None:
-                self._state = CameraState.ERROR
+                self._state = CameraStates.ERROR
                 log.warning("%s: exposure failed: %s", self._label, failure)
             else:
                 data, exposure_s, started = result
                 sx, sy, nx, ny = sub
                 self._image = np.ascontiguousarray(data[sy : sy + ny, sx : sx + nx])
                 self._last = (exposure_s, started)
-                self._state = CameraState.IDLE
+                self._state = CameraStates.IDLE
 
     def _stopped_frame(self, duration: float, settings: CaptureSettings,
                        start_utc: datetime) -> tuple[Image, float, datetime]:

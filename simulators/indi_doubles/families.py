@@ -45,7 +45,7 @@ class ReadoutSpec:
     low_noise: str | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class DoubleFamily:
     key: str
     executable: str
@@ -57,13 +57,13 @@ class DoubleFamily:
     unity_gain: int
     gain: Control
     offset: Control
-    cooler_switch_perm: str  # "wo" or "rw"
-    cooler_switch_default: str  # "COOLER_ON" or "COOLER_OFF"
-    cooler_power: tuple[str, str, str]  # vector, element, perm
     capture_formats: tuple[str, ...]
     raw16: str  # the 16-bit raw element of CCD_CAPTURE_FORMAT
     readout: ReadoutSpec | None
     fits_extras: tuple[str, ...]  # GAIN, OFFSET, READMODE: keywords the driver writes
+    cooler_switch_perm: str = "wo"  # "wo" or "rw"
+    cooler_switch_default: str = "COOLER_OFF"  # or "COOLER_ON"
+    cooler_power: tuple[str, str, str] = ("CCD_COOLER_POWER", "CCD_COOLER_VALUE", "ro")
     bayer: str | None = None  # CFA pattern of a colour sensor
     transfer_formats: tuple[str, ...] = ("FORMAT_FITS", "FORMAT_NATIVE", "FORMAT_XISF")
     extra: tuple[Callable[[DoubleFamily], Vector], ...] = field(default_factory=tuple)
@@ -98,6 +98,37 @@ def _controls(f: DoubleFamily, *more: tuple[str, float, float, float, float]) ->
     return _num("CCD_CONTROLS", "Controls", "Controls", "rw", *items)
 
 
+def _control(which: str, label: str, group: str) -> Callable[[DoubleFamily], Vector]:
+    """The family's gain or offset (``which``) as a vector of its own (QHY, Touptek offset)."""
+    def build(f: DoubleFamily) -> Vector:
+        c: Control = getattr(f, which)
+        return _num(c.vector, label, group, "rw", (c.element, c.default, c.lo, c.hi, 1))
+    return build
+
+
+def _readout_switch(group: str) -> Callable[[DoubleFamily], Vector]:
+    """The read-out mode switch vector the family's :class:`ReadoutSpec` describes."""
+    def build(f: DoubleFamily) -> Vector:
+        if f.readout is None:
+            raise ValueError(f"{f.key}: no read-out spec")
+        return _switch(f.readout.vector, group, "rw", f.readout.default, *f.readout.elements)
+    return build
+
+
+def _toggle(name: str, group: str) -> Callable[[DoubleFamily], Vector]:
+    """An INDI_ENABLED / INDI_DISABLED switch, disabled."""
+    return lambda f: _switch(name, group, "rw", "INDI_DISABLED", "INDI_ENABLED", "INDI_DISABLED")
+
+
+def _adc_depth(f: DoubleFamily) -> Vector:
+    return _num("ADC_DEPTH", "ADC Depth", "Image Info", "ro", ("BITS", f.bit_depth, 0, 32, 1))
+
+
+def _flip(f: DoubleFamily) -> Vector:
+    return _switch("FLIP", "Controls", "rw", "", "FLIP_HORIZONTAL", "FLIP_VERTICAL",
+                   rule="AnyOfMany")
+
+
 # --- indi_asi_ccd ------------------------------------------------------------------------------
 def _asi_extra() -> tuple[Callable[[DoubleFamily], Vector], ...]:
     return (
@@ -106,15 +137,12 @@ def _asi_extra() -> tuple[Callable[[DoubleFamily], Vector], ...]:
         lambda f: _switch("CCD_CONTROLS_MODE", "Controls", "rw", "", "AUTO_BandWidth",
                           rule="AnyOfMany"),
         lambda f: _switch("CCD_VIDEO_FORMAT", "Controls", "rw", f.raw16, *f.capture_formats),
-        lambda f: _switch("FLIP", "Controls", "rw", "", "FLIP_HORIZONTAL", "FLIP_VERTICAL",
-                          rule="AnyOfMany"),
+        _flip,
         lambda f: _num("BLINK", "Blink", "Controls", "rw", ("BLINK_COUNT", 0, 0, 100, 1),
                        ("BLINK_DURATION", 0, 0, 60, 0.001)),
-        lambda f: _num("ADC_DEPTH", "ADC Depth", "Image Info", "ro",
-                       ("BITS", f.bit_depth, 0, 32, 1)),
+        _adc_depth,
         lambda f: _text("SDK", "General Info", VERSION="1.37"),
-        lambda f: _switch("USB_RESET", "Options", "rw", "INDI_DISABLED", "INDI_ENABLED",
-                          "INDI_DISABLED"),
+        _toggle("USB_RESET", "Options"),
     )
 
 
@@ -131,9 +159,6 @@ ASI = DoubleFamily(
     unity_gain=120,
     gain=Control("CCD_CONTROLS", "Gain", 0, 570, 200),
     offset=Control("CCD_CONTROLS", "Offset", 0, 80, 8),
-    cooler_switch_perm="wo",
-    cooler_switch_default="COOLER_OFF",
-    cooler_power=("CCD_COOLER_POWER", "CCD_COOLER_VALUE", "ro"),
     capture_formats=("ASI_IMG_RAW8", "ASI_IMG_RAW16"),
     raw16="ASI_IMG_RAW16",
     readout=ReadoutSpec("control", "CCD_CONTROLS", ("HighSpeedMode",), "0", low_noise="0"),
@@ -160,17 +185,13 @@ QHY = DoubleFamily(
     gain=Control("CCD_GAIN", "GAIN", 0, 100, 26),
     offset=Control("CCD_OFFSET", "OFFSET", 0, 255, 30),
     cooler_switch_perm="rw",
-    cooler_switch_default="COOLER_OFF",
-    cooler_power=("CCD_COOLER_POWER", "CCD_COOLER_VALUE", "ro"),
     capture_formats=("INDI_MONO_8", "INDI_MONO_16"),
     raw16="INDI_MONO_16",
     readout=ReadoutSpec("number", "READ_MODE", ("MODE",), "0", low_noise="1"),
     fits_extras=("GAIN", "OFFSET", "READMODE"),
     extra=(
-        lambda f: _num("CCD_GAIN", "Gain", "Main Control", "rw",
-                       ("GAIN", f.gain.default, f.gain.lo, f.gain.hi, 1)),
-        lambda f: _num("CCD_OFFSET", "Offset", "Main Control", "rw",
-                       ("OFFSET", f.offset.default, f.offset.lo, f.offset.hi, 1)),
+        _control("gain", "Gain", "Main Control"),
+        _control("offset", "Offset", "Main Control"),
         lambda f: _num("READ_MODE", "Read Mode", "Main Control", "rw", ("MODE", 0, 0, 3, 1)),
         lambda f: _switch("CCD_COOLER_MODE", "Main Control", "ro", "COOLER_AUTOMATIC",
                           "COOLER_AUTOMATIC", "COOLER_MANUAL"),
@@ -182,8 +203,7 @@ QHY = DoubleFamily(
                        ("HUMIDITY", 12.5, -100, 1000, 0.1)),
         lambda f: _switch("CCD_AMP_GLOW", "Main Control", "rw", "AMP_AUTO", "AMP_AUTO",
                           "AMP_ON", "AMP_OFF"),
-        lambda f: _switch("OVERSCAN_MODE", "Main Control", "rw", "INDI_DISABLED",
-                          "INDI_ENABLED", "INDI_DISABLED"),
+        _toggle("OVERSCAN_MODE", "Main Control"),
         lambda f: _text("SDK_VERSION", "General Info", VERSION="24.12.26"),
     ),
     exposure_range_s=(0.000001, 3600.0),
@@ -203,7 +223,6 @@ TOUPTEK = DoubleFamily(
     unity_gain=100,
     gain=Control("CCD_CONTROLS", "Gain", 100, 5000, 100),
     offset=Control("CCD_OFFSET", "OFFSET", 0, 255, 0),
-    cooler_switch_perm="wo",
     cooler_switch_default="COOLER_ON",
     cooler_power=("CCD_COOLER_POWER", "COOLER_POWER", "ro"),
     capture_formats=("INDI_MONO_8", "INDI_MONO_16"),
@@ -215,28 +234,23 @@ TOUPTEK = DoubleFamily(
         lambda f: _controls(f, ("Contrast", 0, -255, 255, 1), ("Brightness", 0, -255, 255, 1),
                             ("Gamma", 100, 20, 180, 1), ("Speed", 0, 0, 3, 1),
                             ("FPS Limit", 0, 0, 63, 1)),
-        lambda f: _num("CCD_OFFSET", "Offset", "Control", "rw",
-                       ("OFFSET", f.offset.default, f.offset.lo, f.offset.hi, 1)),
+        _control("offset", "Offset", "Control"),
         lambda f: _switch("CCD_BINNING_MODE", "Image Settings", "wo", "TC_BINNING_ADD",
                           "TC_BINNING_AVG", "TC_BINNING_ADD"),
         lambda f: _num("CCD_BLACK_BALANCE", "Black Balance", "Control", "rw",
                        ("TC_BLACK", 0, 0, 255, 1)),
         lambda f: _num("CCD_LEVEL_RANGE", "Level Range", "Control", "rw",
                        ("TC_LO", 0, 0, 255, 1), ("TC_HI", 255, 0, 255, 1)),
-        lambda f: _switch("TC_CONVERSION_GAIN", "Control", "rw", "GAIN_LOW", "GAIN_LOW",
-                          "GAIN_HIGH", "GAIN_HDR"),
-        lambda f: _switch("TC_LOW_NOISE", "Control", "rw", "INDI_DISABLED", "INDI_ENABLED",
-                          "INDI_DISABLED"),
-        lambda f: _switch("TC_HIGHFULLWELL", "Control", "rw", "INDI_DISABLED",
-                          "INDI_ENABLED", "INDI_DISABLED"),
+        _readout_switch("Control"),
+        _toggle("TC_LOW_NOISE", "Control"),
+        _toggle("TC_HIGHFULLWELL", "Control"),
         lambda f: _switch("TC_FAN_SPEED", "Control", "rw", "FAN_SPEED1", "INDI_DISABLED",
                           "FAN_SPEED1", "FAN_SPEED2", "FAN_SPEED3"),
         lambda f: _text("CAMERA", "General Info", MODEL=f.model, PRODUCTIONDATE="20240611",
                         SN="TP24061100417", FIRMWAREVERSION="3.1.7", HARDWAREVERSION="3.1",
                         FPGAVERSION="1.6", REVISION="1"),
         lambda f: _text("SDK", "General Info", VERSION="57.26598"),
-        lambda f: _num("ADC_DEPTH", "ADC Depth", "Image Info", "ro",
-                       ("BITS", f.bit_depth, 0, 32, 1)),
+        _adc_depth,
     ),
     exposure_range_s=(0.000244, 3600.0),
 )
@@ -256,9 +270,6 @@ PLAYERONE = DoubleFamily(
     unity_gain=120,
     gain=Control("CCD_CONTROLS", "Gain", 0, 600, 120),
     offset=Control("CCD_CONTROLS", "Offset", 0, 200, 12),
-    cooler_switch_perm="wo",
-    cooler_switch_default="COOLER_OFF",
-    cooler_power=("CCD_COOLER_POWER", "CCD_COOLER_VALUE", "ro"),
     capture_formats=("POA_RAW8", "POA_RGB24", "POA_RAW16", "POA_MONO8"),
     raw16="POA_RAW16",
     readout=ReadoutSpec("switch", "SENSOR_MODE", ("MODE_0", "MODE_1"), "MODE_0",
@@ -267,11 +278,9 @@ PLAYERONE = DoubleFamily(
     bayer="RGGB",
     extra=(
         lambda f: _controls(f, ("USB Bandwidth Limit", 100, 35, 100, 1)),
-        lambda f: _switch("SENSOR_MODE", "Controls", "rw", "MODE_0", "MODE_0", "MODE_1"),
-        lambda f: _switch("FLIP", "Controls", "rw", "", "FLIP_HORIZONTAL", "FLIP_VERTICAL",
-                          rule="AnyOfMany"),
-        lambda f: _num("ADC_DEPTH", "ADC Depth", "Image Info", "ro",
-                       ("BITS", f.bit_depth, 0, 32, 1)),
+        _readout_switch("Controls"),
+        _flip,
+        _adc_depth,
     ),
 )
 
