@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import operator
 import socket
 import struct
 import threading
@@ -34,6 +35,7 @@ from calibd.drivers.contracts import CaptureSettings, CoverState
 from calibd.drivers.errors import DeviceUnavailable, ExposureFailed, SettingRejected
 from calibd.simulators.accessories import DEFAULT_FILTERS
 from calibd.simulators.alpaca_server import SimAlpacaServer
+from calibd.simulators.alpaca_server.camera import CameraDevice
 from calibd.simulators.alpaca_server.imagebytes import ElementType, encode_imagebytes
 from calibd.simulators.clock import ScaledClock
 from tests.alpaca_servers import (
@@ -319,8 +321,13 @@ def test_protocol_rules(local: SimAlpacaServer) -> None:
     assert call(port, "GET", "camera/0/ccdtemperature")["ErrorNumber"] == 0x407
     assert call(port, "GET", "camera/0/interfaceversion")["Value"] == 4
     assert call(port, "GET", "covercalibrator/0/interfaceversion")["Value"] == 2
+    # Fixed-value members (a device's ``constants``) follow the same connection rule.
+    assert call(port, "GET", "camera/0/canabortexposure")["ErrorNumber"] == 0x407
+    assert "calibd" in call(port, "GET", "camera/0/driverinfo")["Value"]
     assert call(port, "PUT", "camera/0/connect")["ErrorNumber"] == 0
     assert call(port, "GET", "camera/0/connecting")["Value"] is False
+    assert [call(port, "GET", f"camera/0/{m}")["Value"]
+            for m in ("canabortexposure", "canpulseguide", "maxadu")] == [True, False, 65535]
     # GET parameter names ignore case; PUT names are exact (a mis-cased one is missing).
     doc = call(port, "GET", "camera/0/gain", clienttransactionid=42)
     assert (doc["Value"], doc["ClientTransactionID"]) == (100, 42)
@@ -377,6 +384,16 @@ def test_protocol_rules(local: SimAlpacaServer) -> None:
     first = call(port, "GET", "camera/0/name")["ServerTransactionID"]
     assert call(port, "GET", "camera/0/name")["ServerTransactionID"] > first
     assert local.discovery_port not in (None, 0)
+
+
+def test_declared_getters(local: SimAlpacaServer) -> None:
+    """``constants``/``attributes`` entries must name GET members; every attribute path reads."""
+    for table, entry in (("constants", True), ("attributes", "_sensor_name")):
+        with pytest.raises(TypeError, match="cangoaway"):
+            type("Bad", (CameraDevice,), {table: {"cangoaway": entry}})
+    for device in local.devices.values():
+        for member, path in device.attributes.items():
+            assert operator.attrgetter(path)(device) is not None, (device.label, member)
 
 
 # --------------------------------------------------------------------------------------------

@@ -12,10 +12,10 @@ refused at StartExposure (InvalidValue).
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
-from typing import Any
+from typing import Any, ClassVar
 
 from calibd.drivers.clock import Clock
 from calibd.drivers.contracts import CaptureSettings
@@ -46,6 +46,37 @@ class CameraDevice(AlpacaDevice):
     device_type = "camera"
     type_name = "Camera"
     interface_version = 4
+    constants: ClassVar[Mapping[str, Any]] = {
+        "sensortype": 0,  # monochrome
+        "maxadu": MAX_ADU,
+        "exposureresolution": EXPOSURE_RESOLUTION_S,
+        "canabortexposure": True,
+        "canstopexposure": True,
+        "canasymmetricbin": False,
+        "canfastreadout": False,
+        "canpulseguide": False,
+    }
+    attributes: ClassVar[Mapping[str, str]] = {
+        "sensorname": "_sensor_name",
+        "cameraxsize": "_camera.info.width",
+        "cameraysize": "_camera.info.height",
+        "pixelsizex": "_camera.info.pixel_size_um",
+        "pixelsizey": "_camera.info.pixel_size_um",
+        "fullwellcapacity": "_camera.profile.full_well_e",
+        "exposuremin": "_camera.info.min_exposure_s",
+        "exposuremax": "_camera.info.max_exposure_s",
+        "hasshutter": "_camera.info.has_shutter",
+        "cansetccdtemperature": "_camera.info.has_cooler",
+        "cangetcoolerpower": "_camera.info.has_cooler",
+        "gain": "_settings.gain",
+        "gainmin": "_camera.info.gain_min",
+        "gainmax": "_camera.info.gain_max",
+        "offset": "_settings.offset",
+        "offsetmin": "_camera.info.offset_min",
+        "offsetmax": "_camera.info.offset_max",
+        "binx": "_settings.binning",
+        "biny": "_settings.binning",
+    }
 
     def __init__(
         self,
@@ -101,65 +132,8 @@ class CameraDevice(AlpacaDevice):
 
     # -- capabilities --------------------------------------------------------------------------
 
-    def get_sensorname(self, p: Params) -> str:
-        return self._sensor_name
-
-    def get_sensortype(self, p: Params) -> int:
-        return 0  # monochrome
-
-    def get_cameraxsize(self, p: Params) -> int:
-        return self._camera.info.width
-
-    def get_cameraysize(self, p: Params) -> int:
-        return self._camera.info.height
-
-    def get_pixelsizex(self, p: Params) -> float:
-        return self._camera.info.pixel_size_um
-
-    def get_pixelsizey(self, p: Params) -> float:
-        return self._camera.info.pixel_size_um
-
-    def get_maxadu(self, p: Params) -> int:
-        return MAX_ADU
-
     def get_electronsperadu(self, p: Params) -> float:
         return self._camera.sensor.e_per_adu16(self._settings.gain)
-
-    def get_fullwellcapacity(self, p: Params) -> float:
-        return self._camera.profile.full_well_e
-
-    def get_exposuremin(self, p: Params) -> float:
-        return self._camera.info.min_exposure_s
-
-    def get_exposuremax(self, p: Params) -> float:
-        return self._camera.info.max_exposure_s
-
-    def get_exposureresolution(self, p: Params) -> float:
-        return EXPOSURE_RESOLUTION_S
-
-    def get_hasshutter(self, p: Params) -> bool:
-        return self._camera.info.has_shutter
-
-    def get_canabortexposure(self, p: Params) -> bool:
-        return True
-
-    def get_canstopexposure(self, p: Params) -> bool:
-        return True
-
-    def get_canasymmetricbin(self, p: Params) -> bool:
-        return False
-
-    def get_canfastreadout(self, p: Params) -> bool:
-        return False
-
-    def get_canpulseguide(self, p: Params) -> bool:
-        return False
-
-    def get_cansetccdtemperature(self, p: Params) -> bool:
-        return self._camera.info.has_cooler
-
-    def get_cangetcoolerpower(self, p: Params) -> bool:
-        return self._camera.info.has_cooler
 
     def get_maxbinx(self, p: Params) -> int:
         return max(self._camera.info.binnings)
@@ -174,29 +148,11 @@ class CameraDevice(AlpacaDevice):
         with self._lock:
             self._settings = self._camera.configure(settings)
 
-    def get_gain(self, p: Params) -> int:
-        return self._settings.gain
-
     def put_gain(self, p: Params) -> None:
         self._apply(replace(self._settings, gain=p.integer("Gain")))
 
-    def get_gainmin(self, p: Params) -> int:
-        return self._camera.info.gain_min
-
-    def get_gainmax(self, p: Params) -> int:
-        return self._camera.info.gain_max
-
-    def get_offset(self, p: Params) -> int:
-        return self._settings.offset
-
     def put_offset(self, p: Params) -> None:
         self._apply(replace(self._settings, offset=p.integer("Offset")))
-
-    def get_offsetmin(self, p: Params) -> int:
-        return self._camera.info.offset_min
-
-    def get_offsetmax(self, p: Params) -> int:
-        return self._camera.info.offset_max
 
     def get_readoutmodes(self, p: Params) -> list[str]:
         return list(self._camera.info.readout_modes)
@@ -209,12 +165,6 @@ class CameraDevice(AlpacaDevice):
         if not 0 <= index < len(modes):
             raise invalid_value(f"read-out mode {index} outside 0..{len(modes) - 1}")
         self._apply(replace(self._settings, readout_mode=modes[index]))
-
-    def get_binx(self, p: Params) -> int:
-        return self._settings.binning
-
-    def get_biny(self, p: Params) -> int:
-        return self._settings.binning
 
     def put_binx(self, p: Params) -> None:
         # CanAsymmetricBin is False: BinX and BinY are one setting.

@@ -3,18 +3,22 @@
 the translation of simulator errors.
 
 A device subclass implements member ``m`` for GET as ``get_m(params)`` and for PUT as
-``put_m(params)`` (``m`` is the lower-case URL name). Which members exist, which HTTP methods they
-take and their parameters is declared once in :mod:`.members`, and requests are validated there
-before they reach a device; a declared member without a handler answers NotImplemented (0x400).
-Handlers never block for long: slow device work (exposures, wheel and cover moves, panel warm-up)
-runs in background threads, as on real Alpaca devices, and clients poll.
+``put_m(params)`` (``m`` is the lower-case URL name); a GET member whose value never changes is an
+entry of the class's ``constants`` instead, one that reads an attribute of the device an entry of
+its ``attributes`` (both merged with the base classes' entries). Which members
+exist, which HTTP methods they take and their parameters is declared once in :mod:`.members`, and
+requests are validated there before they reach a device; a declared member without a handler
+answers NotImplemented (0x400). Handlers never block for long: slow device work (exposures, wheel
+and cover moves, panel warm-up) runs in background threads, as on real Alpaca devices, and clients
+poll.
 """
 
 from __future__ import annotations
 
 import logging
+import operator
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from importlib import metadata
 from typing import Any, ClassVar
@@ -80,14 +84,28 @@ class AlpacaDevice:
     device_type: ClassVar[str] = ""  # URL name, lower case: "camera"
     type_name: ClassVar[str] = ""  # management API name: "Camera"
     interface_version: ClassVar[int] = 1
+    #: GET members with a fixed value (URL name -> value), answered like a ``get_`` handler.
+    constants: ClassVar[Mapping[str, Any]] = {"driverinfo": DRIVER_INFO, "connecting": False}
+    #: GET members that read an attribute of the device (URL name -> dotted attribute path).
+    attributes: ClassVar[Mapping[str, str]] = {}
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
-        """A handler for a member or method that :mod:`.members` does not declare would never
-        be reached: refuse such a class at import time. Raises TypeError."""
+        """A handler or constant for a member or method that :mod:`.members` does not declare
+        would never be reached: refuse such a class at import time. Raises TypeError."""
         super().__init_subclass__(**kwargs)
+        for table in ("constants", "attributes"):
+            merged: dict[str, Any] = {}
+            for klass in reversed(cls.__mro__):
+                merged.update(vars(klass).get(table, {}))
+            setattr(cls, table, merged)
         if not cls.device_type:
             return
         declared = MEMBERS[cls.device_type]
+        for member in (*cls.constants, *cls.attributes):
+            spec = declared.get(member)
+            if spec is None or spec.get is None:
+                raise TypeError(f"{cls.__name__}: {member!r} in constants/attributes is not a "
+                                "GET member in members.py")
         for attr in dir(cls):
             verb, _, member = attr.partition("_")
             if verb in ("get", "put") and member and callable(getattr(cls, attr)):
@@ -123,6 +141,8 @@ class AlpacaDevice:
         :func:`alpaca_error_from`).
         """
         handler = getattr(self, f"{verb.lower()}_{member}", None)
+        if handler is None and verb == "GET":
+            handler = self._declared_getter(member)
         if not callable(handler):
             raise not_implemented(f"{self.label}: {member} is not implemented")
         if member not in _NO_CONNECTION_NEEDED:
@@ -131,6 +151,16 @@ class AlpacaDevice:
             return handler(params)
         except DeviceError as err:
             raise alpaca_error_from(err) from err
+
+    def _declared_getter(self, member: str) -> Callable[[Params], Any] | None:
+        """The handler of a GET member declared in ``constants`` or ``attributes``, else None."""
+        if member in self.constants:
+            value = self.constants[member]
+            return lambda params: value
+        if member in self.attributes:
+            read = operator.attrgetter(self.attributes[member])
+            return lambda params: read(self)
+        return None
 
     def require_connected(self) -> None:
         """Raises AlpacaError NotConnected (0x407) unless the device is connected."""
@@ -168,9 +198,6 @@ class AlpacaDevice:
     def get_description(self, params: Params) -> str:
         return self.description
 
-    def get_driverinfo(self, params: Params) -> str:
-        return DRIVER_INFO
-
     def get_driverversion(self, params: Params) -> str:
         return driver_version()
 
@@ -199,9 +226,6 @@ class AlpacaDevice:
     def put_disconnect(self, params: Params) -> None:
         self._disconnect()
         log.info("%s disconnected", self.label)
-
-    def get_connecting(self, params: Params) -> bool:
-        return False
 
     def get_devicestate(self, params: Params) -> list[dict[str, Any]]:
         state = [{"Name": name, "Value": value} for name, value in self._device_state()]

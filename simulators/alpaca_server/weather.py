@@ -6,8 +6,8 @@ so clients and tests can make the night cloudy without reaching into the simulat
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, ClassVar
 
 from calibd.drivers.clock import Clock
 from calibd.simulators.accessories import SimulatedSafetyMonitor
@@ -80,6 +80,7 @@ class ObservingConditionsDevice(Switchable):
     device_type = "observingconditions"
     type_name = "ObservingConditions"
     interface_version = 2
+    constants: ClassVar[Mapping[str, Any]] = {"averageperiod": 0.0}
 
     def __init__(
         self, safety: SimulatedSafetyMonitor, clock: Clock, *, unique_id: str, number: int = 0
@@ -103,9 +104,6 @@ class ObservingConditionsDevice(Switchable):
 
     def get_cloudcover(self, p: Params) -> float:
         return self._cloud_cover()
-
-    def get_averageperiod(self, p: Params) -> float:
-        return 0.0
 
     def put_averageperiod(self, p: Params) -> None:
         hours = p.number("AveragePeriod")
