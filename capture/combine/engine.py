@@ -26,7 +26,7 @@ from .kernels import CombineMethod, Diagnostics, Engine
 from .reader import FrameReadError, FrameSource, RowSource
 from .rejection import Rejection
 from .results import CombineResult, CombineStats
-from .streaming import ArraySink, ArraySource, NullSink, execute, warm_up
+from .streaming import ArraySink, ArraySource, NullSink, Sink, execute, warm_up
 from .writer import MasterWriter
 
 __all__ = [
@@ -194,29 +194,11 @@ def combine_files(
     :class:`~capture.combine.reader.FrameReadError` (a ValueError) if a frame fails while being
     read; :class:`RuntimeError` if ``engine="numba"`` is unavailable.
     """
-    sources, excluded, shape, sub, sc = _prepare(paths, rejection, subtract, scales)
-    try:
-        sink = ArraySink(shape)
-        low, high, chosen = execute(
-            sources,
-            shape,
-            method=method,
-            rejection=rejection,
-            subtract=sub,
-            scales=sc,
-            budget=memory_budget_bytes,
-            engine=engine,
-            progress=progress,
-            threads=threads,
-            sink=sink,
-        )
-    finally:
-        _close_all(sources)
-    labels = [s.label for s in sources]
-    return CombineResult(
-        **_stats(len(sources), shape, labels, excluded, low, high, method, rejection, chosen),
-        data=sink.data,
-    )
+    with _FileJob(
+        paths, method, rejection, subtract, scales, memory_budget_bytes, engine, progress, threads
+    ) as job:
+        sink = ArraySink(job.shape)
+        return CombineResult(**job.stats(*job.run(sink)), data=sink.data)
 
 
 def _prepare(
@@ -266,40 +248,82 @@ def combine_to_fits(
     Blocks until the file is durable. Raises as :func:`combine_files`, plus :class:`OSError`
     for write failures.
     """
-    sources, excluded, shape, sub, sc = _prepare(paths, rejection, subtract, scales)
-    try:
-        labels = [s.label for s in sources]
+    with _FileJob(
+        paths, method, rejection, subtract, scales, memory_budget_bytes, engine, progress, threads
+    ) as job:
 
         def make_header(low: int, high: int, chosen: str) -> tuple[fits.Header, CombineStats]:
-            stats = CombineStats(
-                **_stats(
-                    len(sources), shape, labels, excluded, low, high, method, rejection, chosen
-                )
-            )
+            stats = CombineStats(**job.stats(low, high, chosen))
             hdr = fits.Header() if header is None else header.copy()
             return stats.apply_to(hdr), stats
 
         # Provisional header with the same cards (counts filled in at the end).
         provisional, _ = make_header(10**15, 10**15, "numba")
-        with MasterWriter(output, shape, provisional) as writer:
-            low, high, chosen = execute(
-                sources,
-                shape,
-                method=method,
-                rejection=rejection,
-                subtract=sub,
-                scales=sc,
-                budget=memory_budget_bytes,
-                engine=engine,
-                progress=progress,
-                threads=threads,
-                sink=writer,
-            )
-            final, stats = make_header(low, high, chosen)
+        with MasterWriter(output, job.shape, provisional) as writer:
+            final, stats = make_header(*job.run(writer))
             writer.commit(final)
-    finally:
-        _close_all(sources)
     return stats
+
+
+class _FileJob:
+    """One combine of FITS files: the frames opened and checked by :func:`_prepare` plus the
+    settings of :func:`combine_files`. A context manager that closes the frames on exit.
+    Building it raises as :func:`_prepare`."""
+
+    def __init__(
+        self,
+        paths: Sequence[str | os.PathLike[str]],
+        method: CombineMethod,
+        rejection: Rejection,
+        subtract: npt.ArrayLike | None,
+        scales: Sequence[float] | npt.ArrayLike | None,
+        budget: int,
+        engine: Engine,
+        progress: Progress | None,
+        threads: int | None,
+    ) -> None:
+        self.sources, self.excluded, self.shape, self._sub, self._sc = _prepare(
+            paths, rejection, subtract, scales
+        )
+        self._method, self._rejection, self._budget = method, rejection, budget
+        self._engine, self._progress, self._threads = engine, progress, threads
+
+    def __enter__(self) -> _FileJob:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        _close_all(self.sources)
+
+    def run(self, sink: Sink) -> tuple[int, int, str]:
+        """Stream every band into ``sink`` (blocking); returns (rejected low, high, engine)."""
+        return execute(
+            self.sources,
+            self.shape,
+            method=self._method,
+            rejection=self._rejection,
+            subtract=self._sub,
+            scales=self._sc,
+            budget=self._budget,
+            engine=self._engine,
+            progress=self._progress,
+            threads=self._threads,
+            sink=sink,
+        )
+
+    def stats(self, low: int, high: int, engine: str) -> dict[str, Any]:
+        """The :class:`CombineStats` fields of a finished :meth:`run`."""
+        labels = [s.label for s in self.sources]
+        return _stats(
+            len(self.sources),
+            self.shape,
+            labels,
+            self.excluded,
+            low,
+            high,
+            self._method,
+            self._rejection,
+            engine,
+        )
 
 
 def _as_stack(stack: npt.ArrayLike) -> F32:
