@@ -161,16 +161,14 @@ def test_device_alert_on_exposure_is_exposure_failed_with_its_message(camera: In
 
 def test_device_refusal_is_setting_rejected_with_its_message(camera: IndiCamera) -> None:
     # Bypass the local range check: the simulator itself refuses with state Alert + a message.
-    conn = camera._conn
-    assert conn is not None
     with pytest.raises(SettingRejected, match="Valid range is from 0 to 100"):
-        camera._send_and_wait(
-            conn,
-            dev=CCD,
-            name="CCD_GAIN",
-            send=lambda: conn.send_number(CCD, "CCD_GAIN", {"GAIN": 1000}),
-            accept_busy=False,
-            timeout_s=5.0,
+        camera._set(
+            "CCD_GAIN",
+            "number",
+            lambda conn, dev, snap: conn.send_number(dev, "CCD_GAIN", {"GAIN": 1000}),
+            CCD,
+            False,
+            5.0,
         )
 
 

@@ -211,30 +211,23 @@ class IndiDevice:
         """Send ``changes`` (other elements keep their current values), checked against the
         property's limits first, and wait for the device's answer. Returns the device's
         update. Raises SettingRejected (out of limits, Alert), DeviceUnavailable."""
-        dev = device or self.device
-        conn = self._require()
-        snap = conn.prop(dev, name)
-        if snap is None or snap.kind != "number":
-            raise DeviceUnavailable(f"device has no number property {name}", device=dev)
-        values: dict[str, float] = {k: snap.number(k) for k in snap.values}
-        for element, value in changes.items():
-            if element not in values:
-                raise SettingRejected(f"{name} has no element {element}", device=dev)
-            lo, hi, _ = snap.limits.get(element, (0.0, 0.0, 0.0))
-            if not math.isfinite(value) or (hi > lo and not lo <= value <= hi):
-                raise SettingRejected(
-                    f"{name}.{element} = {value:g} is outside the device's range [{lo:g}, {hi:g}]",
-                    device=dev,
-                )
-            values[element] = float(value)
-        return self._send_and_wait(
-            conn,
-            dev=dev,
-            name=name,
-            send=lambda: conn.send_number(dev, name, values),
-            accept_busy=accept_busy,
-            timeout_s=timeout_s,
-        )
+
+        def send(conn: IndiConnection, dev: str, snap: PropSnapshot) -> None:
+            values: dict[str, float] = {k: snap.number(k) for k in snap.values}
+            for element, value in changes.items():
+                if element not in values:
+                    raise SettingRejected(f"{name} has no element {element}", device=dev)
+                lo, hi, _ = snap.limits.get(element, (0.0, 0.0, 0.0))
+                if not math.isfinite(value) or (hi > lo and not lo <= value <= hi):
+                    raise SettingRejected(
+                        f"{name}.{element} = {value:g} is outside the device's range"
+                        f" [{lo:g}, {hi:g}]",
+                        device=dev,
+                    )
+                values[element] = float(value)
+            conn.send_number(dev, name, values)
+
+        return self._set(name, "number", send, device, accept_busy, timeout_s)
 
     def _set_switch(
         self,
@@ -247,38 +240,38 @@ class IndiDevice:
     ) -> PropSnapshot:
         """Turn switch ``on`` of a one-of-many vector on (the others off) and wait for the
         device's answer. Raises SettingRejected (unknown element, Alert), DeviceUnavailable."""
-        dev = device or self.device
-        conn = self._require()
-        snap = conn.prop(dev, name)
-        if snap is None or snap.kind != "switch":
-            raise DeviceUnavailable(f"device has no switch property {name}", device=dev)
-        if on not in snap.values:
-            raise SettingRejected(f"{name} has no element {on}", device=dev)
-        # Elements with odd names (an empty one has been seen in CCD_TRANSFER_FORMAT) are left
-        # out: for a one-of-many vector the device turns them off by itself.
-        states = {k: k == on for k in snap.values if k == on or _plain_name(k)}
-        return self._send_and_wait(
-            conn,
-            dev=dev,
-            name=name,
-            send=lambda: conn.send_switch(dev, name, states),
-            accept_busy=accept_busy,
-            timeout_s=timeout_s,
-        )
 
-    def _send_and_wait(
+        def send(conn: IndiConnection, dev: str, snap: PropSnapshot) -> None:
+            if on not in snap.values:
+                raise SettingRejected(f"{name} has no element {on}", device=dev)
+            # Elements with odd names (an empty one has been seen in CCD_TRANSFER_FORMAT) are
+            # left out: for a one-of-many vector the device turns them off by itself.
+            states = {k: k == on for k in snap.values if k == on or _plain_name(k)}
+            conn.send_switch(dev, name, states)
+
+        return self._set(name, "switch", send, device, accept_busy, timeout_s)
+
+    def _set(
         self,
-        conn: IndiConnection,
-        *,
-        dev: str,
         name: str,
-        send: Callable[[], None],
+        kind: str,
+        send: Callable[[IndiConnection, str, PropSnapshot], None],
+        device: str | None,
         accept_busy: bool,
         timeout_s: float | None,
     ) -> PropSnapshot:
+        """Check that ``device`` (default: ours) defines a ``kind`` property ``name``, call
+        ``send(conn, dev, current snapshot)`` (which validates and sends) and wait up to
+        ``timeout_s`` (default ``set_timeout_s``) for the device's answer (Busy counts only with
+        ``accept_busy``). Raises SettingRejected (from ``send``, Alert), DeviceUnavailable."""
+        dev = device or self.device
+        conn = self._require()
+        current = conn.prop(dev, name)
+        if current is None or current.kind != kind:
+            raise DeviceUnavailable(f"device has no {kind} property {name}", device=dev)
         session = conn.read(lambda st: st.session(dev))
         before = conn.version()
-        send()
+        send(conn, dev, current)
 
         def answered(st: ConnState) -> PropSnapshot | None:
             snap = st.prop(dev, name)

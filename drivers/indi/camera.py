@@ -597,26 +597,8 @@ def _positive(snap: PropSnapshot | None) -> PropSnapshot | None:
     return snap
 
 
-def open_camera(
-    *,
-    name: str,
-    clock: Clock,
-    device: str,
-    host: str = "localhost",
-    port: int = 7624,
-    socket_path: str | None = None,
-    connect_timeout_s: float = 10.0,
-    polling_ms: int | None = None,
-) -> IndiCamera:
+def open_camera(*, name: str, clock: Clock, **endpoint: Unpack[Endpoint]) -> IndiCamera:
     """The factory ``capture.devices`` calls for ``driver: indi``: creates, does not connect
     (never blocks, no PyIndi import). ``name`` is calibd's camera name (for logs only)."""
-    log.debug("camera %s: INDI device %r", name, device)
-    return IndiCamera(
-        host=host,
-        port=port,
-        device=device,
-        socket_path=socket_path,
-        connect_timeout_s=connect_timeout_s,
-        polling_ms=polling_ms,
-        clock=clock,
-    )
+    log.debug("camera %s: INDI device %r", name, endpoint["device"])
+    return IndiCamera(clock=clock, **endpoint)

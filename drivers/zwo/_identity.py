@@ -91,22 +91,25 @@ def _read_asi_id(zw: Any, cid: int) -> str | None:
 _Call = Callable[..., Any]  # call(what, fn, *args) -> fn(*args) with a deadline
 
 
+def _optional(
+    call: _Call, what: str, read: Callable[[Any, int], str | None], zw: Any, cid: int, name: str
+) -> str | None:
+    """``read(zw, cid)`` through ``call``; None (logged) when the camera has no such value.
+    Raises DeviceUnavailable for a vanished camera."""
+    try:
+        value: str | None = call(what, read, zw, cid)
+    except DeviceUnavailable:
+        raise
+    except DeviceError as err:
+        log.debug("no %s for camera %d: %s", name, cid, err)
+        return None
+    return value
+
+
 def _read_identity(call: _Call, zw: Any, cid: int, model: str) -> _Identity:
     """Serial and ASI ID of an *open* camera. Raises DeviceError for a vanished camera."""
-    serial: str | None = None
-    asi_id: str | None = None
-    try:
-        serial = call("ASIGetSerialNumber", _read_serial, zw, cid)
-    except DeviceUnavailable:
-        raise
-    except DeviceError as err:
-        log.debug("no serial number for camera %d: %s", cid, err)
-    try:
-        asi_id = call("ASIGetID", _read_asi_id, zw, cid)
-    except DeviceUnavailable:
-        raise
-    except DeviceError as err:
-        log.debug("no ASI id for camera %d: %s", cid, err)
+    serial = _optional(call, "ASIGetSerialNumber", _read_serial, zw, cid, "serial number")
+    asi_id = _optional(call, "ASIGetID", _read_asi_id, zw, cid, "ASI id")
     return _Identity(model=model, serial=serial, asi_id=asi_id)
 
 
