@@ -106,7 +106,20 @@ class Frame:
 
 
 @runtime_checkable
-class Camera(Protocol):
+class Device(Protocol):
+    """What every device driver offers: open and close (the contracts below add the rest)."""
+
+    def connect(self) -> None:
+        """Open the device (idempotent). Raises DeviceUnavailable."""
+        ...
+
+    def disconnect(self) -> None:
+        """Close the device; never raises."""
+        ...
+
+
+@runtime_checkable
+class Camera(Device, Protocol):
     """A cooled astronomy camera.
 
     ``info`` is valid after :meth:`connect`. :meth:`expose` may be aborted from another thread with
@@ -121,14 +134,6 @@ class Camera(Protocol):
     @property
     def connected(self) -> bool:
         """True while the device answers (cheap, never blocks on I/O)."""
-        ...
-
-    def connect(self) -> None:
-        """Open the device (idempotent). Raises DeviceUnavailable."""
-        ...
-
-    def disconnect(self) -> None:
-        """Close the device; never raises."""
         ...
 
     def configure(self, settings: CaptureSettings) -> CaptureSettings:
@@ -166,20 +171,12 @@ class Camera(Protocol):
 
 
 @runtime_checkable
-class FilterWheel(Protocol):
+class FilterWheel(Device, Protocol):
     """A filter wheel with named slots."""
 
     @property
     def names(self) -> tuple[str, ...]:
         """Slot names in slot order (valid after connect)."""
-        ...
-
-    def connect(self) -> None:
-        """Raises DeviceUnavailable."""
-        ...
-
-    def disconnect(self) -> None:
-        """Never raises."""
         ...
 
     def position(self) -> str | None:
@@ -205,7 +202,7 @@ class CoverState(enum.Enum):
 
 
 @runtime_checkable
-class FlatPanel(Protocol):
+class FlatPanel(Device, Protocol):
     """A flat-field light source with ASCOM CoverCalibrator semantics (brightness 0..max) and an
     optional dust cover."""
 
@@ -216,14 +213,6 @@ class FlatPanel(Protocol):
 
     @property
     def has_cover(self) -> bool:
-        ...
-
-    def connect(self) -> None:
-        """Raises DeviceUnavailable."""
-        ...
-
-    def disconnect(self) -> None:
-        """Never raises."""
         ...
 
     def light(self, brightness: int, *, timeout_s: float | None = None) -> None:
@@ -252,16 +241,8 @@ class FlatPanel(Protocol):
 
 
 @runtime_checkable
-class SafetyMonitor(Protocol):
+class SafetyMonitor(Device, Protocol):
     """Weather / safety: unsafe (cloudy, raining) is when the dark library runs."""
-
-    def connect(self) -> None:
-        """Raises DeviceUnavailable."""
-        ...
-
-    def disconnect(self) -> None:
-        """Never raises."""
-        ...
 
     def is_safe(self) -> bool:
         """True when the sky is usable. Raises DeviceUnavailable."""

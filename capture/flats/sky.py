@@ -100,23 +100,18 @@ def _one_filter(session: FlatSession, cell: Cell, fset: FlatSet, site: Site, win
         if predicted is None:
             predicted = guess if guess is not None else math.sqrt(fset.min_exposure_s *
                                                                    fset.max_exposure_s)
-        if predicted > fset.max_exposure_s:
-            if dusk:
-                return _stop(session, cell, f"the sky is too dark for {cell.filter} (needs "
-                                           f"{predicted:.3g} s > {fset.max_exposure_s:g} s)",
+        too_dark = predicted > fset.max_exposure_s
+        if too_dark or predicted < fset.min_exposure_s:
+            sky, cmp, limit, later = (("dark", ">", fset.max_exposure_s, "dawn sky to brighten")
+                                      if too_dark else
+                                      ("bright", "<", fset.min_exposure_s, "dusk sky to dim"))
+            if too_dark == dusk:  # the twilight only moves the sky further out of range
+                return _stop(session, cell, f"the sky is too {sky} for {cell.filter} (needs "
+                                           f"{predicted:.3g} s {cmp} {limit:g} s)",
                              model, throughput)
-            session.wait(WAIT_STEP_S, "waiting for the dawn sky to brighten")
+            session.wait(WAIT_STEP_S, f"waiting for the {later}")
             model.samples.clear()
-            guess = fset.max_exposure_s
-            continue
-        if predicted < fset.min_exposure_s:
-            if not dusk:
-                return _stop(session, cell, f"the sky is too bright for {cell.filter} (needs "
-                                           f"{predicted:.3g} s < {fset.min_exposure_s:g} s)",
-                             model, throughput)
-            session.wait(WAIT_STEP_S, "waiting for the dusk sky to dim")
-            model.samples.clear()
-            guess = fset.min_exposure_s
+            guess = limit
             continue
         shot = port.shoot(cell, predicted)
         signal = shot.stats.level_adu - bias

@@ -380,29 +380,39 @@ class IndiConnection:
 
     def send_number(self, device: str, name: str, values: Mapping[str, float]) -> None:
         """Send a new number vector (all ``values`` elements). Raises DeviceUnavailable."""
+        self._send_vector(device, name, "Number", values, lambda py, el, v: el.setValue(float(v)))
+
+    def send_switch(self, device: str, name: str, states: Mapping[str, bool]) -> None:
+        """Send a new switch vector. Raises DeviceUnavailable."""
+        self._send_vector(
+            device,
+            name,
+            "Switch",
+            states,
+            lambda py, el, on: el.setState(py.ISS_ON if on else py.ISS_OFF),
+        )
+
+    def _send_vector(
+        self,
+        device: str,
+        name: str,
+        kind: str,
+        values: Mapping[str, Any],
+        assign: Callable[[Any, Any, Any], None],
+    ) -> None:
+        """Build PyIndi's ``Property<kind>`` from ``values`` (``assign(module, element, value)``
+        sets one element) and send it with the client's ``sendNew<kind>``. Raises
+        DeviceUnavailable."""
         with self._io_lock:
             client = self._check_up(device)
             py = self._pyindi
-            vec = py.PropertyNumber(len(values))
+            vec = getattr(py, f"Property{kind}")(len(values))
             vec.setDeviceName(device)
             vec.setName(name)
             for i, (element, value) in enumerate(values.items()):
                 vec[i].setName(element)
-                vec[i].setValue(float(value))
-            client.sendNewNumber(vec)
-
-    def send_switch(self, device: str, name: str, states: Mapping[str, bool]) -> None:
-        """Send a new switch vector. Raises DeviceUnavailable."""
-        with self._io_lock:
-            client = self._check_up(device)
-            py = self._pyindi
-            vec = py.PropertySwitch(len(states))
-            vec.setDeviceName(device)
-            vec.setName(name)
-            for i, (element, on) in enumerate(states.items()):
-                vec[i].setName(element)
-                vec[i].setState(py.ISS_ON if on else py.ISS_OFF)
-            client.sendNewSwitch(vec)
+                assign(py, vec[i], value)
+            getattr(client, f"sendNew{kind}")(vec)
 
     def enable_blobs(self, device: str, prop: str) -> None:
         """Ask the server to send ``device.prop`` BLOBs to this client as well (B_ALSO)."""
