@@ -9,7 +9,6 @@ import time
 
 import numpy as np
 
-from calibd.drivers.clock import Clock
 from calibd.drivers.contracts import CaptureSettings, CoolerState, Frame
 from calibd.drivers.errors import (
     DeviceError,
@@ -326,27 +325,7 @@ class ZwoCamera(_CameraCore):
             log.warning("%s: stopping the exposure after %s failed: %s", self.label, reason, err)
 
 
-
-def open_camera(
-    *,
-    name: str,
-    clock: Clock,
-    camera_id: str | None = None,
-    model: str | None = None,
-    sdk_path: str | None = None,
-    usb_bandwidth: int | None = None,
-    high_speed: bool | None = None,
-    call_timeout_s: float = 10.0,
-) -> ZwoCamera:
-    """The factory ``capture.devices`` calls for ``driver: zwo``: creates, does not connect
-    (no SDK call, never blocks)."""
-    return ZwoCamera(
-        camera_id=camera_id,
-        model=model,
-        sdk_path=sdk_path,
-        usb_bandwidth=usb_bandwidth,
-        high_speed=high_speed,
-        call_timeout_s=call_timeout_s,
-        clock=clock,
-        name=name,
-    )
+#: The factory ``capture.devices`` calls for ``driver: zwo`` (with ``name``, ``clock`` and the
+#: configured options): the class itself, which creates without connecting (no SDK call, never
+#: blocks).
+open_camera = ZwoCamera
