@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, ClassVar
 
 from calibd.drivers.alpaca.panel import CalibratorStatus
 from calibd.drivers.clock import Clock
@@ -134,6 +134,10 @@ class CoverCalibratorDevice(Switchable):
     device_type = "covercalibrator"
     type_name = "CoverCalibrator"
     interface_version = 2
+    attributes: ClassVar[Mapping[str, str]] = {
+        "maxbrightness": "_panel.max_brightness",
+        "covermoving": "_cover_moving",
+    }
 
     def __init__(
         self, panel: SimulatedFlatPanel, clock: Clock, *, unique_id: str, number: int = 0
@@ -164,9 +168,6 @@ class CoverCalibratorDevice(Switchable):
 
     def get_brightness(self, p: Params) -> int:
         return self._panel.brightness()
-
-    def get_maxbrightness(self, p: Params) -> int:
-        return self._panel.max_brightness
 
     def get_calibratorstate(self, p: Params) -> int:
         return int(self._calibrator)
@@ -211,9 +212,6 @@ class CoverCalibratorDevice(Switchable):
 
     def get_coverstate(self, p: Params) -> int:
         return self._cover_state()
-
-    def get_covermoving(self, p: Params) -> bool:
-        return self._cover_moving
 
     def put_opencover(self, p: Params) -> None:
         self._start_cover(CoverState.OPEN)

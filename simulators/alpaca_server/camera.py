@@ -76,6 +76,8 @@ class CameraDevice(AlpacaDevice):
         "offsetmax": "_camera.info.offset_max",
         "binx": "_settings.binning",
         "biny": "_settings.binning",
+        "heatsinktemperature": "_camera.cooler.ambient_c",
+        "cooleron": "_camera.cooler.on",
     }
 
     def __init__(
@@ -210,12 +212,6 @@ class CameraDevice(AlpacaDevice):
 
     def get_ccdtemperature(self, p: Params) -> float:
         return self._camera.cooler.temperature_c()
-
-    def get_heatsinktemperature(self, p: Params) -> float:
-        return self._camera.cooler.ambient_c
-
-    def get_cooleron(self, p: Params) -> bool:
-        return self._camera.cooler.on
 
     def put_cooleron(self, p: Params) -> None:
         with self._lock:

@@ -87,7 +87,11 @@ class AlpacaDevice:
     #: GET members with a fixed value (URL name -> value), answered like a ``get_`` handler.
     constants: ClassVar[Mapping[str, Any]] = {"driverinfo": DRIVER_INFO, "connecting": False}
     #: GET members that read an attribute of the device (URL name -> dotted attribute path).
-    attributes: ClassVar[Mapping[str, str]] = {}
+    attributes: ClassVar[Mapping[str, str]] = {
+        "name": "name",
+        "description": "description",
+        "interfaceversion": "interface_version",
+    }
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         """A handler or constant for a member or method that :mod:`.members` does not declare
@@ -192,17 +196,8 @@ class AlpacaDevice:
 
     # -- common members ----------------------------------------------------------------------
 
-    def get_name(self, params: Params) -> str:
-        return self.name
-
-    def get_description(self, params: Params) -> str:
-        return self.description
-
     def get_driverversion(self, params: Params) -> str:
         return driver_version()
-
-    def get_interfaceversion(self, params: Params) -> int:
-        return self.interface_version
 
     def get_supportedactions(self, params: Params) -> list[str]:
         return sorted(self.actions)
