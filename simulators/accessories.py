@@ -15,7 +15,25 @@ from calibd.drivers.errors import DeviceUnavailable, NotSupported, SettingReject
 DEFAULT_FILTERS = ("L", "R", "G", "B", "Ha", "OIII", "SII")
 
 
-class SimulatedFilterWheel:
+class _Connectable:
+    """Connect/disconnect of a simulated accessory; ``_require`` refuses calls while
+    disconnected (DeviceUnavailable)."""
+
+    name: str
+    _connected = False
+
+    def connect(self) -> None:
+        self._connected = True
+
+    def disconnect(self) -> None:
+        self._connected = False
+
+    def _require(self) -> None:
+        if not self._connected:
+            raise DeviceUnavailable("not connected", device=self.name)
+
+
+class SimulatedFilterWheel(_Connectable):
     """Named slots; a move takes ``seconds_per_slot`` per slot travelled (clock seconds)."""
 
     def __init__(self, clock: Clock, names: tuple[str, ...] = DEFAULT_FILTERS, *,
@@ -26,7 +44,6 @@ class SimulatedFilterWheel:
         self._names = tuple(names)
         self._pos = 0
         self._moving = False
-        self._connected = False
         self.seconds_per_slot = seconds_per_slot
         self.name = name
         self.moves = 0
@@ -34,12 +51,6 @@ class SimulatedFilterWheel:
     @property
     def names(self) -> tuple[str, ...]:
         return self._names
-
-    def connect(self) -> None:
-        self._connected = True
-
-    def disconnect(self) -> None:
-        self._connected = False
 
     def position(self) -> str | None:
         self._require()
@@ -69,12 +80,8 @@ class SimulatedFilterWheel:
         """The filter in the beam (for the optical train); no connection needed."""
         return self._names[self._pos]
 
-    def _require(self) -> None:
-        if not self._connected:
-            raise DeviceUnavailable("not connected", device=self.name)
 
-
-class SimulatedFlatPanel:
+class SimulatedFlatPanel(_Connectable):
     """A light panel, optionally with a motorised cover (a flip-flat).
 
     With a cover, the panel lights the sensor when the cover is closed and the sky does when it is
@@ -97,7 +104,6 @@ class SimulatedFlatPanel:
         self._lit_since = 0.0
         self._brightness = 0
         self._cover = CoverState.CLOSED if has_cover else CoverState.NOT_PRESENT
-        self._connected = False
         self._lock = threading.Lock()
 
     @property
@@ -107,12 +113,6 @@ class SimulatedFlatPanel:
     @property
     def has_cover(self) -> bool:
         return self._has_cover
-
-    def connect(self) -> None:
-        self._connected = True
-
-    def disconnect(self) -> None:
-        self._connected = False
 
     def light(self, brightness: int, *, timeout_s: float | None = None) -> None:
         self._require()
@@ -164,12 +164,8 @@ class SimulatedFlatPanel:
         self._clock.sleep(self.cover_move_s)
         self._cover = target
 
-    def _require(self) -> None:
-        if not self._connected:
-            raise DeviceUnavailable("not connected", device=self.name)
 
-
-class SimulatedSafetyMonitor:
+class SimulatedSafetyMonitor(_Connectable):
     """Weather by schedule: cloudy (unsafe) inside the given clock-time periods, or whenever
     :meth:`set_cloudy` says so."""
 
@@ -179,21 +175,13 @@ class SimulatedSafetyMonitor:
         self._clock = clock
         self._cloudy = cloudy
         self._periods = list(cloudy_periods or [])
-        self._connected = False
         self.name = name
 
     def set_cloudy(self, cloudy: bool) -> None:
         self._cloudy = cloudy
 
-    def connect(self) -> None:
-        self._connected = True
-
-    def disconnect(self) -> None:
-        self._connected = False
-
     def is_safe(self) -> bool:
-        if not self._connected:
-            raise DeviceUnavailable("not connected", device=self.name)
+        self._require()
         return not self._is_cloudy()
 
     def cloud_cover_pct(self) -> float | None:
