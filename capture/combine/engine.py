@@ -12,6 +12,7 @@ Public entry points: :func:`combine_files`, :func:`combine_to_fits`, :func:`comb
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 from collections import Counter
@@ -282,11 +283,23 @@ class _FileJob:
         progress: Progress | None,
         threads: int | None,
     ) -> None:
-        self.sources, self.excluded, self.shape, self._sub, self._sc = _prepare(
+        self.sources, self.excluded, self.shape, sub, sc = _prepare(
             paths, rejection, subtract, scales
         )
-        self._method, self._rejection, self._budget = method, rejection, budget
-        self._engine, self._progress, self._threads = engine, progress, threads
+        self._method, self._rejection = method, rejection
+        self._execute = functools.partial(
+            execute,
+            self.sources,
+            self.shape,
+            method=method,
+            rejection=rejection,
+            subtract=sub,
+            scales=sc,
+            budget=budget,
+            engine=engine,
+            progress=progress,
+            threads=threads,
+        )
 
     def __enter__(self) -> _FileJob:
         return self
@@ -296,19 +309,7 @@ class _FileJob:
 
     def run(self, sink: Sink) -> tuple[int, int, str]:
         """Stream every band into ``sink`` (blocking); returns (rejected low, high, engine)."""
-        return execute(
-            self.sources,
-            self.shape,
-            method=self._method,
-            rejection=self._rejection,
-            subtract=self._sub,
-            scales=self._sc,
-            budget=self._budget,
-            engine=self._engine,
-            progress=self._progress,
-            threads=self._threads,
-            sink=sink,
-        )
+        return self._execute(sink=sink)
 
     def stats(self, low: int, high: int, engine: str) -> dict[str, Any]:
         """The :class:`CombineStats` fields of a finished :meth:`run`."""
