@@ -10,7 +10,6 @@ the first call does it.
 from __future__ import annotations
 
 import math
-import threading
 import warnings
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -19,8 +18,8 @@ from typing import Any, Literal
 
 import numpy as np
 
-_configured = threading.Lock()
-_state = {"offline": False}
+from calibd.drivers.pointing import offline_astropy
+
 GRID_S = 60  # altitudes are computed on a one-minute grid and interpolated
 # The calendar ends at 9999-12-31: no search reaches past this (a clock set near the end of
 # year 9999 simply finds no twilight).
@@ -35,15 +34,7 @@ class Site:
 
 
 def _offline() -> None:
-    with _configured:
-        if _state["offline"]:
-            return
-        from astropy.utils import iers
-
-        iers.conf.auto_download = False
-        iers.conf.auto_max_age = None
-        iers.conf.iers_degraded_accuracy = "ignore"
-        _state["offline"] = True
+    offline_astropy()
 
 
 def sun_altitudes(site: Site, times: list[datetime]) -> np.ndarray:

@@ -1,4 +1,5 @@
-"""Device contracts: what the core may ask of a camera, filter wheel, flat panel or safety monitor.
+"""Device contracts: what the core may ask of a camera, filter wheel, flat panel, safety monitor,
+mount or dome.
 
 The core (``capture``) sees only these Protocols and frozen dataclasses; vendor libraries stay in
 their own modules in ``drivers/``. Units are part of every name (``exposure_s``, ``temperature_c``,
@@ -250,6 +251,122 @@ class SafetyMonitor(Device, Protocol):
 
     def cloud_cover_pct(self) -> float | None:
         """Cloud cover in percent where the device reports it, else None."""
+        ...
+
+
+class MountState(enum.Enum):
+    """What a mount is doing, as :meth:`Mount.status` reports it."""
+
+    PARKED = "parked"
+    SLEWING = "slewing"
+    TRACKING = "tracking"  # unparked, not slewing, following the sky
+    STOPPED = "stopped"  # unparked, not slewing, tracking off (the stars drift through the field)
+
+
+@dataclass(frozen=True)
+class MountStatus:
+    """Where the mount points and what it does. ``ra_hours``/``dec_deg`` are apparent
+    coordinates of date (JNow: true equator and equinox, topocentric); ``alt_deg``/``az_deg``
+    are unrefracted, azimuth from North through East."""
+
+    state: MountState
+    ra_hours: float
+    dec_deg: float
+    alt_deg: float
+    az_deg: float
+
+    @property
+    def parked(self) -> bool:
+        return self.state is MountState.PARKED
+
+    @property
+    def tracking(self) -> bool:
+        return self.state is MountState.TRACKING
+
+
+@runtime_checkable
+class Mount(Device, Protocol):
+    """A telescope mount. Every move blocks until it is done, never longer than ``timeout_s``
+    (clock seconds; a driver default when None): a move past its deadline is aborted and raises
+    DeviceUnavailable. A move while parked raises SettingRejected; coordinates out of range
+    raise SettingRejected. :meth:`abort` may be called from another thread."""
+
+    def status(self) -> MountStatus:
+        """State and pointing. Raises DeviceUnavailable."""
+        ...
+
+    def unpark(self, *, timeout_s: float | None = None) -> None:
+        """Leave the park position (a no-op when unparked). Tracking is off afterwards."""
+        ...
+
+    def park(self, *, timeout_s: float | None = None) -> None:
+        """Go to the park position and block until parked (a no-op when parked); tracking off."""
+        ...
+
+    def slew_altaz(self, alt_deg: float, az_deg: float, *, tracking: bool = False,
+                   timeout_s: float | None = None) -> None:
+        """Point at altitude/azimuth (degrees; azimuth North through East) and block until
+        there. Tracking is ``tracking`` afterwards, whatever the device does by itself."""
+        ...
+
+    def slew_radec(self, ra_hours: float, dec_deg: float, *, tracking: bool = True,
+                   timeout_s: float | None = None) -> None:
+        """Point at apparent RA (hours) / Dec (degrees) of date and block until there; tracking
+        is ``tracking`` afterwards."""
+        ...
+
+    def set_tracking(self, on: bool) -> None:
+        """Switch sidereal tracking. Raises SettingRejected while parked."""
+        ...
+
+    def abort(self) -> None:
+        """Stop any motion now; a no-op when idle. Never raises."""
+        ...
+
+
+class ShutterState(enum.Enum):
+    """ASCOM ShutterState values (a roll-off roof is a shutter too)."""
+
+    OPEN = 0
+    CLOSED = 1
+    OPENING = 2
+    CLOSING = 3
+    ERROR = 4
+
+
+@runtime_checkable
+class Dome(Device, Protocol):
+    """A dome or roll-off roof: its shutter, its park position and its slaving to the mount.
+    Moves block until done, never longer than ``timeout_s`` (clock seconds; a driver default
+    when None); a move that ends in the wrong state, in an error or past its deadline raises
+    DeviceUnavailable."""
+
+    def shutter(self) -> ShutterState:
+        """The shutter (roof) as the device reports it. Raises DeviceUnavailable."""
+        ...
+
+    def open_shutter(self, *, timeout_s: float | None = None) -> None:
+        """Open and block until OPEN (a no-op when open)."""
+        ...
+
+    def close_shutter(self, *, timeout_s: float | None = None) -> None:
+        """Close and block until CLOSED (a no-op when closed)."""
+        ...
+
+    def at_park(self) -> bool:
+        """True when the dome is at its park position (a roof: always True)."""
+        ...
+
+    def park(self, *, timeout_s: float | None = None) -> None:
+        """Rotate to the park position and block until there (a roof: a no-op)."""
+        ...
+
+    def unpark(self, *, timeout_s: float | None = None) -> None:
+        """Leave the park position so the dome may move (a no-op when unparked)."""
+        ...
+
+    def stop_slaving(self) -> None:
+        """Stop following the mount (a no-op where the dome cannot follow it)."""
         ...
 
 

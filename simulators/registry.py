@@ -18,6 +18,7 @@ from typing import Any
 
 from calibd.drivers.clock import Clock
 from calibd.drivers.contracts import Camera, DeviceListing
+from calibd.drivers.pointing import Place
 from calibd.simulators.accessories import (
     DEFAULT_FILTERS,
     SimulatedFilterWheel,
@@ -26,6 +27,7 @@ from calibd.simulators.accessories import (
 )
 from calibd.simulators.camera import SimFaults
 from calibd.simulators.clock import ScaledClock
+from calibd.simulators.mount import SimulatedDome, SimulatedMount
 from calibd.simulators.observatory import build_observatory
 from calibd.simulators.profiles import PROFILES, get_profile
 from calibd.simulators.sky import SimulatedSky
@@ -36,6 +38,8 @@ __all__ = [
     "list_devices",
     "open_camera",
     "open_clock",
+    "open_dome",
+    "open_mount",
     "open_panel",
     "open_safety_monitor",
     "open_wheel",
@@ -75,6 +79,22 @@ def open_safety_monitor(clock: Clock, *, cloudy: Sequence[tuple[datetime, dateti
     (naive times are local time), safe otherwise."""
     periods = [(start.astimezone(UTC), end.astimezone(UTC)) for start, end in cloudy]
     return SimulatedSafetyMonitor(clock, cloudy_periods=periods, name=name)
+
+
+def open_mount(clock: Clock, *, latitude_deg: float, longitude_deg: float,
+               elevation_m: float = 0.0, slew_deg_per_s: float = 4.0,
+               name: str = "mount") -> SimulatedMount:
+    """A mount at the given site (degrees, east positive; metres), slewing ``slew_deg_per_s``
+    in clock time; parked at alt 0°, az 0° until unparked."""
+    return SimulatedMount(clock, Place(latitude_deg, longitude_deg, elevation_m),
+                          slew_deg_per_s=slew_deg_per_s, name=name)
+
+
+def open_dome(clock: Clock, *, roof: bool = False, shutter_move_s: float = 20.0,
+              name: str = "dome") -> SimulatedDome:
+    """A dome (or with ``roof`` a roll-off roof) whose shutter takes ``shutter_move_s`` clock
+    seconds to open or close."""
+    return SimulatedDome(clock, shutter_move_s=shutter_move_s, rotates=not roof, name=name)
 
 
 def open_camera(*, name: str, clock: Clock, profile: str, seed: int | None = None,
