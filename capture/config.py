@@ -77,7 +77,8 @@ class _CameraCommon(_Strict):
 
 class SimulatorCamera(_CameraCommon):
     driver: Literal["simulator"]
-    profile: Literal["small", "asi294mm", "asi2600mm"] = "small"
+    profile: Literal["small", "asi294mm", "asi2600mm", "small-colour", "asi2600mc",
+                     "asi533mc"] = "small"
     seed: int | None = None  # per-frame noise seed (the sensor's fixed pattern has its own)
     sim_ambient_c: float = Field(10.0, ge=-30, le=45)  # the simulated observatory's temperature
     readout_s: float | None = Field(None, ge=0, le=60)  # override the profile's read-out time

@@ -99,6 +99,10 @@ class Frame:
     setpoint_c: float | None
     readout_s: float = 0.0  # seconds from the end of the exposure until the image was in memory
     electrons_per_adu: float | None = None  # in the delivered 16-bit ADU
+    # Colour sensors: the FITS BAYERPAT of *this* image (the 2x2 colours at data[0:2, 0:2], row 0
+    # at the top), with subframe origin and binning already folded in; None for a monochrome
+    # image (a mono sensor, or a colour sensor's mono-binned / debayered output).
+    bayer_pattern: str | None = None
     extra_header: Mapping[str, str | int | float | bool] = field(default_factory=dict)
 
     @property

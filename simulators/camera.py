@@ -101,6 +101,7 @@ class SimulatedCamera:
             full_well_e=profile.full_well_e,
             min_setpoint_c=profile.min_setpoint_c,
             max_setpoint_c=profile.max_setpoint_c,
+            bayer_pattern=profile.bayer,  # colour binning keeps it at every binning
         )
 
     # ----- Camera protocol ---------------------------------------------------------------------
@@ -233,6 +234,7 @@ class SimulatedCamera:
             setpoint_c=self.cooler.setpoint_c if self.cooler.on else None,
             readout_s=max(0.0, self.clock.monotonic() - t_read),
             electrons_per_adu=self.sensor.e_per_adu16(settings.gain),
+            bayer_pattern=self.profile.bayer,  # binning is by colour: the mosaic keeps its phase
         )
 
     def abort(self) -> None:

@@ -24,18 +24,21 @@ class SimulatedObservatory:
 
     def illumination(self) -> Illumination | None:
         """What reaches the sensor now: the panel (when in the beam) or, with the panel's cover
-        open, the sky; through the current filter, shaped by vignetting and dust. Without a panel
+        open, the sky; through the current filter, shaped by vignetting and dust, and tagged with
+        its source (a colour sensor weighs its channels by the source's spectrum). Without a panel
         the simulated telescope is capped: no light."""
         filt = self.wheel.current() if self.wheel is not None else None
         if self.panel is None:
             return None
         flux = self.panel.panel_flux()
+        source = "panel"
         if flux is None:
             flux = self.sky.flux() if self.sky is not None else 0.0
+            source = "sky"
         if flux <= 0:
             return None
         return Illumination(flux_e_per_s=flux * transmission(filt),
-                            pattern=self.optics.pattern(filt))
+                            pattern=self.optics.pattern(filt), source=source)
 
 
 def build_observatory(

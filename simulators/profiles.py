@@ -3,11 +3,31 @@
 Numbers are plausible for the models they imitate (ZWO data sheets and user measurements), not
 exact copies. Gains are in ZWO units (0.1 dB): the native e-/ADU at gain g is
 ``10 ** (-(g - unity_gain) / 200)``.
+
+Colour (one-shot-colour) profiles set ``bayer`` (the FITS ``BAYERPAT`` of the unbinned sensor read
+top-down: the colours of pixels (0,0), (0,1), (1,0), (1,1)) and ``cfa_qe``, the peak response of
+the red, green and blue filter pixels relative to a bare (monochrome) pixel. The light sources'
+spectra are :data:`SPECTRA`: the fraction of a source's photons in the red, green and blue bands.
+A pixel of colour ``k`` collects ``flux * channel_response(source)[k]`` where ``flux`` is what a
+bare pixel would collect (see :meth:`SensorProfile.channel_response`) — the truth the colour
+tests read.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import Final
+
+#: Bayer phases a colour profile may have (FITS BAYERPAT, top-down).
+BAYER_PATTERNS: Final = ("RGGB", "BGGR", "GRBG", "GBRG")
+#: Fraction of each light source's photons in the (R, G, B) bands (sums to 1). The panel is a
+#: white LED (blue pump plus a broad yellow-green phosphor: green-heavy); the twilight sky is
+#: Rayleigh-scattered sunlight (blue-heavy); "white" is a flat spectrum (light leaks, unknown).
+SPECTRA: Final[dict[str, tuple[float, float, float]]] = {
+    "panel": (0.20, 0.56, 0.24),
+    "sky": (0.18, 0.30, 0.52),
+    "white": (1 / 3, 1 / 3, 1 / 3),
+}
 
 
 @dataclass(frozen=True)
@@ -49,10 +69,30 @@ class SensorProfile:
     min_setpoint_c: float = -40.0
     max_setpoint_c: float = 30.0
     seed: int = 2600
+    bayer: str | None = None  # colour sensors: BAYERPAT of the unbinned sensor, top-down
+    cfa_qe: tuple[float, float, float] = (0.80, 0.90, 0.75)  # R, G, B peak response vs bare
+
+    def __post_init__(self) -> None:
+        if self.bayer is not None and self.bayer not in BAYER_PATTERNS:
+            raise ValueError(f"bayer must be one of {', '.join(BAYER_PATTERNS)} or None")
 
     def with_overrides(self, **changes: object) -> SensorProfile:
         """A copy with some fields changed (``readout_s=0.5``, ``seed=7``, ...)."""
         return replace(self, **changes)  # type: ignore[arg-type]
+
+    @property
+    def is_colour(self) -> bool:
+        return self.bayer is not None
+
+    def channel_response(self, source: str | None = None) -> dict[str, float]:
+        """Electrons a red, green and blue pixel collect per electron a bare pixel would
+        collect from light source ``source`` (a key of :data:`SPECTRA`; None = "white"):
+        ``3 * SPECTRA[source][k] * cfa_qe[k]``, keyed ``"R"``, ``"G"``, ``"B"``. A monochrome
+        profile answers 1 for every channel. Raises KeyError for an unknown source."""
+        if self.bayer is None:
+            return {"R": 1.0, "G": 1.0, "B": 1.0}
+        spectrum = SPECTRA[source or "white"]
+        return {name: 3.0 * spectrum[i] * self.cfa_qe[i] for i, name in enumerate("RGB")}
 
     @property
     def area_cm2(self) -> float:
@@ -72,6 +112,15 @@ _ROWS: dict[str, tuple[tuple[object, ...], dict[str, object]]] = {
                3.0, 1.0, 0.05, 2e-3, 0.2, 0.02, 320),
               {"dead_fraction": 5e-4, "cold_fraction": 5e-4, "glow_length_frac": 0.08,
                "cooler_tau_s": 30.0}),
+    # Colour twins: the same sensor physics behind an RGGB colour filter array.
+    "asi2600mc": (("ASI2600MC Pro (simulated)", 6248, 4176, 16, 3.76, 100, 460, 100, 50000.0,
+                   3.3, 1.0, 0.007, 1e-4, 0.005, 0.6, 2601), {"bayer": "RGGB"}),
+    "asi533mc": (("ASI533MC Pro (simulated)", 3008, 3008, 14, 3.76, 100, 450, 100, 50000.0,
+                  3.8, 1.0, 0.0004, 1e-4, 0.001, 0.3, 533), {"bayer": "RGGB"}),
+    "small-colour": (("Small colour test sensor (simulated)", 320, 240, 16, 3.76, 100, 400, 100,
+                      50000.0, 3.0, 1.0, 0.05, 2e-3, 0.2, 0.02, 321),
+                     {"dead_fraction": 5e-4, "cold_fraction": 5e-4, "glow_length_frac": 0.08,
+                      "cooler_tau_s": 30.0, "bayer": "RGGB"}),
 }
 
 PROFILES: dict[str, SensorProfile] = {

@@ -5,7 +5,9 @@ Per pixel, in electrons during an exposure of ``t`` seconds at sensor temperatur
 * dark current ``D0 * 2 ** (T / doubling) * shape(x, y) * t`` with a fixed log-normal ``shape``
   (mean 1) and a fixed set of hot pixels (50-2000x the median);
 * amp glow along the right edge, ``G0 * exp(-(W - 1 - x) / L) * bump(y) * t``;
-* light ``flux * qe(x, y) * pattern(x, y) * t`` (PRNU, dead and cold pixels live in ``qe``);
+* light ``flux * qe(x, y) * pattern(x, y) * t`` (PRNU, dead and cold pixels live in ``qe``),
+  times, on a colour sensor, the response of the pixel's colour filter to the light source's
+  spectrum (:meth:`SensorProfile.channel_response`);
 * cosmic-ray hits (about one per cm^2 per minute), clipped at the full well.
 
 In ADU (16-bit output): pedestal ``offset * pedestal_per_offset`` plus a fixed column pattern,
@@ -14,9 +16,13 @@ signal times the conversion gain ``2**(16 - bits) / e_per_adu(gain)`` with
 signal, read noise ``rn(gain) = rn_hi + (rn_lo - rn_hi) * exp(-gain / (0.5 * unity))`` electrons,
 quantisation to the native bit depth, and clipping at the ADC's full scale.
 
-Binning averages ``b x b`` pixels (as ZWO's software binning does). Fixed maps are drawn from the
-profile's seed, so the same sensor has the same hot pixels in every process; per-frame noise comes
-from the camera's own seeded generator, so a given sequence of calls yields identical frames.
+Binning averages ``b x b`` pixels (as ZWO's software binning does). A colour sensor bins by
+colour (ZWO with mono-bin off): a binned pixel averages ``b x b`` pixels of its own colour from
+a ``2b x 2b`` block, so a binned frame is still a mosaic with the sensor's Bayer pattern.
+
+Fixed maps are drawn from the profile's seed, so the same sensor has the same hot pixels in every
+process; per-frame noise comes from the camera's own seeded generator, so a given sequence of
+calls yields identical frames.
 
 Memory is bounded for large sensors: frames are made in row bands straight into the uint16 image,
 the amp glow is kept as its two 1-D factors, the dark and response maps are made on first use
@@ -33,6 +39,8 @@ import numpy as np
 import numpy.typing as npt
 
 from calibd.simulators.profiles import SensorProfile
+
+_CELL = ((0, 0), (0, 1), (1, 0), (1, 1))  # (row, column) in the 2x2 cell, BAYERPAT order
 
 F32 = npt.NDArray[np.float32]
 Map = npt.NDArray[Any]  # float32, or float16 for large sensors
@@ -53,10 +61,13 @@ class Illumination:
     """Light reaching the sensor: ``flux_e_per_s`` per unbinned pixel where ``pattern`` is 1.
 
     ``pattern`` (full-resolution, float32) carries vignetting and dust; None means uniform.
+    ``flux_e_per_s`` is what a bare (monochrome) pixel collects; a colour pixel collects that
+    times its channel's response to ``source`` (None: a flat "white" spectrum).
     """
 
     flux_e_per_s: float
     pattern: F32 | None = None
+    source: str | None = None  # key of profiles.SPECTRA (a colour sensor's channel balance)
 
 
 @dataclass
@@ -109,6 +120,16 @@ class SensorModel:
         gy = 1.0 + 0.5 * np.exp(-(((y - 0.5 * h) / np.float32(0.3 * h)) ** 2))
         self._glow_x = gx.astype(np.float32)
         self._glow_y = gy.astype(np.float32)
+        self.bayer = profile.bayer
+
+    def channel_gains(self, source: str | None) -> list[tuple[tuple[int, int], np.float32]]:
+        """Light multiplier of each 2x2 cell position of a colour sensor (empty for mono): the
+        response of that position's filter colour to ``source`` (profiles.SPECTRA key)."""
+        if self.bayer is None:
+            return []
+        response = self.profile.channel_response(source)
+        return [(rc, np.float32(response[colour])) for rc, colour in zip(_CELL, self.bayer,
+                                                                          strict=True)]
 
     # ----- conversions -------------------------------------------------------------------------
     @property
@@ -147,9 +168,13 @@ class SensorModel:
         rate += glow * np.float32(self.profile.glow_e_per_s)
         return rate
 
-    def response_map(self, binning: int = 1) -> F32:
-        """Relative light response per (binned) pixel (1 = nominal; 0 = dead)."""
-        return self._qe(binning).astype(np.float32)
+    def response_map(self, binning: int = 1, source: str | None = None) -> F32:
+        """Relative light response per (binned) pixel (1 = nominal; 0 = dead), on a colour
+        sensor times each pixel's channel response to ``source`` (profiles.SPECTRA key)."""
+        out = self._qe(binning).astype(np.float32)
+        for (r, c), g in self.channel_gains(source):
+            out[r::2, c::2] *= g
+        return out
 
     def hot_pixels_rc(self) -> npt.NDArray[np.int64]:
         """Unbinned (row, column) of every injected hot pixel, shape (n, 2)."""
@@ -187,6 +212,7 @@ class SensorModel:
         pattern = None
         if light is not None and lit and light.pattern is not None:
             pattern = self._binned_pattern(light.pattern, binning)
+        gains = self.channel_gains(light.source) if light is not None and lit else []
         hits = self._cosmic_rays((h, w), t, binning)
         dark_k = np.float32(t * self.dark_scale(temperature_c))
         glow_k = np.float32(t * p.glow_e_per_s)
@@ -210,6 +236,8 @@ class SensorModel:
                 _scaled(qe[r0:r1], light_k, s)
                 if pattern is not None:
                     s *= pattern[r0:r1]
+                for (r, c), g in gains:  # colour: each filter colour in place, strided views
+                    s[(r - r0) % 2 :: 2, c::2] *= g
                 b += s
             for hit in hits:
                 if r0 <= hit.row < r1:
@@ -317,6 +345,7 @@ class SensorModel:
             return self._maps[binning]
         if binning not in self.profile.binnings:
             raise ValueError(f"binning {binning} not offered by {self.profile.model}")
+        colour = self.bayer is not None
         base = self._maps.get(1)
         if base is None:
             dark, _, column = self._truth_maps(keep_dark=True, keep_qe=False)
@@ -325,16 +354,16 @@ class SensorModel:
             self._maps[1] = base
         if binning == 1:
             return base
-        h, w = base.shape[0] // binning, base.shape[1] // binning
+        h, w = _binned_shape(base.shape, binning, colour)
         glow = np.empty((h, w), dtype=np.float32)
-        rows = max(1, _BAND_PIXELS // base.shape[1])  # binned rows per band
+        rows = max(2, _BAND_PIXELS // base.shape[1]) // 2 * 2  # binned rows per band (even)
         full = np.empty((rows * binning, base.shape[1]), dtype=np.float32)
         for r0 in range(0, h, rows):
             r1 = min(h, r0 + rows)
             part = full[: (r1 - r0) * binning]
             self._glow_rows(base, r0 * binning, r1 * binning, part)
-            glow[r0:r1] = _block_mean(part, binning)
-        maps = _Maps(shape=(h, w), column=_bin_columns(base.column, binning), glow=glow)
+            glow[r0:r1] = _block_mean(part, binning, colour)[: r1 - r0, :w]
+        maps = _Maps(shape=(h, w), column=_bin_columns(base.column, binning, colour), glow=glow)
         self._maps[binning] = maps
         return maps
 
@@ -342,7 +371,7 @@ class SensorModel:
         m = self._binned(binning)
         if m.dark is None:
             base = self._dark(1)
-            m.dark = _block_mean(base, binning).astype(self._map_dtype)
+            m.dark = _block_mean(base, binning, self.bayer is not None).astype(self._map_dtype)
         return m.dark
 
     def _qe(self, binning: int) -> Map:
@@ -351,7 +380,8 @@ class SensorModel:
             if binning == 1:
                 _, m.qe, _ = self._truth_maps(keep_dark=False, keep_qe=True)
             else:
-                m.qe = _block_mean(self._qe(1), binning).astype(self._map_dtype)
+                m.qe = _block_mean(self._qe(1), binning,
+                                   self.bayer is not None).astype(self._map_dtype)
         assert m.qe is not None
         return m.qe
 
@@ -366,7 +396,8 @@ class SensorModel:
         key = (id(pattern), binning)
         cached = self._patterns.get(key)
         if cached is None:
-            cached = pattern if binning == 1 else _block_mean(pattern, binning)
+            cached = (pattern if binning == 1
+                      else _block_mean(pattern, binning, self.bayer is not None))
             if len(self._patterns) > 16:
                 self._patterns.clear()
             self._patterns[key] = cached
@@ -387,15 +418,36 @@ def _scaled(a: Map, k: np.float32, out: F32) -> None:
         np.multiply(a, k, out=out)
 
 
-def _block_mean(a: Map, b: int) -> F32:
-    """Mean over b x b blocks (rows/columns beyond a multiple of b are dropped)."""
+def _binned_shape(shape: tuple[int, int], b: int, colour: bool) -> tuple[int, int]:
+    """(rows, columns) of an image of ``shape`` binned ``b x b`` (by colour: each of the four
+    sub-planes binned on its own, so both sizes are even)."""
+    if not colour:
+        return shape[0] // b, shape[1] // b
+    return shape[0] // 2 // b * 2, shape[1] // 2 // b * 2
+
+
+def _block_mean(a: Map, b: int, colour: bool = False) -> F32:
+    """Mean over b x b blocks (rows/columns beyond a multiple of b are dropped); with
+    ``colour``, over b x b pixels of the same 2x2-cell position (a Bayer mosaic stays one)."""
+    if colour and b > 1:
+        h, w = _binned_shape((a.shape[0], a.shape[1]), b, True)
+        out = np.empty((h, w), dtype=np.float32)
+        for r, c in _CELL:
+            out[r::2, c::2] = _block_mean(a[r::2, c::2], b)
+        return out
     h, w = a.shape[0] // b, a.shape[1] // b
     view = a[: h * b, : w * b].reshape(h, b, w, b)
     return np.asarray(view.mean(axis=(1, 3), dtype=np.float32), dtype=np.float32)
 
 
-def _bin_columns(column: F32, b: int) -> F32:
-    """Mean over groups of b adjacent columns."""
+def _bin_columns(column: F32, b: int, colour: bool = False) -> F32:
+    """Mean over groups of b adjacent columns (with ``colour``: of b same-colour columns)."""
+    if colour and b > 1:
+        w = column.size // 2 // b * 2
+        out = np.empty(w, dtype=np.float32)
+        for c in (0, 1):
+            out[c::2] = _bin_columns(column[c::2], b)
+        return out
     w = column.size // b
     return np.asarray(column[: w * b].reshape(w, b).mean(axis=1, dtype=np.float32),
                       dtype=np.float32)

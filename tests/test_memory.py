@@ -22,7 +22,7 @@ from calibd.capture.library.fitsio import write_image
 from calibd.capture.library.index import Index
 from calibd.capture.library.writer import FrameWriter, WriteJob
 from calibd.simulators.profiles import get_profile
-from calibd.simulators.sensor import SensorModel
+from calibd.simulators.sensor import Illumination, SensorModel
 from tests.support import REPO, write_plan
 
 MB = 2**20
@@ -65,6 +65,32 @@ def test_a_large_frame_is_made_in_bounded_memory_with_the_same_physics() -> None
     truth = np.median(sensor.dark_rate_map(10), axis=1) * 600 * k
     level = np.median(dark.astype(np.float64) - bias, axis=1)
     assert np.abs(level - truth).max() < 0.05 * truth.mean()
+
+
+def test_a_large_colour_frame_is_lit_per_channel_in_bounded_memory() -> None:
+    # 6 Mpx colour sensor, binned by colour: the channel weights are applied in the bands.
+    profile = get_profile("small-colour").with_overrides(width=3000, height=2000)
+    sensor = SensorModel(profile, noise_seed=3)
+    npix = profile.width * profile.height
+    light = Illumination(flux_e_per_s=20000.0, source="sky")
+    sensor.frame(exposure_s=1, temperature_c=0, gain=100, offset=50, light=light)  # maps made
+    tracemalloc.start()
+    try:
+        lit = sensor.frame(exposure_s=1, temperature_c=0, gain=100, offset=50, light=light)
+        binned = sensor.frame(exposure_s=1, temperature_c=0, gain=100, offset=50, binning=2,
+                              light=light)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    # The frames (2 + 0.5 bytes/px), the bin-2 maps (float16) and two bands: no full-frame
+    # float32/float64 temporaries (one would be 24 MB, 48 MB).
+    assert peak < 4 * npix + 24 * MB, f"peak {peak / MB:.0f} MB for {npix / 1e6:.0f} Mpx"
+    k = 1.0 / sensor.e_per_adu16(100)
+    truth = profile.channel_response("sky")
+    for frame in (lit, binned):
+        for (r, c), colour in zip(((0, 0), (0, 1), (1, 0), (1, 1)), "RGGB", strict=True):
+            level = float(np.median(frame[r::2, c::2])) - sensor.pedestal_adu16(50)
+            assert level == pytest.approx(20000.0 * truth[colour] * k, rel=0.02)
 
 
 @pytest.mark.parametrize("shape", [(41, 37), (700, 1313), (1, 1)])

@@ -106,6 +106,82 @@ def test_binning_and_14_bit_scaling() -> None:
     assert np.all(f % 4 == 0), "14-bit data is scaled to 16 bits in steps of 4"
 
 
+COLOUR = get_profile("small-colour")
+_CELL = {"R": [(0, 0)], "G": [(0, 1), (1, 0)], "B": [(1, 1)]}  # RGGB, by hand
+
+
+def test_colour_pixels_see_their_filter_s_share_of_each_light_source() -> None:
+    """Each pixel of the mosaic collects the light its colour filter passes: green leads on the
+    white-LED panel, blue under the twilight sky; the levels are the profile's stated truth."""
+    assert COLOUR.bayer == "RGGB" and (COLOUR.width, COLOUR.height) == (320, 240)
+    sensor = SensorModel(COLOUR, noise_seed=4)
+    k = 1.0 / sensor.e_per_adu16(100)
+    flux, t = 8000.0, 1.0
+    levels: dict[str, dict[str, float]] = {}
+    for source in ("panel", "sky"):
+        frame = sensor.frame(exposure_s=t, temperature_c=-10, gain=100, offset=50,
+                             light=Illumination(flux_e_per_s=flux, source=source))
+        bias = sensor.pedestal_adu16(50)
+        truth = COLOUR.channel_response(source)
+        levels[source] = {}
+        for colour, cells in _CELL.items():
+            for r, c in cells:
+                level = float(np.median(frame[r::2, c::2])) - bias
+                assert level == pytest.approx(flux * t * truth[colour] * k, rel=0.02), (source,
+                                                                                      colour)
+                levels[source][colour] = level
+    assert max(levels["panel"], key=levels["panel"].__getitem__) == "G"
+    assert max(levels["sky"], key=levels["sky"].__getitem__) == "B"
+    assert levels["panel"]["G"] > 2.5 * levels["panel"]["R"]  # a green-heavy panel
+    # The monochrome sensor is unchanged: every 2x2 position sees the same light.
+    mono = SensorModel(SMALL, noise_seed=4).frame(
+        exposure_s=t, temperature_c=-10, gain=100, offset=50,
+        light=Illumination(flux_e_per_s=flux, source="sky"))
+    quads = [float(np.median(mono[r::2, c::2])) for r in (0, 1) for c in (0, 1)]
+    assert max(quads) - min(quads) < 0.01 * max(quads)
+
+
+def test_colour_binning_bins_by_colour_and_keeps_the_mosaic() -> None:
+    """Binned 2x2, a colour frame is still an RGGB mosaic: each binned pixel averages pixels of
+    its own colour (hot pixels land on their colour), and the light per channel is unchanged."""
+    sensor = SensorModel(COLOUR, noise_seed=5)
+    b = 2
+    full = sensor.dark_rate_map(0.0, binning=1).astype(np.float64)
+    h, w = full.shape
+    # Independent of the simulator's code: split rows as (block, pixel in block, colour row).
+    by_colour = full.reshape(h // (2 * b), b, 2, w // (2 * b), b, 2).mean(axis=(1, 4))
+    expected = by_colour.reshape(h // b, w // b)
+    assert np.allclose(sensor.dark_rate_map(0.0, binning=b), expected, rtol=1e-4, atol=1e-6)
+    light = Illumination(flux_e_per_s=8000.0, source="panel")
+    one = sensor.frame(exposure_s=1, temperature_c=-10, gain=100, offset=50, light=light)
+    two = sensor.frame(exposure_s=1, temperature_c=-10, gain=100, offset=50, binning=b,
+                       light=light)
+    assert two.shape == (h // b, w // b)
+    for r in (0, 1):
+        for c in (0, 1):
+            assert float(np.median(two[r::2, c::2])) == pytest.approx(
+                float(np.median(one[r::2, c::2])), rel=0.01)
+    cam = SimulatedCamera(COLOUR, SteppedClock())
+    cam.connect()
+    cam.configure(CaptureSettings(gain=100, offset=50, binning=b))
+    assert cam.info.bayer_pattern == "RGGB"
+    assert cam.expose(1.0, dark=True).bayer_pattern == "RGGB"
+
+
+def test_colour_profiles_match_the_cameras_they_imitate() -> None:
+    big = get_profile("asi2600mc")
+    assert (big.width, big.height, big.bayer, big.unity_gain) == (6248, 4176, "RGGB", 100)
+    mid = get_profile("asi533mc")
+    assert (mid.width, mid.height, mid.bayer, mid.unity_gain) == (3008, 3008, "RGGB", 100)
+    assert get_profile("asi2600mm").bayer is None and SMALL.channel_response("sky") == {
+        "R": 1.0, "G": 1.0, "B": 1.0}
+    with pytest.raises(ValueError, match="bayer"):
+        SMALL.with_overrides(bayer="RGBG")
+    cam = SimulatedCamera(SMALL, SteppedClock())
+    cam.connect()
+    assert cam.info.bayer_pattern is None and cam.expose(1.0, dark=True).bayer_pattern is None
+
+
 def test_frames_are_deterministic_for_a_seed() -> None:
     a = SensorModel(SMALL, noise_seed=7)
     b = SensorModel(SMALL, noise_seed=7)
