@@ -21,17 +21,16 @@ MAX_RETUNES = 3  # a cell whose frames leave the tolerance more often than this 
 def capture_panel_flats(session: FlatSession, cells: list[Cell], fset: FlatSet) -> None:
     """Capture the panel flats of one group (same set and settings). Blocks; raises RunPaused,
     ValueError (no flat panel: the plan check refuses such a plan before a run)."""
-    port, panel, wheel = session.port, session.setup.panel, session.setup.wheel
+    panel, wheel = session.setup.panel, session.setup.wheel
     if panel is None:
         raise ValueError("panel flats without a flat panel")
-    todo = [c for c in cells if port.done(c) < c.count]
+    todo = session.todo(cells)
     if not todo:
         return
     if wheel is not None:  # wheel order: fewest moves
         todo.sort(key=lambda c: wheel.names.index(c.filter) if c.filter in wheel.names else 0)
     first = todo[0]
-    if panel.has_cover and session.device(panel.cover_state, first) != CoverState.CLOSED:
-        session.device(lambda: panel.close_cover(timeout_s=MOVE_TIMEOUT_S), first)
+    session.move_cover(CoverState.CLOSED, first)
     mode = fset.panel.mode
     brightness = fset.panel.brightness if fset.panel.brightness is not None \
         else max(1, panel.max_brightness // 2)
@@ -44,11 +43,9 @@ def capture_panel_flats(session: FlatSession, cells: list[Cell], fset: FlatSet) 
         session.device(lambda: panel.light(brightness, timeout_s=MOVE_TIMEOUT_S), first)
     try:
         for cell in todo:
-            if not port.configure(cell):
+            levels = session.start_cell(cell, "flats")
+            if levels is None:
                 continue
-            session.select_filter(cell)
-            port.progress(f"flats {cell.filter}", phase="exposing", cell=cell)
-            levels = port.levels(cell)
             if mode == "exposure":
                 _exposure_mode(session, cell, fset, levels, brightness)
             else:

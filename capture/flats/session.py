@@ -129,6 +129,21 @@ class FlatSession:
         else:
             self.port.fail_cell(cell, f"{cell.filter}: {err}")
 
+    # ----- the cells ---------------------------------------------------------------------------
+    def todo(self, cells: list[Cell]) -> list[Cell]:
+        """The cells still short of their count, in the given order."""
+        return [c for c in cells if self.port.done(c) < c.count]
+
+    def start_cell(self, cell: Cell, what: str) -> Levels | None:
+        """Apply the cell's settings, move its filter in and show ``what`` (e.g. ``"flats"``)
+        with the filter as progress; then the levels at those settings. None when the camera
+        refused the settings (the cell is failed). Blocks; raises RunPaused, NotSupported."""
+        if not self.port.configure(cell):
+            return None
+        self.select_filter(cell)
+        self.port.progress(f"{what} {cell.filter}", phase="exposing", cell=cell)
+        return self.port.levels(cell)
+
     # ----- accessories -----------------------------------------------------------------------
     def select_filter(self, cell: Cell) -> None:
         wheel = self.setup.wheel
@@ -142,8 +157,16 @@ class FlatSession:
         if panel is None:
             return
         self.device(lambda: panel.off(timeout_s=MOVE_TIMEOUT_S), cell)
-        if panel.has_cover and self.device(panel.cover_state, cell) != CoverState.CLOSED:
-            self.device(lambda: panel.close_cover(timeout_s=MOVE_TIMEOUT_S), cell)
+        self.move_cover(CoverState.CLOSED, cell)
+
+    def move_cover(self, want: CoverState, cell: Cell) -> None:
+        """Open (``CoverState.OPEN``) or close the panel's cover unless it already is; nothing
+        without a panel or a cover. Blocks up to MOVE_TIMEOUT_S clock seconds per command."""
+        panel = self.setup.panel
+        if panel is None or not panel.has_cover or self.device(panel.cover_state, cell) == want:
+            return
+        move = panel.open_cover if want == CoverState.OPEN else panel.close_cover
+        self.device(lambda: move(timeout_s=MOVE_TIMEOUT_S), cell)
 
     def device(self, fn: Callable[[], T], cell: Cell) -> T:
         """Run an accessory command and return its result. An accessory that dropped off (its

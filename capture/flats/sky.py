@@ -31,7 +31,7 @@ def capture_sky_flats(session: FlatSession, cells: list[Cell], fset: FlatSet) ->
     port, panel, site = session.port, session.setup.panel, session.setup.site
     if site is None:
         raise ValueError("sky flats without the site")
-    todo = [c for c in cells if port.done(c) < c.count]
+    todo = session.todo(cells)
     if not todo:
         return
     bright, dark = fset.sky.sun_altitude_deg
@@ -48,8 +48,7 @@ def capture_sky_flats(session: FlatSession, cells: list[Cell], fset: FlatSet) ->
                 f"{window.opens:%Y-%m-%d %H:%M} UTC")
     if panel is not None:
         session.device(lambda: panel.off(timeout_s=MOVE_TIMEOUT_S), first)
-        if panel.has_cover and session.device(panel.cover_state, first) != CoverState.OPEN:
-            session.device(lambda: panel.open_cover(timeout_s=MOVE_TIMEOUT_S), first)
+        session.move_cover(CoverState.OPEN, first)
     ascending = window.kind == "dusk"  # dusk: the filters that need most light first
     todo.sort(key=lambda c: relative_throughput(c.filter), reverse=not ascending)
     counts: dict[str, int] = {}
@@ -60,11 +59,9 @@ def capture_sky_flats(session: FlatSession, cells: list[Cell], fset: FlatSet) ->
                 port.fail_cell(cell, f"the {window.kind} window closed before this filter",
                               state="skipped")
                 continue
-            if not port.configure(cell):
+            levels = session.start_cell(cell, "sky flats")
+            if levels is None:
                 continue
-            session.select_filter(cell)
-            port.progress(f"sky flats {cell.filter}", phase="exposing", cell=cell)
-            levels = port.levels(cell)
             previous = _one_filter(session, cell, fset, site, window, levels, previous)
             counts[cell.filter or ""] = port.done(cell)
     finally:
