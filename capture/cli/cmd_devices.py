@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from calibd.capture.cli.common import print_json, table
+from calibd.capture.cli.common import command_group, print_json, table
 from calibd.capture.devices import driver_module
 from calibd.capture.errors import InputError, Problem
 from calibd.drivers.contracts import DeviceListing
@@ -19,8 +19,7 @@ NO_DEVICES = {
 
 
 def register(sub: Any) -> None:
-    dev = sub.add_parser("devices", help="list or discover devices")
-    dsub = dev.add_subparsers(dest="devices_command", required=True, metavar="COMMAND")
+    dsub = command_group(sub, "devices", "list or discover devices")
     lst = dsub.add_parser("list", help="devices a driver can see (an INDI or Alpaca server, "
                                        "ZWO cameras on USB, the simulator)")
     lst.add_argument("--driver", required=True, choices=("indi", "alpaca", "zwo", "simulator"))

@@ -8,6 +8,7 @@ from typing import Any
 
 from calibd.capture.cli.common import (
     add_config_args,
+    command_group,
     config_from_args,
     library_root,
     print_json,
@@ -22,8 +23,7 @@ from calibd.capture.plans.estimate import human_bytes
 
 
 def register(sub: Any) -> None:
-    lib = sub.add_parser("library", help="the calibration library")
-    lib_sub = lib.add_subparsers(dest="library_command", required=True, metavar="COMMAND")
+    lib_sub = command_group(sub, "library", "the calibration library")
     status = lib_sub.add_parser("status", help="coverage: planned vs done per cell, per run")
     add_config_args(status, camera=False)
     status.add_argument("--run", type=int, metavar="ID", help="only this run")

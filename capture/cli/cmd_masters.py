@@ -11,6 +11,7 @@ from astropy.io import fits
 from calibd.capture import __version__
 from calibd.capture.cli.common import (
     add_config_args,
+    command_group,
     config_from_args,
     library_root,
     print_json,
@@ -29,8 +30,7 @@ KINDS = ("bias", "dark", "darkflat", "flat", "bpm")
 
 
 def register(sub: Any) -> None:
-    masters = sub.add_parser("masters", help="master frames and bad pixel maps")
-    msub = masters.add_subparsers(dest="masters_command", required=True, metavar="COMMAND")
+    msub = command_group(sub, "masters", "master frames and bad pixel maps")
     build = msub.add_parser("build", help="build the masters that are missing or stale")
     add_config_args(build, camera=False)
     build.add_argument("--kind", action="append", choices=KINDS,

@@ -8,6 +8,7 @@ from typing import Any
 
 from calibd.capture.cli.common import (
     add_config_args,
+    command_group,
     config_from_args,
     free_bytes,
     library_root,
@@ -26,8 +27,7 @@ from calibd.capture.runner import Prepared, prepare
 
 
 def register(sub: Any) -> None:
-    plan = sub.add_parser("plan", help="inspect capture plans")
-    plan_sub = plan.add_subparsers(dest="plan_command", required=True, metavar="COMMAND")
+    plan_sub = command_group(sub, "plan", "inspect capture plans")
     check = plan_sub.add_parser(
         "check", help="validate a plan and show its cells, frames, time and disk space")
     check.add_argument("plan", type=Path, help="plan file (YAML)")

@@ -11,6 +11,7 @@ import argparse
 import sys
 from typing import Any
 
+from calibd.capture.cli.common import command_group
 from calibd.capture.devices import driver_module
 from calibd.capture.net import is_loopback_literal as is_loopback
 
@@ -26,8 +27,7 @@ DEFAULT_DISCOVERY_PORT = 32227
 def register(sub: Any) -> None:
     """Add ``sim serve`` to the ``calibd`` sub-command parser ``sub``."""
     simulator = driver_module("simulator")
-    sim = sub.add_parser("sim", help="run the simulated devices for other programs")
-    sim_sub = sim.add_subparsers(dest="sim_command", required=True, metavar="COMMAND")
+    sim_sub = command_group(sub, "sim", "run the simulated devices for other programs")
     serve = sim_sub.add_parser(
         "serve",
         help="serve the simulated camera, flat panel, filter wheel and weather over a device "

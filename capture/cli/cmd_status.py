@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit
 
-from calibd.capture.cli.common import print_json, table
+from calibd.capture.cli.common import command_group, print_json, table
 from calibd.capture.errors import InputError, Problem
 
 DEFAULT_URL = "http://127.0.0.1:8765"
@@ -40,8 +40,7 @@ def register(sub: Any) -> None:
     status.add_argument("--json", action="store_true", help="the raw status as JSON")
     status.set_defaults(handler=run_status)
 
-    control = sub.add_parser("control", help="start, pause, resume or stop runs in the daemon")
-    csub = control.add_subparsers(dest="control_command", required=True, metavar="COMMAND")
+    csub = command_group(sub, "control", "start, pause, resume or stop runs in the daemon")
     start = csub.add_parser("start", help="queue a plan file or a configured schedule's plan now")
     what = start.add_mutually_exclusive_group(required=True)
     what.add_argument("--plan", metavar="NAME",

@@ -15,6 +15,14 @@ from calibd.capture.yamlsrc import Located
 DEFAULT_LIBRARY = Path("library")
 
 
+def command_group(sub: Any, name: str, help: str) -> Any:
+    """Add the command ``name`` that only groups sub-commands (``calibd NAME COMMAND``) to the
+    sub-command parser ``sub``; returns the sub-command parser to add its commands to (the
+    chosen one lands in ``args.<name>_command``)."""
+    group = sub.add_parser(name, help=help)
+    return group.add_subparsers(dest=f"{name}_command", required=True, metavar="COMMAND")
+
+
 def add_config_args(parser: argparse.ArgumentParser, *, library: bool = True,
                     camera: bool = True) -> None:
     parser.add_argument("--config", type=Path, metavar="FILE",
