@@ -47,6 +47,11 @@ log = logging.getLogger(__name__)
 F32 = npt.NDArray[np.float32]
 Progress = Callable[[float], None]
 
+#: Checked sources, excluded (path, reason), shape, prepared ``subtract`` and ``scales``.
+_Prepared = tuple[
+    Sequence[RowSource], list[tuple[str, str]], tuple[int, int], F32 | None, F32 | None
+]
+
 DEFAULT_BUDGET = 128 * 2**20
 #: 3-sigma clipping around the median, one pass (immutable, shared).
 DEFAULT_REJECTION = Rejection()
@@ -195,9 +200,8 @@ def combine_files(
     :class:`~capture.combine.reader.FrameReadError` (a ValueError) if a frame fails while being
     read; :class:`RuntimeError` if ``engine="numba"`` is unavailable.
     """
-    with _FileJob(
-        paths, method, rejection, subtract, scales, memory_budget_bytes, engine, progress, threads
-    ) as job:
+    prepared = _prepare(paths, rejection, subtract, scales)
+    with _Job(prepared, method, rejection, memory_budget_bytes, engine, progress, threads) as job:
         sink = ArraySink(job.shape)
         return CombineResult(**job.stats(*job.run(sink)), data=sink.data)
 
@@ -207,7 +211,7 @@ def _prepare(
     rejection: Rejection,
     subtract: npt.ArrayLike | None,
     scales: Sequence[float] | npt.ArrayLike | None,
-) -> tuple[list[FrameSource], list[tuple[str, str]], tuple[int, int], F32 | None, F32 | None]:
+) -> _Prepared:
     """Open and check the frames (shapes, enough of them for the method) and the calibration
     inputs. The caller closes the sources. Raises ValueError."""
     if not paths:
@@ -249,9 +253,8 @@ def combine_to_fits(
     Blocks until the file is durable. Raises as :func:`combine_files`, plus :class:`OSError`
     for write failures.
     """
-    with _FileJob(
-        paths, method, rejection, subtract, scales, memory_budget_bytes, engine, progress, threads
-    ) as job:
+    prepared = _prepare(paths, rejection, subtract, scales)
+    with _Job(prepared, method, rejection, memory_budget_bytes, engine, progress, threads) as job:
 
         def make_header(low: int, high: int, chosen: str) -> tuple[fits.Header, CombineStats]:
             stats = CombineStats(**job.stats(low, high, chosen))
@@ -266,26 +269,22 @@ def combine_to_fits(
     return stats
 
 
-class _FileJob:
-    """One combine of FITS files: the frames opened and checked by :func:`_prepare` plus the
-    settings of :func:`combine_files`. A context manager that closes the frames on exit.
-    Building it raises as :func:`_prepare`."""
+class _Job:
+    """One combine: the sources and calibration inputs checked by :func:`_prepare` (files) or
+    :func:`_prepare_stack` (an array), and the settings of :func:`combine_files`. A context
+    manager that closes the sources on exit."""
 
     def __init__(
         self,
-        paths: Sequence[str | os.PathLike[str]],
+        prepared: _Prepared,
         method: CombineMethod,
         rejection: Rejection,
-        subtract: npt.ArrayLike | None,
-        scales: Sequence[float] | npt.ArrayLike | None,
         budget: int,
         engine: Engine,
         progress: Progress | None,
         threads: int | None,
     ) -> None:
-        self.sources, self.excluded, self.shape, sub, sc = _prepare(
-            paths, rejection, subtract, scales
-        )
+        self.sources, self.excluded, self.shape, sub, sc = prepared
         self._method, self._rejection = method, rejection
         self._execute = functools.partial(
             execute,
@@ -301,15 +300,15 @@ class _FileJob:
             threads=threads,
         )
 
-    def __enter__(self) -> _FileJob:
+    def __enter__(self) -> _Job:
         return self
 
     def __exit__(self, *exc: object) -> None:
         _close_all(self.sources)
 
-    def run(self, sink: Sink) -> tuple[int, int, str]:
+    def run(self, sink: Sink, diag: Diagnostics | None = None) -> tuple[int, int, str]:
         """Stream every band into ``sink`` (blocking); returns (rejected low, high, engine)."""
-        return self._execute(sink=sink)
+        return self._execute(sink=sink, diag=diag)
 
     def stats(self, low: int, high: int, engine: str) -> dict[str, Any]:
         """The :class:`CombineStats` fields of a finished :meth:`run`."""
@@ -339,6 +338,21 @@ def _as_stack(stack: npt.ArrayLike) -> F32:
     return out
 
 
+def _prepare_stack(
+    data: F32,
+    rejection: Rejection,
+    subtract: npt.ArrayLike | None,
+    scales: Sequence[float] | npt.ArrayLike | None,
+) -> _Prepared:
+    """:func:`_prepare` for a stack checked by :func:`_as_stack`. Raises ValueError."""
+    n = data.shape[0]
+    _check_count(n, rejection, [])
+    sources = [ArraySource(data, i) for i in range(n)]
+    shape = sources[0].shape
+    sub = _prepare_subtract(subtract, shape)
+    return sources, [], shape, sub, _prepare_scales(scales, n, range(n))
+
+
 def combine_arrays(
     stack: npt.ArrayLike,
     *,
@@ -354,32 +368,12 @@ def combine_arrays(
     kernels and band loop as :func:`combine_files`. Values are converted to float32 first.
     Blocks; raises :class:`ValueError` for a malformed stack (also NaN/inf), too few frames or
     bad ``subtract``/``scales``."""
-    data = _as_stack(stack)
-    n = data.shape[0]
-    _check_count(n, rejection, [])
-    sources = [ArraySource(data, i) for i in range(n)]
-    shape = sources[0].shape
-    sub = _prepare_subtract(subtract, shape)
-    sc = _prepare_scales(scales, n, range(n))
-    sink = ArraySink(shape)
-    low, high, chosen = execute(
-        sources,
-        shape,
-        method=method,
-        rejection=rejection,
-        subtract=sub,
-        scales=sc,
-        budget=memory_budget_bytes,
-        engine=engine,
-        progress=None,
-        threads=threads,
-        sink=sink,
-    )
+    prepared = _prepare_stack(_as_stack(stack), rejection, subtract, scales)
+    job = _Job(prepared, method, rejection, memory_budget_bytes, engine, None, threads)
+    sink = ArraySink(job.shape)
+    stats = job.stats(*job.run(sink))
     result = sink.data if np.asarray(stack).ndim == 3 else sink.data.reshape(-1)
-    return CombineResult(
-        **_stats(n, shape, [s.label for s in sources], [], low, high, method, rejection, chosen),
-        data=result,
-    )
+    return CombineResult(**stats, data=result)
 
 
 def rejection_mask(
@@ -398,9 +392,8 @@ def rejection_mask(
     """
     data = _as_stack(stack)
     n = data.shape[0]
-    _check_count(n, rejection, [])
-    sources = [ArraySource(data, i) for i in range(n)]
-    shape = sources[0].shape
+    prepared = _prepare_stack(data, rejection, subtract, scales)
+    _, _, shape, sub, sc = prepared
     npix = shape[0] * shape[1]
     diag = Diagnostics(
         np.empty(npix, np.float64),
@@ -408,22 +401,7 @@ def rejection_mask(
         np.empty(npix, np.int64),
         np.empty(npix, np.int64),
     )
-    sub = _prepare_subtract(subtract, shape)
-    sc = _prepare_scales(scales, n, range(n))
-    execute(
-        sources,
-        shape,
-        method="mean",
-        rejection=rejection,
-        subtract=sub,
-        scales=sc,
-        budget=DEFAULT_BUDGET,
-        engine=engine,
-        progress=None,
-        threads=1,
-        sink=NullSink(),
-        diag=diag,
-    )
+    _Job(prepared, "mean", rejection, DEFAULT_BUDGET, engine, None, 1).run(NullSink(), diag)
     x = data.reshape(n, npix)
     if sub is not None:
         x = x - sub.reshape(1, npix)
