@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any, Unpack
 
 from calibd.drivers.clock import Clock
 from calibd.drivers.contracts import Camera, DeviceListing
@@ -31,6 +31,9 @@ from calibd.simulators.mount import SimulatedDome, SimulatedMount
 from calibd.simulators.observatory import build_observatory
 from calibd.simulators.profiles import PROFILES, get_profile
 from calibd.simulators.sky import SimulatedSky
+
+if TYPE_CHECKING:
+    from calibd.simulators.alpaca_server.server import ServerOptions
 
 __all__ = [
     "DEFAULT_FILTERS",
@@ -124,13 +127,11 @@ def list_devices() -> list[DeviceListing]:
     return [DeviceListing("camera", f"profile {p.name}", p.model) for p in PROFILES.values()]
 
 
-def serve_alpaca(host: str, port: int, *, profile: str, scale: float,
-                 discovery_port: int | None, ambient_c: float, seed: int | None,
-                 filters: Sequence[str]) -> None:
+def serve_alpaca(host: str, port: int, **options: Unpack[ServerOptions]) -> None:
     """Serve the simulated camera, panel, wheel and weather over ASCOM Alpaca until SIGTERM or
-    SIGINT (``calibd sim serve --alpaca``). Blocks; raises ValueError (bad options) and OSError
-    (address in use) before serving."""
+    SIGINT (``calibd sim serve --alpaca``); ``options`` as for the Alpaca server's
+    ``SimAlpacaServer``. Blocks; raises ValueError (bad options) and OSError (address in use)
+    before serving."""
     from calibd.simulators.alpaca_server import serve
 
-    serve(host, port, profile=profile, scale=scale, discovery_port=discovery_port,
-          ambient_c=ambient_c, seed=seed, filters=filters)
+    serve(host, port, **options)

@@ -9,7 +9,7 @@ import threading
 import uuid
 from collections.abc import Sequence
 from types import FrameType
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 from calibd.simulators.accessories import (
     DEFAULT_FILTERS,
@@ -32,6 +32,18 @@ log = logging.getLogger(__name__)
 DEFAULT_PORT = 11111
 #: Sensor chips of the profiles that imitate real cameras (SensorName).
 SENSOR_NAMES = {"asi2600mm": "IMX571", "asi294mm": "IMX492"}
+
+
+class ServerOptions(TypedDict, total=False):
+    """The keyword options of :class:`SimAlpacaServer` (see there), for the functions that pass
+    them on (:func:`serve`, the simulator registry's ``serve_alpaca``)."""
+
+    profile: str
+    scale: float
+    discovery_port: int | None
+    ambient_c: float
+    seed: int | None
+    filters: Sequence[str]
 
 
 def _unique_id(profile: SensorProfile, device_type: str, number: int) -> str:
@@ -174,26 +186,20 @@ def serve(
     host: str = "127.0.0.1",
     port: int = DEFAULT_PORT,
     *,
-    profile: str = "small",
-    scale: float = 1.0,
-    discovery_port: int | None = DISCOVERY_PORT,
-    ambient_c: float = 10.0,
-    seed: int | None = None,
-    filters: Sequence[str] = DEFAULT_FILTERS,
     stop: threading.Event | None = None,
+    **options: Unpack[ServerOptions],
 ) -> None:
     """Serve the simulated devices over Alpaca until ``stop`` is set or, when called from the
     main thread, SIGTERM/SIGINT arrives (the handlers only set a flag; the previous handlers are
     restored on return).
 
-    ``scale``: simulated seconds per real second. ``discovery_port``: UDP port of the discovery
-    responder (None disables it). Blocks; raises ValueError (bad options) and OSError (address in
-    use) before serving.
+    ``options`` as for :class:`SimAlpacaServer`, except that discovery is on by default
+    (``discovery_port`` :data:`DISCOVERY_PORT`; None disables it). Blocks; raises ValueError (bad
+    options) and OSError (address in use) before serving.
     """
     stop = stop or threading.Event()
-    server = SimAlpacaServer(host, port, profile=profile, scale=scale,
-                             discovery_port=discovery_port, ambient_c=ambient_c, seed=seed,
-                             filters=filters)
+    options.setdefault("discovery_port", DISCOVERY_PORT)
+    server = SimAlpacaServer(host, port, **options)
     previous: dict[signal.Signals, Any] = {}
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
