@@ -34,6 +34,9 @@ def register(sub: Any) -> None:
     add_config_args(check)
     check.add_argument("--json", action="store_true", help="machine-readable output")
     check.set_defaults(handler=run_check)
+    from calibd.capture.cli import cmd_from_lights
+
+    cmd_from_lights.register(plan_sub)
 
 
 def exposure_text(seconds: float) -> str:

@@ -120,8 +120,15 @@ def _steps(kind: str, candidates: list[MasterRow],
 def match(index: Index, header: fits.Header, *, tolerance_c: float = 1.0,
           flat_max_age_days: float = 60.0) -> list[Choice]:
     """The master bias, dark, flat and bad pixel map for a light frame."""
-    light = Light.from_header(header)
-    masters = [m for m in index.masters() if _same_camera(light, m)]
+    return match_light(index.masters(), Light.from_header(header), tolerance_c=tolerance_c,
+                       flat_max_age_days=flat_max_age_days)
+
+
+def match_light(candidates: list[MasterRow], light: Light, *, tolerance_c: float = 1.0,
+                flat_max_age_days: float = 60.0) -> list[Choice]:
+    """:func:`match` for a light already read (``calibd plan from-lights`` reads the other
+    programs' conventions into a :class:`Light`), among ``candidates`` (the index's masters)."""
+    masters = [m for m in candidates if _same_camera(light, m)]
     tol = tolerance_c
     by_kind = {k: [m for m in masters if m.kind == k] for k in ("bias", "dark", "flat", "bpm")}
     notes = []

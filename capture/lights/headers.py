@@ -1,0 +1,179 @@
+"""Reading the header of a light frame, and nothing else, from a file we do not trust.
+
+FITS: 2880-byte blocks are read until the ``END`` card, at most :data:`MAX_FITS_HEADER_BLOCKS`
+of them; the pixel data after the header is never read. XISF (PixInsight's format: the
+signature ``XISF0100``, a little-endian 32-bit header length, 4 reserved bytes, then a UTF-8
+XML header; the image follows as an attachment): only the XML header is read, at most
+:data:`MAX_XISF_HEADER_BYTES`, and a header that declares a DOCTYPE or entities is refused
+(no entity expansion, no external references). Its ``FITSKeyword`` elements (``name``,
+``value``, ``comment``) are the header. Only regular files are opened, without blocking.
+
+Files are opened read-only and never written, moved or touched otherwise.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import struct
+import xml.etree.ElementTree as ET
+from pathlib import Path
+from typing import Any
+
+from astropy.io import fits
+
+FITS_BLOCK = 2880
+MAX_FITS_HEADER_BLOCKS = 64  # 64 x 36 cards: far more than any capture program writes
+MAX_XISF_HEADER_BYTES = 1024 * 1024
+XISF_SIGNATURE = b"XISF0100"
+FITS_SUFFIXES = (".fits", ".fit", ".fts")
+XISF_SUFFIXES = (".xisf",)
+LIGHT_SUFFIXES = FITS_SUFFIXES + XISF_SUFFIXES
+
+Header = dict[str, Any]  # keyword (upper case) -> int, float, bool, str or UNREADABLE
+
+
+class _Unreadable:
+    """The value of a card that is present but cannot be parsed (malformed, unprintable)."""
+
+    def __repr__(self) -> str:
+        return "<unreadable>"
+
+
+UNREADABLE = _Unreadable()
+
+
+class HeaderError(ValueError):
+    """The file's header cannot be read; the message says why without quoting the file."""
+
+
+def _open_regular(path: Path) -> int:
+    flags = os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
+    try:
+        fd = os.open(path, flags)
+    except OSError as err:
+        raise HeaderError(f"cannot open it: {err.strerror or err}") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise HeaderError("is not a regular file")
+    return fd
+
+
+def _read_exact(fd: int, size: int) -> bytes:
+    chunks: list[bytes] = []
+    left = size
+    while left > 0:
+        try:
+            chunk = os.read(fd, left)
+        except OSError as err:
+            raise HeaderError(f"cannot read it: {err.strerror or err}") from None
+        if not chunk:
+            break
+        chunks.append(chunk)
+        left -= len(chunk)
+    return b"".join(chunks)
+
+
+def read_header(path: Path) -> Header:
+    """The header of the FITS or XISF file ``path`` (by its suffix). Reads at most
+    64 FITS blocks or 1 MB of XISF XML; blocks on file I/O only. Raises HeaderError."""
+    suffix = path.suffix.lower()
+    fd = _open_regular(path)
+    try:
+        if suffix in XISF_SUFFIXES:
+            return _xisf_header(fd)
+        if suffix in FITS_SUFFIXES:
+            return _fits_header(fd)
+        raise HeaderError("is neither FITS nor XISF")
+    finally:
+        os.close(fd)
+
+
+def _fits_header(fd: int) -> Header:
+    blocks: list[bytes] = []
+    for _ in range(MAX_FITS_HEADER_BLOCKS):
+        block = _read_exact(fd, FITS_BLOCK)
+        if len(block) < FITS_BLOCK:
+            raise HeaderError("ends inside its FITS header")
+        if not blocks and not block.startswith(b"SIMPLE  ="):
+            raise HeaderError("is not a FITS file (no SIMPLE card)")
+        blocks.append(block)
+        cards = [block[i:i + 80] for i in range(0, FITS_BLOCK, 80)]
+        if any(c.rstrip() == b"END" for c in cards):
+            break
+    else:
+        raise HeaderError(f"has no END card in its first {MAX_FITS_HEADER_BLOCKS} header "
+                          "blocks")
+    try:
+        text = b"".join(blocks).decode("ascii")
+    except UnicodeDecodeError:
+        raise HeaderError("has non-ASCII bytes in its FITS header") from None
+    try:
+        header = fits.Header.fromstring(text)
+    except Exception as err:  # astropy raises several kinds for a malformed card
+        raise HeaderError(f"has a malformed FITS header ({type(err).__name__})") from None
+    out: Header = {}
+    for card in header.cards:
+        key = str(card.keyword).upper()
+        if not key or key in ("COMMENT", "HISTORY") or key in out:
+            continue
+        try:
+            value = card.value
+        except Exception:  # astropy raises several kinds for a card it cannot parse
+            value = UNREADABLE
+        if isinstance(value, bool | int | float | str | _Unreadable):
+            out[key] = value
+    return out
+
+
+def _xisf_header(fd: int) -> Header:
+    head = _read_exact(fd, 16)
+    if len(head) < 16 or not head.startswith(XISF_SIGNATURE):
+        raise HeaderError("is not an XISF file (no XISF0100 signature)")
+    (length,) = struct.unpack("<I", head[8:12])
+    if length == 0 or length > MAX_XISF_HEADER_BYTES:
+        raise HeaderError(f"declares an XISF header of {length} bytes (at most "
+                          f"{MAX_XISF_HEADER_BYTES})")
+    data = _read_exact(fd, length)
+    if len(data) < length:
+        raise HeaderError("ends inside its XISF header")
+    upper = data.upper()
+    if b"<!DOCTYPE" in upper or b"<!ENTITY" in upper:
+        raise HeaderError("declares a DOCTYPE or entities in its XISF header (refused)")
+    try:
+        root = ET.fromstring(data.decode("utf-8"))
+    except (UnicodeDecodeError, ET.ParseError) as err:
+        raise HeaderError(f"has a malformed XISF header ({type(err).__name__})") from None
+    out: Header = {}
+    for el in root.iter():
+        tag = el.tag.rsplit("}", 1)[-1]
+        if tag == "Image" and "NAXIS1" not in out:  # geometry="width:height:channels"
+            dims = (el.get("geometry") or "").split(":")
+            if len(dims) >= 2 and all(d.isdigit() and len(d) <= 6 for d in dims[:2]):
+                out["NAXIS1"], out["NAXIS2"] = int(dims[0]), int(dims[1])
+            continue
+        if tag != "FITSKeyword":
+            continue
+        key = (el.get("name") or "").strip().upper()
+        if not key or key in ("COMMENT", "HISTORY") or key in out:
+            continue
+        out[key] = _xisf_value(el.get("value") or "")
+    return out
+
+
+def _xisf_value(raw: str) -> Any:
+    """A FITSKeyword value as FITS would read it: quoted text, T/F, integer, real, else the
+    text itself (N.I.N.A. wrote strings unquoted before version 3)."""
+    s = raw.strip()
+    if len(s) >= 2 and s[0] == s[-1] == "'":
+        return s[1:-1].replace("''", "'").rstrip()
+    if s in ("T", "F"):
+        return s == "T"
+    try:
+        return int(s)
+    except ValueError:
+        pass
+    try:
+        return float(s)
+    except ValueError:
+        return s
