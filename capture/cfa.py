@@ -9,6 +9,7 @@ per channel) and the bad pixel maps (same-colour neighbours).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Final
 
 import numpy as np
@@ -26,6 +27,29 @@ def normalize(pattern: object) -> str | None:
         return None
     text = pattern.strip().upper()
     return text if text in PATTERNS else None
+
+
+def frame_pattern(camera_pattern: str | None, frame_header: Mapping[str, object]) -> str | None:
+    """The pattern of one frame as calibd writes it: the frame's own ``BAYERPAT`` when its driver
+    sent one (INDI does, per frame), else the camera's; None for a mono frame. Never raises."""
+    return normalize(frame_header.get("BAYERPAT")) or normalize(camera_pattern)
+
+
+def header_pattern(header: Mapping[str, object], height: int) -> str | None:
+    """The pattern at row 0 of a FITS image's data as stored, from its ``BAYERPAT``, ``XBAYROFF``
+    / ``YBAYROFF`` and ``ROWORDER`` (read the way Siril does: BAYERPAT is the top-left as
+    displayed, so a ``BOTTOM-UP`` image of even ``height`` starts on the other row); None when
+    the header names no Bayer phase (mono, CMYG). Never raises."""
+    pattern = normalize(header.get("BAYERPAT"))
+    if pattern is None:
+        return None
+    dx, dy = header.get("XBAYROFF", 0), header.get("YBAYROFF", 0)
+    dx = dx if isinstance(dx, int) and not isinstance(dx, bool) else 0
+    dy = dy if isinstance(dy, int) and not isinstance(dy, bool) else 0
+    pattern = shifted(pattern, dx, dy)
+    if str(header.get("ROWORDER", "TOP-DOWN")).strip().upper() == "BOTTOM-UP":
+        pattern = flipped_rows(pattern, height)
+    return pattern
 
 
 def _require(pattern: str) -> str:

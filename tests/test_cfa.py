@@ -59,3 +59,22 @@ def test_normalize_and_refusals() -> None:
         cfa.shifted("CMYG", 1, 0)
     with pytest.raises(ValueError, match="2-D"):
         cfa.channels(np.zeros((2, 2, 3)), "RGGB")
+
+
+def test_header_pattern_reads_offsets_and_row_order_like_siril() -> None:
+    assert cfa.header_pattern({"BAYERPAT": "RGGB"}, 100) == "RGGB"
+    assert cfa.header_pattern({"BAYERPAT": "rggb", "XBAYROFF": 1}, 100) == "GRBG"
+    assert cfa.header_pattern({"BAYERPAT": "RGGB", "YBAYROFF": 1}, 100) == "GBRG"
+    # BOTTOM-UP: BAYERPAT is the displayed top-left, the last row stored
+    assert cfa.header_pattern({"BAYERPAT": "RGGB", "ROWORDER": "BOTTOM-UP"}, 100) == "GBRG"
+    assert cfa.header_pattern({"BAYERPAT": "RGGB", "ROWORDER": "BOTTOM-UP"}, 101) == "RGGB"
+    assert cfa.header_pattern({"BAYERPAT": "CMYG"}, 100) is None
+    assert cfa.header_pattern({}, 100) is None
+    assert cfa.header_pattern({"BAYERPAT": "RGGB", "XBAYROFF": "x"}, 100) == "RGGB"
+
+
+def test_frame_pattern_prefers_the_frames_own_bayerpat() -> None:
+    assert cfa.frame_pattern("RGGB", {}) == "RGGB"
+    assert cfa.frame_pattern("RGGB", {"BAYERPAT": "GBRG"}) == "GBRG"
+    assert cfa.frame_pattern(None, {}) is None
+    assert cfa.frame_pattern(None, {"BAYERPAT": "junk"}) is None

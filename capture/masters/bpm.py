@@ -10,6 +10,12 @@
   pixel whose response is below ``cold_fraction`` of its local level. Dust shadows (a few to
   fifteen per cent) stay above it.
 
+On a colour (Bayer) sensor both rules run on each CFA sub-plane separately (R, G1, G2, B: every
+second pixel in both directions), so a pixel is judged against its same-colour neighbours with
+that channel's own robust noise, and the block is half as many sub-plane pixels (the same area of
+the sensor). A red pixel on a green-heavy flat is not "cold". The pattern comes from the master's
+``BAYERPAT`` (and offsets, row order); the map stays in sensor coordinates, one map per mosaic.
+
 The map is a uint8 FITS image: 0 good, bit 1 hot, bit 2 cold/dead; ``NHOT``, ``NCOLD`` and the
 thresholds are in the header, the masters used in HISTORY.
 """
@@ -17,13 +23,14 @@ thresholds are in the header, the masters used in HISTORY.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
 from astropy.io import fits
 
-from calibd.capture import __version__
+from calibd.capture import __version__, cfa
 from calibd.capture.config import MastersConfig
 from calibd.capture.library.fitsio import write_atomic
 from calibd.capture.library.headermap import master_row
@@ -81,6 +88,29 @@ def cold_mask(flat: npt.NDArray[np.float32], cfg: MastersConfig) -> npt.NDArray[
     return mask
 
 
+Detector = Callable[[npt.NDArray[np.float32], MastersConfig], npt.NDArray[np.bool_]]
+
+
+def detect(detector: Detector, image: npt.NDArray[np.float32], pattern: str | None,
+           cfg: MastersConfig) -> npt.NDArray[np.bool_]:
+    """Run ``detector`` (:func:`hot_mask` or :func:`cold_mask`) on a mono image, or on each CFA
+    sub-plane of a mosaic with ``pattern`` (same-colour neighbours, per-channel statistics,
+    blocks of the same sensor area) and put the four answers back in sensor coordinates."""
+    if pattern is None:
+        return detector(image, cfg)
+    sub_cfg = cfg.model_copy(update={"bpm_block_px": max(4, cfg.bpm_block_px // 2)})
+    out = np.zeros(image.shape, dtype=np.bool_)
+    planes, masks = cfa.channels(image, pattern), cfa.channels(out, pattern)
+    for name, plane in planes.items():
+        masks[name][...] = detector(np.ascontiguousarray(plane, dtype=np.float32), sub_cfg)
+    return out
+
+
+def master_pattern(path: Path, shape: tuple[int, int]) -> str | None:
+    """The Bayer pattern of a master's data (row 0 as stored), None for a mono master."""
+    return cfa.header_pattern(fits.getheader(path), shape[0])
+
+
 def bpm_keys(index: Index) -> list[tuple[str, int, int]]:
     """(camera, gain, binning) that have master darks."""
     return index.master_dark_settings()
@@ -103,19 +133,24 @@ def build_bpm(index: Index, camera: str, gain: int, binning: int, cfg: MastersCo
     first = darks[0]
     mask: npt.NDArray[np.uint8] | None = None
     used: list[MasterRow] = []
+    patterns: set[str | None] = set()
     for m in darks:
         data = load_float32(root / m.path)
         mask = np.zeros(data.shape, dtype=np.uint8) if mask is None else mask
         if data.shape != mask.shape:
             continue
-        mask[hot_mask(data, cfg)] |= HOT
+        pattern = master_pattern(root / m.path, data.shape)
+        patterns.add(pattern)
+        mask[detect(hot_mask, data, pattern, cfg)] |= HOT
         used.append(m)
     assert mask is not None
     for m in flats:
         data = load_float32(root / m.path)
         if data.shape != mask.shape:
             continue
-        mask[cold_mask(data, cfg)] |= COLD
+        pattern = master_pattern(root / m.path, data.shape)
+        patterns.add(pattern)
+        mask[detect(cold_mask, data, pattern, cfg)] |= COLD
         used.append(m)
     n_hot = int(np.count_nonzero(mask & HOT))
     n_cold = int(np.count_nonzero(mask & COLD))
@@ -136,6 +171,12 @@ def build_bpm(index: Index, camera: str, gain: int, binning: int, cfg: MastersCo
     header["HOTFACT"] = (cfg.hot_factor, "hot: and > this x the local dark level")
     header["COLDFRAC"] = (cfg.cold_fraction, "cold: response below this x local")
     header["BPMBLOCK"] = (cfg.bpm_block_px, "[px] block size of the local level")
+    colour = {p for p in patterns if p is not None}
+    if colour:
+        header["BPMCFA"] = (True, "pixels judged against same-colour neighbours")
+    if len(colour) == 1:  # the pattern of the masters' data, row 0 as stored (the map's too)
+        header["BAYERPAT"] = (colour.pop(), "CFA of the masters: judged per channel")
+        header["ROWORDER"] = ("TOP-DOWN", "row 0 is the top of the image")
     header["SWCREATE"] = f"calibd {__version__}"
     for m in used:
         header.add_history(f"from {Path(m.path).name}")
