@@ -5,7 +5,10 @@
   binning, read-out mode and set-point (the header says which, ``BIASSUB``/``BIASMSTR``);
 * master dark flat: combined as is (it calibrates flats of the same exposure: bias included);
 * master flat: each flat minus the master dark flat (else the master bias), divided by its own
-  median in the central region, then combined with rejection (``FLATCAL``, ``NORMALIZ``).
+  median in the central region, then combined with rejection (``FLATCAL``, ``NORMALIZ``). A
+  colour (Bayer) flat is divided by one number too, the central median of its brightest CFA
+  channel (``NORMALIZ = 'median-cfa'``, ``NORMCHAN``), so the master keeps the mosaic and the
+  colour balance of the light: that channel is ~1, the others what they were relative to it.
 
 A master is *missing* when its cell has frames but no master, and *stale* when the frames it was
 built from are no longer exactly the frames of the cell (a resumed run added some).
@@ -21,7 +24,7 @@ from pathlib import Path
 import numpy as np
 from astropy.io import fits
 
-from calibd.capture import __version__
+from calibd.capture import __version__, cfa
 from calibd.capture.combine import Rejection, combine_to_fits
 from calibd.capture.combine.reader import FrameSource
 from calibd.capture.config import MastersConfig
@@ -166,8 +169,15 @@ def build_master(index: Index, group: MasterGroup, cfg: MastersConfig) -> Path:
     if group.kind == "flat":
         subtract, flatcal = _flat_calibrator(index, group, cfg)
         set_card(header, "FLATCAL", flatcal, "subtracted from each flat")
-        scales = [1.0 / _central_level(p, subtract) for p in paths]
-        set_card(header, "NORMALIZ", "median", "each flat / its central median")
+        pattern = cfa.header_pattern(headers[0], int(headers[0].get("NAXIS2", 0)))
+        if pattern is None:
+            scales = [1.0 / _central_level(p, subtract) for p in paths]
+            set_card(header, "NORMALIZ", "median", "each flat / its central median")
+        else:  # one normaliser for the mosaic: the colour balance stays as the light gave it
+            channel = _brightest_channel(paths[0], subtract, pattern)
+            scales = [1.0 / _central_level(p, subtract, pattern, channel) for p in paths]
+            set_card(header, "NORMALIZ", "median-cfa", "each flat / one channel's central median")
+            set_card(header, "NORMCHAN", channel, "CFA channel normalised to 1 (the brightest)")
     out = master_path(camera_root(root, group.camera, group.folder or None), group.kind,
                       group.settings, exposure_s=group.exposure_s, filter_name=group.filter,
                       run_id=group.run_id)
@@ -232,19 +242,38 @@ def load_float32(path: Path) -> np.ndarray:
     return np.asarray(data, dtype=np.float32)
 
 
-def _central_level(path: Path, subtract: np.ndarray | None) -> float:
-    """Median of the central quarter of ``path`` minus ``subtract``; raises MasterBuildError
-    when it is not positive (a dark 'flat')."""
+def _central_region(path: Path, subtract: np.ndarray | None, *, even: bool) -> np.ndarray:
+    """The central quarter of ``path`` minus ``subtract``; ``even``: starting on an even row and
+    column (a mosaic's crop keeps its pattern)."""
     with FrameSource(path) as src:
         h, w = src.shape
-        r0, r1 = h // 4, h - h // 4
+        r0, c0 = (h // 4, w // 4) if not even else ((h // 4) & ~1, (w // 4) & ~1)
+        r1 = h - h // 4
         band = np.empty((r1 - r0, w), dtype=np.float32)
         src.read_rows(r0, r1, band, np.empty(band.size * 8, dtype=np.uint8))
-    c0, c1 = w // 4, w - w // 4
+    c1 = w - w // 4
     region = band[:, c0:c1]
     if subtract is not None:
         region = region - subtract[r0:r1, c0:c1]
-    level = float(np.median(region[::2, ::2]))
+    return region
+
+
+def _brightest_channel(path: Path, subtract: np.ndarray | None, pattern: str) -> str:
+    """The CFA channel with the highest central median in one calibrated flat."""
+    planes = cfa.channels(_central_region(path, subtract, even=True), pattern)
+    return max(planes, key=lambda n: float(np.median(np.asarray(planes[n], np.float32))))
+
+
+def _central_level(path: Path, subtract: np.ndarray | None, pattern: str | None = None,
+                   channel: str | None = None) -> float:
+    """Median of the central quarter of ``path`` minus ``subtract`` (of a mosaic: of its CFA
+    ``channel`` there); raises MasterBuildError when it is not positive (a dark 'flat')."""
+    region = _central_region(path, subtract, even=pattern is not None)
+    if pattern is not None and channel is not None:
+        sample = np.asarray(cfa.channels(region, pattern)[channel], dtype=np.float32)
+    else:
+        sample = region[::2, ::2]
+    level = float(np.median(sample))
     if level <= 0:
         raise MasterBuildError(f"{path.name}: no signal above the calibration frame "
                                f"(central median {level:.1f} ADU)")
