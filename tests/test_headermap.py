@@ -14,7 +14,7 @@ from calibd.capture.config import MastersConfig
 from calibd.capture.library import headermap
 from calibd.capture.library.fitsio import FrameContext, read_complete_header
 from calibd.capture.library.headermap import FRAME_COLUMNS, Column, frame_row
-from calibd.capture.library.index import Index
+from calibd.capture.library.index import COLOUR_FLAT_COLUMNS, Index
 from calibd.capture.library.library import Library
 from calibd.capture.library.rescan import rescan
 from calibd.capture.library.writer import FrameWriter, WriteJob
@@ -98,7 +98,8 @@ def test_frames_of_every_kind_index_what_their_files_say(tmp_path: Path) -> None
             "exposure_s": frame.exposure_s, "filter": cell.filter,
             "date_obs": f"2026-03-01T20:{N:02d}:{row['seq']:02d}.125", "width": 32,
             "height": 24, "bytes": (root / row["path"]).stat().st_size, "level_adu": 1.5,
-            "noise_adu": 0.5, "mtime_ns": (root / row["path"]).stat().st_mtime_ns}
+            "noise_adu": 0.5, "mtime_ns": (root / row["path"]).stat().st_mtime_ns,
+            **dict.fromkeys(COLOUR_FLAT_COLUMNS)}  # mono: no CFA channel levels
         # frame -> header -> row: the file's header gives the same columns
         header = read_complete_header(root / row["path"])
         assert frame_row(header) == {c.name: row[c.name] for c in FRAME_COLUMNS}

@@ -94,6 +94,10 @@ def run_status(args: argparse.Namespace) -> int:
                                                        and c["state"] != "complete" else "")])
         print(table(rows, ["kind", "gain", "offset", "bin", "mode", "set-point", "exposure",
                            "planned", "done", "state"], right={1, 2, 3, 7, 8}))
+        for c in run["cells"]:
+            if c["channel_levels_adu"]:
+                levels = "  ".join(f"{n} {v:.0f}" for n, v in c["channel_levels_adu"].items())
+                print(f"  flat {c['filter'] or ''} channels (mean ADU above bias): {levels}")
     return 0
 
 

@@ -93,6 +93,11 @@ def _fill(session: FlatSession, cell: Cell, spec: SearchSpec, key: FlatKey, *, f
         except SearchFailed as err:
             session.fail(cell, err)
             return
+        if measured.shot is not None:
+            problem = session.colour_problem(cell, spec, measured.shot)
+            if problem is not None:  # the brightest channel is at the target: no way out
+                session.fail(cell, f"at {spec.fmt(result.x)}: {problem}")
+                return
         session.memory.remember(key, fixed, result.x, result.level)
         extra: Extra = {"FLATSRC": "panel", "PANELBRT": brightness_of(result.x)}
         session.keep_if_good(cell, spec, measured.shot, extra)

@@ -16,6 +16,7 @@ from typing import TypeVar
 
 from calibd.capture.devices import Setup
 from calibd.capture.errors import RunPaused
+from calibd.capture.flats import channels
 from calibd.capture.flats.memory import FlatKey, FlatMemory, Mode
 from calibd.capture.flats.search import SearchFailed, SearchResult, SearchSpec, search, within
 from calibd.capture.plans.cells import Cell
@@ -100,27 +101,56 @@ class FlatSession:
 
         def measure(x: float) -> float:
             measured.shot = take(x)
-            return measured.shot.stats.level_adu
+            return flat_level(measured.shot, spec)
 
         result = search(spec, measure, start)
         origin = "remembered" if start is not None else "cold start"
+        data: dict[str, object] = {"frames": result.frames, "x": result.x,
+                                   "cold": start is None}
+        colour = ""
+        if measured.shot is not None and measured.shot.pattern is not None:
+            found = channel_levels(measured.shot, spec)
+            data["channels_adu"] = {n: round(v - spec.bias_adu, 1)
+                                    for n, v in found.levels.items()}
+            colour = f" in {found.brightest[0]} ({found.describe(spec.bias_adu)})"
         self.port.event("info", "flat-search",
                         f"{cell.filter}: {spec.what} {spec.fmt(result.x)} gives "
-                        f"{result.level:.0f} ADU after {result.frames} test frame(s) ({origin})",
-                        cell, {"frames": result.frames, "x": result.x, "cold": start is None})
+                        f"{result.level:.0f} ADU{colour} after {result.frames} test frame(s) "
+                        f"({origin})", cell, data)
         return result, measured
 
     def keep_if_good(self, cell: Cell, spec: SearchSpec, shot: Shot | None,
                      extra: Extra) -> bool:
-        """Write ``shot`` as a flat of ``cell`` if its level and temperature are right."""
+        """Write ``shot`` as a flat of ``cell`` if its level and temperature are right and, on
+        a colour sensor, no channel clips and the weakest reaches the set's floor; the four
+        channel levels go into its header."""
         if shot is None or self.port.done(cell) >= cell.count:
             return False
-        if not within(spec, shot.stats.level_adu):
-            self.port.reject(cell, f"level {shot.stats.level_adu:.0f} ADU outside "
+        level = flat_level(shot, spec)
+        if not within(spec, level):
+            what = "level" if shot.pattern is None else "brightest channel at"
+            self.port.reject(cell, f"{what} {level:.0f} ADU outside "
                                    f"{spec.target_adu:.0f} ± {spec.tolerance_adu:.0f} ADU",
                              "flat-level", shot.stats)
             return False
-        return self.port.keep(shot, cell, {**extra, "FLATTGT": round(spec.target_adu, 1)})
+        cards: Extra = {**extra, "FLATTGT": round(spec.target_adu, 1)}
+        if shot.pattern is not None:
+            found = channel_levels(shot, spec)
+            problem = self.colour_problem(cell, spec, shot)
+            if problem is not None:
+                self.port.reject(cell, problem, "flat-channels", shot.stats)
+                return False
+            cards.update(found.header())
+            cards["FLATBIAS"] = round(spec.bias_adu, 1)
+        return self.port.keep(shot, cell, cards)
+
+    def colour_problem(self, cell: Cell, spec: SearchSpec, shot: Shot) -> str | None:
+        """Why a colour flat must not be kept (a channel clips, the weakest is below the set's
+        floor), or None; always None for a mono frame."""
+        if shot.pattern is None:
+            return None
+        return channels.colour_problem(channel_levels(shot, spec), bias_adu=spec.bias_adu,
+                                       floor_adu=flat_set_of(cell).min_channel_adu)
 
     def fail(self, cell: Cell, err: SearchFailed | str) -> None:
         if isinstance(err, SearchFailed):
@@ -211,6 +241,22 @@ class FlatSession:
                 return
             if self.clock.wait(self.stop, min(left, 600.0)):
                 raise RunPaused("stop requested while waiting for twilight")
+
+
+def channel_levels(shot: Shot, spec: SearchSpec) -> channels.ChannelLevels:
+    """The four CFA channel levels of a colour shot (raw ADU). Raises ValueError for a mono
+    shot."""
+    if shot.pattern is None:
+        raise ValueError("a mono frame has no CFA channels")
+    return channels.measure(shot.frame.data, shot.pattern, spec.saturation_adu)
+
+
+def flat_level(shot: Shot, spec: SearchSpec) -> float:
+    """The level a flat is aimed and judged by (raw ADU): the central median of a mono frame,
+    the brightest CFA channel's of a colour mosaic (the one that clips first)."""
+    if shot.pattern is None:
+        return shot.stats.level_adu
+    return channel_levels(shot, spec).brightest[1]
 
 
 def target_adu(fset: FlatSet, levels: Levels) -> float:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 
 from calibd.capture.flats.filters import relative_throughput
-from calibd.capture.flats.session import MOVE_TIMEOUT_S, FlatSession
+from calibd.capture.flats.session import MOVE_TIMEOUT_S, FlatSession, flat_level
 from calibd.capture.flats.skymodel import SkyModel
 from calibd.capture.plans.cells import Cell
 from calibd.capture.plans.model import FlatSet
@@ -111,8 +111,9 @@ def _one_filter(session: FlatSession, cell: Cell, fset: FlatSet, site: Site, win
             guess = limit
             continue
         shot = port.shoot(cell, predicted)
-        signal = shot.stats.level_adu - bias
-        saturated = shot.stats.level_adu >= 0.98 * spec.saturation_adu
+        level = flat_level(shot, spec)  # colour: the brightest channel
+        signal = level - bias
+        saturated = level >= 0.98 * spec.saturation_adu
         if saturated:
             model.samples.clear()
             guess = predicted / 10.0

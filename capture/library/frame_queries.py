@@ -142,6 +142,18 @@ class FrameQueries(Store):
         row = self.query("SELECT COUNT(*) AS n, COALESCE(SUM(bytes), 0) AS b FROM frames")[0]
         return int(row["n"]), int(row["b"])
 
+    def flat_channel_levels(self, run_id: int) -> dict[str, dict[str, float]]:
+        """cell key -> mean level of each CFA channel above the bias (ADU) over the run's
+        colour flats (``R``, ``G1``, ``G2``, ``B``); mono cells are absent."""
+        rows = self.query(
+            "SELECT cell_key, AVG(cfa_r_adu - flat_bias_adu) AS r, "
+            "AVG(cfa_g1_adu - flat_bias_adu) AS g1, AVG(cfa_g2_adu - flat_bias_adu) AS g2, "
+            "AVG(cfa_b_adu - flat_bias_adu) AS b FROM frames WHERE run_id=? AND kind='flat' "
+            "AND cfa_r_adu IS NOT NULL AND flat_bias_adu IS NOT NULL GROUP BY cell_key",
+            (run_id,))
+        return {r["cell_key"]: {"R": round(r["r"], 1), "G1": round(r["g1"], 1),
+                                "G2": round(r["g2"], 1), "B": round(r["b"], 1)} for r in rows}
+
     def flat_exposure_spans(self, run_id: int) -> dict[str, tuple[float, float]]:
         """cell key -> ([s] shortest, longest) exposure of the run's flats."""
         rows = self.query("SELECT cell_key, MIN(exposure_s) AS lo, MAX(exposure_s) AS hi "

@@ -103,6 +103,12 @@ FRAME_COLUMNS: tuple[Column, ...] = (
     Column("seq", "FRAMESEQ"),
     *_SETTINGS,
     Column("ccd_temp_c", "CCD-TEMP"),
+    # Colour flats: each CFA channel's central median and the bias level (raw ADU).
+    Column("cfa_r_adu", "CFALVLR"),
+    Column("cfa_g1_adu", "CFALVLG1"),
+    Column("cfa_g2_adu", "CFALVLG2"),
+    Column("cfa_b_adu", "CFALVLB"),
+    Column("flat_bias_adu", "FLATBIAS"),
 )
 
 MASTER_COLUMNS: tuple[Column, ...] = (

@@ -25,6 +25,7 @@ from calibd.capture.library.runs_table import RunsTable
 from calibd.drivers.clock import Clock
 
 SCHEMA_VERSION = 1
+COLOUR_FLAT_COLUMNS = ("cfa_r_adu", "cfa_g1_adu", "cfa_g2_adu", "cfa_b_adu", "flat_bias_adu")
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS runs(
@@ -63,6 +64,7 @@ CREATE TABLE IF NOT EXISTS frames(
     setpoint_c REAL, ccd_temp_c REAL, exposure_s REAL, filter TEXT,
     date_obs TEXT, width INTEGER, height INTEGER, bytes INTEGER,
     level_adu REAL, noise_adu REAL, mtime_ns INTEGER,
+    cfa_r_adu REAL, cfa_g1_adu REAL, cfa_g2_adu REAL, cfa_b_adu REAL, flat_bias_adu REAL,
     UNIQUE(run_id, cell_key, seq)
 );
 CREATE INDEX IF NOT EXISTS frames_cell ON frames(run_id, cell_key);
@@ -172,6 +174,9 @@ class Index(RunsTable, FrameQueries, MastersTable, FlatMemoryTable):
                 with self.tx() as tx:
                     if "mtime_ns" not in columns:  # libraries indexed before checksums
                         tx.execute("ALTER TABLE frames ADD COLUMN mtime_ns INTEGER")
+                    for name in COLOUR_FLAT_COLUMNS:  # libraries indexed before colour flats
+                        if name not in columns:
+                            tx.execute(f"ALTER TABLE frames ADD COLUMN {name} REAL")
                     tx.execute("INSERT OR IGNORE INTO meta(key, value) VALUES('schema', ?)",
                                (str(SCHEMA_VERSION),))
         except LibraryError:

@@ -10,8 +10,9 @@ from calibd.capture.library.index import Index
 
 
 def status_data(root: Path, index: Index, run_filter: int | None = None) -> dict[str, Any]:
-    """Runs with their cells (planned, done, state, reason), frame and byte totals, and per run
-    the number of cells with frames but no master (``masters_missing``)."""
+    """Runs with their cells (planned, done, state, reason; colour flats: the mean level of each
+    CFA channel above the bias, ``channel_levels_adu``), frame and byte totals, and per run the
+    number of cells with frames but no master (``masters_missing``)."""
     frames, size = index.frame_totals()
     runs = []
     for run in index.runs():
@@ -19,6 +20,7 @@ def status_data(root: Path, index: Index, run_filter: int | None = None) -> dict
             continue
         cells = []
         spans = index.flat_exposure_spans(run.id)
+        colours = index.flat_channel_levels(run.id)
         for r in index.cell_rows(run.id):
             done, planned = int(r["done"]), int(r["planned"])
             state = r["state"]
@@ -29,6 +31,7 @@ def status_data(root: Path, index: Index, run_filter: int | None = None) -> dict
                           "readout_mode": r["readout_mode"], "setpoint_c": r["setpoint_c"],
                           "exposure_s": r["exposure_s"], "filter": r["filter"],
                           "flat_exposures_s": spans.get(r["cell_key"]),
+                          "channel_levels_adu": colours.get(r["cell_key"]),
                           "planned": planned, "done": min(done, planned), "extra": max(0,
                           done - planned), "state": state, "reason": r["reason"]})
         planned = sum(c["planned"] for c in cells)

@@ -135,6 +135,8 @@ class FlatSet(_MatrixSet):
     target_adu: float | None = Field(None, gt=0, le=65535)
     target_fraction: float | None = Field(None, gt=0, lt=1)
     tolerance_pct: float = Field(10.0, gt=0, le=50)
+    # Colour sensors: the weakest CFA channel must reach this many ADU above the bias.
+    min_channel_adu: float = Field(1000.0, ge=0, le=65535)
     min_exposure_s: Exposure = 0.01
     max_exposure_s: Exposure = 30.0
     panel: PanelOptions = PanelOptions()

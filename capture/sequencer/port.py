@@ -25,6 +25,7 @@ class Shot:
     frame: Frame
     stats: FrameStats
     cooler: CoolerState
+    pattern: str | None = None  # Bayer pattern of the mosaic as written (BAYERPAT); None: mono
 
 
 class CellFailed(Exception):

@@ -20,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Literal, TypeVar
 
+from calibd.capture import cfa
 from calibd.capture.errors import CoolingTimeout, LibraryError, RunPaused
 from calibd.capture.library.fitsio import FrameContext
 from calibd.capture.library.library import Library, RunHandle
@@ -300,7 +301,8 @@ class Sequencer:
             elapsed = self.clock.monotonic() - started
             self._frame_overhead_s = 0.8 * self._frame_overhead_s + 0.2 * max(
                 0.0, elapsed - exposure_s)
-            return Shot(frame, stats, state)
+            return Shot(frame, stats, state,
+                        cfa.frame_pattern(self.info.bayer_pattern, frame.extra_header))
 
     def levels(self, cell: Cell) -> Levels:
         """Bias and clipping levels at the cell's settings. The bias level comes from this run,
