@@ -29,12 +29,6 @@ def normalize(pattern: object) -> str | None:
     return text if text in PATTERNS else None
 
 
-def frame_pattern(camera_pattern: str | None, frame_header: Mapping[str, object]) -> str | None:
-    """The pattern of one frame as calibd writes it: the frame's own ``BAYERPAT`` when its driver
-    sent one (INDI does, per frame), else the camera's; None for a mono frame. Never raises."""
-    return normalize(frame_header.get("BAYERPAT")) or normalize(camera_pattern)
-
-
 def header_pattern(header: Mapping[str, object], height: int) -> str | None:
     """The pattern at row 0 of a FITS image's data as stored, from its ``BAYERPAT``, ``XBAYROFF``
     / ``YBAYROFF`` and ``ROWORDER`` (read the way Siril does: BAYERPAT is the top-left as

@@ -72,9 +72,3 @@ def test_header_pattern_reads_offsets_and_row_order_like_siril() -> None:
     assert cfa.header_pattern({}, 100) is None
     assert cfa.header_pattern({"BAYERPAT": "RGGB", "XBAYROFF": "x"}, 100) == "RGGB"
 
-
-def test_frame_pattern_prefers_the_frames_own_bayerpat() -> None:
-    assert cfa.frame_pattern("RGGB", {}) == "RGGB"
-    assert cfa.frame_pattern("RGGB", {"BAYERPAT": "GBRG"}) == "GBRG"
-    assert cfa.frame_pattern(None, {}) is None
-    assert cfa.frame_pattern(None, {"BAYERPAT": "junk"}) is None

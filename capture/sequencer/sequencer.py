@@ -301,8 +301,7 @@ class Sequencer:
             elapsed = self.clock.monotonic() - started
             self._frame_overhead_s = 0.8 * self._frame_overhead_s + 0.2 * max(
                 0.0, elapsed - exposure_s)
-            return Shot(frame, stats, state,
-                        cfa.frame_pattern(self.info.bayer_pattern, frame.extra_header))
+            return Shot(frame, stats, state, cfa.normalize(frame.bayer_pattern))
 
     def levels(self, cell: Cell) -> Levels:
         """Bias and clipping levels at the cell's settings. The bias level comes from this run,
