@@ -813,6 +813,27 @@ static cam_t *hang_unlocked(double seconds, int id, int *err)
     return find_cam(id, 1, err);
 }
 
+/* A one-shot hang fault armed in *armed (seconds: hang_stop_s, hang_status_s or hang_data_s of
+ * camera c): disarmed, counted and hung through hang_unlocked(). Returns c when none is armed,
+ * else hang_unlocked()'s result (NULL and *err set when the camera went away). */
+static cam_t *take_hang(cam_t *c, double *armed, int id, int *err)
+{
+    double seconds = *armed;
+    if (seconds <= 0.0)
+        return c;
+    *armed = 0.0;
+    c->n_hangs++;
+    return hang_unlocked(seconds, id, err);
+}
+
+/* A call that changes nothing on an open camera: ``answer``, or the camera's error. */
+static int open_cam_answer(int id, int answer)
+{
+    OPEN_CAM(c, id);
+    (void)c;
+    LEAVE(answer);
+}
+
 /* ------------------------------------------------------------------------------------------ */
 /* SDK surface                                                                                 */
 
@@ -1054,10 +1075,7 @@ int ASIEnableDarkSubtract(int id, char *bmp_path)
 
 int ASIDisableDarkSubtract(int id)
 {
-    int err;
-    ENTER();
-    cam_t *c = find_cam(id, 1, &err);
-    LEAVE(c ? DBL_OK : err);
+    return open_cam_answer(id, DBL_OK);
 }
 
 int ASIStartVideoCapture(int id)
@@ -1105,20 +1123,14 @@ int ASIGetVideoData(int id, unsigned char *buffer, long size, int wait_ms)
 
 int ASIPulseGuideOn(int id, int direction)
 {
-    int err;
     (void)direction;
-    ENTER();
-    cam_t *c = find_cam(id, 1, &err);
-    LEAVE(c ? DBL_OK : err);
+    return open_cam_answer(id, DBL_OK);
 }
 
 int ASIPulseGuideOff(int id, int direction)
 {
-    int err;
     (void)direction;
-    ENTER();
-    cam_t *c = find_cam(id, 1, &err);
-    LEAVE(c ? DBL_OK : err);
+    return open_cam_answer(id, DBL_OK);
 }
 
 int ASIStartExposure(int id, int is_dark)
@@ -1141,14 +1153,9 @@ int ASIStartExposure(int id, int is_dark)
 int ASIStopExposure(int id)
 {
     OPEN_CAM(c, id);
-    double hang = c->hang_stop_s;
-    if (hang > 0.0) {
-        c->hang_stop_s = 0.0;
-        c->n_hangs++;
-        c = hang_unlocked(hang, id, &c_err);
-        if (!c)
-            LEAVE(c_err);
-    }
+    c = take_hang(c, &c->hang_stop_s, id, &c_err);
+    if (!c)
+        LEAVE(c_err);
     if (c->status == DBL_EXP_WORKING) {
         c->status = DBL_EXP_FAILED;
         c->n_stopped++;
@@ -1161,14 +1168,9 @@ int ASIStopExposure(int id)
 int ASIGetExpStatus(int id, int *status)
 {
     OPEN_CAM(c, id);
-    double hang = c->hang_status_s;
-    if (hang > 0.0) {
-        c->hang_status_s = 0.0;
-        c->n_hangs++;
-        c = hang_unlocked(hang, id, &c_err);
-        if (!c)
-            LEAVE(c_err);
-    }
+    c = take_hang(c, &c->hang_status_s, id, &c_err);
+    if (!c)
+        LEAVE(c_err);
     update_exposure(c);
     OUT(status, c->status);
     LEAVE(DBL_OK);
@@ -1188,15 +1190,10 @@ int ASIGetDataAfterExp(int id, unsigned char *buffer, long size)
     int type = c->exp_type;
     c->frame = NULL;
     c->status = DBL_EXP_IDLE;
-    double hang = c->hang_data_s;
-    if (hang > 0.0) {
-        c->hang_data_s = 0.0;
-        c->n_hangs++;
-        c = hang_unlocked(hang, id, &c_err);
-        if (!c) {
-            free(img);
-            LEAVE(c_err);
-        }
+    c = take_hang(c, &c->hang_data_s, id, &c_err);
+    if (!c) {
+        free(img);
+        LEAVE(c_err);
     }
     copy_out(img, type, npix, buffer);
     free(img);
@@ -1285,11 +1282,8 @@ int ASISetCameraMode(int id, int mode)
 
 int ASISendSoftTrigger(int id, int start)
 {
-    int err;
     (void)start;
-    ENTER();
-    cam_t *c = find_cam(id, 1, &err);
-    LEAVE(c ? DBL_ERR_INVALID_MODE : err);
+    return open_cam_answer(id, DBL_ERR_INVALID_MODE);
 }
 
 int ASISetTriggerOutputIOConf(int id, int pin, int pin_high, long delay_us, long duration_us)
