@@ -23,6 +23,7 @@ from pydantic import (
 )
 
 from calibd.capture.errors import ConfigError
+from calibd.capture.library.policy import LibraryPolicy
 from calibd.capture.net import is_loopback_literal
 from calibd.capture.yamlsrc import Located, load_located, problems_from_validation
 
@@ -182,6 +183,7 @@ class LibraryConfig(_Strict):
     min_free_mb: float = Field(512.0, ge=0)  # stop cleanly before the disk is this full
     write_queue: int = Field(3, ge=1, le=64)  # frames waiting for the writer (memory bound)
     write_queue_mb: float = Field(64.0, ge=1, le=65536)  # ... and their bytes (one always fits)
+    policy: LibraryPolicy = LibraryPolicy()  # ages, invalidations, matching tolerances
 
 
 class RejectionConfig(_Strict):

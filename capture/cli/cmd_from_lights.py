@@ -78,8 +78,11 @@ def run_from_lights(args: argparse.Namespace) -> int:
     config, _ = config_from_args(args)
     root = library_root(args, config).expanduser().resolve()
     masters, has_library = _masters(root)
-    tolerance = args.tolerance if args.tolerance is not None else 1.0
-    s = survey(list(args.folders), masters, tolerance_c=tolerance)
+    policy = config.library.policy
+    tolerance = args.tolerance if args.tolerance is not None else policy.setpoint_tolerance_c
+    flat_age = policy.max_age_days.flat
+    s = survey(list(args.folders), masters, tolerance_c=tolerance,
+               flat_max_age_days=flat_age if isinstance(flat_age, float) else 1.0)
     plans = build_plans(s, flat_source=args.flat_source)
     written: list[Path] = []
     if args.output is not None and plans:

@@ -20,6 +20,7 @@ from calibd.capture.library.rescan import open_existing, rescan
 from calibd.capture.library.status import status_data
 from calibd.capture.plans.cells import fmt_number
 from calibd.capture.plans.estimate import human_bytes
+from calibd.capture.textsafe import shown
 
 
 def register(sub: Any) -> None:
@@ -42,6 +43,9 @@ def register(sub: Any) -> None:
     add_config_args(scan, camera=False)
     scan.add_argument("--json", action="store_true")
     scan.set_defaults(handler=run_rescan)
+    from calibd.capture.cli import cmd_invalidate
+
+    cmd_invalidate.register(lib_sub)
 
 
 def _open(args: argparse.Namespace) -> tuple[Path, Index]:
@@ -61,9 +65,12 @@ def _span(span: tuple[float, float] | None) -> str:
 
 
 def run_status(args: argparse.Namespace) -> int:
-    root, index = _open(args)
+    config, _ = config_from_args(args)
+    root = library_root(args, config).expanduser().resolve()
+    index = open_existing(root)
     try:
-        data = status_data(root, index, args.run)
+        data = status_data(root, index, args.run, policy=config.library.policy,
+                           longitude_deg=config.site.longitude_deg if config.site else None)
     finally:
         index.close()
     if args.json:
@@ -91,14 +98,31 @@ def run_status(args: argparse.Namespace) -> int:
                          str(c["offset"]), str(c["binning"]), c["readout_mode"] or "",
                          f"{fmt_number(c['setpoint_c'])} °C", exp, str(c["planned"]),
                          str(c["done"]), c["state"] + (f": {c['reason']}" if c["reason"]
-                                                       and c["state"] != "complete" else "")])
+                                                       and c["state"] != "complete" else ""),
+                         _age(c), _valid(c)])
         print(table(rows, ["kind", "gain", "offset", "bin", "mode", "set-point", "exposure",
-                           "planned", "done", "state"], right={1, 2, 3, 7, 8}))
+                           "planned", "done", "state", "age", "valid"],
+                    right={1, 2, 3, 7, 8, 10}))
         for c in run["cells"]:
             if c["channel_levels_adu"]:
                 levels = "  ".join(f"{n} {v:.0f}" for n, v in c["channel_levels_adu"].items())
                 print(f"  flat {c['filter'] or ''} channels (mean ADU above bias): {levels}")
+    if data["masters"]:
+        print()
+        print(f"Masters ({len(data['masters'])}):")
+        for m in data["masters"]:
+            print(f"  {m['path']}: {_age(m)} {_valid(m)}")
     return 0
+
+
+def _age(d: dict[str, Any]) -> str:
+    return "" if d["age_days"] is None else f"{d['age_days']:.1f} d"
+
+
+def _valid(d: dict[str, Any]) -> str:
+    if d["valid"] is None:
+        return ""
+    return "valid" if d["valid"] else f"INVALID: {shown(d['invalid_reason'], 200)}"
 
 
 def run_match(args: argparse.Namespace) -> int:

@@ -22,6 +22,7 @@ from calibd.capture.library.flat_memory import FlatMemoryTable
 from calibd.capture.library.frame_queries import FrameQueries
 from calibd.capture.library.masters_table import MastersTable
 from calibd.capture.library.runs_table import RunsTable
+from calibd.capture.library.validity_queries import ValidityQueries
 from calibd.drivers.clock import Clock
 
 SCHEMA_VERSION = 1
@@ -132,10 +133,11 @@ def _nearly_full(folder: Path) -> bool:
         return False
 
 
-class Index(RunsTable, FrameQueries, MastersTable, FlatMemoryTable):
+class Index(ValidityQueries, RunsTable, FrameQueries, MastersTable, FlatMemoryTable):
     """Access to one library's index. Creates it on first use. Its tables' named queries live
     in the mixins (:mod:`capture.library.runs_table`, :mod:`~capture.library.frame_queries`,
-    :mod:`~capture.library.masters_table`, :mod:`~capture.library.flat_memory`); :meth:`query`
+    :mod:`~capture.library.masters_table`, :mod:`~capture.library.flat_memory`,
+    :mod:`~capture.library.validity_queries`); :meth:`query`
     is for them and for tests.
 
     ``clock``: what runs and journal events are stamped with (the camera's clock while
