@@ -36,6 +36,84 @@ __all__ = ["TILE", "combine_f32", "combine_u16"]
 
 
 @jit
+def _later_passes(
+    x: Any,
+    s: Any,
+    m: int,
+    lanes: Any,
+    cx: Any,
+    cs: Any,
+    k: Any,
+    f: Any,
+    cf: Any,
+    ck: Any,
+    ki: Any,
+    ip: Any,
+    fp: Any,
+    mean_comb: bool,
+) -> None:
+    """Passes 2.. of sigma / winsorized clipping for the ``m`` lanes listed in ``lanes``.
+
+    Gathers those lanes of ``x``/``s`` and of the lane state (``k``: a, b, wa, wb; ``f``: lo,
+    hi, sum) into the compact tile ``cx``/``cs``/``ck``/``cf``, runs the passes there until
+    every lane converges (or the pass limit), and scatters a, b, lo, hi and the kept sum back.
+    """
+    n = x.shape[0]
+    maxp = ip[4]
+    for i in range(n):
+        xi = x[i]
+        si = s[i]
+        cxi = cx[i]
+        csi = cs[i]
+        for j in range(m):
+            cxi[j] = xi[lanes[j]]
+            csi[j] = si[lanes[j]]
+    for r in range(4):
+        for j in range(m):
+            ck[r, j] = k[r, lanes[j]]
+    for r in range(2):
+        for j in range(m):
+            cf[r, j] = f[r, lanes[j]]
+    a = ck[0]
+    b = ck[1]
+    wa = ck[2]
+    wb = ck[3]
+    act = ck[4]
+    lo = cf[0]
+    hi = cf[1]
+    acc = cf[8]
+    for j in range(m):
+        act[j] = 1
+    passes = 1
+    while maxp == 0 or passes < maxp:
+        anyact = False
+        for t in range(m):
+            if act[t]:
+                nwa = max(wa[t], a[t])
+                nwb = min(wb[t], b[t])
+                if nwb - nwa == wb[t] - wa[t] or nwb <= nwa:
+                    act[t] = 0
+                else:
+                    wa[t] = nwa
+                    wb[t] = nwb
+                    anyact = True
+        if not anyact:
+            break
+        _bounds(cx, cs, m, wa, wb, act, False, ip, fp, cf, ki, False)
+        _counts(cx, m, lo, hi, act, a, b)
+        passes += 1
+    if mean_comb:
+        _masked_sum(cx, m, lo, hi, acc, False, acc)
+    for j in range(m):
+        t = lanes[j]
+        k[0, t] = a[j]
+        k[1, t] = b[j]
+        f[0, t] = lo[j]
+        f[1, t] = hi[j]
+        f[8, t] = acc[j]
+
+
+@jit
 def _tile(
     x: Any,
     s: Any,
@@ -53,9 +131,15 @@ def _tile(
     dhi: Any,
     da: Any,
     db: Any,
+    lanes: Any,
+    cx: Any,
+    cs: Any,
+    cf: Any,
+    ck: Any,
 ) -> tuple[int, int]:
     """Reject and combine one tile; x holds the samples in frame order, s a copy to sort.
-    ``is_int``: the samples are integers (uint16 tiles), which allows exact integer sums."""
+    ``is_int``: the samples are integers (uint16 tiles), which allows exact integer sums.
+    ``lanes``, ``cx``/``cs`` (like x/s), ``cf``/``ck`` (like f/k): scratch of the later passes."""
     n = x.shape[0]
     method = ip[0]
     mean_comb = ip[1] != MEDIAN
@@ -72,7 +156,6 @@ def _tile(
     act = k[4]
     if ip[11] != 0:
         _sort_rows(s, tt, pairs)
-    summed = False  # acc already holds the sum of the kept samples
     if method == NONE:
         for t in range(tt):
             a[t] = 0
@@ -84,7 +167,6 @@ def _tile(
                 _sum_int(x, tt, acc, ki)
             else:
                 _sum(x, tt, acc)
-            summed = True
     elif method == MINMAX:
         for t in range(tt):
             a[t] = nlo
@@ -97,7 +179,6 @@ def _tile(
                 sr = s[r]
                 for t in range(tt):
                     acc[t] += np.float64(sr[t])
-            summed = True
     elif method == PERCENTILE:
         for t in range(tt):
             lo[t] = _lerp(np.float64(s[ip[7], t]), np.float64(s[ip[8], t]), fp[2])
@@ -106,7 +187,6 @@ def _tile(
             _count_sum_int(x, tt, lo, hi, a, b, acc, ki)
         else:
             _count_sum(x, tt, lo, hi, a, b, acc)
-        summed = True
     else:
         for t in range(tt):
             wa[t] = 0
@@ -117,28 +197,19 @@ def _tile(
             _count_sum_int(x, tt, lo, hi, a, b, acc, ki)
         else:
             _count_sum(x, tt, lo, hi, a, b, acc)
-        summed = True
-        passes = 1
-        while maxp == 0 or passes < maxp:
-            anyact = False
+        if maxp != 1:
+            # Later passes only for the lanes the first one narrowed (typically a few %):
+            # gathered into a compact tile, so the passes do not sweep every lane each time.
+            # Per-lane work is unchanged, so the results are identical.
+            m = 0
             for t in range(tt):
-                if act[t]:
-                    nwa = max(wa[t], a[t])
-                    nwb = min(wb[t], b[t])
-                    if nwb - nwa == wb[t] - wa[t] or nwb <= nwa:
-                        act[t] = 0
-                    else:
-                        wa[t] = nwa
-                        wb[t] = nwb
-                        anyact = True
-            if not anyact:
-                break
-            summed = False
-            _bounds(x, s, tt, wa, wb, act, False, ip, fp, f, ki, is_int)
-            _counts(x, tt, lo, hi, act, a, b)
-            passes += 1
-    if mean_comb and not summed:
-        _masked_sum(x, tt, lo, hi, acc, False, acc)
+                nwa = max(wa[t], a[t])
+                nwb = min(wb[t], b[t])
+                if not (nwb - nwa == wb[t] - wa[t] or nwb <= nwa):
+                    lanes[m] = t
+                    m += 1
+            if m > 0:
+                _later_passes(x, s, m, lanes, cx, cs, k, f, cf, ck, ki, ip, fp, mean_comb)
     low = 0
     high = 0
     for t in range(tt):
@@ -210,11 +281,16 @@ def combine_u16(
     f = np.empty((12, TILE), np.float64)
     k = np.empty((5, TILE), np.int64)
     ki = np.empty((5, TILE), np.int32)
+    lanes = np.empty(TILE, np.int64)
+    cf = np.empty((12, TILE), np.float64)
+    ck = np.empty((5, TILE), np.int64)
     low = 0
     high = 0
     if sub.shape[0] == 0 and scale.shape[0] == 0:
         xu = np.empty((n, TILE), np.uint16)
         su = np.empty((n, TILE), np.uint16)
+        cxu = np.empty((n, TILE), np.uint16)
+        csu = np.empty((n, TILE), np.uint16)
         for q0 in range(p0, p1, TILE):
             tt = min(TILE, p1 - q0)
             for i in range(n):
@@ -226,12 +302,17 @@ def combine_u16(
                     v = ((w >> 8) | (w << 8)) ^ 0x8000
                     xi[t] = v
                     si[t] = v
-            lo_, hi_ = _tile(xu, su, tt, out, q0, ip, fp, pairs, f, k, ki, True, dlo, dhi, da, db)
+            lo_, hi_ = _tile(
+                xu, su, tt, out, q0, ip, fp, pairs, f, k, ki, True, dlo, dhi, da, db,
+                lanes, cxu, csu, cf, ck
+            )
             low += lo_
             high += hi_
         return low, high
     x = np.empty((n, TILE), np.float32)
     s = np.empty((n, TILE), np.float32)
+    cx = np.empty((n, TILE), np.float32)
+    cs = np.empty((n, TILE), np.float32)
     for q0 in range(p0, p1, TILE):
         tt = min(TILE, p1 - q0)
         for i in range(n):
@@ -241,7 +322,10 @@ def combine_u16(
                 w = np.int32(ri[t])
                 xi[t] = np.float32(((w >> 8) | ((w & 0xFF) << 8)) ^ 0x8000)
         _scale_rows(x, s, tt, q0, sub, scale)
-        lo_, hi_ = _tile(x, s, tt, out, q0, ip, fp, pairs, f, k, ki, False, dlo, dhi, da, db)
+        lo_, hi_ = _tile(
+            x, s, tt, out, q0, ip, fp, pairs, f, k, ki, False, dlo, dhi, da, db,
+            lanes, cx, cs, cf, ck
+        )
         low += lo_
         high += hi_
     return low, high
@@ -270,6 +354,11 @@ def combine_f32(
     f = np.empty((12, TILE), np.float64)
     k = np.empty((5, TILE), np.int64)
     ki = np.empty((5, TILE), np.int32)
+    lanes = np.empty(TILE, np.int64)
+    cx = np.empty((n, TILE), np.float32)
+    cs = np.empty((n, TILE), np.float32)
+    cf = np.empty((12, TILE), np.float64)
+    ck = np.empty((5, TILE), np.int64)
     low = 0
     high = 0
     for q0 in range(p0, p1, TILE):
@@ -280,7 +369,10 @@ def combine_f32(
             for t in range(tt):
                 xi[t] = ri[t]
         _scale_rows(x, s, tt, q0, sub, scale)
-        lo_, hi_ = _tile(x, s, tt, out, q0, ip, fp, pairs, f, k, ki, False, dlo, dhi, da, db)
+        lo_, hi_ = _tile(
+            x, s, tt, out, q0, ip, fp, pairs, f, k, ki, False, dlo, dhi, da, db,
+            lanes, cx, cs, cf, ck
+        )
         low += lo_
         high += hi_
     return low, high
