@@ -1,14 +1,16 @@
-"""``calibd masters build | list | combine``."""
+"""``calibd masters build | list | combine``.
+
+The library, configuration and combination modules are imported by the command that needs them,
+so ``masters combine`` (one process per master in scripts) starts without the configuration
+models and the library index.
+"""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from astropy.io import fits
-
-from calibd.capture import __version__
 from calibd.capture.cli.common import (
     add_config_args,
     command_group,
@@ -17,14 +19,11 @@ from calibd.capture.cli.common import (
     print_json,
     table,
 )
-from calibd.capture.combine import Rejection, combine_to_fits
-from calibd.capture.config import MastersConfig
 from calibd.capture.errors import InputError, Problem
-from calibd.capture.library.index import Index
-from calibd.capture.library.rescan import open_existing, remove_temp_files
-from calibd.capture.masters.inputs import check_consistent
-from calibd.capture.masters.service import build_missing
-from calibd.capture.plans.cells import fmt_number
+
+if TYPE_CHECKING:
+    from calibd.capture.config import MastersConfig
+    from calibd.capture.library.index import Index
 
 KINDS = ("bias", "dark", "darkflat", "flat", "bpm")
 
@@ -67,12 +66,17 @@ def register(sub: Any) -> None:
 
 
 def _index(args: argparse.Namespace) -> tuple[Index, MastersConfig]:
+    from calibd.capture.library.rescan import open_existing
+
     config, _ = config_from_args(args)
     root = library_root(args, config).expanduser().resolve()
     return open_existing(root), config.masters
 
 
 def run_build(args: argparse.Namespace) -> int:
+    from calibd.capture.library.rescan import remove_temp_files
+    from calibd.capture.masters.service import build_missing
+
     index, cfg = _index(args)
     try:
         remove_temp_files(index.root)  # what killed master writes left behind
@@ -88,6 +92,8 @@ def run_build(args: argparse.Namespace) -> int:
 
 
 def run_list(args: argparse.Namespace) -> int:
+    from calibd.capture.plans.cells import fmt_number
+
     index, _ = _index(args)
     try:
         masters = index.masters(args.kind)
@@ -111,6 +117,12 @@ def run_list(args: argparse.Namespace) -> int:
 
 
 def run_combine(args: argparse.Namespace) -> int:
+    from astropy.io import fits
+
+    from calibd.capture import __version__
+    from calibd.capture.combine import Rejection, combine_to_fits
+    from calibd.capture.masters.inputs import check_consistent
+
     out: Path = args.output
     if out.exists() and not args.force:
         raise InputError([Problem(out, None, "", "the output exists (use --force)")])

@@ -7,10 +7,11 @@ import json
 import shutil
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from calibd.capture.config import Config, load_config
-from calibd.capture.yamlsrc import Located
+if TYPE_CHECKING:  # imported when used: `masters combine` needs no configuration
+    from calibd.capture.config import Config
+    from calibd.capture.yamlsrc import Located
 
 DEFAULT_LIBRARY = Path("library")
 
@@ -39,6 +40,8 @@ def add_config_args(parser: argparse.ArgumentParser, *, library: bool = True,
 
 
 def config_from_args(args: argparse.Namespace) -> tuple[Config, Located | None]:
+    from calibd.capture.config import load_config
+
     return load_config(getattr(args, "config", None))
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib
 import logging
 import os
 import sys
@@ -41,6 +42,10 @@ def setup_logging(verbose: int, quiet: bool) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    # astropy installs its own logger class for "astropy" when imported: import it before
+    # that logger is looked up (commands import their modules lazily, after this).
+    import astropy  # noqa: F401
+
     for noisy in ("astropy", "apscheduler", "urllib3", "numba"):
         logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
 
@@ -56,18 +61,33 @@ class _JournalFormatter(logging.Formatter):
         return f"<{self.PRIORITY.get(record.levelno, 6)}>{record.name}: {text}"
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from calibd.capture.cli import (
-        cmd_daemon,
-        cmd_devices,
-        cmd_library,
-        cmd_masters,
-        cmd_plan,
-        cmd_run,
-        cmd_sim,
-        cmd_status,
-    )
+#: The top-level commands and the module that registers each, in the order ``--help`` lists them.
+COMMANDS = (
+    ("plan", "cmd_plan"),
+    ("run", "cmd_run"),
+    ("library", "cmd_library"),
+    ("masters", "cmd_masters"),
+    ("devices", "cmd_devices"),
+    ("sim", "cmd_sim"),
+    ("daemon", "cmd_daemon"),
+    ("status", "cmd_status"),
+    ("control", "cmd_status"),
+)
 
+
+def _command_word(argv: Sequence[str] | None) -> str | None:
+    """The command a command line names: its first word that is not an option (the global
+    options take no value)."""
+    words = sys.argv[1:] if argv is None else argv
+    return next((w for w in words if not w.startswith("-")), None)
+
+
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The command-line parser. Only the module of the command ``argv`` names is imported (each
+    pulls in what its commands need: start-up time of e.g. ``masters combine``); all of them
+    when it names none or an unknown one (``--help``, errors)."""
+    command = _command_word(argv)
+    chosen = [m for c, m in COMMANDS if c == command] or [m for _, m in COMMANDS]
     parser = argparse.ArgumentParser(
         prog="calibd",
         description="Unattended calibration frames (bias, darks, flats) for cooled CMOS cameras.",
@@ -76,19 +96,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output")
     parser.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    cmd_plan.register(sub)
-    cmd_run.register(sub)
-    cmd_library.register(sub)
-    cmd_masters.register(sub)
-    cmd_devices.register(sub)
-    cmd_sim.register(sub)
-    cmd_daemon.register(sub)
-    cmd_status.register(sub)
+    for name in dict.fromkeys(chosen):
+        importlib.import_module(f"calibd.capture.cli.{name}").register(sub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    parser = build_parser(argv)
     args = parser.parse_args(argv)
     setup_logging(args.verbose, args.quiet)
     fix_mmap_threshold()  # freed frames and bands go back to the system (capture.memory)

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import numpy as np
 from astropy.io import fits
@@ -24,8 +24,10 @@ from calibd.capture import __version__
 from calibd.capture.errors import LibraryError
 from calibd.capture.library.atomic import AtomicFile
 from calibd.capture.library.checksum import placeholder_cards, seal
-from calibd.capture.plans.cells import Cell
-from calibd.drivers.contracts import CameraInfo, Frame
+
+if TYPE_CHECKING:  # annotations only: reading headers needs no plan or driver modules
+    from calibd.capture.plans.cells import Cell
+    from calibd.drivers.contracts import CameraInfo, Frame
 
 IMAGETYP: dict[str, str] = {
     "bias": "Bias Frame",
