@@ -7,7 +7,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from calibd.capture.cli.common import config_from_args, library_root, print_json, table
+from calibd.capture.cli.common import library_from_args, print_json, table
 from calibd.capture.errors import InputError, Problem
 from calibd.capture.library.atomic import write_text
 from calibd.capture.library.masters_table import MasterRow
@@ -75,8 +75,7 @@ def run_from_lights(args: argparse.Namespace) -> int:
         raise InputError(missing)
     if args.tolerance is not None and not 0 <= args.tolerance <= 20:
         raise InputError([Problem(None, None, "--tolerance", "must be 0..20 °C")])
-    config, _ = config_from_args(args)
-    root = library_root(args, config).expanduser().resolve()
+    config, root = library_from_args(args)
     masters, has_library = _masters(root)
     policy = config.library.policy
     tolerance = args.tolerance if args.tolerance is not None else policy.setpoint_tolerance_c

@@ -7,7 +7,7 @@ import argparse
 import re
 from typing import Any
 
-from calibd.capture.cli.common import add_config_args, config_from_args, library_root
+from calibd.capture.cli.common import add_config_args, library_from_args
 from calibd.capture.errors import InputError, Problem
 from calibd.capture.library.rescan import open_existing
 from calibd.capture.textsafe import shown
@@ -42,8 +42,7 @@ def run_invalidate(args: argparse.Namespace) -> int:
         problems.append(Problem(None, None, "--gain", "must be 0..100000"))
     if problems:
         raise InputError(problems)
-    config, _ = config_from_args(args)
-    root = library_root(args, config).expanduser().resolve()
+    _, root = library_from_args(args)
     index = open_existing(root)
     try:
         index.add_invalidation(args.reason, kind=KIND_NAMES[args.kind], camera=args.camera,

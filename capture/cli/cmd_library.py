@@ -9,8 +9,7 @@ from typing import Any
 from calibd.capture.cli.common import (
     add_config_args,
     command_group,
-    config_from_args,
-    library_root,
+    library_from_args,
     print_json,
     table,
 )
@@ -49,8 +48,7 @@ def register(sub: Any) -> None:
 
 
 def _open(args: argparse.Namespace) -> tuple[Path, Index]:
-    config, _ = config_from_args(args)
-    root = library_root(args, config).expanduser().resolve()
+    _, root = library_from_args(args)
     return root, open_existing(root)
 
 
@@ -65,8 +63,7 @@ def _span(span: tuple[float, float] | None) -> str:
 
 
 def run_status(args: argparse.Namespace) -> int:
-    config, _ = config_from_args(args)
-    root = library_root(args, config).expanduser().resolve()
+    config, root = library_from_args(args)
     index = open_existing(root)
     try:
         data = status_data(root, index, args.run, policy=config.library.policy,
@@ -157,8 +154,7 @@ def run_match(args: argparse.Namespace) -> int:
 
 
 def run_rescan(args: argparse.Namespace) -> int:
-    config, _ = config_from_args(args)
-    root = library_root(args, config).expanduser().resolve()
+    _, root = library_from_args(args)
     if not root.is_dir():
         raise LibraryError(f"no library folder at {root}")
     counts = rescan(root)

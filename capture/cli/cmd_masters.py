@@ -14,8 +14,7 @@ from typing import TYPE_CHECKING, Any
 from calibd.capture.cli.common import (
     add_config_args,
     command_group,
-    config_from_args,
-    library_root,
+    library_from_args,
     print_json,
     table,
 )
@@ -68,8 +67,7 @@ def register(sub: Any) -> None:
 def _index(args: argparse.Namespace) -> tuple[Index, MastersConfig]:
     from calibd.capture.library.rescan import open_existing
 
-    config, _ = config_from_args(args)
-    root = library_root(args, config).expanduser().resolve()
+    config, root = library_from_args(args)
     return open_existing(root), config.masters
 
 

@@ -52,6 +52,13 @@ def library_root(args: argparse.Namespace, config: Config) -> Path:
     return config.library.root or DEFAULT_LIBRARY
 
 
+def library_from_args(args: argparse.Namespace) -> tuple[Config, Path]:
+    """The configuration and the library folder (absolute, ``~`` expanded) of a command that
+    has :func:`add_config_args`' options. Raises InputError for a bad configuration."""
+    config, _ = config_from_args(args)
+    return config, library_root(args, config).expanduser().resolve()
+
+
 def free_bytes(path: Path) -> int:
     """Free space on the file system that holds ``path`` (or its nearest existing parent)."""
     probe = path.expanduser().resolve()
