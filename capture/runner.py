@@ -21,6 +21,7 @@ from calibd.capture.library.library import Library
 from calibd.capture.masters.auto import AutoMasters
 from calibd.capture.masters.service import build_missing
 from calibd.capture.plans.load import load_plan, plan_digest
+from calibd.capture.plans.model import SensorSet
 from calibd.capture.plans.resolve import CameraContext, ResolvedPlan, resolve
 from calibd.capture.sequencer.sequencer import RunResult, Sequencer, SequencerOptions
 from calibd.capture.sequencer.status import Reporter, no_report
@@ -116,6 +117,8 @@ def run_prepared(
     """
     plan = prepared.plan
     stop = stop or threading.Event()
+    if all(isinstance(s, SensorSet) for s in plan.plan.sets):
+        masters = None  # pairs for the sensor analysis, not frames to stack
     with Library.open(library_root, camera=prepared.camera_name,
                       clock=prepared.clock, info=prepared.camera.info) as library:
         digest = plan_digest(prepared.located)

@@ -185,9 +185,9 @@ def write_plan(path: Path, text: str) -> Path:
 
 
 def fits_files(root: Path) -> list[Path]:
-    """Captured frames (masters and quarantined files excluded)."""
+    """Captured frames (masters, sensor results and quarantined files excluded)."""
     return sorted(p for p in root.rglob("*.fits")
-                  if "Masters" not in p.parts and ".quarantine" not in p.parts)
+                  if not {"Masters", "Sensor", ".quarantine"} & set(p.parts))
 
 
 def assert_library_exact(library: Path, planned: dict[str, int]) -> None:

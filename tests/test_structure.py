@@ -57,7 +57,9 @@ SQL_START = re.compile(
       | alter\s+table\b
       | drop\s+(table|index|view|trigger)\b
       | with\s+(recursive\s+)?\w+(\s*\([^)]*\))?\s+as\s*\(
-      | (begin|commit|rollback|vacuum|analyze|attach|detach|savepoint)(\s|;|$)
+      | (begin|commit|rollback|vacuum|analyze|attach|detach|savepoint)(\s+\w|\s*;)
+      | (?-i:BEGIN|COMMIT|ROLLBACK|VACUUM|ANALYZE)\s*$  # alone: upper case (a lower-case
+                                                       # one is a word, e.g. a CLI command)
     )""",
     re.IGNORECASE | re.VERBOSE | re.DOTALL,
 )
@@ -406,11 +408,13 @@ def test_sql_text_outside_the_library_is_found(tmp_path: Path) -> None:
             '    db.execute("PRAGMA journal_mode=WAL")\n'
             '    db.execute("CREATE TABLE IF NOT EXISTS x(a)")\n'
             '    db.execute("DELETE FROM x")\n'
-            '    return "Update the filter", "select a filter", "Create the folder"\n'),
+            '    db.execute("begin immediate")\n'
+            '    db.execute("ANALYZE")\n'
+            '    return "Update the filter", "select a filter", "Create the folder", "analyze"\n'),
         "capture/library/index.py": "Q = 'SELECT * FROM frames'\n",
     })
     found = sql_outside_library(tree)
-    assert [f.split(":")[1] for f in found] == ["3", "4", "5", "6", "7", "8", "9"]
+    assert [f.split(":")[1] for f in found] == ["3", "4", "5", "6", "7", "8", "9", "10", "11"]
     assert tree["capture.library.index"].sql == [(1, "SELECT * FROM frames")]
 
 

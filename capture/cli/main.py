@@ -67,6 +67,7 @@ COMMANDS = (
     ("run", "cmd_run"),
     ("library", "cmd_library"),
     ("masters", "cmd_masters"),
+    ("sensor", "cmd_sensor"),
     ("devices", "cmd_devices"),
     ("sim", "cmd_sim"),
     ("daemon", "cmd_daemon"),

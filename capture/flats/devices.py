@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from calibd.capture.devices import Setup
 from calibd.capture.errors import PlanError, Problem
-from calibd.capture.plans.model import FlatSet
+from calibd.capture.plans.model import FlatSet, SensorSet
 from calibd.capture.plans.resolve import ResolvedPlan
 from calibd.capture.yamlsrc import Located
 
@@ -13,9 +13,12 @@ def check_flat_devices(plan: ResolvedPlan, located: Located, setup: Setup) -> No
     """Raise PlanError (file, line, key) for flat sets the configured devices cannot serve."""
     problems: list[Problem] = []
     for i, s in enumerate(plan.plan.sets):
+        base = ("sets", i)
+        if isinstance(s, SensorSet):
+            problems.extend(_sensor_problems(s, located, setup, i))
+            continue
         if not isinstance(s, FlatSet):
             continue
-        base = ("sets", i)
         if s.source == "panel" and setup.panel is None:
             problems.append(located.problem((*base, "source"),
                                             f"panel flats need a flat panel: camera "
@@ -47,3 +50,17 @@ def check_flat_devices(plan: ResolvedPlan, located: Located, setup: Setup) -> No
                                                 f"({', '.join(names)})"))
     if problems:
         raise PlanError(problems)
+
+
+def _sensor_problems(s: SensorSet, located: Located, setup: Setup, i: int) -> list[Problem]:
+    """A sensor set's flat ladder needs the panel (and its filter, when it names one)."""
+    base = ("sets", i)
+    out: list[Problem] = []
+    if setup.panel is None:
+        out.append(located.problem((*base, "kind"), "a sensor set takes flats on a flat panel: "
+                                   f"camera {setup.name!r} has none in the configuration"))
+    name = s.flats.filter
+    if name is not None and (setup.wheel is None or name not in setup.wheel.names):
+        out.append(located.problem((*base, "flats", "filter"),
+                                   f"no filter named {name!r} in the camera's filter wheel"))
+    return out

@@ -15,6 +15,7 @@ import threading
 from collections.abc import Callable
 
 from calibd.capture.devices import Setup
+from calibd.capture.flats.ladder import capture_ladder_flats
 from calibd.capture.flats.memory import FlatMemory
 from calibd.capture.flats.panel import capture_panel_flats
 from calibd.capture.flats.session import FlatSession, flat_set_of
@@ -60,7 +61,9 @@ class FlatRunner:
         for _, group_iter in itertools.groupby(sorted(cells, key=flat_group), key=flat_group):
             group = list(group_iter)
             fset = flat_set_of(group[0])
-            STRATEGIES[fset.source](session, group, fset)
+            strategy = capture_ladder_flats if group[0].ladder is not None \
+                else STRATEGIES[fset.source]
+            strategy(session, group, fset)
             self.dark_flats(session, group, fset)
 
     def pending_dark_flats(self, port: CapturePort, cells: list[Cell]) -> list[Cell]:

@@ -31,6 +31,25 @@ class CellFrame:
     path: str  # relative to the library root
 
 
+@dataclass(frozen=True)
+class SensorFrame:
+    """One indexed frame as the sensor analysis (:mod:`capture.sensor`) groups it."""
+
+    run_id: int
+    cell_key: str
+    kind: str
+    camera: str
+    gain: int
+    offset: int
+    binning: int
+    readout_mode: str
+    setpoint_c: float
+    exposure_s: float
+    ccd_temp_c: float | None
+    seq: int
+    path: str  # relative to the library root
+
+
 class FrameQueries(Store):
     def add_frame(self, row: Mapping[str, Any]) -> None:
         """Insert one frame row (keys = column names). Idempotent on the path."""
@@ -136,6 +155,18 @@ class FrameQueries(Store):
             args.append(cell_key)
         rows = self.query(sql + " ORDER BY f.run_id, f.cell_key, f.seq", tuple(args))
         return [CellFrame(**{k: r[k] for k in CellFrame.__dataclass_fields__}) for r in rows]
+
+    def sensor_frames(self, camera: str | None = None, run_id: int | None = None
+                      ) -> list[SensorFrame]:
+        """Bias, dark, dark-flat and flat frames of runs (of one camera and/or run), ordered by
+        run, cell and sequence number: what the sensor analysis reads."""
+        rows = self.query(
+            'SELECT run_id, cell_key, kind, camera, gain, "offset", binning, readout_mode, '
+            "setpoint_c, exposure_s, ccd_temp_c, seq, path FROM frames WHERE run_id IS NOT NULL "
+            "AND cell_key IS NOT NULL AND kind IN ('bias', 'dark', 'darkflat', 'flat') AND "
+            "(?1 IS NULL OR camera=?1) AND (?2 IS NULL OR run_id=?2) "
+            "ORDER BY run_id, cell_key, seq", (camera, run_id))
+        return [SensorFrame(**{k: r[k] for k in SensorFrame.__dataclass_fields__}) for r in rows]
 
     def frame_totals(self) -> tuple[int, int]:
         """(frames, bytes) in the index."""

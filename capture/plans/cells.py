@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from calibd.capture.plans.model import FlatSet
+from calibd.capture.plans.model import FlatSet, LadderOptions
 
 Kind = Literal["bias", "dark", "flat", "darkflat"]
 
@@ -21,6 +21,34 @@ def fmt_number(value: float) -> str:
     """Shortest faithful text for a number: 300.0 -> '300', 0.5 -> '0.5', -10.0 -> '-10'."""
     text = f"{value:.6g}"
     return "0" if text == "-0" else text
+
+
+# The top of a sensor set's flat ladder, as fractions of the signal where the sensor saturates:
+# dense around 1 so the variance roll-over (the full well) is well sampled; below them the
+# ladder is geometric from the lowest level, and ``beyond`` ends it.
+LADDER_TOP: tuple[float, ...] = (0.86, 0.92, 0.95, 0.97, 0.99, 1.01, 1.04, 1.1)
+
+
+@dataclass(frozen=True)
+class Ladder:
+    """Where a flat cell of a sensor set sits on its ladder (``index`` of ``options.levels``)."""
+
+    index: int
+    options: LadderOptions
+
+    def fraction(self, span_adu: float) -> float:
+        """The cell's signal as a fraction of the saturation signal ``span_adu`` (ADU above the
+        bias): geometric from ``min_signal_adu`` up to 0.8, then :data:`LADDER_TOP`, then
+        ``beyond``."""
+        o = self.options
+        low = o.levels - len(LADDER_TOP) - 1
+        if self.index >= low:
+            top = [*LADDER_TOP, o.beyond]
+            return top[self.index - low]
+        first = min(0.5, o.min_signal_adu / max(span_adu, 1.0))
+        if low == 1:
+            return first
+        return float(first * (0.8 / first) ** (self.index / (low - 1)))
 
 
 @dataclass(frozen=True)
@@ -39,6 +67,8 @@ class Cell:
     # A flat cell carries its set's settings (source, target, exposure range, panel, sky, dark
     # flats); not part of the cell's identity.
     flat_set: FlatSet | None = field(default=None, compare=False, repr=False)
+    # A flat cell of a sensor set: its level on the ladder (``lvl<index>`` in the key).
+    ladder: Ladder | None = None
 
     @property
     def key(self) -> str:
@@ -56,6 +86,8 @@ class Cell:
             parts.append(f"{fmt_number(self.exposure_s)}s")
         if self.filter is not None:
             parts.append(f"f:{self.filter}")
+        if self.ladder is not None:
+            parts.append(f"lvl{self.ladder.index}")
         return "|".join(parts)
 
     @property
@@ -81,6 +113,8 @@ class Cell:
             text += f", {fmt_number(self.exposure_s)} s"
         if self.filter:
             text += f", filter {self.filter}"
+        if self.ladder is not None:
+            text += f", ladder level {self.ladder.index + 1}/{self.ladder.options.levels}"
         return text
 
 
@@ -110,5 +144,6 @@ def run_order(cells: list[Cell]) -> list[Cell]:
             c.offset,
             c.filter or "",
             c.exposure_s,
+            c.ladder.index if c.ladder is not None else -1,
         ),
     )

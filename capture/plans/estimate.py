@@ -67,7 +67,7 @@ def expected_dark_flats(plan: ResolvedPlan) -> list[Cell]:
             continue
         shared = fset.source == "panel" and fset.panel.mode == "brightness"
         key = (c.set_index, c.gain, c.offset, c.binning, c.readout_mode, c.setpoint_c,
-               None if shared else c.filter)
+               None if shared else c.filter, c.ladder.index if c.ladder is not None else -1)
         out[key] = replace(c, kind="darkflat", filter=None, count=fset.dark_flats.count,
                            exposure_s=flat_exposure_guess(c))
     return list(out.values())

@@ -157,7 +157,51 @@ class DarkFlatSet(_MatrixSet):
     exposures_s: list[Exposure] = Field(min_length=1)
 
 
-AnySet = Annotated[BiasSet | DarkSet | FlatSet | DarkFlatSet, Field(discriminator="kind")]
+class LadderOptions(Strict):
+    """The flat ladder of a sensor set: panel flats at ``levels`` signal levels, from
+    ``min_signal_adu`` above the bias to ``beyond`` times the signal where the sensor saturates,
+    by exposure at one panel brightness (found with the flat search at half the saturation)."""
+
+    levels: int = Field(20, ge=12, le=64)
+    min_signal_adu: float = Field(300.0, gt=0, le=60000)
+    beyond: float = Field(1.3, gt=1.1, le=4)
+    filter: str | None = Field(None, min_length=1, max_length=32)
+    brightness: int | None = Field(None, ge=0)  # default: half the panel's maximum
+    min_exposure_s: Exposure = 0.0001  # a panel dimmed by PWM may need more: lower brightness
+    max_exposure_s: Exposure = 120.0
+
+    @model_validator(mode="after")
+    def _check(self) -> LadderOptions:
+        if self.min_exposure_s >= self.max_exposure_s:
+            raise ValueError("min_exposure_s must be below max_exposure_s")
+        return self
+
+
+class SensorSet(_MatrixSet):
+    """Frames for the photon-transfer analysis (``calibd sensor analyze``), per gain, offset,
+    binning and read-out mode: ``count`` frames (pairs) of bias, of a flat ladder on the panel
+    (with dark flats at its exposures) and of darks at several exposures. The ladder and the
+    offset sweep are taken at the first set-point; bias and darks at every set-point (the
+    dark-current model fits the doubling temperature across them)."""
+
+    kind: Literal["sensor"]
+    count: Count = Field(2, ge=2, le=100)
+    flats: LadderOptions = LadderOptions()
+    dark_exposures_s: list[Exposure] = Field(default_factory=lambda: [60.0, 300.0, 900.0],
+                                             min_length=2, max_length=16)
+    offset_sweep: list[Annotated[int, Field(ge=0)]] | None = Field(None, min_length=2,
+                                                                   max_length=64)
+
+    @field_validator("dark_exposures_s", "offset_sweep")
+    @classmethod
+    def _unique_values(cls, value: list[float] | None) -> list[float] | None:
+        if value is not None and len(set(value)) != len(value):
+            raise ValueError("a value is listed twice")
+        return value
+
+
+AnySet = Annotated[BiasSet | DarkSet | FlatSet | DarkFlatSet | SensorSet,
+                   Field(discriminator="kind")]
 
 
 class Plan(Strict):
@@ -180,4 +224,5 @@ SET_MODELS: dict[str, type[Strict]] = {
     "dark": DarkSet,
     "flat": FlatSet,
     "darkflat": DarkFlatSet,
+    "sensor": SensorSet,
 }

@@ -9,19 +9,22 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 
 from calibd.capture.errors import PlanError, Problem
-from calibd.capture.plans.cells import Cell, fmt_number, run_order
+from calibd.capture.plans.cells import Cell, Ladder, fmt_number, run_order
 from calibd.capture.plans.model import (
     BiasSet,
     Checks,
     Cooling,
+    DarkFlatOptions,
     DarkFlatSet,
     DarkSet,
     FlatSet,
+    PanelOptions,
     Plan,
+    SensorSet,
     Warmup,
 )
 from calibd.capture.yamlsrc import KeyPath, Located
@@ -189,28 +192,36 @@ def resolve(plan: Plan, located: Located, ctx: CameraContext) -> ResolvedPlan:
             reason = _setpoint_problem(sp, ctx)
             if reason:
                 bad((*base, "setpoints_c", pi), reason)
-        exposures = _exposures(s, info, base, bad)
-        filters: list[str | None] = list(s.filters) if isinstance(s, FlatSet) else [None]
-        flat_set = s if isinstance(s, FlatSet) else None
+        if isinstance(s, SensorSet):
+            _check_sensor_set(s, info, base, bad)
+        else:
+            exposures = _exposures(s, info, base, bad)
+            filters: list[str | None] = list(s.filters) if isinstance(s, FlatSet) else [None]
+            flat_set = s if isinstance(s, FlatSet) else None
         for (gain, label) in gains:
             for off in offsets:
                 for b in binnings:
                     for mode in modes:
-                        for sp in s.setpoints_c:
-                            for exp in exposures:
-                                for flt in filters:
-                                    cell = Cell(kind=s.kind, gain=gain, offset=off, binning=b,
-                                                readout_mode=mode, setpoint_c=sp, exposure_s=exp,
-                                                count=s.count, filter=flt, gain_label=label,
-                                                set_index=si, flat_set=flat_set)
-                                    if cell.key in seen:
-                                        other = seen[cell.key]
-                                        bad(base, f"duplicate cell ({cell.describe()}): it is "
-                                                  f"already in sets[{other[1]}] (line "
-                                                  f"{located.line_of(other)})")
-                                        continue
-                                    seen[cell.key] = base
-                                    cells.append(cell)
+                        base_cell = Cell(kind="bias", gain=gain, offset=off, binning=b,
+                                         readout_mode=mode, setpoint_c=s.setpoints_c[0],
+                                         exposure_s=0.0, count=s.count, gain_label=label,
+                                         set_index=si)
+                        if isinstance(s, SensorSet):
+                            candidates = sensor_cells(s, base_cell, info)
+                        else:
+                            candidates = [
+                                replace(base_cell, kind=s.kind, setpoint_c=sp, exposure_s=exp,
+                                        filter=flt, flat_set=flat_set)
+                                for sp in s.setpoints_c for exp in exposures for flt in filters]
+                        for cell in candidates:
+                            if cell.key in seen:
+                                other = seen[cell.key]
+                                bad(base, f"duplicate cell ({cell.describe()}): it is "
+                                          f"already in sets[{other[1]}] (line "
+                                          f"{located.line_of(other)})")
+                                continue
+                            seen[cell.key] = base
+                            cells.append(cell)
     if problems:
         raise PlanError(_dedupe(problems))
     name = plan.name or (located.file.stem if located.file else "plan")
@@ -241,6 +252,46 @@ def _exposures(
     if s.max_exposure_s > info.max_exposure_s:
         bad((*base, "max_exposure_s"), _range_text(s.max_exposure_s, info))
     return [0.0]
+
+
+def sensor_cells(s: SensorSet, base: Cell, info: CameraInfo) -> list[Cell]:
+    """The ordinary cells a sensor set makes at one gain, offset, binning and read-out mode
+    (``base``): at every set-point bias and darks at each of ``dark_exposures_s``; at the
+    first, the flat ladder (panel flats with dark flats at their exposures) and the offset
+    sweep (bias at the shortest exposure)."""
+    first = s.setpoints_c[0]
+    ladder = s.flats
+    flat_set = FlatSet(kind="flat", source="panel", filters=[ladder.filter or "none"],
+                       gains=[base.gain], setpoints_c=[first], count=s.count,
+                       min_exposure_s=ladder.min_exposure_s,
+                       max_exposure_s=ladder.max_exposure_s,
+                       panel=PanelOptions(mode="exposure", brightness=ladder.brightness),
+                       dark_flats=DarkFlatOptions(count=s.count))
+    bias = replace(base, kind="bias", exposure_s=info.min_exposure_s)
+    out: list[Cell] = []
+    for sp in s.setpoints_c:
+        out.append(replace(bias, setpoint_c=sp))
+        out.extend(replace(base, kind="dark", setpoint_c=sp, exposure_s=e)
+                   for e in s.dark_exposures_s)
+    out.extend(replace(base, kind="flat", setpoint_c=first, filter=ladder.filter,
+                       flat_set=flat_set, ladder=Ladder(i, ladder))
+               for i in range(ladder.levels))
+    out.extend(replace(bias, setpoint_c=first, offset=o)
+               for o in s.offset_sweep or [] if o != base.offset)
+    return out
+
+
+def _check_sensor_set(s: SensorSet, info: CameraInfo, base: KeyPath,
+                      bad: Callable[[KeyPath, str], None]) -> None:
+    for ei, exp in enumerate(s.dark_exposures_s):
+        if not info.min_exposure_s <= exp <= info.max_exposure_s:
+            bad((*base, "dark_exposures_s", ei), _range_text(exp, info))
+    if s.flats.max_exposure_s > info.max_exposure_s:
+        bad((*base, "flats", "max_exposure_s"), _range_text(s.flats.max_exposure_s, info))
+    for oi, off in enumerate(s.offset_sweep or []):
+        if not info.offset_min <= off <= info.offset_max:
+            bad((*base, "offset_sweep", oi), f"offset {off} is outside the camera's range "
+                                            f"{info.offset_min}..{info.offset_max}")
 
 
 def _range_text(exp: float, info: CameraInfo) -> str:

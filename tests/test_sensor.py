@@ -1,0 +1,272 @@
+"""Sensor characterisation end to end on the simulator: the ready ``sensor`` plan (four gains,
+two set-points) runs unattended on the simulated clock, is killed and resumed, its frames are
+ordinary library frames, and ``calibd sensor analyze`` recovers the simulated sensor's true
+values; the EMVA 1288 reference package agrees on the same frames."""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import math
+import signal
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from astropy.io import fits
+
+from calibd.capture.library.index import Index
+from calibd.capture.sensor.frames import group_frames, left_shift, planes
+from calibd.capture.sensor.ptc import centre, pair_stats
+from calibd.simulators.profiles import get_profile
+from calibd.simulators.sensor import SensorModel
+from tests.support import (
+    PLANS,
+    assert_library_exact,
+    calibd_subprocess,
+    cli_json,
+    finish,
+    frames_on_disk,
+    planned_cells,
+    run_cli,
+    start_calibd,
+    wait_until,
+    write_config,
+    write_plan,
+)
+
+PROFILE = "small"
+KILL_AFTER_FRAMES = 150  # of about 430: inside the flat ladder of the second gain
+
+
+@pytest.fixture(scope="module")
+def sensor_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """The ready plan on the small simulated sensor: killed once mid-run, then resumed to the
+    end. Returns the library, the kill's frame count and the analysis (``--json``)."""
+    tmp = tmp_path_factory.mktemp("sensor")
+    config = write_config(tmp / "c.yaml", flats=True, profile=PROFILE, scale=5000.0)
+    lib = tmp / "lib"
+    log = tmp / "run.log"
+    proc = start_calibd("-q", "run", PLANS / "sensor.yaml", "--config", config, "--library",
+                        lib, log=log)
+    try:
+        reached = wait_until(lambda: frames_on_disk(lib) >= KILL_AFTER_FRAMES
+                             or proc.poll() is not None, 120.0)
+        assert reached, log.read_text()[-2000:]
+        assert proc.poll() is None, "the run ended before the kill: " + log.read_text()[-2000:]
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        finish(proc, 30.0, log)
+    at_kill = frames_on_disk(lib)
+    done = calibd_subprocess("-q", "run", PLANS / "sensor.yaml", "--config", config,
+                             "--library", lib, timeout=240)
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = cli_json("sensor", "analyze", "--library", lib, "--json")
+    return {"lib": lib, "config": config, "at_kill": at_kill, "result": result}
+
+
+def test_the_sensor_plan_runs_unattended_resumes_after_a_kill_with_ordinary_frames(
+        sensor_run: dict[str, Any]) -> None:
+    lib = sensor_run["lib"]
+    assert 0 < sensor_run["at_kill"] < frames_on_disk(lib)
+    planned = planned_cells(lib)
+    assert_library_exact(lib, planned)  # no duplicate, no partial file, index = disk
+    kinds = {k.split("|")[0] for k in planned}
+    assert kinds == {"bias", "dark", "flat", "darkflat"}
+    ladder = [k for k in planned if k.startswith("flat|")]
+    assert len(ladder) == 4 * 20 and all(planned[k] == 2 for k in ladder)
+    # Frames are ordinary library frames: the usual image types and index rows.
+    index = Index(lib)
+    try:
+        frames = index.sensor_frames()
+    finally:
+        index.close()
+    types = {fits.getheader(lib / f.path)["IMAGETYP"] for f in frames[::25]}
+    assert types <= {"Bias Frame", "Dark Frame", "Flat Frame"}
+    # The ladder goes from a few hundred ADU above the bias to beyond saturation.
+    groups, _ = group_frames(frames)
+    g = next(g for (_, s), g in groups.items() if s[0] == 0 and g.ladder)
+    low = fits.getdata(lib / g.ladder[0][0].path).astype(np.float64)
+    high = fits.getdata(lib / g.ladder[19][0].path)
+    bias = fits.getdata(lib / g.bias[-10.0][0].path).astype(np.float64)
+    assert 150 < float(np.median(low - bias)) < 1000
+    model = SensorModel(get_profile(PROFILE))
+    clip_adu = get_profile(PROFILE).full_well_e / model.e_per_adu16(0)
+    assert float(np.median(high)) > float(np.median(bias)) + 0.99 * clip_adu
+
+
+def _truth(gain: int, offset: int = 50) -> dict[str, float]:
+    profile = get_profile(PROFILE)
+    model = SensorModel(profile)
+    e_per_adu = model.e_per_adu16(gain)
+    adc_e = ((1 << 16) - 1 - model.pedestal_adu16(offset)) * e_per_adu
+    return {"e_per_adu": e_per_adu, "read_noise_e": model.read_noise_e(gain),
+            "full_well_e": min(profile.full_well_e, adc_e)}
+
+
+def test_the_analysis_recovers_the_simulated_sensor_for_every_gain(
+        sensor_run: dict[str, Any]) -> None:
+    result = sensor_run["result"]
+    profile = get_profile(PROFILE)
+    model = SensorModel(profile)
+    transfer = {t["gain"]: t for t in result["transfer"]}
+    assert sorted(transfer) == [0, 100, 200, 300], result["problems"]
+    for gain, t in transfer.items():
+        assert t["left_shift"] == 0 and t["bayer"] is None
+        got = t["channels"]["mono"]
+        want = _truth(gain)
+        assert got["e_per_adu"] == pytest.approx(want["e_per_adu"], rel=0.02), gain
+        assert got["read_noise_e"] == pytest.approx(want["read_noise_e"], rel=0.03), gain
+        assert got["full_well_e"] == pytest.approx(want["full_well_e"], rel=0.05), gain
+        # The EMVA saturation (maximum temporal variance) comes a little before the clip.
+        assert 0.8 * got["full_well_e"] < got["saturation_e"] < got["full_well_e"]
+        assert got["dynamic_range_db"] == pytest.approx(20 * math.log10(
+            got["dynamic_range"]))
+        assert got["linearity_error_pct"] < 1.0
+    (unity,) = result["unity"]
+    assert unity["gain"] == pytest.approx(profile.unity_gain, abs=3)
+    # Dark current per set-point, and the doubling temperature across them.
+    dark = {d["gain"]: d for d in result["dark"]}
+    assert sorted(dark) == [0, 100, 200, 300]
+    for gain, d in dark.items():
+        assert {round(s["setpoint_c"]) for s in d["setpoints"]} == {-10, -20}
+        for sp in d["setpoints"]:
+            want = model.dark_scale(sp["temperature_c"])
+            assert sp["rate_e_per_s"] == pytest.approx(want, rel=0.05), (gain, sp)
+            assert sp["hot_fraction"] == pytest.approx(profile.hot_fraction, rel=0.25)
+            # Hot pixels and the glow make the mean of all pixels larger than the typical one.
+            assert sp["rate_all_e_per_s"] > 1.5 * sp["rate_e_per_s"]
+            (band,) = sp["glow"]["bands"]
+            assert band[0] == "right" and 0.05 * profile.width < band[1] < 0.8 * profile.width
+            assert sp["glow"]["rate_e_per_s"] > 0
+        assert d["doubling_c"] == pytest.approx(profile.dark_doubling_c, abs=0.5), gain
+    # Offsets: the recommended one clips (almost) nothing, by the frames and by the model.
+    offsets = {o["gain"]: o for o in result["offsets"]}
+    assert sorted(offsets) == [0, 100, 200, 300]
+    for gain, o in offsets.items():
+        rec = o["recommended_offset"]
+        assert rec is not None
+        row = next(r for r in o["sweep"] if r["offset"] == rec)
+        assert row["clipped_fraction"] < 0.001
+        lower = [r for r in o["sweep"] if r["offset"] < rec]
+        assert lower and all(r["clipped_fraction"] > o["clip_limit"] for r in lower)
+        rn_adu = model.read_noise_e(gain) / model.e_per_adu16(gain)
+        margin = model.pedestal_adu16(rec) - 3 * profile.column_sigma_adu
+        assert 0.5 * math.erfc(margin / rn_adu / math.sqrt(2)) < 0.001, (gain, rec)
+
+
+def test_emva1288_reference_gives_the_same_gain_and_dark_noise(
+        sensor_run: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    emva = pytest.importorskip("emva1288.process")
+    if not hasattr(np, "asfarray"):  # emva1288 1.0.2 still calls it (removed in NumPy 2.0)
+        monkeypatch.setattr(np, "asfarray", lambda a, dtype=np.float64: np.asarray(a, dtype),
+                            raising=False)
+    lib: Path = sensor_run["lib"]
+    index = Index(lib)
+    try:
+        groups, _ = group_frames(index.sensor_frames())
+    finally:
+        index.close()
+    ours = {t["gain"]: t["channels"]["mono"] for t in sensor_run["result"]["transfer"]}
+    checked = 0
+    for (_, settings), g in sorted(groups.items()):
+        if not g.ladder:
+            continue
+        # Photon counts are synthetic (proportional to the exposure at a steady panel).
+        temporal: dict[int, dict[float, list[str]]] = {}
+        for fs in g.ladder.values():
+            t = fs[0].exposure_s
+            temporal[round(t * 1e9)] = {0.0: [str(lib / f.path) for f in g.darkflats[t][:2]],
+                                        t * 1e6: [str(lib / f.path) for f in fs[:2]]}
+        mid = g.ladder[10]
+        t = mid[0].exposure_s
+        spatial = {round(t * 1e9): {0.0: [str(lib / f.path) for f in g.darkflats[t][:2]],
+                                    t * 1e6: [str(lib / f.path) for f in mid[:2]]}}
+        data = emva.LoadImageData({"temporal": temporal, "spatial": spatial},
+                                  fload=lambda p: fits.getdata(p).astype(np.uint16),
+                                  loglevel=logging.WARNING).data
+        ref = emva.Results1288(emva.Data1288(data, loglevel=logging.WARNING).data,
+                               loglevel=logging.WARNING)
+        mine = ours[settings[0]]
+        assert mine["k_dn_per_e"] == pytest.approx(ref.K, rel=0.01), settings
+        assert mine["read_noise_e"] == pytest.approx(ref.sigma_d, rel=0.01), settings
+        assert mine["read_noise_adu"] == pytest.approx(ref.sigma_y_dark, rel=0.01), settings
+        checked += 1
+    assert checked == 4
+
+
+def test_the_result_is_stored_shown_and_exported(sensor_run: dict[str, Any],
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    lib: Path = sensor_run["lib"]
+    shown = cli_json("sensor", "show", "--library", lib, "--json")
+    assert [t["gain"] for t in shown["transfer"]] == [0, 100, 200, 300]
+    assert shown["transfer"] == sensor_run["result"]["transfer"]
+    with fits.open(lib / "Sensor" / "sim" / "sensor.fits", checksum=True) as hdul:
+        ptc = hdul["PTC"].data
+        assert list(ptc["gain"]) == [0, 100, 200, 300]
+        assert np.allclose(ptc["e_per_adu"], [t["channels"]["mono"]["e_per_adu"]
+                                              for t in shown["transfer"]])
+        assert len(hdul["DARK"].data) == 8 and len(hdul["OFFSETS"].data) == 4 * 7
+    res = run_cli(capsys, "sensor", "show", "--library", lib, "--nina")
+    assert res.code == 0
+    rows = list(csv.DictReader(io.StringIO(res.out)))
+    assert [int(r["Gain"]) for r in rows] == [0, 100, 200, 300]
+    for r in rows:
+        want = _truth(int(r["Gain"]))
+        assert float(r["ReadNoise_e"]) == pytest.approx(want["read_noise_e"], rel=0.03)
+        assert float(r["FullWell_e"]) == pytest.approx(want["full_well_e"], rel=0.05)
+    res = run_cli(capsys, "sensor", "show", "--library", lib)
+    assert "Photon transfer" in res.out and "doubling" in res.out and "unity gain" in res.out
+    # A rescan of the library leaves the stored result alone and indexes only the frames.
+    before = frames_on_disk(lib)
+    rescan = cli_json("library", "rescan", "--library", lib, "--json")
+    assert (lib / "Sensor" / "sim" / "sensor.fits").is_file(), rescan
+    assert not (lib / ".quarantine").exists()
+    assert cli_json("library", "status", "--library", lib, "--json")["frames"] == before
+
+
+def test_a_raw16_left_shift_is_undone_before_the_statistics() -> None:
+    rng = np.random.default_rng(3)
+    a = rng.poisson(900.0, size=(64, 64)).astype(np.uint16) + np.uint16(100)
+    b = rng.poisson(900.0, size=(64, 64)).astype(np.uint16) + np.uint16(100)
+    native = pair_stats(a, b)
+    shifted = [a << np.uint16(4), b << np.uint16(4)]
+    shift = left_shift(shifted)
+    assert shift == 4 and left_shift([a, b]) == 0
+    back = pair_stats(*(x >> np.uint16(shift) for x in shifted))
+    assert back == native and native.var == pytest.approx(900.0, rel=0.1)
+    # CFA: four sub-planes keep their phase inside the centre region.
+    mosaic = np.arange(16 * 16, dtype=np.uint16).reshape(16, 16)
+    ch = planes(centre(mosaic, 0.5), "RGGB")
+    assert set(ch) == {"R", "G1", "G2", "B"} and int(ch["R"][0, 0]) == int(mosaic[4, 4])
+
+
+@pytest.mark.parametrize(("yaml", "key", "words"), [
+    ("dark_exposures_s: [60]", "dark_exposures_s", "at least 2"),
+    ("offset_sweep: [0, 5, 5]", "offset_sweep", "listed twice"),
+    ("flats: {beyond: 0.9}", "flats.beyond", "greater than 1.1"),
+    ("offset_sweep: [0, 5000]", "offset_sweep[1]", "outside the camera's range"),
+    ("dark_exposures_s: [60, 5000]", "dark_exposures_s[1]", "outside the camera's range"),
+])
+def test_a_bad_sensor_set_is_refused_with_file_line_and_key(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], yaml: str, key: str,
+        words: str) -> None:
+    plan = write_plan(tmp_path / "s.yaml", "defaults: {offset: 50}\nsets:\n  - kind: sensor\n"
+                      "    gains: [0]\n    setpoints_c: [-10]\n    " + yaml + "\n")
+    config = write_config(tmp_path / "c.yaml", flats=True)
+    res = run_cli(capsys, "plan", "check", plan, "--config", config)
+    assert res.code == 2
+    assert "s.yaml" in res.err and key in res.err and words in res.err, res.err
+
+
+def test_a_sensor_set_without_a_flat_panel_is_refused(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = write_config(tmp_path / "c.yaml", flats=False)
+    res = run_cli(capsys, "plan", "check", PLANS / "sensor.yaml", "--config", config)
+    assert res.code == 2 and "flat panel" in res.err, res.err
+    lib = tmp_path / "empty"
+    lib.mkdir()
+    res = run_cli(capsys, "sensor", "analyze", "--library", lib)
+    assert res.code != 0 and "Traceback" not in res.err
