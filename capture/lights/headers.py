@@ -14,13 +14,14 @@ Files are opened read-only and never written, moved or touched otherwise.
 from __future__ import annotations
 
 import os
-import stat
 import struct
 import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
 
 from astropy.io import fits
+
+from calibd.capture.inputfile import InputFileError, open_regular, read_up_to
 
 FITS_BLOCK = 2880
 MAX_FITS_HEADER_BLOCKS = 64  # 64 x 36 cards: far more than any capture program writes
@@ -47,38 +48,21 @@ class HeaderError(ValueError):
     """The file's header cannot be read; the message says why without quoting the file."""
 
 
-def _open_regular(path: Path) -> int:
-    flags = os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
-    try:
-        fd = os.open(path, flags)
-    except OSError as err:
-        raise HeaderError(f"cannot open it: {err.strerror or err}") from None
-    if not stat.S_ISREG(os.fstat(fd).st_mode):
-        os.close(fd)
-        raise HeaderError("is not a regular file")
-    return fd
-
-
 def _read_exact(fd: int, size: int) -> bytes:
-    chunks: list[bytes] = []
-    left = size
-    while left > 0:
-        try:
-            chunk = os.read(fd, left)
-        except OSError as err:
-            raise HeaderError(f"cannot read it: {err.strerror or err}") from None
-        if not chunk:
-            break
-        chunks.append(chunk)
-        left -= len(chunk)
-    return b"".join(chunks)
+    try:
+        return read_up_to(fd, size)
+    except InputFileError as err:
+        raise HeaderError(str(err)) from None
 
 
 def read_header(path: Path) -> Header:
     """The header of the FITS or XISF file ``path`` (by its suffix). Reads at most
     64 FITS blocks or 1 MB of XISF XML; blocks on file I/O only. Raises HeaderError."""
     suffix = path.suffix.lower()
-    fd = _open_regular(path)
+    try:
+        fd = open_regular(path)
+    except InputFileError as err:
+        raise HeaderError(str(err)) from None
     try:
         if suffix in XISF_SUFFIXES:
             return _xisf_header(fd)
