@@ -134,24 +134,19 @@ def build_bpm(index: Index, camera: str, gain: int, binning: int, cfg: MastersCo
     mask: npt.NDArray[np.uint8] | None = None
     used: list[MasterRow] = []
     patterns: set[str | None] = set()
-    for m in darks:
-        data = load_float32(root / m.path)
-        mask = np.zeros(data.shape, dtype=np.uint8) if mask is None else mask
-        if data.shape != mask.shape:
-            continue
-        pattern = master_pattern(root / m.path, data.shape)
-        patterns.add(pattern)
-        mask[detect(hot_mask, data, pattern, cfg)] |= HOT
-        used.append(m)
+    runs: tuple[tuple[list[MasterRow], Detector, int], ...] = (
+        (darks, hot_mask, HOT), (flats, cold_mask, COLD))
+    for group, detector, flag in runs:  # the first dark sets the shape
+        for m in group:
+            data = load_float32(root / m.path)
+            mask = np.zeros(data.shape, dtype=np.uint8) if mask is None else mask
+            if data.shape != mask.shape:
+                continue
+            pattern = master_pattern(root / m.path, data.shape)
+            patterns.add(pattern)
+            mask[detect(detector, data, pattern, cfg)] |= flag
+            used.append(m)
     assert mask is not None
-    for m in flats:
-        data = load_float32(root / m.path)
-        if data.shape != mask.shape:
-            continue
-        pattern = master_pattern(root / m.path, data.shape)
-        patterns.add(pattern)
-        mask[detect(cold_mask, data, pattern, cfg)] |= COLD
-        used.append(m)
     n_hot = int(np.count_nonzero(mask & HOT))
     n_cold = int(np.count_nonzero(mask & COLD))
     header = fits.Header()
