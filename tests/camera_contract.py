@@ -11,13 +11,16 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pytest
+from astropy.io import fits
 
 from calibd.drivers.clock import Clock
 from calibd.drivers.contracts import Camera, CaptureSettings
 from calibd.drivers.errors import ExposureFailed, SettingRejected
+from tests.support import write_frame
 
 
 @dataclass
@@ -36,6 +39,10 @@ class ContractTarget:
     check_binning: bool = True
     # Max real seconds for an abort to end a running exposure.
     abort_within_real_s: float = 10.0
+    # Colour sensors: the BAYERPAT of a full frame, and of a 2x2-binned one (None where the
+    # driver bins colour into mono, or cannot tell). Both None for a monochrome camera.
+    bayer: str | None = None
+    bayer_binned: str | None = None
 
 
 class CameraContract:
@@ -107,6 +114,36 @@ class CameraContract:
         cam.configure(CaptureSettings(gain=target.gain, offset=target.offset, binning=1))
         frame = cam.expose(target.short_exposure_s, dark=True)
         assert frame.shape == (cam.info.height, cam.info.width)
+
+    def test_bayer_pattern_is_reported_and_carried_by_each_frame(
+            self, target: ContractTarget) -> None:
+        cam = target.camera
+        assert cam.info.bayer_pattern == target.bayer
+        cam.configure(CaptureSettings(gain=target.gain, offset=target.offset))
+        assert cam.expose(target.short_exposure_s, dark=True).bayer_pattern == target.bayer
+        if target.check_binning and 2 in cam.info.binnings:
+            cam.configure(CaptureSettings(gain=target.gain, offset=target.offset, binning=2))
+            binned = cam.expose(target.short_exposure_s, dark=True)
+            cam.configure(CaptureSettings(gain=target.gain, offset=target.offset, binning=1))
+            assert binned.bayer_pattern == target.bayer_binned
+
+    def test_fits_keywords_describe_the_pixels_written(self, target: ContractTarget,
+                                                      tmp_path: Path) -> None:
+        """calibd's writer: the pixels as delivered (top-down), and the Bayer keywords of this
+        frame (its pattern, offsets folded in) or none for a mono image."""
+        cam = target.camera
+        applied = cam.configure(CaptureSettings(gain=target.gain, offset=target.offset))
+        frame = cam.expose(target.short_exposure_s, dark=True)
+        path = write_frame(tmp_path / "frame.fits", frame, cam.info)
+        with fits.open(path) as hdul:
+            header, data = hdul[0].header, hdul[0].data
+        assert np.array_equal(data, frame.data) and header["ROWORDER"] == "TOP-DOWN"
+        assert header["XBINNING"] == applied.binning
+        if target.bayer is None:
+            assert not {"BAYERPAT", "XBAYROFF", "YBAYROFF"} & set(header)
+        else:
+            assert (header["BAYERPAT"], header["XBAYROFF"], header["YBAYROFF"]) == (
+                target.bayer, 0, 0)
 
     def test_negative_exposure_is_rejected(self, target: ContractTarget) -> None:
         with pytest.raises(SettingRejected):

@@ -36,12 +36,18 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
+import numpy as np
+import numpy.typing as npt
 import pytest
 import yaml
 from astropy.io import fits
 
 from calibd.capture.cli.main import main
+from calibd.capture.library import fitsio
+from calibd.capture.library.fitsio import FrameContext
 from calibd.capture.library.index import Index
+from calibd.capture.plans.cells import Cell
+from calibd.drivers.contracts import CameraInfo, Frame
 
 REPO = Path(__file__).resolve().parent.parent
 PLANS = REPO / "plans"
@@ -174,6 +180,51 @@ def write_real_config(path: Path, camera: dict[str, Any], *, name: str = "cam",
         data["flat_panels"] = {"panel": panel}
     path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
     return path
+
+
+def write_frame(path: Path, frame: Frame, info: CameraInfo, *, kind: str = "dark",
+                filter_name: str | None = None) -> Path:
+    """``frame`` written by calibd's own FITS writer: the sequencer's header cards
+    (:func:`fitsio.frame_cards`) and the atomic writer, as in a run."""
+    s = frame.settings
+    cell = Cell(kind=kind, gain=s.gain, offset=s.offset, binning=s.binning,  # type: ignore[arg-type]
+                readout_mode=s.readout_mode, setpoint_c=-10.0, exposure_s=frame.exposure_s,
+                count=1, filter=filter_name)
+    ctx = FrameContext(camera_name="cam", info=info, cell=cell, plan_name="test", run_id=1, seq=1)
+    fitsio.write_atomic(path, frame.data, fitsio.build_header(fitsio.frame_cards(frame, ctx)),
+                        fsync=False)
+    return path
+
+
+#: OpenCV names its Bayer conversions by "the second row, second and third columns" of the
+#: mosaic (cv::cvtColor documentation, "Bayer -> RGB"): for an RGGB mosaic (R G / G B, repeated)
+#: those are B, G, so RGGB is ``COLOR_BayerBG2RGB``. Derived from that rule, not assumed: the
+#: synthetic frames of tests/test_bayer_fits.py check every entry.
+OPENCV_BAYER = {"RGGB": "BG", "BGGR": "RG", "GRBG": "GB", "GBRG": "GR"}
+
+
+def demosaic_fits(path: Path) -> npt.NDArray[np.uint16]:
+    """An outside reader's view of a colour FITS file: rows turned top-down by ``ROWORDER``, the
+    pattern of the top-left pixel from ``BAYERPAT`` shifted by ``XBAYROFF``/``YBAYROFF`` (Siril's
+    reading), then OpenCV's demosaic. Returns [row, column, (R, G, B)]. Uses only the keywords
+    and OpenCV, none of calibd's own Bayer code. Raises KeyError/ValueError for a file without
+    usable keywords."""
+    import cv2
+
+    with fits.open(path) as hdul:
+        header, data = hdul[0].header, np.asarray(hdul[0].data)
+    order = str(header.get("ROWORDER", "TOP-DOWN")).strip().upper()
+    if order not in ("TOP-DOWN", "BOTTOM-UP"):
+        raise ValueError(f"ROWORDER {order!r}")
+    if order == "BOTTOM-UP":
+        data = data[::-1]
+    pattern = str(header["BAYERPAT"]).strip().upper()
+    dx, dy = int(header.get("XBAYROFF", 0)), int(header.get("YBAYROFF", 0))
+    rows = (pattern[0:2], pattern[2:4])
+    pattern = "".join(rows[(r + dy) % 2][(c + dx) % 2] for r in (0, 1) for c in (0, 1))
+    code = getattr(cv2, f"COLOR_Bayer{OPENCV_BAYER[pattern]}2RGB")
+    rgb = cv2.cvtColor(np.ascontiguousarray(data, dtype=np.uint16), code)
+    return np.asarray(rgb, dtype=np.uint16)
 
 
 def write_plan(path: Path, text: str) -> Path:

@@ -87,7 +87,8 @@ class TestDoubleContract(CameraContract):
         return ContractTarget(
             camera=camera, clock=RealClock(), gain=_gain(family), offset=int(family.offset.lo) + 5,
             cool_to_c=6.0, cool_tolerance_c=0.5, cool_timeout_s=60.0,
-            short_exposure_s=0.1, long_exposure_s=60.0, abort_within_real_s=5.0)
+            short_exposure_s=0.1, long_exposure_s=60.0, abort_within_real_s=5.0,
+            bayer=family.bayer, bayer_binned=family.bayer)
 
 
 # ------------------------------------------------------------------------- what the driver knows
@@ -149,7 +150,7 @@ def test_properties_are_read_and_set_where_each_driver_keeps_them(
     frame = camera.expose(0.2, dark=True)
     assert frame.settings.gain == gain and frame.settings.offset == offset
     if family.bayer:  # the Bayer keywords of the raw mosaic, taken from the image itself
-        assert frame.extra_header["BAYERPAT"] == family.bayer
+        assert frame.bayer_pattern == family.bayer
 
 
 def test_a_value_out_of_the_drivers_limits_turns_the_vector_alert(

@@ -256,3 +256,18 @@ def test_devices_list_names_every_simulator_profile(capsys: pytest.CaptureFixtur
     listed = json.loads(res.out)
     assert [d["name"] for d in listed] == [f"profile {name}" for name in PROFILES]
     assert {d["kind"] for d in listed} == {"camera"}
+
+
+class TestColourSimulatorContract(CameraContract):
+    """The contract over a colour sensor in its least common phase: frames carry it, binned too
+    (colour binning keeps the mosaic)."""
+
+    @pytest.fixture
+    def target(self) -> Iterator[ContractTarget]:
+        clock = ScaledClock(scale=200.0)
+        cam = SimulatedCamera(COLOUR.with_overrides(bayer="GBRG"), clock, ambient_c=15.0)
+        cam.connect()
+        yield ContractTarget(camera=cam, clock=clock, gain=100, offset=50, cool_to_c=-10.0,
+                             cool_tolerance_c=0.3, cool_timeout_s=600.0, short_exposure_s=0.5,
+                             long_exposure_s=600.0, bayer="GBRG", bayer_binned="GBRG")
+        cam.disconnect()

@@ -143,7 +143,7 @@ def run_combine(args: argparse.Namespace) -> int:
     if headers:
         for key in ("EXPTIME", "EXPOSURE", "DARKTIME", "GAIN", "OFFSET", "XBINNING", "YBINNING",
                     "READOUTM", "SET-TEMP", "FILTER", "INSTRUME", "CAMERAID", "BAYERPAT",
-                    "EGAIN"):
+                    "XBAYROFF", "YBAYROFF", "ROWORDER", "EGAIN"):
             if key in headers[0]:
                 header[key] = headers[0][key]
     header["SWCREATE"] = f"calibd {__version__}"

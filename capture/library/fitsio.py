@@ -6,6 +6,13 @@ Headers follow the conventions PixInsight (WBPP), Siril, APP and DSS group and m
 ``GAIN``/``OFFSET`` as integers, ``XBINNING``/``YBINNING``, ``READOUTM``, ``EGAIN``, ``INSTRUME``,
 ``FILTER``, ``ROWORDER``, ``SWCREATE``, plus calibd's own plan/run/cell keywords for resume and
 rebuilding the index.
+
+Colour (Bayer mosaic) frames: the pixels are written as the camera delivered them, row 0 first,
+and labelled ``ROWORDER = 'TOP-DOWN'``; ``BAYERPAT`` is the colours of the first two pixels of
+the first two rows written (the frame's own pattern: subframe origin and binning already folded
+in by the driver), so ``XBAYROFF = YBAYROFF = 0``. Siril, PixInsight and OpenCV-style readers then
+demosaic to the right colours (tests/test_bayer_fits.py proves it for all four phases, both row
+orders). A mono image (or a colour sensor's mono-binned output) gets none of the three.
 """
 
 from __future__ import annotations
@@ -20,7 +27,7 @@ from typing import IO, TYPE_CHECKING, Any
 import numpy as np
 from astropy.io import fits
 
-from calibd.capture import __version__
+from calibd.capture import __version__, cfa
 from calibd.capture.errors import LibraryError
 from calibd.capture.library.atomic import AtomicFile
 from calibd.capture.library.checksum import placeholder_cards, seal
@@ -101,8 +108,13 @@ def frame_cards(frame: Frame, ctx: FrameContext) -> list[Card]:
     ]
     if cell.filter is not None:
         cards.append(("FILTER", cell.filter, "filter"))
-    if info.bayer_pattern:
-        cards.append(("BAYERPAT", info.bayer_pattern, "Bayer pattern"))
+    pattern = cfa.normalize(frame.bayer_pattern)
+    if pattern is not None:  # the pattern of these pixels, origin and binning folded in
+        cards += [
+            ("BAYERPAT", pattern, "Bayer colours of the first 2x2 pixels, top-down"),
+            ("XBAYROFF", 0, "Bayer X offset (folded into BAYERPAT)"),
+            ("YBAYROFF", 0, "Bayer Y offset (folded into BAYERPAT)"),
+        ]
     cards += [
         ("ROWORDER", "TOP-DOWN", "row 0 is the top of the image"),
         ("SWCREATE", f"calibd {__version__}", "software that created this file"),

@@ -43,7 +43,8 @@ log = logging.getLogger(__name__)
 BUILD_ORDER = {"bias": 0, "darkflat": 1, "dark": 2, "flat": 3}
 COPIED_KEYS = ("INSTRUME", "CAMERAID", "CAMNAME", "GAIN", "OFFSET", "XBINNING", "YBINNING",
                "READOUTM", "EGAIN", "XPIXSZ", "YPIXSZ", "BITDEPTH", "SET-TEMP", "FILTER",
-               "BAYERPAT", "ROWORDER", "DATE-OBS", "TIMESYS", "PLANNAME")
+               "BAYERPAT", "XBAYROFF", "YBAYROFF", "ROWORDER", "DATE-OBS", "TIMESYS",
+               "PLANNAME")
 
 
 class MasterBuildError(Exception):

@@ -24,7 +24,8 @@ class MasterInputError(InputError):
     kind = "master input"
 
 
-KEYS_ALL = ("NAXIS1", "NAXIS2", "GAIN", "OFFSET", "XBINNING", "YBINNING", "READOUTM")
+# BAYERPAT: a colour master from frames of two phases (or mosaic and mono-bin) mixes colours.
+KEYS_ALL = ("NAXIS1", "NAXIS2", "GAIN", "OFFSET", "XBINNING", "YBINNING", "READOUTM", "BAYERPAT")
 SETPOINT_TOLERANCE_C = 0.5
 
 

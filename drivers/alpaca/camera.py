@@ -14,8 +14,9 @@ import time
 from datetime import UTC, datetime
 from typing import Any, Literal, Unpack
 
+from calibd.drivers import bayer
 from calibd.drivers.alpaca._base import AlpacaDevice, Endpoint, Quirk
-from calibd.drivers.alpaca.imagebytes import ImageDownload
+from calibd.drivers.alpaca.imagebytes import RANK3_REFUSED, ImageDownload
 from calibd.drivers.contracts import CameraInfo, CaptureSettings, CoolerState, Frame, ImageArray
 from calibd.drivers.errors import (
     DeviceError,
@@ -52,12 +53,23 @@ class CameraStates(enum.IntEnum):
 
 
 def bayer_pattern(sensor_type: int | None, offset_x: int, offset_y: int) -> str | None:
-    """FITS BAYERPAT for an ASCOM SensorType and BayerOffsetX/Y: the 2x2 colours at the image
-    origin, row by row (``RGGB`` with offsets (1, 0) -> ``GRBG``). None for mono and colour."""
-    if sensor_type == 2:  # RGGB family
-        base = ("RG", "GB")
-        return "".join(base[(r + offset_y) % 2][(c + offset_x) % 2] for r in (0, 1) for c in (0, 1))
+    """FITS BAYERPAT for an ASCOM SensorType and BayerOffsetX/Y: the 2x2 colours at sensor pixel
+    (0, 0), row by row (``RGGB`` with offsets (1, 0) -> ``GRBG``). None for mono and colour."""
+    if sensor_type == 2:  # RGGB family: the phase is in the offsets
+        return bayer.shifted("RGGB", offset_x, offset_y)
     return {3: "CMYG", 4: "CMYG2", 5: "LRGB"}.get(sensor_type or 0)
+
+
+def frame_pattern(sensor: str | None, start_x: int, start_y: int, binning: int) -> str | None:
+    """BAYERPAT of an image read from subframe origin (``start_x``, ``start_y``) at ``binning``:
+    the sensor's pattern shifted by the origin's parity (ICameraV3: BayerOffsetX/Y "does not
+    change to reflect subframe settings"). None for a mono sensor, a non-RGB matrix (CMYG, LRGB:
+    calibd splits RGB Bayer mosaics only) and any binned image: ASCOM does not say how a colour
+    sensor bins (by colour or into a mono sum), so a binned image is not taken for a mosaic."""
+    if binning != 1 or bayer.normalize(sensor) is None:
+        return None
+    assert sensor is not None
+    return bayer.shifted(sensor, start_x, start_y)
 
 
 def parse_alpaca_time(value: str) -> datetime:
@@ -122,6 +134,8 @@ class AlpacaCamera(AlpacaDevice):
         self._can_cooler_power = False
         self._settings: CaptureSettings | None = None
         self._frame_shape: tuple[int, int] | None = None
+        self._frame_bayer: str | None = None  # the BAYERPAT of the current subframe/binning
+        self._sensor_type: int | None = None
         self._wanted_settings: CaptureSettings | None = None
         self._wanted_cooler: tuple[bool, float | None] | None = None
         self._state_lock = threading.Lock()
@@ -200,7 +214,8 @@ class AlpacaCamera(AlpacaDevice):
         readout_modes = tuple(str(m) for m in modes) if modes else ("default",)
         max_bin = min(int(self._probe("MaxBinX") or 1), int(self._probe("MaxBinY") or 1))
         sensor_type = self._probe("SensorType")
-        bayer = bayer_pattern(
+        self._sensor_type = None if sensor_type is None else int(sensor_type)
+        pattern = bayer_pattern(
             None if sensor_type is None else int(sensor_type),
             int(self._probe("BayerOffsetX") or 0) if sensor_type not in (None, 0, 1) else 0,
             int(self._probe("BayerOffsetY") or 0) if sensor_type not in (None, 0, 1) else 0,
@@ -224,7 +239,7 @@ class AlpacaCamera(AlpacaDevice):
             has_shutter=bool(self._probe("HasShutter")),
             readout_modes=readout_modes,
             binnings=tuple(range(1, max(1, max_bin) + 1)),
-            bayer_pattern=bayer,
+            bayer_pattern=pattern,
             gain_names=gain_names,
             readout_s=0.5 + width * height * 2 / 20e6,
             full_well_e=_positive_or_none(full_well),
@@ -266,6 +281,9 @@ class AlpacaCamera(AlpacaDevice):
         """
         self._require()
         info = self.info
+        if self._sensor_type == 1:  # Color: rank-3 debayered images (see imagebytes)
+            raise SettingRejected(f"SensorType Color: {RANK3_REFUSED}", device=self.label)
+        bayer.refuse_debayered(settings.readout_mode, self.label)
         binning = settings.binning
         if binning not in info.binnings:
             raise SettingRejected(
@@ -326,6 +344,9 @@ class AlpacaCamera(AlpacaDevice):
         if binx != biny:
             logger.warning("%s: asymmetric binning %dx%d read back", self.label, binx, biny)
         self._frame_shape = (int(self._get("NumY")), int(self._get("NumX")))
+        sensor = self.info.bayer_pattern
+        self._frame_bayer = None if bayer.normalize(sensor) is None else frame_pattern(
+            sensor, int(self._get("StartX")), int(self._get("StartY")), binx)
         mode_name = "default"
         if self._has_readout_modes:
             index = int(self._get("ReadoutMode"))
@@ -476,6 +497,7 @@ class AlpacaCamera(AlpacaDevice):
             setpoint_c=None if setpoint is None else float(setpoint),
             readout_s=max(0.0, in_memory - (started + exposure_s)),
             electrons_per_adu=self._electrons_per_adu(),
+            bayer_pattern=self._frame_bayer,
         )
 
     def _wait_image_ready(

@@ -105,15 +105,24 @@ class ImageBytesHeader:
         return self.dimension1 * self.dimension2 * planes * self.dtype.itemsize
 
 
+#: Why a rank-3 (SensorType Color) image is refused: calibration frames must be the sensor's raw
+#: values (a debayered image has interpolated, white-balanced pixels no master can correct).
+RANK3_REFUSED = (
+    "a colour image with 3 planes (rank 3: ASCOM SensorType Color, debayered by the driver); "
+    "calibd calibrates raw sensor data only: set the camera's driver to deliver the raw mosaic "
+    "(SensorType RGGB) or monochrome"
+)
+
+
 def xy_to_row_column(xy: npt.NDArray[Any]) -> ImageArray:
     """Turn an Alpaca [x][y] array into a C-contiguous [row, column] ``uint16`` array.
 
     Raises ExposureFailed for colour planes (rank 3) or pixel values outside 0..65535.
     """
     if xy.ndim != 2:
-        raise ExposureFailed(
-            f"image has {xy.ndim} dimensions; only 2-D (mono/raw Bayer) is supported"
-        )
+        raise ExposureFailed(RANK3_REFUSED if xy.ndim == 3 else
+                             f"image has {xy.ndim} dimensions; only 2-D (mono/raw Bayer) is "
+                             "supported")
     rc = xy.T
     if rc.dtype == np.uint16:
         return np.ascontiguousarray(rc)
@@ -141,7 +150,7 @@ def decode_imagebytes(blob: bytes | bytearray | memoryview) -> ImageArray:
 
 def _pixels(header: ImageBytesHeader, payload: memoryview | bytes | bytearray) -> ImageArray:
     if header.rank != 2:
-        raise ExposureFailed("colour (rank 3) images are not supported for calibration frames")
+        raise ExposureFailed(RANK3_REFUSED)
     if len(payload) != header.payload_bytes:
         raise ExposureFailed(
             f"ImageBytes payload is {len(payload)} bytes, header says {header.payload_bytes}"

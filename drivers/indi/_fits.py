@@ -35,6 +35,11 @@ def decode_fits(blob: bytes | bytearray, fmt: str = ".fits") -> tuple[ImageArray
                         break
     except Exception as err:
         raise ExposureFailed(f"unreadable {fmt} image from the device: {err}") from err
+    if image is not None and image.ndim == 3:
+        raise ExposureFailed(
+            f"the device sent a {image.shape[0]}-plane colour image (a debayered RGB capture "
+            "format); calibd takes raw 16-bit mosaics only: select the camera's RAW16 / mono "
+            "capture format")
     if image is None or image.ndim != 2:
         shape = None if image is None else image.shape
         raise ExposureFailed(f"expected a 2-D monochrome image, got shape {shape}")

@@ -9,6 +9,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Unpack
 
+from calibd.drivers import bayer
 from calibd.drivers.clock import Clock, RealClock
 from calibd.drivers.contracts import CameraInfo, CaptureSettings, CoolerState, Frame, ImageArray
 from calibd.drivers.errors import (
@@ -217,8 +218,7 @@ class IndiCamera(IndiDevice):
         gain_range = self._range(gain)
         offset_range = self._range(offset)
         t_lo, t_hi, _ = temp.limits.get("CCD_TEMPERATURE_VALUE", (0, 0, 0)) if temp else (0, 0, 0)
-        cfa = self._prop("CCD_CFA")
-        bayer = str(cfa.values.get("CFA_TYPE", "")).strip().upper() if cfa else ""
+        pattern = _cfa_pattern(self._prop("CCD_CFA"))
         readout = self.family.readout if self.family else None
         modes = _readout.available(readout, self._readout_snap())
         now = _readout.current(readout, self._readout_snap())
@@ -240,7 +240,7 @@ class IndiCamera(IndiDevice):
             has_cooler=temp is not None and temp.writable,
             binnings=tuple(range(1, max(1, max_bin) + 1)),
             readout_modes=modes,
-            bayer_pattern=bayer if bayer in ("RGGB", "BGGR", "GRBG", "GBRG") else None,
+            bayer_pattern=pattern,
             min_setpoint_c=float(t_lo) if t_hi > t_lo else None,
             max_setpoint_c=float(t_hi) if t_hi > t_lo else None,
         )
@@ -261,6 +261,7 @@ class IndiCamera(IndiDevice):
         Raises SettingRejected (out of range, no such control, refused), DeviceUnavailable."""
         info = self.info
         self._require()
+        bayer.refuse_debayered(settings.readout_mode, self.device)
         if settings.readout_mode not in (*info.readout_modes, "default"):
             raise SettingRejected(
                 f"read-out mode {settings.readout_mode!r} not offered "
@@ -460,7 +461,8 @@ class IndiCamera(IndiDevice):
             setpoint_c=self._cooler[1] if self._cooler and self._cooler[0] else None,
             readout_s=max(0.0, record.received_monotonic - started - exposure_s),
             electrons_per_adu=_egain(header, shift),
-            extra_header=_extra_header(header, self.device, frame_type),
+            extra_header={"INDIDEV": self.device, "INDIFRAM": frame_type.removeprefix("FRAME_")},
+            bayer_pattern=_fits_pattern(header),
         )
 
     def _await_image(
@@ -578,17 +580,38 @@ def _egain(header: dict[str, Any], shift: int) -> float | None:
     return float(egain) / (1 << shift)
 
 
-def _extra_header(header: dict[str, Any], device: str, frame_type: str) -> dict[str, Any]:
-    """calibd's INDI keywords plus the Bayer keywords of *this* image: drivers switch
-    CCD_HAS_BAYER per frame (ZWO clears it for RGB24/Y8/mono-bin), so the FITS is the truth."""
-    extra: dict[str, Any] = {"INDIDEV": device, "INDIFRAM": frame_type.removeprefix("FRAME_")}
-    bayer = header.get("BAYERPAT")
-    if isinstance(bayer, str) and bayer.strip().upper() in ("RGGB", "BGGR", "GRBG", "GBRG"):
-        extra["BAYERPAT"] = bayer.strip().upper()
-        for key in ("XBAYROFF", "YBAYROFF"):
-            if isinstance(header.get(key), int):
-                extra[key] = int(header[key])
-    return extra
+def _offset(value: Any) -> int:
+    """A Bayer offset from a FITS card or a CCD_CFA text element (0 when absent or not a small
+    integer)."""
+    try:
+        number = int(str(value).strip())
+    except ValueError:
+        return 0
+    return number if 0 <= number < 16 else 0
+
+
+def _fits_pattern(header: dict[str, Any]) -> str | None:
+    """The Bayer pattern of *this* image, from the FITS the driver sent: drivers switch
+    CCD_HAS_BAYER per frame (the ZWO driver clears it for RGB24/Y8/mono-bin), so the FITS is the
+    truth, not CCD_CFA. BAYERPAT describes the top-left of the image as displayed (Siril's
+    reading, ROWORDER applied: decode_fits has turned the rows top-down), shifted by
+    XBAYROFF/YBAYROFF; the result needs no offsets. None without a valid BAYERPAT."""
+    pattern = bayer.normalize(header.get("BAYERPAT"))
+    if pattern is None:
+        return None
+    return bayer.shifted(pattern, _offset(header.get("XBAYROFF")), _offset(header.get("YBAYROFF")))
+
+
+def _cfa_pattern(cfa: PropSnapshot | None) -> str | None:
+    """The sensor's pattern from CCD_CFA (CFA_TYPE shifted by CFA_OFFSET_X/Y), None without
+    one (mono, or the driver's bayer capability is off)."""
+    if cfa is None:
+        return None
+    pattern = bayer.normalize(cfa.values.get("CFA_TYPE"))
+    if pattern is None:
+        return None
+    return bayer.shifted(pattern, _offset(cfa.values.get("CFA_OFFSET_X")),
+                         _offset(cfa.values.get("CFA_OFFSET_Y")))
 
 
 def _positive(snap: PropSnapshot | None) -> PropSnapshot | None:

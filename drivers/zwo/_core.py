@@ -211,6 +211,10 @@ class _CameraCore:
                 raise DeviceUnavailable(f"camera lacks the {required} control", device=self.label)
         if "Flip" in caps:
             self._set("Flip", 0, error=DeviceUnavailable)  # rows top-down, as delivered
+        if prop.get("IsColorCam") and "MonoBin" in caps:
+            # Colour binning: a binned image stays a Bayer mosaic (MonoBin on would add the
+            # four colours into one value and the frame would carry no pattern).
+            self._set("MonoBin", 0, error=DeviceUnavailable)
         if self._usb_bandwidth is not None:
             bw = caps.get("BandWidth")
             if bw is None:

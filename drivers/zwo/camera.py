@@ -9,6 +9,7 @@ import time
 
 import numpy as np
 
+from calibd.drivers import bayer
 from calibd.drivers.contracts import CaptureSettings, CoolerState, Frame
 from calibd.drivers.errors import (
     DeviceError,
@@ -95,6 +96,7 @@ class ZwoCamera(_CameraCore):
         else) or DeviceUnavailable.
         """
         info = self._require()
+        bayer.refuse_debayered(settings.readout_mode, self.label)
         if settings.readout_mode not in info.readout_modes:
             raise SettingRejected(
                 f"read-out mode {settings.readout_mode!r} not offered "
@@ -230,6 +232,7 @@ class ZwoCamera(_CameraCore):
         applied_s = self._get("Exposure") / 1e6
         settings = self._read_settings()
         width, height, _ = self._roi
+        pattern = self._frame_pattern(settings.binning)
         temp_start = self._temperature_c()
         extra: dict[str, str | int | float | bool] = {"XORGSUBF": 0, "YORGSUBF": 0}
         if "BandWidth" in self._caps:
@@ -282,7 +285,19 @@ class ZwoCamera(_CameraCore):
             readout_s=max(0.0, done - max(t0 + exposure_real, t0)),
             electrons_per_adu=e_per_adu,
             extra_header=extra,
+            bayer_pattern=pattern,
         )
+
+    def _frame_pattern(self, binning: int) -> str | None:
+        """BAYERPAT of the next image: the SDK's pattern (the ROI starts at 0,0, rows unflipped)
+        at 1x1 and, binned, while MonoBin reads back 0 (colour binning keeps the mosaic); None
+        for a mono camera, or a binned image the camera may have summed into mono."""
+        pattern = self.info.bayer_pattern
+        if pattern is None or binning == 1:
+            return pattern
+        if "MonoBin" not in self._caps or self._get("MonoBin") != 0:
+            return None
+        return pattern
 
     def _wait_for_exposure(
         self, exposure_s: float, expected_end: float, deadline: float, budget: float

@@ -7,6 +7,12 @@ ImageReady. Settings (gain, offset, binning, read-out mode) go through
 (InvalidValue, 0x401). Binning and subframe follow the specification: NumX/NumY/StartX/StartY are
 in binned pixels and are *not* changed when the binning changes; a subframe that does not fit is
 refused at StartExposure (InvalidValue).
+
+A colour profile is SensorType 2 (RGGB family) with BayerOffsetX/Y placing the R G / G B matrix
+as ICameraV3 defines them: relative to sensor pixel (0, 0), X to the right, Y down, unchanged by
+the subframe (a client adds an odd StartX/StartY itself). Binning is by colour (the image stays a
+mosaic; ASCOM leaves colour binning to the driver). A monochrome profile is SensorType 0 and
+BayerOffsetX/Y are NotImplemented, as the specification requires.
 """
 
 from __future__ import annotations
@@ -17,8 +23,10 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Any, ClassVar
 
+from calibd.drivers import bayer
 from calibd.drivers.clock import Clock
 from calibd.drivers.contracts import CaptureSettings
+from calibd.drivers.errors import NotSupported
 from calibd.simulators.alpaca_server.device import AlpacaDevice, ImageResult
 from calibd.simulators.alpaca_server.exposure import Exposures, Subframe
 from calibd.simulators.alpaca_server.protocol import (
@@ -38,7 +46,7 @@ MAX_ADU = 65535  # frames are delivered scaled to 16 bits whatever the native bi
 class CameraDevice(AlpacaDevice):
     """One simulated camera as an Alpaca Camera.
 
-    Not implemented (NotImplemented, 0x400): BayerOffsetX/Y (monochrome sensor), FastReadout
+    Not implemented (NotImplemented, 0x400): BayerOffsetX/Y (monochrome sensors), FastReadout
     (CanFastReadout is False), Gains/Offsets (gain and offset are values in Min..Max),
     IsPulseGuiding/PulseGuide (CanPulseGuide is False), SubExposureDuration.
     """
@@ -47,7 +55,6 @@ class CameraDevice(AlpacaDevice):
     type_name = "Camera"
     interface_version = 4
     constants: ClassVar[Mapping[str, Any]] = {
-        "sensortype": 0,  # monochrome
         "maxadu": MAX_ADU,
         "exposureresolution": EXPOSURE_RESOLUTION_S,
         "canabortexposure": True,
@@ -136,6 +143,22 @@ class CameraDevice(AlpacaDevice):
 
     def get_electronsperadu(self, p: Params) -> float:
         return self._camera.sensor.e_per_adu16(self._settings.gain)
+
+    def get_sensortype(self, p: Params) -> int:
+        """0 (Monochrome) or 2 (RGGB: a Bayer mosaic, phase in BayerOffsetX/Y)."""
+        return 0 if self._camera.profile.bayer is None else 2
+
+    def _bayer_offsets(self) -> tuple[int, int]:
+        pattern = self._camera.profile.bayer
+        if pattern is None:
+            raise NotSupported("a monochrome sensor has no Bayer matrix", device=self.label)
+        return bayer.ASCOM_OFFSETS[pattern]
+
+    def get_bayeroffsetx(self, p: Params) -> int:
+        return self._bayer_offsets()[0]
+
+    def get_bayeroffsety(self, p: Params) -> int:
+        return self._bayer_offsets()[1]
 
     def get_maxbinx(self, p: Params) -> int:
         return max(self._camera.info.binnings)

@@ -31,7 +31,8 @@ log = logging.getLogger(__name__)
 
 DEFAULT_PORT = 11111
 #: Sensor chips of the profiles that imitate real cameras (SensorName).
-SENSOR_NAMES = {"asi2600mm": "IMX571", "asi294mm": "IMX492"}
+SENSOR_NAMES = {"asi2600mm": "IMX571", "asi294mm": "IMX492", "asi2600mc": "IMX571",
+                "asi533mc": "IMX533"}
 
 
 class ServerOptions(TypedDict, total=False):

@@ -28,7 +28,8 @@
  *     dark_spread, hot_fraction, hot_min, hot_max, dead_fraction, cold_fraction, prnu, glow,
  *     glow_length, column_sigma, pedestal_per_offset, cosmic_rate, readout_s, min_exposure_us,
  *     max_exposure_us, cooled, usb3, tau_s, max_delta_c, proportional_c, bins (e.g. "1,2,4"),
- *     seed, serial (16 hex digits or up to 8 ASCII characters; camera k adds k to the last byte);
+ *     bayer (-1 mono; 0..3 = ASI_BAYER_RG/BG/GR/GB: a colour camera), cfa_r, cfa_g, cfa_b (light
+ *     collected by a red/green/blue pixel per electron a bare pixel would collect), seed, serial (16 hex digits or up to 8 ASCII characters; camera k adds k to the last byte);
  *   global, at run time: time_scale, ambient_c, panel_flux, vignetting;
  *   per camera slot (after target=N, default 0): fail_every, remove_after, remove, reattach,
  *     reattach_after_s (every later removal re-plugs itself after this many real seconds; 0 = stay
@@ -79,6 +80,8 @@ typedef struct {
     int cooled, usb3;
     double tau_s, max_delta_c, proportional_c;
     int bins[16];
+    int bayer; /* -1: monochrome; else ASI_BAYER_PATTERN of pixel (0, 0) */
+    double cfa[3]; /* R, G, B light response of a colour pixel (vs. a bare one) */
     uint64_t seed;
     unsigned char serial[8];
 } build_cfg_t;
@@ -130,6 +133,8 @@ static void default_build(build_cfg_t *b)
     b->bins[0] = 1;
     b->bins[1] = 2;
     b->bins[2] = 4;
+    b->bayer = -1;
+    b->cfa[0] = b->cfa[1] = b->cfa[2] = 1.0;
     b->seed = 640;
     memcpy(b->serial, "DBL00000", 8);
 }
@@ -367,6 +372,11 @@ static int control_caps(const cam_t *c, int type, dbl_control_caps_t *o)
             return 0;
         name = "AntiDewHeater", desc = "Window heater", hi = 1;
         break;
+    case DBL_CTL_MONO_BIN:
+        if (b->bayer < 0)
+            return 0;
+        name = "MonoBin", desc = "Colour binning adds all four colours (mono image)", hi = 1;
+        break;
     default:
         return 0;
     }
@@ -388,6 +398,7 @@ static const int k_control_order[] = {
     DBL_CTL_GAIN,        DBL_CTL_EXPOSURE,     DBL_CTL_OFFSET,      DBL_CTL_BANDWIDTH,
     DBL_CTL_FLIP,        DBL_CTL_HARDWARE_BIN, DBL_CTL_HIGH_SPEED,  DBL_CTL_TEMPERATURE,
     DBL_CTL_COOLER_POWER, DBL_CTL_TARGET_TEMP, DBL_CTL_COOLER_ON,   DBL_CTL_ANTI_DEW,
+    DBL_CTL_MONO_BIN,
 };
 #define N_CONTROL_ORDER ((int)(sizeof(k_control_order) / sizeof(k_control_order[0])))
 
@@ -689,6 +700,14 @@ static void snapshot_exposure(cam_t *c, int is_dark, double start)
     c->exp_temp_start = cam_temperature(c, start);
 }
 
+/* 0 red, 1 green, 2 blue: the filter over unbinned pixel (row, col) for ASI_BAYER_PATTERN
+ * `bayer` (RG=0, BG=1, GR=2, GB=3: the colours of pixels (0, 0) and (0, 1)). */
+static int pixel_colour(int bayer, int row, int col)
+{
+    static const int cell[4][4] = {{0, 1, 1, 2}, {2, 1, 1, 0}, {1, 0, 2, 1}, {1, 2, 0, 1}};
+    return cell[bayer & 3][(row & 1) * 2 + (col & 1)];
+}
+
 /* Makes the image of the exposure described by the exp_* fields. Returns NULL on OOM. */
 static uint16_t *render_frame(cam_t *c)
 {
@@ -700,6 +719,9 @@ static uint16_t *render_frame(cam_t *c)
     double dscale = b->dark0_e_s * pow(2.0, temp / b->dark_doubling_c);
     double flux = c->exp_dark ? 0.0 : g_run.panel_flux;
     double cx = 0.5 * (b->width - 1), cy = 0.5 * (b->height - 1), r2n = cx * cx + cy * cy;
+    /* A colour sensor bins by colour unless MonoBin is on: binned pixel (i, j) averages the
+     * bin x bin pixels of its own 2x2-cell position, so the image stays a mosaic. */
+    int colour = b->bayer >= 0, by_colour = colour && bin > 1 && !c->ctl[DBL_CTL_MONO_BIN];
     float *buf = malloc((size_t)w * (size_t)h * sizeof(float));
     uint16_t *out = malloc((size_t)w * (size_t)h * sizeof(uint16_t));
     if (!buf || !out) {
@@ -711,15 +733,17 @@ static uint16_t *render_frame(cam_t *c)
         for (int j = 0; j < w; j++) {
             double dsum = 0.0, gsum = 0.0, lsum = 0.0;
             for (int di = 0; di < bin; di++) {
-                int row = y0 + i * bin + di;
+                int row = y0 + (by_colour ? ((i / 2) * bin + di) * 2 + i % 2 : i * bin + di);
                 for (int dj = 0; dj < bin; dj++) {
-                    int col = x0 + j * bin + dj;
+                    int col = x0 + (by_colour ? ((j / 2) * bin + dj) * 2 + j % 2 : j * bin + dj);
                     size_t idx = (size_t)row * (size_t)W + (size_t)col;
                     dsum += c->dark[idx];
                     gsum += (double)c->gx[col] * (double)c->gy[row];
                     if (flux > 0.0) {
                         double dx = col - cx, dy = row - cy;
-                        lsum += c->qe[idx] * (1.0 - g_run.vignetting * (dx * dx + dy * dy) / r2n);
+                        double cfa = colour ? b->cfa[pixel_colour(b->bayer, row, col)] : 1.0;
+                        lsum += cfa * c->qe[idx] *
+                                (1.0 - g_run.vignetting * (dx * dx + dy * dy) / r2n);
                     }
                 }
             }
@@ -748,7 +772,7 @@ static uint16_t *render_frame(cam_t *c)
     for (int j = 0; j < w; j++) {
         double colv = 0.0;
         for (int dj = 0; dj < bin; dj++)
-            colv += c->column[x0 + j * bin + dj];
+            colv += c->column[x0 + (by_colour ? ((j / 2) * bin + dj) * 2 + j % 2 : j * bin + dj)];
         colv /= bin;
         for (int i = 0; i < h; i++) {
             size_t idx = (size_t)i * w + j;
@@ -874,9 +898,16 @@ static void fill_info(const cam_t *c, dbl_camera_info_t *o)
     o->max_width = b->width;
     for (int i = 0; i < 16; i++)
         o->bins[i] = b->bins[i];
-    o->formats[0] = DBL_IMG_RAW8;
-    o->formats[1] = DBL_IMG_RAW16;
-    o->formats[2] = DBL_IMG_END;
+    o->is_color = b->bayer >= 0;
+    o->bayer = b->bayer >= 0 ? b->bayer : 0;
+    int nf = 0;
+    o->formats[nf++] = DBL_IMG_RAW8;
+    if (o->is_color)
+        o->formats[nf++] = DBL_IMG_RGB24; /* offered, as by real colour cameras; not rendered */
+    o->formats[nf++] = DBL_IMG_RAW16;
+    if (o->is_color)
+        o->formats[nf++] = DBL_IMG_Y8;
+    o->formats[nf] = DBL_IMG_END;
     o->pixel_um = b->pixel_um;
     o->st4 = 0;
     o->cooled = b->cooled;
@@ -1470,6 +1501,10 @@ static int apply_build_key(const token_t *t, build_cfg_t *b)
         return 1;
     }
     LKEY("cameras", cameras, 0, MAX_CAMS)
+    LKEY("bayer", bayer, -1, 3)
+    DKEY("cfa_r", cfa[0], 0.0, 10.0)
+    DKEY("cfa_g", cfa[1], 0.0, 10.0)
+    DKEY("cfa_b", cfa[2], 0.0, 10.0)
     LKEY("width", width, 16, 20000)
     LKEY("height", height, 16, 20000)
     LKEY("bit_depth", bit_depth, 8, 16)

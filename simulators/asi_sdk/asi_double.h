@@ -57,6 +57,7 @@ enum {
     DBL_CTL_COOLER_POWER = 15, /* percent, read-only */
     DBL_CTL_TARGET_TEMP = 16, /* whole degrees C (not x 10) */
     DBL_CTL_COOLER_ON = 17,
+    DBL_CTL_MONO_BIN = 18, /* colour cameras: bin all four colours into one (mono) value */
     DBL_CTL_ANTI_DEW = 21,
     DBL_CTL_TYPES = 32 /* size of the value table; larger types are rejected */
 };

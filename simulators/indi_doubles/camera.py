@@ -46,10 +46,12 @@ _FRAME_NAMES = {"FRAME_LIGHT": ("Light", "Light Frame"), "FRAME_BIAS": ("Bias", 
 
 def double_profile(family: DoubleFamily, width: int, height: int,
                    seed: int | None = None) -> SensorProfile:
-    """The sensor a double simulates: the small test sensor with the family's ADC depth, gain
-    and offset ranges and unity gain."""
-    return get_profile("small").with_overrides(
-        name=family.key, model=family.model, width=width, height=height,
+    """The sensor a double simulates: the small test sensor (its colour twin, in the family's
+    Bayer phase, for a colour family) with the family's ADC depth, gain and offset ranges and
+    unity gain."""
+    base = get_profile("small-colour" if family.bayer else "small")
+    return base.with_overrides(
+        bayer=family.bayer, name=family.key, model=family.model, width=width, height=height,
         bit_depth=family.bit_depth, unity_gain=family.unity_gain,
         gain_max=int(family.gain.hi), offset_max=int(family.offset.hi),
         pedestal_per_offset_adu=20.0, readout_s=0.02,
