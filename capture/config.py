@@ -248,6 +248,11 @@ class _Schedule(_Strict):
     camera: str | None = None  # default: the only camera
     plan: Path = Field(strict=False)  # relative paths are relative to the configuration file
     enabled: StrictBool = True
+    # A library goal: capture only the plan's cells the library lacks under library.policy
+    # (missing, unfinished, expired or invalidated), those the lights in ``lights`` need first.
+    upkeep: StrictBool = False
+    lights: list[Annotated[Path, Field(strict=False)]] = Field(default_factory=list,
+                                                               max_length=16)
 
 
 class _Timed(_Schedule):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,8 +19,11 @@ from calibd.capture.flats.devices import check_flat_devices
 from calibd.capture.flats.memory import FlatMemory
 from calibd.capture.flats.runner import FlatRunner
 from calibd.capture.library.library import Library
+from calibd.capture.library.policy import LibraryPolicy
+from calibd.capture.library.upkeep import holdings, needs
 from calibd.capture.masters.auto import AutoMasters
 from calibd.capture.masters.service import build_missing
+from calibd.capture.plans.cells import Cell
 from calibd.capture.plans.load import load_plan, plan_digest
 from calibd.capture.plans.model import SensorSet
 from calibd.capture.plans.resolve import CameraContext, ResolvedPlan, resolve
@@ -51,6 +55,16 @@ class Prepared:
     @property
     def camera_name(self) -> str:
         return self.setup.name
+
+
+@dataclass(frozen=True)
+class Upkeep:
+    """Run a plan as a library goal: capture only the cells the library lacks under
+    ``policy`` (missing, unfinished or stale), resuming the plan's unfinished run."""
+
+    policy: LibraryPolicy
+    longitude_deg: float | None = None
+    rank: Callable[[Cell], int] | None = None  # lower first (e.g. cells recent lights need)
 
 
 @dataclass
@@ -106,12 +120,14 @@ def run_prepared(
     reporter: Reporter = no_report,
     options: SequencerOptions | None = None,
     masters: MastersConfig | None = None,
+    upkeep: Upkeep | None = None,
 ) -> Outcome:
     """Resume or start the run and capture until done. Blocks for the whole run.
 
     ``new`` always starts a new run; otherwise an unfinished run of the plan is resumed, and
     when the last run is complete ``again`` starts a new one (a schedule firing) instead of
-    reporting that there is nothing to do (the CLI).
+    reporting that there is nothing to do (the CLI). ``upkeep``: only the cells the library
+    lacks, in the unfinished run of the plan if there is one, else in a new run.
 
     Raises RunPaused, CoolingTimeout, LibraryError, DeviceError.
     """
@@ -123,7 +139,26 @@ def run_prepared(
                       clock=prepared.clock, info=prepared.camera.info) as library:
         digest = plan_digest(prepared.located)
         reopen = None
-        if not new:
+        if upkeep is not None and not new:
+            lacking = needs(plan.cells, holdings(
+                library.index, prepared.camera_name, upkeep.policy, prepared.clock.now(),
+                longitude_deg=upkeep.longitude_deg), upkeep.rank)
+            if not lacking:
+                return Outcome(None, f"library goal met: every cell of {plan.name!r} on "
+                                     f"{prepared.camera_name} is held and valid",
+                               nothing_to_do=True)
+            order = {n.key: i for i, n in enumerate(lacking)}
+            plan = ResolvedPlan(plan.plan, plan.name, plan.source,
+                                sorted((c for c in plan.cells if c.key in order),
+                                       key=lambda c: order[c.key]), list(plan.warnings))
+            open_run = library.index.find_open_run(plan.name, prepared.camera_name,
+                                                   plan.plan.folder or "")
+            if open_run is not None:
+                library.check_run(open_run.id)
+            new = open_run is None
+            log.info("library goal %s: %d cell(s) lacking (%s)", plan.name, len(lacking),
+                     "; ".join(f"{n.key}: {n.reason}" for n in lacking[:5]))
+        elif not new:
             last = library.last_run(plan, prepared.camera_name)
             open_run = library.index.find_open_run(plan.name, prepared.camera_name,
                                                    plan.plan.folder or "")

@@ -23,6 +23,7 @@ from urllib.parse import quote, urlsplit
 
 from calibd.capture.cli.common import command_group, print_json, table
 from calibd.capture.errors import InputError, Problem
+from calibd.capture.textsafe import shown
 
 DEFAULT_URL = "http://127.0.0.1:8765"
 DEFAULT_TIMEOUT_S = 5.0
@@ -215,7 +216,28 @@ def format_status(data: dict[str, Any], url: str = DEFAULT_URL) -> str:
     library = _dict(data.get("library"))
     if library:
         lines += ["", _library_line(library)]
+        lines += _goal_lines(library)
     return "\n".join(lines)
+
+
+def _goal_lines(library: dict[str, Any]) -> list[str]:
+    """Per library goal: what the library lacks and when it is filled (text from the daemon:
+    escaped and capped)."""
+    out = []
+    for g in library.get("goals") or []:
+        if not isinstance(g, dict):
+            continue
+        lacking = [x for x in g.get("lacking") or [] if isinstance(x, dict)]
+        head = f"goal {shown(g.get('schedule'), 64)} ({shown(g.get('plan'), 64)}): "
+        if not lacking:
+            out.append(head + ("complete" if g.get("complete") else
+                               shown(g.get("fills") or "nothing known yet", 120)))
+            continue
+        out.append(head + f"lacks {len(lacking)} cell(s), filled "
+                   + shown(g.get("fills") or "-", 120))
+        for x in lacking[:10]:
+            out.append(f"  {shown(x.get('key'), 80)}: {shown(x.get('reason'), 120)}")
+    return out
 
 
 def _daemon_line(daemon: dict[str, Any], url: str) -> str:

@@ -24,6 +24,7 @@ from calibd.capture import __version__
 from calibd.capture.config import Config, ScheduleConfig, UnsafeSchedule, load_config
 from calibd.capture.daemon.checks import device_problems, startup_problems
 from calibd.capture.daemon.control import ControlError
+from calibd.capture.daemon.goal import goal_status
 from calibd.capture.daemon.notify import Notifier, watchdog_interval_s
 from calibd.capture.daemon.plans_access import resolve_api_plan
 from calibd.capture.daemon.scheduling import make_scheduler, set_fire_target, sync_jobs
@@ -208,14 +209,18 @@ class Daemon:
         try:
             index = Index(self.library_root())
             try:
-                data = status_data(self.library_root(), index)
+                data = status_data(self.library_root(), index, policy=config.library.policy,
+                                   now=self.clock.now(),
+                                   longitude_deg=config.site.longitude_deg if config.site
+                                   else None)
+                library.update(frames=data["frames"], bytes=data["bytes"], runs=[
+                    {k: r[k] for k in ("id", "plan", "camera", "state", "planned", "done",
+                                       "complete_cells", "masters_missing", "invalid_cells")}
+                    | {"cells": len(r["cells"])}
+                    for r in data["runs"][-20:]])
+                library["goals"] = self._goals(config, index, jobs)
             finally:
                 index.close()
-            library.update(frames=data["frames"], bytes=data["bytes"], runs=[
-                {k: r[k] for k in ("id", "plan", "camera", "state", "planned", "done",
-                                   "complete_cells", "masters_missing")}
-                | {"cells": len(r["cells"])}
-                for r in data["runs"][-20:]])
         except LibraryError as err:
             library["error"] = str(err)
         except Exception as err:  # a damaged index must not take the status down with it
@@ -230,6 +235,23 @@ class Daemon:
             "schedules": schedules,
             "library": library,
         }
+
+    def _goals(self, config: Config, index: Index, jobs: dict[str, Any]) -> list[dict[str, Any]]:
+        """What each library goal (schedules with ``upkeep``) lacks and when it is filled."""
+        names = {}
+        for s in config.schedules:
+            if s.upkeep:
+                path = resolve_plan_path(s.plan, self.located)
+                try:
+                    names[s.name] = load_plan(path)[0].name or path.stem
+                except PlanError:
+                    names[s.name] = path.stem
+        next_runs = {name: job.next_run_time.isoformat() if job.next_run_time else None
+                     for name, job in jobs.items()}
+        running = {name: w.running_source() for name, w in self.workers.items()}
+        return goal_status(config, index, self.clock, plan_names=names,
+                           camera_of=self._camera_of, next_runs=next_runs, safe=self.safe,
+                           running=running)
 
     def start(self, *, camera: str | None, plan: str | None, schedule: str | None) -> str:
         with self._lock:
@@ -298,7 +320,8 @@ class Daemon:
         self.state.record_fire(name, now.isoformat(), camera)
         log.info("schedule %s fired at %s", name, now.strftime("%Y-%m-%d %H:%M:%S UTC"))
         path = resolve_plan_path(schedule.plan, self.located)
-        self.workers[camera].submit(RunRequest(camera, path, f"{schedule.trigger}:{name}", now))
+        self.workers[camera].submit(RunRequest(camera, path, f"{schedule.trigger}:{name}", now,
+                                               upkeep=schedule.upkeep))
 
     def _poll_weather(self) -> None:
         with self._lock:
@@ -325,7 +348,8 @@ class Daemon:
                 self.state.record_fire(s.name, self.clock.now().isoformat(), "unsafe")
                 # again=False: resume the plan's run; a completed plan is not started over.
                 worker.submit(RunRequest(camera, resolve_plan_path(s.plan, self.located),
-                                         prefix, self.clock.now(), again=False))
+                                         prefix, self.clock.now(), again=False,
+                                         upkeep=s.upkeep))
             elif safe and s.when_safe == "yield" and worker.yield_source(prefix):
                 log.info("%s: clear sky, %s yields (it resumes when it clouds over)", camera,
                          s.name)

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from calibd.capture.config import Config
+from calibd.capture.daemon.goal import goal_upkeep
 from calibd.capture.errors import CoolingTimeout, InputError, LibraryError, RunPaused
 from calibd.capture.library.index import IndexDamaged
 from calibd.capture.library.store import index_damaged
@@ -54,6 +55,7 @@ class RunRequest:
     source: str  # "cron:<schedule>", "dusk:<schedule>", "unsafe:<schedule>", "api", "resume"
     requested: datetime  # clock time
     again: bool = True  # a completed plan runs again (schedules); False: only resume
+    upkeep: bool = False  # a library goal: only the cells the library lacks
     not_before: datetime | None = None  # retry back-off
     retry_s: float = 0.0
 
@@ -311,7 +313,9 @@ class CameraWorker:
             prepared = prepare(request.plan, config, located, self.name, clock=host.clock)
             outcome = run_prepared(prepared, host.library_root(), again=request.again,
                                    stop=self._stop, reporter=self._report, options=options,
-                                   masters=config.masters)
+                                   masters=config.masters,
+                                   upkeep=goal_upkeep(config, located, request.schedule)
+                                   if request.upkeep else None)
             complete = outcome.nothing_to_do or (outcome.result is not None
                                                  and outcome.result.complete)
             self._last = {"plan": str(request.plan), "message": outcome.message,

@@ -62,3 +62,14 @@ class ValidityQueries(RunsTable):
             key = (r["camera"], r["filter"], r["binning"], r["gain"], r["offset"])
             out.setdefault(key, []).append((r["run_id"], str(r["d"])))
         return out
+
+    def cell_captures(self, camera: str) -> list[dict[str, Any]]:
+        """Every run cell of ``camera`` with its frames counted: run_id, cell_key, kind, gain,
+        offset, binning, filter, planned, done, newest (DATE-OBS) and camera_id."""
+        rows = self.query(
+            'SELECT rc.run_id, rc.cell_key, rc.kind, rc.gain, rc."offset" AS "offset", '
+            "rc.binning, rc.filter, rc.planned, COUNT(f.id) AS done, MAX(f.date_obs) AS newest, "
+            "MAX(f.camera_id) AS camera_id FROM run_cells rc JOIN runs r ON r.id = rc.run_id "
+            "LEFT JOIN frames f ON f.run_id = rc.run_id AND f.cell_key = rc.cell_key "
+            "WHERE r.camera = ? GROUP BY rc.run_id, rc.cell_key ORDER BY rc.run_id", (camera,))
+        return [dict(r) for r in rows]
