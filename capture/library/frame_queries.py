@@ -5,49 +5,52 @@ masters and reconcile ask about them (a mixin of :class:`capture.library.index.I
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from calibd.capture.library.store import Store
 
 
 @dataclass(frozen=True)
-class CellFrame:
-    """One indexed frame of a run's cell, with the run's folder (what masters are built from)."""
+class IndexedFrame:
+    """What every indexed frame of a run's cell carries: its cell, kind, camera and settings."""
 
     run_id: int
     cell_key: str
     kind: str
     camera: str
-    folder: str
     gain: int
     offset: int
     binning: int
     readout_mode: str
     setpoint_c: float
     exposure_s: float
-    filter: str | None
     path: str  # relative to the library root
 
 
 @dataclass(frozen=True)
-class SensorFrame:
+class CellFrame(IndexedFrame):
+    """One indexed frame of a run's cell, with the run's folder (what masters are built from)."""
+
+    folder: str
+    filter: str | None
+
+
+@dataclass(frozen=True)
+class SensorFrame(IndexedFrame):
     """One indexed frame as the sensor analysis (:mod:`capture.sensor`) groups it."""
 
-    run_id: int
-    cell_key: str
-    kind: str
-    camera: str
-    gain: int
-    offset: int
-    binning: int
-    readout_mode: str
-    setpoint_c: float
-    exposure_s: float
     ccd_temp_c: float | None
     seq: int
-    path: str  # relative to the library root
+
+
+F = TypeVar("F", bound=IndexedFrame)
+
+
+def _frames(cls: type[F], rows: Sequence[sqlite3.Row]) -> list[F]:
+    """Rows of a SELECT that names every field of ``cls`` as instances of ``cls``."""
+    return [cls(**{k: r[k] for k in cls.__dataclass_fields__}) for r in rows]
 
 
 class FrameQueries(Store):
@@ -154,7 +157,7 @@ class FrameQueries(Store):
             sql += " AND f.cell_key=?"
             args.append(cell_key)
         rows = self.query(sql + " ORDER BY f.run_id, f.cell_key, f.seq", tuple(args))
-        return [CellFrame(**{k: r[k] for k in CellFrame.__dataclass_fields__}) for r in rows]
+        return _frames(CellFrame, rows)
 
     def sensor_frames(self, camera: str | None = None, run_id: int | None = None
                       ) -> list[SensorFrame]:
@@ -166,7 +169,7 @@ class FrameQueries(Store):
             "AND cell_key IS NOT NULL AND kind IN ('bias', 'dark', 'darkflat', 'flat') AND "
             "(?1 IS NULL OR camera=?1) AND (?2 IS NULL OR run_id=?2) "
             "ORDER BY run_id, cell_key, seq", (camera, run_id))
-        return [SensorFrame(**{k: r[k] for k in SensorFrame.__dataclass_fields__}) for r in rows]
+        return _frames(SensorFrame, rows)
 
     def frame_totals(self) -> tuple[int, int]:
         """(frames, bytes) in the index."""
