@@ -200,6 +200,20 @@ def test_zwo_colour_frames_demosaic_to_a_green_panel(zwo_colour: ZwoCamera,
 
 
 @pytest.mark.zwo
+def test_zwo_mono_binned_frames_carry_no_pattern(zwo_colour: ZwoCamera) -> None:
+    """With ASI_MONO_BIN on (another program left it so), a binned frame adds the four colours:
+    it is not a mosaic and carries no pattern; unbinned frames keep theirs."""
+    zwo_colour._set("Mono bin", 1)  # the SDK's own control name, as another client would
+    zwo_colour.configure(CaptureSettings(gain=100, offset=30, binning=2))
+    frame = zwo_colour.expose(0.5, dark=False)
+    assert frame.bayer_pattern is None
+    quads = [float(np.median(frame.data[r::2, c::2])) for r in (0, 1) for c in (0, 1)]
+    assert max(quads) < 1.05 * min(quads)  # no colour left in the 2x2 cells
+    zwo_colour.configure(CaptureSettings(gain=100, offset=30, binning=1))
+    assert zwo_colour.expose(0.1, dark=True).bayer_pattern == "GRBG"
+
+
+@pytest.mark.zwo
 def test_zwo_debayered_modes_are_refused(zwo_colour: ZwoCamera) -> None:
     with pytest.raises(SettingRejected, match="raw 16-bit mosaics only"):
         zwo_colour.configure(CaptureSettings(gain=100, offset=30, readout_mode="RGB24"))

@@ -29,6 +29,7 @@ from calibd.drivers.zwo._worker import _CallTimeout, _SdkDeadline, _SdkWorker
 log = logging.getLogger(__name__)
 
 _IMG_RAW16 = 2
+_ASI_MONO_BIN = 18  # ASI_CONTROL_TYPE
 _CLOSE_TIMEOUT_S = 2.0
 
 
@@ -71,6 +72,7 @@ class _CameraCore:
         self._identity: _Identity | None = None
         self._info: CameraInfo | None = None
         self._caps: dict[str, dict[str, Any]] = {}
+        self._mono_bin: str | None = None  # name of the ASI_MONO_BIN control, if offered
         self._offset_name = "Offset"
         self._e_per_adu0: float | None = None
         self._roi = (0, 0, 1)  # width, height, binning as read back
@@ -211,10 +213,13 @@ class _CameraCore:
                 raise DeviceUnavailable(f"camera lacks the {required} control", device=self.label)
         if "Flip" in caps:
             self._set("Flip", 0, error=DeviceUnavailable)  # rows top-down, as delivered
-        if prop.get("IsColorCam") and "MonoBin" in caps:
-            # Colour binning: a binned image stays a Bayer mosaic (MonoBin on would add the
+        # ASI_MONO_BIN, found by type: the SDK names it "Mono bin" (with a space).
+        self._mono_bin = next((name for name, c in caps.items()
+                               if int(c["ControlType"]) == _ASI_MONO_BIN), None)
+        if prop.get("IsColorCam") and self._mono_bin is not None:
+            # Colour binning: a binned image stays a Bayer mosaic (mono bin on would add the
             # four colours into one value and the frame would carry no pattern).
-            self._set("MonoBin", 0, error=DeviceUnavailable)
+            self._set(self._mono_bin, 0, error=DeviceUnavailable)
         if self._usb_bandwidth is not None:
             bw = caps.get("BandWidth")
             if bw is None:

@@ -290,12 +290,12 @@ class ZwoCamera(_CameraCore):
 
     def _frame_pattern(self, binning: int) -> str | None:
         """BAYERPAT of the next image: the SDK's pattern (the ROI starts at 0,0, rows unflipped)
-        at 1x1 and, binned, while MonoBin reads back 0 (colour binning keeps the mosaic); None
+        at 1x1 and, binned, while ASI_MONO_BIN reads back 0 (colour binning keeps the mosaic); None
         for a mono camera, or a binned image the camera may have summed into mono."""
         pattern = self.info.bayer_pattern
         if pattern is None or binning == 1:
             return pattern
-        if "MonoBin" not in self._caps or self._get("MonoBin") != 0:
+        if self._mono_bin is None or self._get(self._mono_bin) != 0:
             return None
         return pattern
 

@@ -375,7 +375,7 @@ static int control_caps(const cam_t *c, int type, dbl_control_caps_t *o)
     case DBL_CTL_MONO_BIN:
         if (b->bayer < 0)
             return 0;
-        name = "MonoBin", desc = "Colour binning adds all four colours (mono image)", hi = 1;
+        name = "Mono bin", desc = "Colour binning adds all four colours (mono image)", hi = 1;
         break;
     default:
         return 0;
