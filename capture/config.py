@@ -378,15 +378,23 @@ class Config(_Strict):
         return self
 
 
+BUILTIN_CAMERA = "simulator"  # the built-in configuration's camera when a plan names none
+
+
 def default_config() -> Config:
     """The built-in simulator ('simulator', small profile, a seven-filter wheel and a flip-flat
-    panel, at 45° N 7° E) on a fast simulated clock."""
+    panel, at 45° N 7° E) on a fast simulated clock; a plan naming ``camera:
+    simulator-colour`` gets its colour twin (``small-colour``, RGGB) with the same wheel and
+    panel."""
+    accessories = {"offset": 50, "filter_wheel": "wheel", "flat_panel": "panel"}
     return Config.model_validate(
         {
             "clock": {"kind": "simulated", "scale": DEFAULT_SIM_SCALE},
             "site": DEFAULT_SITE,
-            "cameras": {"simulator": {"driver": "simulator", "profile": "small", "offset": 50,
-                                      "filter_wheel": "wheel", "flat_panel": "panel"}},
+            "cameras": {
+                BUILTIN_CAMERA: {"driver": "simulator", "profile": "small", **accessories},
+                "simulator-colour": {"driver": "simulator", "profile": "small-colour",
+                                     **accessories}},
             "filter_wheels": {"wheel": {"driver": "simulator"}},
             "flat_panels": {"panel": {"driver": "simulator"}},
         }
@@ -411,7 +419,8 @@ def load_config(path: Path | str | None) -> tuple[Config, Located | None]:
 
 
 def pick_camera(config: Config, wanted: str | None, located: Located | None) -> str:
-    """The camera a plan runs on: ``wanted`` or the only one configured. Raises ConfigError."""
+    """The camera a plan runs on: ``wanted``, or the only one configured (without a
+    configuration file: the built-in mono simulator). Raises ConfigError."""
     if wanted is not None:
         if wanted not in config.cameras:
             where = located if located is not None else Located(None, None)
@@ -421,6 +430,8 @@ def pick_camera(config: Config, wanted: str | None, located: Located | None) -> 
         return wanted
     if len(config.cameras) == 1:
         return next(iter(config.cameras))
+    if located is None and BUILTIN_CAMERA in config.cameras:  # no file: the built-in config
+        return BUILTIN_CAMERA
     raise ConfigError([(located or Located(None, None)).problem(
         ("cameras",), "several cameras are configured: name one with --camera or the "
         "plan's 'camera' key")])

@@ -42,7 +42,7 @@ def test_dark_library_plan_check_reports_1840_frames_and_72_7_hours(
     assert "1,840" in text.out and "72.7 h" in text.out
 
 
-@pytest.mark.parametrize("plan", ["demo.yaml", "bias.yaml", "dark-library.yaml"])
+@pytest.mark.parametrize("plan", ["demo.yaml", "bias.yaml", "dark-library.yaml", "colour.yaml"])
 def test_shipped_plans_check(capsys: pytest.CaptureFixture[str], plan: str) -> None:
     assert run_cli(capsys, "plan", "check", PLANS / plan).code == 0
 
