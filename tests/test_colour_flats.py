@@ -185,7 +185,7 @@ def test_panel_flats_on_a_colour_sensor_aim_the_green_channel(
 
 def test_sky_flats_on_a_colour_sensor_aim_the_blue_channel(
         capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
-    lib, flats, bias = colour_run(capsys, tmp_path, SKY_PLAN, scale=500.0,
-                                  start="2026-11-25T15:55:00Z")
+    lib, flats, bias = colour_run(capsys, tmp_path, SKY_PLAN, scale=100.0,
+                                  start="2026-11-25T15:57:00Z")
     assert len(flats) == 4
     check_flats(lib, flats, bias, "B", "twilight sky (blue-heavy)")
