@@ -34,6 +34,7 @@ import hashlib
 import json
 import os
 import struct
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -81,13 +82,15 @@ def xisf_light(path: Path, cards: dict[str, Any], *, quoted: bool = True,
 
 def add_master(index: Index, kind: str, *, instrument: str = CAM, gain: int, offset: int = 50,
                setpoint: float = -10.0, exposure: float = 0.001, filt: str | None = None,
-               bias_sub: bool = False, n: list[int] = [0]) -> None:  # noqa: B006 - a counter
+               bias_sub: bool = False, days_old: float = 1.0,
+               n: list[int] = [0]) -> None:  # noqa: B006 - a counter
     """A master row made from a header in calibd's master conventions, through the one
-    header <-> index mapping."""
+    header <-> index mapping, taken ``days_old`` days ago."""
     n[0] += 1
+    date = (datetime.now(UTC) - timedelta(days=days_old)).strftime("%Y-%m-%dT%H:%M:%S")
     h = {"IMAGETYP": f"Master {kind.capitalize()}", "INSTRUME": instrument, "CAMNAME": "cam",
          "GAIN": gain, "OFFSET": offset, "XBINNING": 1, "SET-TEMP": setpoint,
-         "EXPTIME": exposure, "DATE-OBS": "2024-01-01T12:00:00", "NAXIS1": W, "NAXIS2": H,
+         "EXPTIME": exposure, "DATE-OBS": date, "NAXIS1": W, "NAXIS2": H,
          "SRCCELL": f"{kind}|{n[0]}"}
     if filt:
         h["FILTER"] = filt
@@ -198,6 +201,7 @@ def test_corpus_of_each_programs_lights_is_grouped_and_matched(
     add_master(index, "bias", gain=100)  # exact
     add_master(index, "dark", gain=100, exposure=300.0, setpoint=-10.6, bias_sub=True)
     add_master(index, "flat", gain=0, filt="Ha")  # another gain: the documented fallback
+    add_master(index, "flat", gain=100, filt="OIII", days_old=400)  # past the policy's 30 days
     index.close()
     before = {p: (p.stat().st_mtime_ns, hashlib.sha256(p.read_bytes()).hexdigest())
               for p in files.values()}
@@ -216,11 +220,12 @@ def test_corpus_of_each_programs_lights_is_grouped_and_matched(
         and cov["flat"] == "fallback", cov
     assert by[(120.0, "Ha")]["masters"]["dark"]["coverage"] == "fallback"  # scaled 300 s
     assert by[(600.0, "Ha")]["masters"]["dark"]["coverage"] == "missing"
-    assert by[(300.0, "OIII")]["masters"]["flat"]["coverage"] == "missing"
+    oiii = by[(300.0, "OIII")]["masters"]["flat"]
+    assert oiii["coverage"] == "stale" and "expired: 400 days old" in oiii["stale"]
     # INDI writes no set-point: derived from CCD-TEMP, and said so.
     notes = {Path(n["file"]).name: n["notes"] for n in data["notes"]}
     assert any("rounded to -10" in n for n in notes[files["ekos"].name])
-    # The plan: exactly the 600 s dark and the OIII flat.
+    # The plan: exactly the 600 s dark and the (stale) OIII flat.
     assert plan_cells(out) == {"dark|100|50|1|-10|600s": 20, "flat|100|50|1|-10|OIII": 25}
     assert [c["kind"] for c in data["plans"][0]["cells"]] == ["dark", "flat"]
     assert data["plans"][0]["wall_s"] >= 20 * 600 and data["plans"][0]["disk_bytes"] > 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from calibd.capture.cli.common import library_from_args, print_json, table
 from calibd.capture.errors import InputError, Problem
@@ -16,6 +16,9 @@ from calibd.capture.lights.survey import KINDS, Survey, survey
 from calibd.capture.plans.cells import fmt_number
 from calibd.capture.plans.estimate import human_bytes, human_duration
 from calibd.capture.textsafe import shown
+
+if TYPE_CHECKING:
+    from calibd.capture.config import Config
 
 
 def register(plan_sub: Any) -> None:
@@ -35,15 +38,29 @@ def register(plan_sub: Any) -> None:
     p.set_defaults(handler=run_from_lights)
 
 
-def _masters(root: Path) -> tuple[list[MasterRow], bool]:
+def _masters(root: Path, config: Config) -> tuple[list[MasterRow], dict[str, str], bool]:
+    """The library's masters, those the policy no longer accepts (path -> why), and whether
+    there is a library."""
     from calibd.capture.library.layout import INDEX_NAME
+    from calibd.capture.library.policy import Item
     from calibd.capture.library.rescan import open_existing
+    from calibd.capture.library.status import Judge
 
     if not (root / INDEX_NAME).is_file():
-        return [], False
+        return [], {}, False
     index = open_existing(root)
     try:
-        return index.masters(), True
+        masters = index.masters()
+        judge = Judge(index, config.library.policy, None,
+                      config.site.longitude_deg if config.site else None)
+        invalid = {}
+        for m in masters:
+            v = judge(Item(kind=m.kind, camera=m.camera, camera_id=m.camera_id, gain=m.gain,
+                           offset=m.offset, binning=m.binning, filter=m.filter,
+                           date_obs=m.date_obs, run_id=m.run_id))
+            if v.valid is False:
+                invalid[m.path] = v.reason or "invalid"
+        return masters, invalid, True
     finally:
         index.close()
 
@@ -76,12 +93,13 @@ def run_from_lights(args: argparse.Namespace) -> int:
     if args.tolerance is not None and not 0 <= args.tolerance <= 20:
         raise InputError([Problem(None, None, "--tolerance", "must be 0..20 °C")])
     config, root = library_from_args(args)
-    masters, has_library = _masters(root)
+    masters, invalid, has_library = _masters(root, config)
     policy = config.library.policy
     tolerance = args.tolerance if args.tolerance is not None else policy.setpoint_tolerance_c
     flat_age = policy.max_age_days.flat
     s = survey(list(args.folders), masters, tolerance_c=tolerance,
-               flat_max_age_days=flat_age if isinstance(flat_age, float) else 1.0)
+               flat_max_age_days=flat_age if isinstance(flat_age, float) else 1.0,
+               invalid=invalid)
     plans = build_plans(s, flat_source=args.flat_source)
     written: list[Path] = []
     if args.output is not None and plans:

@@ -30,6 +30,7 @@ BIAS_COUNT = 50
 DARK_COUNT = 20
 FLAT_COUNT = 25
 BIAS_EXPOSURE_S = 0.001  # the shortest exposure, about 1 ms, when the camera is not connected
+LACKING = ("missing", "stale")  # coverage that the plan captures
 
 
 @dataclass
@@ -63,11 +64,11 @@ def needs(survey: Survey) -> dict[str, Needs]:
     out: dict[str, Needs] = {}
     for g in survey.groups:
         n = out.setdefault(g.settings.camera, Needs(g.settings.camera))
-        if g.coverage("bias") == "missing":
+        if g.coverage("bias") in LACKING:
             n.bias.add(g.settings)
-        if g.coverage("dark") == "missing":
+        if g.coverage("dark") in LACKING:
             n.darks.setdefault(g.settings, set()).add(g.exposure_s)
-        if g.coverage("flat") == "missing":
+        if g.coverage("flat") in LACKING:
             if g.filter is None:
                 n.flats_without_filter.add(g.settings)
             else:

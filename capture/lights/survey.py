@@ -1,5 +1,6 @@
 """Light frames in folders, grouped by what calibrates them, and what the library has for each
-group: *exact*, *within tolerance*, only by a documented *fallback*, or *missing*.
+group: *exact*, *within tolerance*, only by a documented *fallback*, *stale* (only a master
+the library policy no longer accepts) or *missing*.
 
 Matching is :func:`capture.masters.match.match_light` (the same rules as ``calibd library
 match``); this module only names its fallback steps. Lights are opened read-only for their
@@ -71,8 +72,13 @@ class Group:
     filter: str | None
     frames: list[LightFrame] = field(default_factory=list)
     choices: dict[str, Choice] = field(default_factory=dict)
+    stale: dict[str, str] = field(default_factory=dict)  # kind -> the invalid master, why
 
     def coverage(self, kind: str) -> str:
+        """exact / within tolerance / fallback / stale (only an invalid master would do) /
+        missing."""
+        if kind in self.stale:
+            return "stale"
         return coverage(self.choices[kind], self.settings.setpoint_c)
 
     def to_dict(self) -> dict[str, Any]:
@@ -82,7 +88,8 @@ class Group:
                 "exposure_s": self.exposure_s, "filter": self.filter,
                 "lights": len(self.frames),
                 "newest_date_obs": newest_date(self.frames),
-                "masters": {k: {"coverage": self.coverage(k), **c.to_dict()}
+                "masters": {k: {"coverage": self.coverage(k), **c.to_dict(),
+                                "stale": self.stale.get(k)}
                             for k, c in self.choices.items()}}
 
 
@@ -153,15 +160,25 @@ def group_lights(frames: list[LightFrame]) -> list[Group]:
 
 
 def survey(folders: list[Path], masters: list[MasterRow], *, tolerance_c: float = 1.0,
-           flat_max_age_days: float = 60.0) -> Survey:
-    """Read, group and match the lights under ``folders`` against ``masters``. Blocks on file
-    I/O (headers only)."""
+           flat_max_age_days: float = 60.0, invalid: dict[str, str] | None = None) -> Survey:
+    """Read, group and match the lights under ``folders`` against ``masters``; a master in
+    ``invalid`` (path -> the library policy's reason) calibrates nothing today: a group only
+    it would serve is *stale* (and planned like a missing one). Blocks on file I/O (headers
+    only)."""
+    invalid = invalid or {}
+    valid = [m for m in masters if m.path not in invalid]
     paths, truncated = light_files(folders)
     frames = read_lights(paths)
     groups = group_lights(frames)
     for g in groups:
         newest = max(g.frames, key=lambda f: f.date_obs or "")
-        choices = match_light(masters, newest.light(), tolerance_c=tolerance_c,
+        choices = match_light(valid, newest.light(), tolerance_c=tolerance_c,
                               flat_max_age_days=flat_max_age_days)
         g.choices = {c.kind: c for c in choices}
+        if len(valid) == len(masters):
+            continue
+        for c in match_light(masters, newest.light(), tolerance_c=tolerance_c,
+                             flat_max_age_days=flat_max_age_days):
+            if c.master is not None and g.choices[c.kind].master is None:
+                g.stale[c.kind] = f"{c.master.path}: {invalid.get(c.master.path, '')}"
     return Survey(frames, groups, truncated)
