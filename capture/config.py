@@ -205,7 +205,11 @@ class MastersConfig(_Strict):
     auto: StrictBool = True  # build a cell's master as soon as the run completes the cell
     method: Literal["mean", "median"] = "mean"
     rejection: RejectionConfig = RejectionConfig()
-    subtract_bias_from_darks: StrictBool = True  # master darks minus the matching master bias
+    # Master darks keep the bias ("with-bias": lights are calibrated with the dark and the flat,
+    # Siril's and WBPP's common CMOS workflow) or have the matching master bias subtracted
+    # ("bias-subtracted": for scaling darks by exposure; lights need the master bias too). One
+    # convention for every master dark of the library, written in its header (DARKCONV).
+    dark_convention: Literal["with-bias", "bias-subtracted"] = "with-bias"
     bias_setpoint_tolerance_c: float = Field(1.0, ge=0, le=20)
     memory_budget_mb: float = Field(128.0, ge=16, le=16384)
     hot_sigma: float = Field(5.0, gt=0)  # BPM: hot = excess above the local level > this x noise

@@ -126,7 +126,8 @@ def test_masters_of_every_kind_index_what_their_files_say(tmp_path: Path) -> Non
     root = tmp_path / "lib"
     _write_library(root)
     index = Index(root)
-    report = build_missing(index, MastersConfig(bpm_block_px=8))
+    report = build_missing(index, MastersConfig(bpm_block_px=8,
+                                                dark_convention="bias-subtracted"))
     index.close()
     assert not report.failed and len(report.built) == 5
     before = _rows(root, "masters")

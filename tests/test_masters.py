@@ -13,7 +13,7 @@ from astropy.io import fits
 
 from calibd.capture.config import MastersConfig
 from calibd.capture.library.index import Index
-from calibd.capture.masters.bpm import local_level
+from calibd.capture.masters.levels import local_level
 from calibd.simulators.profiles import get_profile
 from calibd.simulators.sensor import SensorModel
 from tests.support import run_cli, write_config, write_plan
@@ -67,7 +67,9 @@ def test_auto_masters_have_the_provenance_headers(library: Path) -> None:
     h = fits.getheader(library / dark.path)
     assert h["IMAGETYP"] == "Master Dark"
     assert h["NCOMBINE"] == 20 and h["REJMETH"] == "SIGMA" and h["COMBMETH"] == "MEAN"
-    assert h["BIASSUB"] is True and h["BIASMSTR"].startswith("Master_Bias_g100_o50_bin1")
+    # The default convention: the bias stays in (what Siril's scripts and WBPP expect).
+    assert h["DARKCONV"] == "with-bias" and h["BIASSUB"] is False and "BIASMSTR" not in h
+    assert h["DATAMIN"] == 0.0 and h["DATAMAX"] == 65535.0
     assert h["EXPTIME"] == 600.0 and h["GAIN"] == 100 and h["OFFSET"] == 50
     assert h["SWCREATE"].startswith("calibd")
     assert sum(1 for line in h["HISTORY"] if "Dark_600s" in str(line)) == 20
@@ -85,7 +87,9 @@ def test_auto_masters_have_the_provenance_headers(library: Path) -> None:
 
 def test_master_dark_recovers_the_dark_current_map(library: Path) -> None:
     (dark,) = masters(library, "dark")
-    master = fits.getdata(library / dark.path).astype(np.float64)
+    (bias,) = masters(library, "bias")
+    master = fits.getdata(library / dark.path).astype(np.float64) - \
+        fits.getdata(library / bias.path).astype(np.float64)
     sensor = SensorModel(get_profile("small"))
     egain = sensor.e_per_adu16(100)
     truth = sensor.dark_rate_map(-10.0).astype(np.float64) * 600.0 / egain
@@ -219,16 +223,28 @@ def test_library_match_prints_the_masters_and_why(capsys: pytest.CaptureFixture[
     got = {m["kind"]: m for m in json.loads(res.out)["masters"]}
     assert got["dark"]["path"] == dark.path and got["dark"]["step"] == 1
     assert "Master_Bias" in got["bias"]["path"] and "Master_Flat_L" in got["flat"]["path"]
+    assert any("includes the bias" in r for r in got["bias"]["reasons"])
     assert got["bpm"]["path"] is not None
-    # A 300 s light: no 300 s master, the 600 s bias-subtracted one scaled by 0.5.
+    # A 300 s light: no 300 s master, and a with-bias dark cannot be scaled.
     hdr["EXPTIME"] = 300.0
     hdr["FILTER"] = "Ha"
     light2 = tmp_path / "light2.fits"
     fits.PrimaryHDU(np.zeros((4, 4), np.uint16), hdr).writeto(light2)
     res = run_cli(capsys, "library", "match", light2, "--library", library)
     assert res.code == 0
-    assert "scale this bias-subtracted 600 s master by 0.500" in res.out
+    assert "no master dark in the library fits" in res.out and "scale" not in res.out
     assert "no master flat in the library fits filter 'Ha'" in res.out
+    # A library whose convention is bias-subtracted does not take the with-bias dark.
+    config = write_config(tmp_path / "c.yaml")
+    config.write_text(config.read_text(encoding="utf-8") +
+                      "masters: {dark_convention: bias-subtracted}\n", encoding="utf-8")
+    res = run_cli(capsys, "library", "match", light, "--library", library, "--config", config,
+                  "--json")
+    assert res.code == 0, res.err
+    got = {m["kind"]: m for m in json.loads(res.out)["masters"]}
+    assert got["dark"]["path"] is None
+    assert any("1 master dark(s) of the other convention ignored" in r
+               for r in got["dark"]["reasons"])
     strict = run_cli(capsys, "library", "match", light2, "--library", library, "--strict")
     assert strict.code == 1
 

@@ -131,9 +131,12 @@ def run_match(args: argparse.Namespace) -> int:
         header = light_header(args.light)
     except (OSError, ValueError) as err:
         raise InputError([Problem(args.light, None, "", f"not a FITS file: {err}")]) from None
-    root, index = _open(args)
+    config, _ = config_from_args(args)
+    root = library_root(args, config).expanduser().resolve()
+    index = open_existing(root)
     try:
-        choices = match(index, header, tolerance_c=args.tolerance)
+        choices = match(index, header, tolerance_c=args.tolerance,
+                        dark_convention=config.masters.dark_convention)
     finally:
         index.close()
     if args.json:

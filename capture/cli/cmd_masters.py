@@ -98,7 +98,7 @@ def run_list(args: argparse.Namespace) -> int:
     finally:
         index.close()
     if args.json:
-        print_json([m.__dict__ for m in masters])
+        print_json([{**m.__dict__, "dark_convention": m.dark_convention} for m in masters])
         return 0
     if not masters:
         print("no masters yet (calibd masters build)")
@@ -108,9 +108,9 @@ def run_list(args: argparse.Namespace) -> int:
              "" if m.setpoint_c is None else f"{fmt_number(m.setpoint_c)} °C",
              "" if m.exposure_s is None or m.kind in ("bias", "flat", "bpm")
              else f"{fmt_number(m.exposure_s)} s", m.filter or "", str(m.ncombine or ""),
-             m.path] for m in masters]
+             "current" if m.current else "superseded", m.path] for m in masters]
     print(table(rows, ["kind", "camera", "gain", "offset", "bin", "set-point", "exposure",
-                       "filter", "frames", "file"], right={2, 3, 4, 8}))
+                       "filter", "frames", "state", "file"], right={2, 3, 4, 8}))
     return 0
 
 

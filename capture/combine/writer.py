@@ -9,12 +9,18 @@ directory. Until then the destination is untouched; on any failure (or
 :meth:`MasterWriter.abort`) the temporary file is removed, so a half-written master never exists
 under its final name (and a kill leaves a temporary file the next reconcile removes).
 
-The image is a primary HDU, ``BITPIX = -32`` (big-endian IEEE float32), no scaling.
+The image is a primary HDU, ``BITPIX = -32`` (big-endian IEEE float32), no scaling. Every master
+carries ``DATAMIN``/``DATAMAX``, the range of its values: readers of float FITS decide from them
+whether the data are in ADU or normalised to [0, 1] (Siril, lacking ``DATAMAX``, takes the
+largest pixel, so a short bias-subtracted dark of a few ADU would pass for normalised data). The
+writer widens the range the caller's header states (``DATAMAX = 65535`` for a master in 16-bit
+ADU) to every value actually written.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import os
 import threading
 from pathlib import Path
@@ -103,9 +109,12 @@ class MasterWriter:
         self.shape = (int(shape[0]), int(shape[1]))
         if self.shape[0] < 1 or self.shape[1] < 1:
             raise ValueError(f"empty image shape {shape}")
+        self._header = header
         provisional = master_header(self.shape, header)
         self._reserved = len(_header_bytes(provisional)) + BLOCK
         self._local = threading.local()
+        self._range_lock = threading.Lock()
+        self._range = (math.inf, -math.inf)  # of the finite values written so far
         self._out: AtomicFile | None = AtomicFile(self.path)
         self._fd: int | None = self._out.fd
         fd = self._fd
@@ -138,24 +147,50 @@ class MasterWriter:
             self._local.buf = buf
         band = buf[:n]
         np.copyto(band, rows.reshape(-1), casting="same_kind")
+        self._widen(band)
         view = band.view(np.uint8).data
         offset = self._reserved + r0 * cols * 4
         done = 0
         while done < view.nbytes:
             done += os.pwrite(self._fd, view[done:], offset + done)
 
+    def _widen(self, values: npt.NDArray[np.float32]) -> None:
+        finite = values if np.isfinite(values).all() else values[np.isfinite(values)]
+        if finite.size == 0:
+            return
+        lo, hi = float(finite.min()), float(finite.max())
+        with self._range_lock:
+            self._range = (min(self._range[0], lo), max(self._range[1], hi))
+
+    def _with_range(self, header: fits.Header | None) -> fits.Header:
+        """``header`` plus ``DATAMIN``/``DATAMAX`` covering its stated range and every value
+        written."""
+        out = fits.Header() if header is None else header.copy()
+        lo, hi = self._range
+        if lo > hi:  # nothing finite written
+            lo = hi = 0.0
+        stated_lo, stated_hi = out.get("DATAMIN"), out.get("DATAMAX")
+        if isinstance(stated_lo, int | float) and not isinstance(stated_lo, bool):
+            lo = min(lo, float(stated_lo))
+        if isinstance(stated_hi, int | float) and not isinstance(stated_hi, bool):
+            hi = max(hi, float(stated_hi))
+        out["DATAMIN"] = (lo, "lowest value in the image (or of its unit's range)")
+        out["DATAMAX"] = (hi, "highest value in the image (or of its unit's range)")
+        return out
+
     def commit(self, header: fits.Header | None = None) -> Path:
-        """Finish: final header (``header``'s cards, as for the constructor), zero padding,
-        fsync, atomic rename onto :attr:`path`, fsync of the directory. Returns the path.
+        """Finish: final header (``header``'s cards, as for the constructor, plus ``DATAMIN`` /
+        ``DATAMAX``), zero padding, fsync, atomic rename onto :attr:`path`, fsync of the
+        directory. Returns the path.
 
         Raises :class:`OSError` on I/O failure (the temporary file is then removed).
         """
         if self._fd is None or self._out is None:
             raise ValueError("writer is closed")
         try:
-            if header is not None:
-                final = _header_bytes(master_header(self.shape, header), self._reserved)
-                os.pwrite(self._fd, final, 0)
+            final_cards = self._with_range(self._header if header is None else header)
+            final = _header_bytes(master_header(self.shape, final_cards), self._reserved)
+            os.pwrite(self._fd, final, 0)
             end = self._reserved + self.shape[0] * self.shape[1] * 4
             os.ftruncate(self._fd, -(-end // BLOCK) * BLOCK)  # zero padding
             seal(self._fd)

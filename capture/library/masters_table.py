@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from calibd.capture.library.store import Store, utc_now_text
@@ -38,6 +38,29 @@ class MasterRow:
     instrument: str | None = None
     width: int | None = None
     height: int | None = None
+    #: False when a newer master of the same conditions exists (it supersedes this one; the
+    #: file stays). Not a column: :meth:`MastersTable.masters` works it out.
+    current: bool = True
+
+    @property
+    def bias_subtracted(self) -> bool:
+        """A master dark with the master bias subtracted (``BIASSUB``/``BIASMSTR``)."""
+        return (self.calibration or "").startswith("bias:")
+
+    @property
+    def dark_convention(self) -> str | None:
+        """``with-bias`` or ``bias-subtracted`` for a master dark, else None."""
+        if self.kind != "dark":
+            return None
+        return "bias-subtracted" if self.bias_subtracted else "with-bias"
+
+    def conditions(self) -> tuple[Any, ...]:
+        """What a light is matched on: masters with equal conditions replace one another."""
+        exposure = round(self.exposure_s or 0.0, 6) if self.kind in ("dark", "darkflat") else None
+        return (self.kind, self.camera, self.camera_id, self.gain, self.offset, self.binning,
+                self.readout_mode, self.bit_depth, self.setpoint_c, exposure,
+                self.filter if self.kind == "flat" else None, self.dark_convention,
+                self.width, self.height, self.cell_key if self.kind == "bpm" else None)
 
     def describe(self) -> str:
         parts = [self.kind, f"gain {self.gain}", f"offset {self.offset}", f"bin {self.binning}"]
@@ -50,8 +73,29 @@ class MasterRow:
         return " ".join(parts)
 
 
+_COLUMNS = tuple(k for k in MasterRow.__dataclass_fields__ if k != "current")
+
+
 def _master(r: Any) -> MasterRow:
-    return MasterRow(**{k: r[k] for k in MasterRow.__dataclass_fields__})
+    return MasterRow(**{k: r[k] for k in _COLUMNS})
+
+
+def mark_current(rows: list[MasterRow]) -> list[MasterRow]:
+    """``rows`` with :attr:`MasterRow.current` set: of the masters with equal
+    :meth:`MasterRow.conditions`, only the newest (latest ``DATE-OBS`` of its frames, then the
+    latest run, then the latest built) is current."""
+    best: dict[tuple[Any, ...], MasterRow] = {}
+    for m in rows:
+        key = m.conditions()
+        held = best.get(key)
+        if held is None or _age_key(m) > _age_key(held):
+            best[key] = m
+    winners = {id(m) for m in best.values()}
+    return [m if id(m) in winners else replace(m, current=False) for m in rows]
+
+
+def _age_key(m: MasterRow) -> tuple[str, int, str, int]:
+    return (m.date_obs or "", m.run_id or 0, m.created_utc or "", m.id)
 
 
 def inputs_digest(paths: list[str]) -> str:
@@ -83,13 +127,14 @@ class MastersTable(Store):
             db.execute(f"INSERT INTO masters({cols}) VALUES({marks})", tuple(row.values()))
 
     def masters(self, kind: str | None = None) -> list[MasterRow]:
-        """Every master (of ``kind``), ordered by kind, camera, gain and exposure."""
+        """Every master (of ``kind``), ordered by kind, camera, gain and exposure, the superseded
+        ones marked (:func:`mark_current`)."""
         if kind is None:
             rows = self.query("SELECT * FROM masters ORDER BY kind, camera, gain, exposure_s")
         else:
             rows = self.query("SELECT * FROM masters WHERE kind=? ORDER BY camera, gain, "
                               "exposure_s", (kind,))
-        return [_master(r) for r in rows]
+        return mark_current([_master(r) for r in rows])
 
     def find_master(self, kind: str, run_id: int | None, cell_key: str | None
                     ) -> MasterRow | None:

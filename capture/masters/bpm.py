@@ -1,11 +1,11 @@
 """Bad pixel maps, one per camera, gain and binning.
 
-* **Hot** pixels come from the (bias-subtracted) master darks of that gain and binning: a pixel is
-  hot when its dark signal exceeds the local level (the median of its block, interpolated) by
-  more than ``hot_sigma`` times the map's robust noise **and** by more than ``hot_factor - 1``
-  times the local dark signal. The second rule keeps the natural spread of dark current (a
-  log-normal tail at 2-3x the median) and amp glow out of the map; the first keeps noise out when
-  dark current is negligible.
+* **Hot** pixels come from the master darks of that gain and binning (minus the master bias when
+  they include it): a pixel is hot when its dark signal exceeds the local level (the median of
+  its block, interpolated) by more than ``hot_sigma`` times the map's robust noise **and** by
+  more than ``hot_factor - 1`` times the local dark signal. The second rule keeps the natural
+  spread of dark current (a log-normal tail at 2-3x the median) and amp glow out of the map;
+  the first keeps noise out when dark current is negligible.
 * **Cold and dead** pixels come from the master flats of that binning (any gain, any filter): a
   pixel whose response is below ``cold_fraction`` of its local level. Dust shadows (a few to
   fifteen per cent) stay above it.
@@ -38,30 +38,12 @@ from calibd.capture.library.index import Index
 from calibd.capture.library.layout import camera_root
 from calibd.capture.library.masters_table import MasterRow
 from calibd.capture.masters.build import load_float32
+from calibd.capture.masters.levels import local_level
 from calibd.capture.masters.store import master_path
 
 log = logging.getLogger(__name__)
 HOT, COLD = 1, 2
 MAX_DARKS = 3
-
-
-def local_level(image: npt.NDArray[np.float32], block: int) -> npt.NDArray[np.float32]:
-    """Median of ``block`` x ``block`` tiles, bilinearly interpolated back to full size."""
-    h, w = image.shape
-    nby, nbx = max(1, h // block), max(1, w // block)
-    by, bx = h // nby, w // nbx
-    tiles = image[: nby * by, : nbx * bx].reshape(nby, by, nbx, bx).transpose(0, 2, 1, 3)
-    medians = np.median(tiles.reshape(nby, nbx, by * bx), axis=2).astype(np.float32)
-    cy = (np.arange(nby) + 0.5) * by - 0.5
-    cx = (np.arange(nbx) + 0.5) * bx - 0.5
-    rows = np.empty((nby, w), dtype=np.float32)
-    for i in range(nby):
-        rows[i] = np.interp(np.arange(w), cx, medians[i])
-    out = np.empty((h, w), dtype=np.float32)
-    ys = np.arange(h)
-    for j in range(w):
-        out[:, j] = np.interp(ys, cy, rows[:, j])
-    return out
 
 
 def robust_sigma(values: npt.NDArray[np.float32]) -> float:
@@ -111,6 +93,18 @@ def master_pattern(path: Path, shape: tuple[int, int]) -> str | None:
     return cfa.header_pattern(fits.getheader(path), shape[0])
 
 
+def _bias_for(index: Index, dark: MasterRow) -> MasterRow | None:
+    """The master bias of a with-bias master dark's settings (any set-point, same run first)."""
+    if None in (dark.camera, dark.gain, dark.offset, dark.binning, dark.readout_mode):
+        return None
+    rows = index.calibrator_candidates(
+        "bias", camera=str(dark.camera), gain=int(dark.gain or 0), offset=int(dark.offset or 0),
+        binning=int(dark.binning or 1), readout_mode=str(dark.readout_mode),
+        setpoint_c=float(dark.setpoint_c or 0.0), tolerance_c=1000.0,
+        prefer_run=int(dark.run_id or 0))
+    return rows[0] if rows else None
+
+
 def bpm_keys(index: Index) -> list[tuple[str, int, int]]:
     """(camera, gain, binning) that have master darks."""
     return index.master_dark_settings()
@@ -118,16 +112,18 @@ def bpm_keys(index: Index) -> list[tuple[str, int, int]]:
 
 def build_bpm(index: Index, camera: str, gain: int, binning: int, cfg: MastersConfig
               ) -> Path | None:
-    """Build the map for one camera, gain and binning from the library's masters. Returns the
-    file, or None when there are no bias-subtracted master darks to find hot pixels in."""
+    """Build the map for one camera, gain and binning from the library's current masters.
+    Returns the file, or None when there is no master dark to find hot pixels in (a with-bias
+    dark counts when a master bias of its settings exists: hot pixels are found in their
+    difference)."""
     root = index.root
     masters = index.masters()
     darks = sorted((m for m in masters if m.kind == "dark" and m.camera == camera
-                    and m.gain == gain and m.binning == binning
-                    and (m.calibration or "").startswith("bias:")),
+                    and m.gain == gain and m.binning == binning and m.current
+                    and (m.bias_subtracted or _bias_for(index, m) is not None)),
                    key=lambda m: (-(m.exposure_s or 0), -(m.setpoint_c or 0)))[:MAX_DARKS]
     flats = [m for m in masters if m.kind == "flat" and m.camera == camera
-             and m.binning == binning]
+             and m.binning == binning and m.current]
     if not darks:
         return None
     first = darks[0]
@@ -139,6 +135,9 @@ def build_bpm(index: Index, camera: str, gain: int, binning: int, cfg: MastersCo
     for group, detector, flag in runs:  # the first dark sets the shape
         for m in group:
             data = load_float32(root / m.path)
+            bias = _bias_for(index, m) if m.dark_convention == "with-bias" else None
+            if bias is not None:  # a dark with the bias in it: the dark signal alone
+                data = data - load_float32(root / bias.path)
             mask = np.zeros(data.shape, dtype=np.uint8) if mask is None else mask
             if data.shape != mask.shape:
                 continue

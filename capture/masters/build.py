@@ -1,14 +1,20 @@
 """Build masters from the library's frames: one master per run and cell.
 
 * master bias: the bias frames combined with rejection;
-* master dark: bias-subtracted by default with the master bias of the same gain, offset,
-  binning, read-out mode and set-point (the header says which, ``BIASSUB``/``BIASMSTR``);
+* master dark: combined as is (``masters.dark_convention: with-bias``, the default: what
+  Siril's scripts and WBPP without dark optimisation expect), or minus the master bias of the
+  same gain, offset, binning, read-out mode and set-point (``bias-subtracted``, for scaling darks
+  by exposure; without that master bias the build fails rather than mix conventions). The header
+  says which: ``DARKCONV``, ``BIASSUB`` and ``BIASMSTR``;
 * master dark flat: combined as is (it calibrates flats of the same exposure: bias included);
 * master flat: each flat minus the master dark flat (else the master bias), divided by its own
   median in the central region, then combined with rejection (``FLATCAL``, ``NORMALIZ``). A
   colour (Bayer) flat is divided by one number too, the central median of its brightest CFA
   channel (``NORMALIZ = 'median-cfa'``, ``NORMCHAN``), so the master keeps the mosaic and the
   colour balance of the light: that channel is ~1, the others what they were relative to it.
+  Then every pixel below half the bad pixel map's cold threshold (dead pixels, every value <= 0)
+  is raised to exactly that (``FLATFILL``, :func:`capture.masters.levels.fill_dead_pixels`), so
+  no reader divides by zero or a negative number and the bad pixel map still marks the pixel.
 
 A master is *missing* when its cell has frames but no master, and *stale* when the frames it was
 built from are no longer exactly the frames of the cell (a resumed run added some).
@@ -35,11 +41,14 @@ from calibd.capture.library.index import Index
 from calibd.capture.library.layout import camera_root
 from calibd.capture.library.masters_table import MasterRow, inputs_digest
 from calibd.capture.masters.inputs import check_consistent
+from calibd.capture.masters.levels import fill_dead_pixels
 from calibd.capture.masters.store import MASTER_IMAGETYP, master_path
 from calibd.capture.plans.cells import fmt_number
 
 log = logging.getLogger(__name__)
 
+#: Full scale of calibd's frames (16-bit ADU; a 12-bit camera's values are scaled up to it).
+ADU_FULL_SCALE = 65535.0
 BUILD_ORDER = {"bias": 0, "darkflat": 1, "dark": 2, "flat": 3}
 COPIED_KEYS = ("INSTRUME", "CAMERAID", "CAMNAME", "GAIN", "OFFSET", "XBINNING", "YBINNING",
                "READOUTM", "EGAIN", "XPIXSZ", "YPIXSZ", "BITDEPTH", "SET-TEMP", "FILTER",
@@ -155,18 +164,8 @@ def build_master(index: Index, group: MasterGroup, cfg: MastersConfig) -> Path:
     header = _master_header(headers[0], group, index)
     subtract: np.ndarray | None = None
     scales: list[float] | None = None
-    if group.kind == "dark" and cfg.subtract_bias_from_darks:
-        bias = find_calibrator(index, "bias", group, cfg.bias_setpoint_tolerance_c)
-        if bias is not None:
-            subtract = load_float32(root / bias.path)
-            set_card(header, "BIASSUB", True, "master bias subtracted")
-            set_card(header, "BIASMSTR", Path(bias.path).name, "master bias used")
-        else:
-            set_card(header, "BIASSUB", False, "no matching master bias in the library")
-            log.warning("master dark %s: no matching master bias, not bias-subtracted",
-                        group.describe())
-    elif group.kind == "dark":
-        set_card(header, "BIASSUB", False, "bias subtraction disabled")
+    if group.kind == "dark":
+        subtract = _dark_convention(index, group, cfg, header)
     if group.kind == "flat":
         subtract, flatcal = _flat_calibrator(index, group, cfg)
         set_card(header, "FLATCAL", flatcal, "subtracted from each flat")
@@ -189,11 +188,33 @@ def build_master(index: Index, group: MasterGroup, cfg: MastersConfig) -> Path:
                         memory_budget_bytes=int(cfg.memory_budget_mb * 2**20))
     except ValueError as err:
         raise MasterBuildError(f"{group.describe()}: {err}") from err
+    if group.kind == "flat":
+        fill_dead_pixels(out, cfg.cold_fraction, cfg.bpm_block_px,
+                         cfa.header_pattern(headers[0], int(headers[0].get("NAXIS2", 0))))
     # The row says what the file's header says (the same mapping as ``library rescan``).
     index.upsert_master(master_row(fits.getheader(out), path=out.relative_to(root).as_posix(),
                                    inputs_digest=inputs_digest(list(group.paths))))
     log.info("built %s: %s", out.name, group.describe())
     return out
+
+
+def _dark_convention(index: Index, group: MasterGroup, cfg: MastersConfig,
+                     header: fits.Header) -> np.ndarray | None:
+    """Record the library's dark convention in ``header``; the master bias to subtract (or None).
+    Raises MasterBuildError when the convention needs a master bias the library lacks."""
+    set_card(header, "DARKCONV", cfg.dark_convention, "master dark convention")
+    if cfg.dark_convention == "with-bias":
+        set_card(header, "BIASSUB", False, "bias included: calibrate lights without bias")
+        return None
+    bias = find_calibrator(index, "bias", group, cfg.bias_setpoint_tolerance_c)
+    if bias is None:
+        raise MasterBuildError(
+            f"{group.describe()}: masters.dark_convention is bias-subtracted but there is no "
+            f"master bias at gain {group.gain}, offset {group.offset}, bin {group.binning}, "
+            f"{fmt_number(group.setpoint_c)} °C: capture bias frames at these settings first")
+    set_card(header, "BIASSUB", True, "master bias subtracted")
+    set_card(header, "BIASMSTR", Path(bias.path).name, "master bias used")
+    return load_float32(index.root / bias.path)
 
 
 def _master_header(first: fits.Header, group: MasterGroup, index: Index) -> fits.Header:
@@ -202,6 +223,9 @@ def _master_header(first: fits.Header, group: MasterGroup, index: Index) -> fits
     if group.kind == "darkflat":
         set_card(header, "CALTYPE", "DARKFLAT", "master dark for flats")
     if group.kind != "flat":
+        # In 16-bit ADU like the frames (the writer widens the range to the values written).
+        set_card(header, "DATAMIN", 0.0, "[ADU] lowest value of the 16-bit data")
+        set_card(header, "DATAMAX", ADU_FULL_SCALE, "[ADU] full scale of the 16-bit data")
         set_card(header, "EXPTIME", float(group.exposure_s), "[s] exposure time")
         set_card(header, "EXPOSURE", float(group.exposure_s), "[s] exposure time")
         set_card(header, "DARKTIME", float(group.exposure_s), "[s] dark integration time")

@@ -5,6 +5,10 @@ Keys read from the light's header: camera (``CAMERAID``; without it the image si
 ``READOUTM``, ``XBINNING``, ``BITDEPTH``, set-point (``SET-TEMP``, else ``CCD-TEMP``),
 ``EXPTIME``, ``FILTER``, ``DATE-OBS``. Keys the light does not carry are not used (and said so).
 
+Only current masters take part (:func:`capture.library.masters_table.mark_current`), and only
+master darks of the configured convention (``masters.dark_convention``): a with-bias dark
+calibrates a light alone, a bias-subtracted one together with the master bias.
+
 Fallback order, first match wins (within a step: the newest master):
 
 * bias: (1) every key, set-point within ``tol``; (2) set-point within ``2 x tol``;
@@ -118,19 +122,24 @@ def _steps(kind: str, candidates: list[MasterRow],
 
 
 def match(index: Index, header: fits.Header, *, tolerance_c: float = 1.0,
-          flat_max_age_days: float = 60.0) -> list[Choice]:
-    """The master bias, dark, flat and bad pixel map for a light frame."""
+          flat_max_age_days: float = 60.0,
+          dark_convention: str = "with-bias") -> list[Choice]:
+    """The master bias, dark, flat and bad pixel map for a light frame: current masters only,
+    master darks of ``dark_convention`` only (``with-bias`` or ``bias-subtracted``)."""
     return match_light(index.masters(), Light.from_header(header), tolerance_c=tolerance_c,
-                       flat_max_age_days=flat_max_age_days)
+                       flat_max_age_days=flat_max_age_days, dark_convention=dark_convention)
 
 
 def match_light(candidates: list[MasterRow], light: Light, *, tolerance_c: float = 1.0,
-                flat_max_age_days: float = 60.0) -> list[Choice]:
+                flat_max_age_days: float = 60.0,
+                dark_convention: str = "with-bias") -> list[Choice]:
     """:func:`match` for a light already read (``calibd plan from-lights`` reads the other
     programs' conventions into a :class:`Light`), among ``candidates`` (the index's masters)."""
-    masters = [m for m in candidates if _same_camera(light, m)]
+    masters = [m for m in candidates if m.current and _same_camera(light, m)]
     tol = tolerance_c
     by_kind = {k: [m for m in masters if m.kind == k] for k in ("bias", "dark", "flat", "bpm")}
+    other = [m for m in by_kind["dark"] if m.dark_convention != dark_convention]
+    by_kind["dark"] = [m for m in by_kind["dark"] if m.dark_convention == dark_convention]
     notes = []
     for key, value in (("GAIN", light.gain), ("OFFSET", light.offset),
                        ("READOUTM", light.readout_mode), ("SET-TEMP/CCD-TEMP", light.setpoint_c),
@@ -180,6 +189,12 @@ def match_light(candidates: list[MasterRow], light: Light, *, tolerance_c: float
         ("same gain and binning", lambda m: m.gain == light.gain and m.binning == light.binning),
         ("same binning, another gain (step 2)", lambda m: m.binning == light.binning),
     ])
+    if other:
+        dark.reasons.append(f"{len(other)} master dark(s) of the other convention ignored "
+                            f"(masters.dark_convention is {dark_convention})")
+    if dark.master is not None and dark_convention == "with-bias":
+        bias.reasons.append("not for the light: its master dark includes the bias (calibrate "
+                            "it with the dark and the flat)")
     choices = [bias, dark, flat, bpm]
     for c in choices:
         if c.master is None:
