@@ -194,6 +194,7 @@ class RejectionConfig(_Strict):
     sigma_high: float = Field(3.0, gt=0, le=20)
     center: Literal["median", "mean"] = "median"
     spread: Literal["std", "mad"] = "std"
+    stddev: Literal["population", "sample"] = "population"  # ccdproc / Siril (N - 1)
     iterations: int = Field(1, ge=0, le=20)  # 0 = until nothing changes
     n_low: int = Field(1, ge=0, le=100)
     n_high: int = Field(1, ge=0, le=100)

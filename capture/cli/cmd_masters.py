@@ -51,6 +51,9 @@ def register(sub: Any) -> None:
     comb.add_argument("--sigma-high", type=float, default=3.0)
     comb.add_argument("--center", choices=("median", "mean"), default="median")
     comb.add_argument("--spread", choices=("std", "mad"), default="std")
+    comb.add_argument("--stddev", choices=("population", "sample"), default="population",
+                      help="sigma clipping's standard deviation divides by N (population, like "
+                           "ccdproc) or N - 1 (sample, like Siril)")
     comb.add_argument("--iterations", type=int, default=1, help="0 = until converged")
     comb.add_argument("--n-low", type=int, default=1)
     comb.add_argument("--n-high", type=int, default=1)
@@ -130,6 +133,7 @@ def run_combine(args: argparse.Namespace) -> int:
     try:
         rejection = Rejection(method=args.rejection, sigma_low=args.sigma_low,
                               sigma_high=args.sigma_high, center=args.center, spread=args.spread,
+                              stddev=args.stddev,
                               iterations=args.iterations, n_low=args.n_low, n_high=args.n_high,
                               percentile_low=args.percentile_low,
                               percentile_high=args.percentile_high)

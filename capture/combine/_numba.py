@@ -8,7 +8,8 @@ float32), one of which is sorted in place by a comparator network applied to who
 every step is a loop over pixels that LLVM vectorises. All statistics are float64 and follow
 exactly the operation order of :func:`capture.combine.kernels.combine_block_numpy`.
 ``iparams`` / ``fparams`` are the packed :class:`~capture.combine.kernels.KernelPlan` (see
-``KernelPlan.packed``).
+``KernelPlan.packed``; ``fparams`` = sigma low, sigma high, the two percentile weights, the
+standard deviation's ddof).
 
 Every kernel releases the GIL (``nogil=True``) and blocks until its pixels are done.
 """

@@ -325,8 +325,9 @@ def _bounds(
             _sum_sq(x, tt, mean, acc)
         else:
             _masked_sum(x, tt, wlo, whi, mean, True, acc)
+        ddof = fp[4]
         for t in range(tt):
-            sd[t] = np.sqrt(acc[t] / cnt[t])
+            sd[t] = np.sqrt(acc[t] / max(cnt[t] - ddof, 1.0))
     for t in range(tt):
         if act[t]:
             c = med[t] if cmed else mean[t]

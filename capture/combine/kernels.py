@@ -123,6 +123,7 @@ class KernelPlan:
     sigma_high: float
     center_median: bool
     spread_mad: bool
+    ddof: float  # 0.0 population / 1.0 sample standard deviation ("sigma" with "std")
     max_passes: int
     n_low: int
     n_high: int
@@ -155,7 +156,9 @@ class KernelPlan:
             ],
             dtype=np.int64,
         )
-        fp = np.array([self.sigma_low, self.sigma_high, self.plo_g, self.phi_g], dtype=np.float64)
+        fp = np.array(
+            [self.sigma_low, self.sigma_high, self.plo_g, self.phi_g, self.ddof], dtype=np.float64
+        )
         return ip, fp
 
 
@@ -206,6 +209,7 @@ def make_plan(n: int, method: CombineMethod, rejection: Rejection) -> KernelPlan
         sigma_high=float(rejection.sigma_high),
         center_median=rejection.center == "median" or code == M_WINSOR,
         spread_mad=rejection.spread == "mad" and code == M_SIGMA,
+        ddof=float(rejection.ddof) if code == M_SIGMA else 0.0,
         max_passes=rejection.max_passes,
         n_low=rejection.n_low,
         n_high=rejection.n_high,
@@ -320,7 +324,7 @@ def _sigma_bounds(
     if plan.spread_mad:
         sd = _mad(s, wa, wb, med, cols) * MAD_TO_SIGMA
     else:
-        sd = np.sqrt(_masked_sum((x - mean) * (x - mean), inset) / cnt)
+        sd = np.sqrt(_masked_sum((x - mean) * (x - mean), inset) / np.maximum(cnt - plan.ddof, 1.0))
     cen = med if plan.center_median else mean
     return cen - plan.sigma_low * sd, cen + plan.sigma_high * sd
 

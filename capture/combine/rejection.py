@@ -14,10 +14,12 @@ that the numba and the pure-numpy kernels (and astropy/ccdproc) take the same de
 
     1. the working set starts as all samples;
     2. centre ``c`` = median (mean of the two middle values for an even count) or mean of the
-       working set; spread ``s`` = population standard deviation (about the mean, ddof=0,
-       ``spread="std"``) or ``1.482602218505602 * median(|x - median|)`` (``spread="mad"``: the
-       MAD scaled to a Gaussian sigma, astropy's ``mad_std``; the MAD is always taken about the
-       median, even when ``center="mean"``);
+       working set; spread ``s`` = standard deviation about the mean (``spread="std"``): the
+       population one, divided by N (``stddev="population"``, ddof=0: astropy, numpy, ccdproc)
+       or the sample one, divided by N - 1 (``stddev="sample"``, ddof=1: Siril); or
+       ``1.482602218505602 * median(|x - median|)`` (``spread="mad"``: the MAD scaled to a
+       Gaussian sigma, astropy's ``mad_std``; the MAD is always taken about the median, even
+       when ``center="mean"``);
     3. bounds ``lo = c - sigma_low * s``, ``hi = c + sigma_high * s``;
     4. the working set keeps the samples with ``lo <= x <= hi``; stop when nothing changed, when
        nothing is left, or after ``iterations`` passes (``iterations=0`` means until nothing
@@ -27,7 +29,11 @@ that the numba and the pure-numpy kernels (and astropy/ccdproc) take the same de
 
     With ``iterations=1, center="median", spread="std"`` this is what ``ccdproc.combine(...,
     sigma_clip=True, sigma_clip_func=np.ma.median, sigma_clip_dev_func=np.ma.std)`` does (ccdproc
-    hard-codes a single pass). Sums run in frame order, as numpy's do, so decisions match ccdproc
+    hard-codes a single pass). With ``iterations=0, center="median", spread="std",
+    stddev="sample"`` it is Siril's sigma clipping (``stack ... rej s``): Siril drops samples for
+    good where step 5 keeps every sample within the last bounds, which differs only for a sample
+    outside one pass's bounds and inside a later, wider pass's (and Siril stops rejecting when 4
+    samples would be left). Sums run in frame order, as numpy's do, so decisions match ccdproc
     bit for bit; astropy's C implementation of repeated passes sums in a permuted order, so for
     ``iterations != 1`` a sample lying within ~1e-16 (relative) of a bound may be decided
     differently.
@@ -63,6 +69,7 @@ from typing import Literal
 RejectionMethod = Literal["sigma", "winsorized", "minmax", "percentile", "none"]
 Center = Literal["median", "mean"]
 Spread = Literal["std", "mad"]
+StdDev = Literal["population", "sample"]
 
 _METHODS = ("sigma", "winsorized", "minmax", "percentile", "none")
 
@@ -92,6 +99,9 @@ class Rejection:
     #: centre and spread estimators of ``"sigma"``.
     center: Center = "median"
     spread: Spread = "std"
+    #: ``spread="std"``: divide by N (``"population"``, like ccdproc) or N - 1 (``"sample"``,
+    #: like Siril).
+    stddev: StdDev = "population"
     #: number of clipping passes; ``0`` or ``None`` = until nothing changes.
     iterations: int | None = 1
     #: ``"minmax"``: how many of the lowest / highest samples to drop per pixel.
@@ -108,6 +118,8 @@ class Rejection:
             raise ValueError(f"center must be 'median' or 'mean', not {self.center!r}")
         if self.spread not in ("std", "mad"):
             raise ValueError(f"spread must be 'std' or 'mad', not {self.spread!r}")
+        if self.stddev not in ("population", "sample"):
+            raise ValueError(f"stddev must be 'population' or 'sample', not {self.stddev!r}")
         for name in ("sigma_low", "sigma_high"):
             value = getattr(self, name)
             if not (math.isfinite(value) and value > 0):
@@ -126,6 +138,11 @@ class Rejection:
                 "percentiles must satisfy 0 <= percentile_low <= percentile_high <= 100, "
                 f"not ({lo!r}, {hi!r})"
             )
+
+    @property
+    def ddof(self) -> int:
+        """Delta degrees of freedom of the ``"sigma"`` standard deviation (0 or 1)."""
+        return 1 if self.stddev == "sample" else 0
 
     @property
     def max_passes(self) -> int:
@@ -159,7 +176,7 @@ class Rejection:
             return (
                 f"winsorized sigma clipping {self.sigma_low:g}/{self.sigma_high:g} sigma, {passes}"
             )
-        spread = "MAD-std" if self.spread == "mad" else "std"
+        spread = "MAD-std" if self.spread == "mad" else f"{self.stddev} std"
         return (
             f"sigma clipping {self.sigma_low:g}/{self.sigma_high:g} sigma around the "
             f"{self.center} ({spread}), {passes}"

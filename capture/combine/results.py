@@ -41,8 +41,8 @@ class CombineStats:
 
         ``NCOMBINE``, ``COMBMETH``, ``REJMETH`` always; the method's parameters (``REJLOW`` /
         ``REJHIGH`` are sigma thresholds, frame counts or percentiles depending on the method;
-        ``REJITER``, ``REJCENT``, ``REJSPRD``); the outcome (``REJNLOW``, ``REJNHIGH``,
-        ``REJFRAC``); one HISTORY line per input and per excluded file.
+        ``REJITER``, ``REJCENT``, ``REJSPRD``, ``REJSTD``); the outcome (``REJNLOW``,
+        ``REJNHIGH``, ``REJFRAC``); one HISTORY line per input and per excluded file.
         """
         r = self.rejection
         cards: list[tuple[str, Any, str]] = [
@@ -61,6 +61,9 @@ class CombineStats:
                     ("REJCENT", r.center.upper(), "centre of the clipping"),
                     ("REJSPRD", "MAD_STD" if r.spread == "mad" else "STD", "spread estimator"),
                 ]
+                if r.spread == "std":
+                    note = "std divides by N (POPULATION) or N-1 (SAMPLE)"
+                    cards.append(("REJSTD", r.stddev.upper(), note))
         elif r.method == "minmax":
             cards += [
                 ("REJLOW", r.n_low, "lowest samples dropped per pixel"),

@@ -174,8 +174,8 @@ class MasterWriter:
             lo = min(lo, float(stated_lo))
         if isinstance(stated_hi, int | float) and not isinstance(stated_hi, bool):
             hi = max(hi, float(stated_hi))
-        out["DATAMIN"] = (lo, "lowest value in the image (or of its unit's range)")
-        out["DATAMAX"] = (hi, "highest value in the image (or of its unit's range)")
+        out["DATAMIN"] = (lo, "lowest value (of the data or of its unit)")
+        out["DATAMAX"] = (hi, "highest value (of the data or of its unit)")
         return out
 
     def commit(self, header: fits.Header | None = None) -> Path:

@@ -95,9 +95,9 @@ class MasterGroup:
 def rejection_of(cfg: MastersConfig) -> Rejection:
     r = cfg.rejection
     return Rejection(method=r.method, sigma_low=r.sigma_low, sigma_high=r.sigma_high,
-                     center=r.center, spread=r.spread, iterations=r.iterations, n_low=r.n_low,
-                     n_high=r.n_high, percentile_low=r.percentile_low,
-                     percentile_high=r.percentile_high)
+                     center=r.center, spread=r.spread, stddev=r.stddev,
+                     iterations=r.iterations, n_low=r.n_low, n_high=r.n_high,
+                     percentile_low=r.percentile_low, percentile_high=r.percentile_high)
 
 
 def frame_groups(index: Index, *, kinds: Sequence[str] | None = None,
@@ -204,7 +204,7 @@ def _dark_convention(index: Index, group: MasterGroup, cfg: MastersConfig,
     Raises MasterBuildError when the convention needs a master bias the library lacks."""
     set_card(header, "DARKCONV", cfg.dark_convention, "master dark convention")
     if cfg.dark_convention == "with-bias":
-        set_card(header, "BIASSUB", False, "bias included: calibrate lights without bias")
+        set_card(header, "BIASSUB", False, "bias included")
         return None
     bias = find_calibrator(index, "bias", group, cfg.bias_setpoint_tolerance_c)
     if bias is None:
@@ -224,8 +224,8 @@ def _master_header(first: fits.Header, group: MasterGroup, index: Index) -> fits
         set_card(header, "CALTYPE", "DARKFLAT", "master dark for flats")
     if group.kind != "flat":
         # In 16-bit ADU like the frames (the writer widens the range to the values written).
-        set_card(header, "DATAMIN", 0.0, "[ADU] lowest value of the 16-bit data")
-        set_card(header, "DATAMAX", ADU_FULL_SCALE, "[ADU] full scale of the 16-bit data")
+        set_card(header, "DATAMIN", 0.0, "[ADU] lowest value")
+        set_card(header, "DATAMAX", ADU_FULL_SCALE, "[ADU] full scale (16-bit)")
         set_card(header, "EXPTIME", float(group.exposure_s), "[s] exposure time")
         set_card(header, "EXPOSURE", float(group.exposure_s), "[s] exposure time")
         set_card(header, "DARKTIME", float(group.exposure_s), "[s] dark integration time")
