@@ -186,7 +186,7 @@ def test_bias_darks_and_panel_flats(capsys: pytest.CaptureFixture[str], tmp_path
     dark_flats = by_kind["darkflat"]
     assert {(h["EXPTIME"], h["GAIN"], h["OFFSET"]) for h in dark_flats} == flat_exposures
     assert len(dark_flats) == 2 * len(flat_exposures)
-    assert all(h["IMAGETYP"] == "Dark Frame" and h["CALTYPE"] == "DARKFLAT"
+    assert all(h["IMAGETYP"] == "Dark Flat" and h["CALTYPE"] == "DARKFLAT"
                for h in dark_flats)
     bias_level = float(np.median(fits.getdata(next(p for p in fits_files(lib)
                                                     if "Bias" in p.parts))))

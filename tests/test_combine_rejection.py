@@ -60,6 +60,17 @@ def test_sigma_known_answers(engine: str) -> None:
 
 
 @pytest.mark.parametrize("engine", ENGINES)
+def test_sigma_standard_deviation_population_or_sample(engine: str) -> None:
+    # population std 27.007 (ccdproc), sample std 28.468 (Siril): at 3.25 sigma the bound is
+    # 97.77 (100 rejected) or 102.52 (100 kept)
+    assert combine1(OUTLIER, Rejection(sigma_high=3.25), engine) == (10.0, 0, 1)
+    got = combine1(OUTLIER, Rejection(sigma_high=3.25, stddev="sample"), engine)
+    assert got == (19.0, 0, 0)
+    with pytest.raises(ValueError, match="stddev"):
+        Rejection(stddev="unbiased")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("engine", ENGINES)
 def test_sigma_iterations_known_answers(engine: str) -> None:
     values = [10.0] * 8 + [20.0, 100.0]
     # pass 1: mean 20, std 26.83 -> 100 out; pass 2 on nine: std 3.14 -> 20 out; pass 3: std 0

@@ -57,7 +57,7 @@ def test_panel_flats_for_seven_filters_land_in_tolerance_with_matching_dark_flat
         assert abs(central_median(data) - 20000) <= 2000, (h["FILTER"], central_median(data))
         assert h["FLATSRC"] == "panel" and h["PANELBRT"] == 512
     darks = headers(lib, "DarkFlats")
-    assert darks and all(h["IMAGETYP"] == "Dark Frame" and h["CALTYPE"] == "DARKFLAT"
+    assert darks and all(h["IMAGETYP"] == "Dark Flat" and h["CALTYPE"] == "DARKFLAT"
                          for h, _ in darks)
     flat_exposures = {h["EXPTIME"] for h, _ in flats}
     dark_exposures = {h["EXPTIME"] for h, _ in darks}

@@ -40,7 +40,7 @@ IMAGETYP: dict[str, str] = {
     "bias": "Bias Frame",
     "dark": "Dark Frame",
     "flat": "Flat Frame",
-    "darkflat": "Dark Frame",
+    "darkflat": "Dark Flat",  # not "Dark Frame": selecting darks by IMAGETYP must not take them
 }
 Card = tuple[str, Any, str]
 

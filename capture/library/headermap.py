@@ -13,7 +13,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-FRAME_KINDS = {"Bias Frame": "bias", "Dark Frame": "dark", "Flat Frame": "flat"}
+FRAME_KINDS = {"Bias Frame": "bias", "Dark Frame": "dark", "Flat Frame": "flat",
+               "Dark Flat": "darkflat"}
 
 Header = Mapping[str, Any]  # astropy's fits.Header, or any mapping of keyword -> value
 
@@ -45,7 +46,8 @@ class Column:
 
 
 def frame_kind(header: Header) -> str | None:
-    """bias / dark / darkflat / flat for a calibd frame's header, else None."""
+    """bias / dark / darkflat / flat for a calibd frame's header, else None. Dark flats are
+    ``IMAGETYP = 'Dark Flat'`` (older libraries: ``'Dark Frame'`` with ``CALTYPE = 'DARKFLAT'``)."""
     kind = FRAME_KINDS.get(str(header.get("IMAGETYP", "")).strip())
     if kind == "dark" and str(header.get("CALTYPE", "")).upper() == "DARKFLAT":
         return "darkflat"
@@ -60,6 +62,8 @@ def master_kind(header: Header) -> str | None:
     if not imagetyp.startswith("Master"):
         return None
     kind = imagetyp[len("Master"):].strip().lower()
+    if kind == "dark flat":
+        return "darkflat"
     if kind == "dark" and str(header.get("CALTYPE", "")).upper() == "DARKFLAT":
         return "darkflat"
     return kind if kind in ("bias", "dark", "flat") else None

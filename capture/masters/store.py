@@ -15,7 +15,7 @@ from calibd.capture.plans.cells import fmt_number
 MASTER_IMAGETYP: dict[str, str] = {
     "bias": "Master Bias",
     "dark": "Master Dark",
-    "darkflat": "Master Dark",
+    "darkflat": "Master Dark Flat",
     "flat": "Master Flat",
     "bpm": "Bad Pixel Map",
 }
