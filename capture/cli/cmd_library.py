@@ -131,8 +131,7 @@ def run_match(args: argparse.Namespace) -> int:
         header = light_header(args.light)
     except (OSError, ValueError) as err:
         raise InputError([Problem(args.light, None, "", f"not a FITS file: {err}")]) from None
-    config, _ = config_from_args(args)
-    root = library_root(args, config).expanduser().resolve()
+    config, root = library_from_args(args)
     index = open_existing(root)
     try:
         choices = match(index, header, tolerance_c=args.tolerance,

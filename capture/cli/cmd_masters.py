@@ -1,4 +1,4 @@
-"""``calibd masters build | list | combine``.
+"""``calibd masters build | list | export | combine``.
 
 The library, configuration and combination modules are imported by the command that needs them,
 so ``masters combine`` (one process per master in scripts) starts without the configuration
@@ -41,6 +41,15 @@ def register(sub: Any) -> None:
     lst.add_argument("--kind", choices=KINDS)
     lst.add_argument("--json", action="store_true")
     lst.set_defaults(handler=run_list)
+    exp = msub.add_parser("export", help="the current masters for Siril, WBPP or a folder")
+    add_config_args(exp, camera=False)
+    exp.add_argument("dest", type=Path, metavar="DEST")
+    exp.add_argument("--to", required=True, choices=("siril", "wbpp", "folder"), dest="target")
+    exp.add_argument("--light", type=Path, metavar="LIGHT.fits",
+                     help="siril: also write calibrate_lights.ssf for lights like this one")
+    exp.add_argument("--tolerance", type=float, default=1.0, metavar="DEGC",
+                     help="set-point tolerance when matching masters to --light")
+    exp.set_defaults(handler=run_export)
     comb = msub.add_parser("combine", help="combine any FITS frames into a master")
     comb.add_argument("files", nargs="+", type=Path, metavar="FILE")
     comb.add_argument("--output", "-o", type=Path, required=True, metavar="OUT")
@@ -114,6 +123,38 @@ def run_list(args: argparse.Namespace) -> int:
              "current" if m.current else "superseded", m.path] for m in masters]
     print(table(rows, ["kind", "camera", "gain", "offset", "bin", "set-point", "exposure",
                        "filter", "frames", "state", "file"], right={2, 3, 4, 8}))
+    return 0
+
+
+def run_export(args: argparse.Namespace) -> int:
+    from calibd.capture.masters.match import light_header
+
+    light = None
+    if args.light is not None:
+        if args.target != "siril":
+            raise InputError([Problem(args.light, None, "--light", "only with --to siril")])
+        if not args.light.is_file():
+            raise InputError([Problem(args.light, None, "", "no such file")])
+        try:
+            light = light_header(args.light)
+        except (OSError, ValueError) as err:
+            raise InputError([Problem(args.light, None, "", f"not a FITS file: {err}")]) from None
+    from calibd.capture.library.rescan import open_existing
+    from calibd.capture.masters.export import SCRIPT, ExportError, export
+
+    config, root = library_from_args(args)
+    index = open_existing(root)
+    try:
+        done = export(index, args.dest, args.target, light=light, tolerance_c=args.tolerance,
+                      dark_convention=config.masters.dark_convention)
+    except ExportError as err:
+        raise InputError([Problem(args.dest, None, "", str(err))]) from None
+    finally:
+        index.close()
+    for item in done:
+        print(f"{item.how} {item.path}  ({item.master.path})")
+    if light is not None:
+        print(f"wrote {args.dest / SCRIPT}: put the lights in {args.dest / 'lights'}")
     return 0
 
 

@@ -128,6 +128,30 @@ def write_text(path: Path, text: str, *, fsync: bool = True) -> int:
     return write_bytes(path, text.encode("utf-8"), fsync=fsync)
 
 
+def link_or_copy(source: Path, path: Path, *, fsync: bool = True) -> str:
+    """Publish ``source``'s bytes under ``path`` atomically: a hard link made under a temporary
+    name and renamed over ``path`` (same file system), else a copy through :class:`AtomicFile`.
+    Returns ``"linked"`` or ``"copied"``. Blocks for the copy; raises OSError."""
+    tmp = temp_name(path)
+    try:
+        os.link(source, tmp)
+    except OSError:
+        with AtomicFile(path, fsync=fsync) as out, open(source, "rb") as src:
+            while chunk := src.read(1 << 20):
+                out.file().write(chunk)
+            out.commit()
+        return "copied"
+    try:
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    if fsync:
+        fsync_dir(path.parent)
+    return "linked"
+
+
 def fsync_dir(folder: Path) -> None:
     """fsync a folder (so a rename in it is durable). Raises OSError, except where the file
     system cannot fsync folders."""
