@@ -1,0 +1,67 @@
+"""Start-up of ``calibd masters combine`` and the benchmark against Siril (on tiny inputs)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+from astropy.io import fits
+
+from tests.support import REPO
+
+# Runs `calibd masters combine` in this interpreter, then prints which heavy modules it loaded.
+_PROBE = """
+import json, sys
+from calibd.capture.cli.main import main
+code = main(sys.argv[1:])
+heavy = ("pydantic", "sqlite3", "calibd.capture.config", "calibd.capture.library.index",
+         "calibd.capture.plans.model", "calibd.capture.devices", "calibd.drivers.contracts")
+print(json.dumps({"code": code, "loaded": [m for m in heavy if m in sys.modules]}))
+"""
+
+
+def _frames(folder: Path, n: int) -> list[Path]:
+    rng = np.random.default_rng(3)
+    paths = []
+    for i in range(n):
+        path = folder / f"bias_{i:03d}.fits"
+        hdu = fits.PrimaryHDU(rng.normal(500, 5, (24, 32)).astype(np.uint16))
+        hdu.header["IMAGETYP"] = "Bias Frame"
+        hdu.writeto(path)
+        paths.append(path)
+    return paths
+
+
+def test_masters_combine_starts_without_configuration_library_or_devices(tmp_path: Path) -> None:
+    paths = _frames(tmp_path, 5)
+    out = tmp_path / "master.fits"
+    done = subprocess.run([sys.executable, "-c", _PROBE, "-q", "masters", "combine",
+                           *map(str, paths), "--output", str(out), "--iterations", "0"],
+                          cwd=REPO, capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result == {"code": 0, "loaded": []}
+    with fits.open(out) as hdul:
+        assert hdul[0].header["NCOMBINE"] == 5
+        assert hdul[0].header["IMAGETYP"] == "Master Bias"
+
+
+def test_benchmark_against_siril_runs_on_tiny_frames(tmp_path: Path) -> None:
+    cmd = [sys.executable, str(REPO / "benchmarks" / "combine_vs_siril.py"), "--sets",
+           "5x64x48", "--repeat", "1", "--data-dir", str(tmp_path)]
+    if shutil.which("siril-cli") is None:
+        cmd.append("--no-siril")
+    done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300,
+                          check=False)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    summary = dict(kv.split("=", 1) for kv in done.stdout.strip().splitlines()[-1].split())
+    assert float(summary["calibd5_s"]) > 0
+    assert 0 < float(summary["calibd5_mb"]) < 1024
+    assert float(summary["read5_s"]) >= 0
+    if "--no-siril" not in cmd:
+        assert float(summary["siril5_s"]) > 0 and float(summary["siril_convert5_s"]) > 0
+        assert "within one float32 step" in done.stdout
