@@ -6,9 +6,11 @@ import json
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
+import pytest
 from astropy.io import fits
 
 from tests.support import REPO
@@ -65,3 +67,21 @@ def test_benchmark_against_siril_runs_on_tiny_frames(tmp_path: Path) -> None:
     if "--no-siril" not in cmd:
         assert float(summary["siril5_s"]) > 0 and float(summary["siril_convert5_s"]) > 0
         assert "within one float32 step" in done.stdout
+
+
+def test_kernel_cache_falls_back_to_a_private_temporary_folder(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("numba")
+    from calibd.capture.combine import _numba_setup as setup
+
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(blocker / "cache"))  # cannot be created
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    assert setup.choose_cache_dir() == setup.fallback_cache_dir()
+    fallback = Path(setup.fallback_cache_dir())
+    assert fallback.parent == tmp_path and fallback.stat().st_mode & 0o777 == 0o700
+    fallback.chmod(0o777)  # writable by others: its cache could be planted, so not used
+    assert setup.choose_cache_dir() is None
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "home-cache"))
+    assert setup.choose_cache_dir() == str(tmp_path / "home-cache" / "calibd" / "numba")

@@ -14,6 +14,7 @@ Both read in bounded chunks (a few MB), never the whole image at once.
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -121,17 +122,35 @@ def _data_bytes(header: bytes) -> int:
     return size
 
 
+_buffers = threading.local()
+
+
+def _chunk_buffer() -> memoryview:
+    """This thread's reusable read buffer of CHUNK bytes (a fresh buffer per chunk would cost
+    page faults on every read)."""
+    buf: memoryview | None = getattr(_buffers, "buf", None)
+    if buf is None:
+        buf = memoryview(bytearray(CHUNK))
+        _buffers.buf = buf
+    return buf
+
+
 def data_sum(fd: int, offset: int, nbytes: int) -> int:
     """Ones' complement sum of ``nbytes`` of data at ``offset`` (padded to whole FITS blocks
-    with zeros, which add nothing). Reads in chunks. Raises ChecksumError when short."""
+    with zeros, which add nothing). Reads in chunks into a reused buffer. Raises ChecksumError
+    when short."""
+    buf = _chunk_buffer()
     total = 0
     done = 0
     while done < nbytes:
         want = min(CHUNK, nbytes - done)
-        chunk = os.pread(fd, want, offset + done)
-        if len(chunk) < want:
-            raise ChecksumError(f"the data is truncated ({offset + done + len(chunk)} bytes)")
-        total += ones_sum(chunk)
+        got = 0
+        while got < want:
+            n = os.preadv(fd, [buf[got:want]], offset + done + got)
+            if n <= 0:
+                raise ChecksumError(f"the data is truncated ({offset + done + got} bytes)")
+            got += n
+        total += ones_sum(buf[:want])
         done += want
     return fold(total)
 
