@@ -14,14 +14,18 @@ Conventions the corpus follows (sources):
 * Ekos/INDI: ``IMAGETYP='Light Frame'``, ``EXPTIME``, ``CCD-TEMP`` only (no set-point keyword),
   ``XBINNING``/``YBINNING``, ``GAIN``/``OFFSET``, ``FILTER``, ``INSTRUME``, ``BAYERPAT`` (INDI CCD
   header, api.kde.org indiccd; indi-3rdparty issue 522); Ekos names ``M31_Light_Ha_300_secs_…``.
-* SharpCap: ``EXPTIME``, ``GAIN``, ``OFFSET``, ``CCD-TEMP``, ``SET-TEMP``, ``XBINNING``,
-  ``INSTRUME``, ``BAYERPAT`` (SharpCap 4.1 user manual, Controlling Cameras / FITS output).
+* SharpCap: identified by ``SWCREATE`` (pypi.org azotea-fits, which normalises SharpCap's
+  headers); the keywords here (``EXPTIME``, ``GAIN``, ``OFFSET``, ``CCD-TEMP``, ``SET-TEMP``,
+  ``XBINNING``, ``INSTRUME``) are the common ASCOM/MaxIm set — the SharpCap 4.1 manual
+  (docs.sharpcap.co.uk, Controlling Cameras) names the settings, not the exact cards, so this
+  light is the least verified of the corpus.
 * ASIAIR: settings in the file name, ``Light_M31_300.0s_Bin1_2600MM_gain100_20240105-221033_
   -10.0C_0001.fit`` (ASIAIR file naming as documented at astroguide.starlust.de, "File Naming
   and Folder Structure": ``MasterFlat_Stack20_50.0ms_Bin1_2600MC_filter-NoFilter_gain100_
   20250221_1.6C.xisf``).
 * APT and MaxIm/SBIG style: ``EXPOSURE``, ``SET-TEMP``, ``CCD-TEMP``, ``XBINNING``, ``IMAGETYP=
-  'Light Frame'`` (the SBIG/MaxIm keyword set, e.g. the header in iceinspace.com.au thread 31377).
+  'Light Frame'`` (the SBIG/MaxIm keyword set, e.g. the header in iceinspace.com.au thread 31377;
+  APT's user guide, astrophotography.app, for its CCD/CMOS mode; its file names are not parsed).
 * Sequence Generator Pro: ``CCDXBIN``, ``TEMPERAT`` (cooler temperature), ``EXPOSURE``,
   ``IMAGETYP='LIGHT'`` (help.sequencegeneratorpro.com, Data Stored in the FITS Header).
 * calibd's own: ``CAMERAID``, ``CAMNAME``, ``GAIN``, ``OFFSET``, ``READOUTM``, ``SET-TEMP``,
@@ -156,7 +160,8 @@ def corpus(folder: Path) -> dict[str, Path]:
                                      "GAIN": 100, "OFFSET": 50, "FILTER": "Ha",
                                      "BAYERPAT": "RGGB"}),
         "sharpcap": fits_light(folder / "SharpCap" / "22_40_00.fits",
-                               {**common, "EXPTIME": 300.0, "GAIN": 100, "OFFSET": 50,
+                               {**common, "SWCREATE": "SharpCap", "EXPTIME": 300.0,
+                                "GAIN": 100, "OFFSET": 50,
                                 "SET-TEMP": -10.0, "CCD-TEMP": -10.1, "XBINNING": 1,
                                 "FILTER": "Ha"}),
         # ASIAIR: the settings are in the name; this header carries none of them.

@@ -188,3 +188,19 @@ def test_the_goal_fills_what_recent_lights_need_first_then_the_oldest(tmp_path: 
             dark(300).key: stale("2026-12-03T00:00:00Z")}
     order = [n.key for n in needs(cells, held, rank)]
     assert order == [cells[0].key, dark(300).key, dark(600).key, dark(120).key]
+
+
+def test_status_text_says_what_a_goal_lacks_without_echoing_control_characters() -> None:
+    from calibd.capture.cli.cmd_status import format_status
+
+    text = format_status({"daemon": {"version": "x"}, "library": {"root": "/lib", "goals": [
+        {"schedule": "goal", "plan": "darks\x1b[2J", "complete": False,
+         "fills": "at the next cloudy spell (safety unsafe)",
+         "lacking": [{"key": "dark|g100|o50|b1|normal|0C|300s",
+                      "reason": "expired: 3 days old\nFORGED LINE", "since_utc": None}]},
+        {"schedule": "bias", "plan": "bias", "complete": True, "fills": None,
+         "lacking": []}]}})
+    assert "goal goal (darks\\x1b[2J): lacks 1 cell(s), filled at the next cloudy spell" in text
+    assert "dark|g100|o50|b1|normal|0C|300s: expired: 3 days old\\x0aFORGED LINE" in text
+    assert "goal bias (bias): complete" in text
+    assert "\x1b" not in text and "\nFORGED" not in text
