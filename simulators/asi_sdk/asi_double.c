@@ -47,6 +47,7 @@
 #include <errno.h>
 #include <math.h>
 #include <pthread.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -93,48 +94,78 @@ typedef struct {
     double vignetting; /* relative loss at the sensor corner */
 } run_cfg_t;
 
+/* The numeric keys that define the cameras: where each goes, its type (int, long or double),
+ * its accepted range and its default. The one list for default_build() and apply_build_key(). */
+typedef struct {
+    const char *key;
+    size_t offset;
+    char type; /* 'i' int, 'l' long, 'd' double */
+    double lo, hi, def;
+} build_key_t;
+
+#define BKEY(key, field, type, lo, hi, def) {key, offsetof(build_cfg_t, field), type, lo, hi, def}
+static const build_key_t k_build_keys[] = {
+    BKEY("cameras", cameras, 'i', 0, MAX_CAMS, 1),
+    BKEY("bayer", bayer, 'i', -1, 3, -1), /* -1: monochrome */
+    BKEY("cfa_r", cfa[0], 'd', 0.0, 10.0, 1.0),
+    BKEY("cfa_g", cfa[1], 'd', 0.0, 10.0, 1.0),
+    BKEY("cfa_b", cfa[2], 'd', 0.0, 10.0, 1.0),
+    BKEY("width", width, 'i', 16, 20000, 640),
+    BKEY("height", height, 'i', 16, 20000, 480),
+    BKEY("bit_depth", bit_depth, 'i', 8, 16, 16),
+    BKEY("pixel_um", pixel_um, 'd', 0.5, 30.0, 3.76),
+    BKEY("unity_gain", unity_gain, 'i', 1, 1000, 100),
+    BKEY("gain_max", gain_max, 'i', 0, 1000, 450),
+    BKEY("offset_max", offset_max, 'i', 0, 1000, 100),
+    BKEY("full_well", full_well_e, 'd', 100.0, 1e7, 50000.0),
+    BKEY("rn_low", rn_low_e, 'd', 0.0, 100.0, 3.3),
+    BKEY("rn_high", rn_high_e, 'd', 0.0, 100.0, 1.0),
+    BKEY("dark0", dark0_e_s, 'd', 0.0, 1e4, 0.02),
+    BKEY("dark_doubling", dark_doubling_c, 'd', 1.0, 50.0, 6.0),
+    BKEY("dark_spread", dark_spread, 'd', 0.0, 3.0, 0.25),
+    BKEY("hot_fraction", hot_fraction, 'd', 0.0, 0.1, 2e-4),
+    BKEY("hot_min", hot_min, 'd', 1.0, 1e6, 50.0),
+    BKEY("hot_max", hot_max, 'd', 1.0, 1e6, 2000.0),
+    BKEY("dead_fraction", dead_fraction, 'd', 0.0, 0.1, 2e-5),
+    BKEY("cold_fraction", cold_fraction, 'd', 0.0, 0.1, 5e-5),
+    BKEY("prnu", prnu, 'd', 0.0, 0.5, 0.01),
+    BKEY("glow", glow_e_s, 'd', 0.0, 1e4, 0.2),
+    BKEY("glow_length", glow_length_frac, 'd', 0.0, 1.0, 0.05),
+    BKEY("column_sigma", column_sigma_adu, 'd', 0.0, 1000.0, 1.5),
+    BKEY("pedestal_per_offset", pedestal_per_offset, 'd', 0.0, 1000.0, 10.0),
+    BKEY("cosmic_rate", cosmic_per_cm2_min, 'd', 0.0, 1e4, 1.0),
+    BKEY("readout_s", readout_s, 'd', 0.0, 100.0, 0.05),
+    BKEY("min_exposure_us", min_exposure_us, 'l', 1, 1000000000L, 32),
+    BKEY("max_exposure_us", max_exposure_us, 'l', 1, 4000000000L, 2000L * 1000000L),
+    BKEY("cooled", cooled, 'i', 0, 1, 1),
+    BKEY("usb3", usb3, 'i', 0, 1, 1),
+    BKEY("tau_s", tau_s, 'd', 0.01, 1e5, 40.0),
+    BKEY("max_delta_c", max_delta_c, 'd', 1.0, 100.0, 35.0),
+    BKEY("proportional_c", proportional_c, 'd', 0.01, 100.0, 4.0),
+};
+#define N_BUILD_KEYS ((int)(sizeof(k_build_keys) / sizeof(k_build_keys[0])))
+
+/* Store ``v`` in the field of ``b`` that ``k`` names. */
+static void set_build_key(build_cfg_t *b, const build_key_t *k, double v)
+{
+    char *field = (char *)b + k->offset;
+    if (k->type == 'i')
+        *(int *)(void *)field = (int)v;
+    else if (k->type == 'l')
+        *(long *)(void *)field = (long)v;
+    else
+        *(double *)(void *)field = v;
+}
+
 static void default_build(build_cfg_t *b)
 {
     memset(b, 0, sizeof(*b));
     snprintf(b->model, sizeof(b->model), "ASI640MM Pro (double)");
-    b->cameras = 1;
-    b->width = 640;
-    b->height = 480;
-    b->bit_depth = 16;
-    b->pixel_um = 3.76;
-    b->unity_gain = 100;
-    b->gain_max = 450;
-    b->offset_max = 100;
-    b->full_well_e = 50000.0;
-    b->rn_low_e = 3.3;
-    b->rn_high_e = 1.0;
-    b->dark0_e_s = 0.02;
-    b->dark_doubling_c = 6.0;
-    b->dark_spread = 0.25;
-    b->hot_fraction = 2e-4;
-    b->hot_min = 50.0;
-    b->hot_max = 2000.0;
-    b->dead_fraction = 2e-5;
-    b->cold_fraction = 5e-5;
-    b->prnu = 0.01;
-    b->glow_e_s = 0.2;
-    b->glow_length_frac = 0.05;
-    b->column_sigma_adu = 1.5;
-    b->pedestal_per_offset = 10.0;
-    b->cosmic_per_cm2_min = 1.0;
-    b->readout_s = 0.05;
-    b->min_exposure_us = 32;
-    b->max_exposure_us = 2000L * 1000000L;
-    b->cooled = 1;
-    b->usb3 = 1;
-    b->tau_s = 40.0;
-    b->max_delta_c = 35.0;
-    b->proportional_c = 4.0;
+    for (int i = 0; i < N_BUILD_KEYS; i++)
+        set_build_key(b, &k_build_keys[i], k_build_keys[i].def);
     b->bins[0] = 1;
     b->bins[1] = 2;
     b->bins[2] = 4;
-    b->bayer = -1;
-    b->cfa[0] = b->cfa[1] = b->cfa[2] = 1.0;
     b->seed = 640;
     memcpy(b->serial, "DBL00000", 8);
 }
@@ -1451,21 +1482,6 @@ static int parse_bytes8(const token_t *t, unsigned char out[8])
     return 0;
 }
 
-#define DKEY(name, field, lo, hi)                                                                 \
-    if (strcmp(k, name) == 0) {                                                                   \
-        if (parse_double(t, lo, hi, &dv))                                                         \
-            return -1;                                                                            \
-        b->field = dv;                                                                            \
-        return 1;                                                                                 \
-    }
-#define LKEY(name, field, lo, hi)                                                                 \
-    if (strcmp(k, name) == 0) {                                                                   \
-        if (parse_long(t, lo, hi, &lv))                                                           \
-            return -1;                                                                            \
-        b->field = lv;                                                                            \
-        return 1;                                                                                 \
-    }
-
 /* Keys that define the cameras. Returns 1 if handled, 0 if not a build key, -1 on error. */
 static int apply_build_key(const token_t *t, build_cfg_t *b)
 {
@@ -1500,43 +1516,21 @@ static int apply_build_key(const token_t *t, build_cfg_t *b)
         memcpy(b->bins, bins, sizeof(bins));
         return 1;
     }
-    LKEY("cameras", cameras, 0, MAX_CAMS)
-    LKEY("bayer", bayer, -1, 3)
-    DKEY("cfa_r", cfa[0], 0.0, 10.0)
-    DKEY("cfa_g", cfa[1], 0.0, 10.0)
-    DKEY("cfa_b", cfa[2], 0.0, 10.0)
-    LKEY("width", width, 16, 20000)
-    LKEY("height", height, 16, 20000)
-    LKEY("bit_depth", bit_depth, 8, 16)
-    DKEY("pixel_um", pixel_um, 0.5, 30.0)
-    LKEY("unity_gain", unity_gain, 1, 1000)
-    LKEY("gain_max", gain_max, 0, 1000)
-    LKEY("offset_max", offset_max, 0, 1000)
-    DKEY("full_well", full_well_e, 100.0, 1e7)
-    DKEY("rn_low", rn_low_e, 0.0, 100.0)
-    DKEY("rn_high", rn_high_e, 0.0, 100.0)
-    DKEY("dark0", dark0_e_s, 0.0, 1e4)
-    DKEY("dark_doubling", dark_doubling_c, 1.0, 50.0)
-    DKEY("dark_spread", dark_spread, 0.0, 3.0)
-    DKEY("hot_fraction", hot_fraction, 0.0, 0.1)
-    DKEY("hot_min", hot_min, 1.0, 1e6)
-    DKEY("hot_max", hot_max, 1.0, 1e6)
-    DKEY("dead_fraction", dead_fraction, 0.0, 0.1)
-    DKEY("cold_fraction", cold_fraction, 0.0, 0.1)
-    DKEY("prnu", prnu, 0.0, 0.5)
-    DKEY("glow", glow_e_s, 0.0, 1e4)
-    DKEY("glow_length", glow_length_frac, 0.0, 1.0)
-    DKEY("column_sigma", column_sigma_adu, 0.0, 1000.0)
-    DKEY("pedestal_per_offset", pedestal_per_offset, 0.0, 1000.0)
-    DKEY("cosmic_rate", cosmic_per_cm2_min, 0.0, 1e4)
-    DKEY("readout_s", readout_s, 0.0, 100.0)
-    LKEY("min_exposure_us", min_exposure_us, 1, 1000000000L)
-    LKEY("max_exposure_us", max_exposure_us, 1, 4000000000L)
-    LKEY("cooled", cooled, 0, 1)
-    LKEY("usb3", usb3, 0, 1)
-    DKEY("tau_s", tau_s, 0.01, 1e5)
-    DKEY("max_delta_c", max_delta_c, 1.0, 100.0)
-    DKEY("proportional_c", proportional_c, 0.01, 100.0)
+    for (int i = 0; i < N_BUILD_KEYS; i++) {
+        const build_key_t *bk = &k_build_keys[i];
+        if (strcmp(k, bk->key) != 0)
+            continue;
+        if (bk->type == 'd') {
+            if (parse_double(t, bk->lo, bk->hi, &dv))
+                return -1;
+            set_build_key(b, bk, dv);
+        } else {
+            if (parse_long(t, (long)bk->lo, (long)bk->hi, &lv))
+                return -1;
+            set_build_key(b, bk, (double)lv);
+        }
+        return 1;
+    }
     if (strcmp(k, "seed") == 0) {
         if (parse_long(t, 0, 2147483647L, &lv))
             return -1;
