@@ -1578,6 +1578,29 @@ static int apply_run_key(const token_t *t)
     return 0;
 }
 
+/* The per-camera keys (faults and actions): what each one does, and where a setting goes.
+ * 'l' a long count, 'b' a 0/1 flag, 'd' seconds (0..86400), 'r' remove, 'a' reattach (actions
+ * when non-zero), 'x' the ASI ID (8 bytes). */
+typedef struct {
+    const char *key;
+    char kind;
+    size_t offset;
+} cam_key_t;
+
+static const cam_key_t k_cam_keys[] = {
+    {"fail_every", 'l', offsetof(cam_t, fail_every)},
+    {"remove_after", 'l', offsetof(cam_t, remove_after)},
+    {"stall_next", 'b', offsetof(cam_t, stall_next)},
+    {"remove", 'r', 0},
+    {"reattach", 'a', 0},
+    {"asi_id", 'x', 0},
+    {"reattach_after_s", 'd', offsetof(cam_t, reattach_after_s)},
+    {"hang_stop_s", 'd', offsetof(cam_t, hang_stop_s)},
+    {"hang_data_s", 'd', offsetof(cam_t, hang_data_s)},
+    {"hang_status_s", 'd', offsetof(cam_t, hang_status_s)},
+};
+#define N_CAM_KEYS ((int)(sizeof(k_cam_keys) / sizeof(k_cam_keys[0])))
+
 /* Per-camera keys for slot *target. Returns 1 if handled, 0 if not, -1 on error. */
 static int apply_cam_key(const token_t *t, int *target)
 {
@@ -1590,45 +1613,36 @@ static int apply_cam_key(const token_t *t, int *target)
         *target = (int)lv;
         return 1;
     }
-    cam_t *c = &g_cams[*target];
-    int known = !strcmp(k, "fail_every") || !strcmp(k, "remove_after") || !strcmp(k, "remove") ||
-                !strcmp(k, "reattach") || !strcmp(k, "hang_stop_s") || !strcmp(k, "hang_data_s") ||
-                !strcmp(k, "hang_status_s") || !strcmp(k, "stall_next") || !strcmp(k, "asi_id") ||
-                !strcmp(k, "reattach_after_s");
-    if (!known)
+    const cam_key_t *ck = NULL;
+    for (int i = 0; i < N_CAM_KEYS && !ck; i++)
+        if (strcmp(k, k_cam_keys[i].key) == 0)
+            ck = &k_cam_keys[i];
+    if (!ck)
         return 0;
+    cam_t *c = &g_cams[*target];
     if (!c->used) {
         snprintf(g_error, sizeof(g_error), "%.31s: no camera in slot %d", k, *target);
         return -1;
     }
-    if (!strcmp(k, "fail_every") || !strcmp(k, "remove_after") || !strcmp(k, "stall_next") ||
-        !strcmp(k, "remove") || !strcmp(k, "reattach")) {
-        if (parse_long(t, 0, 1000000000L, &lv))
+    char *field = (char *)c + ck->offset;
+    if (ck->kind == 'x')
+        return parse_bytes8(t, c->asi_id) ? -1 : 1;
+    if (ck->kind == 'd') {
+        if (parse_double(t, 0.0, 86400.0, &dv))
             return -1;
-        if (!strcmp(k, "fail_every"))
-            c->fail_every = lv;
-        else if (!strcmp(k, "remove_after"))
-            c->remove_after = lv;
-        else if (!strcmp(k, "stall_next"))
-            c->stall_next = lv != 0;
-        else if (!strcmp(k, "remove") && lv)
-            do_remove(c);
-        else if (!strcmp(k, "reattach") && lv)
-            do_reattach(c);
+        *(double *)(void *)field = dv;
         return 1;
     }
-    if (!strcmp(k, "asi_id"))
-        return parse_bytes8(t, c->asi_id) ? -1 : 1;
-    if (parse_double(t, 0.0, 86400.0, &dv))
+    if (parse_long(t, 0, 1000000000L, &lv))
         return -1;
-    if (!strcmp(k, "reattach_after_s"))
-        c->reattach_after_s = dv;
-    else if (!strcmp(k, "hang_stop_s"))
-        c->hang_stop_s = dv;
-    else if (!strcmp(k, "hang_data_s"))
-        c->hang_data_s = dv;
-    else
-        c->hang_status_s = dv;
+    if (ck->kind == 'l')
+        *(long *)(void *)field = lv;
+    else if (ck->kind == 'b')
+        *(int *)(void *)field = lv != 0;
+    else if (ck->kind == 'r' && lv)
+        do_remove(c);
+    else if (ck->kind == 'a' && lv)
+        do_reattach(c);
     return 1;
 }
 
