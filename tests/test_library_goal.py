@@ -9,14 +9,23 @@ from __future__ import annotations
 import itertools
 import signal
 import sqlite3
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
 from calibd.capture.library.policy import parse_utc
-from tests.support import DAEMON_T0, daemon_env, fits_files, ready, wait_for
+from tests.support import (
+    DAEMON_T0,
+    daemon_env,
+    fits_files,
+    ready,
+    run_cli,
+    wait_for,
+    write_config,
+)
 
 GOAL = """
 defaults: {offset: 50}
@@ -204,3 +213,47 @@ def test_status_text_says_what_a_goal_lacks_without_echoing_control_characters()
     assert "dark|g100|o50|b1|normal|0C|300s: expired: 3 days old\\x0aFORGED LINE" in text
     assert "goal bias (bias): complete" in text
     assert "\x1b" not in text and "\nFORGED" not in text
+
+
+def test_run_upkeep_captures_only_what_the_library_lacks(
+        capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    """`calibd run --upkeep` (what a daytime cron goal runs): everything the first time,
+    nothing while the library holds it all, and after `library invalidate --kind darks` a new
+    run of just the darks — the bias is not taken again."""
+    def config(name: str, start: datetime) -> Path:
+        path = write_config(tmp_path / name, start=start.strftime("%Y-%m-%dT%H:%M:%SZ"))
+        data = yaml.safe_load(path.read_text())
+        data["masters"] = {"auto": False}
+        path.write_text(yaml.safe_dump(data))
+        return path
+
+    # A simulated clock starts at its configured time in each process: the runs before the
+    # invalidation (stamped with the real time) are dated before it, those after, after it.
+    before = config("before.yaml", datetime.now(UTC) - timedelta(days=2))
+    after = config("after.yaml", datetime.now(UTC) + timedelta(hours=1))
+    plan = tmp_path / "goal.yaml"
+    plan.write_text(GOAL)
+    lib = tmp_path / "lib"
+
+    def upkeep(cfg: Path) -> str:
+        res = run_cli(capsys, "-q", "run", plan, "--upkeep", "--config", cfg,
+                      "--library", lib, "--no-progress")
+        assert res.code == 0, res.err
+        return res.out
+
+    upkeep(before)
+    assert "library goal met" in upkeep(before)
+    assert run_cli(capsys, "library", "invalidate", "--kind", "darks", "--reason",
+                   "new firmware", "--library", lib).code == 0
+    upkeep(after)
+    runs = _rows(lib, "SELECT c.run_id, c.kind, COUNT(f.id), c.planned FROM run_cells c "
+                      "LEFT JOIN frames f ON f.run_id = c.run_id AND f.cell_key = c.cell_key "
+                      "GROUP BY c.run_id, c.cell_key")
+    by_run: dict[int, list[str]] = {}
+    for run_id, kind, done, planned in runs:
+        assert done == planned
+        by_run.setdefault(run_id, []).append(kind)
+    assert sorted(by_run) == [1, 2]
+    assert sorted(by_run[1]) == ["bias", "dark", "dark", "dark"]
+    assert by_run[2] == ["dark", "dark", "dark"]
+    assert "goal met" in upkeep(after)

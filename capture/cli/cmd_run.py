@@ -13,7 +13,7 @@ from typing import Any
 
 from calibd.capture.cli.common import add_config_args, config_from_args, library_root
 from calibd.capture.cli.progress import LogProgress, TerminalProgress
-from calibd.capture.runner import prepare, run_prepared
+from calibd.capture.runner import Upkeep, prepare, run_prepared
 from calibd.capture.sequencer.sequencer import SequencerOptions
 
 log = logging.getLogger(__name__)
@@ -25,6 +25,9 @@ def register(sub: Any) -> None:
     add_config_args(run)
     run.add_argument("--new", action="store_true",
                      help="start a new run even if this plan was completed before")
+    run.add_argument("--upkeep", action="store_true",
+                     help="only the cells the library lacks under library.policy (missing, "
+                          "unfinished, expired or invalidated); nothing when it holds them all")
     run.add_argument("--finish-exposure", action="store_true",
                      help="on Ctrl-C/SIGTERM finish the running exposure instead of aborting it")
     run.add_argument("--no-progress", action="store_true", help="no live progress line")
@@ -49,8 +52,10 @@ def run_plan(args: argparse.Namespace) -> int:
                                fsync=lib.fsync,
                                min_free_mb=lib.min_free_mb)
     try:
+        upkeep = Upkeep(lib.policy, config.site.longitude_deg if config.site else None) \
+            if args.upkeep else None
         outcome = run_prepared(prepared, root, new=args.new, stop=stop, reporter=progress,
-                               options=options, masters=config.masters)
+                               options=options, masters=config.masters, upkeep=upkeep)
     finally:
         progress.finish()
         root_logger.handlers[:] = handlers
