@@ -12,7 +12,10 @@ import numpy as np
 import pytest
 from astropy.io import fits
 
+from calibd.capture.config import MastersConfig
+from calibd.capture.masters.bpm import local_level
 from calibd.simulators.profiles import get_profile
+from calibd.simulators.sensor import SensorModel
 from tests.support import PLANS, calibd_subprocess
 
 CAMERA = "simulator-colour"
@@ -83,3 +86,36 @@ def test_masters_keep_the_mosaic_and_the_map_is_per_colour(library: Path) -> Non
     bpm = fits.getheader(one(library, "Master_BPM_*.fits"))
     assert bpm["BPMCFA"] is True and bpm["BAYERPAT"] == "RGGB"
     assert bpm["NHOT"] > 0 and bpm["NCOLD"] > 0
+
+
+def test_the_map_of_the_colour_simulator_finds_its_defects(library: Path) -> None:
+    """Against the simulator's truth: hot pixels (those whose excess beats the map's rule over
+    their own colour's local level), dead and cold pixels; nothing flagged for its colour."""
+    mask = fits.getdata(one(library, "Master_BPM_*.fits"))
+    sensor = SensorModel(get_profile("small-colour"))
+    injected = {(int(r), int(c)) for r, c in sensor.hot_pixels_rc()}
+    found_hot = {(int(r), int(c)) for r, c in np.argwhere(mask & 1)}
+    truth = (sensor.dark_rate_map(-10.0) * 300.0 / sensor.e_per_adu16(100)).astype(np.float32)
+    cfg = MastersConfig()
+    local = np.empty_like(truth)
+    for r in (0, 1):  # same-colour local level: each 2x2 position on its own
+        for c in (0, 1):
+            local[r::2, c::2] = local_level(np.ascontiguousarray(truth[r::2, c::2]),
+                                            cfg.bpm_block_px // 2)
+    rule = np.maximum(5.0, (cfg.hot_factor - 1) * np.maximum(local, 0))
+    above = {p for p in injected if truth[p] - local[p] > 1.05 * rule[p]}
+    assert len(above) >= 0.95 * len(injected)
+    defects = {(int(r), int(c)) for r, c in sensor.dead_pixels_rc()} | \
+        {(int(r), int(c)) for r, c in np.stack(np.divmod(sensor.cold_index, mask.shape[1]), 1)}
+    found_cold = {(int(r), int(c)) for r, c in np.argwhere(mask & 2)}
+    hot_p = len(injected & found_hot) / len(found_hot)
+    hot_r = len(above & found_hot) / len(above)
+    cold_p = len(defects & found_cold) / len(found_cold)
+    cold_r = len(defects & found_cold) / len(defects)
+    fpr = len(found_cold - defects) / mask.size
+    print(f"colour simulator map: hot precision {hot_p:.4f} recall {hot_r:.4f} "
+          f"({len(found_hot)} flagged, {len(injected)} injected, {len(above)} above the rule); "
+          f"cold/dead precision {cold_p:.4f} recall {cold_r:.4f}; cold false-positive rate "
+          f"{fpr:.2e}")
+    assert min(hot_p, hot_r, cold_p, cold_r) >= 0.99
+    assert fpr <= 1e-5

@@ -5,6 +5,7 @@ target, no channel clipped, the weakest above the floor, the levels in the heade
 from __future__ import annotations
 
 import json
+import sqlite3
 import textwrap
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,7 @@ from astropy.io import fits
 
 from calibd.capture import cfa
 from calibd.capture.flats.channels import colour_problem, measure
-from calibd.capture.library.index import Index
+from calibd.capture.library.index import COLOUR_FLAT_COLUMNS, Index
 from tests.support import cli_json, run_cli, write_config, write_plan
 
 BIAS = 500.0
@@ -189,3 +190,18 @@ def test_sky_flats_on_a_colour_sensor_aim_the_blue_channel(
                                   start="2026-11-25T15:57:00Z")
     assert len(flats) == 4
     check_flats(lib, flats, bias, "B", "twilight sky (blue-heavy)")
+
+
+def test_an_index_from_before_colour_flats_gains_their_columns(tmp_path: Path) -> None:
+    Index(tmp_path).close()
+    db = sqlite3.connect(tmp_path / "calibd.sqlite")
+    for name in COLOUR_FLAT_COLUMNS:
+        db.execute(f"ALTER TABLE frames DROP COLUMN {name}")
+    db.commit()
+    db.close()
+    index = Index(tmp_path)
+    try:
+        columns = {r["name"] for r in index.query("PRAGMA table_info(frames)")}
+        assert set(COLOUR_FLAT_COLUMNS) <= columns
+    finally:
+        index.close()

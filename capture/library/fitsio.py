@@ -125,8 +125,18 @@ def frame_cards(frame: Frame, ctx: FrameContext) -> list[Card]:
         ("FRAMESEQ", int(ctx.seq), "frame number within the cell"),
     ]
     for key, value in {**frame.extra_header, **(ctx.extra or {})}.items():
-        cards.append((key, value, ""))
+        cards.append((key, value, EXTRA_COMMENTS.get(key, "")))
     return cards
+
+
+#: Comments of calibd's own cards that the capture adds to some frames (colour flats).
+EXTRA_COMMENTS = {
+    "CFALVLR": "[ADU] R channel, central median",
+    "CFALVLG1": "[ADU] G on the R row, central median",
+    "CFALVLG2": "[ADU] G on the B row, central median",
+    "CFALVLB": "[ADU] B channel, central median",
+    "FLATBIAS": "[ADU] bias level the flat was judged against",
+}
 
 
 def set_card(header: fits.Header, key: str, value: Any, comment: str = "") -> None:
