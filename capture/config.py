@@ -235,6 +235,49 @@ class ApiConfig(_Strict):
         return self
 
 
+AlertKind = Literal["run_finished", "run_failed", "run_paused", "cell_skipped",
+                    "cooler_unsettled", "disk_low", "unsafe", "library_lacks", "daemon_stopping"]
+
+
+class NotifyTarget(_Strict):
+    """One notification target: an Apprise URL (``mailto://``, ``json://``, ``ntfy://``…),
+    inline or in a file (it usually holds a password or token); the alert kinds it takes."""
+
+    url: str | None = Field(None, min_length=6, max_length=2000)
+    url_file: Path | None = Field(None, strict=False)
+    events: list[AlertKind] | None = None  # None: every kind
+
+    @model_validator(mode="after")
+    def _one_url(self) -> NotifyTarget:
+        if (self.url is None) == (self.url_file is None):
+            raise ValueError("give either url or url_file")
+        return self
+
+
+class MqttConfig(_Strict):
+    """An MQTT broker for state (retained, Home Assistant discovery) and events."""
+
+    host: str = Field(min_length=1, max_length=255)
+    port: int = Field(1883, ge=1, le=65535)
+    username: str | None = Field(None, max_length=255)
+    password_file: Path | None = Field(None, strict=False)
+    topic_prefix: str = Field("calibd", pattern=r"^[A-Za-z0-9_/-]{1,64}$")
+    discovery_prefix: str | None = Field("homeassistant", pattern=r"^[A-Za-z0-9_/-]{1,64}$")
+    client_id: str = Field("calibd", pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    keepalive_s: int = Field(30, ge=5, le=3600)
+    events: list[AlertKind] | None = None  # None: every kind on <prefix>/event
+
+
+class NotificationsConfig(_Strict):
+    targets: list[NotifyTarget] = Field(default_factory=list, max_length=32)
+    mqtt: MqttConfig | None = None
+    timeout_s: float = Field(10.0, gt=0, le=120)  # real seconds per send
+    dedup_s: float = Field(600.0, ge=0, le=7 * 86400)  # clock seconds: the same alert once
+    rate_count: int = Field(3, ge=1, le=1000)  # alerts of one kind per window, then a digest
+    rate_window_s: float = Field(3600.0, gt=0, le=7 * 86400)  # clock seconds
+    disk_low_mb: float = Field(4096.0, ge=0)  # alert when the library's disk has less free
+
+
 class DaemonConfig(_Strict):
     state_dir: Path = Field(Path("/var/lib/calibd"), strict=False)  # job store, run queue state
     timezone: str | None = None  # for cron schedules; default: the system's local time zone
@@ -246,6 +289,7 @@ class DaemonConfig(_Strict):
     plans_dir: Path | None = Field(None, strict=False)
     stop_timeout_s: float = Field(60.0, gt=0, le=3600)  # real seconds to wind down on SIGTERM
     api: ApiConfig = ApiConfig()
+    notifications: NotificationsConfig = NotificationsConfig()
 
 
 class _Schedule(_Strict):

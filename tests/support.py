@@ -535,3 +535,102 @@ def library_runs(library: Path) -> list[dict[str, Any]]:
                           check=True)
     runs: list[dict[str, Any]] = json.loads(proc.stdout)["runs"]
     return runs
+
+
+# -- local endpoints for notifications (real servers on loopback) -------------------------------
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class HttpReceiver:
+    """A real HTTP server on loopback that records every POST (path, headers, body)."""
+
+    def __init__(self) -> None:
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        posts: list[tuple[str, dict[str, str], bytes]] = []
+        self.posts = posts
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                size = int(self.headers.get("Content-Length") or 0)
+                posts.append((self.path, dict(self.headers), self.rfile.read(size)))
+                self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = int(self.server.server_address[1])
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def json_posts(self, path: str) -> list[Any]:
+        return [json.loads(body) for p, _, body in list(self.posts) if p == path]
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class SmtpReceiver:
+    """A real SMTP server (aiosmtpd) on loopback that records every message."""
+
+    def __init__(self) -> None:
+        from email import message_from_bytes
+        from email.message import Message
+
+        from aiosmtpd.controller import Controller
+
+        messages: list[Message] = []
+        self.messages = messages
+
+        class Handler:
+            async def handle_DATA(self, server: Any, session: Any,  # noqa: N802 (aiosmtpd)
+                                  envelope: Any) -> str:
+                messages.append(message_from_bytes(envelope.content))
+                return "250 OK"
+
+        self.port = free_port()
+        self.controller = Controller(Handler(), hostname="127.0.0.1", port=self.port)
+        self.controller.start()
+
+    def close(self) -> None:
+        self.controller.stop()
+
+
+class Mosquitto:
+    """Debian's mosquitto broker on a loopback port, started and restarted by the test."""
+
+    def __init__(self, root: Path) -> None:
+        self.port = free_port()
+        self.conf = root / "mosquitto.conf"
+        self.conf.write_text(f"listener {self.port} 127.0.0.1\nallow_anonymous true\n"
+                             "persistence false\n", encoding="utf-8")
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        exe = "/usr/sbin/mosquitto"
+        if not Path(exe).exists():
+            skip_or_fail("mosquitto", "Debian's mosquitto is not installed")
+        self.proc = subprocess.Popen([exe, "-c", str(self.conf)], stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL)
+
+        def listening() -> bool:
+            with contextlib.suppress(OSError), socket.create_connection(
+                    ("127.0.0.1", self.port), 0.2):
+                return True
+            return False
+
+        wait_for(lambda: listening() or None, 10, "mosquitto listening")
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(10)
+        self.proc = None

@@ -11,6 +11,7 @@ import faulthandler
 import fcntl
 import logging
 import os
+import shutil
 import signal
 import threading
 import time
@@ -22,6 +23,7 @@ from zoneinfo import ZoneInfo
 
 from calibd.capture import __version__
 from calibd.capture.config import Config, ScheduleConfig, UnsafeSchedule, load_config
+from calibd.capture.daemon.alerts import AlertHub, camera_state, hub_from_config, mqtt_of
 from calibd.capture.daemon.checks import device_problems, startup_problems
 from calibd.capture.daemon.control import ControlError
 from calibd.capture.daemon.goal import goal_status
@@ -45,6 +47,7 @@ from calibd.drivers.errors import DeviceError
 log = logging.getLogger(__name__)
 TICK_S = 0.5  # real seconds between main-loop passes
 STATUS_EVERY_S = 10.0  # real seconds between STATUS= updates when nothing changed
+ALERT_CHECK_S = 30.0  # real seconds between disk checks, digests and MQTT state refreshes
 
 
 def resolve_plan_path(plan: Path, located: Located | None) -> Path:
@@ -155,6 +158,10 @@ class Daemon:
         self._unsafe_done: set[str] = set()
         self._status_text = ""
         self._status_at = 0.0
+        self.alerts: AlertHub | None = None
+        self._skipped: dict[str, tuple[int | None, int]] = {}  # camera -> (run id, cells told)
+        self._disk_low = False
+        self._alert_check_at = -1e18
         state_dir = self.config.daemon.state_dir
         self.state = DaemonState(state_dir)
         self.tz = local_timezone(self.config.daemon.timezone)
@@ -175,6 +182,8 @@ class Daemon:
                                         request.requested.isoformat()))
 
     def run_finished(self, request: RunRequest, keep_for_resume: bool, complete: bool) -> None:
+        if request.upkeep and self.alerts is not None:
+            self._alert_lacks(request)
         if not keep_for_resume:
             self.state.remove_active(request.camera, str(request.plan))
         if complete and request.source.startswith("unsafe:"):
@@ -187,6 +196,58 @@ class Daemon:
         crash that repeats is not retried in a loop); ``control resume`` releases it."""
         self.state.set_paused(camera, True, reason)
         self._send_status(force=True)
+
+    # ----- alerts -----------------------------------------------------------------------------
+    def alert(self, kind: str, camera: str | None, title: str, message: str) -> None:
+        """Queue a notification (never blocks; nothing happens without targets)."""
+        if self.alerts is not None:
+            self.alerts.emit(kind, title, message, camera)
+
+    def _alert_lacks(self, request: RunRequest) -> None:
+        """After a library goal's run: what the library still lacks, if anything."""
+        try:
+            with self._lock:
+                config = self.config
+            index = Index(self.library_root())
+            try:
+                goals = self._goals(config, index, {})
+            finally:
+                index.close()
+        except Exception as err:
+            log.warning("cannot tell what the library lacks: %s", describe_error(err))
+            return
+        for goal in goals:
+            if goal["schedule"] == request.schedule and goal["lacking"]:
+                self.alert("library_lacks", request.camera, f"library goal {goal['schedule']}",
+                           f"{len(goal['lacking'])} cell(s) still lacking; filled "
+                           f"{goal['fills']}")
+
+    def _check_alerts(self) -> None:
+        """Now and then from the main loop: the library's free disk, held digests, MQTT."""
+        now = time.monotonic()
+        if self.alerts is None or now - self._alert_check_at < ALERT_CHECK_S:
+            return
+        self._alert_check_at = now
+        limit_mb = self.config.daemon.notifications.disk_low_mb
+        try:
+            free_mb = shutil.disk_usage(self.library_root()).free / 1e6
+        except OSError:
+            free_mb = None
+        if free_mb is not None:
+            low = free_mb < limit_mb
+            if low and not self._disk_low:
+                self.alert("disk_low", None, "library disk low",
+                           f"{free_mb:.0f} MB free under {self.library_root()} "
+                           f"(alert below {limit_mb:.0f} MB)")
+            self._disk_low = low
+        self.alerts.flush_digests()
+        self._publish_states()
+
+    def _publish_states(self) -> None:
+        mqtt = mqtt_of(self.alerts)
+        if mqtt is not None:
+            for name, worker in list(self.workers.items()):
+                mqtt.publish_state(name, camera_state(worker.status()))
 
     # ----- DaemonControl ---------------------------------------------------------------------
     def status(self) -> dict[str, Any]:
@@ -337,6 +398,8 @@ class Daemon:
         self.weather = _weather_text(safe, self._cloud_cover())
         if safe != self.safe:
             log.info("weather: %s", self.weather)
+            if not safe:
+                self.alert("unsafe", None, "safety monitor: unsafe", self.weather)
             if safe:
                 self._unsafe_done.clear()
         self.safe = safe
@@ -392,6 +455,7 @@ class Daemon:
                     self.notifier.watchdog()
                     last_ping = time.monotonic()
                 self._send_status()
+                self._check_alerts()
                 self._stop.wait(TICK_S)
             self._shutdown()
             return 0
@@ -407,6 +471,10 @@ class Daemon:
     def _start(self) -> None:
         config = self.config
         self.library_root().mkdir(parents=True, exist_ok=True)
+        try:
+            self.alerts = hub_from_config(config.daemon.notifications, self.clock.monotonic)
+        except ValueError as err:
+            raise DaemonError(str(err)) from None
         paused = self.state.paused()
         for name in config.cameras:
             self._add_worker(name, held=name in paused, reason=paused.get(name))
@@ -431,7 +499,7 @@ class Daemon:
         self._start_api(config)
 
     def _add_worker(self, name: str, held: bool = False, reason: str | None = None) -> None:
-        worker = CameraWorker(name, self, on_status=self._on_run_status)
+        worker = CameraWorker(name, self, on_status=self._on_run_status, on_alert=self.alert)
         self.workers[name] = worker
         worker.start(held=held, reason=reason)
 
@@ -470,6 +538,8 @@ class Daemon:
 
     def _shutdown(self) -> None:
         self.notifier.stopping()
+        self.alert("daemon_stopping", None, "calibd stopping",
+                   "the daemon is stopping (runs resume at the next start)")
         log.info("stopping (runs are remembered and resume at the next start)")
         self.scheduler.shutdown(wait=False)
         for worker in self.workers.values():
@@ -482,6 +552,9 @@ class Daemon:
             self.api.stop()
         if self.safety is not None:
             self.safety.disconnect()
+        if self.alerts is not None:
+            self._publish_states()
+            self.alerts.stop()
 
     def _do_reload(self) -> None:
         self.notifier.reloading()
@@ -516,6 +589,14 @@ class Daemon:
 
     def _on_run_status(self, camera: str, status: RunStatus) -> None:
         self._send_status()
+        if self.alerts is None:
+            return
+        run_id, told = self._skipped.get(camera, (status.run_id, 0))
+        if run_id != status.run_id:
+            told = 0
+        for cell in status.skipped_cells[told:]:
+            self.alert("cell_skipped", camera, f"{status.plan}: cell skipped", cell)
+        self._skipped[camera] = (status.run_id, len(status.skipped_cells))
 
     def _summary(self) -> str:
         parts = [w.summary() for w in self.workers.values()]

@@ -88,10 +88,13 @@ class WorkerHost(Protocol):
 
 class CameraWorker:
     def __init__(self, name: str, host: WorkerHost,
-                 on_status: Callable[[str, RunStatus], None] | None = None) -> None:
+                 on_status: Callable[[str, RunStatus], None] | None = None,
+                 on_alert: Callable[[str, str, str, str], None] | None = None) -> None:
+        """``on_alert(kind, camera, title, message)`` hears how runs end (must not block)."""
         self.name = name
         self.host = host
         self.on_status = on_status
+        self.on_alert = on_alert
         self._queue: deque[RunRequest] = deque()
         self._cond = threading.Condition()
         self._held = False
@@ -291,6 +294,13 @@ class CameraWorker:
             self.crashed = err
             log.exception("%s: worker crashed", self.name)
 
+    def _alert(self, kind: str, title: str, message: str) -> None:
+        if self.on_alert is not None:
+            try:
+                self.on_alert(kind, self.name, title, message)
+            except Exception:  # a notification must never end a run
+                log.exception("%s: cannot queue the %s alert", self.name, kind)
+
     def _report(self, status: RunStatus) -> None:
         self._status = status
         if self.on_status is not None:
@@ -321,6 +331,9 @@ class CameraWorker:
             self._last = {"plan": str(request.plan), "message": outcome.message,
                           "finished_utc": host.clock.now().isoformat(), "ok": True}
             log.info("%s: %s", self.name, outcome.message)
+            if not outcome.nothing_to_do:
+                self._alert("run_finished", f"{request.plan.name} "
+                            + ("complete" if complete else "ended"), outcome.message)
         except RunPaused as err:
             reason = self._stop_reason
             keep = reason in ("shutdown", "pause") or not self._stop.is_set()
@@ -328,11 +341,13 @@ class CameraWorker:
                           "finished_utc": host.clock.now().isoformat(), "ok": False,
                           "stopped_by": reason or "failure"}
             if not self._stop.is_set():  # the run paused itself (device gone, repeated errors)
+                self._alert("run_failed", f"{request.plan.name} stopped", str(err))
                 self._retry(request, str(err))
             elif reason == "pause":
                 self._hold_for_resume(request)
         except InputError as err:
             log.error("%s: %s cannot run: %s", self.name, request.plan, shown(err, 300))
+            self._alert("run_failed", f"{request.plan.name} cannot run", str(err))
             self._last = {"plan": str(request.plan), "message": str(err), "ok": False,
                           "finished_utc": host.clock.now().isoformat()}
         except LibraryError as err:
@@ -341,7 +356,11 @@ class CameraWorker:
                 self._fault(request, err)
             else:
                 self._failed(request, err)
-        except (CoolingTimeout, DeviceError) as err:
+        except CoolingTimeout as err:
+            keep = True
+            self._alert("cooler_unsettled", "cooler did not settle", str(err))
+            self._failed(request, err, alert=False)
+        except DeviceError as err:
             keep = True
             self._failed(request, err)
         except Exception as err:  # a bug or a damaged index: pause this camera, keep going
@@ -354,9 +373,11 @@ class CameraWorker:
             finally:
                 host.run_finished(request, keep, complete)
 
-    def _failed(self, request: RunRequest, err: Exception) -> None:
+    def _failed(self, request: RunRequest, err: Exception, alert: bool = True) -> None:
         """A device, cooling or disk failure: try the run again later."""
         log.error("%s: %s failed: %s", self.name, request.plan, shown(err, 300))
+        if alert:
+            self._alert("run_failed", f"{request.plan.name} failed", describe_error(err))
         self._last = {"plan": str(request.plan), "message": str(err), "ok": False,
                       "finished_utc": self.host.clock.now().isoformat()}
         self._retry(request, str(err))
@@ -366,6 +387,7 @@ class CameraWorker:
         the queue for ``resume``. The daemon and the other cameras go on."""
         reason = f"{request.plan.name}: {describe_error(err)}"
         log.error("%s: paused after an error in %s", self.name, reason, exc_info=err)
+        self._alert("run_paused", "camera paused after an error", reason)
         with self._cond:
             self._held = True
             self._reason = reason
