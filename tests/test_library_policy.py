@@ -55,7 +55,8 @@ def add_master(index: Index, c: Cell, run: int, days: float) -> None:
          "EXPTIME": c.exposure_s, "DATE-OBS": _iso(days), "SRCRUN": run, "SRCCELL": c.key}
     if c.filter:
         h["FILTER"] = c.filter
-    index.upsert_master(master_row(h, path=f"Masters/{c.kind}-{run}.fits", inputs_digest=None))
+    index.upsert_master(master_row(h, path=f"Masters/{c.kind}-{c.filter}-{run}.fits",
+                                   inputs_digest=None))
 
 
 def status(capsys: pytest.CaptureFixture[str], lib: Path, *extra: str | Path) -> dict[str, Any]:
@@ -84,7 +85,11 @@ def test_status_json_says_age_validity_and_reason_per_cell_and_master(
     r1 = add_run(index, [(bias, 200.0), (dark, 10.0), (flat_l, 40.0), (flat_ha, 5.0)])
     add_master(index, bias, r1, 200.0)
     add_master(index, flat_ha, r1, 5.0)
+    add_master(index, flat_l, r1, 40.0)
     r2 = add_run(index, [(flat_l, 2.0)])  # new L flats: run 1's are replaced
+    add_master(index, flat_l, r2, 2.0)
+    add_master(index, dark, r1, 10.0)
+    add_master(index, dark, 99, 1.0)  # rebuilt later from other frames: the current one
     index.close()
 
     data = status(capsys, lib)
@@ -100,9 +105,18 @@ def test_status_json_says_age_validity_and_reason_per_cell_and_master(
     assert cells[(r2, flat_l.key)]["valid"] is True
     assert cells[(r1, flat_ha.key)]["valid"] is True
     assert {r["id"]: r["invalid_cells"] for r in data["runs"]} == {r1: 2, r2: 0}
-    masters = {m["kind"]: m for m in data["masters"]}
-    assert masters["bias"]["valid"] is False and "expired" in masters["bias"]["invalid_reason"]
-    assert masters["flat"]["valid"] is True and 4.5 < masters["flat"]["age_days"] < 5.5
+    masters = {(m["kind"], m["filter"], m["run_id"]): m for m in data["masters"]}
+    bias_m, ha_m = masters[("bias", None, r1)], masters[("flat", "Ha", r1)]
+    assert bias_m["valid"] is False and "expired" in bias_m["invalid_reason"]
+    assert ha_m["valid"] is True and 4.5 < ha_m["age_days"] < 5.5
+    # A newer master of the same conditions replaces the older one.
+    assert masters[("flat", "L", r2)]["valid"] is True and masters[("flat", "L", r2)]["current"]
+    assert masters[("flat", "L", r1)]["valid"] is False
+    assert "replaced" in masters[("flat", "L", r1)]["invalid_reason"]
+    assert masters[("dark", None, 99)]["valid"] is True
+    assert masters[("dark", None, r1)]["current"] is False
+    assert masters[("dark", None, r1)]["invalid_reason"] == \
+        "replaced by a newer master of the same conditions"
 
     # The policy comes from the configuration: a year for bias, flats per imaging session.
     longer = config(tmp_path, "    max_age_days: {bias: 365, flat: session}\n")
@@ -122,8 +136,8 @@ def test_status_json_says_age_validity_and_reason_per_cell_and_master(
     cells = cells_by(data)
     assert "filter cleaned" in cells[(r1, flat_ha.key)]["invalid_reason"]
     assert cells[(r2, flat_l.key)]["valid"] is True and cells[(r1, dark.key)]["valid"] is True
-    masters = {m["kind"]: m for m in data["masters"]}
-    assert "filter cleaned" in masters["flat"]["invalid_reason"]
+    masters = {(m["kind"], m["filter"], m["run_id"]): m for m in data["masters"]}
+    assert "filter cleaned" in masters[("flat", "Ha", r1)]["invalid_reason"]
     hostile = run_cli(capsys, "library", "invalidate", "--kind", "flats", "--filter",
                       "H\x1b[2J", "--library", lib)
     assert hostile.code == 2 and "\x1b" not in hostile.err

@@ -83,7 +83,11 @@ def status_data(root: Path, index: Index, run_filter: int | None = None, *,
         v = verdict(Item(kind=m.kind, camera=m.camera, camera_id=m.camera_id, gain=m.gain,
                          offset=m.offset, binning=m.binning, filter=m.filter,
                          date_obs=m.date_obs, run_id=m.run_id))
-        masters.append({"path": m.path, "kind": m.kind, "camera": m.camera, "gain": m.gain,
+        if not m.current and v.valid:
+            v = Verdict(False, "replaced by a newer master of the same conditions",
+                        v.age_days, v.expires_utc)
+        masters.append({"path": m.path, "kind": m.kind, "current": m.current,
+                        "camera": m.camera, "gain": m.gain,
                         "offset": m.offset, "binning": m.binning, "setpoint_c": m.setpoint_c,
                         "exposure_s": m.exposure_s, "filter": m.filter, "run_id": m.run_id,
                         "cell_key": m.cell_key, "date_obs": m.date_obs, **_validity(v)})
