@@ -205,3 +205,17 @@ def test_an_index_from_before_colour_flats_gains_their_columns(tmp_path: Path) -
         assert set(COLOUR_FLAT_COLUMNS) <= columns
     finally:
         index.close()
+
+
+def test_a_panel_too_far_from_white_fails_the_cell_with_the_weakest_channel(
+        capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    plan = write_plan(tmp_path / "p.yaml", textwrap.dedent(PANEL_PLAN).replace(
+        "count: 3\n    panel: {mode: exposure", "count: 3\n    min_channel_adu: 8000\n"
+        "    panel: {mode: exposure"))
+    lib = tmp_path / "lib"
+    res = run_cli(capsys, "run", plan, "--config", write_config(
+        tmp_path / "c.yaml", profile="small-colour", flats=True, seed=5), "--library", lib)
+    assert res.code == 1
+    assert "the weakest channel R is only" in res.err and "floor of 8000 ADU" in res.err
+    assert not list((lib / "sim" / "Flats").rglob("Flat_L_*.fits"))  # none kept
+    assert len(list((lib / "sim" / "Flats").rglob("Flat_Ha_*.fits"))) == 3  # default floor

@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 
 from calibd.capture.flats.filters import relative_throughput
+from calibd.capture.flats.search import within
 from calibd.capture.flats.session import MOVE_TIMEOUT_S, FlatSession, flat_level
 from calibd.capture.flats.skymodel import SkyModel
 from calibd.capture.plans.cells import Cell
@@ -127,9 +128,13 @@ def _one_filter(session: FlatSession, cell: Cell, fset: FlatSet, site: Site, win
             rejects = 0
         else:
             rejects += 1
+            # At the target level a colour sensor's frame may still be refused for the sky's
+            # colour (a channel below the floor); the twilight may change it, so go on.
+            colour = session.colour_problem(cell, spec, shot) if within(spec, level) else None
             if rejects > MAX_CONSECUTIVE_REJECTS:
+                why = f"refused; the last: {colour}" if colour else "out of tolerance"
                 return _stop(session, cell, f"could not follow the sky ({rejects} frames in a "
-                                           "row out of tolerance)", model, throughput)
+                                           f"row {why})", model, throughput)
     rate = model.rate_at(clock.monotonic())
     return (throughput, rate) if rate is not None else None
 
