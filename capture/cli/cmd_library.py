@@ -11,9 +11,10 @@ from calibd.capture.cli.common import (
     command_group,
     library_from_args,
     print_json,
+    read_light_header,
     table,
 )
-from calibd.capture.errors import InputError, LibraryError, Problem
+from calibd.capture.errors import LibraryError
 from calibd.capture.library.index import Index
 from calibd.capture.library.rescan import open_existing, rescan
 from calibd.capture.library.status import status_data
@@ -123,14 +124,9 @@ def _valid(d: dict[str, Any]) -> str:
 
 
 def run_match(args: argparse.Namespace) -> int:
-    from calibd.capture.masters.match import light_header, match
+    from calibd.capture.masters.match import match
 
-    if not args.light.is_file():
-        raise InputError([Problem(args.light, None, "", "no such file")])
-    try:
-        header = light_header(args.light)
-    except (OSError, ValueError) as err:
-        raise InputError([Problem(args.light, None, "", f"not a FITS file: {err}")]) from None
+    header = read_light_header(args.light)
     config, root = library_from_args(args)
     index = open_existing(root)
     try:

@@ -16,6 +16,7 @@ from calibd.capture.cli.common import (
     command_group,
     library_from_args,
     print_json,
+    read_light_header,
     table,
 )
 from calibd.capture.errors import InputError, Problem
@@ -127,18 +128,11 @@ def run_list(args: argparse.Namespace) -> int:
 
 
 def run_export(args: argparse.Namespace) -> int:
-    from calibd.capture.masters.match import light_header
-
     light = None
     if args.light is not None:
         if args.target != "siril":
             raise InputError([Problem(args.light, None, "--light", "only with --to siril")])
-        if not args.light.is_file():
-            raise InputError([Problem(args.light, None, "", "no such file")])
-        try:
-            light = light_header(args.light)
-        except (OSError, ValueError) as err:
-            raise InputError([Problem(args.light, None, "", f"not a FITS file: {err}")]) from None
+        light = read_light_header(args.light)
     from calibd.capture.library.rescan import open_existing
     from calibd.capture.masters.export import SCRIPT, ExportError, export
 

@@ -10,6 +10,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # imported when used: `masters combine` needs no configuration
+    from astropy.io import fits
+
     from calibd.capture.config import Config
     from calibd.capture.yamlsrc import Located
 
@@ -57,6 +59,20 @@ def library_from_args(args: argparse.Namespace) -> tuple[Config, Path]:
     has :func:`add_config_args`' options. Raises InputError for a bad configuration."""
     config, _ = config_from_args(args)
     return config, library_root(args, config).expanduser().resolve()
+
+
+def read_light_header(path: Path) -> fits.Header:
+    """The header of the light frame a command was given (``library match LIGHT``, ``masters
+    export --light``). Raises InputError (no such file, not a FITS file)."""
+    from calibd.capture.errors import InputError, Problem
+    from calibd.capture.masters.match import light_header
+
+    if not path.is_file():
+        raise InputError([Problem(path, None, "", "no such file")])
+    try:
+        return light_header(path)
+    except (OSError, ValueError) as err:
+        raise InputError([Problem(path, None, "", f"not a FITS file: {err}")]) from None
 
 
 def free_bytes(path: Path) -> int:
