@@ -27,6 +27,7 @@ from calibd.capture.plans.cells import Cell
 from calibd.capture.plans.load import load_plan, plan_digest
 from calibd.capture.plans.model import SensorSet
 from calibd.capture.plans.resolve import CameraContext, ResolvedPlan, resolve
+from calibd.capture.sensor import store as sensor_store
 from calibd.capture.sequencer.sequencer import RunResult, Sequencer, SequencerOptions
 from calibd.capture.sequencer.status import Reporter, no_report
 from calibd.capture.yamlsrc import Located
@@ -75,9 +76,12 @@ class Outcome:
 
 
 def prepare(plan_path: Path, config: Config, config_located: Located | None,
-            camera_name: str | None = None, clock: Clock | None = None) -> Prepared:
+            camera_name: str | None = None, clock: Clock | None = None,
+            library: Path | None = None) -> Prepared:
     """Load the plan, pick and connect its camera, resolve the plan. ``clock``: the daemon's
-    (shared by every run); by default one is made from the configuration.
+    (shared by every run); by default one is made from the configuration. ``library``: where
+    a stored sensor result (``calibd sensor analyze``) may give the unity gain and warnings
+    about offsets that clip.
 
     Blocks while connecting. Raises PlanError/ConfigError (bad input) or DeviceError.
     """
@@ -103,9 +107,21 @@ def prepare(plan_path: Path, config: Config, config_located: Located | None,
             ambient = state.heatsink_c
     except NotSupported:
         pass
+    measured = sensor_store.stored(library, name) if library is not None else None
+    mode = plan.defaults.readout_mode or camera.info.readout_modes[0]
+    unity = sensor_store.measured_unity(measured, mode) if measured is not None else None
     ctx = CameraContext(info=camera.info, unity_gain=cam_cfg.unity_gain,
-                        default_offset=cam_cfg.offset, ambient_c=ambient)
+                        default_offset=cam_cfg.offset, ambient_c=ambient,
+                        measured_unity_gain=None if unity is None else round(unity))
     resolved = resolve(plan, located, ctx)
+    if measured is not None:
+        if unity is not None and cam_cfg.unity_gain is None and any(
+                c.gain_label == "unity" for c in resolved.cells):
+            resolved.warnings.append(f"unity gain {round(unity)}: measured (1 e-/ADU, "
+                                     "calibd sensor analyze)")
+        resolved.warnings.extend(sensor_store.offset_warnings(
+            measured, [(c.gain, c.offset, c.binning, c.readout_mode) for c in resolved.cells
+                       if c.kind != "flat"]))
     check_flat_devices(resolved, located, setup)
     return Prepared(resolved, located, setup, cam_cfg, clock, ambient, sensor)
 

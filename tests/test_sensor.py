@@ -84,7 +84,7 @@ def test_the_sensor_plan_runs_unattended_resumes_after_a_kill_with_ordinary_fram
     finally:
         index.close()
     types = {fits.getheader(lib / f.path)["IMAGETYP"] for f in frames[::25]}
-    assert types <= {"Bias Frame", "Dark Frame", "Flat Frame"}
+    assert types <= {"Bias Frame", "Dark Frame", "Flat Frame", "Dark Flat"}
     # The ladder goes from a few hundred ADU above the bias to beyond saturation.
     groups, _ = group_frames(frames)
     g = next(g for (_, s), g in groups.items() if s[0] == 0 and g.ladder)
@@ -270,3 +270,51 @@ def test_a_sensor_set_without_a_flat_panel_is_refused(
     lib.mkdir()
     res = run_cli(capsys, "sensor", "analyze", "--library", lib)
     assert res.code != 0 and "Traceback" not in res.err
+
+
+def test_plan_check_uses_the_measured_unity_gain_and_warns_of_clipping_offsets(
+        sensor_run: dict[str, Any], tmp_path: Path) -> None:
+    lib: Path = sensor_run["lib"]
+    (unity,) = sensor_run["result"]["unity"]
+    clipping = next(o for o in sensor_run["result"]["offsets"] if o["gain"] == 300)
+    low = next(r["offset"] for r in clipping["sweep"]
+               if 0 < r["offset"] < clipping["recommended_offset"])
+    plan = write_plan(tmp_path / "p.yaml", "sets:\n  - kind: bias\n    gains: [unity, 300]\n"
+                      f"    offsets: [{low}, 50]\n    setpoints_c: [-10]\n    count: 3\n")
+    data = cli_json("plan", "check", plan, "--config", sensor_run["config"], "--library", lib,
+                    "--json")
+    gains = {c["gain"] for c in data["cells"] if c["gain_label"] == "unity"}
+    assert gains == {round(unity["gain"])}
+    assert any("measured" in w and "unity" in w for w in data["warnings"])
+    (warn,) = [w for w in data["warnings"] if w.startswith(f"offset {low} ")]
+    assert "gain 300" in warn and f"at least {clipping['recommended_offset']}" in warn
+    # Without the stored result neither happens.
+    bare = cli_json("plan", "check", plan, "--config", sensor_run["config"], "--library",
+                    tmp_path / "other", "--json")
+    assert not any("offset" in w or "unity" in w for w in bare["warnings"])
+
+
+def test_library_match_scales_a_dark_from_another_setpoint_only_with_a_measured_doubling(
+        sensor_run: dict[str, Any]) -> None:
+    from calibd.capture.library.masters_table import MasterRow
+    from calibd.capture.masters.match import Light, match_light
+    from calibd.capture.sensor.store import doubling_temperatures
+
+    doubling = doubling_temperatures(sensor_run["lib"])
+    td = doubling[("sim", 100)]
+    assert td == pytest.approx(get_profile(PROFILE).dark_doubling_c, abs=0.5)
+    dark = MasterRow(id=1, path="sim/Masters/dark.fits", kind="dark", camera="sim",
+                     camera_id=None, run_id=1, cell_key=None, gain=100, offset=50, binning=1,
+                     readout_mode="normal", bit_depth=16, setpoint_c=-20.0, exposure_s=300.0,
+                     filter=None, ncombine=20, inputs_digest=None, calibration="bias:x",
+                     date_obs=None, created_utc=None)
+    light = Light(camera_id=None, instrument=None, gain=100, offset=50, readout_mode="normal",
+                  binning=1, bit_depth=16, setpoint_c=-10.0, exposure_s=150.0, filter="L",
+                  date_obs=None)
+    (_, got, _, _) = match_light([dark], light, doubling_c=doubling,
+                                 dark_convention="bias-subtracted")
+    assert got.master == dark and got.step == 4
+    assert got.scale == pytest.approx(0.5 * 2 ** (10.0 / td))
+    assert got.reasons[0].startswith("fallback:") and f"{td:.2f} °C" in got.reasons[0]
+    (_, none, _, _) = match_light([dark], light, dark_convention="bias-subtracted")
+    assert none.master is None and none.step == 0

@@ -125,13 +125,15 @@ def _valid(d: dict[str, Any]) -> str:
 
 def run_match(args: argparse.Namespace) -> int:
     from calibd.capture.masters.match import match
+    from calibd.capture.sensor.store import doubling_temperatures
 
     header = read_light_header(args.light)
     config, root = library_from_args(args)
     index = open_existing(root)
     try:
         choices = match(index, header, tolerance_c=args.tolerance,
-                        dark_convention=config.masters.dark_convention)
+                        dark_convention=config.masters.dark_convention,
+                        doubling_c=doubling_temperatures(root))
     finally:
         index.close()
     if args.json:

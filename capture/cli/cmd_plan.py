@@ -111,7 +111,8 @@ def sky_windows(prepared: Prepared) -> list[dict[str, Any]]:
 
 def run_check(args: argparse.Namespace) -> int:
     config, located = config_from_args(args)
-    prepared = prepare(args.plan, config, located, args.camera)
+    prepared = prepare(args.plan, config, located, args.camera,
+                       library=library_root(args, config))
     try:
         est = estimate(prepared.plan, prepared.camera.info, prepared.sensor_c,
                        prepared.ambient_c)

@@ -37,7 +37,7 @@ def register(sub: Any) -> None:
 def run_plan(args: argparse.Namespace) -> int:
     config, located = config_from_args(args)
     root = library_root(args, config)
-    prepared = prepare(args.plan, config, located, args.camera)
+    prepared = prepare(args.plan, config, located, args.camera, library=root)
     stop = threading.Event()
     previous = _install_stop_handlers(stop)
     tty = sys.stderr.isatty() and not args.no_progress

@@ -320,7 +320,8 @@ class CameraWorker:
         complete = False
         prepared = None
         try:
-            prepared = prepare(request.plan, config, located, self.name, clock=host.clock)
+            prepared = prepare(request.plan, config, located, self.name, clock=host.clock,
+                               library=host.library_root())
             outcome = run_prepared(prepared, host.library_root(), again=request.again,
                                    stop=self._stop, reporter=self._report, options=options,
                                    masters=config.masters,

@@ -15,7 +15,10 @@ Fallback order, first match wins (within a step: the newest master):
   (3) any set-point (bias hardly depends on temperature).
 * dark: (1) every key and the exact exposure, set-point within ``tol``; (2) exact exposure,
   set-point within ``2 x tol``; (3) a bias-subtracted dark at the same set-point with the nearest
-  longer exposure, to be scaled by exposure (needs the master bias as well).
+  longer exposure, to be scaled by exposure (needs the master bias as well); (4) only with a
+  measured doubling temperature (``calibd sensor analyze``): a bias-subtracted dark from the
+  nearest other set-point, scaled by exposure and by ``2 ** ((T - T_dark) / T_d)`` -- reported
+  as a fallback with its factor, never chosen silently.
 * flat: (1) same filter, binning, gain and offset; (2) same filter and binning, any gain (flats
   are normalised). Flats older than ``flat_max_age_days`` are flagged.
 * bad pixel map: (1) same gain and binning; (2) same binning, any gain.
@@ -23,7 +26,7 @@ Fallback order, first match wins (within a step: the newest master):
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -41,10 +44,11 @@ class Choice:
     master: MasterRow | None
     step: int  # fallback step that matched (1 = exact); 0 = none
     reasons: list[str] = field(default_factory=list)
+    scale: float | None = None  # a dark to be scaled (steps 3 and 4): by this factor
 
     def to_dict(self) -> dict[str, Any]:
         return {"kind": self.kind, "path": self.master.path if self.master else None,
-                "step": self.step, "reasons": self.reasons}
+                "step": self.step, "reasons": self.reasons, "scale": self.scale}
 
 
 @dataclass(frozen=True)
@@ -121,18 +125,23 @@ def _steps(kind: str, candidates: list[MasterRow],
     return Choice(kind, None, 0, [])
 
 
+Doubling = Mapping[tuple[str | None, int | None], float]  # (camera, gain) -> T_d (°C)
+
+
 def match(index: Index, header: fits.Header, *, tolerance_c: float = 1.0,
-          flat_max_age_days: float = 60.0,
-          dark_convention: str = "with-bias") -> list[Choice]:
+          flat_max_age_days: float = 60.0, dark_convention: str = "with-bias",
+          doubling_c: Doubling | None = None) -> list[Choice]:
     """The master bias, dark, flat and bad pixel map for a light frame: current masters only,
-    master darks of ``dark_convention`` only (``with-bias`` or ``bias-subtracted``)."""
+    master darks of ``dark_convention`` only (``with-bias`` or ``bias-subtracted``).
+    ``doubling_c``: the measured dark-current doubling temperatures (dark step 4)."""
     return match_light(index.masters(), Light.from_header(header), tolerance_c=tolerance_c,
-                       flat_max_age_days=flat_max_age_days, dark_convention=dark_convention)
+                       flat_max_age_days=flat_max_age_days, dark_convention=dark_convention,
+                       doubling_c=doubling_c)
 
 
 def match_light(candidates: list[MasterRow], light: Light, *, tolerance_c: float = 1.0,
-                flat_max_age_days: float = 60.0,
-                dark_convention: str = "with-bias") -> list[Choice]:
+                flat_max_age_days: float = 60.0, dark_convention: str = "with-bias",
+                doubling_c: Doubling | None = None) -> list[Choice]:
     """:func:`match` for a light already read (``calibd plan from-lights`` reads the other
     programs' conventions into a :class:`Light`), among ``candidates`` (the index's masters)."""
     masters = [m for m in candidates if m.current and _same_camera(light, m)]
@@ -173,7 +182,10 @@ def match_light(candidates: list[MasterRow], light: Light, *, tolerance_c: float
             best = min(longer, key=lambda m: m.exposure_s or 0)
             dark = Choice("dark", best, 3, [
                 f"no {exp:g} s dark: scale this bias-subtracted {best.exposure_s:g} s master by "
-                f"{exp / (best.exposure_s or exp):.3f} (step 3; use it with the master bias)"])
+                f"{exp / (best.exposure_s or exp):.3f} (step 3; use it with the master bias)"],
+                scale=exp / (best.exposure_s or exp))
+    if dark.master is None and exp is not None and doubling_c:
+        dark = _other_setpoint(by_kind["dark"], light, exp, doubling_c) or dark
     flat = _steps("flat", by_kind["flat"], [
         ("same filter, binning, gain and offset",
          lambda m: m.filter == light.filter and _settings(light, m)),
@@ -201,6 +213,33 @@ def match_light(candidates: list[MasterRow], light: Light, *, tolerance_c: float
             c.reasons.append(_nothing(c.kind, light))
         c.reasons.extend(notes)
     return choices
+
+
+def _other_setpoint(darks: list[MasterRow], light: Light, exp: float,
+                    doubling_c: Doubling) -> Choice | None:
+    """Dark step 4: a bias-subtracted dark from the nearest other set-point (then the nearest
+    longer, else the longest exposure), scaled by the measured doubling temperature."""
+    if light.setpoint_c is None:
+        return None
+    usable = [m for m in darks if _settings(light, m) and m.setpoint_c is not None
+              and m.exposure_s and (m.calibration or "").startswith("bias:")
+              and doubling_c.get((m.camera, m.gain))]
+    if not usable:
+        return None
+    near = min(abs((m.setpoint_c or 0.0) - light.setpoint_c) for m in usable)
+    same_t = [m for m in usable if abs((m.setpoint_c or 0.0) - light.setpoint_c) == near]
+    longer = [m for m in same_t if (m.exposure_s or 0) >= exp]
+    best = min(longer, key=lambda m: m.exposure_s or 0) if longer else \
+        max(same_t, key=lambda m: m.exposure_s or 0)
+    td = doubling_c[(best.camera, best.gain)]
+    t_dark = best.setpoint_c or 0.0
+    temp = 2.0 ** ((light.setpoint_c - t_dark) / td)
+    scale = temp * exp / (best.exposure_s or exp)
+    return Choice("dark", best, 4, [
+        f"fallback: no dark at {light.setpoint_c:g} °C; scale this bias-subtracted "
+        f"{best.exposure_s:g} s master from {t_dark:g} °C by {scale:.3f} (exposure "
+        f"{exp / (best.exposure_s or exp):.3f} x temperature {temp:.3f} from the measured "
+        f"doubling temperature {td:.2f} °C; step 4; use it with the master bias)"], scale=scale)
 
 
 def _nothing(kind: str, light: Light) -> str:

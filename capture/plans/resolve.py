@@ -52,6 +52,7 @@ class CameraContext:
     unity_gain: int | None = None  # configured override
     default_offset: int | None = None  # configured default
     ambient_c: float | None = None  # for the reachability check; None = unknown
+    measured_unity_gain: int | None = None  # where the sensor analysis measured 1 e-/ADU
 
 
 @dataclass(frozen=True)
@@ -87,8 +88,12 @@ class ResolvedPlan:
 
 
 def unity_gain_for(ctx: CameraContext) -> int | None:
+    """The unity gain: configured, else measured (``calibd sensor analyze``), else what the
+    camera reports, else the table of common models."""
     if ctx.unity_gain is not None:
         return ctx.unity_gain
+    if ctx.measured_unity_gain is not None:
+        return ctx.measured_unity_gain
     if ctx.info.unity_gain is not None:
         return ctx.info.unity_gain
     match = re.search(r"ASI\s*(\d{3,4})", ctx.info.model.upper())

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import math
 import statistics
+from collections import OrderedDict
 from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
@@ -30,6 +31,7 @@ from calibd.capture.sensor.ptc import (
     fit_transfer,
     pair_stats,
     prnu_pct,
+    sample_block,
     unity_gain,
 )
 
@@ -47,6 +49,7 @@ def analyze(root: Path, index: Index, *, camera: str | None = None, run_id: int 
     frame cannot be read), LibraryError."""
     frames = index.sensor_frames(camera, run_id)
     groups, sweep = group_frames(frames)
+    reader = _Reader(root)
     out: dict[str, Any] = {"version": SCHEMA_VERSION, "created_utc":
                            datetime.now(UTC).isoformat(timespec="seconds"),
                            "roi": roi, "transfer": [], "unity": [], "offsets": [], "dark": [],
@@ -59,7 +62,7 @@ def analyze(root: Path, index: Index, *, camera: str | None = None, run_id: int 
         e_per_adu: float | None = None
         if group.ladder:
             try:
-                res = _transfer(root, group, roi)
+                res = _transfer(reader, group, roi)
             except ValueError as err:
                 out["problems"].append(f"{_label(ident)}: {err}")
             else:
@@ -69,7 +72,7 @@ def analyze(root: Path, index: Index, *, camera: str | None = None, run_id: int 
         if e_per_adu is None:
             continue
         try:
-            dark = _dark_model(root, group, e_per_adu)
+            dark = _dark_model(reader, group, e_per_adu)
         except ValueError as err:
             out["problems"].append(f"{_label(ident)}: {err}")
             continue
@@ -86,7 +89,7 @@ def analyze(root: Path, index: Index, *, camera: str | None = None, run_id: int 
         if len(by_offset) < 2:
             continue
         out["offsets"].append({"camera": cam, "gain": gain, "binning": binning,
-                               "readout_mode": mode, **_offset_sweep(root, by_offset)})
+                               "readout_mode": mode, **_offset_sweep(reader, by_offset)})
     return out
 
 
@@ -95,93 +98,111 @@ def _label(ident: dict[str, Any]) -> str:
             f"{ident['binning']} {ident['readout_mode']}")
 
 
-def _pair(root: Path, frames: list[SensorFrame]) -> tuple[Image, Image]:
-    if len(frames) < 2:
-        raise ValueError(f"{frames[0].cell_key}: {len(frames)} frame, a pair is needed")
-    return read_image(root, frames[0]), read_image(root, frames[1])
+class _Reader:
+    """Reads frames, keeping the last few (the bias pair serves the transfer, the dark model
+    and the offset sweep): each frame is read from the disk once as far as possible."""
+
+    def __init__(self, root: Path, keep: int = 4) -> None:
+        self.root = root
+        self.keep = keep
+        self._cache: OrderedDict[str, Image] = OrderedDict()
+
+    def image(self, frame: SensorFrame) -> Image:
+        img = self._cache.pop(frame.path, None)
+        if img is None:
+            img = read_image(self.root, frame)
+        self._cache[frame.path] = img
+        while len(self._cache) > self.keep:
+            self._cache.popitem(last=False)
+        return img
+
+    def pair(self, frames: list[SensorFrame]) -> tuple[Image, Image]:
+        if len(frames) < 2:
+            raise ValueError(f"{frames[0].cell_key}: {len(frames)} frame, a pair is needed")
+        return self.image(frames[0]), self.image(frames[1])
 
 
-def _transfer(root: Path, g: Group, roi: float) -> dict[str, Any]:
-    """Photon transfer of one setting, per channel."""
+Blocks = tuple[np.ndarray, np.ndarray]
+
+
+def _transfer(reader: _Reader, g: Group, roi: float) -> dict[str, Any]:
+    """Photon transfer of one setting, per channel. The central blocks of every level's pairs
+    are kept (a few MB each) for the PRNU at the level nearest half saturation."""
     sp = statistics.mode(f.setpoint_c for fs in g.ladder.values() for f in fs)
     bias_frames = g.bias.get(sp) or next(iter(g.bias.values()), [])
     if len(bias_frames) < 2:
         raise ValueError("no bias pair at the ladder's set-point")
-    b1, b2 = _pair(root, bias_frames)
-    levels = sorted(g.ladder)
-    first = _pair(root, g.ladder[levels[0]])
+    b1, b2 = reader.pair(bias_frames)
+    levels = [lvl for lvl in sorted(g.ladder) if len(g.ladder[lvl]) >= 2]
+    if not levels:
+        raise ValueError("no flat pair on the ladder")
+    first = reader.pair(g.ladder[levels[0]])
     shift = left_shift([b1.data, b2.data, first[0].data, first[1].data])
     pattern = b1.pattern
 
     def split(img: Image) -> dict[str, np.ndarray]:
         data = img.data >> np.uint16(shift) if shift else img.data
-        return planes(data, pattern)
+        return {c: centre(v, roi) for c, v in planes(data, pattern).items()}
 
     bias = (split(b1), split(b2))
     names = list(bias[0])
     read = {c: pair_stats(bias[0][c], bias[1][c]) for c in names}
     dsnu = {c: dsnu_adu(bias[0][c], bias[1][c], read[c].var) for c in names}
-    dark_cache: dict[float, dict[str, PairStats]] = {}
+    darks: dict[float, dict[str, tuple[PairStats, Blocks]]] = {}
     points: dict[str, list[Point]] = {c: [] for c in names}
+    blocks: dict[str, dict[float, Blocks]] = {c: {} for c in names}
     for lvl in levels:
         frames = g.ladder[lvl]
-        if len(frames) < 2:
-            continue
-        a, b = first if lvl == levels[0] else _pair(root, frames)
+        a, b = first if lvl == levels[0] else reader.pair(frames)
         t = frames[0].exposure_s
         fa, fb = split(a), split(b)
-        if t not in dark_cache:
-            dark_cache[t] = _dark_pair(root, g, t, split, roi) or \
-                {c: pair_stats(centre(bias[0][c], roi), centre(bias[1][c], roi)) for c in names}
+        if t not in darks:
+            dark = g.darkflats.get(t)
+            da, db = (split(x) for x in reader.pair(dark)) if dark and len(dark) >= 2 \
+                else bias
+            darks[t] = {c: (pair_stats(da[c], db[c]), _blocks(da[c], db[c])) for c in names}
         for c in names:
-            s = pair_stats(centre(fa[c], roi), centre(fb[c], roi))
-            d = dark_cache[t][c]
+            s = pair_stats(fa[c], fb[c])
+            d = darks[t][c][0]
             points[c].append(Point(t, s.mean, s.var, d.mean, d.var))
+            blocks[c][t] = _blocks(fa[c], fb[c])
     channels: dict[str, Any] = {}
     for c in names:
         pre = fit_transfer(points[c], read[c].var)
-        # PRNU at the level nearest half saturation.
         half = min(points[c], key=lambda p: abs(p.signal - 0.5 * pre.saturation_signal_adu))
-        lvl = next(x for x in levels if g.ladder[x][0].exposure_s == half.exposure_s)
-        prnu = _prnu(root, g, lvl, split, c, roi, half)
+        prnu = prnu_pct(blocks[c][half.exposure_s], darks[half.exposure_s][c][1], half.var,
+                        half.dark_var)
         tr = fit_transfer(points[c], read[c].var, prnu_pct=prnu, dsnu_adu=dsnu[c])
         channels[c] = {**asdict(tr), "points": [asdict(p) for p in points[c]]}
     return {"setpoint_c": sp, "left_shift": shift, "bayer": pattern, "channels": channels}
 
 
-def _dark_pair(root: Path, g: Group, t: float, split: Any, roi: float
-               ) -> dict[str, PairStats] | None:
-    frames = g.darkflats.get(t)
-    if not frames or len(frames) < 2:
-        return None
-    a, b = _pair(root, frames)
-    fa, fb = split(a), split(b)
-    return {c: pair_stats(centre(fa[c], roi), centre(fb[c], roi)) for c in fa}
+def _blocks(a: np.ndarray, b: np.ndarray) -> Blocks:
+    """Copies of the central blocks the spatial statistics use."""
+    return sample_block(a).copy(), sample_block(b).copy()
 
 
-def _prnu(root: Path, g: Group, lvl: int, split: Any, channel: str, roi: float,
-          point: Point) -> float | None:
-    dark = g.darkflats.get(point.exposure_s)
-    if not dark or len(dark) < 2:
-        return None
-    a, b = _pair(root, g.ladder[lvl])
-    da, db = _pair(root, dark)
-    fa, fb, ga, gb = (split(x)[channel] for x in (a, b, da, db))
-    return prnu_pct((centre(fa, roi), centre(fb, roi)), (centre(ga, roi), centre(gb, roi)),
-                    point.var, point.dark_var)
-
-
-def _mean_image(root: Path, frames: list[SensorFrame]) -> np.ndarray:
+def _mean_image(reader: _Reader, frames: list[SensorFrame]) -> tuple[np.ndarray, float | None]:
+    """The mean image (float32) of up to ``MAX_DARK_FRAMES`` frames and, with two or more,
+    the temporal variance of one frame (DN^2, from the first pair)."""
     use = frames[:MAX_DARK_FRAMES]
     acc: np.ndarray | None = None
+    first: np.ndarray | None = None
+    var: float | None = None
     for f in use:
-        img = read_image(root, f).data
-        acc = img.astype(np.float64) if acc is None else acc + img
+        img = reader.image(f).data
+        if acc is None:
+            acc, first = img.astype(np.float32), img
+            continue
+        if var is None and first is not None:
+            var = pair_stats(first, img).var
+        acc += img
     assert acc is not None
-    return acc / len(use)
+    acc *= np.float32(1.0 / len(use))
+    return acc, var
 
 
-def _dark_model(root: Path, g: Group, e_per_adu: float) -> dict[str, Any] | None:
+def _dark_model(reader: _Reader, g: Group, e_per_adu: float) -> dict[str, Any] | None:
     """Dark current per set-point (bias and darks at two or more exposures), and T_d."""
     per_sp: list[SetpointDark] = []
     setpoints = sorted({sp for sp, _ in g.darks}, reverse=True)
@@ -190,16 +211,13 @@ def _dark_model(root: Path, g: Group, e_per_adu: float) -> dict[str, Any] | None
         darks = {t: fs for (s, t), fs in g.darks.items() if s == sp}
         if not bias_frames or len(darks) < 2:
             continue
-        bias = _mean_image(root, bias_frames)
-        read_var = pair_stats(read_image(root, bias_frames[0]).data,
-                              read_image(root, bias_frames[1]).data).var \
-            if len(bias_frames) >= 2 else 1.0
-        mean_darks = {t: _mean_image(root, fs) for t, fs in darks.items()}
+        bias, read_var = _mean_image(reader, bias_frames)
+        mean_darks = {t: _mean_image(reader, fs)[0] for t, fs in darks.items()}
         temps = [f.ccd_temp_c for fs in darks.values() for f in fs[:MAX_DARK_FRAMES]
                  if f.ccd_temp_c is not None]
         temp = statistics.fmean(temps) if temps else sp
         per_sp.append(setpoint_dark(sp, temp, bias, mean_darks, e_per_adu,
-                                    read_var / max(1, min(len(bias_frames), MAX_DARK_FRAMES))))
+                                    (read_var or 1.0) / min(len(bias_frames), MAX_DARK_FRAMES)))
     if not per_sp:
         return None
     td = doubling_temperature(per_sp)
@@ -207,11 +225,11 @@ def _dark_model(root: Path, g: Group, e_per_adu: float) -> dict[str, Any] | None
             "doubling_c": None if td is None or not math.isfinite(td) else td}
 
 
-def _offset_sweep(root: Path, by_offset: dict[int, list[SensorFrame]]) -> dict[str, Any]:
+def _offset_sweep(reader: _Reader, by_offset: dict[int, list[SensorFrame]]) -> dict[str, Any]:
     """Per offset the fraction of pixels clipped at zero in its bias frames (at most two)."""
     rows = []
     for off in sorted(by_offset):
-        imgs = [read_image(root, f).data for f in by_offset[off][:2]]
+        imgs = [reader.image(f).data for f in by_offset[off][:2]]
         shift = left_shift(imgs)
         clipped = sum(int(np.count_nonzero((img >> np.uint16(shift)) == 0)) for img in imgs)
         rows.append({"offset": off, "clipped_fraction": clipped / sum(i.size for i in imgs)})

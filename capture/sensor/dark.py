@@ -13,16 +13,18 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-F64 = npt.NDArray[np.float64]
+Img = npt.NDArray[np.floating[Any]]  # float32 or float64 images
 HOT_FACTOR = 10.0  # a pixel this many times the median dark signal (and well out of noise) is hot
 HOT_SIGMA = 8.0
 GLOW_SMOOTH = 9  # columns/rows averaged along the edge profile
 GLOW_EXCESS = 0.02  # an edge band is glow while it stands this much above the rest ...
 GLOW_SIGMA = 4.0  # ... and this many noise sigmas
+SAMPLE_PIXELS = 500_000  # medians and percentiles from a regular sample of about this many
 
 
 @dataclass(frozen=True)
@@ -49,63 +51,77 @@ class SetpointDark:
     glow: Glow
 
 
-def excess_images(bias: F64, darks: dict[float, F64]) -> dict[float, F64]:
+def excess_images(bias: Img, darks: dict[float, Img]) -> dict[float, Img]:
     """Dark minus bias per exposure (DN)."""
-    return {t: d - bias for t, d in sorted(darks.items())}
+    return {t: np.subtract(d, bias, dtype=np.float32) for t, d in sorted(darks.items())}
 
 
-def setpoint_dark(setpoint_c: float, temperature_c: float, bias: F64, darks: dict[float, F64],
+def setpoint_dark(setpoint_c: float, temperature_c: float, bias: Img, darks: dict[float, Img],
                   e_per_adu: float, read_var_adu: float) -> SetpointDark:
     """Model the darks of one set-point: mean dark image per exposure (DN) against the mean
-    bias image. ``read_var_adu``: temporal variance of one bias frame (for the noise of the
-    detection thresholds). Raises ValueError with fewer than two exposures."""
+    bias image. ``read_var_adu``: temporal variance of the mean bias image (for the noise of
+    the detection thresholds). Medians and the percentile come from a regular sample of the
+    pixels (a 26 MP frame needs no more). Raises ValueError with fewer than two exposures."""
     ex = excess_images(bias, darks)
     times = sorted(ex)
     if len(times) < 2:
         raise ValueError(f"darks at {len(times)} exposure(s) at {setpoint_c:g} °C: need 2")
     longest = ex[times[-1]]
-    med = float(np.median(longest))
-    noise = math.sqrt(max(read_var_adu, 0.25) * 2.0 + max(med, 0.0) / max(e_per_adu, 1e-9)
-                      * 1.0)
+    h, w = longest.shape
+    step = max(1, int(math.sqrt(h * w / SAMPLE_PIXELS)))
+    med = float(np.median(longest[::step, ::step]))
+    noise = math.sqrt(max(read_var_adu, 0.25) * 2.0 + max(med, 0.0) / max(e_per_adu, 1e-9))
     # Against the local background (column and row medians: the glow varies along the edges).
-    cols = np.median(longest, axis=0)
-    rows = np.median(longest, axis=1)
-    background = cols[None, :] + rows[:, None] - med
-    hot = longest > background + max(HOT_FACTOR * max(med, 0.0), HOT_SIGMA * noise)
+    cols = np.median(longest[::step], axis=0)
+    rows = np.median(longest[:, ::step], axis=1)
+    background = cols[None, :] + rows[:, None] - np.float32(med)
+    background += np.float32(max(HOT_FACTOR * max(med, 0.0), HOT_SIGMA * noise))
+    hot = longest > background
+    del background
     bands = _glow_bands(longest, hot, noise)
-    clean = ~hot
     glow_mask = np.zeros(longest.shape, dtype=bool)
     for side, width in bands:
         _mark(glow_mask, side, width)
-    clean &= ~glow_mask
-    means = np.array([float(np.mean(ex[t][clean])) for t in times])
+    # Sums over every pixel, less those over the (few) hot and glow pixels.
+    out_mask = hot | glow_mask
+    n_out = int(np.count_nonzero(out_mask))
+    totals = np.array([float(np.sum(ex[t])) for t in times])
+    outs = np.array([float(np.sum(ex[t][out_mask], dtype=np.float64)) for t in times])
+    means = (totals - outs) / max(longest.size - n_out, 1)
     t_arr = np.array(times)
-    slope = float(np.polyfit(t_arr, means, 1)[0]) if len(times) > 1 else means[0] / times[0]
-    all_means = np.array([float(np.mean(ex[t])) for t in times])
+    slope = float(np.polyfit(t_arr, means, 1)[0])
+    all_means = totals / longest.size
     slope_all = float(np.polyfit(t_arr, all_means, 1)[0])
-    rate_map = longest / times[-1] * e_per_adu
-    hot_rates = rate_map[hot]
+    scale = e_per_adu / times[-1]
+    hot_rates = longest[hot] * scale
+    sample = longest[::step, ::step].ravel()
+    p999 = float(np.partition(sample, int(0.999 * (sample.size - 1)))[
+        int(0.999 * (sample.size - 1))]) * scale
     glow_excess: list[tuple[float, float]] = []
     if glow_mask.any():
+        in_glow = glow_mask & ~hot
         for t, m in zip(times, means, strict=True):
-            glow_excess.append((t, (float(np.mean(ex[t][glow_mask & ~hot])) - m) * e_per_adu))
+            glow = float(np.mean(ex[t][in_glow], dtype=np.float64))
+            glow_excess.append((t, (glow - m) * e_per_adu))
     glow_rate = float(np.polyfit(t_arr, [g for _, g in glow_excess], 1)[0]) \
         if len(glow_excess) >= 2 else 0.0
     return SetpointDark(
         setpoint_c=setpoint_c, temperature_c=temperature_c, exposures_s=times,
         rate_e_per_s=slope * e_per_adu, rate_all_e_per_s=slope_all * e_per_adu,
-        hot_fraction=float(np.mean(hot)),
+        hot_fraction=float(np.count_nonzero(hot)) / hot.size,
         hot_median_e_per_s=float(np.median(hot_rates)) if hot_rates.size else None,
-        p999_e_per_s=float(np.percentile(rate_map, 99.9)),
-        glow=Glow(bands, glow_excess, glow_rate))
+        p999_e_per_s=p999, glow=Glow(bands, glow_excess, glow_rate))
 
 
-def _glow_bands(img: F64, hot: npt.NDArray[np.bool_], noise: float) -> list[tuple[str, int]]:
+def _glow_bands(img: Img, hot: npt.NDArray[np.bool_], noise: float) -> list[tuple[str, int]]:
     """Edge bands (left/right columns, top/bottom rows) whose mean stands out."""
-    masked = np.where(hot, np.nan, img)
+    good = ~hot
     out: list[tuple[str, int]] = []
     for axis, sides in ((0, ("left", "right")), (1, ("top", "bottom"))):
-        prof = np.nanmean(masked, axis=axis)  # per column (axis 0) or per row (axis 1)
+        # Mean per column (axis 0) or per row (axis 1) without the hot pixels.
+        total = np.sum(img, axis=axis, where=good, dtype=np.float64)
+        count = np.maximum(np.count_nonzero(good, axis=axis), 1)
+        prof = total / count
         n_other = img.shape[axis]
         k = min(GLOW_SMOOTH, max(1, prof.size // 8))
         smooth = np.convolve(prof, np.ones(k) / k, mode="same")

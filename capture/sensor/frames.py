@@ -84,9 +84,11 @@ def read_image(root: Path, frame: SensorFrame) -> Image:
         h, w = src.shape
         out = np.empty((h, w), dtype=np.uint16)
         if src.fast_u16:
-            src.read_raw_rows(0, h, out)
-            out.byteswap(inplace=True)
-            out ^= np.uint16(0x8000)
+            raw = np.empty((h, w), dtype=np.uint16)
+            src.read_raw_rows(0, h, raw)
+            # Big-endian int16 + 32768: one pass, swapping bytes as it reads.
+            np.bitwise_xor(raw.view(">u2"), np.uint16(0x8000), out=out)
+            del raw
         else:
             buf = np.empty((h, w), dtype=np.float32)
             src.read_rows(0, h, buf, np.empty(h * w * 8, dtype=np.uint8))

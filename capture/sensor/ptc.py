@@ -15,7 +15,8 @@ come from a dark pair. Symbols follow the standard: ``K`` system gain (DN/e-), s
 * dynamic range (EMVA) mu_e.sat / mu_e.min with mu_e.min = sigma_dark / K + 1/2;
 * PRNU: spatial standard deviation of the mean bright image (temporal part removed, the
   illumination's slow variation filtered out, defects excluded) over its signal; DSNU: spatial
-  standard deviation of the mean dark image (temporal part removed) over K;
+  standard deviation of the mean dark image (temporal part removed) over K; both on the central
+  block of at most ``SPATIAL_SIDE`` pixels a side;
 * linearity error: half the spread of the relative deviations from a straight line fitted
   against exposure between 5 % and 95 % of saturation.
 
@@ -26,6 +27,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -37,6 +39,8 @@ QUANT_VAR = 1.0 / 12.0  # quantisation noise, DN^2
 FIT_MAX = 0.7  # K is fitted up to this fraction of saturation
 DETREND_BOX = 15  # PRNU: pixels of the box that estimates the illumination's slow variation
 DEFECT_SIGMA = 5.0  # PRNU/DSNU: pixels this many robust sigmas out are defects, not patterns
+PAIR_BAND_PIXELS = 1 << 20  # pair statistics work through bands of about this many pixels
+SPATIAL_SIDE = 1024  # PRNU/DSNU are taken on the central block of at most this many pixels a side
 
 
 @dataclass(frozen=True)
@@ -48,16 +52,37 @@ class PairStats:
 
 
 def pair_stats(a: U16, b: U16) -> PairStats:
-    """Mean of the pair and half the variance of its difference (exact integer sums)."""
-    n = a.size
-    sa = int(np.sum(a, dtype=np.int64))
-    sb = int(np.sum(b, dtype=np.int64))
-    d = a.astype(np.int32)
-    d -= b
-    sd = int(np.sum(d, dtype=np.int64))
-    sdd = int(np.einsum("ij,ij->", d, d, dtype=np.int64))
-    var_d = (sdd - sd * sd / n) / (n - 1)
-    return PairStats((sa + sb) / (2.0 * n), var_d / 2.0)
+    """Mean of the pair and half the variance of its difference. Works through bands of rows in
+    float32 (exact for 16-bit values and their differences; band sums add up in float64), so a
+    26 MP pair needs two small buffers and stays in the cache."""
+    h, w = a.shape
+    rows = max(1, PAIR_BAND_PIXELS // max(w, 1))
+    buf = np.empty((min(rows, h), w), dtype=np.float32)
+    tmp = np.empty_like(buf)
+    sa = sb = sd = sdd = 0.0
+    for r0 in range(0, h, rows):
+        n = min(rows, h - r0)
+        x, y = buf[:n], tmp[:n]
+        np.copyto(x, a[r0 : r0 + n])
+        np.copyto(y, b[r0 : r0 + n])
+        sa += float(x.sum())
+        sb += float(y.sum())
+        x -= y
+        d = x.reshape(-1)
+        sd += float(d.sum())
+        sdd += float(np.dot(d, d))
+    size = a.size
+    var_d = (sdd - sd * sd / size) / (size - 1)
+    return PairStats((sa + sb) / (2.0 * size), var_d / 2.0)
+
+
+def sample_block(img: npt.NDArray[Any], side: int = SPATIAL_SIDE) -> npt.NDArray[Any]:
+    """The central block of at most ``side`` x ``side`` pixels (even origin): where the
+    spatial statistics (PRNU, DSNU) are taken on a large sensor."""
+    h, w = img.shape
+    r0 = max(0, (h - side) // 4 * 2)
+    c0 = max(0, (w - side) // 4 * 2)
+    return img[r0 : r0 + min(h, side), c0 : c0 + min(w, side)]
 
 
 def centre(img: U16, fraction: float) -> U16:
@@ -183,8 +208,9 @@ def prnu_pct(bright: tuple[U16, U16], dark: tuple[U16, U16], bright_var: float,
     bright image minus the dark image, the slow illumination pattern divided out (a
     ``DETREND_BOX`` box mean), defects beyond ``DEFECT_SIGMA`` robust sigmas excluded, the
     temporal part of both pairs removed."""
-    mb = (bright[0].astype(np.float64) + bright[1]) / 2.0
-    md = (dark[0].astype(np.float64) + dark[1]) / 2.0
+    b0, b1, d0, d1 = (sample_block(x) for x in (*bright, *dark))
+    mb = (b0.astype(np.float64) + b1) / 2.0
+    md = (d0.astype(np.float64) + d1) / 2.0
     sig = mb - md
     level = float(np.mean(sig))
     smooth = box_mean(sig, DETREND_BOX)
@@ -199,7 +225,7 @@ def prnu_pct(bright: tuple[U16, U16], dark: tuple[U16, U16], bright_var: float,
 def dsnu_adu(a: U16, b: U16, temporal_var: float) -> float:
     """DSNU (DN): spatial standard deviation of the mean dark image of a pair, the temporal
     part removed, defects beyond ``DEFECT_SIGMA`` robust sigmas excluded."""
-    m = (a.astype(np.float64) + b) / 2.0
+    m = (sample_block(a).astype(np.float64) + sample_block(b)) / 2.0
     keep = _inliers(m)
     return math.sqrt(max(float(np.var(m[keep])) - temporal_var / 2.0, 0.0))
 
@@ -214,23 +240,19 @@ def _inliers(x: F64) -> npt.NDArray[np.bool_]:
 
 def box_mean(x: F64, size: int) -> F64:
     """Mean over a ``size`` x ``size`` box around each pixel (edges: the box shrinks)."""
-    out = _box1d(x, size, axis=0)
-    return _box1d(out, size, axis=1)
+    return _box1d(_box1d(x, size).T, size).T
 
 
-def _box1d(x: F64, size: int, axis: int) -> F64:
+def _box1d(x: F64, size: int) -> F64:
+    """Mean over ``size`` rows around each row (cumulative sums; edges: fewer rows)."""
     half = size // 2
-    c = np.cumsum(x, axis=axis, dtype=np.float64)
-    n = x.shape[axis]
+    n = x.shape[0]
+    c = np.zeros((n + 1, *x.shape[1:]), dtype=np.float64)
+    np.cumsum(x, axis=0, out=c[1:])
     idx = np.arange(n)
-    hi = np.minimum(idx + half, n - 1)
-    lo = idx - half - 1
-    upper = np.take(c, hi, axis=axis)
-    lower = np.where((lo >= 0).reshape([-1 if i == axis else 1 for i in range(x.ndim)]),
-                     np.take(c, np.maximum(lo, 0), axis=axis), 0.0)
-    count = (hi - np.maximum(lo, -1)).astype(np.float64)
-    return np.asarray((upper - lower) / count.reshape([-1 if i == axis else 1
-                                                       for i in range(x.ndim)]))
+    hi = np.minimum(idx + half + 1, n)
+    lo = np.maximum(idx - half, 0)
+    return np.asarray((c[hi] - c[lo]) / (hi - lo)[:, None])
 
 
 def unity_gain(gains: list[int], e_per_adu: list[float]) -> float | None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import math
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ from calibd.capture.inputfile import InputFileError, read_input_text
 from calibd.capture.library.atomic import write_bytes, write_text
 from calibd.capture.library.layout import safe_part
 
+log = logging.getLogger(__name__)
 FOLDER = "Sensor"
 MAX_JSON_BYTES = 16 * 2**20
 
@@ -153,3 +155,57 @@ def nina_table(result: dict[str, Any]) -> str:
         k = sum(r["e_per_adu"] for r in rows) / len(rows)
         lines.append(f"{gain},{rn:.3f},{fw:.0f},{k:.4f},{mode},{binning}")
     return "\n".join(lines) + "\n"
+
+
+def stored(root: Path, camera: str) -> dict[str, Any] | None:
+    """The stored result of ``camera`` for planning (unity gain, offset warnings): None when
+    there is none or it cannot be read (logged; a run does not stop for it)."""
+    try:
+        return load(root.expanduser(), camera)
+    except InputError as err:
+        log.warning("sensor result of %s not used: %s", camera, err)
+        return None
+
+
+def measured_unity(result: dict[str, Any], readout_mode: str, binning: int = 1
+                   ) -> float | None:
+    """The gain where the measured e-/ADU is 1, for this read-out mode and binning."""
+    for u in result["unity"]:
+        if u.get("readout_mode") == readout_mode and u.get("binning") == binning \
+                and isinstance(u.get("gain"), int | float):
+            return float(u["gain"])
+    return None
+
+
+def offset_warnings(result: dict[str, Any], settings: list[tuple[int, int, int, str]]
+                    ) -> list[str]:
+    """Warnings for (gain, offset, binning, mode) settings whose offset is below the minimum
+    the measured offset sweep recommends at that gain (the bias clips at zero)."""
+    out: list[str] = []
+    for gain, offset, binning, mode in sorted(set(settings)):
+        for o in result["offsets"]:
+            if (o.get("gain"), o.get("binning"), o.get("readout_mode")) != (gain, binning, mode):
+                continue
+            rec = o.get("recommended_offset")
+            if not isinstance(rec, int) or offset >= rec:
+                continue
+            measured = next((r["clipped_fraction"] for r in o["sweep"]
+                             if r.get("offset") == offset), None)
+            clip = f"{measured:.2%} of the pixels clip at zero" if isinstance(
+                measured, int | float) else "the bias clips at zero"
+            out.append(f"offset {offset} at gain {gain} (bin {binning}, {mode}): {clip} at the "
+                       f"shortest exposure; the sensor analysis recommends at least {rec}")
+    return out
+
+
+def doubling_temperatures(root: Path) -> dict[tuple[str | None, int | None], float]:
+    """(camera, gain) -> the measured dark-current doubling temperature (°C), from every
+    stored result in the library (one that cannot be read is logged and skipped)."""
+    out: dict[tuple[str | None, int | None], float] = {}
+    for cam in cameras(root):
+        result = stored(root, cam)
+        for d in result["dark"] if result is not None else []:
+            td = d.get("doubling_c")
+            if isinstance(td, int | float) and math.isfinite(td) and td > 0:
+                out[(d.get("camera"), d.get("gain"))] = float(td)
+    return out
