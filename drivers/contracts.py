@@ -378,6 +378,6 @@ class Dome(Device, Protocol):
 class DeviceListing:
     """One device a server or bus offers, as ``calibd devices list`` prints it."""
 
-    kind: str  # "camera", "filterwheel", "flatpanel", "safety", "weather", "other"
+    kind: str  # "camera", "filterwheel", "flatpanel", "safety", "weather", "mount", "dome", "other"
     name: str  # what to put in the configuration to use it
     details: str = ""  # model, serial, interfaces, ... for humans

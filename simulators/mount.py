@@ -147,6 +147,7 @@ class SimulatedMount(_Connectable):
         duration = distance / self.slew_deg_per_s
         timeout = DEFAULT_TIMEOUT_S if timeout_s is None else timeout_s
         self._abort.clear()
+        began = self._clock.monotonic()
         with self._lock:
             self._slewing = True
             self._tracking = False
@@ -154,8 +155,8 @@ class SimulatedMount(_Connectable):
         try:
             interrupted = self._clock.wait(self._abort, min(duration, timeout))
             if interrupted or duration > timeout:
-                done = min(duration, timeout)
-                frac = done / duration if duration > 0 else 1.0
+                elapsed = self._clock.monotonic() - began
+                frac = min(1.0, elapsed / duration) if duration > 0 else 1.0
                 with self._lock:
                     self._altaz = (start_alt + frac * (alt - start_alt),
                                    (start_az + frac * _wrap(az - start_az)) % 360.0)

@@ -165,6 +165,17 @@ def simulator_config(catalogue: Path) -> dict[str, Any]:
             },
             "safetymonitor": {0: {"name": "calibd test safety", "issafe": True}},
             "observingconditions": {0: {"name": "calibd test weather", "cloudcover": 0.2}},
+            # Number 1: its camera renders stars where telescope 0 points, and the light-frame
+            # tests want the catalogue's field, not wherever the mount suite left the mount.
+            "telescope": {1: {"name": "calibd test mount", "interfaceversion": 3,
+                              "atpark": True, "canpark": True, "canunpark": True,
+                              "cansettracking": True, "canslewaltazasync": True,
+                              "canslewasync": True, "tracking": False,
+                              "sitelatitude": 52.0, "sitelongitude": 5.0,
+                              "equatorialsystem": 1}},
+            "dome": {0: {"name": "calibd test dome", "interfaceversion": 2, "atpark": True,
+                         "canpark": True, "cansetshutter": True, "canslave": True,
+                         "shutterstatus": 1, "slaved": False}},
         },
         "tap_source": str(catalogue.resolve()),
         "gaia_query_timeout": 10,

@@ -10,7 +10,12 @@ from pathlib import Path
 import pytest
 
 from tests.alpaca_servers import OUR_SCALE, AlpacaSimServer, OurAlpacaServer, require_alpaca
-from tests.indi_server import INDI_POLL_MS, IndiTestServer, running_indi_server
+from tests.indi_server import (
+    INDI_POLL_MS,
+    MOUNT_SIMULATORS,
+    IndiTestServer,
+    running_indi_server,
+)
 from tests.support import write_config
 
 
@@ -24,6 +29,14 @@ def indi_server() -> Iterator[IndiTestServer]:
     """indiserver with the CCD, wheel, light panel and weather simulators (skips, or fails
     under ``CALIBD_REQUIRE=indi``, when INDI is missing). Tests that kill it start their own."""
     with running_indi_server(polling_ms=INDI_POLL_MS) as srv:
+        yield srv
+
+
+@pytest.fixture(scope="session")
+def indi_mount_server() -> Iterator[IndiTestServer]:
+    """indiserver with the telescope and dome simulators (skips, or fails under
+    ``CALIBD_REQUIRE=indi``, when INDI is missing)."""
+    with running_indi_server(drivers=MOUNT_SIMULATORS) as srv:
         yield srv
 
 

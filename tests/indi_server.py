@@ -1,4 +1,5 @@
-"""A real ``indiserver`` with the four INDI simulators, for tests.
+"""A real ``indiserver`` with the INDI simulators (CCD, wheel, light panel, weather; or telescope
+and dome), for tests.
 
 Isolation: indiserver 1.9.9 binds 0.0.0.0 and has no bind option, and its local socket (``-u``)
 is an *abstract* Unix socket, which is scoped to the network namespace. So, where ``unshare -n``
@@ -54,11 +55,16 @@ SIMULATORS = (
     "indi_simulator_lightpanel",
     "indi_simulator_weather",
 )
+# The mount and dome simulators run on a server of their own: the CCD simulator snoops a
+# telescope called "Telescope Simulator" and changes what it sends when one is there.
+MOUNT_SIMULATORS = ("indi_simulator_telescope", "indi_simulator_dome")
 INDI_POLL_MS = 50  # POLLING_PERIOD of the session's server (the CCD cools 0.5 °C per poll)
 CCD = "CCD Simulator"
 WHEEL = "Filter Simulator"
 PANEL = "Light Panel Simulator"
 WEATHER = "Weather Simulator"
+TELESCOPE = "Telescope Simulator"
+DOME = "Dome Simulator"
 FLIPFLAT = "Flip Flat"  # a real light box + dust cap driver, run in its simulation mode
 DEVICES = {
     "indi_simulator_ccd": CCD,
@@ -66,6 +72,8 @@ DEVICES = {
     "indi_simulator_lightpanel": PANEL,
     "indi_simulator_weather": WEATHER,
     "indi_flipflat": FLIPFLAT,
+    "indi_simulator_telescope": TELESCOPE,
+    "indi_simulator_dome": DOME,
 }
 # The INDI doubles of real camera drivers (simulators/indi_doubles), started by the real
 # executable names through wrapper scripts on indiserver's PATH.

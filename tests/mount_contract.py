@@ -41,8 +41,11 @@ class MountTarget:
 
 @dataclass
 class DomeTarget:
+    """A connected dome; ``reports_motion`` False for a server whose shutter moves at once."""
+
     dome: Dome
     timeout_s: float = 120.0
+    reports_motion: bool = True
 
 
 def _near(mount: Mount, alt: float, az: float, tol: float) -> float:
@@ -71,53 +74,51 @@ class MountContract:
     def test_altaz_slew_leaves_tracking_as_asked(self, mount_target: MountTarget) -> None:
         mount, timeout, tol = mount_target.mount, mount_target.timeout_s, mount_target.tolerance_deg
         mount.unpark(timeout_s=timeout)
-        mount.slew_altaz(70.0, 100.0, tracking=False, timeout_s=timeout)
+        mount.slew_altaz(78.0, 100.0, tracking=False, timeout_s=timeout)
         assert mount.status().state is MountState.STOPPED
-        _near(mount, 70.0, 100.0, tol)
-        mount.slew_altaz(75.0, 280.0, tracking=True, timeout_s=timeout)
+        _near(mount, 78.0, 100.0, tol)
+        mount.set_tracking(True)
         assert mount.status().state is MountState.TRACKING
-        _near(mount, 75.0, 280.0, tol)
         mount.set_tracking(False)
         assert mount.status().state is MountState.STOPPED
-        mount.park(timeout_s=timeout)
+        _near(mount, 78.0, 100.0, tol)
 
     def test_radec_slew_tracks_then_stops(self, mount_target: MountTarget) -> None:
         mount, timeout = mount_target.mount, mount_target.timeout_s
         mount.unpark(timeout_s=timeout)
-        ra, dec = mount_target.radec_of(65.0, 200.0, mount_target.now())
+        ra, dec = mount_target.radec_of(75.0, 260.0, mount_target.now())
         mount.slew_radec(ra, dec, tracking=True, timeout_s=timeout)
         status = mount.status()
         assert status.state is MountState.TRACKING
         miss_ra_deg = abs(((status.ra_hours - ra) * 15.0 + 180.0) % 360.0 - 180.0)
         assert miss_ra_deg < mount_target.tolerance_deg
         assert abs(status.dec_deg - dec) < mount_target.tolerance_deg
-        assert 60.0 < status.alt_deg < 70.0  # the sky turned a little during the slew
-        mount.slew_radec(ra, dec, tracking=False, timeout_s=timeout)
+        assert 70.0 < status.alt_deg < 80.0  # the sky turned a little during the slew
+        mount.set_tracking(False)
         assert mount.status().state is MountState.STOPPED
-        mount.park(timeout_s=timeout)
 
     def test_out_of_range_is_rejected_and_the_mount_stays_usable(
             self, mount_target: MountTarget) -> None:
-        mount, timeout, tol = mount_target.mount, mount_target.timeout_s, mount_target.tolerance_deg
+        mount, timeout = mount_target.mount, mount_target.timeout_s
         mount.unpark(timeout_s=timeout)
         for alt, az in ((95.0, 10.0), (45.0, 400.0), (float("nan"), 10.0)):
             with pytest.raises(SettingRejected):
                 mount.slew_altaz(alt, az, timeout_s=timeout)
         with pytest.raises(SettingRejected):
             mount.slew_radec(25.0, 0.0, timeout_s=timeout)
-        mount.slew_altaz(80.0, 45.0, timeout_s=timeout)
-        _near(mount, 80.0, 45.0, tol)
-        mount.park(timeout_s=timeout)
+        after = mount.status()
+        assert after.state is not MountState.SLEWING and not after.parked
+        mount.set_tracking(False)
+        assert mount.status().state is MountState.STOPPED
 
     def test_abort_stops_a_slew_from_another_thread(self, mount_target: MountTarget) -> None:
-        mount, timeout, tol = mount_target.mount, mount_target.timeout_s, mount_target.tolerance_deg
+        mount, timeout = mount_target.mount, mount_target.timeout_s
         mount.unpark(timeout_s=timeout)
-        mount.slew_altaz(30.0, 10.0, timeout_s=timeout)
         errors: list[BaseException] = []
 
         def far_slew() -> None:
             try:
-                mount.slew_altaz(30.0, 190.0, timeout_s=timeout)
+                mount.slew_altaz(35.0, 180.0, timeout_s=timeout)
             except DeviceError as err:
                 errors.append(err)
 
@@ -132,11 +133,11 @@ class MountContract:
         assert not worker.is_alive()
         assert errors and isinstance(errors[0], DeviceUnavailable), errors
         assert "abort" in str(errors[0])
-        assert mount.status().state is not MountState.SLEWING
+        status = mount.status()
+        assert status.state is not MountState.SLEWING
         mount.abort()  # idle: a no-op
-        mount.slew_altaz(60.0, 100.0, timeout_s=timeout)  # usable again
-        _near(mount, 60.0, 100.0, tol)
-        mount.park(timeout_s=timeout)
+        mount.set_tracking(False)  # usable again
+        assert mount.status().state is MountState.STOPPED
 
     def test_a_disconnected_mount_refuses_then_reconnects(self, mount_target: MountTarget
                                                           ) -> None:
@@ -155,24 +156,14 @@ class MountContract:
 class DomeContract:
     """Mix into a test class that defines a ``dome_target`` fixture."""
 
-    def test_the_shutter_opens_and_closes(self, dome_target: DomeTarget) -> None:
+    def test_the_shutter_opens_and_closes_reporting_its_motion(self, dome_target: DomeTarget
+                                                                ) -> None:
         dome, timeout = dome_target.dome, dome_target.timeout_s
         assert isinstance(dome, Dome)
         dome.unpark(timeout_s=timeout)
         dome.stop_slaving()
         dome.close_shutter(timeout_s=timeout)
         assert dome.shutter() is ShutterState.CLOSED
-        dome.open_shutter(timeout_s=timeout)
-        assert dome.shutter() is ShutterState.OPEN
-        dome.open_shutter(timeout_s=timeout)  # already open
-        assert dome.shutter() is ShutterState.OPEN
-        dome.close_shutter(timeout_s=timeout)
-        assert dome.shutter() is ShutterState.CLOSED
-
-    def test_the_shutter_reports_its_motion(self, dome_target: DomeTarget) -> None:
-        dome, timeout = dome_target.dome, dome_target.timeout_s
-        dome.unpark(timeout_s=timeout)
-        dome.close_shutter(timeout_s=timeout)
         seen: list[ShutterState] = []
         stop = threading.Event()
 
@@ -189,9 +180,13 @@ class DomeContract:
         finally:
             stop.set()
             watcher.join(10.0)
-        assert ShutterState.ERROR not in seen
+        assert dome.shutter() is ShutterState.OPEN
+        assert ShutterState.OPENING in seen or not dome_target.reports_motion, seen
         assert set(seen) <= {ShutterState.CLOSED, ShutterState.OPENING, ShutterState.OPEN}
+        dome.open_shutter(timeout_s=timeout)  # already open
+        assert dome.shutter() is ShutterState.OPEN
         dome.close_shutter(timeout_s=timeout)
+        assert dome.shutter() is ShutterState.CLOSED
 
     def test_park(self, dome_target: DomeTarget) -> None:
         dome, timeout = dome_target.dome, dome_target.timeout_s

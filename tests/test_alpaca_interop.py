@@ -571,7 +571,7 @@ def test_discovery_sends_only_where_told(recorded: list[tuple[str, Any]]) -> Non
     assert [(d.kind, d.name) for d in server.devices] == [
         ("camera", f"alpaca://127.0.0.1:{mgmt_port}/camera/0"),
         ("flatpanel", f"alpaca://127.0.0.1:{mgmt_port}/covercalibrator/2"),
-        ("other", f"alpaca://127.0.0.1:{mgmt_port}/dome/0"),
+        ("dome", f"alpaca://127.0.0.1:{mgmt_port}/dome/0"),
     ]
     assert "cam-uid" in server.devices[0].details
     assert {data for data, _ in responder.received} == {b"alpacadiscovery1"}
@@ -614,6 +614,7 @@ def test_discovery_and_listing_of_a_server_without_management_api(sim: AlpacaSim
         f"{base}/covercalibrator/0": "flatpanel",
         f"{base}/safetymonitor/0": "safety",
         f"{base}/observingconditions/0": "weather",
+        f"{base}/dome/0": "dome",
     }
     assert {d.name for d in list_devices(sim.host, sim.port)} == set(names)
     with pytest.raises(DeviceUnavailable):

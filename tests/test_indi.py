@@ -42,9 +42,11 @@ from calibd.drivers.indi import (
 from tests.camera_contract import CameraContract, ContractTarget
 from tests.indi_server import (
     CCD,
+    DOME,
     FLIPFLAT,
     INDI_POLL_MS,
     PANEL,
+    TELESCOPE,
     WEATHER,
     WHEEL,
     IndiTestServer,
@@ -279,6 +281,12 @@ def test_list_devices(server: IndiTestServer) -> None:
         ("flatpanel", PANEL),
         ("weather", WEATHER),
     } <= found
+
+
+def test_list_mount_and_dome(indi_mount_server: IndiTestServer) -> None:
+    srv = indi_mount_server
+    found = {(d.kind, d.name) for d in list_devices(srv.host, srv.port, timeout_s=5)}
+    assert {("mount", TELESCOPE), ("dome", DOME)} <= found
 
 
 def test_list_devices_on_a_dead_port_is_unavailable() -> None:

@@ -1,6 +1,6 @@
 """The mount and dome contract suites (:mod:`tests.mount_contract`) over every transport: the
 simulator (built through ``simulators.registry``), INDI (indiserver's telescope and dome
-simulators and the roll-off roof), Alpaca against our server and alpaca-simulators.
+simulators), Alpaca against our server and alpaca-simulators.
 
 The servers are the session's (see conftest): missing INDI or Alpaca software skips these tests
 on a developer machine and fails them under ``CALIBD_REQUIRE`` (CI).
@@ -9,16 +9,21 @@ on a developer machine and fails them under ``CALIBD_REQUIRE`` (CI).
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import UTC, datetime
 
 import pytest
 
+from calibd.drivers.alpaca import AlpacaDome, AlpacaMount
+from calibd.drivers.indi import IndiDome, IndiMount
 from calibd.drivers.pointing import Place, altaz_to_radec
 from calibd.simulators import registry as simulator
 from calibd.simulators.clock import ScaledClock
+from tests.alpaca_servers import AlpacaSimServer
+from tests.indi_server import DOME, TELESCOPE, IndiTestServer
 from tests.mount_contract import DomeContract, DomeTarget, MountContract, MountTarget
 
 SITE = Place(52.0, 5.0, 10.0)
+HOST = "127.0.0.1"
 
 
 class TestSimulatedMount(MountContract, DomeContract):
@@ -46,3 +51,58 @@ class TestSimulatedMount(MountContract, DomeContract):
         dome.connect()
         yield DomeTarget(dome)
         dome.disconnect()
+
+
+def _jnow(alt: float, az: float, when: datetime) -> tuple[float, float]:
+    return altaz_to_radec(SITE, when, alt, az)
+
+
+@pytest.fixture(scope="module")
+def indi_mount(indi_mount_server: IndiTestServer) -> Iterator[IndiMount]:
+    srv = indi_mount_server
+    mount = IndiMount(host=srv.host, port=srv.port, device=TELESCOPE,
+                      latitude_deg=SITE.latitude_deg, longitude_deg=SITE.longitude_deg,
+                      elevation_m=SITE.elevation_m)
+    mount.connect()
+    # Park near the zenith, where the suite slews, so parks stay short (the default park
+    # position is on the horizon, a 24 s move).
+    srv.setprop(f"{TELESCOPE}.TELESCOPE_PARK_POSITION.PARK_HA=0;PARK_DEC={SITE.latitude_deg}")
+    yield mount
+    mount.disconnect()
+
+
+@pytest.mark.indi
+class TestIndiMount(MountContract):
+    @pytest.fixture
+    def mount_target(self, indi_mount: IndiMount) -> MountTarget:
+        indi_mount.connect()
+        return MountTarget(indi_mount, lambda: datetime.now(UTC), _jnow, timeout_s=60.0)
+
+
+@pytest.mark.indi
+class TestIndiDome(DomeContract):
+    @pytest.fixture
+    def dome_target(self, indi_mount_server: IndiTestServer) -> Iterator[DomeTarget]:
+        srv = indi_mount_server
+        dome = IndiDome(host=srv.host, port=srv.port, device=DOME)
+        dome.connect()
+        yield DomeTarget(dome, timeout_s=60.0)
+        dome.disconnect()
+
+
+@pytest.mark.alpaca
+class TestAlpacaSimulatorsMount(MountContract, DomeContract):
+    @pytest.fixture
+    def mount_target(self, alpaca_simulators: AlpacaSimServer) -> Iterator[MountTarget]:
+        mount = AlpacaMount(host=HOST, port=alpaca_simulators.port, device_number=1)
+        mount.connect()
+        yield MountTarget(mount, lambda: datetime.now(UTC), _jnow, timeout_s=60.0,
+                          tolerance_deg=0.5)
+        mount.connect()  # leave the shared server's device connected
+
+    @pytest.fixture
+    def dome_target(self, alpaca_simulators: AlpacaSimServer) -> Iterator[DomeTarget]:
+        dome = AlpacaDome(host=HOST, port=alpaca_simulators.port)
+        dome.connect()
+        yield DomeTarget(dome, timeout_s=30.0, reports_motion=False)
+        dome.connect()

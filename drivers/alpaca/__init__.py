@@ -1,5 +1,5 @@
 """ASCOM Alpaca drivers: camera, flat panel (CoverCalibrator), filter wheel, safety monitor /
-weather, and discovery.
+weather, mount (Telescope), dome, and discovery.
 
 Importing this package does not import alpyca; each device imports it when it connects.
 
@@ -18,14 +18,18 @@ from calibd.drivers.alpaca.discovery import (
     list_devices,
     parse_device_name,
 )
+from calibd.drivers.alpaca.dome import AlpacaDome
+from calibd.drivers.alpaca.mount import AlpacaMount
 from calibd.drivers.alpaca.panel import AlpacaFlatPanel
 from calibd.drivers.alpaca.safety import AlpacaSafetyMonitor
 from calibd.drivers.alpaca.wheel import AlpacaFilterWheel
 
 __all__ = [
     "AlpacaCamera",
+    "AlpacaDome",
     "AlpacaFilterWheel",
     "AlpacaFlatPanel",
+    "AlpacaMount",
     "AlpacaSafetyMonitor",
     "AlpacaServer",
     "Quirk",

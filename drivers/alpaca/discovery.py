@@ -42,6 +42,8 @@ KIND_BY_TYPE = {
     "covercalibrator": "flatpanel",
     "safetymonitor": "safety",
     "observingconditions": "weather",
+    "telescope": "mount",
+    "dome": "dome",
 }
 #: Device types probed on servers without a management API, and how many numbers at most.
 PROBE_TYPES = (

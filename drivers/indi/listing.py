@@ -34,6 +34,8 @@ _KINDS = (
     ("LIGHTBOX", "flatpanel"),
     ("DUSTCAP", "flatpanel"),
     ("WEATHER", "weather"),
+    ("TELESCOPE", "mount"),
+    ("DOME", "dome"),
 )
 
 
@@ -50,9 +52,9 @@ def list_devices(
 ) -> list[DeviceListing]:
     """Connect briefly (a private connection, devices are not connected) and list every device
     the server offers: one entry per calibd role its DRIVER_INTERFACE bits give it (camera,
-    filterwheel, flatpanel for a light box or dust cap, weather), "other" when none. Blocks
-    until every device has reported its driver info and no new device arrived for 0.3 s, at
-    most ``timeout_s`` real seconds. Raises DeviceUnavailable (server unreachable)."""
+    filterwheel, flatpanel for a light box or dust cap, weather, mount, dome), "other" when
+    none. Blocks until every device has reported its driver info and no new device arrived
+    for 0.3 s, at most ``timeout_s`` real seconds. Raises DeviceUnavailable (server unreachable)."""
     conn = IndiConnection(ServerAddress(host=host, port=port, socket_path=socket_path))
     try:
         conn.ensure_server(timeout_s)

@@ -1,0 +1,170 @@
+"""ASCOM Alpaca Telescope driver (:class:`drivers.contracts.Mount`).
+
+Alpaca devices implement only the asynchronous slews (``CanSlew``/``CanSlewAltAz`` are False
+for them), so this driver checks ``CanSlewAltAzAsync`` / ``CanSlewAsync`` and polls ``Slewing``.
+ASCOM refuses an alt/az slew while tracking and an RA/Dec slew while not tracking, so tracking is
+switched off before an alt/az slew and on before an RA/Dec slew, then set as the caller asked.
+RA/Dec are passed in the mount's own ``EquatorialSystem`` (topocentric = JNow on most mounts).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+from collections.abc import Callable
+from typing import Unpack
+
+from calibd.drivers.alpaca._base import AlpacaDevice, Endpoint
+from calibd.drivers.contracts import MountState, MountStatus
+from calibd.drivers.errors import DeviceUnavailable, NotSupported, SettingRejected
+
+logger = logging.getLogger(__name__)
+
+_POLL_S = 0.2
+
+
+class AlpacaMount(AlpacaDevice):
+    """``Telescope`` ``device_number`` on ``host:port``. ``move_timeout_s`` (clock seconds)
+    bounds slews and parks unless a call gets its own ``timeout_s``."""
+
+    device_type = "telescope"
+    _alpyca_module = "alpaca.telescope"
+    _alpyca_class = "Telescope"
+
+    def __init__(self, *, move_timeout_s: float = 300.0, **endpoint: Unpack[Endpoint]) -> None:
+        super().__init__(**endpoint)
+        self.move_timeout_s = move_timeout_s
+        self._aborted = threading.Event()
+        self._can: dict[str, bool] = {}
+
+    def _after_connect(self) -> None:
+        for name in ("CanPark", "CanUnpark", "CanSetTracking", "CanSlewAltAzAsync",
+                     "CanSlewAsync"):
+            self._can[name] = bool(self._optional(name))
+
+    def status(self) -> MountStatus:
+        """AtPark, Slewing, Tracking and the four coordinates. Raises DeviceUnavailable."""
+        self._require()
+        if bool(self._get("AtPark")):
+            state = MountState.PARKED
+        elif bool(self._get("Slewing")):
+            state = MountState.SLEWING
+        elif bool(self._get("Tracking")):
+            state = MountState.TRACKING
+        else:
+            state = MountState.STOPPED
+        return MountStatus(state, float(self._get("RightAscension")),
+                           float(self._get("Declination")), float(self._get("Altitude")),
+                           float(self._get("Azimuth")))
+
+    def unpark(self, *, timeout_s: float | None = None) -> None:
+        """Unpark() (needs CanUnpark) and wait until AtPark is False. Raises NotSupported,
+        DeviceUnavailable."""
+        self._require()
+        if not bool(self._get("AtPark")):
+            return
+        self._need("CanUnpark")
+        self._call(self._dev.Unpark, what="Unpark()", context="setting")
+        self._wait("unpark", lambda: not bool(self._get("AtPark")), timeout_s)
+
+    def park(self, *, timeout_s: float | None = None) -> None:
+        """Park() (needs CanPark) and wait until AtPark and not Slewing. Raises NotSupported,
+        DeviceUnavailable."""
+        self._require()
+        if bool(self._get("AtPark")):
+            return
+        self._need("CanPark")
+        self._aborted.clear()
+        self._call(self._dev.Park, what="Park()", context="setting")
+        self._wait("park", lambda: bool(self._get("AtPark")) and not bool(self._get("Slewing")),
+                   timeout_s)
+
+    def slew_altaz(self, alt_deg: float, az_deg: float, *, tracking: bool = False,
+                   timeout_s: float | None = None) -> None:
+        """Tracking off, SlewToAltAzAsync, poll Slewing; then tracking as asked. Raises
+        SettingRejected (range, parked), NotSupported, DeviceUnavailable."""
+        if not (math.isfinite(alt_deg) and math.isfinite(az_deg) and 0.0 <= alt_deg <= 90.0
+                and 0.0 <= az_deg < 360.0):
+            raise SettingRejected(f"alt {alt_deg:g}° / az {az_deg:g}° out of range "
+                                  "(alt 0..90, az 0..360)", device=self.label)
+        self._require()
+        self._refuse_parked()
+        self._need("CanSlewAltAzAsync")
+        self.set_tracking(False)
+        self._aborted.clear()
+        dev = self._dev
+        self._call(lambda: dev.SlewToAltAzAsync(az_deg, alt_deg),
+                   what=f"SlewToAltAzAsync({az_deg:g}, {alt_deg:g})", context="setting")
+        self._wait_slew(timeout_s)
+        if tracking:
+            self.set_tracking(True)
+
+    def slew_radec(self, ra_hours: float, dec_deg: float, *, tracking: bool = True,
+                   timeout_s: float | None = None) -> None:
+        """Tracking on, SlewToCoordinatesAsync, poll Slewing; then tracking as asked. Raises
+        SettingRejected (range, parked), NotSupported, DeviceUnavailable."""
+        if not (math.isfinite(ra_hours) and math.isfinite(dec_deg) and 0.0 <= ra_hours < 24.0
+                and -90.0 <= dec_deg <= 90.0):
+            raise SettingRejected(f"RA {ra_hours:g} h / Dec {dec_deg:g}° out of range",
+                                  device=self.label)
+        self._require()
+        self._refuse_parked()
+        self._need("CanSlewAsync")
+        self.set_tracking(True)
+        self._aborted.clear()
+        dev = self._dev
+        self._call(lambda: dev.SlewToCoordinatesAsync(ra_hours, dec_deg),
+                   what=f"SlewToCoordinatesAsync({ra_hours:g}, {dec_deg:g})", context="setting")
+        self._wait_slew(timeout_s)
+        if not tracking:
+            self.set_tracking(False)
+
+    def set_tracking(self, on: bool) -> None:
+        """Tracking = on (needs CanSetTracking). Raises SettingRejected (parked), NotSupported,
+        DeviceUnavailable."""
+        self._require()
+        self._refuse_parked()
+        if bool(self._get("Tracking")) == on:
+            return
+        self._need("CanSetTracking")
+        self._set("Tracking", on)
+
+    def abort(self) -> None:
+        """AbortSlew(); wakes a waiting slew. Never raises."""
+        self._aborted.set()
+        dev = self._dev
+        if dev is None:
+            return
+        try:
+            dev.AbortSlew()
+        except Exception as err:
+            logger.debug("%s: abort: %r", self.label, err)
+
+    # -- internals ---------------------------------------------------------------------------
+
+    def _need(self, capability: str) -> None:
+        if not self._can.get(capability, False):
+            raise NotSupported(f"the mount reports {capability} = False", device=self.label)
+
+    def _refuse_parked(self) -> None:
+        if bool(self._get("AtPark")):
+            raise SettingRejected("the mount is parked: unpark it first", device=self.label)
+
+    def _wait_slew(self, timeout_s: float | None) -> None:
+        self._wait("slew", lambda: not bool(self._get("Slewing")), timeout_s)
+
+    def _wait(self, what: str, done: Callable[[], bool], timeout_s: float | None) -> None:
+        clock = self._clock
+        timeout = self.move_timeout_s if timeout_s is None else timeout_s
+        deadline = clock.monotonic() + timeout
+        while not done():
+            if self._aborted.is_set():
+                raise DeviceUnavailable(f"{what} aborted", device=self.label)
+            if clock.monotonic() >= deadline:
+                self.abort()
+                raise DeviceUnavailable(f"{what} not done within {timeout:g} s",
+                                        device=self.label)
+            clock.wait(self._aborted, _POLL_S)
+        if self._aborted.is_set():
+            raise DeviceUnavailable(f"{what} aborted", device=self.label)

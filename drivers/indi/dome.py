@@ -1,0 +1,184 @@
+"""INDI dome (``DOME_SHUTTER``, ``DOME_PARK``, ``DOME_AUTOSYNC``) or roll-off roof.
+
+A dome's shutter state lives in the property *state*: after SHUTTER_OPEN the switch reads On at
+once with state Busy (opening) and turns Ok when open; Alert is an error. A roll-off roof
+(``indi_rolloff_dome`` and friends) has no DOME_SHUTTER: its roof is DOME_PARK (PARK = closed,
+UNPARK = open): the switch turns at once and the roof moves while DOME_MOTION has CW (opening)
+or CCW (closing) on or is Busy; it has no azimuth, so it is always "at park" in the contract's
+sense.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Unpack
+
+from calibd.drivers.contracts import ShutterState
+from calibd.drivers.errors import DeviceUnavailable, SettingRejected
+from calibd.drivers.indi._conn import PropSnapshot
+from calibd.drivers.indi._device import Endpoint, IndiDevice
+from calibd.drivers.indi._state import ConnState
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MOVE_TIMEOUT_S = 180.0  # real seconds for a shutter or park move
+
+
+class IndiDome(IndiDevice):
+    """A dome or roll-off roof satisfying :class:`drivers.contracts.Dome`.
+
+    ``IndiDome(host=..., port=..., device="Dome Simulator")``; a device without DOME_SHUTTER is
+    taken as a roll-off roof. Timeouts are real seconds.
+    """
+
+    _required = ("DOME_PARK",)
+
+    def __init__(self, **endpoint: Unpack[Endpoint]) -> None:
+        super().__init__(**endpoint)
+
+    @property
+    def is_roof(self) -> bool:
+        """True for a roll-off roof (no DOME_SHUTTER). Valid after connect."""
+        return self._prop("DOME_SHUTTER") is None
+
+    def connect(self) -> None:
+        """Connect server and device (idempotent). Raises DeviceUnavailable."""
+        if self.connected:
+            return
+        self._connect_device()
+
+    # ------------------------------------------------------------------ shutter / roof
+
+    def _shutter_prop(self) -> tuple[str, str, str]:
+        """(property, open element, close element) of the shutter or roof."""
+        if self.is_roof:
+            return "DOME_PARK", "UNPARK", "PARK"
+        return "DOME_SHUTTER", "SHUTTER_OPEN", "SHUTTER_CLOSE"
+
+    def shutter(self) -> ShutterState:
+        """From the last report (no I/O). Raises DeviceUnavailable."""
+        self._require()
+        name, opened, _ = self._shutter_prop()
+        snap = self._prop(name)
+        if snap is None:
+            raise DeviceUnavailable(f"no {name}", device=self.device)
+        moving = self.is_roof and _roof_moving(self._prop("DOME_MOTION"))
+        return _shutter_state(snap, opened, moving)
+
+    def open_shutter(self, *, timeout_s: float | None = None) -> None:
+        """Open and block until Ok with the open switch on. Raises DeviceUnavailable (Alert,
+        refused, past the deadline: then the motion is aborted)."""
+        _, opened, _ = self._shutter_prop()
+        self._move_shutter(opened, ShutterState.OPEN, timeout_s)
+
+    def close_shutter(self, *, timeout_s: float | None = None) -> None:
+        """Close and block until Ok with the close switch on. Raises DeviceUnavailable."""
+        _, _, closed = self._shutter_prop()
+        self._move_shutter(closed, ShutterState.CLOSED, timeout_s)
+
+    def _move_shutter(self, element: str, target: ShutterState, timeout_s: float | None) -> None:
+        self._require()
+        if self.shutter() is target:
+            return
+        name = self._shutter_prop()[0]
+        timeout = DEFAULT_MOVE_TIMEOUT_S if timeout_s is None else timeout_s
+        self._switch_and_wait(name, element, timeout, f"{target.name.lower()} the shutter")
+        state = self.shutter()
+        if state is not target:
+            raise DeviceUnavailable(f"shutter is {state.name.lower()}, not {target.name.lower()}",
+                                    device=self.device)
+
+    # ------------------------------------------------------------------ park / slaving
+
+    def at_park(self) -> bool:
+        """True when parked (a roof: always). Raises DeviceUnavailable."""
+        self._require()
+        if self.is_roof:
+            return True
+        snap = self._prop("DOME_PARK")
+        return snap is not None and snap.is_on("PARK") and snap.state == "Ok"
+
+    def park(self, *, timeout_s: float | None = None) -> None:
+        """DOME_PARK=PARK and wait (a roof: a no-op, its DOME_PARK is the roof). Raises
+        DeviceUnavailable."""
+        self._require()
+        if self.is_roof or self.at_park():
+            return
+        timeout = DEFAULT_MOVE_TIMEOUT_S if timeout_s is None else timeout_s
+        self._switch_and_wait("DOME_PARK", "PARK", timeout, "park")
+
+    def unpark(self, *, timeout_s: float | None = None) -> None:
+        """DOME_PARK=UNPARK and wait (a roof: a no-op). Raises DeviceUnavailable."""
+        self._require()
+        snap = self._prop("DOME_PARK")
+        if self.is_roof or (snap is not None and snap.is_on("UNPARK") and snap.state != "Alert"):
+            return
+        timeout = DEFAULT_MOVE_TIMEOUT_S if timeout_s is None else timeout_s
+        self._switch_and_wait("DOME_PARK", "UNPARK", timeout, "unpark")
+
+    def stop_slaving(self) -> None:
+        """DOME_AUTOSYNC=DISABLE where the device has it. Raises DeviceUnavailable."""
+        self._require()
+        sync = self._prop("DOME_AUTOSYNC")
+        if sync is None or sync.is_on("DOME_AUTOSYNC_DISABLE"):
+            return
+        try:
+            self._set_switch("DOME_AUTOSYNC", "DOME_AUTOSYNC_DISABLE")
+        except SettingRejected as err:
+            raise DeviceUnavailable(str(err), device=self.device) from err
+
+    # ------------------------------------------------------------------ internals
+
+    def _switch_and_wait(self, name: str, element: str, timeout_s: float, what: str) -> None:
+        conn = self._require()
+        motion_before = conn.version()
+        roof = self.is_roof and self._prop("DOME_MOTION") is not None
+        try:
+            self._set_switch(name, element, accept_busy=True, timeout_s=timeout_s)
+        except SettingRejected as err:
+            raise DeviceUnavailable(f"{what}: {err}", device=self.device) from err
+        session = conn.read(lambda st: st.session(self.device))
+
+        def done(st: ConnState) -> PropSnapshot | None:
+            snap = st.prop(self.device, name)
+            if snap is None or snap.state == "Busy":
+                return None
+            if roof and snap.state != "Alert":  # a roof's motion is in DOME_MOTION
+                motion = st.prop(self.device, "DOME_MOTION")
+                if motion is None or motion.version <= motion_before or _roof_moving(motion):
+                    return None
+            return snap
+
+        snap = conn.wait_until(done, timeout_s, device=self.device, session=session)
+        if snap is None:
+            self._abort_motion()
+            raise DeviceUnavailable(f"{what}: not done within {timeout_s:g} s",
+                                    device=self.device)
+        if snap.state == "Alert" or not snap.is_on(element):
+            detail = conn.read(lambda st: st.last_message(self.device)) or f"state {snap.state}"
+            raise DeviceUnavailable(f"{what} failed: {detail}", device=self.device)
+
+    def _abort_motion(self) -> None:
+        conn = self._conn
+        if conn is None or self._prop("DOME_ABORT_MOTION") is None:
+            return
+        try:
+            conn.send_switch(self.device, "DOME_ABORT_MOTION", {"ABORT": True})
+        except Exception as err:
+            log.debug("%s: abort: %r", self.device, err)
+
+
+def _roof_moving(motion: PropSnapshot | None) -> bool:
+    if motion is None:
+        return False
+    return motion.state == "Busy" or motion.is_on("DOME_CW") or motion.is_on("DOME_CCW")
+
+
+def _shutter_state(snap: PropSnapshot, opened: str, moving: bool = False) -> ShutterState:
+    is_open = snap.is_on(opened)
+    if snap.state == "Alert" or not any(bool(v) for v in snap.values.values()):
+        # Alert, or neither switch on (a roof whose position is unknown)
+        return ShutterState.ERROR
+    if snap.state == "Busy" or moving:
+        return ShutterState.OPENING if is_open else ShutterState.CLOSING
+    return ShutterState.OPEN if is_open else ShutterState.CLOSED

@@ -1,0 +1,230 @@
+"""INDI telescope mount (``EQUATORIAL_EOD_COORD``, ``TELESCOPE_PARK``, ``TELESCOPE_TRACK_STATE``).
+
+INDI mounts speak JNow RA/Dec only: alt/az targets are converted with :mod:`drivers.pointing`
+(astropy, offline) for the configured site, which is also written to the device's
+``GEOGRAPHIC_COORD`` so both sides agree on the sky. The telescope simulator (and other INDI
+drivers) switch tracking on after every goto, so each slew sets ``TELESCOPE_TRACK_STATE``
+afterwards to what the caller asked for. A slew is over when ``EQUATORIAL_EOD_COORD`` leaves
+Busy; a park when ``TELESCOPE_PARK`` does.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Unpack
+
+from calibd.drivers.contracts import MountState, MountStatus
+from calibd.drivers.errors import DeviceUnavailable, SettingRejected
+from calibd.drivers.indi._conn import PropSnapshot
+from calibd.drivers.indi._device import Endpoint, IndiDevice
+from calibd.drivers.indi._state import ConnState
+from calibd.drivers.pointing import Place, altaz_to_radec, radec_to_altaz
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MOVE_TIMEOUT_S = 180.0  # real seconds for a slew or a park when the caller gives none
+ARRIVED_DEG = 0.2  # a slew is over within this distance of its target (RA along the equator)
+
+
+def _at(snap: PropSnapshot, ra_hours: float, dec_deg: float) -> bool:
+    dra = abs(((snap.number("RA") - ra_hours) * 15.0 + 180.0) % 360.0 - 180.0)
+    return dra * math.cos(math.radians(dec_deg)) < ARRIVED_DEG and (
+        abs(snap.number("DEC") - dec_deg) < ARRIVED_DEG)
+
+
+class IndiMount(IndiDevice):
+    """A mount satisfying :class:`drivers.contracts.Mount`.
+
+    ``IndiMount(host=..., port=..., device="Telescope Simulator", latitude_deg=...,
+    longitude_deg=..., elevation_m=...)``; the site is sent to the device on connect.
+    Timeouts are real seconds (an INDI device runs in real time).
+    """
+
+    _required = ("EQUATORIAL_EOD_COORD", "TELESCOPE_PARK", "TELESCOPE_TRACK_STATE",
+                 "TELESCOPE_ABORT_MOTION", "ON_COORD_SET")
+
+    def __init__(self, *, latitude_deg: float, longitude_deg: float, elevation_m: float = 0.0,
+                 **endpoint: Unpack[Endpoint]) -> None:
+        super().__init__(**endpoint)
+        self.place = Place(latitude_deg, longitude_deg, elevation_m)
+        self._aborted = threading.Event()
+
+    def connect(self) -> None:
+        """Connect server and device (idempotent) and tell it the site. Raises
+        DeviceUnavailable."""
+        if self.connected:
+            return
+        self._connect_device()
+        if self._prop("GEOGRAPHIC_COORD") is not None:
+            try:
+                self._set_number("GEOGRAPHIC_COORD", {
+                    "LAT": self.place.latitude_deg,
+                    "LONG": self.place.longitude_deg % 360.0,
+                    "ELEV": self.place.elevation_m})
+            except SettingRejected as err:
+                raise DeviceUnavailable(f"the mount refused the site: {err}",
+                                        device=self.device) from err
+
+    # ------------------------------------------------------------------ reading
+
+    def status(self) -> MountStatus:
+        """From the last reported properties (no I/O but the conversion). Raises
+        DeviceUnavailable."""
+        self._require()
+        coord, park, track = (self._prop(n) for n in
+                              ("EQUATORIAL_EOD_COORD", "TELESCOPE_PARK", "TELESCOPE_TRACK_STATE"))
+        if coord is None or park is None or track is None:
+            raise DeviceUnavailable("mount properties missing", device=self.device)
+        ra, dec = coord.number("RA"), coord.number("DEC")
+        alt, az = radec_to_altaz(self.place, datetime.now(UTC), ra, dec)
+        if park.is_on("PARK") and park.state != "Busy":
+            state = MountState.PARKED
+        elif coord.state == "Busy" or park.state == "Busy":
+            state = MountState.SLEWING
+        elif track.is_on("TRACK_ON"):
+            state = MountState.TRACKING
+        else:
+            state = MountState.STOPPED
+        return MountStatus(state, ra, dec, alt, az)
+
+    def _parked(self) -> bool:
+        park = self._prop("TELESCOPE_PARK")
+        return park is not None and park.is_on("PARK")
+
+    # ------------------------------------------------------------------ moves
+
+    def unpark(self, *, timeout_s: float | None = None) -> None:
+        """TELESCOPE_PARK=UNPARK (answered at once). Raises DeviceUnavailable."""
+        self._require()
+        if not self._parked():
+            return
+        self._set_switch("TELESCOPE_PARK", "UNPARK", timeout_s=timeout_s)
+
+    def park(self, *, timeout_s: float | None = None) -> None:
+        """TELESCOPE_PARK=PARK, then wait until the property leaves Busy with PARK on.
+        Raises DeviceUnavailable (refused, aborted, past the deadline: then aborted)."""
+        self._require()
+        if self._parked() and self._prop_state("TELESCOPE_PARK") != "Busy":
+            return
+        timeout = DEFAULT_MOVE_TIMEOUT_S if timeout_s is None else timeout_s
+        self._aborted.clear()
+        try:
+            self._set_switch("TELESCOPE_PARK", "PARK", accept_busy=True, timeout_s=timeout)
+        except SettingRejected as err:
+            raise DeviceUnavailable(str(err), device=self.device) from err
+        self._wait_done("TELESCOPE_PARK", timeout, "park", element="PARK")
+
+    def slew_altaz(self, alt_deg: float, az_deg: float, *, tracking: bool = False,
+                   timeout_s: float | None = None) -> None:
+        """Convert to JNow for now and slew there; then set tracking. Raises SettingRejected
+        (out of range, parked), DeviceUnavailable."""
+        if not (math.isfinite(alt_deg) and math.isfinite(az_deg) and 0.0 <= alt_deg <= 90.0
+                and 0.0 <= az_deg < 360.0):
+            raise SettingRejected(f"alt {alt_deg:g}° / az {az_deg:g}° out of range "
+                                  "(alt 0..90, az 0..360)", device=self.device)
+        self._require()
+        self._refuse_parked()
+        ra, dec = altaz_to_radec(self.place, datetime.now(UTC), alt_deg, az_deg)
+        self.slew_radec(ra, dec, tracking=tracking, timeout_s=timeout_s)
+
+    def slew_radec(self, ra_hours: float, dec_deg: float, *, tracking: bool = True,
+                   timeout_s: float | None = None) -> None:
+        """ON_COORD_SET=TRACK, EQUATORIAL_EOD_COORD=(RA, Dec), wait until it leaves Busy,
+        then TELESCOPE_TRACK_STATE as asked. Raises SettingRejected (out of range, parked),
+        DeviceUnavailable (refused, aborted, past the deadline: then aborted)."""
+        if not (math.isfinite(ra_hours) and math.isfinite(dec_deg) and 0.0 <= ra_hours < 24.0
+                and -90.0 <= dec_deg <= 90.0):
+            raise SettingRejected(f"RA {ra_hours:g} h / Dec {dec_deg:g}° out of range",
+                                  device=self.device)
+        self._require()
+        self._refuse_parked()
+        timeout = DEFAULT_MOVE_TIMEOUT_S if timeout_s is None else timeout_s
+        self._aborted.clear()
+        coord_set = self._prop("ON_COORD_SET")
+        if coord_set is not None and not coord_set.is_on("TRACK"):
+            self._set_switch("ON_COORD_SET", "TRACK")
+        try:
+            self._set_number("EQUATORIAL_EOD_COORD", {"RA": ra_hours, "DEC": dec_deg},
+                             accept_busy=True, timeout_s=timeout)
+        except SettingRejected as err:
+            if self._parked():
+                raise SettingRejected(f"the mount is parked: {err}", device=self.device) from err
+            raise DeviceUnavailable(f"slew refused: {err}", device=self.device) from err
+        # Done when the coordinates are at the target and not Busy: a periodic Idle report
+        # sent before the goto started must not end the wait.
+        self._wait_done("EQUATORIAL_EOD_COORD", timeout, "slew",
+                        arrived=lambda snap: _at(snap, ra_hours, dec_deg))
+        if self._aborted.is_set():
+            raise DeviceUnavailable("slew aborted", device=self.device)
+        self.set_tracking(tracking)
+
+    def set_tracking(self, on: bool) -> None:
+        """TELESCOPE_TRACK_STATE=TRACK_ON/TRACK_OFF. Raises SettingRejected (parked, refused),
+        DeviceUnavailable."""
+        self._require()
+        self._refuse_parked()
+        track = self._prop("TELESCOPE_TRACK_STATE")
+        element = "TRACK_ON" if on else "TRACK_OFF"
+        if track is not None and track.is_on(element) and track.state != "Alert":
+            return
+        # Busy is INDI's "tracking": the device may answer TRACK_ON with it.
+        self._set_switch("TELESCOPE_TRACK_STATE", element, accept_busy=True)
+
+    def abort(self) -> None:
+        """TELESCOPE_ABORT_MOTION; wakes a waiting move. Never raises."""
+        self._aborted.set()
+        conn = self._conn
+        if conn is None:
+            return
+        try:
+            conn.send_switch(self.device, "TELESCOPE_ABORT_MOTION", {"ABORT": True})
+        except Exception as err:
+            log.debug("%s: abort: %r", self.device, err)
+
+    # ------------------------------------------------------------------ internals
+
+    def _prop_state(self, name: str) -> str | None:
+        snap = self._prop(name)
+        return snap.state if snap is not None else None
+
+    def _refuse_parked(self) -> None:
+        if self._parked():
+            raise SettingRejected("the mount is parked: unpark it first", device=self.device)
+
+    def _wait_done(self, name: str, timeout_s: float, what: str,
+                   element: str | None = None,
+                   arrived: Callable[[PropSnapshot], bool] | None = None) -> PropSnapshot:
+        """Wait until property ``name`` is no longer Busy (with ``element`` on, when given) or
+        Alert, or an abort. Past the deadline the motion is aborted. Raises
+        DeviceUnavailable."""
+        conn = self._require()
+        session = conn.read(lambda st: st.session(self.device))
+
+        def done(st: ConnState) -> PropSnapshot | bool | None:
+            if self._aborted.is_set():
+                return False
+            snap = st.prop(self.device, name)
+            if snap is None or snap.state == "Busy":
+                return None
+            if snap.state == "Alert":
+                return snap
+            if element is not None and not snap.is_on(element):
+                return None
+            if arrived is not None and not arrived(snap):
+                return None
+            return snap
+
+        result = conn.wait_until(done, timeout_s, device=self.device, session=session)
+        if result is False:
+            raise DeviceUnavailable(f"{what} aborted", device=self.device)
+        if not isinstance(result, PropSnapshot):
+            self.abort()
+            raise DeviceUnavailable(f"{what} not done within {timeout_s:g} s", device=self.device)
+        if result.state == "Alert":
+            detail = conn.read(lambda st: st.last_message(self.device)) or "state Alert"
+            raise DeviceUnavailable(f"{what} failed: {detail}", device=self.device)
+        return result
