@@ -373,3 +373,22 @@ def test_two_hundred_lights_yield_exactly_the_missing_cells(
                     if k.startswith("dark"))
         assert p["exposure_s"] >= darks and p["wall_s"] > p["exposure_s"]
         assert p["disk_bytes"] >= p["frames"] * W * H * 2
+
+
+@pytest.mark.parametrize(("cards", "height", "expected"), [
+    # N.I.N.A. + an ASCOM camera: SensorType's name and the camera's BayerOffsetX beside it.
+    ({"BAYERPAT": "RGGB", "XBAYROFF": 1, "YBAYROFF": 0, "ROWORDER": "TOP-DOWN"}, H, "GRBG"),
+    ({"BAYERPAT": "RGGB", "XBAYROFF": 0, "YBAYROFF": 1}, H, "GBRG"),
+    # A BOTTOM-UP file of even height starts on the other row (Siril's reading).
+    ({"BAYERPAT": "RGGB", "ROWORDER": "BOTTOM-UP"}, 64, "GBRG"),
+    ({"BAYERPAT": "RGGB", "ROWORDER": "BOTTOM-UP"}, 63, "RGGB"),
+    ({"BAYERPAT": "CMYG"}, H, "CMYG"),
+])
+def test_a_lights_bayer_phase_folds_in_the_offsets_and_row_order(
+        tmp_path: Path, cards: dict[str, Any], height: int, expected: str) -> None:
+    from calibd.capture.lights.conventions import read_light
+    from calibd.capture.lights.headers import read_header
+
+    path = fits_light(tmp_path / "light.fits", {"IMAGETYP": "LIGHT", "EXPTIME": 60.0, **cards},
+                      shape=(height, W))
+    assert read_light(path, read_header(path)).bayer == expected

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from calibd.capture import cfa
 from calibd.capture.lights.headers import UNREADABLE
 from calibd.capture.masters.match import Light
 from calibd.capture.textsafe import shown
@@ -250,6 +251,10 @@ def read_light(path: Path, header: dict[str, Any]) -> LightFrame:
     f.bit_depth = _whole(bits)
     f.width = _whole(_number(header.get("NAXIS1")))
     f.height = _whole(_number(header.get("NAXIS2")))
+    if f.bayer is not None and f.height is not None:
+        # The phase of the data as stored (XBAYROFF/YBAYROFF and ROWORDER folded in, as Siril
+        # reads them): N.I.N.A. writes an ASCOM camera's SensorType with the offsets beside it.
+        f.bayer = cfa.header_pattern(header, f.height) or f.bayer
 
     if gain is not None and _whole(gain) is None:
         f.problems.append(f"GAIN = {gain:g} is not a whole number")
