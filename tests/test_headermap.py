@@ -9,15 +9,17 @@ from typing import Any
 
 import numpy as np
 import pytest
+from astropy.io import fits
 
 from calibd.capture.config import MastersConfig
 from calibd.capture.library import headermap
 from calibd.capture.library.fitsio import FrameContext, read_complete_header
-from calibd.capture.library.headermap import FRAME_COLUMNS, Column, frame_row
+from calibd.capture.library.headermap import FRAME_COLUMNS, Column, frame_kind, frame_row
 from calibd.capture.library.index import COLOUR_FLAT_COLUMNS, Index
 from calibd.capture.library.library import Library
 from calibd.capture.library.rescan import rescan
 from calibd.capture.library.writer import FrameWriter, WriteJob
+from calibd.capture.masters.export import export
 from calibd.capture.masters.service import build_missing
 from calibd.capture.plans.cells import Cell
 from calibd.drivers.contracts import CameraInfo, CaptureSettings, Frame
@@ -147,3 +149,17 @@ def test_masters_of_every_kind_index_what_their_files_say(tmp_path: Path) -> Non
     assert kinds["bpm"]["cell_key"] == "bpm|cam|g120|b1" and kinds["bpm"]["ncombine"] == 2
     rescan(root)
     assert _rows(root, "masters") == before
+    # Dark flats are told apart by IMAGETYP alone; WBPP gets them as the darks of the flats.
+    darkflat = root / kinds["darkflat"]["path"]
+    assert fits.getheader(darkflat)["IMAGETYP"] == "Master Dark Flat"
+    assert {fits.getheader(p)["IMAGETYP"] for p in root.rglob("*.fits")
+            if frame_kind(fits.getheader(p)) == "darkflat"} == {"Dark Flat"}
+    index = Index(root)
+    try:
+        done = {e.master.kind: e for e in export(index, tmp_path / "wbpp", "wbpp",
+                                                 dark_convention="bias-subtracted")}
+    finally:
+        index.close()
+    wbpp = fits.getheader(done["darkflat"].path)
+    assert wbpp["IMAGETYP"] == "Master Dark" and wbpp["CALTYPE"] == "DARKFLAT"
+    assert done["darkflat"].path.name.startswith("DARKFLAT_") and done["darkflat"].how == "written"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import textwrap
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,7 @@ import numpy as np
 import pytest
 from astropy.io import fits
 
+from calibd.capture.combine import write_master
 from calibd.capture.config import MastersConfig
 from calibd.capture.library.index import Index
 from calibd.capture.masters.levels import local_level
@@ -302,3 +304,80 @@ def test_master_flat_recovers_vignetting_dust_and_response(library: Path) -> Non
     assert float(np.std(ratio)) < 0.006, np.std(ratio)
     # The vignetting really is in it: corners ~20 % darker than the centre.
     assert float(np.median(master[:20, :20])) < 0.85
+
+
+def test_every_float_master_states_its_range_and_flats_hold_no_value_below_zero(
+        library: Path, tmp_path: Path) -> None:
+    for kind in ("bias", "dark"):  # 16-bit ADU: Siril must not take them for [0, 1] data
+        (m,) = masters(library, kind)
+        h = fits.getheader(library / m.path)
+        data = fits.getdata(library / m.path)
+        assert h["DATAMAX"] == 65535.0 and h["DATAMIN"] == min(0.0, float(data.min()))
+    (flat,) = masters(library, "flat")
+    fh = fits.getheader(library / flat.path)
+    data = fits.getdata(library / flat.path)
+    dead = SensorModel(get_profile("small")).dead_pixels_rc()
+    assert float(data.min()) > 0 and fh["DATAMIN"] == float(data.min())
+    assert fh["DATAMAX"] == float(data.max()) and fh["FLATFILL"] >= len(dead)
+    # Dead pixels sit at half the cold threshold: still in the bad pixel map.
+    local = local_level(data, MastersConfig().bpm_block_px)
+    ratio = data[dead[:, 0], dead[:, 1]] / local[dead[:, 0], dead[:, 1]]
+    assert np.allclose(ratio, MastersConfig().cold_fraction / 2, rtol=0.05)
+    # A caller's stated range is widened to the values written, never narrowed.
+    header = fits.Header()
+    header["DATAMIN"], header["DATAMAX"] = 0.0, 65535.0
+    write_master(tmp_path / "m.fits", np.array([[-2.5, 1.0], [3.0, 7.0]]), header)
+    h = fits.getheader(tmp_path / "m.fits")
+    assert (h["DATAMIN"], h["DATAMAX"]) == (-2.5, 65535.0)
+    write_master(tmp_path / "n.fits", np.array([[0.5, 1.25]]))
+    h = fits.getheader(tmp_path / "n.fits")
+    assert (h["DATAMIN"], h["DATAMAX"]) == (0.5, 1.25)
+
+
+def test_one_current_master_per_conditions_used_by_match_and_export(
+        capsys: pytest.CaptureFixture[str], library: Path, tmp_path: Path) -> None:
+    lib = tmp_path / "lib"
+    shutil.copytree(library, lib)
+    (dark,) = masters(lib, "dark")
+    src = lib / dark.path
+    older = src.with_name(src.name.replace("_r1.fits", "_r0.fits"))
+    with fits.open(src) as hdul:
+        header, data = hdul[0].header.copy(), np.asarray(hdul[0].data)
+    header["SRCRUN"], header["SRCCELL"] = 0, "an earlier run"
+    header["DATE-OBS"] = "2020-01-01T00:00:00.000"
+    write_master(older, data, header)
+    assert run_cli(capsys, "library", "rescan", "--library", lib).code == 0
+    listed = json.loads(run_cli(capsys, "masters", "list", "--library", lib, "--kind", "dark",
+                                "--json").out)
+    assert {Path(m["path"]).name: m["current"] for m in listed} == \
+        {src.name: True, older.name: False}
+    assert all(m["dark_convention"] == "with-bias" for m in listed)
+    text = run_cli(capsys, "masters", "list", "--library", lib, "--kind", "dark").out
+    (row,) = [line for line in text.splitlines() if older.name in line]
+    assert "superseded" in row
+    light = tmp_path / "light.fits"
+    hdr = fits.Header()
+    for key in ("GAIN", "OFFSET", "XBINNING", "READOUTM", "CAMERAID", "SET-TEMP", "EXPTIME"):
+        hdr[key] = header[key]
+    hdr["FILTER"] = "L"
+    fits.PrimaryHDU(np.zeros((4, 4), np.uint16), hdr).writeto(light)
+    got = {m["kind"]: m for m in json.loads(run_cli(
+        capsys, "library", "match", light, "--library", lib, "--json").out)["masters"]}
+    assert got["dark"]["path"] == dark.path
+    # Export: the current masters only, linked, under the names each program groups by.
+    res = run_cli(capsys, "masters", "export", tmp_path / "wbpp", "--to", "wbpp",
+                  "--library", lib)
+    assert res.code == 0, res.err
+    exported = sorted((tmp_path / "wbpp" / "sim").iterdir())
+    assert [p.name for p in exported] == ["BIAS_G100_O50_bin1.fits",
+                                          "DARK_600s_G100_O50_T-10C_bin1.fits",
+                                          "FLAT_L_G100_O50_bin1.fits"]
+    assert exported[1].samefile(src)
+    assert [fits.getheader(p)["IMAGETYP"] for p in exported] == \
+        ["Master Bias", "Master Dark", "Master Flat"]
+    res = run_cli(capsys, "masters", "export", tmp_path / "all", "--to", "folder",
+                  "--library", lib)
+    assert res.code == 0 and older.name not in res.out and "Master_BPM_g100_bin1.fits" in res.out
+    res = run_cli(capsys, "masters", "export", tmp_path / "x", "--to", "wbpp", "--light", light,
+                  "--library", lib)
+    assert res.code == 2 and "only with --to siril" in res.err
