@@ -50,7 +50,7 @@ from calibd.capture.library.headermap import master_row
 from calibd.capture.library.index import Index
 from calibd.capture.plans.load import load_plan
 from calibd.capture.plans.model import BiasSet, DarkSet, FlatSet
-from tests.support import run_cli
+from tests.support import run_cli, write_config
 
 CAM = "ZWO ASI2600MM Pro"
 W, H = 6, 4  # stored (binned) pixels: tiny images, the header is what counts
@@ -211,7 +211,10 @@ def test_corpus_of_each_programs_lights_is_grouped_and_matched(
     before = {p: (p.stat().st_mtime_ns, hashlib.sha256(p.read_bytes()).hexdigest())
               for p in files.values()}
     out = tmp_path / "need.yaml"
-    data = from_lights(capsys, lights, "--library", lib, "-o", out)
+    config = write_config(tmp_path / "c.yaml")  # a library of bias-subtracted darks
+    config.write_text(config.read_text(encoding="utf-8") +
+                      "masters: {dark_convention: bias-subtracted}\n", encoding="utf-8")
+    data = from_lights(capsys, lights, "--library", lib, "-o", out, "--config", config)
 
     assert data["files"] == len(files) and data["lights"] == len(files), data["problems"]
     by = {(g["exposure_s"], g["filter"]): g for g in data["groups"]}

@@ -99,7 +99,7 @@ def run_from_lights(args: argparse.Namespace) -> int:
     flat_age = policy.max_age_days.flat
     s = survey(list(args.folders), masters, tolerance_c=tolerance,
                flat_max_age_days=flat_age if isinstance(flat_age, float) else 1.0,
-               invalid=invalid)
+               invalid=invalid, dark_convention=config.masters.dark_convention)
     plans = build_plans(s, flat_source=args.flat_source)
     written: list[Path] = []
     if args.output is not None and plans:

@@ -160,11 +160,12 @@ def group_lights(frames: list[LightFrame]) -> list[Group]:
 
 
 def survey(folders: list[Path], masters: list[MasterRow], *, tolerance_c: float = 1.0,
-           flat_max_age_days: float = 60.0, invalid: dict[str, str] | None = None) -> Survey:
+           flat_max_age_days: float = 60.0, invalid: dict[str, str] | None = None,
+           dark_convention: str = "with-bias") -> Survey:
     """Read, group and match the lights under ``folders`` against ``masters``; a master in
     ``invalid`` (path -> the library policy's reason) calibrates nothing today: a group only
-    it would serve is *stale* (and planned like a missing one). Blocks on file I/O (headers
-    only)."""
+    it would serve is *stale* (and planned like a missing one); master darks of the other
+    ``dark_convention`` are not matched. Blocks on file I/O (headers only)."""
     invalid = invalid or {}
     valid = [m for m in masters if m.path not in invalid]
     paths, truncated = light_files(folders)
@@ -173,12 +174,14 @@ def survey(folders: list[Path], masters: list[MasterRow], *, tolerance_c: float 
     for g in groups:
         newest = max(g.frames, key=lambda f: f.date_obs or "")
         choices = match_light(valid, newest.light(), tolerance_c=tolerance_c,
-                              flat_max_age_days=flat_max_age_days)
+                              flat_max_age_days=flat_max_age_days,
+                              dark_convention=dark_convention)
         g.choices = {c.kind: c for c in choices}
         if len(valid) == len(masters):
             continue
         for c in match_light(masters, newest.light(), tolerance_c=tolerance_c,
-                             flat_max_age_days=flat_max_age_days):
+                             flat_max_age_days=flat_max_age_days,
+                             dark_convention=dark_convention):
             if c.master is not None and g.choices[c.kind].master is None:
                 g.stale[c.kind] = f"{c.master.path}: {invalid.get(c.master.path, '')}"
     return Survey(frames, groups, truncated)

@@ -44,12 +44,15 @@ def local_level(image: npt.NDArray[np.float32], block: int) -> npt.NDArray[np.fl
 def dead_floor(flat: npt.NDArray[np.float32], cold_fraction: float,
                block: int) -> npt.NDArray[np.float32]:
     """Per pixel, the least value a master flat may hold: ``cold_fraction / 2`` of the local
-    level (itself at least 1e-3 of the flat's median, so the floor is always > 0)."""
-    finite = np.where(np.isfinite(flat), flat, np.float32(0.0)).astype(np.float32)
-    level = local_level(finite, block)
-    least = np.float32(max(float(np.median(finite)), 1e-6) * 1e-3)
-    floor: npt.NDArray[np.float32] = (np.maximum(level, least) *
-                                      np.float32(cold_fraction / 2)).astype(np.float32)
+    level (itself at least 1e-3 of the flat's median, so the floor is always > 0). Holds about
+    two more images of ``flat``'s size while it works."""
+    finite = np.isfinite(flat)
+    source = flat if finite.all() else np.where(finite, flat, np.float32(0.0)).astype(np.float32)
+    del finite
+    floor = local_level(source, block)
+    least = np.float32(max(float(np.median(source[::4, ::4])), 1e-6) * 1e-3)
+    np.maximum(floor, least, out=floor)
+    floor *= np.float32(cold_fraction / 2)
     return floor
 
 
@@ -72,11 +75,12 @@ def fill_dead_pixels(path: Path, cold_fraction: float, block: int,
                                            cold_fraction, max(4, block // 2))
     low = ~(data >= floor)  # NaN included
     count = int(np.count_nonzero(low))
+    data[low] = floor[low]
+    del floor, low
     for key in ("DATAMIN", "DATAMAX"):  # the writer states the range of the new values
         header.remove(key, ignore_missing=True)
     header["FLATFILL"] = (count, f"px raised to {cold_fraction / 2:g} x local level (dead)")
     if count:
-        data = np.where(low, floor, data)
         log.info("%s: %d dead pixels raised to %g x their local level", path.name, count,
                  cold_fraction / 2)
     write_master(path, data, header)
