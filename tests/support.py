@@ -7,8 +7,8 @@
   (:func:`write_real_config`), plans (:func:`write_plan`);
 * the library: :func:`assert_library_exact`, :func:`fits_files`, :func:`headers`,
   :func:`frames_on_disk`, :func:`planned_cells`, :func:`run_state`, :func:`journal`;
-* CI: :func:`required` and :func:`skip_or_fail` (``CALIBD_REQUIRE=indi,alpaca,zwo,systemd,mosquitto,siril``
-  turns a skip for missing software into a failure);
+* CI: :func:`required` and :func:`skip_or_fail` (``CALIBD_REQUIRE``, e.g.
+  ``indi,alpaca,zwo,systemd,mosquitto,siril``, turns a skip for missing software into a failure);
 * waits: :func:`wait_for`, :func:`wait_until`, and :func:`watch`, which injects a fault at a
   chosen moment of a run from a background thread;
 * the daemon as a real process with a notify socket and its API: :func:`daemon_env`.
