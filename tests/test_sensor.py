@@ -318,3 +318,45 @@ def test_library_match_scales_a_dark_from_another_setpoint_only_with_a_measured_
     assert got.reasons[0].startswith("fallback:") and f"{td:.2f} °C" in got.reasons[0]
     (_, none, _, _) = match_light([dark], light, dark_convention="bias-subtracted")
     assert none.master is None and none.step == 0
+
+
+COLOUR_PLAN = """
+defaults: {offset: 50}
+cooling: {dwell_s: 30}
+sets:
+  - kind: sensor
+    gains: [0, 200]
+    setpoints_c: [-10]
+    flats: {levels: 24, beyond: 4}
+    dark_exposures_s: [60, 300]
+"""
+
+
+def test_a_colour_sensor_is_analysed_per_cfa_channel(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    profile = get_profile("small-colour")
+    assert profile.bayer == "RGGB"
+    config = write_config(tmp_path / "c.yaml", flats=True, profile="small-colour")
+    plan = write_plan(tmp_path / "p.yaml", COLOUR_PLAN)
+    lib = tmp_path / "lib"
+    res = run_cli(capsys, "-q", "run", plan, "--config", config, "--library", lib)
+    assert res.code == 0, res.err
+    result = cli_json("sensor", "analyze", "--library", lib, "--json")
+    model = SensorModel(profile)
+    transfer = {t["gain"]: t for t in result["transfer"]}
+    assert sorted(transfer) == [0, 200], result["problems"]
+    for gain, t in transfer.items():
+        assert t["bayer"] == "RGGB" and sorted(t["channels"]) == ["B", "G1", "G2", "R"]
+        e_per_adu = model.e_per_adu16(gain)
+        adc_e = ((1 << 16) - 1 - model.pedestal_adu16(50)) * e_per_adu
+        for name, ch in t["channels"].items():
+            where = (gain, name)
+            assert ch["e_per_adu"] == pytest.approx(e_per_adu, rel=0.02), where
+            assert ch["read_noise_e"] == pytest.approx(model.read_noise_e(gain), rel=0.03), where
+            assert ch["full_well_e"] == pytest.approx(min(profile.full_well_e, adc_e),
+                                                      rel=0.05), where
+        # Under the green-heavy panel the red and blue pixels saturate at longer exposures.
+        sat_t = {n: max(p["exposure_s"] for p in ch["points"]
+                        if p["mean"] - p["dark_mean"] < 0.95 * ch["full_well_e"] / ch[
+                            "e_per_adu"]) for n, ch in t["channels"].items()}
+        assert sat_t["R"] > sat_t["G1"] and sat_t["B"] > sat_t["G2"]

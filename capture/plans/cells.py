@@ -7,6 +7,7 @@ filter, with the number of frames wanted; a flat cell also carries its set's set
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -39,16 +40,24 @@ class Ladder:
     def fraction(self, span_adu: float) -> float:
         """The cell's signal as a fraction of the saturation signal ``span_adu`` (ADU above the
         bias): geometric from ``min_signal_adu`` up to 0.8, then :data:`LADDER_TOP`, then
-        ``beyond``."""
+        steps of at most 25 % up to ``beyond`` (a colour sensor's weaker channels saturate
+        well after the brightest, which the ladder is measured on)."""
         o = self.options
-        low = o.levels - len(LADDER_TOP) - 1
+        top = [*LADDER_TOP, *_beyond_steps(o.beyond)]
+        low = max(1, o.levels - len(top))
         if self.index >= low:
-            top = [*LADDER_TOP, o.beyond]
-            return top[self.index - low]
+            return top[min(self.index - low, len(top) - 1)]
         first = min(0.5, o.min_signal_adu / max(span_adu, 1.0))
         if low == 1:
             return first
         return float(first * (0.8 / first) ** (self.index / (low - 1)))
+
+
+def _beyond_steps(beyond: float) -> list[float]:
+    """From the last of :data:`LADDER_TOP` up to ``beyond`` in equal ratios of at most 1.25."""
+    last = LADDER_TOP[-1]
+    n = max(1, math.ceil(math.log(beyond / last) / math.log(1.25) - 1e-9))
+    return [last * (beyond / last) ** (i / n) for i in range(1, n + 1)]
 
 
 @dataclass(frozen=True)
