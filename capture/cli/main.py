@@ -68,6 +68,7 @@ COMMANDS = (
     ("library", "cmd_library"),
     ("masters", "cmd_masters"),
     ("sensor", "cmd_sensor"),
+    ("report", "cmd_report"),
     ("devices", "cmd_devices"),
     ("sim", "cmd_sim"),
     ("daemon", "cmd_daemon"),

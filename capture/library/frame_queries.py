@@ -45,6 +45,18 @@ class SensorFrame(IndexedFrame):
     seq: int
 
 
+@dataclass(frozen=True)
+class ReportFrame(IndexedFrame):
+    """One indexed frame with what the calibration report plots: when, how cold, its robust
+    level and noise (ADU, the centre's median and 1.4826 x MAD, as the run measured them)."""
+
+    filter: str | None
+    ccd_temp_c: float | None
+    date_obs: str | None
+    level_adu: float | None
+    noise_adu: float | None
+
+
 F = TypeVar("F", bound=IndexedFrame)
 
 
@@ -170,6 +182,16 @@ class FrameQueries(Store):
             "(?1 IS NULL OR camera=?1) AND (?2 IS NULL OR run_id=?2) "
             "ORDER BY run_id, cell_key, seq", (camera, run_id))
         return _frames(SensorFrame, rows)
+
+    def report_frames(self, camera: str | None = None) -> list[ReportFrame]:
+        """Every frame of a run's cell (of one camera, or all), ordered by observation time:
+        what the calibration report (:mod:`capture.report`) plots."""
+        rows = self.query(
+            'SELECT run_id, cell_key, kind, camera, gain, "offset", binning, readout_mode, '
+            "setpoint_c, exposure_s, path, filter, ccd_temp_c, date_obs, level_adu, noise_adu "
+            "FROM frames WHERE run_id IS NOT NULL AND cell_key IS NOT NULL AND "
+            "(?1 IS NULL OR camera=?1) ORDER BY date_obs, run_id, cell_key, seq", (camera,))
+        return _frames(ReportFrame, rows)
 
     def frame_totals(self) -> tuple[int, int]:
         """(frames, bytes) in the index."""
