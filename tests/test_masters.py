@@ -272,6 +272,24 @@ def test_master_build_without_a_master_bias_for_flats_says_so(
     assert "no master dark flat or master bias" in res.err
 
 
+def test_bias_subtracted_darks_without_a_master_bias_are_not_built_with_the_bias_in(
+        capsys: pytest.CaptureFixture[str], library: Path, tmp_path: Path) -> None:
+    lib = tmp_path / "lib"
+    shutil.copytree(library, lib)
+    (bias,) = masters(lib, "bias")
+    (lib / bias.path).unlink()
+    assert run_cli(capsys, "library", "rescan", "--library", lib).code == 0
+    config = write_config(tmp_path / "c.yaml")
+    config.write_text(config.read_text(encoding="utf-8") +
+                      "masters: {dark_convention: bias-subtracted}\n", encoding="utf-8")
+    res = run_cli(capsys, "masters", "build", "--kind", "dark", "--force", "--library", lib,
+                  "--config", config)
+    assert res.code == 1
+    assert "dark_convention is bias-subtracted but there is no master bias" in res.out
+    (dark,) = masters(lib, "dark")  # the with-bias one stays as it was: nothing mixed in
+    assert fits.getheader(lib / dark.path)["DARKCONV"] == "with-bias"
+
+
 def test_rescan_restores_the_masters_index(capsys: pytest.CaptureFixture[str],
                                            library: Path) -> None:
     before = run_cli(capsys, "masters", "list", "--library", library, "--json")

@@ -150,7 +150,7 @@ def siril_script(index: Index, dest: Path, light: fits.Header, exported: dict[in
             raise ExportError("bias-subtracted master darks need a master bias, and none fits "
                               "the light")
         options.insert(0, bias)
-    if choices["dark"].step == 3:
+    if choices["dark"].step >= 3:  # a dark scaled by exposure or set-point
         options.append("-opt")
     if flat is not None:
         options.append(flat)
