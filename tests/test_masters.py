@@ -200,6 +200,7 @@ def test_combine_excludes_a_truncated_frame_and_needs_enough_frames(
     with fits.open(out) as hdul:
         assert hdul[0].header["NCOMBINE"] == 4
         assert hdul[0].header["IMAGETYP"] == "Master Dark"
+        assert hdul[0].header["DATAMAX"] == 65535.0  # 16-bit ADU, whatever the values
         assert hdul[0].data.dtype.kind == "f"
     few = run_cli(capsys, "masters", "combine", files[0], broken, "--output",
                   tmp_path / "few.fits", "--rejection", "minmax")

@@ -185,6 +185,10 @@ def run_combine(args: argparse.Namespace) -> int:
                     "XBAYROFF", "YBAYROFF", "ROWORDER", "EGAIN"):
             if key in headers[0]:
                 header[key] = headers[0][key]
+        bits = headers[0].get("BITPIX")
+        if isinstance(bits, int) and 0 < bits <= 16:  # integer frames: a master in their ADU
+            header["DATAMIN"] = (0.0, "[ADU] lowest value")
+            header["DATAMAX"] = (float(2**bits - 1), f"[ADU] full scale ({bits}-bit)")
     header["SWCREATE"] = f"calibd {__version__}"
     try:
         stats = combine_to_fits([str(p) for p in args.files], out, header=header,
