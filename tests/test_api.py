@@ -280,7 +280,9 @@ def test_request_bodies_are_bounded_and_typed(server: ApiServer, control: FakeCo
 
 
 @pytest.mark.parametrize(("method", "path", "status"), [
-    ("GET", "/", 404),
+    ("GET", "/index.php", 404),
+    ("GET", "/static/../api.py", 404),
+    ("GET", "/static/nope.js", 404),
     ("GET", "/etc/passwd", 404),
     ("GET", "/api/v1/../../etc/passwd", 404),
     ("GET", "/api/v1/runs", 405),

@@ -6,6 +6,9 @@ Routes (JSON in, JSON out)::
     POST /api/v1/runs                          {"camera": .., "plan": ..} or {"schedule": ..}
     POST /api/v1/cameras/{name}/pause|resume|stop
 
+and the web view (:mod:`capture.daemon.web`): ``/``, ``/static/…``, ``/report``,
+``GET /api/v1/live|history|library|report``.
+
 Authentication: every POST needs ``Authorization: Bearer <token>``. Without a configured token
 commands are refused (403) and the API is read-only. ``GET /api/v1/status`` is open on a
 loopback bind and needs the token on any other bind. A server bound to anything but loopback
@@ -19,7 +22,8 @@ answered (503). Requests are read by one non-blocking thread, so slow clients ca
 request slots; unfinished connections are capped overall and per client address, oldest
 dropped first. Plans started through the API come only from the daemon's plans folder or a
 schedule (the daemon enforces it). Foreign text reaches the log only through
-:func:`capture.textsafe.shown`. Nothing else is served.
+:func:`capture.textsafe.shown`. Nothing else is served. The web view's data follows the status'
+rules (open on loopback, token elsewhere); its static files (no data) are open.
 """
 
 from __future__ import annotations
@@ -44,6 +48,14 @@ from urllib.parse import unquote, urlsplit
 
 from calibd.capture import __version__
 from calibd.capture.daemon.control import ControlError, DaemonControl
+from calibd.capture.daemon.web import (
+    CSP,
+    ReportCache,
+    Streams,
+    ViewSource,
+    static_file,
+    stream_live,
+)
 from calibd.capture.inputfile import read_input_text
 from calibd.capture.net import is_loopback
 from calibd.capture.textsafe import shown
@@ -64,6 +76,8 @@ TOKEN_HINT = ("commands are disabled because no API token is configured: put a r
               "(e.g. from 'openssl rand -hex 32') in a file readable by the calibd user and "
               "set daemon.api.token_file in the configuration")
 
+_VIEW_ROUTES = frozenset({f"{API_PREFIX}/status", f"{API_PREFIX}/live", f"{API_PREFIX}/history",
+                          f"{API_PREFIX}/library", f"{API_PREFIX}/report", "/report"})
 _CAMERA_ROUTE = re.compile(r"^/api/v1/cameras/([^/]+)/(pause|resume|stop)$")
 _RUN_KEYS = frozenset({"camera", "plan", "schedule"})
 _CONTENT_LENGTH = re.compile(rb"(?im)^content-length[ \t]*:[ \t]*([^\r\n]*?)[ \t]*\r?$")
@@ -268,6 +282,10 @@ class _Server:
 
     # -- life cycle --------------------------------------------------------------------------
 
+    def stopping(self) -> bool:
+        """True once :meth:`shutdown` was called (live streams end)."""
+        return self._stopping.is_set()
+
     def shutdown(self) -> None:
         """Make :meth:`serve` return (at once). Never raises."""
         self._stopping.set()
@@ -335,13 +353,62 @@ class _Handler(BaseHTTPRequestHandler):
         path = self._path()
         if path is None:
             return
-        if path != f"{API_PREFIX}/status":
+        api = self.server.api
+        if path == "/" or path.startswith("/static/"):
+            found = static_file("index.html" if path == "/" else path[len("/static/"):])
+            if found is None:
+                self._not_found(path, "GET")
+            else:
+                self._send_bytes(HTTPStatus.OK, *found)
+            return
+        if path not in _VIEW_ROUTES:
             self._not_found(path, "GET")
             return
-        api = self.server.api
         if not api.loopback and not self._authorised():
             return
-        self._call(api.control.status, HTTPStatus.OK, raw=True)
+        if path == f"{API_PREFIX}/status":
+            self._call(api.control.status, HTTPStatus.OK, raw=True)
+            return
+        source = api.control
+        if not isinstance(source, ViewSource):
+            self._send(HTTPStatus.NOT_FOUND, {"error": "the web view needs the daemon"})
+        elif path == f"{API_PREFIX}/live":
+            self._stream(source)
+        elif path == f"{API_PREFIX}/history":
+            self._call(source.history, HTTPStatus.OK, raw=True)
+        elif path == f"{API_PREFIX}/library":
+            self._call(source.library_view, HTTPStatus.OK, raw=True)
+        else:  # the report: the whole page, or its body for the web view
+            try:
+                page = api.reports.get(source.report_html)
+            except Exception:
+                log.exception("API: the report failed")
+                self._send(HTTPStatus.INTERNAL_SERVER_ERROR,
+                           {"error": "the report failed (see the daemon's log)"})
+                return
+            if path == f"{API_PREFIX}/report":
+                start, end = page.find(b"<body>"), page.rfind(b"</body>")
+                page = page[start + 6:end] if 0 <= start < end else page
+            self._send_bytes(HTTPStatus.OK, "text/html; charset=utf-8", page)
+
+    def _stream(self, source: ViewSource) -> None:
+        """Server-sent events of the live status (bounded: see :mod:`capture.daemon.web`)."""
+        streams = self.server.api.streams
+        if not streams.acquire():
+            self._send(HTTPStatus.SERVICE_UNAVAILABLE, {"error": "too many live streams"})
+            return
+        try:
+            self.send_response(HTTPStatus.OK)
+            self.send_header("Content-Type", "text/event-stream; charset=utf-8")
+            self.send_header("Cache-Control", "no-store")
+            self.send_header("X-Content-Type-Options", "nosniff")
+            self.end_headers()
+            self.close_connection = True
+            stream_live(source.live, self.wfile.write, self.server.stopping)
+        except OSError:  # the client went away or stopped reading
+            pass
+        finally:
+            streams.release()
 
     def do_POST(self) -> None:
         path = self._path()
@@ -489,7 +556,7 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(ok, result if raw else {"ok": True, "message": str(result)})
 
     def _not_found(self, path: str, method: str) -> None:
-        if path in (f"{API_PREFIX}/status", f"{API_PREFIX}/runs") or _CAMERA_ROUTE.match(path):
+        if path in _VIEW_ROUTES or path == f"{API_PREFIX}/runs" or _CAMERA_ROUTE.match(path):
             self._method_not_allowed()
             return
         self._send(HTTPStatus.NOT_FOUND,
@@ -499,6 +566,19 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(HTTPStatus.METHOD_NOT_ALLOWED,
                    {"error": f"method {shown(self.command, 20)} not allowed"},
                    extra={"Allow": "GET, POST"})
+
+    def _send_bytes(self, status: int, ctype: str, body: bytes) -> None:
+        """A page or file of the web view (no caching, no framing, this origin only)."""
+        self.send_response(status)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Cache-Control", "no-store")
+        self.send_header("X-Content-Type-Options", "nosniff")
+        self.send_header("Content-Security-Policy", CSP)
+        self.send_header("Referrer-Policy", "no-referrer")
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
 
     def _send(self, status: int, data: Any, extra: dict[str, str] | None = None) -> None:
         try:
@@ -562,6 +642,8 @@ class ApiServer:
             raise ValueError(f"refusing to listen on {host or 'all addresses'} without a token "
                              "(set daemon.api.token_file, or bind to 127.0.0.1)")
         self._requested_port = port
+        self.streams = Streams()
+        self.reports = ReportCache()
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
 

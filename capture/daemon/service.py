@@ -30,6 +30,7 @@ from calibd.capture.daemon.goal import goal_status
 from calibd.capture.daemon.notify import Notifier, watchdog_interval_s
 from calibd.capture.daemon.plans_access import resolve_api_plan
 from calibd.capture.daemon.scheduling import make_scheduler, set_fire_target, sync_jobs
+from calibd.capture.daemon.view_data import CoolerHistory, library_view
 from calibd.capture.daemon.worker import CameraWorker, RunRequest, describe_error
 from calibd.capture.devices import make_clock, make_safety, site_of
 from calibd.capture.errors import ConfigError, DaemonError, LibraryError, PlanError, Problem
@@ -159,6 +160,7 @@ class Daemon:
         self._status_text = ""
         self._status_at = 0.0
         self.alerts: AlertHub | None = None
+        self.cooler_history = CoolerHistory()
         self._skipped: dict[str, tuple[int | None, int]] = {}  # camera -> (run id, cells told)
         self._disk_low = False
         self._alert_check_at = -1e18
@@ -296,6 +298,38 @@ class Daemon:
             "schedules": schedules,
             "library": library,
         }
+
+    # ----- the web view (capture.daemon.web.ViewSource) -------------------------------------
+    def live(self) -> dict[str, Any]:
+        """The cameras and the daemon, without the library (cheap: streamed every second)."""
+        return {"daemon": {"version": __version__, "now_utc": self.clock.now().isoformat(),
+                           "healthy": self.healthy(), "safe": self.safe,
+                           "weather": self.weather},
+                "cameras": {name: w.status() for name, w in list(self.workers.items())}}
+
+    def history(self) -> dict[str, list[dict[str, Any]]]:
+        return self.cooler_history.snapshot()
+
+    def library_view(self) -> dict[str, Any]:
+        try:
+            return library_view(self.library_root())
+        except LibraryError as err:
+            raise ControlError(str(err), 503) from None
+
+    def report_html(self) -> str:
+        from calibd.capture.library.rescan import open_existing
+        from calibd.capture.report.collect import collect
+        from calibd.capture.report.render import render_html
+
+        root = self.library_root()
+        try:
+            index = open_existing(root)
+        except LibraryError as err:
+            raise ControlError(str(err), 503) from None
+        try:
+            return render_html(collect(root, index))
+        finally:
+            index.close()
 
     def _goals(self, config: Config, index: Index, jobs: dict[str, Any]) -> list[dict[str, Any]]:
         """What each library goal (schedules with ``upkeep``) lacks and when it is filled."""
@@ -589,6 +623,7 @@ class Daemon:
 
     def _on_run_status(self, camera: str, status: RunStatus) -> None:
         self._send_status()
+        self.cooler_history.add(camera, status, self.clock.now())
         if self.alerts is None:
             return
         run_id, told = self._skipped.get(camera, (status.run_id, 0))
