@@ -227,6 +227,25 @@ def test_the_result_is_stored_shown_and_exported(sensor_run: dict[str, Any],
     assert cli_json("library", "status", "--library", lib, "--json")["frames"] == before
 
 
+def test_pair_sums_are_exact_with_numba_and_with_numpy(monkeypatch: pytest.MonkeyPatch) -> None:
+    from calibd.capture.combine.pairs import pair_sums
+
+    rng = np.random.default_rng(5)
+    a = rng.integers(0, 65536, size=(300, 257), dtype=np.uint16)
+    b = rng.integers(0, 65536, size=(300, 257), dtype=np.uint16)
+    d = a.astype(np.int64) - b
+    exact = (int(a.sum(dtype=np.int64)), int(b.sum(dtype=np.int64)), int(d.sum()),
+             int((d * d).sum()))
+    fast = pair_sums(a[::2, 1::2], b[::2, 1::2])  # a CFA sub-plane: a strided view
+    sub = d[::2, 1::2]
+    assert fast[2:] == (float(sub.sum()), float((sub * sub).sum()))
+    assert pair_sums(a, b) == pytest.approx(exact, rel=1e-9)
+    monkeypatch.setenv("CALIBD_NO_NUMBA", "1")
+    assert pair_sums(a, b) == pytest.approx(exact, rel=1e-6)
+    with pytest.raises(ValueError, match="2-D uint16"):
+        pair_sums(a, b[:10])
+
+
 def test_a_raw16_left_shift_is_undone_before_the_statistics() -> None:
     rng = np.random.default_rng(3)
     a = rng.poisson(900.0, size=(64, 64)).astype(np.uint16) + np.uint16(100)

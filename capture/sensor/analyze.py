@@ -1,9 +1,9 @@
 """``calibd sensor analyze``: photon transfer per setting and channel, offset clipping and the
 dark-current model, from the frames the library index holds.
 
-Blocks on reading the frames (each ladder and dark pair once; the pair at half saturation twice
-for the PRNU); memory: a few frames. Results are plain, JSON-ready dictionaries (see
-:mod:`capture.sensor.store` for where they are kept).
+Blocks on reading the frames (each about once; the next ladder level is read by a helper thread
+while the current one is measured); memory: about ten frames. Results are plain, JSON-ready
+dictionaries (see :mod:`capture.sensor.store` for where they are kept).
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import logging
 import math
 import statistics
 from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
@@ -106,11 +107,13 @@ class _Reader:
         self.root = root
         self.keep = keep
         self._cache: OrderedDict[str, Image] = OrderedDict()
+        self._scratch: list[np.ndarray] = []  # this thread's raw-read buffer
+        self._helper_scratch: list[np.ndarray] = []  # the helper thread's
 
     def image(self, frame: SensorFrame) -> Image:
         img = self._cache.pop(frame.path, None)
         if img is None:
-            img = read_image(self.root, frame)
+            img = read_image(self.root, frame, self._scratch)
         self._cache[frame.path] = img
         while len(self._cache) > self.keep:
             self._cache.popitem(last=False)
@@ -120,6 +123,13 @@ class _Reader:
         if len(frames) < 2:
             raise ValueError(f"{frames[0].cell_key}: {len(frames)} frame, a pair is needed")
         return self.image(frames[0]), self.image(frames[1])
+
+    def pair_uncached(self, frames: list[SensorFrame]) -> tuple[Image, Image]:
+        """A pair read past the cache, by the one helper thread (ladder levels are read once)."""
+        if len(frames) < 2:
+            raise ValueError(f"{frames[0].cell_key}: {len(frames)} frame, a pair is needed")
+        return (read_image(self.root, frames[0], self._helper_scratch),
+                read_image(self.root, frames[1], self._helper_scratch))
 
 
 Blocks = tuple[np.ndarray, np.ndarray]
@@ -151,21 +161,34 @@ def _transfer(reader: _Reader, g: Group, roi: float) -> dict[str, Any]:
     darks: dict[float, dict[str, tuple[PairStats, Blocks]]] = {}
     points: dict[str, list[Point]] = {c: [] for c in names}
     blocks: dict[str, dict[float, Blocks]] = {c: {} for c in names}
-    for lvl in levels:
+    def load(lvl: int) -> tuple[tuple[Image, Image], tuple[Image, Image] | None]:
+        """A level's flat pair and its dark pair (None: no dark pair, or measured already)."""
         frames = g.ladder[lvl]
-        a, b = first if lvl == levels[0] else reader.pair(frames)
-        t = frames[0].exposure_s
-        fa, fb = split(a), split(b)
-        if t not in darks:
-            dark = g.darkflats.get(t)
-            da, db = (split(x) for x in reader.pair(dark)) if dark and len(dark) >= 2 \
-                else bias
-            darks[t] = {c: (pair_stats(da[c], db[c]), _blocks(da[c], db[c])) for c in names}
-        for c in names:
-            s = pair_stats(fa[c], fb[c])
-            d = darks[t][c][0]
-            points[c].append(Point(t, s.mean, s.var, d.mean, d.var))
-            blocks[c][t] = _blocks(fa[c], fb[c])
+        flats = first if lvl == levels[0] else reader.pair_uncached(frames)
+        dark = g.darkflats.get(frames[0].exposure_s)
+        dark_pair = reader.pair_uncached(dark) if dark and len(dark) >= 2 \
+            and frames[0].exposure_s not in darks else None
+        return flats, dark_pair
+
+    # The next level is read while this one is measured (reads and numpy release the GIL).
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="calibd-sensor-read") as pool:
+        pending = pool.submit(load, levels[0])
+        for i, lvl in enumerate(levels):
+            (a, b), dark_pair = pending.result()
+            t = g.ladder[lvl][0].exposure_s
+            if t not in darks:
+                da, db = (split(x) for x in dark_pair) if dark_pair is not None else bias
+                darks[t] = {c: (pair_stats(da[c], db[c]), _blocks(da[c], db[c]))
+                            for c in names}
+            if i + 1 < len(levels):
+                pending = pool.submit(load, levels[i + 1])
+            fa, fb = split(a), split(b)
+            for c in names:
+                s = pair_stats(fa[c], fb[c])
+                d = darks[t][c][0]
+                points[c].append(Point(t, s.mean, s.var, d.mean, d.var))
+                blocks[c][t] = _blocks(fa[c], fb[c])
+            del a, b, fa, fb, dark_pair
     channels: dict[str, Any] = {}
     for c in names:
         pre = fit_transfer(points[c], read[c].var)

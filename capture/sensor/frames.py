@@ -77,18 +77,22 @@ class Image:
     pattern: str | None  # Bayer pattern, None for mono
 
 
-def read_image(root: Path, frame: SensorFrame) -> Image:
-    """Read one frame as uint16. Blocks on the disk; raises FrameReadError."""
+def read_image(root: Path, frame: SensorFrame, scratch: list[U16] | None = None) -> Image:
+    """Read one frame as uint16. ``scratch``: a one-element list holding the raw-read buffer to
+    reuse (a reader of many frames saves allocating and zeroing one per frame); filled when
+    empty or of another size. Blocks on the disk; raises FrameReadError."""
     path = root / frame.path
     with FrameSource(path) as src:
         h, w = src.shape
         out = np.empty((h, w), dtype=np.uint16)
         if src.fast_u16:
-            raw = np.empty((h, w), dtype=np.uint16)
+            raw = scratch[0] if scratch and scratch[0].shape == (h, w) else \
+                np.empty((h, w), dtype=np.uint16)
+            if scratch is not None:
+                scratch[:] = [raw]
             src.read_raw_rows(0, h, raw)
             # Big-endian int16 + 32768: one pass, swapping bytes as it reads.
             np.bitwise_xor(raw.view(">u2"), np.uint16(0x8000), out=out)
-            del raw
         else:
             buf = np.empty((h, w), dtype=np.float32)
             src.read_rows(0, h, buf, np.empty(h * w * 8, dtype=np.uint8))

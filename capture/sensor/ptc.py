@@ -32,6 +32,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from calibd.capture.combine.pairs import pair_sums
+
 U16 = npt.NDArray[np.uint16]
 F64 = npt.NDArray[np.float64]
 
@@ -39,7 +41,6 @@ QUANT_VAR = 1.0 / 12.0  # quantisation noise, DN^2
 FIT_MAX = 0.7  # K is fitted up to this fraction of saturation
 DETREND_BOX = 15  # PRNU: pixels of the box that estimates the illumination's slow variation
 DEFECT_SIGMA = 5.0  # PRNU/DSNU: pixels this many robust sigmas out are defects, not patterns
-PAIR_BAND_PIXELS = 1 << 20  # pair statistics work through bands of about this many pixels
 SPATIAL_SIDE = 1024  # PRNU/DSNU are taken on the central block of at most this many pixels a side
 
 
@@ -52,25 +53,9 @@ class PairStats:
 
 
 def pair_stats(a: U16, b: U16) -> PairStats:
-    """Mean of the pair and half the variance of its difference. Works through bands of rows in
-    float32 (exact for 16-bit values and their differences; band sums add up in float64), so a
-    26 MP pair needs two small buffers and stays in the cache."""
-    h, w = a.shape
-    rows = max(1, PAIR_BAND_PIXELS // max(w, 1))
-    buf = np.empty((min(rows, h), w), dtype=np.float32)
-    tmp = np.empty_like(buf)
-    sa = sb = sd = sdd = 0.0
-    for r0 in range(0, h, rows):
-        n = min(rows, h - r0)
-        x, y = buf[:n], tmp[:n]
-        np.copyto(x, a[r0 : r0 + n])
-        np.copyto(y, b[r0 : r0 + n])
-        sa += float(x.sum())
-        sb += float(y.sum())
-        x -= y
-        d = x.reshape(-1)
-        sd += float(d.sum())
-        sdd += float(np.dot(d, d))
+    """Mean of the pair and half the variance of its difference (one pass over the pair:
+    :func:`capture.combine.pairs.pair_sums`)."""
+    sa, sb, sd, sdd = pair_sums(a, b)
     size = a.size
     var_d = (sdd - sd * sd / size) / (size - 1)
     return PairStats((sa + sb) / (2.0 * size), var_d / 2.0)
