@@ -206,6 +206,12 @@ class MastersConfig(_Strict):
     auto: StrictBool = True  # build a cell's master as soon as the run completes the cell
     method: Literal["mean", "median"] = "mean"
     rejection: RejectionConfig = RejectionConfig()
+    # Sky flats (FLATSRC = 'sky') carry stars that moved between frames (tracking off, or an
+    # offset): a robust spread (MAD) clipped until nothing changes removes a star present in up
+    # to a third of the frames at a pixel, where one pass of a standard deviation, inflated by
+    # the star itself, keeps it; 2 sigma above also takes the faint wings of the trails.
+    sky_flat_rejection: RejectionConfig = RejectionConfig(
+        spread="mad", sigma_low=4.0, sigma_high=2.0, iterations=0)
     # Master darks keep the bias ("with-bias": lights are calibrated with the dark and the flat,
     # Siril's and WBPP's common CMOS workflow) or have the matching master bias subtracted
     # ("bias-subtracted": for scaling darks by exposure; lights need the master bias too). One

@@ -30,7 +30,7 @@ from calibd.simulators.clock import ScaledClock
 from calibd.simulators.mount import SimulatedDome, SimulatedMount
 from calibd.simulators.observatory import build_observatory
 from calibd.simulators.profiles import PROFILES, get_profile
-from calibd.simulators.sky import SimulatedSky
+from calibd.simulators.sky import SimulatedSky, StarField
 
 if TYPE_CHECKING:
     from calibd.simulators.alpaca_server.server import ServerOptions
@@ -105,10 +105,14 @@ def open_camera(*, name: str, clock: Clock, profile: str, seed: int | None = Non
                 faults: Mapping[str, Any] | None = None,
                 wheel: SimulatedFilterWheel | None = None,
                 panel: SimulatedFlatPanel | None = None,
-                sun_altitude_deg: Callable[[datetime], float] | None = None) -> Camera:
+                sun_altitude_deg: Callable[[datetime], float] | None = None,
+                mount: SimulatedMount | None = None, dome: SimulatedDome | None = None,
+                stars: bool = True) -> Camera:
     """A simulated camera of sensor ``profile`` (see :data:`PROFILE_NAMES`), wired through one
     optical path to this simulator's ``wheel`` and ``panel`` and, when ``sun_altitude_deg`` (clock
-    time -> degrees) is given, to a twilight sky seen with the panel's cover open. ``faults``:
+    time -> degrees) is given, to a twilight sky seen with the panel's cover open (or, with a
+    ``mount`` and no panel, through the ``dome`` when it is open), with stars where the mount
+    points when ``stars`` (trailing while it does not track). ``faults``:
     the fields of :class:`simulators.camera.SimFaults`. Raises KeyError for an unknown
     profile."""
     sensor = get_profile(profile)
@@ -118,7 +122,8 @@ def open_camera(*, name: str, clock: Clock, profile: str, seed: int | None = Non
     sky = SimulatedSky(clock, sun_altitude_deg) if sun_altitude_deg is not None else None
     obs = build_observatory(sensor, clock, camera_name=name, ambient_c=sim_ambient_c,
                             noise_seed=seed, faults=sim_faults, wheel=wheel, panel=panel,
-                            sky=sky)
+                            sky=sky, mount=mount, dome=dome,
+                            stars=StarField() if stars and mount is not None else None)
     return obs.camera
 
 

@@ -32,6 +32,7 @@ the amp glow is kept as its two 1-D factors, the dark and response maps are made
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -68,6 +69,9 @@ class Illumination:
     flux_e_per_s: float
     pattern: F32 | None = None
     source: str | None = None  # key of profiles.SPECTRA (a colour sensor's channel balance)
+    # Stars on top of the flux: exposure seconds -> electrons per unbinned pixel (before the
+    # pattern and the pixel response), e.g. trailed star images (sky.StarField).
+    stars: Callable[[float], F32] | None = None
 
 
 @dataclass
@@ -217,6 +221,9 @@ class SensorModel:
         dark_k = np.float32(t * self.dark_scale(temperature_c))
         glow_k = np.float32(t * p.glow_e_per_s)
         light_k = np.float32(t * light.flux_e_per_s) if light is not None and lit else None
+        stars = None
+        if light is not None and lit and light.stars is not None:
+            stars = _binned_sum(light.stars(t), binning, (h, w))
         rn_adu = np.float32(self.read_noise_e(gain, readout_mode) * k / binning)
         bias_row = m.column + np.float32(self.pedestal_adu16(offset))
         step = self.adu_step
@@ -234,6 +241,8 @@ class SensorModel:
             b += s
             if qe is not None and light_k is not None:
                 _scaled(qe[r0:r1], light_k, s)
+                if stars is not None:
+                    s += stars[r0:r1] * qe[r0:r1]
                 if pattern is not None:
                     s *= pattern[r0:r1]
                 for (r, c), g in gains:  # colour: each filter colour in place, strided views
@@ -402,6 +411,16 @@ class SensorModel:
                 self._patterns.clear()
             self._patterns[key] = cached
         return cached
+
+
+def _binned_sum(image: F32, binning: int, shape: tuple[int, int]) -> F32:
+    """Sum ``binning`` x ``binning`` blocks of an unbinned image into ``shape``."""
+    h, w = shape
+    if binning == 1:
+        return image[:h, :w].astype(np.float32, copy=False)
+    cut = image[: h * binning, : w * binning]
+    summed: F32 = cut.reshape(h, binning, w, binning).sum(axis=(1, 3), dtype=np.float32)
+    return summed
 
 
 def _scaled(a: Map, k: np.float32, out: F32) -> None:

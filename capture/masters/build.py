@@ -92,8 +92,10 @@ class MasterGroup:
         return f"{what} (run {self.run_id}, {len(self.paths)} frames)"
 
 
-def rejection_of(cfg: MastersConfig) -> Rejection:
-    r = cfg.rejection
+def rejection_of(cfg: MastersConfig, *, sky_flats: bool = False) -> Rejection:
+    """The rejection for a master: ``masters.rejection``, or ``masters.sky_flat_rejection`` for
+    sky flats (which remove the stars)."""
+    r = cfg.sky_flat_rejection if sky_flats else cfg.rejection
     return Rejection(method=r.method, sigma_low=r.sigma_low, sigma_high=r.sigma_high,
                      center=r.center, spread=r.spread, stddev=r.stddev,
                      iterations=r.iterations, n_low=r.n_low, n_high=r.n_high,
@@ -164,6 +166,7 @@ def build_master(index: Index, group: MasterGroup, cfg: MastersConfig) -> Path:
     header = _master_header(headers[0], group, index)
     subtract: np.ndarray | None = None
     scales: list[float] | None = None
+    sky_flats = group.kind == "flat" and headers[0].get("FLATSRC") == "sky"
     if group.kind == "dark":
         subtract = _dark_convention(index, group, cfg, header)
     if group.kind == "flat":
@@ -184,7 +187,8 @@ def build_master(index: Index, group: MasterGroup, cfg: MastersConfig) -> Path:
     out.parent.mkdir(parents=True, exist_ok=True)
     try:
         combine_to_fits([str(p) for p in paths], out, header=header, method=cfg.method,
-                        rejection=rejection_of(cfg), subtract=subtract, scales=scales,
+                        rejection=rejection_of(cfg, sky_flats=sky_flats), subtract=subtract,
+                        scales=scales,
                         memory_budget_bytes=int(cfg.memory_budget_mb * 2**20))
     except ValueError as err:
         raise MasterBuildError(f"{group.describe()}: {err}") from err
