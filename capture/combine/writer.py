@@ -229,6 +229,8 @@ def write_master(
     if image.ndim != 2:
         raise ValueError(f"a master must be 2-D, got shape {image.shape}")
     image = np.ascontiguousarray(image, dtype=np.float32)
+    band = max(1, (4 << 20) // (4 * max(1, image.shape[1])))  # ~4 MB of big-endian rows at once
     with MasterWriter(path, (image.shape[0], image.shape[1]), header) as writer:
-        writer.write_rows(0, image)
+        for r0 in range(0, image.shape[0], band):
+            writer.write_rows(r0, image[r0:r0 + band])
         return writer.commit()
