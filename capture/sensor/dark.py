@@ -115,12 +115,15 @@ def setpoint_dark(setpoint_c: float, temperature_c: float, bias: Img, darks: dic
 
 def _glow_bands(img: Img, hot: npt.NDArray[np.bool_], noise: float) -> list[tuple[str, int]]:
     """Edge bands (left/right columns, top/bottom rows) whose mean stands out."""
-    good = ~hot
+    hot_r, hot_c = np.nonzero(hot)
+    hot_v = img[hot_r, hot_c].astype(np.float64)
     out: list[tuple[str, int]] = []
     for axis, sides in ((0, ("left", "right")), (1, ("top", "bottom"))):
-        # Mean per column (axis 0) or per row (axis 1) without the hot pixels.
-        total = np.sum(img, axis=axis, where=good, dtype=np.float64)
-        count = np.maximum(np.count_nonzero(good, axis=axis), 1)
+        # Mean per column (axis 0) or per row (axis 1) without the (few) hot pixels.
+        where = hot_c if axis == 0 else hot_r
+        size = img.shape[1 - axis]
+        total = img.sum(axis=axis, dtype=np.float64) - np.bincount(where, hot_v, size)
+        count = np.maximum(img.shape[axis] - np.bincount(where, minlength=size), 1)
         prof = total / count
         n_other = img.shape[axis]
         k = min(GLOW_SMOOTH, max(1, prof.size // 8))
