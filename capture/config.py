@@ -74,6 +74,8 @@ class _CameraCommon(_Strict):
     ambient_c: float | None = Field(None, ge=-50, le=60)  # for the set-point reachability check
     filter_wheel: str | None = None  # name under filter_wheels
     flat_panel: str | None = None  # name under flat_panels
+    mount: str | None = None  # name under mounts (sky flats point it at the flat spot)
+    dome: str | None = None  # name under domes (opened for sky flats, closed after)
 
 
 class SimulatorCamera(_CameraCommon):
@@ -136,6 +138,36 @@ class AlpacaPanel(_AlpacaEndpoint):
     pass
 
 
+class SimulatorMount(_Strict):
+    driver: Literal["simulator"]
+    slew_deg_per_s: float = Field(4.0, gt=0, le=90)
+
+
+class IndiMount(_IndiEndpoint):
+    pass
+
+
+class AlpacaMount(_AlpacaEndpoint):
+    pass
+
+
+class SimulatorDome(_Strict):
+    driver: Literal["simulator"]
+    roof: StrictBool = False  # a roll-off roof instead of a dome
+    shutter_move_s: float = Field(20.0, ge=0, le=600)
+    fail_close: StrictBool = False  # fault model: the shutter sticks when closing
+
+
+class IndiDome(_IndiEndpoint):
+    pass
+
+
+class AlpacaDome(_AlpacaEndpoint):
+    pass
+
+
+MountConfig = Annotated[SimulatorMount | IndiMount | AlpacaMount, Field(discriminator="driver")]
+DomeConfig = Annotated[SimulatorDome | IndiDome | AlpacaDome, Field(discriminator="driver")]
 WheelConfig = Annotated[SimulatorWheel | IndiWheel | AlpacaWheel, Field(discriminator="driver")]
 PanelConfig = Annotated[SimulatorPanel | IndiPanel | AlpacaPanel, Field(discriminator="driver")]
 
@@ -380,6 +412,8 @@ class Config(_Strict):
     cameras: dict[DeviceName, CameraConfig] = Field(min_length=1)
     filter_wheels: dict[DeviceName, WheelConfig] = Field(default_factory=dict)
     flat_panels: dict[DeviceName, PanelConfig] = Field(default_factory=dict)
+    mounts: dict[DeviceName, MountConfig] = Field(default_factory=dict)
+    domes: dict[DeviceName, DomeConfig] = Field(default_factory=dict)
     safety: SafetyConfig | None = None
     daemon: DaemonConfig = DaemonConfig()
     schedules: list[ScheduleConfig] = Field(default_factory=list)
@@ -390,7 +424,9 @@ class Config(_Strict):
         for name, cam in self.cameras.items():
             for field_name, ref, pool, what in (
                     ("filter_wheel", cam.filter_wheel, self.filter_wheels, "filter_wheels"),
-                    ("flat_panel", cam.flat_panel, self.flat_panels, "flat_panels")):
+                    ("flat_panel", cam.flat_panel, self.flat_panels, "flat_panels"),
+                    ("mount", cam.mount, self.mounts, "mounts"),
+                    ("dome", cam.dome, self.domes, "domes")):
                 if ref is None:
                     continue
                 if ref not in pool:
@@ -401,6 +437,9 @@ class Config(_Strict):
                                 f"camera {name!r} and {what}.{ref} must both be simulated or "
                                 "both real (a simulated panel or wheel lights only the "
                                 "simulated sensor)"))
+            if (cam.mount is not None or cam.dome is not None) and self.site is None:
+                out.append((("cameras", name, "mount" if cam.mount else "dome"),
+                            "a mount or dome needs the site (add site:)"))
         seen: set[str] = set()
         for i, s in enumerate(self.schedules):
             if s.name in seen:

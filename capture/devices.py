@@ -17,13 +17,15 @@ from calibd.capture.config import (
     Config,
     SafetyConfig,
     SimulatorCamera,
+    SimulatorDome,
+    SimulatorMount,
     SimulatorPanel,
     SimulatorSafety,
     SimulatorWheel,
 )
 from calibd.capture.site import Site, sun_altitude_deg
 from calibd.drivers.clock import Clock, RealClock
-from calibd.drivers.contracts import Camera, FilterWheel, FlatPanel, SafetyMonitor
+from calibd.drivers.contracts import Camera, Dome, FilterWheel, FlatPanel, Mount, SafetyMonitor
 from calibd.drivers.errors import DeviceUnavailable
 
 DRIVER_MODULES: dict[str, str] = {
@@ -33,7 +35,8 @@ DRIVER_MODULES: dict[str, str] = {
     "zwo": "calibd.drivers.zwo",
 }
 # Keys of a camera section that are the core's, not the driver's.
-_CORE_CAMERA_KEYS = {"driver", "unity_gain", "offset", "ambient_c", "filter_wheel", "flat_panel"}
+_CORE_CAMERA_KEYS = {"driver", "unity_gain", "offset", "ambient_c", "filter_wheel", "flat_panel",
+                     "mount", "dome"}
 
 
 @dataclass
@@ -45,23 +48,25 @@ class Setup:
     wheel: FilterWheel | None
     panel: FlatPanel | None
     site: Site | None
+    mount: Mount | None = None
+    dome: Dome | None = None
+    safety: SafetyMonitor | None = None  # consulted by sky flats with a mount or dome
     _disconnected: bool = field(default=False, init=False, repr=False)
 
     def connect(self) -> None:
         """Connect every device. Raises DeviceUnavailable."""
         self._disconnected = False
         self.camera.connect()
-        if self.wheel is not None:
-            self.wheel.connect()
-        if self.panel is not None:
-            self.panel.connect()
+        for dev in (self.wheel, self.panel, self.mount, self.dome, self.safety):
+            if dev is not None:
+                dev.connect()
 
     def disconnect(self) -> None:
         """Disconnect every device (again: nothing happens)."""
         if self._disconnected:
             return
         self._disconnected = True
-        for dev in (self.panel, self.wheel, self.camera):
+        for dev in (self.safety, self.dome, self.mount, self.panel, self.wheel, self.camera):
             if dev is not None:
                 dev.disconnect()
 
@@ -97,12 +102,21 @@ def make_setup(name: str, config: Config, clock: Clock) -> Setup:
     site = site_of(config)
     wheel_cfg = config.filter_wheels.get(cfg.filter_wheel) if cfg.filter_wheel else None
     panel_cfg = config.flat_panels.get(cfg.flat_panel) if cfg.flat_panel else None
+    mount_cfg = config.mounts.get(cfg.mount) if cfg.mount else None
+    dome_cfg = config.domes.get(cfg.dome) if cfg.dome else None
+    safety = None
+    if config.safety is not None and (mount_cfg is not None or dome_cfg is not None):
+        safety = make_safety(config.safety, clock)
     if isinstance(cfg, SimulatorCamera):
-        return _simulated(name, cfg, wheel_cfg, panel_cfg, site, clock)
+        setup = _simulated(name, cfg, wheel_cfg, panel_cfg, site, clock, mount_cfg, dome_cfg)
+        setup.safety = safety
+        return setup
     camera = make_camera(name, cfg, clock)
     wheel = make_wheel(wheel_cfg, clock) if wheel_cfg is not None else None
     panel = make_panel(panel_cfg, clock) if panel_cfg is not None else None
-    return Setup(name, camera, wheel, panel, site)
+    mount = _real_mount(mount_cfg, site, clock) if mount_cfg is not None else None
+    dome = _real_dome(dome_cfg, clock) if dome_cfg is not None else None
+    return Setup(name, camera, wheel, panel, site, mount, dome, safety)
 
 
 def make_camera(name: str, cfg: CameraConfig, clock: Clock) -> Camera:
@@ -118,6 +132,31 @@ def make_camera(name: str, cfg: CameraConfig, clock: Clock) -> Camera:
     options = cfg.model_dump(exclude=_CORE_CAMERA_KEYS)
     camera = module.open_camera(name=name, clock=clock, **options)
     return camera
+
+
+def _real_mount(cfg: Any, site: Site | None, clock: Clock) -> Mount:
+    """An INDI mount (given the site: it converts alt/az) or an Alpaca telescope."""
+    module = driver_module(cfg.driver)
+    options = cfg.model_dump(exclude={"driver"})
+    if cfg.driver == "indi":
+        if site is None:
+            raise ValueError("an INDI mount needs the site")
+        options.update(latitude_deg=site.latitude_deg, longitude_deg=site.longitude_deg,
+                       elevation_m=site.elevation_m)
+        mount: Mount = module.IndiMount(**options)
+        return mount
+    mount = module.AlpacaMount(clock=clock, **options)
+    return mount
+
+
+def _real_dome(cfg: Any, clock: Clock) -> Dome:
+    module = driver_module(cfg.driver)
+    options = cfg.model_dump(exclude={"driver"})
+    if cfg.driver == "indi":
+        dome: Dome = module.IndiDome(**options)
+        return dome
+    dome = module.AlpacaDome(clock=clock, **options)
+    return dome
 
 
 ACCESSORY_CLASSES: dict[tuple[str, str], str] = {
@@ -159,17 +198,25 @@ def make_panel(cfg: Any, clock: Clock) -> FlatPanel:
 
 
 def _simulated(name: str, cfg: SimulatorCamera, wheel_cfg: Any, panel_cfg: Any,
-               site: Site | None, clock: Clock) -> Setup:
-    """The simulated camera wired to its simulated wheel and panel and, with a site, to a
-    twilight sky that follows this module's sun."""
+               site: Site | None, clock: Clock, mount_cfg: Any = None,
+               dome_cfg: Any = None) -> Setup:
+    """The simulated camera wired to its simulated wheel, panel, mount and dome and, with a
+    site, to a twilight sky that follows this module's sun."""
     sim = driver_module("simulator")
-    wheel = panel = None
+    wheel = panel = mount = dome = None
+    if isinstance(mount_cfg, SimulatorMount) and site is not None:
+        mount = sim.open_mount(clock, latitude_deg=site.latitude_deg,
+                               longitude_deg=site.longitude_deg, elevation_m=site.elevation_m,
+                               slew_deg_per_s=mount_cfg.slew_deg_per_s)
+    if isinstance(dome_cfg, SimulatorDome):
+        dome = sim.open_dome(clock, roof=dome_cfg.roof, shutter_move_s=dome_cfg.shutter_move_s)
+        dome.fail_close = dome_cfg.fail_close
     if isinstance(wheel_cfg, SimulatorWheel):
         wheel = sim.open_wheel(clock, **wheel_cfg.model_dump(exclude={"driver"}))
     if isinstance(panel_cfg, SimulatorPanel):
         panel = sim.open_panel(clock, **panel_cfg.model_dump(exclude={"driver"}))
     sun = partial(sun_altitude_deg, site) if site is not None else None
     camera: Camera = sim.open_camera(name=name, clock=clock, wheel=wheel, panel=panel,
-                                     sun_altitude_deg=sun,
+                                     sun_altitude_deg=sun, mount=mount, dome=dome,
                                      **cfg.model_dump(exclude=_CORE_CAMERA_KEYS))
-    return Setup(name, camera, wheel, panel, site)
+    return Setup(name, camera, wheel, panel, site, mount, dome)

@@ -55,6 +55,23 @@ def sun_altitudes(site: Site, times: list[datetime]) -> np.ndarray:
     return np.atleast_1d(np.asarray(alt, dtype=float))
 
 
+def sun_azimuth_deg(site: Site, when: datetime) -> float:
+    """The sun's azimuth (degrees from North through East) at ``when``. Blocks a few
+    milliseconds (astropy, offline)."""
+    _offline()
+    from astropy import units as u
+    from astropy.coordinates import AltAz, EarthLocation, get_sun
+    from astropy.time import Time
+
+    location = EarthLocation(lat=site.latitude_deg * u.deg, lon=site.longitude_deg * u.deg,
+                             height=site.elevation_m * u.m)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        t = Time(when.astimezone(UTC).replace(tzinfo=None), scale="utc")
+        az: Any = get_sun(t).transform_to(AltAz(obstime=t, location=location)).az.deg
+    return float(az) % 360.0
+
+
 @lru_cache(maxsize=4096)
 def _grid_altitude(site: Site, minute: int) -> float:
     when = datetime.fromtimestamp(minute * GRID_S, tz=UTC)

@@ -6,13 +6,20 @@ is brightest, at dawn the reverse — and predict every exposure from the frames
 (:mod:`capture.flats.skymodel`). A filter stops when its count is reached, when its exposure
 leaves the allowed range for good (dusk: too dark; dawn: too bright), or when the window closes.
 How many flats each filter got is journalled; short cells are marked skipped with the reason.
+
+With a mount and/or dome (:mod:`capture.flats.observatory`) the observatory is opened before the
+window (a failure fails the set with the reason), the mount follows the flat spot between frames
+(tracking off, or offsets), and everything is closed and parked at the end — or as soon as the
+safety monitor says unsafe, the remaining filters then skipped for the next window.
 """
 
 from __future__ import annotations
 
 import math
+from datetime import timedelta
 
 from calibd.capture.flats.filters import relative_throughput
+from calibd.capture.flats.observatory import FlatObservatory, Unsafe
 from calibd.capture.flats.search import within
 from calibd.capture.flats.session import MOVE_TIMEOUT_S, FlatSession, flat_level
 from calibd.capture.flats.skymodel import SkyModel
@@ -44,9 +51,21 @@ def capture_sky_flats(session: FlatSession, cells: list[Cell], fset: FlatSet) ->
                           state="skipped")
         return
     first = todo[0]
-    session.wait_until(window.opens, f"waiting for {window.kind}: the sun reaches "
+    setup = session.setup
+    obs = FlatObservatory(setup.mount, setup.dome, setup.safety, site, fset.sky.pointing,
+                          session.clock, port)
+    ready = window.opens - timedelta(seconds=fset.sky.pointing.open_timeout_s
+                                     if obs.active else 0.0)
+    session.wait_until(ready, f"waiting for {window.kind}: the sun reaches "
                 f"{bright if window.kind == 'dusk' else dark:g}° at "
                 f"{window.opens:%Y-%m-%d %H:%M} UTC")
+    if obs.active:
+        why = obs.open(first)
+        if why is not None:
+            for cell in todo:
+                port.fail_cell(cell, why)
+            return
+        session.wait_until(window.opens, f"observatory open, waiting for {window.kind}")
     if panel is not None:
         session.device(lambda: panel.off(timeout_s=MOVE_TIMEOUT_S), first)
         session.move_cover(CoverState.OPEN, first)
@@ -54,8 +73,13 @@ def capture_sky_flats(session: FlatSession, cells: list[Cell], fset: FlatSet) ->
     todo.sort(key=lambda c: relative_throughput(c.filter), reverse=not ascending)
     counts: dict[str, int] = {}
     previous: tuple[float, float] | None = None  # (throughput, rate at the end) of last filter
+    unsafe = False
     try:
         for cell in todo:
+            if unsafe:
+                port.fail_cell(cell, "unsafe: the observatory was closed; the next window "
+                               "resumes", state="skipped")
+                continue
             if session.clock.now() >= window.closes:
                 port.fail_cell(cell, f"the {window.kind} window closed before this filter",
                               state="skipped")
@@ -63,18 +87,27 @@ def capture_sky_flats(session: FlatSession, cells: list[Cell], fset: FlatSet) ->
             levels = session.start_cell(cell, "sky flats")
             if levels is None:
                 continue
-            previous = _one_filter(session, cell, fset, site, window, levels, previous)
+            try:
+                previous = _one_filter(session, cell, fset, site, window, levels, previous,
+                                       obs)
+            except Unsafe:
+                unsafe = True
+                port.fail_cell(cell, f"unsafe after {port.done(cell)} of {cell.count} flats: "
+                               "the observatory was closed; the next window resumes",
+                               state="skipped")
             counts[cell.filter or ""] = port.done(cell)
     finally:
         if panel is not None and panel.has_cover:
             session.device(lambda: panel.close_cover(timeout_s=MOVE_TIMEOUT_S), first)
+        if obs.active and not obs.secured:
+            obs.secure(first)
     port.event("info", "sky-flats", f"{window.kind} flats: " + ", ".join(
         f"{name} {n}" for name, n in counts.items()), first, {"counts": counts})
 
 
 def _one_filter(session: FlatSession, cell: Cell, fset: FlatSet, site: Site, window: Window,
-                levels: Levels, previous: tuple[float, float] | None
-                ) -> tuple[float, float] | None:
+                levels: Levels, previous: tuple[float, float] | None,
+                obs: FlatObservatory | None = None) -> tuple[float, float] | None:
     port, clock = session.port, session.clock
     bias = levels.bias_adu
     spec = session.spec(fset, levels)
@@ -111,6 +144,8 @@ def _one_filter(session: FlatSession, cell: Cell, fset: FlatSet, site: Site, win
             model.samples.clear()
             guess = limit
             continue
+        if obs is not None and obs.active:
+            obs.before_frame(cell)  # weather, re-point, offset
         shot = port.shoot(cell, predicted)
         level = flat_level(shot, spec)  # colour: the brightest channel
         signal = level - bias

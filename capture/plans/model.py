@@ -111,10 +111,23 @@ class PanelOptions(Strict):
     exposure_s: Exposure | None = None  # mode "brightness": fixed exposure for every filter
 
 
+class SkyPointing(Strict):
+    """Where and how a mount points for sky flats (used when the camera has a mount)."""
+
+    alt_deg: float = Field(75.0, ge=30, le=90)  # the flat spot's altitude
+    az_from_sun_deg: float = Field(180.0, ge=0, lt=360)  # azimuth = the sun's + this
+    stars: Literal["tracking-off", "dither"] = "tracking-off"  # how stars move between frames
+    dither_arcmin: float = Field(15.0, ge=10, le=120)  # offset between frames ("dither")
+    repoint_s: float = Field(300.0, ge=30, le=3600)  # follow the sun this often (clock s)
+    open_timeout_s: float = Field(300.0, gt=0, le=3600)  # unpark + open the dome/roof
+    close_timeout_s: float = Field(300.0, gt=0, le=3600)  # stop + close + park
+
+
 class SkyOptions(Strict):
     twilight: Literal["dusk", "dawn", "next"] = "next"
     # The window in sun altitude, brighter edge first.
     sun_altitude_deg: tuple[float, float] = Field((-2.0, -10.0), strict=False)
+    pointing: SkyPointing = SkyPointing()
 
 
 class DarkFlatOptions(Strict):

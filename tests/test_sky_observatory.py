@@ -1,0 +1,130 @@
+"""Unattended sky flats on the simulated observatory: the dome opens before the window, the mount
+follows the flat spot opposite the sun (re-pointing as it moves), the filters fill, and the dome
+is closed and the mount parked afterwards — or as soon as the safety monitor says unsafe, the
+next window then resuming the run without duplicates.
+
+Every re-point journals a ``sky-point`` event (target and where the mount reports it points);
+securing journals ``sky-secure`` (time taken, shutter closed, mount parked).
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from astropy.io import fits
+
+from calibd.capture.library.index import Index
+from calibd.capture.site import Site, sun_azimuth_deg
+from calibd.drivers.pointing import separation_deg
+from tests.support import PLANS, run_cli, write_config, write_plan
+
+COUNT = 4
+FILTERS = ["L", "R", "Ha"]
+CLOSE_TIMEOUT_S = 120.0
+SITE = Site(45.0, 7.0, 400.0)
+
+
+def _plan(tmp_path: Path, stars: str) -> Path:
+    text = ((PLANS / "sky-flats.yaml").read_text()
+            .replace("count: 15", f"count: {COUNT}")
+            .replace("count: 30", "count: 3")
+            .replace("filters: [L, R, G, B, Ha, OIII, SII]", f"filters: [{', '.join(FILTERS)}]")
+            .replace("      sun_altitude_deg: [-2, -10]\n",
+                     "      sun_altitude_deg: [-2, -10]\n"
+                     f"      pointing: {{stars: {stars}, repoint_s: 120, "
+                     f"close_timeout_s: {CLOSE_TIMEOUT_S:g}}}\n"))
+    return write_plan(tmp_path / f"sky-{stars}.yaml", text)
+
+
+def _config(tmp_path: Path, start: str, *, cloudy: list[dict[str, str]] | None = None,
+            scale: float = 500.0) -> Path:
+    path = write_config(tmp_path / f"c-{start[:13]}.yaml", flats=True, scale=scale, start=start)
+    data: dict[str, Any] = yaml.safe_load(path.read_text())
+    data["cameras"]["sim"].update(mount="mount", dome="dome")
+    data["mounts"] = {"mount": {"driver": "simulator", "slew_deg_per_s": 3.0}}
+    data["domes"] = {"dome": {"driver": "simulator", "shutter_move_s": 30.0}}
+    data["safety"] = {"driver": "simulator", "cloudy": cloudy or []}
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def _events(lib: Path, kind: str) -> list[dict[str, Any]]:
+    index = Index(lib)
+    try:
+        rows = [r for run in (1, 2) for r in index.events(run, kind)]
+    finally:
+        index.close()
+    return [{"time": r["time_utc"], "message": r["message"],
+             **(json.loads(r["data"]) if r["data"] else {})} for r in rows]
+
+
+def _flats(lib: Path) -> list[fits.Header]:
+    return [fits.getheader(p) for p in sorted((lib / "sim" / "Flats").rglob("*.fits"))]
+
+
+@pytest.mark.parametrize(("start", "stars"), [("2026-11-25T15:30:00Z", "tracking-off"),
+                                              ("2026-11-26T05:30:00Z", "dither")],
+                         ids=["dusk", "dawn"])
+def test_a_twilight_run_opens_points_fills_and_secures(capsys: pytest.CaptureFixture[str],
+                                                        tmp_path: Path, start: str,
+                                                        stars: str) -> None:
+    lib = tmp_path / "lib"
+    res = run_cli(capsys, "run", _plan(tmp_path, stars), "--config", _config(tmp_path, start),
+                  "--library", lib)
+    assert res.code == 0, res.err
+    per_filter: dict[str, int] = {}
+    for h in _flats(lib):
+        assert h["FLATSRC"] == "sky"
+        per_filter[h["FILTER"]] = per_filter.get(h["FILTER"], 0) + 1
+    assert per_filter == dict.fromkeys(FILTERS, COUNT)
+    points = _events(lib, "sky-point")
+    assert len(points) >= 2, points  # the spot was computed again as the sun moved
+    for p in points:
+        assert p["miss_deg"] < 1.0, p
+        assert p["alt"] == 75.0
+    # the target follows the sun: opposite its azimuth at the time of the event
+    for p in points:
+        when = datetime.fromisoformat(p["time"])
+        sun_az = sun_azimuth_deg(SITE, when)
+        assert separation_deg(75.0, p["az"], 75.0, (sun_az + 180.0) % 360.0) < 1.0, p
+    secure = _events(lib, "sky-secure")
+    assert len(secure) == 1 and secure[0]["closed"] and secure[0]["parked"], secure
+    assert not secure[0]["problems"] and secure[0]["seconds"] <= CLOSE_TIMEOUT_S
+    print({"run": start, "points": len(points),
+           "worst_miss_deg": max(p["miss_deg"] for p in points),
+           "secure_s": secure[0]["seconds"]})
+
+
+def test_unsafe_mid_run_closes_and_parks_then_the_next_window_resumes(
+        capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    lib = tmp_path / "lib"
+    plan = _plan(tmp_path, "tracking-off")
+    cloudy = [{"start": "2026-11-25T16:04:30Z", "end": "2026-11-25T20:00:00Z"}]
+    first = run_cli(capsys, "run", plan, "--config",
+                    _config(tmp_path, "2026-11-25T15:45:00Z", cloudy=cloudy, scale=200.0),
+                    "--library", lib)
+    assert first.code in (0, 1), first.err
+    assert _events(lib, "sky-unsafe"), first.err[-3000:]  # the weather turned mid-run
+    secure = _events(lib, "sky-secure")
+    assert secure and secure[0]["closed"] and secure[0]["parked"], secure
+    assert secure[0]["seconds"] <= CLOSE_TIMEOUT_S
+    before = len(_flats(lib))
+    assert 0 < before < COUNT * len(FILTERS), "stopped part-way"
+    second = run_cli(capsys, "run", plan, "--config",
+                     _config(tmp_path, "2026-11-26T05:30:00Z"), "--library", lib)
+    assert second.code == 0, second.err
+    headers = _flats(lib)
+    per_filter: dict[str, int] = {}
+    seen: set[tuple[str, int]] = set()
+    for h in headers:
+        key = (h["FILTER"], h["FRAMESEQ"])
+        assert key not in seen, f"duplicate {key}"
+        seen.add(key)
+        per_filter[h["FILTER"]] = per_filter.get(h["FILTER"], 0) + 1
+    assert per_filter == dict.fromkeys(FILTERS, COUNT)
+    print({"unsafe_secure_s": secure[0]["seconds"], "flats_before_unsafe": before})
