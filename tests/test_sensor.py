@@ -379,3 +379,22 @@ def test_a_colour_sensor_is_analysed_per_cfa_channel(
                         if p["mean"] - p["dark_mean"] < 0.95 * ch["full_well_e"] / ch[
                             "e_per_adu"]) for n, ch in t["channels"].items()}
         assert sat_t["R"] > sat_t["G1"] and sat_t["B"] > sat_t["G2"]
+
+
+def test_a_damaged_stored_result_is_a_clear_error_and_never_used(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from calibd.capture.sensor import store
+
+    folder = tmp_path / "lib" / "Sensor" / "sim"
+    folder.mkdir(parents=True)
+    (folder / "sensor.json").write_text(
+        '{"transfer": [{"camera": "sim\\u001b[2J", "channels": 5}], "dark": [], '
+        '"offsets": [], "unity": []}', encoding="utf-8")
+    res = run_cli(capsys, "sensor", "show", "--library", tmp_path / "lib")
+    assert res.code == 2 and "Traceback" not in res.err
+    assert "sensor.json" in res.err and "transfer[0].channels" in res.err
+    assert "\x1b" not in res.out + res.err
+    assert store.stored(tmp_path / "lib", "sim") is None  # plans and match go on without it
+    (folder / "sensor.json").write_text("{not json", encoding="utf-8")
+    res = run_cli(capsys, "sensor", "show", "--library", tmp_path / "lib", "--nina")
+    assert res.code == 2 and "not JSON" in res.err

@@ -85,18 +85,22 @@ def run_analyze(args: argparse.Namespace) -> int:
 def run_show(args: argparse.Namespace) -> int:
     _, root = library_from_args(args)
     names = [args.camera] if args.camera else store.cameras(root)
-    results = [r for r in (store.load(root, n) for n in names) if r is not None]
-    if not results:
+    found = [(n, r) for n, r in ((n, store.load(root, n)) for n in names) if r is not None]
+    if not found:
         raise InputError([Problem(root, None, "", "no stored sensor result: run `calibd sensor "
                                                   "analyze` first")])
+    results = [r for _, r in found]
     if args.json:
         print_json(results if len(results) > 1 else results[0])
-    elif args.nina:
-        for r in results:
-            sys.stdout.write(store.nina_table(r))
-    else:
-        for r in results:
-            _print(r)
+        return 0
+    for name, r in found:
+        try:
+            text = store.nina_table(r) if args.nina else _render(r)
+        except (KeyError, TypeError, ValueError) as err:  # a hand-edited file
+            path = store.result_dir(root, name) / "sensor.json"
+            raise InputError([Problem(path, None, "", "not a complete sensor result (missing "
+                                                      f"or wrong {shown(err)})")]) from None
+        sys.stdout.write(text)
     return 0
 
 
@@ -105,32 +109,42 @@ def _f(x: object, digits: int = 3) -> str:
 
 
 def _print(result: dict[str, Any]) -> None:
-    rows = [[r["camera"], str(r["gain"]), str(r["offset"]), str(r["binning"]),
-             r["readout_mode"], r["channel"], _f(r["e_per_adu"], 4), _f(r["read_noise_e"]),
+    sys.stdout.write(_render(result))
+
+
+def _render(result: dict[str, Any]) -> str:
+    """The result as text (tables, unity gain, offset sweeps, problems)."""
+    lines: list[str] = []
+
+    rows = [[shown(r["camera"]), str(r["gain"]), str(r["offset"]), str(r["binning"]),
+             shown(r["readout_mode"]), shown(r["channel"]), _f(r["e_per_adu"], 4),
+             _f(r["read_noise_e"]),
              _f(r["read_noise_adu"]), f"{r['full_well_e']:.0f}", f"{r['saturation_e']:.0f}",
              _f(r["dynamic_range_stops"]), _f(r["prnu_pct"]), _f(r["dsnu_e"]),
              _f(r["linearity_error_pct"], 2)]
             for r in store.transfer_rows(result)]
     if rows:
-        print("Photon transfer (EMVA 1288)")
-        print(table(rows, ["camera", "gain", "offset", "bin", "mode", "channel", "e-/ADU",
+        lines.append("Photon transfer (EMVA 1288)")
+        lines.append(table(rows, ["camera", "gain", "offset", "bin", "mode", "channel", "e-/ADU",
                            "RN e-", "RN ADU", "full well e-", "sat. e- (EMVA)", "DR stops",
                            "PRNU %", "DSNU e-", "lin. err %"], right=set(range(6, 15))))
     for u in result["unity"]:
-        print(f"unity gain (1 e-/ADU) of {u['camera']} ({u['readout_mode']}, bin "
-              f"{u['binning']}): {u['gain']:g}")
-    drows = [[r["camera"], str(r["gain"]), _f(r["setpoint_c"]), _f(r["temperature_c"]),
+        mode = shown(u.get("readout_mode"))
+        lines.append(f"unity gain (1 e-/ADU) of {shown(u['camera'])} ({mode}, bin "
+                     f"{u.get('binning')}): {_f(u.get('gain'), 4)}")
+    drows = [[shown(r["camera"]), str(r["gain"]), _f(r["setpoint_c"]), _f(r["temperature_c"]),
               _f(r["rate_e_per_s"], 4), _f(r["rate_all_e_per_s"], 4), _f(r["hot_fraction"], 3),
               _f(r["glow_e_per_s"], 3), _f(r["doubling_c"])] for r in store.dark_rows(result)]
     if drows:
-        print("\nDark current")
-        print(table(drows, ["camera", "gain", "set-point °C", "sensor °C", "e-/s (typical)",
+        lines.append("\nDark current")
+        lines.append(table(drows, ["camera", "gain", "set-point °C", "sensor °C", "e-/s (typical)",
                             "e-/s (all)", "hot fraction", "glow e-/s", "doubling °C"],
                     right=set(range(2, 9))))
     for o in result["offsets"]:
         sweep = ", ".join(f"{r['offset']}: {r['clipped_fraction']:.2%}" for r in o["sweep"])
         rec = o["recommended_offset"]
-        print(f"\noffset sweep at gain {o['gain']} (clipped pixels) {sweep}; recommended "
+        lines.append(f"\noffset sweep at gain {o['gain']} (clipped pixels) {sweep}; recommended "
               f"minimum offset: {rec if rec is not None else 'none of these'}")
     for p in result["problems"]:
-        print(f"problem: {shown(p)}")
+        lines.append(f"problem: {shown(p)}")
+    return "".join(f"{line}\n" for line in lines)

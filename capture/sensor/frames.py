@@ -16,10 +16,9 @@ from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
-from astropy.io import fits
 
 from calibd.capture.cfa import channels, normalize
-from calibd.capture.combine.reader import FrameReadError, FrameSource
+from calibd.capture.combine.reader import FrameSource
 from calibd.capture.library.frame_queries import SensorFrame
 
 U16 = npt.NDArray[np.uint16]
@@ -123,11 +122,3 @@ def planes(img: U16, pattern: str | None) -> dict[str, U16]:
     if pattern is None:
         return {"mono": img}
     return {k: np.asarray(v, dtype=np.uint16) for k, v in channels(img, pattern).items()}
-
-
-def header_value(root: Path, frame: SensorFrame, key: str) -> object:
-    """One card of a frame's primary header (None when absent). Raises FrameReadError."""
-    try:
-        return fits.getheader(root / frame.path).get(key)
-    except OSError as err:
-        raise FrameReadError(root / frame.path, str(err)) from err

@@ -180,13 +180,6 @@ def _linearity(pts: list[Point], sat: float) -> tuple[float, float]:
     return err, float(limit)
 
 
-def spatial_var(a: U16, b: U16, temporal_var: float) -> tuple[F64, float]:
-    """The pair's mean image (float64) and its spatial variance with the temporal part
-    removed (sigma2 / 2 for a mean of two)."""
-    m = (a.astype(np.float64) + b) / 2.0
-    return m, float(np.var(m) - temporal_var / 2.0)
-
-
 def prnu_pct(bright: tuple[U16, U16], dark: tuple[U16, U16], bright_var: float,
              dark_var: float) -> float:
     """PRNU (%) of a bright pair against its dark pair: spatial standard deviation of the mean

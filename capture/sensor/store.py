@@ -71,10 +71,33 @@ def load(root: Path, camera: str) -> dict[str, Any] | None:
         raise InputError([Problem(path, None, "", str(err))]) from None
     except json.JSONDecodeError as err:
         raise InputError([Problem(path, err.lineno, "", f"not JSON: {err.msg}")]) from None
-    if not isinstance(data, dict) or not all(isinstance(data.get(k), list) for k in
-                                             ("transfer", "dark", "offsets", "unity")):
-        raise InputError([Problem(path, None, "", "not a calibd sensor result")])
-    return data
+    problem = _shape_problem(data)
+    if problem is not None:
+        raise InputError([Problem(path, None, problem, "not a calibd sensor result")])
+    result: dict[str, Any] = data
+    return result
+
+
+def _shape_problem(data: object) -> str | None:
+    """The key where ``data`` does not have the shape of an analysis result, else None."""
+    if not isinstance(data, dict):
+        return ""
+    nested = {"transfer": "channels", "dark": "setpoints", "offsets": "sweep", "unity": None}
+    for key, inner in nested.items():
+        rows = data.get(key)
+        if not isinstance(rows, list):
+            return key
+        for i, row in enumerate(rows):
+            if not isinstance(row, dict) or not isinstance(row.get("camera"), str):
+                return f"{key}[{i}]"
+            if inner is None:
+                continue
+            items = row.get(inner)
+            values = items.values() if isinstance(items, dict) else items
+            if not isinstance(values, list | type({}.values())) or not all(
+                    isinstance(v, dict) for v in values):
+                return f"{key}[{i}].{inner}"
+    return None
 
 
 def cameras(root: Path) -> list[str]:
