@@ -156,6 +156,7 @@ class SimulatorDome(_Strict):
     roof: StrictBool = False  # a roll-off roof instead of a dome
     shutter_move_s: float = Field(20.0, ge=0, le=600)
     fail_close: StrictBool = False  # fault model: the shutter sticks when closing
+    fail_open: StrictBool = False  # ... when opening
 
 
 class IndiDome(_IndiEndpoint):

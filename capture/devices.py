@@ -210,7 +210,7 @@ def _simulated(name: str, cfg: SimulatorCamera, wheel_cfg: Any, panel_cfg: Any,
                                slew_deg_per_s=mount_cfg.slew_deg_per_s)
     if isinstance(dome_cfg, SimulatorDome):
         dome = sim.open_dome(clock, roof=dome_cfg.roof, shutter_move_s=dome_cfg.shutter_move_s)
-        dome.fail_close = dome_cfg.fail_close
+        dome.fail_close, dome.fail_open = dome_cfg.fail_close, dome_cfg.fail_open
     if isinstance(wheel_cfg, SimulatorWheel):
         wheel = sim.open_wheel(clock, **wheel_cfg.model_dump(exclude={"driver"}))
     if isinstance(panel_cfg, SimulatorPanel):

@@ -4,7 +4,7 @@ The mount holds alt/az fixed while tracking is off (the sky drifts past) and RA/
 it tracks; conversions use :mod:`drivers.pointing` (astropy, offline), so the simulator, the
 drivers and the core agree on where a direction is. Slews take ``distance / slew_deg_per_s``
 clock seconds and can be aborted from another thread. The dome's shutter takes
-``shutter_move_s`` to open or close; ``fail_close`` makes it stick (for alarm tests).
+``shutter_move_s`` to open or close; ``fail_close`` / ``fail_open`` make it stick (faults).
 """
 
 from __future__ import annotations
@@ -191,6 +191,7 @@ class SimulatedDome(_Connectable):
         self.rotate_s = rotate_s
         self.name = name
         self.fail_close = False  # the roof sticks half-way when closing (fault injection)
+        self.fail_open = False  # ... or when opening
         self.slaved = rotates
         self._shutter = ShutterState.CLOSED
         self._parked = True
@@ -218,9 +219,11 @@ class SimulatedDome(_Connectable):
         timeout = DEFAULT_TIMEOUT_S if timeout_s is None else timeout_s
         self._shutter = moving
         self._clock.sleep(min(self.shutter_move_s, timeout))
-        if target is ShutterState.CLOSED and self.fail_close:
+        stuck = self.fail_close if target is ShutterState.CLOSED else self.fail_open
+        if stuck:
             self._shutter = ShutterState.ERROR
-            raise DeviceUnavailable("the shutter stuck while closing", device=self.name)
+            raise DeviceUnavailable(f"the shutter stuck while {moving.name.lower()}",
+                                    device=self.name)
         if self.shutter_move_s > timeout:
             raise DeviceUnavailable(f"shutter not {target.name.lower()} within {timeout:g} s",
                                     device=self.name)

@@ -128,3 +128,34 @@ def test_unsafe_mid_run_closes_and_parks_then_the_next_window_resumes(
         per_filter[h["FILTER"]] = per_filter.get(h["FILTER"], 0) + 1
     assert per_filter == dict.fromkeys(FILTERS, COUNT)
     print({"unsafe_secure_s": secure[0]["seconds"], "flats_before_unsafe": before})
+
+
+def _dome_fault_config(tmp_path: Path, **dome: Any) -> Path:
+    path = _config(tmp_path, "2026-11-25T15:45:00Z", scale=200.0)
+    data: dict[str, Any] = yaml.safe_load(path.read_text())
+    data["domes"]["dome"].update(dome)
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def test_a_dome_that_does_not_open_fails_the_set_with_the_reason(
+        capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    lib = tmp_path / "lib"
+    res = run_cli(capsys, "run", _plan(tmp_path, "tracking-off"), "--config",
+                  _dome_fault_config(tmp_path, fail_open=True), "--library", lib)
+    assert res.code != 0
+    assert "the observatory did not open" in res.err and "stuck while opening" in res.err
+    assert not _flats(lib)
+    secure = _events(lib, "sky-secure")
+    assert secure and secure[-1]["parked"] and secure[-1]["closed"], secure
+
+
+def test_a_shutter_that_does_not_close_is_an_alarm(capsys: pytest.CaptureFixture[str],
+                                                   tmp_path: Path) -> None:
+    lib = tmp_path / "lib"
+    res = run_cli(capsys, "run", _plan(tmp_path, "tracking-off"), "--config",
+                  _dome_fault_config(tmp_path, fail_close=True), "--library", lib)
+    assert res.code != 0
+    assert "ALARM" in res.err and "shutter" in res.err
+    secure = _events(lib, "sky-secure")
+    assert secure and not secure[-1]["closed"] and secure[-1]["problems"], secure
