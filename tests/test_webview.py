@@ -6,6 +6,7 @@ phone and desktop layouts, the report, coverage and cooler history."""
 from __future__ import annotations
 
 import http.client
+import io
 import json
 import shutil
 import signal
@@ -19,6 +20,7 @@ import pytest
 
 from calibd.capture.daemon import web
 from calibd.capture.daemon.api import ApiServer
+from calibd.capture.daemon.view_data import THUMB_MAX_PX, thumbnail_png
 from tests.support import DAEMON_TOKEN, LONG_DARKS, daemon_env, ready, skip_or_fail, wait_for
 
 TOKEN = "web-view-token-0123456789abcdef"
@@ -29,6 +31,7 @@ class ViewControl:
 
     def __init__(self) -> None:
         self.frames = 0
+        self.master: Path | None = None  # master 1's file
 
     def status(self) -> dict[str, Any]:
         return {"cameras": {}, "schedules": [], "library": {}}
@@ -45,6 +48,9 @@ class ViewControl:
 
     def report_html(self) -> str:
         return "<!DOCTYPE html><html><body><h1>report</h1></body></html>"
+
+    def thumbnail(self, master_id: int) -> bytes | None:
+        return thumbnail_png(self.master) if master_id == 1 and self.master else None
 
     def start(self, **kwargs: Any) -> str:
         return "ok"
@@ -95,6 +101,28 @@ def test_pages_are_shipped_with_a_strict_policy(server: tuple[ApiServer, ViewCon
     conn.request("GET", "/", headers={"Host": "evil.example"})
     assert conn.getresponse().status == 421
     conn.close()
+
+
+def test_master_thumbnails_are_stretched_pngs(server: tuple[ApiServer, ViewControl],
+                                              tmp_path: Path) -> None:
+    import matplotlib.image
+    import numpy as np
+    from astropy.io import fits
+
+    srv, control = server
+    ramp = np.tile(np.linspace(100.0, 200.0, 2000, dtype=np.float32), (1200, 1))
+    ramp[:, 1000] = np.nan  # a master may hold NaN: drawn, not fatal
+    control.master = tmp_path / "master.fits"
+    fits.writeto(control.master, ramp)
+    code, headers, body = get(srv.port, "/api/v1/masters/1.png")
+    assert code == 200 and headers.get_content_type() == "image/png"
+    image = matplotlib.image.imread(io.BytesIO(body))
+    assert max(image.shape) <= THUMB_MAX_PX and image.shape[1] > image.shape[0]
+    assert image[:, :5].mean() < 0.05 and image[:, -5:].mean() > 0.95  # stretched: full range
+    assert get(srv.port, "/api/v1/masters/2.png")[0] == 404
+    assert get(srv.port, "/api/v1/masters/x.png")[0] == 404
+    control.master.write_bytes(b"SIMPLE  = T" + b" " * 100)  # a damaged master
+    assert get(srv.port, "/api/v1/masters/1.png")[0] == 422
 
 
 def test_live_stream_updates_and_is_bounded(server: tuple[ApiServer, ViewControl],

@@ -78,6 +78,7 @@ TOKEN_HINT = ("commands are disabled because no API token is configured: put a r
 
 _VIEW_ROUTES = frozenset({f"{API_PREFIX}/status", f"{API_PREFIX}/live", f"{API_PREFIX}/history",
                           f"{API_PREFIX}/library", f"{API_PREFIX}/report", "/report"})
+_THUMB_ROUTE = re.compile(r"^/api/v1/masters/([0-9]{1,9})\.png$")
 _CAMERA_ROUTE = re.compile(r"^/api/v1/cameras/([^/]+)/(pause|resume|stop)$")
 _RUN_KEYS = frozenset({"camera", "plan", "schedule"})
 _CONTENT_LENGTH = re.compile(rb"(?im)^content-length[ \t]*:[ \t]*([^\r\n]*?)[ \t]*\r?$")
@@ -361,7 +362,8 @@ class _Handler(BaseHTTPRequestHandler):
             else:
                 self._send_bytes(HTTPStatus.OK, *found)
             return
-        if path not in _VIEW_ROUTES:
+        thumb = _THUMB_ROUTE.match(path)
+        if path not in _VIEW_ROUTES and thumb is None:
             self._not_found(path, "GET")
             return
         if not api.loopback and not self._authorised():
@@ -372,6 +374,8 @@ class _Handler(BaseHTTPRequestHandler):
         source = api.control
         if not isinstance(source, ViewSource):
             self._send(HTTPStatus.NOT_FOUND, {"error": "the web view needs the daemon"})
+        elif thumb is not None:
+            self._thumbnail(source, int(thumb.group(1)))
         elif path == f"{API_PREFIX}/live":
             self._stream(source)
         elif path == f"{API_PREFIX}/history":
@@ -390,6 +394,18 @@ class _Handler(BaseHTTPRequestHandler):
                 start, end = page.find(b"<body>"), page.rfind(b"</body>")
                 page = page[start + 6:end] if 0 <= start < end else page
             self._send_bytes(HTTPStatus.OK, "text/html; charset=utf-8", page)
+
+    def _thumbnail(self, source: ViewSource, master_id: int) -> None:
+        try:
+            png = source.thumbnail(master_id)
+        except Exception as err:  # an unreadable master: say so, keep serving
+            log.warning("API: no thumbnail for master %d: %s", master_id, shown(err, 200))
+            self._send(HTTPStatus.UNPROCESSABLE_ENTITY, {"error": "the master cannot be read"})
+            return
+        if png is None:
+            self._send(HTTPStatus.NOT_FOUND, {"error": f"no master {master_id}"})
+        else:
+            self._send_bytes(HTTPStatus.OK, "image/png", png)
 
     def _stream(self, source: ViewSource) -> None:
         """Server-sent events of the live status (bounded: see :mod:`capture.daemon.web`)."""

@@ -30,7 +30,7 @@ from calibd.capture.daemon.goal import goal_status
 from calibd.capture.daemon.notify import Notifier, watchdog_interval_s
 from calibd.capture.daemon.plans_access import resolve_api_plan
 from calibd.capture.daemon.scheduling import make_scheduler, set_fire_target, sync_jobs
-from calibd.capture.daemon.view_data import CoolerHistory, library_view
+from calibd.capture.daemon.view_data import CoolerHistory, Thumbnails, library_view
 from calibd.capture.daemon.worker import CameraWorker, RunRequest, describe_error
 from calibd.capture.devices import make_clock, make_safety, site_of
 from calibd.capture.errors import ConfigError, DaemonError, LibraryError, PlanError, Problem
@@ -161,6 +161,7 @@ class Daemon:
         self._status_at = 0.0
         self.alerts: AlertHub | None = None
         self.cooler_history = CoolerHistory()
+        self.thumbnails = Thumbnails(self.library_root)
         self._skipped: dict[str, tuple[int | None, int]] = {}  # camera -> (run id, cells told)
         self._disk_low = False
         self._alert_check_at = -1e18
@@ -313,6 +314,12 @@ class Daemon:
     def library_view(self) -> dict[str, Any]:
         try:
             return library_view(self.library_root())
+        except LibraryError as err:
+            raise ControlError(str(err), 503) from None
+
+    def thumbnail(self, master_id: int) -> bytes | None:
+        try:
+            return self.thumbnails.get(master_id)
         except LibraryError as err:
             raise ControlError(str(err), 503) from None
 

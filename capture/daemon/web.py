@@ -10,6 +10,7 @@ except the static files, which hold no data)::
     /api/v1/live            text/event-stream: the cameras' status, every second while it changes
     /api/v1/history         cooler temperature and power per camera, the last hours
     /api/v1/library         coverage cells, masters and the run journal
+    /api/v1/masters/<id>.png  a master's stretched thumbnail (the bad pixel map as an image)
 
 Streams are bounded: at most :data:`MAX_STREAMS` at a time (503 past that), each ends after
 :data:`STREAM_MAX_S` real seconds (the page reconnects) or as soon as a send blocks past the
@@ -37,7 +38,7 @@ STATIC = {  # file name -> content type: nothing else is served from the package
 }
 # No inline scripts, nothing from elsewhere; SVG plots carry style attributes.
 CSP = ("default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
-       "img-src 'self' data:; connect-src 'self'; base-uri 'none'; form-action 'none'; "
+       "img-src 'self' data: blob:; connect-src 'self'; base-uri 'none'; form-action 'none'; "
        "frame-ancestors 'none'")
 
 
@@ -61,6 +62,10 @@ class ViewSource(Protocol):
 
     def report_html(self) -> str:
         """The calibration report page of the library."""
+        ...
+
+    def thumbnail(self, master_id: int) -> bytes | None:
+        """A stretched PNG of the master (or bad pixel map) ``master_id``; None if unknown."""
         ...
 
 

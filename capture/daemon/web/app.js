@@ -162,6 +162,7 @@ async function refreshHistory() {
 function table(id, head, rows) {
   $(id).replaceChildren(el("thead", {}, el("tr", {}, ...head.map((h) => el("th", {}, h)))),
     el("tbody", {}, ...rows.map((r) => el("tr", {}, ...r.map((c) => el("td", {}, c ?? "–"))))));
+  // (a cell may be an element, e.g. a thumbnail: el() appends nodes as they are)
 }
 
 async function refreshStatus() {
@@ -202,11 +203,22 @@ function coverage(cells) {
   $("coverage-grids").replaceChildren(...(out.length ? out : [el("p", { class: "muted" }, "No runs yet.")]));
 }
 
+const thumbs = new Map(); // master id -> object URL (fetched with the token, kept)
+function thumbnail(m) {
+  const img = el("img", { class: "thumb", alt: `${m.kind} master ${m.id}`, "data-master": m.id, width: 96 });
+  if (thumbs.has(m.id)) { img.src = thumbs.get(m.id); return img; }
+  fetch(`/api/v1/masters/${m.id}.png`, { headers: headers(), cache: "no-store" })
+    .then((r) => (r.ok ? r.blob() : Promise.reject(new Error("HTTP " + r.status))))
+    .then((blob) => { const url = URL.createObjectURL(blob); thumbs.set(m.id, url); img.src = url; })
+    .catch(() => { img.alt = "no image"; });
+  return img;
+}
+
 async function refreshLibrary() {
   const data = await getJSON("/api/v1/library");
   coverage(data.cells || []);
-  table("master-table", ["kind", "camera", "gain", "set-point", "exposure", "filter", "frames", "built", "file"],
-    (data.masters || []).map((m) => [m.kind, m.camera, m.gain, m.setpoint_c, m.exposure_s, m.filter, m.frames, (m.created || "").slice(0, 16), m.path]));
+  table("master-table", ["image", "kind", "camera", "gain", "set-point", "exposure", "filter", "frames", "built", "calibration", "file"],
+    (data.masters || []).map((m) => [thumbnail(m), m.kind, m.camera, m.gain, m.setpoint_c, m.exposure_s, m.filter, m.frames, (m.created || "").slice(0, 16), m.calibration, m.path]));
   table("journal-table", ["time (UTC)", "run", "level", "event", "message"],
     (data.journal || []).map((e) => [(e.time || "").slice(0, 19).replace("T", " "), e.run, e.level, e.kind, e.message]));
 }
