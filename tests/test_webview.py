@@ -17,11 +17,20 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from calibd.capture.daemon import web
 from calibd.capture.daemon.api import ApiServer
 from calibd.capture.daemon.view_data import THUMB_MAX_PX, thumbnail_png
-from tests.support import DAEMON_TOKEN, LONG_DARKS, daemon_env, ready, skip_or_fail, wait_for
+from tests.support import (
+    DAEMON_TOKEN,
+    LONG_DARKS,
+    QUICK_BIAS,
+    daemon_env,
+    ready,
+    skip_or_fail,
+    wait_for,
+)
 
 TOKEN = "web-view-token-0123456789abcdef"
 
@@ -211,11 +220,16 @@ def test_the_page_in_a_headless_browser(tmp_path: Path) -> None:
 
     with daemon_env(tmp_path) as env:
         env.write_config(scale=200.0)
+        data = yaml.safe_load(env.config.read_text())
+        data["masters"] = {"auto": True}  # a master bias for the masters table
+        env.config.write_text(yaml.safe_dump(data), encoding="utf-8")
+        bias = env.plan("bias.yaml", QUICK_BIAS.replace("count: 2", "count: 3"))
         plan = env.plan("darks.yaml", LONG_DARKS)
         proc = env.start()
         wait_for(lambda: ready(env), 30, "READY=1")
         port = int((env.state / "api.port").read_text())
-        assert env.api("POST", "/api/v1/runs", {"plan": plan.name})[0] in (200, 202)
+        for p in (bias, plan):  # one after the other on the camera's queue
+            assert env.api("POST", "/api/v1/runs", {"plan": p.name})[0] in (200, 202)
         browser = _browser(tmp_path)
         try:
             base = f"http://127.0.0.1:{port}"
@@ -245,6 +259,9 @@ def test_the_page_in_a_headless_browser(tmp_path: Path) -> None:
                      "the cooler history")
             wait_for(lambda: browser.find_elements(By.CSS_SELECTOR, "td.cell"), 30,
                      "the coverage grid")
+            wait_for(lambda: browser.execute_script(
+                "const i = document.querySelector('img.thumb');"
+                "return i && i.complete && i.naturalWidth > 0;"), 30, "a master's thumbnail")
             browser.find_element(By.ID, "load-report").click()
             wait_for(lambda: browser.find_elements(By.CSS_SELECTOR, "#report-body figure svg"),
                      60, "the report's plots")
