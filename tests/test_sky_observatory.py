@@ -159,3 +159,90 @@ def test_a_shutter_that_does_not_close_is_an_alarm(capsys: pytest.CaptureFixture
     assert "ALARM" in res.err and "shutter" in res.err
     secure = _events(lib, "sky-secure")
     assert secure and not secure[-1]["closed"] and secure[-1]["problems"], secure
+
+
+# ---------------------------------------------------------------------- through each driver family
+
+
+class _Journal:
+    """Records the events the observatory journals (the one CapturePort method it uses)."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[str, str, dict[str, Any]]] = []
+
+    def event(self, level: str, kind: str, message: str, cell: object = None,
+              data: dict[str, Any] | None = None) -> None:
+        self.events.append((level, kind, dict(data or {})))
+
+
+class _Cell:
+    def describe(self) -> str:
+        return "sky flat cell"
+
+
+def _choreography(mount: Any, dome: Any, site: Site) -> dict[str, Any]:
+    """Open, point, two frames' worth of re-point/offset, secure — on the real clock."""
+    from calibd.capture.flats.observatory import FlatObservatory
+    from calibd.capture.plans.model import SkyPointing
+    from calibd.drivers.clock import RealClock
+
+    journal = _Journal()
+    obs = FlatObservatory(mount, dome, None, site,
+                          SkyPointing(repoint_s=30.0, open_timeout_s=120.0,
+                                      close_timeout_s=CLOSE_TIMEOUT_S),
+                          RealClock(), journal)  # type: ignore[arg-type]
+    cell = _Cell()
+    assert obs.open(cell) is None, journal.events  # type: ignore[arg-type]
+    obs._pointed_at = -1e9  # the next frame is due a re-point (the sun moved)
+    obs.before_frame(cell)  # type: ignore[arg-type]
+    obs.secure(cell)  # type: ignore[arg-type]
+    points = [d for _, kind, d in journal.events if kind == "sky-point"]
+    secure = [d for _, kind, d in journal.events if kind == "sky-secure"]
+    return {"points": points, "secure": secure}
+
+
+def _check(result: dict[str, Any]) -> None:
+    points, secure = result["points"], result["secure"]
+    assert len(points) == 2, result
+    assert all(p["miss_deg"] < 1.0 for p in points), points
+    assert len(secure) == 1 and secure[0]["closed"] and secure[0]["parked"], secure
+    assert secure[0]["seconds"] <= CLOSE_TIMEOUT_S and not secure[0]["problems"], secure
+
+
+@pytest.mark.indi
+def test_the_choreography_through_indi(indi_mount_server: Any) -> None:
+    from calibd.drivers.indi import IndiDome, IndiMount
+    from tests.indi_server import DOME, TELESCOPE
+
+    srv = indi_mount_server
+    mount = IndiMount(host=srv.host, port=srv.port, device=TELESCOPE, latitude_deg=SITE.
+                      latitude_deg, longitude_deg=SITE.longitude_deg, elevation_m=SITE.elevation_m)
+    dome = IndiDome(host=srv.host, port=srv.port, device=DOME)
+    mount.connect()
+    dome.connect()
+    try:
+        result = _choreography(mount, dome, SITE)
+    finally:
+        mount.disconnect()
+        dome.disconnect()
+    print({"indi": [round(p["miss_deg"], 5) for p in result["points"]],
+           "secure_s": round(result["secure"][0]["seconds"], 1)})
+    _check(result)
+
+
+@pytest.mark.alpaca
+def test_the_choreography_through_alpaca(alpaca_simulators: Any) -> None:
+    from calibd.drivers.alpaca import AlpacaDome, AlpacaMount
+
+    mount = AlpacaMount(host="127.0.0.1", port=alpaca_simulators.port, device_number=1)
+    dome = AlpacaDome(host="127.0.0.1", port=alpaca_simulators.port)
+    mount.connect()
+    dome.connect()
+    try:
+        result = _choreography(mount, dome, Site(52.0, 5.0, 10.0))
+    finally:
+        mount.connect()
+        dome.connect()
+    print({"alpaca": [round(p["miss_deg"], 5) for p in result["points"]],
+           "secure_s": round(result["secure"][0]["seconds"], 1)})
+    _check(result)
