@@ -634,3 +634,14 @@ class Mosquitto:
             self.proc.terminate()
             self.proc.wait(10)
         self.proc = None
+
+
+def fits_light(path: Path, cards: dict[str, Any], shape: tuple[int, int] = (4, 6)) -> Path:
+    """Write a tiny light frame (zeros of ``shape``) whose header holds ``cards``: the header
+    is what the light readers look at. Creates the folder; returns ``path``."""
+    header = fits.Header()
+    for k, v in cards.items():
+        header[k] = v
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fits.writeto(path, np.zeros(shape, dtype=np.uint16), header)
+    return path

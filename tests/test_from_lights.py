@@ -42,27 +42,16 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
-from astropy.io import fits
 
 from calibd.capture.library.headermap import master_row
 from calibd.capture.library.index import Index
 from calibd.capture.plans.load import load_plan
 from calibd.capture.plans.model import BiasSet, DarkSet, FlatSet
-from tests.support import run_cli, write_config
+from tests.support import fits_light, run_cli, write_config
 
 CAM = "ZWO ASI2600MM Pro"
 W, H = 6, 4  # stored (binned) pixels: tiny images, the header is what counts
-
-
-def fits_light(path: Path, cards: dict[str, Any], shape: tuple[int, int] = (H, W)) -> Path:
-    header = fits.Header()
-    for k, v in cards.items():
-        header[k] = v
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fits.writeto(path, np.zeros(shape, dtype=np.uint16), header)
-    return path
 
 
 def xisf_light(path: Path, cards: dict[str, Any], *, quoted: bool = True,

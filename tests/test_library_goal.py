@@ -21,6 +21,7 @@ from tests.support import (
     DAEMON_T0,
     daemon_env,
     fits_files,
+    fits_light,
     ready,
     run_cli,
     wait_for,
@@ -175,7 +176,6 @@ def test_the_goal_fills_what_recent_lights_need_first_then_the_oldest(tmp_path: 
     from calibd.capture.library.upkeep import Holding, needs
     from calibd.capture.lights.survey import survey
     from calibd.capture.plans.cells import Cell
-    from tests.test_from_lights import fits_light
 
     fits_light(tmp_path / "lights" / "l1.fits", {
         "IMAGETYP": "LIGHT", "INSTRUME": "cam", "EXPTIME": 300.0, "GAIN": 100, "OFFSET": 50,
