@@ -11,13 +11,13 @@ The frames are the realistic 16-bit biases of ``benchmarks/masters.py`` (same ge
 system's temporary folder) and reused while the generator's manifest matches.
 
 The method is the same in both programs: mean of the samples kept by sigma clipping, 3 sigma low
-and high around the median, repeated until nothing more is rejected (``calibd masters combine
---rejection sigma --sigma-low 3 --sigma-high 3 --iterations 0``; Siril's ``stack NAME rej s 3 3
--nonorm``). Every measurement is one whole process, start-up included, timed from its spawn to
-its exit on a warm page cache; its peak resident memory is ``ru_maxrss`` from ``os.wait4``, taken
-by a small launcher process (a child spawned straight from this process would count this
-process's memory, see ``tests/test_memory.py``). Per repeat, in turn (so load changes hit all
-alike):
+and high around the median with the sample standard deviation, repeated until nothing more is
+rejected (``calibd masters combine --rejection sigma --sigma-low 3 --sigma-high 3 --stddev sample
+--iterations 0``; Siril's ``stack NAME rej s 3 3 -nonorm``). Every measurement is one whole
+process, start-up included, timed from its spawn to its exit on a warm page cache; its peak
+resident memory is ``ru_maxrss`` from ``os.wait4``, taken by a small launcher process (a child
+spawned straight from this process would count this process's memory, see
+``tests/test_memory.py``). Per repeat, in turn (so load changes hit all alike):
 
 * ``calibd``: ``python -m calibd masters combine FILES -o OUT`` (its combine time alone, from its
   debug log, is reported too);
@@ -161,7 +161,8 @@ def _env() -> dict[str, str]:
 def calibd_argv(paths: Sequence[Path], out: Path) -> list[str]:
     return [sys.executable, "-m", "calibd", "-v", "masters", "combine", *map(str, paths),
             "--output", str(out), "--force", "--method", "mean", "--rejection", "sigma",
-            "--sigma-low", "3", "--sigma-high", "3", "--center", "median", "--iterations", "0"]
+            "--sigma-low", "3", "--sigma-high", "3", "--center", "median", "--stddev", "sample",
+            "--iterations", "0"]
 
 
 _COMBINED = re.compile(r"combined in ([0-9.]+) s")
