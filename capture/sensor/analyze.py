@@ -8,22 +8,32 @@ dictionaries (see :mod:`capture.sensor.store` for where they are kept).
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import statistics
 from collections import OrderedDict
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
 from calibd.capture.library.frame_queries import SensorFrame
 from calibd.capture.library.index import Index
 from calibd.capture.sensor.dark import SetpointDark, doubling_temperature, setpoint_dark
-from calibd.capture.sensor.frames import Group, Image, group_frames, left_shift, planes, read_image
+from calibd.capture.sensor.frames import (
+    Group,
+    Image,
+    Settings,
+    group_frames,
+    left_shift,
+    planes,
+    read_image,
+)
 from calibd.capture.sensor.ptc import (
     PairStats,
     Point,
@@ -37,6 +47,7 @@ from calibd.capture.sensor.ptc import (
 )
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 CLIP_LIMIT = 1e-5  # the recommended offset clips at most this fraction of pixels
 MAX_DARK_FRAMES = 4  # frames averaged per dark exposure and per bias (the dark model)
 SCHEMA_VERSION = 1
@@ -51,6 +62,15 @@ def analyze(root: Path, index: Index, *, camera: str | None = None, run_id: int 
     frames = index.sensor_frames(camera, run_id)
     groups, sweep = group_frames(frames)
     reader = _Reader(root)
+    try:
+        return _analyze(reader, groups, sweep, roi)
+    finally:
+        reader.close()
+
+
+def _analyze(reader: _Reader, groups: dict[tuple[str, Settings], Group],
+             sweep: dict[tuple[str, int, int, str], dict[int, list[SensorFrame]]],
+             roi: float) -> dict[str, Any]:
     out: dict[str, Any] = {"version": SCHEMA_VERSION, "created_utc":
                            datetime.now(UTC).isoformat(timespec="seconds"),
                            "roi": roi, "transfer": [], "unity": [], "offsets": [], "dark": [],
@@ -101,19 +121,43 @@ def _label(ident: dict[str, Any]) -> str:
 
 class _Reader:
     """Reads frames, keeping the last few (the bias pair serves the transfer, the dark model
-    and the offset sweep): each frame is read from the disk once as far as possible."""
+    and the offset sweep): each frame is read from the disk once as far as possible. One
+    helper thread reads ahead what the analysis names next (reads and numpy release the GIL);
+    :meth:`close` stops it."""
 
     def __init__(self, root: Path, keep: int = 4) -> None:
         self.root = root
         self.keep = keep
         self._cache: OrderedDict[str, Image] = OrderedDict()
+        self._pending: dict[str, Future[Image]] = {}
         self._scratch: list[np.ndarray] = []  # this thread's raw-read buffer
         self._helper_scratch: list[np.ndarray] = []  # the helper thread's
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="calibd-sensor-read")
+
+    def close(self) -> None:
+        for fut in self._pending.values():
+            fut.cancel()
+        self._pool.shutdown(wait=True)
+        self._pending.clear()
+        self._cache.clear()
+
+    def submit(self, fn: Callable[[], T]) -> Future[T]:
+        """Run ``fn`` on the helper thread."""
+        return self._pool.submit(fn)
+
+    def prefetch(self, frames: list[SensorFrame]) -> None:
+        """Start reading these frames on the helper thread; :meth:`image` takes them."""
+        for f in frames:
+            if f.path not in self._cache and f.path not in self._pending:
+                self._pending[f.path] = self._pool.submit(read_image, self.root, f,
+                                                          self._helper_scratch)
 
     def image(self, frame: SensorFrame) -> Image:
         img = self._cache.pop(frame.path, None)
         if img is None:
-            img = read_image(self.root, frame, self._scratch)
+            pending = self._pending.pop(frame.path, None)
+            img = pending.result() if pending is not None else \
+                read_image(self.root, frame, self._scratch)
         self._cache[frame.path] = img
         while len(self._cache) > self.keep:
             self._cache.popitem(last=False)
@@ -125,7 +169,8 @@ class _Reader:
         return self.image(frames[0]), self.image(frames[1])
 
     def pair_uncached(self, frames: list[SensorFrame]) -> tuple[Image, Image]:
-        """A pair read past the cache, by the one helper thread (ladder levels are read once)."""
+        """A pair read past the cache, on the helper thread only (ladder levels are read
+        once)."""
         if len(frames) < 2:
             raise ValueError(f"{frames[0].cell_key}: {len(frames)} frame, a pair is needed")
         return (read_image(self.root, frames[0], self._helper_scratch),
@@ -170,25 +215,24 @@ def _transfer(reader: _Reader, g: Group, roi: float) -> dict[str, Any]:
             and frames[0].exposure_s not in darks else None
         return flats, dark_pair
 
-    # The next level is read while this one is measured (reads and numpy release the GIL).
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="calibd-sensor-read") as pool:
-        pending = pool.submit(load, levels[0])
-        for i, lvl in enumerate(levels):
-            (a, b), dark_pair = pending.result()
-            t = g.ladder[lvl][0].exposure_s
-            if t not in darks:
-                da, db = (split(x) for x in dark_pair) if dark_pair is not None else bias
-                darks[t] = {c: (pair_stats(da[c], db[c]), _blocks(da[c], db[c]))
-                            for c in names}
-            if i + 1 < len(levels):
-                pending = pool.submit(load, levels[i + 1])
-            fa, fb = split(a), split(b)
-            for c in names:
-                s = pair_stats(fa[c], fb[c])
-                d = darks[t][c][0]
-                points[c].append(Point(t, s.mean, s.var, d.mean, d.var))
-                blocks[c][t] = _blocks(fa[c], fb[c])
-            del a, b, fa, fb, dark_pair
+    # The next level is read while this one is measured.
+    pending = reader.submit(functools.partial(load, levels[0]))
+    for i, lvl in enumerate(levels):
+        (a, b), dark_pair = pending.result()
+        t = g.ladder[lvl][0].exposure_s
+        if t not in darks:
+            da, db = (split(x) for x in dark_pair) if dark_pair is not None else bias
+            darks[t] = {c: (pair_stats(da[c], db[c]), _blocks(da[c], db[c]))
+                        for c in names}
+        if i + 1 < len(levels):
+            pending = reader.submit(functools.partial(load, levels[i + 1]))
+        fa, fb = split(a), split(b)
+        for c in names:
+            s = pair_stats(fa[c], fb[c])
+            d = darks[t][c][0]
+            points[c].append(Point(t, s.mean, s.var, d.mean, d.var))
+            blocks[c][t] = _blocks(fa[c], fb[c])
+        del a, b, fa, fb, dark_pair
     channels: dict[str, Any] = {}
     for c in names:
         pre = fit_transfer(points[c], read[c].var)
@@ -234,8 +278,17 @@ def _dark_model(reader: _Reader, g: Group, e_per_adu: float) -> dict[str, Any] |
         darks = {t: fs for (s, t), fs in g.darks.items() if s == sp}
         if not bias_frames or len(darks) < 2:
             continue
-        bias, read_var = _mean_image(reader, bias_frames)
-        mean_darks = {t: _mean_image(reader, fs)[0] for t, fs in darks.items()}
+        order = [bias_frames] + [darks[t] for t in sorted(darks)]
+        means: list[np.ndarray] = []
+        read_var: float | None = None
+        for i, frames in enumerate(order):  # each read while the one before is averaged
+            if i + 1 < len(order):
+                reader.prefetch(order[i + 1][:MAX_DARK_FRAMES])
+            mean, var = _mean_image(reader, frames)
+            means.append(mean)
+            read_var = var if i == 0 else read_var
+        bias = means[0]
+        mean_darks = dict(zip(sorted(darks), means[1:], strict=True))
         temps = [f.ccd_temp_c for fs in darks.values() for f in fs[:MAX_DARK_FRAMES]
                  if f.ccd_temp_c is not None]
         temp = statistics.fmean(temps) if temps else sp
@@ -251,7 +304,10 @@ def _dark_model(reader: _Reader, g: Group, e_per_adu: float) -> dict[str, Any] |
 def _offset_sweep(reader: _Reader, by_offset: dict[int, list[SensorFrame]]) -> dict[str, Any]:
     """Per offset the fraction of pixels clipped at zero in its bias frames (at most two)."""
     rows = []
-    for off in sorted(by_offset):
+    offsets = sorted(by_offset)
+    for i, off in enumerate(offsets):
+        if i + 1 < len(offsets):
+            reader.prefetch(by_offset[offsets[i + 1]][:2])
         imgs = [reader.image(f).data for f in by_offset[off][:2]]
         shift = left_shift(imgs)
         clipped = sum(int(np.count_nonzero((img >> np.uint16(shift)) == 0)) for img in imgs)
