@@ -275,7 +275,8 @@ class ApiConfig(_Strict):
 
 
 AlertKind = Literal["run_finished", "run_failed", "run_paused", "cell_skipped",
-                    "cooler_unsettled", "disk_low", "unsafe", "library_lacks", "daemon_stopping"]
+                    "cooler_unsettled", "disk_low", "unsafe", "observatory_alarm",
+                    "library_lacks", "daemon_stopping"]
 
 
 class NotifyTarget(_Strict):

@@ -199,3 +199,61 @@ def test_a_daemon_run_notifies_its_end_once(tmp_path: Path) -> None:
         assert titles == ["bias.yaml complete", "calibd stopping"], titles
     finally:
         http.close()
+
+
+class _Host:
+    """What a camera worker needs of the daemon, recording nothing but the clock."""
+
+    def __init__(self, root: Path) -> None:
+        from calibd.capture.config import default_config
+        from calibd.drivers.clock import RealClock
+
+        self.clock = RealClock()
+        self.root = root
+        self.config = default_config()
+
+    def config_snapshot(self) -> tuple[Any, None]:
+        return self.config, None
+
+    def library_root(self) -> Path:
+        return self.root
+
+    def run_started(self, request: Any) -> None:
+        pass
+
+    def run_finished(self, request: Any, keep_for_resume: bool, complete: bool) -> None:
+        pass
+
+    def camera_faulted(self, camera: str, reason: str) -> None:
+        pass
+
+
+@pytest.mark.parametrize(("raised", "kind"), [
+    ("flat L: ALARM: the shutter did not close: timed out", "observatory_alarm"),
+    ("5 frames in a row rejected", "run_failed"),
+])
+def test_how_a_run_ends_picks_the_alert(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                        raised: str, kind: str) -> None:
+    from types import SimpleNamespace
+
+    from calibd.capture.daemon import worker as worker_module
+    from calibd.capture.errors import RunPaused
+
+    def run_prepared(*args: Any, **kwargs: Any) -> None:
+        raise RunPaused(raised)
+
+    monkeypatch.setattr(worker_module, "prepare", lambda *a, **k: SimpleNamespace(
+        setup=SimpleNamespace(disconnect=lambda: None)))
+    monkeypatch.setattr(worker_module, "run_prepared", run_prepared)
+    alerts: list[tuple[str, str, str, str]] = []
+    host = _Host(tmp_path)
+    worker = worker_module.CameraWorker("cam", host, on_alert=lambda *a: alerts.append(a))
+    worker.start()
+    try:
+        worker.submit(worker_module.RunRequest("cam", tmp_path / "p.yaml", "api",
+                                               host.clock.now()))
+        wait_for(lambda: alerts, 10, "the alert")
+    finally:
+        worker.shutdown()
+        worker.join(5)
+    assert [(a[0], a[1], a[3]) for a in alerts] == [(kind, "cam", raised)]

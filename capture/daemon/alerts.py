@@ -38,7 +38,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 KINDS = ("run_finished", "run_failed", "run_paused", "cell_skipped", "cooler_unsettled",
-         "disk_low", "unsafe", "library_lacks", "daemon_stopping")
+         "disk_low", "unsafe", "observatory_alarm", "library_lacks", "daemon_stopping")
 QUEUE_MAX = 256  # alerts waiting for the sending thread; the oldest is dropped past it
 TEXT_MAX = 400  # characters of a message (escaped, capped)
 MQTT_PENDING_MAX = 64  # events kept while the broker is away
@@ -107,7 +107,8 @@ class AppriseTarget(Target):
 
         body = alert.message if alert.camera is None else f"{alert.camera}: {alert.message}"
         kind = apprise.NotifyType.FAILURE if alert.kind in (
-            "run_failed", "run_paused", "cooler_unsettled", "disk_low", "unsafe") \
+            "run_failed", "run_paused", "cooler_unsettled", "disk_low", "unsafe",
+            "observatory_alarm") \
             else apprise.NotifyType.INFO
         if not self._apprise.notify(title=alert.title, body=body, notify_type=kind):
             raise ConnectionError(f"{self.label} did not accept the message")

@@ -342,7 +342,12 @@ class CameraWorker:
                           "finished_utc": host.clock.now().isoformat(), "ok": False,
                           "stopped_by": reason or "failure"}
             if not self._stop.is_set():  # the run paused itself (device gone, repeated errors)
-                self._alert("run_failed", f"{request.plan.name} stopped", str(err))
+                # The sky flats' observatory says "ALARM:" when the shutter did not close or
+                # the mount did not park (capture.flats.observatory): its own alert kind.
+                alarm = "ALARM:" in str(err)
+                self._alert("observatory_alarm" if alarm else "run_failed",
+                            "observatory alarm" if alarm else f"{request.plan.name} stopped",
+                            str(err))
                 self._retry(request, str(err))
             elif reason == "pause":
                 self._hold_for_resume(request)
