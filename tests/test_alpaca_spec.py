@@ -26,7 +26,8 @@ from tests.alpaca_servers import HOST, OurAlpacaServer, call, request
 
 pytestmark = pytest.mark.alpaca
 
-_DEVICES = ("camera", "covercalibrator", "filterwheel", "observingconditions", "safetymonitor")
+_DEVICES = ("camera", "covercalibrator", "dome", "filterwheel", "observingconditions",
+            "safetymonitor")
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,7 @@ from calibd.drivers.indi import IndiDome, IndiMount
 from calibd.drivers.pointing import Place, altaz_to_radec
 from calibd.simulators import registry as simulator
 from calibd.simulators.clock import ScaledClock
-from tests.alpaca_servers import AlpacaSimServer
+from tests.alpaca_servers import AlpacaSimServer, OurAlpacaServer
 from tests.indi_server import DOME, TELESCOPE, IndiTestServer
 from tests.mount_contract import DomeContract, DomeTarget, MountContract, MountTarget
 
@@ -106,3 +106,13 @@ class TestAlpacaSimulatorsMount(MountContract, DomeContract):
         dome.connect()
         yield DomeTarget(dome, timeout_s=30.0, reports_motion=False)
         dome.connect()
+
+
+@pytest.mark.alpaca
+class TestOurAlpacaDome(DomeContract):
+    @pytest.fixture
+    def dome_target(self, our_alpaca: OurAlpacaServer) -> Iterator[DomeTarget]:
+        dome = AlpacaDome(host=HOST, port=our_alpaca.port)
+        dome.connect()
+        yield DomeTarget(dome, timeout_s=60.0)
+        dome.connect()  # leave the shared server's device connected

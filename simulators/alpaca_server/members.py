@@ -119,6 +119,23 @@ _COVER_CALIBRATOR: dict[str, Member] = {
 
 _SAFETY_MONITOR: dict[str, Member] = {"issafe": READ}
 
+_DOME: dict[str, Member] = {
+    **read_only(
+        "altitude athome atpark azimuth canfindhome canpark cansetaltitude cansetazimuth "
+        "cansetpark cansetshutter canslave cansyncazimuth shutterstatus slewing"
+    ),
+    "slaved": read_write("Slaved", "bool"),
+    "abortslew": method(),
+    "closeshutter": method(),
+    "findhome": method(),
+    "openshutter": method(),
+    "park": method(),
+    "setpark": method(),
+    "slewtoaltitude": method(("Altitude", "double")),
+    "slewtoazimuth": method(("Azimuth", "double")),
+    "synctoazimuth": method(("Azimuth", "double")),
+}
+
 _SENSOR_NAME = Member(get=(("SensorName", "string"),))
 _OBSERVING_CONDITIONS: dict[str, Member] = {
     **read_only(
@@ -137,6 +154,7 @@ MEMBERS: Mapping[str, Mapping[str, Member]] = {
     for device_type, specific in (
         ("camera", _CAMERA),
         ("covercalibrator", _COVER_CALIBRATOR),
+        ("dome", _DOME),
         ("filterwheel", _FILTER_WHEEL),
         ("observingconditions", _OBSERVING_CONDITIONS),
         ("safetymonitor", _SAFETY_MONITOR),

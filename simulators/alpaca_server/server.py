@@ -21,9 +21,11 @@ from calibd.simulators.alpaca_server.accessories import CoverCalibratorDevice, F
 from calibd.simulators.alpaca_server.camera import CameraDevice
 from calibd.simulators.alpaca_server.device import AlpacaDevice, driver_version
 from calibd.simulators.alpaca_server.discovery import DISCOVERY_PORT, DiscoveryResponder
+from calibd.simulators.alpaca_server.dome import DomeDevice
 from calibd.simulators.alpaca_server.routing import AlpacaHTTPServer, DeviceKey
 from calibd.simulators.alpaca_server.weather import ObservingConditionsDevice, SafetyMonitorDevice
 from calibd.simulators.clock import ScaledClock
+from calibd.simulators.mount import SimulatedDome
 from calibd.simulators.observatory import SimulatedObservatory, build_observatory
 from calibd.simulators.profiles import PROFILES, SensorProfile
 
@@ -91,6 +93,7 @@ class SimAlpacaServer:
             wheel=wheel, panel=panel, sky=None,
         )
         self.safety = SimulatedSafetyMonitor(self.clock, name="weather")
+        self.dome = SimulatedDome(self.clock, name="dome")
         devices: list[AlpacaDevice] = [
             CameraDevice(self.observatory.camera, self.clock,
                          unique_id=_unique_id(sensor, "camera", 0),
@@ -102,6 +105,7 @@ class SimAlpacaServer:
                                 unique_id=_unique_id(sensor, "safetymonitor", 0)),
             ObservingConditionsDevice(self.safety, self.clock,
                                       unique_id=_unique_id(sensor, "observingconditions", 0)),
+            DomeDevice(self.dome, self.clock, unique_id=_unique_id(sensor, "dome", 0)),
         ]
         self.devices: dict[DeviceKey, AlpacaDevice] = {
             (d.device_type, d.number): d for d in devices
