@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import gc
 import importlib
 import logging
 import os
@@ -134,4 +135,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def entry() -> None:
-    sys.exit(main())
+    code = main()
+    # Exit without the cyclic garbage collector walking every object numba, astropy and numpy
+    # made: the exit frees them anyway (this saved 0.4 s of a 2 s `masters combine`).
+    gc.freeze()
+    sys.exit(code)
