@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from calibd.capture.cfa import channels, normalize
+from calibd.capture.cfa import channels, header_pattern
 from calibd.capture.combine.reader import FrameSource
 from calibd.capture.library.frame_queries import SensorFrame
 
@@ -97,7 +97,7 @@ def read_image(root: Path, frame: SensorFrame, scratch: list[U16] | None = None)
             src.read_rows(0, h, buf, np.empty(h * w * 8, dtype=np.uint8))
             np.clip(buf, 0, 65535, out=buf)
             out[...] = buf
-        pattern = normalize(src.header.get("BAYERPAT"))
+        pattern = header_pattern(src.header, h)
     return Image(out, pattern)
 
 
