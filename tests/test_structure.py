@@ -40,6 +40,9 @@ VENDORS: dict[str, str] = {
     "zwoasi": "drivers.zwo",
     "numba": "capture.combine",
     "sqlite3": "capture.library",
+    "apprise": "capture.daemon.alerts",
+    "paho": "capture.daemon.alerts",
+    "matplotlib": "capture.report",
 }
 SQL_HOME = "capture.library"
 # What capture/flats may import from capture/sequencer: the capture port and the reconnect loop.
