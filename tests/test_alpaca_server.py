@@ -212,19 +212,19 @@ def test_management_api_lists_every_device_with_unique_ids(server: OurAlpacaServ
     devices = entries["Value"]
     assert {(d["DeviceType"], d["DeviceNumber"]) for d in devices} == {
         ("Camera", 0), ("FilterWheel", 0), ("CoverCalibrator", 0), ("SafetyMonitor", 0),
-        ("ObservingConditions", 0), ("Dome", 0),
+        ("ObservingConditions", 0), ("Dome", 0), ("Telescope", 0),
     }
     ids = [d["UniqueID"] for d in devices]
     assert len(set(ids)) == len(ids) and all(ids)
     assert {d.kind for d in described.devices} == {
-        "camera", "filterwheel", "flatpanel", "safety", "weather", "dome"
+        "camera", "filterwheel", "flatpanel", "safety", "weather", "dome", "mount"
     }
 
 
 def test_udp_discovery_answers_on_loopback(server: OurAlpacaServer) -> None:
     found = discover([HOST], port=server.discovery_port, timeout_s=0.5)
     assert [(s.host, s.port) for s in found] == [(HOST, server.port)]
-    assert len(found[0].devices) == 6
+    assert len(found[0].devices) == 7
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
         sock.settimeout(1.0)
         sock.sendto(b"hello", (HOST, server.discovery_port))  # ignored

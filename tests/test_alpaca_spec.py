@@ -27,7 +27,7 @@ from tests.alpaca_servers import HOST, OurAlpacaServer, call, request
 pytestmark = pytest.mark.alpaca
 
 _DEVICES = ("camera", "covercalibrator", "dome", "filterwheel", "observingconditions",
-            "safetymonitor")
+            "safetymonitor", "telescope")
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,7 @@ from calibd.drivers.indi import IndiDome, IndiMount
 from calibd.drivers.pointing import Place, altaz_to_radec
 from calibd.simulators import registry as simulator
 from calibd.simulators.clock import ScaledClock
-from tests.alpaca_servers import AlpacaSimServer, OurAlpacaServer
+from tests.alpaca_servers import AlpacaSimServer, OurAlpacaServer, call
 from tests.indi_server import DOME, TELESCOPE, IndiTestServer
 from tests.mount_contract import DomeContract, DomeTarget, MountContract, MountTarget
 
@@ -108,8 +108,28 @@ class TestAlpacaSimulatorsMount(MountContract, DomeContract):
         dome.connect()
 
 
+OUR_SITE = Place(45.0, 7.0, 400.0)  # the site of our Alpaca server's mount
+
+
 @pytest.mark.alpaca
-class TestOurAlpacaDome(DomeContract):
+class TestOurAlpacaMount(MountContract, DomeContract):
+    """Our server's Telescope 0 and Dome 0."""
+
+    @pytest.fixture
+    def mount_target(self, our_alpaca: OurAlpacaServer) -> Iterator[MountTarget]:
+        mount = AlpacaMount(host=HOST, port=our_alpaca.port)
+        mount.connect()
+
+        def device_now() -> datetime:  # the server's simulated clock
+            text = call(our_alpaca.port, "GET", "telescope/0/utcdate")["Value"]
+            return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+        def radec_of(alt: float, az: float, when: datetime) -> tuple[float, float]:
+            return altaz_to_radec(OUR_SITE, when, alt, az)
+
+        yield MountTarget(mount, device_now, radec_of, timeout_s=600.0, tolerance_deg=0.05)
+        mount.connect()  # leave the shared server's device connected
+
     @pytest.fixture
     def dome_target(self, our_alpaca: OurAlpacaServer) -> Iterator[DomeTarget]:
         dome = AlpacaDome(host=HOST, port=our_alpaca.port)

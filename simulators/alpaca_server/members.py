@@ -119,6 +119,51 @@ _COVER_CALIBRATOR: dict[str, Member] = {
 
 _SAFETY_MONITOR: dict[str, Member] = {"issafe": READ}
 
+_TELESCOPE: dict[str, Member] = {
+    **read_only(
+        "alignmentmode altitude aperturearea aperturediameter athome atpark azimuth canfindhome "
+        "canpark canpulseguide cansetdeclinationrate cansetguiderates cansetpark cansetpierside "
+        "cansetrightascensionrate cansettracking canslew canslewaltaz canslewaltazasync "
+        "canslewasync cansync cansyncaltaz canunpark declination equatorialsystem focallength "
+        "ispulseguiding rightascension siderealtime slewing trackingrates"
+    ),
+    "declinationrate": read_write("DeclinationRate", "double"),
+    "doesrefraction": read_write("DoesRefraction", "bool"),
+    "guideratedeclination": read_write("GuideRateDeclination", "double"),
+    "guideraterightascension": read_write("GuideRateRightAscension", "double"),
+    "rightascensionrate": read_write("RightAscensionRate", "double"),
+    "sideofpier": read_write("SideOfPier", "int32"),
+    "siteelevation": read_write("SiteElevation", "double"),
+    "sitelatitude": read_write("SiteLatitude", "double"),
+    "sitelongitude": read_write("SiteLongitude", "double"),
+    "slewsettletime": read_write("SlewSettleTime", "int32"),
+    "targetdeclination": read_write("TargetDeclination", "double"),
+    "targetrightascension": read_write("TargetRightAscension", "double"),
+    "tracking": read_write("Tracking", "bool"),
+    "trackingrate": read_write("TrackingRate", "int32"),
+    "utcdate": read_write("UTCDate", "string"),
+    "axisrates": Member(get=(("Axis", "int32"),)),
+    "canmoveaxis": Member(get=(("Axis", "int32"),)),
+    "destinationsideofpier": Member(get=(("RightAscension", "double"),
+                                         ("Declination", "double"))),
+    "abortslew": method(),
+    "findhome": method(),
+    "moveaxis": method(("Axis", "int32"), ("Rate", "double")),
+    "park": method(),
+    "pulseguide": method(("Direction", "int32"), ("Duration", "int32")),
+    "setpark": method(),
+    "slewtoaltaz": method(("Azimuth", "double"), ("Altitude", "double")),
+    "slewtoaltazasync": method(("Azimuth", "double"), ("Altitude", "double")),
+    "slewtocoordinates": method(("RightAscension", "double"), ("Declination", "double")),
+    "slewtocoordinatesasync": method(("RightAscension", "double"), ("Declination", "double")),
+    "slewtotarget": method(),
+    "slewtotargetasync": method(),
+    "synctoaltaz": method(("Azimuth", "double"), ("Altitude", "double")),
+    "synctocoordinates": method(("RightAscension", "double"), ("Declination", "double")),
+    "synctotarget": method(),
+    "unpark": method(),
+}
+
 _DOME: dict[str, Member] = {
     **read_only(
         "altitude athome atpark azimuth canfindhome canpark cansetaltitude cansetazimuth "
@@ -158,6 +203,7 @@ MEMBERS: Mapping[str, Mapping[str, Member]] = {
         ("filterwheel", _FILTER_WHEEL),
         ("observingconditions", _OBSERVING_CONDITIONS),
         ("safetymonitor", _SAFETY_MONITOR),
+        ("telescope", _TELESCOPE),
     )
 }
 

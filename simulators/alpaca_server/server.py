@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from types import FrameType
 from typing import Any, TypedDict, Unpack
 
+from calibd.drivers.pointing import Place
 from calibd.simulators.accessories import (
     DEFAULT_FILTERS,
     SimulatedFilterWheel,
@@ -23,9 +24,10 @@ from calibd.simulators.alpaca_server.device import AlpacaDevice, driver_version
 from calibd.simulators.alpaca_server.discovery import DISCOVERY_PORT, DiscoveryResponder
 from calibd.simulators.alpaca_server.dome import DomeDevice
 from calibd.simulators.alpaca_server.routing import AlpacaHTTPServer, DeviceKey
+from calibd.simulators.alpaca_server.telescope import TelescopeDevice
 from calibd.simulators.alpaca_server.weather import ObservingConditionsDevice, SafetyMonitorDevice
 from calibd.simulators.clock import ScaledClock
-from calibd.simulators.mount import SimulatedDome
+from calibd.simulators.mount import SimulatedDome, SimulatedMount
 from calibd.simulators.observatory import SimulatedObservatory, build_observatory
 from calibd.simulators.profiles import PROFILES, SensorProfile
 
@@ -94,6 +96,9 @@ class SimAlpacaServer:
         )
         self.safety = SimulatedSafetyMonitor(self.clock, name="weather")
         self.dome = SimulatedDome(self.clock, name="dome")
+        # The built-in simulator's site (the server takes no site option).
+        self.mount = SimulatedMount(self.clock, Place(45.0, 7.0, 400.0), slew_deg_per_s=1.0,
+                                    name="mount")
         devices: list[AlpacaDevice] = [
             CameraDevice(self.observatory.camera, self.clock,
                          unique_id=_unique_id(sensor, "camera", 0),
@@ -106,6 +111,8 @@ class SimAlpacaServer:
             ObservingConditionsDevice(self.safety, self.clock,
                                       unique_id=_unique_id(sensor, "observingconditions", 0)),
             DomeDevice(self.dome, self.clock, unique_id=_unique_id(sensor, "dome", 0)),
+            TelescopeDevice(self.mount, self.clock,
+                            unique_id=_unique_id(sensor, "telescope", 0)),
         ]
         self.devices: dict[DeviceKey, AlpacaDevice] = {
             (d.device_type, d.number): d for d in devices
