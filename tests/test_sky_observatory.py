@@ -116,8 +116,9 @@ def test_unsafe_mid_run_closes_and_parks_then_the_next_window_resumes(
     before = len(_flats(lib))
     assert 0 < before < COUNT * len(FILTERS), "stopped part-way"
     second = run_cli(capsys, "run", plan, "--config",
-                     _config(tmp_path, "2026-11-26T05:30:00Z"), "--library", lib)
+                     _config(tmp_path, "2026-11-26T15:30:00Z"), "--library", lib)
     assert second.code == 0, second.err
+    assert "resuming run 1" in second.err
     headers = _flats(lib)
     per_filter: dict[str, int] = {}
     seen: set[tuple[str, int]] = set()
