@@ -74,7 +74,7 @@ def register(sub: Any) -> None:
     comb.add_argument("--no-check", action="store_true",
                       help="combine frames even when their headers disagree")
     comb.add_argument("--force", action="store_true", help="overwrite OUT")
-    comb.set_defaults(handler=run_combine)
+    comb.set_defaults(handler=run_combine, fast_exit=True)  # no index: see cli.main
 
 
 def _index(args: argparse.Namespace) -> tuple[Index, MastersConfig]:

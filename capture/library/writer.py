@@ -144,6 +144,12 @@ class FrameWriter:
             self._cond.notify_all()
 
     def _loop(self) -> None:
+        try:
+            self._serve()
+        finally:
+            self._index.close()  # this thread's connection (SQLite checkpoints on the last close)
+
+    def _serve(self) -> None:
         while True:
             job = self._queue.get()
             if job is None:

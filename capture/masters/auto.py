@@ -22,7 +22,6 @@ WAIT_FOR_FRAMES_S = 600.0  # real seconds a cell's frames may take to reach the 
 
 class AutoMasters:
     def __init__(self, root: Path, run_id: int, cfg: MastersConfig) -> None:
-        self.index = Index(root)  # this thread's own connection
         self.root = root
         self.run_id = run_id
         self.cfg = cfg
@@ -41,7 +40,11 @@ class AutoMasters:
         """Build what remains for this run (flats, bad pixel maps) and stop. Blocks."""
         self._queue.put(None)
         self._thread.join(timeout_s)
-        report = build_missing(Index(self.root), self.cfg, run_id=self.run_id)
+        index = Index(self.root)
+        try:
+            report = build_missing(index, self.cfg, run_id=self.run_id)
+        finally:
+            index.close()
         self.report.built += report.built
         self.report.failed += report.failed
         return self.report
@@ -58,6 +61,12 @@ class AutoMasters:
 
     def _loop(self) -> None:
         index = Index(self.root)
+        try:
+            self._serve(index)
+        finally:
+            index.close()  # this thread's connection
+
+    def _serve(self, index: Index) -> None:
         while True:
             cell = self._queue.get()
             if cell is None:
