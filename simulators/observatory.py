@@ -33,22 +33,25 @@ class SimulatedObservatory:
     def illumination(self) -> Illumination | None:
         """What reaches the sensor now: the panel (when in the beam) or, with the panel's cover
         open (or no panel but a mount) and the dome open, the sky — with the stars where the
-        mount points; through the current filter, shaped by vignetting and dust. Without a panel
+        mount points; through the current filter, shaped by vignetting and dust, and tagged with
+        its source ('panel' or 'sky'). Without a panel
         or a mount the simulated telescope is capped: no light."""
         filt = self.wheel.current() if self.wheel is not None else None
         if self.panel is None and self.mount is None:
             return None
         flux = self.panel.panel_flux() if self.panel is not None else None
         stars = None
+        source = "panel"  # a colour sensor weighs its channels by the source's spectrum
         if flux is None:
             if self.dome is not None and not self.dome.sky_open():
                 return None
             flux = self.sky.flux() if self.sky is not None else 0.0
             stars = self._star_layer(transmission(filt))
+            source = "sky"
         if flux <= 0:
             return None
         return Illumination(flux_e_per_s=flux * transmission(filt),
-                            pattern=self.optics.pattern(filt), stars=stars)
+                            pattern=self.optics.pattern(filt), stars=stars, source=source)
 
     def _star_layer(self, throughput: float) -> Callable[[float], F32] | None:
         """The stars of the exposure that ends now (called at read-out with its length)."""
