@@ -67,15 +67,10 @@ def _flats(lib: Path) -> list[fits.Header]:
     return [fits.getheader(p) for p in sorted((lib / "sim" / "Flats").rglob("*.fits"))]
 
 
-# Dawn is open in issue #18: on its own the dawn run passes (tracking off), but after another
-# run in the same process, or with dithering, the sky search does not follow the brightening
-# sky ("could not follow the sky": L 6,400 -> 14,200 ADU over 9 frames). Kept visible as a skip.
-@pytest.mark.parametrize(("start", "stars", "scale"), [
-    ("2026-11-25T15:30:00Z", "dither", 500.0),
-    pytest.param("2026-11-26T05:30:00Z", "tracking-off", 200.0, marks=pytest.mark.skip(
-        reason="issue #18: dawn sky flats through the observatory do not follow the sky "
-               "after an earlier run in the same process")),
-], ids=["dusk", "dawn"])
+@pytest.mark.parametrize(("start", "stars", "scale"),
+                         [("2026-11-25T15:30:00Z", "tracking-off", 500.0),
+                          ("2026-11-26T05:30:00Z", "dither", 500.0)],
+                         ids=["dusk", "dawn"])
 def test_a_twilight_run_opens_points_fills_and_secures(capsys: pytest.CaptureFixture[str],
                                                         tmp_path: Path, start: str,
                                                         stars: str, scale: float) -> None:

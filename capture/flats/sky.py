@@ -126,6 +126,11 @@ def _one_filter(session: FlatSession, cell: Cell, fset: FlatSet, site: Site, win
         now = clock.now()
         if now >= window.closes:
             return _stop(session, cell, f"the {window.kind} window closed", model, throughput)
+        if obs is not None and obs.active:
+            # Weather, re-point, offset: before the prediction, so the time the model learns
+            # from is when the exposure starts, not before a slew (at dawn a slew-late start
+            # taught it a sky brighter than it was, and every frame came out short).
+            obs.before_frame(cell)
         start_t = clock.monotonic()
         predicted = model.exposure_for(signal_wanted, start_t)
         if predicted is None:
@@ -144,8 +149,6 @@ def _one_filter(session: FlatSession, cell: Cell, fset: FlatSet, site: Site, win
             model.samples.clear()
             guess = limit
             continue
-        if obs is not None and obs.active:
-            obs.before_frame(cell)  # weather, re-point, offset
         shot = port.shoot(cell, predicted)
         level = flat_level(shot, spec)  # colour: the brightest channel
         signal = level - bias
