@@ -146,8 +146,11 @@ def _one_filter(session: FlatSession, cell: Cell, fset: FlatSet, site: Site, win
                                            f"{predicted:.3g} s {cmp} {limit:g} s)",
                              model, throughput)
             session.wait(WAIT_STEP_S, f"waiting for the {later}")
-            model.samples.clear()
-            guess = limit
+            # What the model measured stays: it carries the sky through the wait (at the sun's
+            # rate), so the next frame is shot once the sky is in range, not at the limit
+            # while it is still too bright or dark (each such frame a reject towards giving up).
+            if not model.samples:
+                guess = limit
             continue
         shot = port.shoot(cell, predicted)
         level = flat_level(shot, spec)  # colour: the brightest channel
