@@ -177,8 +177,10 @@ class FlatObservatory:
         if took > self.options.close_timeout_s:
             problems.append(f"securing took {took:.0f} s, more than "
                             f"{self.options.close_timeout_s:g} s")
-        closed = self.dome is None or _shutter_closed(self.dome)
+        closed = self.dome is None or self._settled_closed(deadline)
         parked = self.mount is None or _parked(self.mount)
+        if not closed and not problems:
+            problems.append("the shutter does not report closed after parking")
         self.port.event("info" if not problems else "error", "sky-secure",
                         f"observatory secured in {took:.0f} s" if not problems
                         else "ALARM: " + "; ".join(problems), cell,
@@ -188,12 +190,21 @@ class FlatObservatory:
             log.error("ALARM: %s", "; ".join(problems))
             raise RunPaused(f"{cell.describe()}: ALARM: " + "; ".join(problems))
 
+    def _settled_closed(self, deadline: float) -> bool:
+        """Whether the shutter reports closed once it stops moving (parking may cycle it: the
+        INDI dome re-closes on park), waiting at most until ``deadline`` (monotonic s)."""
+        assert self.dome is not None
+        while True:
+            try:
+                state = self.dome.shutter()
+            except DeviceError:
+                return False
+            if state is not ShutterState.CLOSING or self.clock.monotonic() >= deadline:
+                return state is ShutterState.CLOSED
+            self.clock.sleep(SETTLE_POLL_S)
 
-def _shutter_closed(dome: Dome) -> bool:
-    try:
-        return dome.shutter() is ShutterState.CLOSED
-    except DeviceError:
-        return False
+
+SETTLE_POLL_S = 0.5
 
 
 def _parked(mount: Mount) -> bool:
