@@ -354,6 +354,19 @@ class AlpacaDevice:
 
     # -- connection ------------------------------------------------------------------------------
 
+
+    def _poll_until(self, what: str, done: Callable[[], bool], timeout_s: float,
+                    poll_s: float) -> None:
+        """Call ``done`` every ``poll_s`` clock seconds until it returns True. Blocks at most
+        ``timeout_s`` clock seconds; raises DeviceUnavailable ("``what``: not done within ...")
+        past it, and whatever ``done`` raises."""
+        clock = self._clock
+        deadline = clock.monotonic() + timeout_s
+        while not done():
+            if clock.monotonic() >= deadline:
+                raise DeviceUnavailable(f"{what}: not done within {timeout_s:g} s",
+                                        device=self.label)
+            clock.sleep(poll_s)
     def connect(self) -> None:
         """Connect the device (idempotent: a connected device that still says Connected is left
         alone). Uses Connect()/Connecting on Platform 7 devices, Connected = True otherwise, then

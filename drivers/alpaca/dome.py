@@ -96,11 +96,5 @@ class AlpacaDome(AlpacaDevice):
             self._set("Slaved", False)
 
     def _wait(self, what: str, done: Callable[[], bool], timeout_s: float | None) -> None:
-        clock = self._clock
-        timeout = self.move_timeout_s if timeout_s is None else timeout_s
-        deadline = clock.monotonic() + timeout
-        while not done():
-            if clock.monotonic() >= deadline:
-                raise DeviceUnavailable(f"{what}: not done within {timeout:g} s",
-                                        device=self.label)
-            clock.sleep(_POLL_S)
+        self._poll_until(what, done, self.move_timeout_s if timeout_s is None else timeout_s,
+                         _POLL_S)

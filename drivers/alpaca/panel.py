@@ -67,14 +67,8 @@ class AlpacaFlatPanel(AlpacaDevice):
         return self._has_cover
 
     def _wait(self, what: str, done: Callable[[], bool], timeout_s: float | None) -> None:
-        clock = self._clock
-        deadline = clock.monotonic() + (
-            timeout_s if timeout_s is not None else self.settle_timeout_s
-        )
-        while not done():
-            if clock.monotonic() >= deadline:
-                raise DeviceUnavailable(f"{what}: not done by the deadline", device=self.label)
-            clock.sleep(_POLL_S)
+        self._poll_until(what, done,
+                         self.settle_timeout_s if timeout_s is None else timeout_s, _POLL_S)
 
     def _calibrator_reached(self, target: CalibratorStatus) -> bool:
         state = int(self._get("CalibratorState"))
