@@ -1717,6 +1717,30 @@ const char *ASIDoubleLastError(void)
     return g_error;
 }
 
+/* The per-camera fields ASIDoubleStat reports: name, where the field is in cam_t, its type
+ * ('i' int, 'l' long). "temperature_x10" is computed, not stored. */
+typedef struct {
+    const char *name;
+    size_t offset;
+    char type;
+} cam_stat_t;
+
+static const cam_stat_t k_cam_stats[] = {
+    {"present", offsetof(cam_t, present), 'i'},
+    {"open", offsetof(cam_t, open), 'i'},
+    {"id", offsetof(cam_t, id), 'i'},
+    {"status", offsetof(cam_t, status), 'i'},
+    {"exposures", offsetof(cam_t, n_exposures), 'l'},
+    {"failed", offsetof(cam_t, n_failed), 'l'},
+    {"stopped", offsetof(cam_t, n_stopped), 'l'},
+    {"downloads", offsetof(cam_t, n_downloads), 'l'},
+    {"removed", offsetof(cam_t, n_removed), 'l'},
+    {"hangs", offsetof(cam_t, n_hangs), 'l'},
+    {"opens", offsetof(cam_t, n_opens), 'l'},
+    {"cooler_on", offsetof(cam_t, ctl[DBL_CTL_COOLER_ON]), 'l'},
+};
+#define N_CAM_STATS ((int)(sizeof(k_cam_stats) / sizeof(k_cam_stats[0])))
+
 long ASIDoubleStat(const char *name, int slot)
 {
     pthread_once(&g_once, init_once);
@@ -1735,33 +1759,18 @@ long ASIDoubleStat(const char *name, int slot)
         for (int i = 0; i < MAX_CAMS; i++)
             v += g_cams[i].used && g_cams[i].present;
     } else if (slot >= 0 && slot < MAX_CAMS && g_cams[slot].used) {
-        cam_t *c = &g_cams[slot];
-        if (!strcmp(name, "present"))
-            v = c->present;
-        else if (!strcmp(name, "open"))
-            v = c->open;
-        else if (!strcmp(name, "id"))
-            v = c->id;
-        else if (!strcmp(name, "status"))
-            v = c->status;
-        else if (!strcmp(name, "exposures"))
-            v = c->n_exposures;
-        else if (!strcmp(name, "failed"))
-            v = c->n_failed;
-        else if (!strcmp(name, "stopped"))
-            v = c->n_stopped;
-        else if (!strcmp(name, "downloads"))
-            v = c->n_downloads;
-        else if (!strcmp(name, "removed"))
-            v = c->n_removed;
-        else if (!strcmp(name, "hangs"))
-            v = c->n_hangs;
-        else if (!strcmp(name, "opens"))
-            v = c->n_opens;
-        else if (!strcmp(name, "cooler_on"))
-            v = c->ctl[DBL_CTL_COOLER_ON];
-        else if (!strcmp(name, "temperature_x10"))
+        const cam_t *c = &g_cams[slot];
+        if (!strcmp(name, "temperature_x10"))
             v = lround(10.0 * cam_temperature(c, sim_now()));
+        for (int i = 0; i < N_CAM_STATS; i++) {
+            const cam_stat_t *st = &k_cam_stats[i];
+            if (strcmp(name, st->name) != 0)
+                continue;
+            const char *field = (const char *)c + st->offset;
+            v = st->type == 'i' ? *(const int *)(const void *)field
+                                : *(const long *)(const void *)field;
+            break;
+        }
     }
     pthread_mutex_unlock(&g_lock);
     return v;
