@@ -670,14 +670,15 @@ static cam_t *find_cam(int id, int need_open, int *err)
     return NULL;
 }
 
-/* The preamble of every call on an open camera: lock, count the call, find the camera by its
- * id or return the SDK's error. Declares ``c``. */
-#define OPEN_CAM(c, id)                                                                           \
+/* The preamble of every call on a camera: lock, count the call, find the camera by its id (an
+ * open one when ``need_open``) or return the SDK's error. Declares ``c`` and ``c_err``. */
+#define FIND_CAM(c, id, need_open)                                                                \
     int c##_err;                                                                                  \
     ENTER();                                                                                      \
-    cam_t *c = find_cam((id), 1, &c##_err);                                                       \
+    cam_t *c = find_cam((id), (need_open), &c##_err);                                             \
     if (!c)                                                                                       \
     LEAVE(c##_err)
+#define OPEN_CAM(c, id) FIND_CAM(c, id, 1)
 
 /* Store ``value`` through an optional output pointer. */
 #define OUT(ptr, value)                                                                           \
@@ -960,11 +961,7 @@ int ASIGetCameraProperty(dbl_camera_info_t *info, int index)
 
 int ASIGetCameraPropertyByID(int id, dbl_camera_info_t *info)
 {
-    int err;
-    ENTER();
-    cam_t *c = find_cam(id, 0, &err);
-    if (!c)
-        LEAVE(err);
+    FIND_CAM(c, id, 0);
     if (info)
         fill_info(c, info);
     LEAVE(DBL_OK);
@@ -972,11 +969,7 @@ int ASIGetCameraPropertyByID(int id, dbl_camera_info_t *info)
 
 int ASIOpenCamera(int id)
 {
-    int err;
-    ENTER();
-    cam_t *c = find_cam(id, 0, &err);
-    if (!c)
-        LEAVE(err);
+    FIND_CAM(c, id, 0);
     c->open = 1;
     c->n_opens++;
     LEAVE(DBL_OK);
@@ -1047,12 +1040,8 @@ int ASIGetControlValue(int id, int type, long *value, int *is_auto)
 
 int ASISetControlValue(int id, int type, long value, int is_auto)
 {
-    int err;
+    OPEN_CAM(c, id);
     dbl_control_caps_t caps;
-    ENTER();
-    cam_t *c = find_cam(id, 1, &err);
-    if (!c)
-        LEAVE(err);
     if (type < 0 || type >= DBL_CTL_TYPES || !control_caps(c, type, &caps))
         LEAVE(DBL_ERR_INVALID_CONTROL_TYPE);
     if (!caps.writable)
