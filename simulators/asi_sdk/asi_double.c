@@ -1252,12 +1252,18 @@ int ASIGetDataAfterExp(int id, unsigned char *buffer, long size)
     LEAVE(DBL_OK);
 }
 
-int ASIGetID(int id, dbl_id8_t *out)
+/* Copies the 8 bytes at ``offset`` in camera ``id`` (its ASI ID or serial number) to *out. */
+static int get_id8(int id, size_t offset, dbl_id8_t *out)
 {
     OPEN_CAM(c, id);
     if (out)
-        memcpy(out->bytes, c->asi_id, 8);
+        memcpy(out->bytes, (const unsigned char *)c + offset, 8);
     LEAVE(DBL_OK);
+}
+
+int ASIGetID(int id, dbl_id8_t *out)
+{
+    return get_id8(id, offsetof(cam_t, asi_id), out);
 }
 
 int ASISetID(int id, dbl_id8_t value)
@@ -1269,10 +1275,7 @@ int ASISetID(int id, dbl_id8_t value)
 
 int ASIGetSerialNumber(int id, dbl_id8_t *out)
 {
-    OPEN_CAM(c, id);
-    if (out)
-        memcpy(out->bytes, c->serial, 8);
-    LEAVE(DBL_OK);
+    return get_id8(id, offsetof(cam_t, serial), out);
 }
 
 int ASIGetGainOffset(int id, int *offset_highest_dr, int *offset_unity_gain, int *gain_lowest_rn,
