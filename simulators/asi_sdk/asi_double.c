@@ -1570,9 +1570,9 @@ static int apply_run_key(const token_t *t)
     return 0;
 }
 
-/* The per-camera keys (faults and actions): what each one does, and where a setting goes.
- * 'l' a long count, 'b' a 0/1 flag, 'd' seconds (0..86400), 'r' remove, 'a' reattach (actions
- * when non-zero), 'x' the ASI ID (8 bytes). */
+/* A named field of a camera (``offset`` in cam_t) and its kind. For the per-camera keys (faults
+ * and actions) the kind says what the key does: 'l' a long count, 'b' a 0/1 flag, 'd' seconds
+ * (0..86400), 'r' remove, 'a' reattach (actions when non-zero), 'x' the ASI ID (8 bytes). */
 typedef struct {
     const char *key;
     char kind;
@@ -1709,27 +1709,21 @@ const char *ASIDoubleLastError(void)
     return g_error;
 }
 
-/* The per-camera fields ASIDoubleStat reports: name, where the field is in cam_t, its type
- * ('i' int, 'l' long). "temperature_x10" is computed, not stored. */
-typedef struct {
-    const char *name;
-    size_t offset;
-    char type;
-} cam_stat_t;
-
-static const cam_stat_t k_cam_stats[] = {
-    {"present", offsetof(cam_t, present), 'i'},
-    {"open", offsetof(cam_t, open), 'i'},
-    {"id", offsetof(cam_t, id), 'i'},
-    {"status", offsetof(cam_t, status), 'i'},
-    {"exposures", offsetof(cam_t, n_exposures), 'l'},
-    {"failed", offsetof(cam_t, n_failed), 'l'},
-    {"stopped", offsetof(cam_t, n_stopped), 'l'},
-    {"downloads", offsetof(cam_t, n_downloads), 'l'},
-    {"removed", offsetof(cam_t, n_removed), 'l'},
-    {"hangs", offsetof(cam_t, n_hangs), 'l'},
-    {"opens", offsetof(cam_t, n_opens), 'l'},
-    {"cooler_on", offsetof(cam_t, ctl[DBL_CTL_COOLER_ON]), 'l'},
+/* The per-camera fields ASIDoubleStat reports, as cam_key_t ('i' an int, 'l' a long field);
+ * "temperature_x10" is computed, not stored. */
+static const cam_key_t k_cam_stats[] = {
+    {"present", 'i', offsetof(cam_t, present)},
+    {"open", 'i', offsetof(cam_t, open)},
+    {"id", 'i', offsetof(cam_t, id)},
+    {"status", 'i', offsetof(cam_t, status)},
+    {"exposures", 'l', offsetof(cam_t, n_exposures)},
+    {"failed", 'l', offsetof(cam_t, n_failed)},
+    {"stopped", 'l', offsetof(cam_t, n_stopped)},
+    {"downloads", 'l', offsetof(cam_t, n_downloads)},
+    {"removed", 'l', offsetof(cam_t, n_removed)},
+    {"hangs", 'l', offsetof(cam_t, n_hangs)},
+    {"opens", 'l', offsetof(cam_t, n_opens)},
+    {"cooler_on", 'l', offsetof(cam_t, ctl[DBL_CTL_COOLER_ON])},
 };
 #define N_CAM_STATS ((int)(sizeof(k_cam_stats) / sizeof(k_cam_stats[0])))
 
@@ -1755,12 +1749,12 @@ long ASIDoubleStat(const char *name, int slot)
         if (!strcmp(name, "temperature_x10"))
             v = lround(10.0 * cam_temperature(c, sim_now()));
         for (int i = 0; i < N_CAM_STATS; i++) {
-            const cam_stat_t *st = &k_cam_stats[i];
-            if (strcmp(name, st->name) != 0)
+            const cam_key_t *st = &k_cam_stats[i];
+            if (strcmp(name, st->key) != 0)
                 continue;
             const char *field = (const char *)c + st->offset;
-            v = st->type == 'i' ? *(const int *)(const void *)field
-                                : *(const long *)(const void *)field;
+            v = st->kind == 'l' ? *(const long *)(const void *)field
+                                : *(const int *)(const void *)field;
             break;
         }
     }
