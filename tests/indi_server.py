@@ -55,9 +55,9 @@ SIMULATORS = (
     "indi_simulator_lightpanel",
     "indi_simulator_weather",
 )
-# The mount and dome simulators run on a server of their own: the CCD simulator snoops a
-# telescope called "Telescope Simulator" and changes what it sends when one is there.
-MOUNT_SIMULATORS = ("indi_simulator_telescope", "indi_simulator_dome")
+# The mount, dome and roll-off roof simulators run on a server of their own: the CCD simulator
+# snoops a telescope called "Telescope Simulator" and changes what it sends when one is there.
+MOUNT_SIMULATORS = ("indi_simulator_telescope", "indi_simulator_dome", "indi_rolloff_dome")
 INDI_POLL_MS = 50  # POLLING_PERIOD of the session's server (the CCD cools 0.5 °C per poll)
 CCD = "CCD Simulator"
 WHEEL = "Filter Simulator"
@@ -65,6 +65,8 @@ PANEL = "Light Panel Simulator"
 WEATHER = "Weather Simulator"
 TELESCOPE = "Telescope Simulator"
 DOME = "Dome Simulator"
+ROOF = "RollOff Simulator"  # a roll-off roof, 10 s per move in real time
+ROOF_DRIVER = "indi_rolloff_dome"
 FLIPFLAT = "Flip Flat"  # a real light box + dust cap driver, run in its simulation mode
 DEVICES = {
     "indi_simulator_ccd": CCD,
@@ -74,6 +76,7 @@ DEVICES = {
     "indi_flipflat": FLIPFLAT,
     "indi_simulator_telescope": TELESCOPE,
     "indi_simulator_dome": DOME,
+    "indi_rolloff_dome": ROOF,
 }
 # The INDI doubles of real camera drivers (simulators/indi_doubles), started by the real
 # executable names through wrapper scripts on indiserver's PATH.

@@ -1,6 +1,6 @@
 """The mount and dome contract suites (:mod:`tests.mount_contract`) over every transport: the
-simulator (built through ``simulators.registry``), INDI (indiserver's telescope and dome
-simulators), Alpaca against our server and alpaca-simulators.
+simulator (built through ``simulators.registry``), INDI (indiserver's telescope, dome and
+roll-off roof simulators), Alpaca against our server and alpaca-simulators.
 
 The servers are the session's (see conftest): missing INDI or Alpaca software skips these tests
 on a developer machine and fails them under ``CALIBD_REQUIRE`` (CI).
@@ -8,18 +8,27 @@ on a developer machine and fails them under ``CALIBD_REQUIRE`` (CI).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 
 import pytest
 
 from calibd.drivers.alpaca import AlpacaDome, AlpacaMount
+from calibd.drivers.contracts import ShutterState
 from calibd.drivers.indi import IndiDome, IndiMount
 from calibd.drivers.pointing import Place, altaz_to_radec
 from calibd.simulators import registry as simulator
 from calibd.simulators.clock import ScaledClock
 from tests.alpaca_servers import AlpacaSimServer, OurAlpacaServer, call
-from tests.indi_server import DOME, TELESCOPE, IndiTestServer
+from tests.indi_server import (
+    DOME,
+    ROOF,
+    ROOF_DRIVER,
+    TELESCOPE,
+    IndiTestServer,
+    running_indi_server,
+)
 from tests.mount_contract import DomeContract, DomeTarget, MountContract, MountTarget
 
 SITE = Place(52.0, 5.0, 10.0)
@@ -88,6 +97,54 @@ class TestIndiDome(DomeContract):
         dome.connect()
         yield DomeTarget(dome, timeout_s=60.0)
         dome.disconnect()
+
+
+@pytest.mark.indi
+class TestIndiRoof(DomeContract):
+    """indi_rolloff_dome (its roof is DOME_PARK, moved through DOME_MOTION) on the session's
+    mount server; the first move of a session starts from an unknown position."""
+
+    @pytest.fixture
+    def dome_target(self, indi_mount_server: IndiTestServer) -> Iterator[DomeTarget]:
+        srv = indi_mount_server
+        roof = IndiDome(host=srv.host, port=srv.port, device=ROOF)
+        roof.connect()
+        yield DomeTarget(roof, timeout_s=30.0)
+        roof.disconnect()
+
+    def test_a_fresh_roof_is_driven_to_its_limit_switches(self) -> None:
+        """Without saved park data (a server of its own, fresh HOME) the roof driver reports no
+        position, then UNPARK, with both limit switches off, and answers UNPARK without moving:
+        opening must move the roof (10 s)."""
+        with running_indi_server(drivers=(ROOF_DRIVER,)) as srv:
+            roof = IndiDome(host=srv.host, port=srv.port, device=ROOF)
+            roof.connect()
+            try:
+                seen = _watch(roof, lambda: roof.open_shutter(timeout_s=30.0))
+                assert ShutterState.OPENING in seen, seen
+                assert roof.shutter() is ShutterState.OPEN  # closing: the contract above
+            finally:
+                roof.disconnect()
+
+
+def _watch(dome: IndiDome, move: Callable[[], None]) -> list[ShutterState]:
+    """The shutter states seen while ``move`` runs."""
+    seen: list[ShutterState] = []
+    stop = threading.Event()
+
+    def watch() -> None:
+        while not stop.is_set():
+            seen.append(dome.shutter())
+            stop.wait(0.05)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        move()
+    finally:
+        stop.set()
+        watcher.join(10.0)
+    return seen
 
 
 @pytest.mark.alpaca

@@ -6,6 +6,13 @@ once with state Busy (opening) and turns Ok when open; Alert is an error. A roll
 UNPARK = open): the switch turns at once and the roof moves while DOME_MOTION has CW (opening)
 or CCW (closing) on or is Busy; it has no azimuth, so it is always "at park" in the contract's
 sense.
+
+A roof's DOME_PARK is only its belief. Without saved park data (a fresh configuration) the INDI
+roof driver reports neither PARK nor UNPARK at first, then UNPARK, with both limit switches off:
+the roof may be anywhere, and UNPARK is answered "already unparked" without a move. So until
+this connection has seen the roof reach a position, opening or closing it drives DOME_MOTION
+(CW opens, CCW closes) to the limit switch; the driver refuses that move with "already fully
+opened/closed" when the switch is already on, which confirms the position as well.
 """
 
 from __future__ import annotations
@@ -35,6 +42,7 @@ class IndiDome(IndiDevice):
 
     def __init__(self, **endpoint: Unpack[Endpoint]) -> None:
         super().__init__(**endpoint)
+        self._roof_seen = False  # the roof was seen at a limit switch since connecting
 
     @property
     def is_roof(self) -> bool:
@@ -45,6 +53,7 @@ class IndiDome(IndiDevice):
         """Connect server and device (idempotent). Raises DeviceUnavailable."""
         if self.connected:
             return
+        self._roof_seen = False
         self._connect_device()
 
     # ------------------------------------------------------------------ shutter / roof
@@ -62,8 +71,9 @@ class IndiDome(IndiDevice):
         snap = self._prop(name)
         if snap is None:
             raise DeviceUnavailable(f"no {name}", device=self.device)
-        moving = self.is_roof and _roof_moving(self._prop("DOME_MOTION"))
-        return _shutter_state(snap, opened, moving)
+        if self.is_roof:
+            return _roof_state(snap, self._prop("DOME_MOTION"))
+        return _shutter_state(snap, opened)
 
     def open_shutter(self, *, timeout_s: float | None = None) -> None:
         """Open and block until Ok with the open switch on. Raises DeviceUnavailable (Alert,
@@ -78,11 +88,20 @@ class IndiDome(IndiDevice):
 
     def _move_shutter(self, element: str, target: ShutterState, timeout_s: float | None) -> None:
         self._require()
-        if self.shutter() is target:
+        roof = self.is_roof
+        current = self.shutter()
+        if current is target and (self._roof_seen or not roof):
             return
         name = self._shutter_prop()[0]
         timeout = DEFAULT_MOVE_TIMEOUT_S if timeout_s is None else timeout_s
-        self._switch_and_wait(name, element, timeout, f"{target.name.lower()} the shutter")
+        what = f"{target.name.lower()} the shutter"
+        opposite = ShutterState.CLOSED if target is ShutterState.OPEN else ShutterState.OPEN
+        if roof and current is not opposite and self._prop("DOME_MOTION") is not None:
+            # reported there but not seen there, or unknown: DOME_PARK would not move it
+            self._drive_roof(target, timeout, what)
+        else:
+            self._switch_and_wait(name, element, timeout, what)
+        self._roof_seen = roof
         state = self.shutter()
         if state is not target:
             raise DeviceUnavailable(f"shutter is {state.name.lower()}, not {target.name.lower()}",
@@ -158,6 +177,44 @@ class IndiDome(IndiDevice):
             detail = conn.read(lambda st: st.last_message(self.device)) or f"state {snap.state}"
             raise DeviceUnavailable(f"{what} failed: {detail}", device=self.device)
 
+    def _drive_roof(self, target: ShutterState, timeout_s: float, what: str) -> None:
+        """Move the roof to its limit switch through DOME_MOTION (CW opens, CCW closes) and
+        wait until the motion ends. A refusal saying it is already there counts as there.
+        Raises DeviceUnavailable."""
+        conn = self._require()
+        element = "DOME_CW" if target is ShutterState.OPEN else "DOME_CCW"
+        at_target = "UNPARK" if target is ShutterState.OPEN else "PARK"
+        before = conn.version()
+        try:
+            self._set_switch("DOME_MOTION", element, accept_busy=True, timeout_s=timeout_s)
+        except SettingRejected as err:
+            said = self._message_since(before) or ""
+            if "already" in said.lower():
+                return  # the limit switch is on: the roof is there
+            raise DeviceUnavailable(f"{what}: {err}", device=self.device) from err
+        session = conn.read(lambda st: st.session(self.device))
+
+        def done(st: ConnState) -> PropSnapshot | None:
+            motion, park = st.prop(self.device, "DOME_MOTION"), st.prop(self.device, "DOME_PARK")
+            if motion is None or park is None:
+                return None
+            if motion.state == "Alert" or park.state == "Alert":
+                return park
+            # the motion ends first, DOME_PARK follows with the position reached
+            if _roof_moving(motion) or park.state == "Busy" or not park.is_on(at_target):
+                return None
+            return park
+
+        snap = conn.wait_until(done, timeout_s, device=self.device, session=session)
+        if snap is None:
+            self._abort_motion()
+            raise DeviceUnavailable(f"{what}: not done within {timeout_s:g} s",
+                                    device=self.device)
+        motion = self._prop("DOME_MOTION")
+        if snap.state == "Alert" or (motion is not None and motion.state == "Alert"):
+            detail = conn.read(lambda st: st.last_message(self.device)) or "state Alert"
+            raise DeviceUnavailable(f"{what} failed: {detail}", device=self.device)
+
     def _abort_motion(self) -> None:
         conn = self._conn
         if conn is None or self._prop("DOME_ABORT_MOTION") is None:
@@ -174,11 +231,22 @@ def _roof_moving(motion: PropSnapshot | None) -> bool:
     return motion.state == "Busy" or motion.is_on("DOME_CW") or motion.is_on("DOME_CCW")
 
 
-def _shutter_state(snap: PropSnapshot, opened: str, moving: bool = False) -> ShutterState:
+def _shutter_state(snap: PropSnapshot, opened: str) -> ShutterState:
     is_open = snap.is_on(opened)
     if snap.state == "Alert" or not any(bool(v) for v in snap.values.values()):
-        # Alert, or neither switch on (a roof whose position is unknown)
         return ShutterState.ERROR
-    if snap.state == "Busy" or moving:
+    if snap.state == "Busy":
         return ShutterState.OPENING if is_open else ShutterState.CLOSING
     return ShutterState.OPEN if is_open else ShutterState.CLOSED
+
+
+def _roof_state(park: PropSnapshot, motion: PropSnapshot | None) -> ShutterState:
+    """A roof's state: DOME_PARK says where it is (or is going), DOME_MOTION's direction
+    whether it is on its way (the two are reported one after the other, so while the roof
+    moves the direction is the motion's)."""
+    if motion is not None and _roof_moving(motion):
+        if motion.is_on("DOME_CW"):
+            return ShutterState.OPENING
+        if motion.is_on("DOME_CCW"):
+            return ShutterState.CLOSING
+    return _shutter_state(park, "UNPARK")
