@@ -1,5 +1,5 @@
-"""numba kernel of :mod:`capture.combine.pairs`: the four sums of a pair of uint16 images in
-one pass (importing this module imports numba)."""
+"""numba kernel of :mod:`capture.combine.pairs`: the sums of a pair of uint16 images per 2x2
+phase, in one pass (importing this module imports numba)."""
 
 from __future__ import annotations
 
@@ -11,22 +11,81 @@ from ._numba_setup import jit
 
 
 @jit
-def pair_sums(a: Any, b: Any) -> tuple[Any, Any, Any, Any]:
-    """(sum a, sum b, sum (a - b), sum (a - b)^2) as exact int64 of two 2-D uint16 arrays of
-    the same shape (strided views allowed)."""
-    sa = np.int64(0)
-    sb = np.int64(0)
-    sd = np.int64(0)
-    sdd = np.int64(0)
-    for i in range(a.shape[0]):
+def _value(w: Any, raw: bool) -> Any:
+    """One pixel as int64: a raw FITS word (big-endian int16 read as native little-endian
+    uint16) is byte-swapped and offset by 32768."""
+    x = np.int64(w)
+    if raw:
+        x = (((x >> 8) | (x << 8)) & 0xFFFF) ^ 0x8000
+    return x
+
+
+@jit
+def _add(out: Any, q: int, sa: Any, sb: Any, sd: Any, sdd: Any, za: Any, zb: Any,
+         bits: Any) -> None:
+    out[q, 0] += sa
+    out[q, 1] += sb
+    out[q, 2] += sd
+    out[q, 3] += sdd
+    out[q, 4] += za
+    out[q, 5] += zb
+    out[q, 6] |= bits
+
+
+@jit
+def pair_phase_sums(a: Any, b: Any, raw: bool, shift: int) -> Any:
+    """(4, 7) int64: for each 2x2 phase (row parity * 2 + column parity, from the arrays'
+    origin) sum a, sum b, sum (a - b), sum (a - b)^2, zeros of a, zeros of b, and the bitwise
+    OR of every value of both, of two 2-D uint16 arrays of one shape (strided views allowed).
+    Values are decoded first when ``raw``, then shifted right by ``shift`` bits (the OR is
+    taken before the shift)."""
+    out = np.zeros((4, 7), np.int64)
+    h, w = a.shape
+    half = w // 2
+    for i in range(h):
         ra = a[i]
         rb = b[i]
-        for j in range(a.shape[1]):
-            x = np.int64(ra[j])
-            y = np.int64(rb[j])
-            d = x - y
-            sa += x
-            sb += y
-            sd += d
-            sdd += d * d
-    return sa, sb, sd, sdd
+        p = (i & 1) * 2
+        sa0 = sb0 = sd0 = sdd0 = za0 = zb0 = or0 = np.int64(0)
+        sa1 = sb1 = sd1 = sdd1 = za1 = zb1 = or1 = np.int64(0)
+        for k in range(half):
+            x0 = _value(ra[2 * k], raw)
+            y0 = _value(rb[2 * k], raw)
+            x1 = _value(ra[2 * k + 1], raw)
+            y1 = _value(rb[2 * k + 1], raw)
+            or0 |= x0 | y0
+            or1 |= x1 | y1
+            x0 >>= shift
+            y0 >>= shift
+            x1 >>= shift
+            y1 >>= shift
+            d0 = x0 - y0
+            d1 = x1 - y1
+            sa0 += x0
+            sb0 += y0
+            sd0 += d0
+            sdd0 += d0 * d0
+            za0 += x0 == 0
+            zb0 += y0 == 0
+            sa1 += x1
+            sb1 += y1
+            sd1 += d1
+            sdd1 += d1 * d1
+            za1 += x1 == 0
+            zb1 += y1 == 0
+        if w & 1:
+            x0 = _value(ra[w - 1], raw)
+            y0 = _value(rb[w - 1], raw)
+            or0 |= x0 | y0
+            x0 >>= shift
+            y0 >>= shift
+            d0 = x0 - y0
+            sa0 += x0
+            sb0 += y0
+            sd0 += d0
+            sdd0 += d0 * d0
+            za0 += x0 == 0
+            zb0 += y0 == 0
+        _add(out, p, sa0, sb0, sd0, sdd0, za0, zb0, or0)
+        _add(out, p + 1, sa1, sb1, sd1, sdd1, za1, zb1, or1)
+    return out

@@ -1,27 +1,28 @@
 """``calibd sensor analyze``: photon transfer per setting and channel, offset clipping and the
 dark-current model, from the frames the library index holds.
 
-Blocks on reading the frames (each about once; the next ladder level is read by a helper thread
-while the current one is measured); memory: about ten frames. Results are plain, JSON-ready
-dictionaries (see :mod:`capture.sensor.store` for where they are kept).
+Blocks on reading the frames (each about once, on two helper threads; a ladder pair is read
+undecoded and measured in one pass by the pair kernel); memory: about ten frames. Results are
+plain, JSON-ready dictionaries (see :mod:`capture.sensor.store` for where they are kept).
 """
 
 from __future__ import annotations
 
-import functools
 import logging
 import math
 import statistics
+import threading
 from collections import OrderedDict
-from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import numpy as np
 
+from calibd.capture.cfa import channel_origins
+from calibd.capture.combine.pairs import combine_phases, pair_sums, phase_sums
 from calibd.capture.library.frame_queries import SensorFrame
 from calibd.capture.library.index import Index
 from calibd.capture.sensor.dark import SetpointDark, doubling_temperature, setpoint_dark
@@ -29,10 +30,13 @@ from calibd.capture.sensor.frames import (
     Group,
     Image,
     Settings,
+    Words,
+    decode,
     group_frames,
-    left_shift,
     planes,
     read_image,
+    read_words,
+    shift_of,
 )
 from calibd.capture.sensor.ptc import (
     PairStats,
@@ -43,6 +47,7 @@ from calibd.capture.sensor.ptc import (
     pair_stats,
     prnu_pct,
     sample_block,
+    stats_of,
     unity_gain,
 )
 
@@ -119,45 +124,74 @@ def _label(ident: dict[str, Any]) -> str:
             f"{ident['binning']} {ident['readout_mode']}")
 
 
-class _Reader:
-    """Reads frames, keeping the last few (the bias pair serves the transfer, the dark model
-    and the offset sweep): each frame is read from the disk once as far as possible. One
-    helper thread reads ahead what the analysis names next (reads and numpy release the GIL);
-    :meth:`close` stops it."""
+@dataclass(frozen=True)
+class _Measured:
+    """What a pair gives: per channel its statistics and the central blocks the spatial
+    statistics use (copies), and the bitwise OR of its values (a left shift)."""
 
-    def __init__(self, root: Path, keep: int = 4) -> None:
+    stats: dict[str, PairStats]
+    blocks: dict[str, Blocks]
+    bits: int
+
+
+class _Reader:
+    """Reads frames on ``workers`` helper threads (reads and the pair kernel release the GIL).
+
+    Ladder pairs and offset-sweep frames are read and measured on a helper thread in one pass
+    (:meth:`measure`, :meth:`clipped`): read undecoded into that thread's buffers, the kernel
+    decodes them, and only small results come back. Decoded frames (:meth:`image`) are kept
+    for a while (the bias pair serves the transfer, the dark model and the offset sweep) and
+    may be read ahead (:meth:`prefetch`). :meth:`close` stops the helpers."""
+
+    def __init__(self, root: Path, keep: int = 4, workers: int = 2) -> None:
         self.root = root
         self.keep = keep
         self._cache: OrderedDict[str, Image] = OrderedDict()
         self._pending: dict[str, Future[Image]] = {}
-        self._scratch: list[np.ndarray] = []  # this thread's raw-read buffer
-        self._helper_scratch: list[np.ndarray] = []  # the helper thread's
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="calibd-sensor-read")
+        self._local = threading.local()  # each thread's read buffers
+        self._pool = ThreadPoolExecutor(max_workers=workers,
+                                        thread_name_prefix="calibd-sensor-read")
 
     def close(self) -> None:
-        for fut in self._pending.values():
-            fut.cancel()
-        self._pool.shutdown(wait=True)
+        self._pool.shutdown(wait=True, cancel_futures=True)
         self._pending.clear()
         self._cache.clear()
 
-    def submit(self, fn: Callable[[], T]) -> Future[T]:
-        """Run ``fn`` on the helper thread."""
-        return self._pool.submit(fn)
+    def _scratch(self) -> list[np.ndarray]:
+        """This thread's buffer for :func:`read_image` (a one-element list once used)."""
+        if not hasattr(self._local, "scratch"):
+            self._local.scratch = []
+        return cast(list[np.ndarray], self._local.scratch)
+
+    def _words(self, frames: list[SensorFrame]) -> list[Words]:
+        """Read up to two frames undecoded into this thread's two pair buffers."""
+        if not hasattr(self._local, "pair"):
+            self._local.pair = [None, None]
+        bufs = cast(list[Any], self._local.pair)
+        out = []
+        for i, f in enumerate(frames[:2]):
+            w = read_words(self.root, f, bufs[i])
+            if w.raw:
+                bufs[i] = w.data
+            out.append(w)
+        if len(out) == 2 and out[0].raw != out[1].raw:  # one file off the fast path
+            out = [Words(decode(w.data, w.raw), False, w.pattern) for w in out]
+        return out
+
+    def _read_image(self, frame: SensorFrame) -> Image:
+        return read_image(self.root, frame, self._scratch())
 
     def prefetch(self, frames: list[SensorFrame]) -> None:
-        """Start reading these frames on the helper thread; :meth:`image` takes them."""
+        """Start reading these frames on a helper thread; :meth:`image` takes them."""
         for f in frames:
             if f.path not in self._cache and f.path not in self._pending:
-                self._pending[f.path] = self._pool.submit(read_image, self.root, f,
-                                                          self._helper_scratch)
+                self._pending[f.path] = self._pool.submit(self._read_image, f)
 
     def image(self, frame: SensorFrame) -> Image:
         img = self._cache.pop(frame.path, None)
         if img is None:
             pending = self._pending.pop(frame.path, None)
-            img = pending.result() if pending is not None else \
-                read_image(self.root, frame, self._scratch)
+            img = pending.result() if pending is not None else self._read_image(frame)
         self._cache[frame.path] = img
         while len(self._cache) > self.keep:
             self._cache.popitem(last=False)
@@ -168,21 +202,72 @@ class _Reader:
             raise ValueError(f"{frames[0].cell_key}: {len(frames)} frame, a pair is needed")
         return self.image(frames[0]), self.image(frames[1])
 
-    def pair_uncached(self, frames: list[SensorFrame]) -> tuple[Image, Image]:
-        """A pair read past the cache, on the helper thread only (ladder levels are read
-        once)."""
+    def measure(self, frames: list[SensorFrame], pattern: str | None, shift: int,
+                roi: float) -> Future[_Measured]:
+        """Read a pair and measure it (:func:`_measure`) on a helper thread."""
         if len(frames) < 2:
             raise ValueError(f"{frames[0].cell_key}: {len(frames)} frame, a pair is needed")
-        return (read_image(self.root, frames[0], self._helper_scratch),
-                read_image(self.root, frames[1], self._helper_scratch))
+
+        def run() -> _Measured:
+            a, b = self._words(frames)
+            return _measure(a.data, b.data, a.raw, pattern, shift, roi)
+
+        return self._pool.submit(run)
+
+    def clipped(self, frames: list[SensorFrame]) -> Future[tuple[int, int]]:
+        """(pixels at zero, pixels) of up to two frames after undoing their left shift, on a
+        helper thread."""
+        def run() -> tuple[int, int]:
+            words = self._words(frames)
+            a, b = words[0], words[-1]
+            s = pair_sums(a.data, b.data, raw=a.raw)
+            zeros = s.zeros_a + (s.zeros_b if len(words) == 2 else 0)
+            # A value shifted to zero was zero: its low bits are zero like every value's.
+            return zeros, s.n * len(words)
+
+        return self._pool.submit(run)
 
 
 Blocks = tuple[np.ndarray, np.ndarray]
 
 
+def _measure(a: np.ndarray, b: np.ndarray, raw: bool, pattern: str | None, shift: int,
+             roi: float) -> _Measured:
+    """Statistics and central blocks of a pair per channel, in the ``roi`` centre of each
+    channel's plane, values shifted right by ``shift``; ``raw``: the arrays are the file's
+    words (:class:`Words`). One pass over the pair for mono frames and for colour frames
+    measured whole; a pass per channel otherwise."""
+    pa, pb = planes(a, pattern), planes(b, pattern)
+    stats: dict[str, PairStats] = {}
+    blocks: dict[str, Blocks] = {}
+    bits = 0
+    whole = pattern is not None and roi >= 1.0
+    if whole:
+        sums = phase_sums(a, b, raw=raw, shift=shift)
+        origins = channel_origins(pattern) if pattern is not None else {}
+    for c in pa:
+        x, y = centre(pa[c], roi), centre(pb[c], roi)
+        if whole:
+            r, col = origins[c]
+            s = combine_phases(sums, a.shape, (r * 2 + col,))
+        else:
+            s = pair_sums(x, y, raw=raw, shift=shift)
+        stats[c] = stats_of(s)
+        bits |= s.bits
+        blocks[c] = (decode(sample_block(x), raw, shift), decode(sample_block(y), raw, shift))
+    return _Measured(stats, blocks, bits)
+
+
+def _done(value: T) -> Future[T]:
+    fut: Future[T] = Future()
+    fut.set_result(value)
+    return fut
+
+
 def _transfer(reader: _Reader, g: Group, roi: float) -> dict[str, Any]:
-    """Photon transfer of one setting, per channel. The central blocks of every level's pairs
-    are kept (a few MB each) for the PRNU at the level nearest half saturation."""
+    """Photon transfer of one setting, per channel. Every level's pairs are read and measured
+    on the helper threads; the central blocks of every level's pairs are kept (a few MB each)
+    for the PRNU at the level nearest half saturation."""
     sp = statistics.mode(f.setpoint_c for fs in g.ladder.values() for f in fs)
     bias_frames = g.bias.get(sp) or next(iter(g.bias.values()), [])
     if len(bias_frames) < 2:
@@ -191,62 +276,57 @@ def _transfer(reader: _Reader, g: Group, roi: float) -> dict[str, Any]:
     levels = [lvl for lvl in sorted(g.ladder) if len(g.ladder[lvl]) >= 2]
     if not levels:
         raise ValueError("no flat pair on the ladder")
-    first = reader.pair(g.ladder[levels[0]])
-    shift = left_shift([b1.data, b2.data, first[0].data, first[1].data])
     pattern = b1.pattern
-
-    def split(img: Image) -> dict[str, np.ndarray]:
-        data = img.data >> np.uint16(shift) if shift else img.data
-        return {c: centre(v, roi) for c, v in planes(data, pattern).items()}
-
-    bias = (split(b1), split(b2))
-    names = list(bias[0])
-    read = {c: pair_stats(bias[0][c], bias[1][c]) for c in names}
-    dsnu = {c: dsnu_adu(bias[0][c], bias[1][c], read[c].var) for c in names}
-    darks: dict[float, dict[str, tuple[PairStats, Blocks]]] = {}
-    points: dict[str, list[Point]] = {c: [] for c in names}
-    blocks: dict[str, dict[float, Blocks]] = {c: {} for c in names}
-    def load(lvl: int) -> tuple[tuple[Image, Image], tuple[Image, Image] | None]:
-        """A level's flat pair and its dark pair (None: no dark pair, or measured already)."""
-        frames = g.ladder[lvl]
-        flats = first if lvl == levels[0] else reader.pair_uncached(frames)
-        dark = g.darkflats.get(frames[0].exposure_s)
-        dark_pair = reader.pair_uncached(dark) if dark and len(dark) >= 2 \
-            and frames[0].exposure_s not in darks else None
-        return flats, dark_pair
-
-    # The next level is read while this one is measured.
-    pending = reader.submit(functools.partial(load, levels[0]))
-    for i, lvl in enumerate(levels):
-        (a, b), dark_pair = pending.result()
-        t = g.ladder[lvl][0].exposure_s
-        if t not in darks:
-            da, db = (split(x) for x in dark_pair) if dark_pair is not None else bias
-            darks[t] = {c: (pair_stats(da[c], db[c]), _blocks(da[c], db[c]))
-                        for c in names}
-        if i + 1 < len(levels):
-            pending = reader.submit(functools.partial(load, levels[i + 1]))
-        fa, fb = split(a), split(b)
-        for c in names:
-            s = pair_stats(fa[c], fb[c])
-            d = darks[t][c][0]
-            points[c].append(Point(t, s.mean, s.var, d.mean, d.var))
-            blocks[c][t] = _blocks(fa[c], fb[c])
-        del a, b, fa, fb, dark_pair
+    # The left shift: from the bias pair and the first level's pair (measured again with it).
+    first = reader.measure(g.ladder[levels[0]], pattern, 0, roi).result()
+    shift = shift_of(pair_sums(b1.data, b2.data).bits | first.bits)
+    if shift:
+        first = reader.measure(g.ladder[levels[0]], pattern, shift, roi).result()
+    bias = _measure(b1.data, b2.data, False, pattern, shift, roi)
+    names = list(bias.stats)
+    read = bias.stats
+    dsnu = {c: dsnu_adu(*bias.blocks[c], read[c].var) for c in names}
+    # Every level's flat pair and (once per exposure) dark pair, in ladder order.
+    work: list[tuple[float, Future[_Measured], Future[_Measured] | None]] = []
+    exposures: set[float] = set()
+    try:
+        for lvl in levels:
+            frames = g.ladder[lvl]
+            t = frames[0].exposure_s
+            flat = _done(first) if lvl == levels[0] else \
+                reader.measure(frames, pattern, shift, roi)
+            dark: Future[_Measured] | None = None
+            if t not in exposures:
+                exposures.add(t)
+                dark_frames = g.darkflats.get(t)
+                dark = reader.measure(dark_frames, pattern, shift, roi) \
+                    if dark_frames and len(dark_frames) >= 2 else _done(bias)
+            work.append((t, flat, dark))
+        darks: dict[float, _Measured] = {}
+        points: dict[str, list[Point]] = {c: [] for c in names}
+        blocks: dict[str, dict[float, Blocks]] = {c: {} for c in names}
+        for t, flat, dark in work:
+            if dark is not None:
+                darks[t] = dark.result()
+            m = flat.result()
+            for c in names:
+                s, d = m.stats[c], darks[t].stats[c]
+                points[c].append(Point(t, s.mean, s.var, d.mean, d.var))
+                blocks[c][t] = m.blocks[c]
+    finally:
+        for _, flat, dark in work:
+            flat.cancel()
+            if dark is not None:
+                dark.cancel()
     channels: dict[str, Any] = {}
     for c in names:
         pre = fit_transfer(points[c], read[c].var)
         half = min(points[c], key=lambda p: abs(p.signal - 0.5 * pre.saturation_signal_adu))
-        prnu = prnu_pct(blocks[c][half.exposure_s], darks[half.exposure_s][c][1], half.var,
-                        half.dark_var)
+        prnu = prnu_pct(blocks[c][half.exposure_s], darks[half.exposure_s].blocks[c],
+                        half.var, half.dark_var)
         tr = fit_transfer(points[c], read[c].var, prnu_pct=prnu, dsnu_adu=dsnu[c])
         channels[c] = {**asdict(tr), "points": [asdict(p) for p in points[c]]}
     return {"setpoint_c": sp, "left_shift": shift, "bayer": pattern, "channels": channels}
-
-
-def _blocks(a: np.ndarray, b: np.ndarray) -> Blocks:
-    """Copies of the central blocks the spatial statistics use."""
-    return sample_block(a).copy(), sample_block(b).copy()
 
 
 def _mean_image(reader: _Reader, frames: list[SensorFrame]) -> tuple[np.ndarray, float | None]:
@@ -303,15 +383,12 @@ def _dark_model(reader: _Reader, g: Group, e_per_adu: float) -> dict[str, Any] |
 
 def _offset_sweep(reader: _Reader, by_offset: dict[int, list[SensorFrame]]) -> dict[str, Any]:
     """Per offset the fraction of pixels clipped at zero in its bias frames (at most two)."""
-    rows = []
     offsets = sorted(by_offset)
-    for i, off in enumerate(offsets):
-        if i + 1 < len(offsets):
-            reader.prefetch(by_offset[offsets[i + 1]][:2])
-        imgs = [reader.image(f).data for f in by_offset[off][:2]]
-        shift = left_shift(imgs)
-        clipped = sum(int(np.count_nonzero((img >> np.uint16(shift)) == 0)) for img in imgs)
-        rows.append({"offset": off, "clipped_fraction": clipped / sum(i.size for i in imgs)})
+    counts = [reader.clipped(by_offset[off][:2]) for off in offsets]
+    rows = []
+    for off, fut in zip(offsets, counts, strict=True):
+        clipped, pixels = fut.result()
+        rows.append({"offset": off, "clipped_fraction": clipped / pixels})
     ok = [r["offset"] for r in rows if r["clipped_fraction"] <= CLIP_LIMIT]
     return {"sweep": rows, "recommended_offset": min(ok) if ok else None,
             "clip_limit": CLIP_LIMIT}

@@ -76,29 +76,60 @@ class Image:
     pattern: str | None  # Bayer pattern, None for mono
 
 
+@dataclass(frozen=True)
+class Words:
+    """One frame as read: the file's raw words (``raw``: big-endian int16 as
+    :meth:`capture.combine.reader.FrameSource.read_raw_rows` gives them, for the pair kernel to
+    decode) or, for a file off the fast path, the decoded uint16 values."""
+
+    data: U16
+    raw: bool
+    pattern: str | None  # Bayer pattern, None for mono
+
+
+def read_words(root: Path, frame: SensorFrame, buf: U16 | None = None) -> Words:
+    """Read one frame without decoding it when its file allows (uncompressed 16-bit):
+    into ``buf`` when it has the frame's shape, else into a new array. Blocks on the disk;
+    raises FrameReadError."""
+    path = root / frame.path
+    with FrameSource(path) as src:
+        h, w = src.shape
+        pattern = header_pattern(src.header, h)
+        if src.fast_u16:
+            raw = buf if buf is not None and buf.shape == (h, w) else \
+                np.empty((h, w), dtype=np.uint16)
+            src.read_raw_rows(0, h, raw)
+            return Words(raw, True, pattern)
+        tmp = np.empty((h, w), dtype=np.float32)
+        src.read_rows(0, h, tmp, np.empty(h * w * 8, dtype=np.uint8))
+        np.clip(tmp, 0, 65535, out=tmp)
+        out = np.empty((h, w), dtype=np.uint16)
+        out[...] = tmp
+        return Words(out, False, pattern)
+
+
 def read_image(root: Path, frame: SensorFrame, scratch: list[U16] | None = None) -> Image:
     """Read one frame as uint16. ``scratch``: a one-element list holding the raw-read buffer to
     reuse (a reader of many frames saves allocating and zeroing one per frame); filled when
     empty or of another size. Blocks on the disk; raises FrameReadError."""
-    path = root / frame.path
-    with FrameSource(path) as src:
-        h, w = src.shape
-        out = np.empty((h, w), dtype=np.uint16)
-        if src.fast_u16:
-            raw = scratch[0] if scratch and scratch[0].shape == (h, w) else \
-                np.empty((h, w), dtype=np.uint16)
-            if scratch is not None:
-                scratch[:] = [raw]
-            src.read_raw_rows(0, h, raw)
-            # Big-endian int16 + 32768: one pass, swapping bytes as it reads.
-            np.bitwise_xor(raw.view(">u2"), np.uint16(0x8000), out=out)
-        else:
-            buf = np.empty((h, w), dtype=np.float32)
-            src.read_rows(0, h, buf, np.empty(h * w * 8, dtype=np.uint8))
-            np.clip(buf, 0, 65535, out=buf)
-            out[...] = buf
-        pattern = header_pattern(src.header, h)
-    return Image(out, pattern)
+    words = read_words(root, frame, scratch[0] if scratch else None)
+    if not words.raw:
+        return Image(words.data, words.pattern)
+    if scratch is not None:
+        scratch[:] = [words.data]
+    out = np.empty(words.data.shape, dtype=np.uint16)
+    # Big-endian int16 + 32768: one pass, swapping bytes as it reads.
+    np.bitwise_xor(words.data.view(">u2"), np.uint16(0x8000), out=out)
+    return Image(out, words.pattern)
+
+
+def decode(words: U16, raw: bool, shift: int = 0) -> U16:
+    """A new uint16 array of the values of ``words`` (a view of :attr:`Words.data`), decoded
+    when ``raw``, shifted right by ``shift`` bits."""
+    out = words.view(">u2") ^ np.uint16(0x8000) if raw else words.copy()
+    if shift:
+        out >>= np.uint16(shift)
+    return np.asarray(out, dtype=np.uint16)
 
 
 def left_shift(images: list[U16]) -> int:
@@ -109,10 +140,16 @@ def left_shift(images: list[U16]) -> int:
         acc |= int(np.bitwise_or.reduce(img, axis=None))
         if acc & 1:
             return 0
-    if acc == 0:
+    return shift_of(acc)
+
+
+def shift_of(bits: int) -> int:
+    """:func:`left_shift` from the bitwise OR of every value: its trailing zero bits, at most
+    8; 0 for 0."""
+    if bits == 0:
         return 0
     shift = 0
-    while not acc & (1 << shift) and shift < 8:
+    while not bits & (1 << shift) and shift < 8:
         shift += 1
     return shift
 

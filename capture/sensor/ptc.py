@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from calibd.capture.combine.pairs import pair_sums
+from calibd.capture.combine.pairs import PairSums, pair_sums
 
 U16 = npt.NDArray[np.uint16]
 F64 = npt.NDArray[np.float64]
@@ -55,10 +55,14 @@ class PairStats:
 def pair_stats(a: U16, b: U16) -> PairStats:
     """Mean of the pair and half the variance of its difference (one pass over the pair:
     :func:`capture.combine.pairs.pair_sums`)."""
-    sa, sb, sd, sdd = pair_sums(a, b)
-    size = a.size
-    var_d = (sdd - sd * sd / size) / (size - 1)
-    return PairStats((sa + sb) / (2.0 * size), var_d / 2.0)
+    return stats_of(pair_sums(a, b))
+
+
+def stats_of(s: PairSums) -> PairStats:
+    """:class:`PairStats` from the exact sums of a pair."""
+    sd = float(s.sum_d)
+    var_d = (float(s.sum_dd) - sd * sd / s.n) / (s.n - 1)
+    return PairStats((float(s.sum_a) + float(s.sum_b)) / (2.0 * s.n), var_d / 2.0)
 
 
 def sample_block(img: npt.NDArray[Any], side: int = SPATIAL_SIDE) -> npt.NDArray[Any]:
