@@ -3,27 +3,21 @@
 The simulators block for their moves and warm-up (in clock time); here those calls run in
 background threads and the HTTP calls return at once, as on real Alpaca devices: Position reads -1
 while the wheel moves, CoverState reads Moving until the cover is Open/Closed, CalibratorState reads
-NotReady until the light is stable. Connection state is kept here (the simulated accessories do not
-expose theirs) and passed on to the simulators.
+NotReady until the light is stable. Connection state is kept by
+:class:`~.device.SimulatorDevice` (the simulated accessories do not expose theirs).
 """
 
 from __future__ import annotations
 
 import logging
-import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 from calibd.drivers.alpaca.panel import CalibratorStatus
-from calibd.drivers.clock import Clock
 from calibd.drivers.contracts import CoverState
 from calibd.drivers.errors import DeviceError
-from calibd.simulators.accessories import (
-    SimulatedFilterWheel,
-    SimulatedFlatPanel,
-    SimulatedSafetyMonitor,
-)
-from calibd.simulators.alpaca_server.device import AlpacaDevice
+from calibd.simulators.accessories import SimulatedFilterWheel, SimulatedFlatPanel
+from calibd.simulators.alpaca_server.device import SimulatorDevice, in_background
 from calibd.simulators.alpaca_server.protocol import (
     Params,
     invalid_value,
@@ -33,64 +27,30 @@ from calibd.simulators.alpaca_server.protocol import (
 log = logging.getLogger(__name__)
 
 
-def _background(name: str, work: Callable[[], None]) -> None:
-    threading.Thread(target=work, name=name, daemon=True).start()
-
-
-class Switchable(AlpacaDevice):
-    """A device whose connection flag lives here (the simulated accessories do not report
-    theirs); ``_device``, when set, gets connect()/disconnect() too."""
-
-    _device: SimulatedFilterWheel | SimulatedFlatPanel | SimulatedSafetyMonitor | None = None
-    _connected = False
-
-    def _is_connected(self) -> bool:
-        return self._connected
-
-    def _connect(self) -> None:
-        if self._device is not None:
-            self._device.connect()
-        self._connected = True
-
-    def _disconnect(self) -> None:
-        self._connected = False
-        if self._device is not None:
-            self._device.disconnect()
-
-
-class FilterWheelDevice(Switchable):
+class FilterWheelDevice(SimulatorDevice[SimulatedFilterWheel]):
     """Alpaca FilterWheel (interface version 3)."""
 
     device_type = "filterwheel"
     type_name = "FilterWheel"
     interface_version = 3
+    sim_name = "calibd simulated filter wheel"
+    _target = 0  # the slot asked for last
 
-    def __init__(
-        self, wheel: SimulatedFilterWheel, clock: Clock, *, unique_id: str, number: int = 0
-    ) -> None:
-        super().__init__(
-            number,
-            name="calibd simulated filter wheel",
-            description=f"{len(wheel.names)}-slot filter wheel (simulated)",
-            unique_id=unique_id,
-            clock=clock,
-        )
-        self._device = self._wheel = wheel
-        self._moving = False
-        self._target = 0
+    def _description(self, sim: SimulatedFilterWheel) -> str:
+        return f"{len(sim.names)}-slot filter wheel (simulated)"
 
     def _device_state(self) -> Sequence[tuple[str, Any]]:
         return (("Position", self._position()),)
 
     def get_names(self, p: Params) -> list[str]:
-        return list(self._wheel.names)
+        return list(self.sim.names)
 
     def get_focusoffsets(self, p: Params) -> list[int]:
-        return [0] * len(self._wheel.names)
+        return [0] * len(self.sim.names)
 
     def _position(self) -> int:
-        current = None if self._moving else self._wheel.position()
-        return -1 if current is None else self._wheel.names.index(current)
+        current = None if self._moving else self.sim.position()
+        return -1 if current is None else self.sim.names.index(current)
 
     def get_position(self, p: Params) -> int:
         """The slot in the beam, -1 while moving."""
@@ -99,23 +59,23 @@ class FilterWheelDevice(Switchable):
     def put_position(self, p: Params) -> None:
         """Move to slot ``Position`` (0-based) and return at once. A new target given while
         moving is taken over when the current move ends."""
-        slot, names = p.integer("Position"), self._wheel.names
+        slot, names = p.integer("Position"), self.sim.names
         if not 0 <= slot < len(names):
             raise invalid_value(f"filter position {slot} outside 0..{len(names) - 1}")
         with self._lock:
             self._target = slot
-            if self._moving or self._wheel.position() == names[slot]:
+            if self._moving or self.sim.position() == names[slot]:
                 return
             self._moving = True
-        _background(f"alpaca-{self.label}-move", self._move)
+        in_background(f"alpaca-{self.label}-move", self._move)
 
     def _move(self) -> None:
-        names = self._wheel.names
+        names = self.sim.names
         while True:
             with self._lock:
                 target = self._target
             try:
-                self._wheel.select(names[target])
+                self.sim.select(names[target])
             except DeviceError as err:
                 log.warning("%s: move to %s failed: %s", self.label, names[target], err)
             with self._lock:
@@ -124,7 +84,7 @@ class FilterWheelDevice(Switchable):
                     return
 
 
-class CoverCalibratorDevice(Switchable):
+class CoverCalibratorDevice(SimulatorDevice[SimulatedFlatPanel]):
     """Alpaca CoverCalibrator (interface version 2): a flat panel with a motorised cover.
 
     HaltCover is NotImplemented: the simulated cover cannot stop mid-move (the specification's
@@ -134,30 +94,20 @@ class CoverCalibratorDevice(Switchable):
     device_type = "covercalibrator"
     type_name = "CoverCalibrator"
     interface_version = 2
+    sim_name = "calibd simulated flat panel"
+    sim_description = "flat panel with a motorised cover (simulated flip-flat)"
     attributes: ClassVar[Mapping[str, str]] = {
-        "maxbrightness": "_panel.max_brightness",
+        "maxbrightness": "sim.max_brightness",
         "covermoving": "_cover_moving",
     }
-
-    def __init__(
-        self, panel: SimulatedFlatPanel, clock: Clock, *, unique_id: str, number: int = 0
-    ) -> None:
-        super().__init__(
-            number,
-            name="calibd simulated flat panel",
-            description="flat panel with a motorised cover (simulated flip-flat)",
-            unique_id=unique_id,
-            clock=clock,
-        )
-        self._device = self._panel = panel
-        self._calibrator = CalibratorStatus.OFF
-        self._light_generation = 0  # a newer CalibratorOn/Off supersedes a settling one
-        self._cover_moving = False
-        self._cover_target = CoverState.CLOSED
+    _calibrator = CalibratorStatus.OFF
+    _light_generation = 0  # a newer CalibratorOn/Off supersedes a settling one
+    _cover_moving = False
+    _cover_target = CoverState.CLOSED
 
     def _device_state(self) -> Sequence[tuple[str, Any]]:
         return (
-            ("Brightness", self._panel.brightness()),
+            ("Brightness", self.sim.brightness()),
             ("CalibratorState", int(self._calibrator)),
             ("CalibratorChanging", self._calibrator == CalibratorStatus.NOT_READY),
             ("CoverState", self._cover_state()),
@@ -167,7 +117,7 @@ class CoverCalibratorDevice(Switchable):
     # -- calibrator ------------------------------------------------------------------------------
 
     def get_brightness(self, p: Params) -> int:
-        return self._panel.brightness()
+        return self.sim.brightness()
 
     def get_calibratorstate(self, p: Params) -> int:
         return int(self._calibrator)
@@ -177,18 +127,18 @@ class CoverCalibratorDevice(Switchable):
 
     def put_calibratoron(self, p: Params) -> None:
         """Switch on at ``Brightness`` (0..MaxBrightness); NotReady until stable, then Ready."""
-        brightness, top = p.integer("Brightness"), self._panel.max_brightness
+        brightness, top = p.integer("Brightness"), self.sim.max_brightness
         if not 0 <= brightness <= top:
             raise invalid_value(f"brightness {brightness} outside 0..{top}")
         with self._lock:
             self._light_generation += 1
             generation = self._light_generation
             self._calibrator = CalibratorStatus.NOT_READY
-        _background(f"alpaca-{self.label}-light", lambda: self._light(brightness, generation))
+        in_background(f"alpaca-{self.label}-light", lambda: self._light(brightness, generation))
 
     def _light(self, brightness: int, generation: int) -> None:
         try:
-            self._panel.light(brightness)
+            self.sim.light(brightness)
             outcome = CalibratorStatus.READY
         except DeviceError as err:
             log.warning("%s: light at %d failed: %s", self.label, brightness, err)
@@ -200,7 +150,7 @@ class CoverCalibratorDevice(Switchable):
     def put_calibratoroff(self, p: Params) -> None:
         with self._lock:
             self._light_generation += 1
-            self._panel.off()
+            self.sim.off()
             self._calibrator = CalibratorStatus.OFF
 
     # -- cover -----------------------------------------------------------------------------------
@@ -208,7 +158,7 @@ class CoverCalibratorDevice(Switchable):
     def _cover_state(self) -> int:
         if self._cover_moving:
             return CoverState.MOVING.value
-        return self._panel.cover_state().value
+        return self.sim.cover_state().value
 
     def get_coverstate(self, p: Params) -> int:
         return self._cover_state()
@@ -225,14 +175,14 @@ class CoverCalibratorDevice(Switchable):
     def _start_cover(self, target: CoverState) -> None:
         """Move the cover to ``target`` and return at once; a new target given while moving is
         taken over when the current move ends."""
-        if not self._panel.has_cover:
+        if not self.sim.has_cover:
             raise not_implemented("this flat panel has no cover")
         with self._lock:
             self._cover_target = target
-            if self._cover_moving or self._panel.cover_state() is target:
+            if self._cover_moving or self.sim.cover_state() is target:
                 return
             self._cover_moving = True
-        _background(f"alpaca-{self.label}-cover", self._move_cover)
+        in_background(f"alpaca-{self.label}-cover", self._move_cover)
 
     def _move_cover(self) -> None:
         while True:
@@ -240,9 +190,9 @@ class CoverCalibratorDevice(Switchable):
                 target = self._cover_target
             try:
                 if target is CoverState.OPEN:
-                    self._panel.open_cover()
+                    self.sim.open_cover()
                 else:
-                    self._panel.close_cover()
+                    self.sim.close_cover()
             except DeviceError as err:
                 log.warning("%s: cover move to %s failed: %s", self.label, target.name, err)
             with self._lock:

@@ -21,7 +21,7 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from importlib import metadata
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -239,3 +239,74 @@ class AlpacaDevice:
             f"{self.label}: action {name!r} is not supported (supported: "
             f"{', '.join(sorted(self.actions)) or 'none'})",
         )
+
+
+class Connectable(Protocol):
+    """A simulator's connection switch."""
+
+    def connect(self) -> None: ...
+
+    def disconnect(self) -> None: ...
+
+
+S = TypeVar("S", bound=Connectable)
+
+
+def in_background(name: str, work: Callable[[], None]) -> None:
+    """Run ``work`` in a daemon thread called ``name``; returns at once."""
+    threading.Thread(target=work, name=name, daemon=True).start()
+
+
+class SimulatorDevice(AlpacaDevice, Generic[S]):
+    """A device over one simulator, :attr:`sim`, made from it, the server's clock and the
+    identity the server gives it; Name is the class's ``sim_name``, Description its
+    ``sim_description`` (or what :meth:`_description` makes of the simulator).
+
+    The connection flag lives here (the simulators do not report theirs). Connect connects the
+    simulator too; Disconnect disconnects it unless ``disconnects_sim`` is False: a simulator
+    shared with another device, or one that must finish a move started in the background.
+    """
+
+    sim_name: ClassVar[str] = ""
+    sim_description: ClassVar[str] = ""
+    disconnects_sim: ClassVar[bool] = True
+    #: How a move run by :meth:`_move_in_background` that ends in a DeviceError is logged.
+    move_error_level: ClassVar[int] = logging.WARNING
+    _connected = False
+    _moving = False
+
+    def __init__(self, sim: S, clock: Clock, *, unique_id: str, number: int = 0) -> None:
+        super().__init__(number, name=self.sim_name, description=self._description(sim),
+                         unique_id=unique_id, clock=clock)
+        self.sim = sim
+
+    def _description(self, sim: S) -> str:
+        return self.sim_description
+
+    def _is_connected(self) -> bool:
+        return self._connected
+
+    def _connect(self) -> None:
+        self.sim.connect()
+        self._connected = True
+
+    def _disconnect(self) -> None:
+        self._connected = False
+        if self.disconnects_sim:
+            self.sim.disconnect()
+
+    def _move_in_background(self, what: str, work: Callable[[], None]) -> None:
+        """Run the blocking simulator call ``work`` (a move called ``what``) in a daemon thread
+        while ``_moving`` reads True; returns at once. A DeviceError ends the move and is logged
+        at ``move_error_level``."""
+
+        def run() -> None:
+            try:
+                work()
+            except DeviceError as err:
+                log.log(self.move_error_level, "%s: %s failed: %s", self.label, what, err)
+            finally:
+                self._moving = False
+
+        self._moving = True
+        in_background(f"{self.device_type}-{what}", run)

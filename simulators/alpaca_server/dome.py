@@ -5,26 +5,23 @@ so)."""
 
 from __future__ import annotations
 
-import logging
-import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
-from calibd.drivers.clock import Clock
-from calibd.drivers.errors import DeviceError
-from calibd.simulators.alpaca_server.device import AlpacaDevice
+from calibd.simulators.alpaca_server.device import SimulatorDevice
 from calibd.simulators.alpaca_server.protocol import Params
 from calibd.simulators.mount import SimulatedDome
 
-log = logging.getLogger(__name__)
 
-
-class DomeDevice(AlpacaDevice):
+class DomeDevice(SimulatorDevice[SimulatedDome]):
     """``dome/number``: shutter, park and slaving of a :class:`SimulatedDome`."""
 
     device_type = "dome"
     type_name = "Dome"
     interface_version = 2
+    sim_name = "calibd simulated dome"
+    sim_description = "dome with a shutter (simulated)"
+    disconnects_sim = False
     constants: ClassVar[Mapping[str, Any]] = {
         "athome": False,
         "canfindhome": False,
@@ -37,68 +34,37 @@ class DomeDevice(AlpacaDevice):
         "cansyncazimuth": False,
     }
 
-    def __init__(self, dome: SimulatedDome, clock: Clock, *, unique_id: str,
-                 number: int = 0) -> None:
-        super().__init__(number, name="calibd simulated dome",
-                         description="dome with a shutter (simulated)", unique_id=unique_id,
-                         clock=clock)
-        self._dome = dome
-        self._connected = False
-        self._moving = False
-
-    def _is_connected(self) -> bool:
-        return self._connected
-
-    def _connect(self) -> None:
-        self._dome.connect()
-        self._connected = True
-
-    def _disconnect(self) -> None:
-        self._connected = False
-
     def _device_state(self) -> Sequence[tuple[str, Any]]:
-        return (("AtPark", self._dome.at_park()), ("ShutterStatus", self._dome.shutter().value),
+        return (("AtPark", self.sim.at_park()), ("ShutterStatus", self.sim.shutter().value),
                 ("Slewing", self._moving))
 
     def get_shutterstatus(self, p: Params) -> int:
-        return self._dome.shutter().value
+        return self.sim.shutter().value
 
     def get_atpark(self, p: Params) -> bool:
-        return self._dome.at_park()
+        return self.sim.at_park()
 
     def get_slewing(self, p: Params) -> bool:
         return self._moving
 
     def get_slaved(self, p: Params) -> bool:
-        return self._dome.slaved
+        return self.sim.slaved
 
     def put_slaved(self, p: Params) -> None:
         if p.boolean("Slaved"):
-            self._dome.slaved = True
+            self.sim.slaved = True
         else:
-            self._dome.stop_slaving()
+            self.sim.stop_slaving()
 
     def put_openshutter(self, p: Params) -> None:
-        self._background("open", self._dome.open_shutter)
+        self._move_in_background("open", self.sim.open_shutter)
 
     def put_closeshutter(self, p: Params) -> None:
-        self._background("close", self._dome.close_shutter)
+        self._move_in_background("close", self.sim.close_shutter)
 
     def put_park(self, p: Params) -> None:
-        self._dome.unpark()  # a park is a move: leave the park position, then go back to it
-        self._background("park", self._dome.park)
+        self.sim.unpark()  # a park is a move: leave the park position, then go back to it
+        self._move_in_background("park", self.sim.park)
 
     def put_abortslew(self, p: Params) -> None:
         """The simulated dome finishes a started move (nothing to stop half-way)."""
-
-    def _background(self, what: str, work: Callable[[], None]) -> None:
-        def run() -> None:
-            try:
-                work()
-            except DeviceError as err:
-                log.warning("%s: %s failed: %s", self.label, what, err)
-            finally:
-                self._moving = False
-
-        self._moving = True
-        threading.Thread(target=run, name=f"dome-{what}", daemon=True).start()

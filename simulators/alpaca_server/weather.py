@@ -6,53 +6,47 @@ so clients and tests can make the night cloudy without reaching into the simulat
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 from calibd.drivers.clock import Clock
 from calibd.simulators.accessories import SimulatedSafetyMonitor
-from calibd.simulators.alpaca_server.accessories import Switchable
+from calibd.simulators.alpaca_server.device import SimulatorDevice
 from calibd.simulators.alpaca_server.protocol import Params, invalid_value, not_implemented
 
 
-def _cloudy_action(safety: SimulatedSafetyMonitor) -> Callable[[str], str]:
-    """Action ``SetCloudy`` (Parameters ``true``/``false``): the simulator's weather switch."""
+class _WeatherDevice(SimulatorDevice[SimulatedSafetyMonitor]):
+    """A device over the simulated weather, with the Action ``SetCloudy`` (Parameters
+    ``true``/``false``): the simulator's weather switch."""
 
-    def run(argument: str) -> str:
+    def __init__(
+        self, sim: SimulatedSafetyMonitor, clock: Clock, *, unique_id: str, number: int = 0
+    ) -> None:
+        super().__init__(sim, clock, unique_id=unique_id, number=number)
+        self.actions["SetCloudy"] = self._set_cloudy
+
+    def _set_cloudy(self, argument: str) -> str:
         value = argument.strip().lower()
         if value not in ("true", "false"):
             raise invalid_value(f"SetCloudy takes true or false, not {argument!r}")
-        safety.set_cloudy(value == "true")
+        self.sim.set_cloudy(value == "true")
         return ""
 
-    return run
 
-
-class SafetyMonitorDevice(Switchable):
+class SafetyMonitorDevice(_WeatherDevice):
     """Alpaca SafetyMonitor (interface version 3). Action ``SetCloudy`` switches the weather."""
 
     device_type = "safetymonitor"
     type_name = "SafetyMonitor"
     interface_version = 3
-
-    def __init__(
-        self, safety: SimulatedSafetyMonitor, clock: Clock, *, unique_id: str, number: int = 0
-    ) -> None:
-        super().__init__(
-            number,
-            name="calibd simulated safety monitor",
-            description="safe unless cloudy (simulated weather)",
-            unique_id=unique_id,
-            clock=clock,
-        )
-        self._device = self._safety = safety
-        self.actions["SetCloudy"] = _cloudy_action(safety)
+    sim_name = "calibd simulated safety monitor"
+    sim_description = "safe unless cloudy (simulated weather)"
 
     def _device_state(self) -> Sequence[tuple[str, Any]]:
-        return (("IsSafe", self._safety.is_safe()),)
+        return (("IsSafe", self.sim.is_safe()),)
 
     def get_issafe(self, p: Params) -> bool:
-        return self._safety.is_safe()
+        return self.sim.is_safe()
 
 
 _WEATHER_SENSORS = frozenset(
@@ -73,33 +67,26 @@ _WEATHER_SENSORS = frozenset(
 )
 
 
-class ObservingConditionsDevice(Switchable):
+class ObservingConditionsDevice(_WeatherDevice):
     """Alpaca ObservingConditions (interface version 2) with CloudCover only (percent, from the
     simulated weather shared with the safety monitor). Action ``SetCloudy`` as there."""
 
     device_type = "observingconditions"
     type_name = "ObservingConditions"
     interface_version = 2
+    sim_name = "calibd simulated weather station"
+    sim_description = "cloud cover from the simulated weather"
+    disconnects_sim = False  # the weather's connection belongs to the safety monitor device
     constants: ClassVar[Mapping[str, Any]] = {"averageperiod": 0.0}
 
-    def __init__(
-        self, safety: SimulatedSafetyMonitor, clock: Clock, *, unique_id: str, number: int = 0
-    ) -> None:
-        super().__init__(
-            number,
-            name="calibd simulated weather station",
-            description="cloud cover from the simulated weather",
-            unique_id=unique_id,
-            clock=clock,
-        )
-        self._safety = safety  # its connection belongs to the safety monitor device
-        self.actions["SetCloudy"] = _cloudy_action(safety)
+    def _connect(self) -> None:
+        self._connected = True  # nor does connecting reach the weather
 
     def _device_state(self) -> Sequence[tuple[str, Any]]:
         return (("CloudCover", self._cloud_cover()),)
 
     def _cloud_cover(self) -> float:
-        value = self._safety.cloud_cover_pct()
+        value = self.sim.cloud_cover_pct()
         return 0.0 if value is None else value
 
     def get_cloudcover(self, p: Params) -> float:
