@@ -240,11 +240,14 @@ class MastersConfig(_Strict):
     method: Literal["mean", "median"] = "mean"
     rejection: RejectionConfig = RejectionConfig()
     # Sky flats (FLATSRC = 'sky') carry stars that moved between frames (tracking off, or an
-    # offset): a robust spread (MAD) clipped until nothing changes removes a star present in up
-    # to a third of the frames at a pixel, where one pass of a standard deviation, inflated by
-    # the star itself, keeps it; 2 sigma above also takes the faint wings of the trails.
+    # offset): the median and a robust spread (MAD) are not moved by a star present in up to a
+    # third of the frames at a pixel, so one pass removes it, where one pass of a standard
+    # deviation, inflated by the star itself, keeps it; 2.5 sigma above also takes most of the
+    # faint wings of the trails. One pass only: clipping again around the shrunken median and
+    # MAD of what is left cuts into the noise's own upper tail wherever the MAD came out low,
+    # biasing single pixels low by up to 1 sigma of a frame (6-7 sigma of a 40-frame master).
     sky_flat_rejection: RejectionConfig = RejectionConfig(
-        spread="mad", sigma_low=4.0, sigma_high=2.0, iterations=0)
+        spread="mad", sigma_low=4.0, sigma_high=2.5, iterations=1)
     # Master darks keep the bias ("with-bias": lights are calibrated with the dark and the flat,
     # Siril's and WBPP's common CMOS workflow) or have the matching master bias subtracted
     # ("bias-subtracted": for scaling darks by exposure; lights need the master bias too). One

@@ -4,16 +4,22 @@ The simulated observatory (camera, mount, dome, twilight sky with :class:`StarFi
 sky flats at the flat spot (alt 75°, opposite the sun) three ways: tracking off (stars trail and
 drift between frames), tracking on with a ≥10′ offset between frames (stars move), and tracking
 on without offsets (stars stay put). The frames are dark-subtracted, scaled to their median and
-combined with the rejection master sky flats use (``masters.sky_flat_rejection``). Compared
-with the simulator's true flat (pixel response × vignetting and dust) outside the bad pixel map,
-in 4×4-pixel means (which average the shot noise of nine frames down to ~0.05 % while a
-star residual stays ≥ 1 %):
-< 0.5 % with trailing or offsets, > 0.5 % without; and > 0.5 % with trailing but the plain
-one-pass sigma clipping of other masters.
+combined with the rejection master sky flats use (``masters.sky_flat_rejection``), then compared
+with the simulator's true flat (pixel response × vignetting and dust) at every pixel outside the
+bad pixel map: < 0.5 % with trailing or offsets, > 0.5 % without, and > 0.5 % with trailing but
+the plain one-pass sigma clipping of other masters.
+
+Per pixel a master of N frames of S electrons keeps a shot noise of 1/√(N·S), and the worst of
+~77,000 pixels lies 4.5-5 times that from the truth: < 0.5 % needs N·S ≳ 1.5e6 e⁻. So the set is
+50 frames of ~33 ke⁻ (about 33 kADU above the bias at gain 100, 1 e⁻/ADU: two thirds of the 50 ke⁻
+full well), and a test checks that what is left is that shot noise and nothing more (no star
+residual): its spread and its worst pixel, in units of each pixel's own 1/√(N·S). The worst
+4×4-pixel block (shot noise averaged down 4×) is reported alongside.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -35,9 +41,10 @@ from calibd.simulators.profiles import get_profile
 from calibd.simulators.sky import SimulatedSky, StarField
 
 SITE = Place(52.0, 5.0)
-FRAMES = 9
-SUN_ALT = -6.0  # a fixed twilight: 6e3 e-/s per pixel, ~3 s flats
-EXPOSURE_S = 3.0
+FRAMES = 50
+SUN_ALT = -6.0  # a fixed twilight: 6e3 e-/s per pixel
+EXPOSURE_S = 6.0  # ~33 ke- per pixel (median; 36 ke- in the centre)
+GAIN = 100  # 1 e-/ADU
 BLOCK = 4
 SKY_REJECTION = rejection_of(MastersConfig(), sky_flats=True)  # what master sky flats use
 
@@ -51,7 +58,7 @@ def _observatory() -> tuple[SimulatedObservatory, SimulatedMount, SimulatedDome]
                             dome=dome, stars=StarField())
     for device in (obs.camera, mount, dome):
         device.connect()
-    obs.camera.configure(CaptureSettings(gain=100, offset=50))
+    obs.camera.configure(CaptureSettings(gain=GAIN, offset=50))
     return obs, mount, dome
 
 
@@ -60,11 +67,26 @@ def _write(path: Path, data: npt.NDArray[np.uint16]) -> Path:
     return path
 
 
-Maps = tuple[npt.NDArray[np.float32], npt.NDArray[np.float32], npt.NDArray[np.bool_], int]
+@dataclass(frozen=True)
+class Residual:
+    """How a master flat differs from the true flat, outside the bad pixel map."""
+
+    worst_pixel: float  # largest |master / true - 1|
+    worst_block: float  # largest |4x4 mean of master / true - 1|
+    spread: float  # robust sigma of master / true - 1 over the pixels, in units of 1/sqrt(N S)
+    worst_z: float  # largest |master / true - 1| in units of the pixel's own 1/sqrt(N S)
+    electrons: float  # median electrons per pixel in one frame
+    star_pixels: int  # pixels of frame 0 more than 20 % above the sky
+
+    def __str__(self) -> str:
+        return (f"pixel {self.worst_pixel * 100:.3f} %, 4x4 block {self.worst_block * 100:.3f} %,"
+                f" spread {self.spread:.2f} and worst {self.worst_z:.1f} x shot noise,"
+                f" {self.electrons:.0f} e-/px, {self.star_pixels} star pixels")
 
 
-def _master(tmp_path: Path, how: str, rejection: Rejection = SKY_REJECTION) -> Maps:
-    """(master flat / median, true flat / median, good-pixel mask, star pixels in frame 0)."""
+def _master(tmp_path: Path, how: str, rejection: Rejection = SKY_REJECTION) -> Residual:
+    """Take FRAMES sky flats ``how`` ('tracking-off', 'dither' or 'tracking-on'), combine them
+    with ``rejection`` and compare the master with the simulator's true flat."""
     obs, mount, dome = _observatory()
     cam = obs.camera
     darks = [cam.expose(EXPOSURE_S, dark=True).data.astype(np.float32) for _ in range(4)]
@@ -86,9 +108,9 @@ def _master(tmp_path: Path, how: str, rejection: Rejection = SKY_REJECTION) -> M
             sky_level = np.median(frame) - np.median(dark)
             star_pixels = int(np.count_nonzero(frame - dark > 1.2 * sky_level))
         paths.append(_write(tmp_path / f"{how}-{i}.fits", frame))
-    scales = [1.0 / float(np.median(fits.getdata(p).astype(np.float32) - dark)) for p in paths]
+    levels = [float(np.median(fits.getdata(p).astype(np.float32) - dark)) for p in paths]
     result = combine_files(paths, method="mean", rejection=rejection,
-                           subtract=dark, scales=scales)
+                           subtract=dark, scales=[1.0 / level for level in levels])
     master = result.data / np.float32(np.median(result.data))
     sensor = cam.sensor
     true = sensor.response_map() * obs.optics.pattern(None)
@@ -96,7 +118,15 @@ def _master(tmp_path: Path, how: str, rejection: Rejection = SKY_REJECTION) -> M
     good = sensor.response_map() > 0.5
     hot = sensor.hot_pixels_rc()
     good[hot[:, 0], hot[:, 1]] = False
-    return master, true, good, star_pixels
+    electrons = float(np.median(levels)) * sensor.e_per_adu16(GAIN)
+    ratio = master[good] / true[good] - 1.0
+    shot = 1.0 / np.sqrt(FRAMES * electrons * true[good])  # each pixel's own shot noise
+    z = ratio / shot
+    spread = 1.482602218505602 * float(np.median(np.abs(z - np.median(z))))
+    return Residual(worst_pixel=float(np.max(np.abs(ratio))),
+                    worst_block=_worst_block(master, true, good), spread=spread,
+                    worst_z=float(np.max(np.abs(z))), electrons=electrons,
+                    star_pixels=star_pixels)
 
 
 def _worst_block(master: npt.NDArray[np.float32], true: npt.NDArray[np.float32],
@@ -112,32 +142,44 @@ def _worst_block(master: npt.NDArray[np.float32], true: npt.NDArray[np.float32],
 
 
 @pytest.fixture(scope="module")
-def residuals(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[float, int]]:
-    out = {}
-    for how in ("tracking-off", "dither", "tracking-on"):
-        master, true, good, stars = _master(tmp_path_factory.mktemp(how), how)
-        out[how] = (_worst_block(master, true, good), stars)
-    master, true, good, stars = _master(tmp_path_factory.mktemp("plain"), "tracking-off",
-                                        rejection_of(MastersConfig()))
-    out["plain-rejection"] = (_worst_block(master, true, good), stars)
-    print({k: f"{v[0] * 100:.3f} % ({v[1]} star pixels)" for k, v in out.items()})
+def residuals(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Residual]:
+    out = {how: _master(tmp_path_factory.mktemp(how), how)
+           for how in ("tracking-off", "dither", "tracking-on")}
+    out["plain-rejection"] = _master(tmp_path_factory.mktemp("plain"), "tracking-off",
+                                     rejection_of(MastersConfig()))
+    for how, r in out.items():
+        print(f"{how}: {r}")
     return out
 
 
-def test_the_sky_has_stars(residuals: dict[str, tuple[float, int]]) -> None:
-    assert all(stars > 20 for _, stars in residuals.values()), residuals
+def test_the_sky_has_stars(residuals: dict[str, Residual]) -> None:
+    assert all(r.star_pixels > 20 for r in residuals.values()), residuals
 
 
 @pytest.mark.parametrize("how", ["tracking-off", "dither"])
-def test_rejection_removes_moving_stars(residuals: dict[str, tuple[float, int]], how: str
-                                        ) -> None:
-    assert residuals[how][0] < 0.005, residuals
+def test_rejection_removes_moving_stars(residuals: dict[str, Residual], how: str) -> None:
+    """The issue's criterion: < 0.5 % at every pixel outside the bad pixel map."""
+    assert residuals[how].worst_pixel < 0.005, residuals[how]
 
 
-def test_stars_that_stay_put_are_not_removed(residuals: dict[str, tuple[float, int]]) -> None:
-    assert residuals["tracking-on"][0] > 0.005, residuals
+@pytest.mark.parametrize("how", ["tracking-off", "dither"])
+def test_what_is_left_is_shot_noise(residuals: dict[str, Residual], how: str) -> None:
+    """No star residual hiding under the 0.5 %: the residual spreads like the frames' shot noise
+    (the rejection costs a few per cent of it) and its worst pixel is one that ~77,000 Gaussian
+    pixels make (beyond 6 of these sigmas about once in 1,000 sets; 4.6-5.6 over six noise
+    seeds). A faint wing that escapes the 2.5-sigma clip in one frame of 50 moves the master by
+    at most 2.5 / sqrt(50) ~ 0.35 of its noise; what would show here is a star kept whole."""
+    r = residuals[how]
+    assert 0.95 < r.spread < 1.12, r
+    assert r.worst_z < 6.0, r
 
 
-def test_one_pass_standard_deviation_keeps_trailed_stars(
-        residuals: dict[str, tuple[float, int]]) -> None:
-    assert residuals["plain-rejection"][0] > 0.005, residuals
+def test_stars_that_stay_put_are_not_removed(residuals: dict[str, Residual]) -> None:
+    assert residuals["tracking-on"].worst_pixel > 0.005, residuals["tracking-on"]
+    assert residuals["tracking-on"].worst_block > 0.005, residuals["tracking-on"]
+
+
+def test_one_pass_standard_deviation_keeps_trailed_stars(residuals: dict[str, Residual]) -> None:
+    r = residuals["plain-rejection"]
+    assert r.worst_pixel > 0.005, r
+    assert r.worst_z > 6.0, r
