@@ -13,6 +13,7 @@ from astropy.io import fits
 from calibd.capture.combine import (
     FrameReadError,
     FrameSource,
+    MasterWriter,
     Rejection,
     combine_arrays,
     combine_files,
@@ -20,6 +21,7 @@ from calibd.capture.combine import (
     write_master,
 )
 from calibd.capture.combine.kernels import numba_available
+from calibd.capture.library import checksum
 
 ENGINES = [
     pytest.param("numba", marks=pytest.mark.skipif(not numba_available(), reason="no numba")),
@@ -235,7 +237,27 @@ def test_combine_to_fits_writes_a_float32_master_with_provenance(tmp_path: Path)
         history = str(h["HISTORY"])
         assert all(p.name in history for p in paths)
     assert os.path.getsize(out) % 2880 == 0
+    assert checksum.verify(out, full=True)  # DATASUM summed while the bands were written
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
+
+
+def test_streamed_master_checksums_hold_whatever_order_rows_come_in(tmp_path: Path) -> None:
+    image = np.random.default_rng(5).normal(100, 30, (11, 7)).astype(np.float32)
+    out = tmp_path / "m.fits"
+    with MasterWriter(out, image.shape, None) as writer:
+        writer.write_rows(6, image[6:])  # out of order, and row 5 written twice ...
+        writer.write_rows(3, image[3:6] + 1)
+        writer.write_rows(3, image[3:6])  # ... the second time with the final values
+        writer.write_rows(0, image[:3].reshape(-1))
+        writer.commit()
+    with fits.open(out, checksum=True) as hdul:
+        np.testing.assert_array_equal(hdul[0].data, image)
+    assert checksum.verify(out, full=True)
+    partial = tmp_path / "partial.fits"
+    with MasterWriter(partial, image.shape, None) as writer:
+        writer.write_rows(2, image[2:9])  # rows never written stay zero
+        writer.commit()
+    assert checksum.verify(partial, full=True)
 
 
 def test_failed_build_leaves_nothing_behind(tmp_path: Path) -> None:

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from astropy.io import fits
 
-from tests.support import REPO
+from tests.support import REPO, calibd_subprocess
 
 # Runs `calibd masters combine` in this interpreter, then prints which heavy modules it loaded.
 _PROBE = """
@@ -50,6 +50,22 @@ def test_masters_combine_starts_without_configuration_library_or_devices(tmp_pat
     with fits.open(out) as hdul:
         assert hdul[0].header["NCOMBINE"] == 5
         assert hdul[0].header["IMAGETYP"] == "Master Bias"
+
+
+def test_masters_combine_process_ends_early_with_its_output_flushed(tmp_path: Path) -> None:
+    # `masters combine` ends without the interpreter's shutdown (os._exit): what it printed and
+    # logged must still be complete, with the right exit code (2 for bad input).
+    paths = _frames(tmp_path, 5)
+    out = tmp_path / "master.fits"
+    done = calibd_subprocess("-v", "masters", "combine", *paths, "--output", out, timeout=120,
+                             env={"PYTHONUNBUFFERED": ""})  # stdout to a pipe: block-buffered
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == [f"{out}: 5 frames, mean with sigma rejection, "
+                                        f"{fits.getheader(out)['REJFRAC']:.3%} of samples "
+                                        "rejected"]
+    assert done.stderr.rstrip().endswith(f"wrote {out}")
+    again = calibd_subprocess("masters", "combine", *paths, "--output", out, timeout=120)
+    assert again.returncode == 2 and "the output exists" in again.stderr
 
 
 def test_benchmark_against_siril_runs_on_tiny_frames(tmp_path: Path) -> None:

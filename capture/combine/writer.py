@@ -3,11 +3,11 @@
 A :class:`MasterWriter` creates a temporary file through calibd's one atomic writer
 (:class:`capture.library.atomic.AtomicFile`), writes the header (with room to spare), accepts row
 bands in any order from any thread (``os.pwrite`` at their offsets), and on
-:meth:`MasterWriter.commit` pads the data, rewrites the final header, fills in ``DATASUM`` and
-``CHECKSUM``, ``fsync``\\ s the file, renames it over the destination and ``fsync``\\ s the
-directory. Until then the destination is untouched; on any failure (or
-:meth:`MasterWriter.abort`) the temporary file is removed, so a half-written master never exists
-under its final name (and a kill leaves a temporary file the next reconcile removes).
+:meth:`MasterWriter.commit` pads the data, rewrites the final header, fills in ``DATASUM``
+(summed as the rows were written) and ``CHECKSUM``, ``fsync``\\ s the file, renames it over the
+destination and ``fsync``\\ s the directory. Until then the destination is untouched; on any
+failure (or :meth:`MasterWriter.abort`) the temporary file is removed, so a half-written master
+never exists under its final name (and a kill leaves a temporary file the next reconcile removes).
 
 The image is a primary HDU, ``BITPIX = -32`` (big-endian IEEE float32), no scaling. Every master
 carries ``DATAMIN``/``DATAMAX``, the range of its values: readers of float FITS decide from them
@@ -30,7 +30,7 @@ import numpy.typing as npt
 from astropy.io import fits
 
 from calibd.capture.library.atomic import AtomicFile
-from calibd.capture.library.checksum import placeholder_cards, seal
+from calibd.capture.library.checksum import fold, ones_sum, placeholder_cards, seal
 
 log = logging.getLogger(__name__)
 
@@ -115,6 +115,11 @@ class MasterWriter:
         self._local = threading.local()
         self._range_lock = threading.Lock()
         self._range = (math.inf, -math.inf)  # of the finite values written so far
+        # DATASUM of the rows written so far (ones' complement sums add in any order); only
+        # used if no row was written twice (unwritten rows are zeros, which add nothing)
+        self._datasum = 0
+        self._written = np.zeros(self.shape[0], dtype=np.bool_)
+        self._rewritten = False
         self._out: AtomicFile | None = AtomicFile(self.path)
         self._fd: int | None = self._out.fd
         fd = self._fd
@@ -149,6 +154,7 @@ class MasterWriter:
         np.copyto(band, rows.reshape(-1), casting="same_kind")
         self._widen(band)
         view = band.view(np.uint8).data
+        self._add_sum(r0, n // cols, ones_sum(view))
         offset = self._reserved + r0 * cols * 4
         done = 0
         while done < view.nbytes:
@@ -161,6 +167,12 @@ class MasterWriter:
         lo, hi = float(finite.min()), float(finite.max())
         with self._range_lock:
             self._range = (min(self._range[0], lo), max(self._range[1], hi))
+
+    def _add_sum(self, r0: int, k: int, part: int) -> None:
+        with self._range_lock:
+            self._datasum += part
+            self._rewritten = self._rewritten or bool(self._written[r0 : r0 + k].any())
+            self._written[r0 : r0 + k] = True
 
     def _with_range(self, header: fits.Header | None) -> fits.Header:
         """``header`` plus ``DATAMIN``/``DATAMAX`` covering its stated range and every value
@@ -193,7 +205,7 @@ class MasterWriter:
             os.pwrite(self._fd, final, 0)
             end = self._reserved + self.shape[0] * self.shape[1] * 4
             os.ftruncate(self._fd, -(-end // BLOCK) * BLOCK)  # zero padding
-            seal(self._fd)
+            seal(self._fd, None if self._rewritten else fold(self._datasum))
             self._out.commit()
             self._out = None
             self._fd = None

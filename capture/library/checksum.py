@@ -155,15 +155,17 @@ def data_sum(fd: int, offset: int, nbytes: int) -> int:
     return fold(total)
 
 
-def seal(fd: int) -> None:
+def seal(fd: int, datasum: int | None = None) -> None:
     """Fill in ``DATASUM`` and ``CHECKSUM`` of the FITS file open (read-write) at ``fd``. Its
     header must already carry both keywords (placeholders: see :func:`placeholder_cards`).
-    Reads the data back once (from the page cache, just written). Raises OSError."""
+    ``datasum``: the data's :func:`ones_sum` when the writer summed what it wrote; otherwise
+    the data is read back once (from the page cache, just written). Raises OSError."""
     header, start = _header_cards(fd)
     ds_at, cs_at = _card_index(header, "DATASUM"), _card_index(header, "CHECKSUM")
     if ds_at is None or cs_at is None:
         raise ValueError("the header has no DATASUM/CHECKSUM cards to fill in")
-    datasum = data_sum(fd, start, _data_bytes(header))
+    if datasum is None:
+        datasum = data_sum(fd, start, _data_bytes(header))
     fixed = bytearray(header)
     fixed[ds_at:ds_at + CARD] = _card("DATASUM", str(datasum), "data unit checksum")
     fixed[cs_at:cs_at + CARD] = _card("CHECKSUM", ZERO_CHECKSUM, "HDU checksum")
