@@ -191,6 +191,9 @@ class ClockConfig(_Strict):
     kind: Literal["real", "simulated"] = "real"
     scale: float = Field(DEFAULT_SIM_SCALE, gt=0, le=1e7)  # simulated seconds per real second
     start: datetime | None = Field(None, strict=False)  # simulated start (UTC); default: now
+    # The real (wall-clock) time at which the simulated clock reads ``start``; default: when
+    # calibd starts. Give our Alpaca server the same three and both run one simulated time.
+    real_start: datetime | None = Field(None, strict=False)
 
     @field_validator("start")
     @classmethod
@@ -467,12 +470,15 @@ class Config(_Strict):
 
     @model_validator(mode="after")
     def _simulated_clock_needs_simulators(self) -> Config:
+        """A simulated clock drives simulated cameras, or Alpaca ones: our Alpaca server
+        (``calibd sim serve --alpaca``) runs the same simulated time when given the same
+        ``--scale``, ``--start`` and ``--real-start``."""
         if self.clock.kind == "simulated":
-            real = [n for n, c in self.cameras.items() if c.driver != "simulator"]
+            real = [n for n, c in self.cameras.items() if c.driver not in ("simulator", "alpaca")]
             if real:
                 raise ValueError(
-                    f"a simulated clock only works with simulated cameras ({', '.join(real)} "
-                    "are real devices)"
+                    f"a simulated clock only works with simulated cameras or those of the "
+                    f"simulator's Alpaca server ({', '.join(real)} are real devices)"
                 )
         return self
 

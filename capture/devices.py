@@ -75,7 +75,8 @@ def make_clock(cfg: ClockConfig) -> Clock:
     """The configured clock: the real one, or the simulator's scaled clock."""
     if cfg.kind == "real":
         return RealClock()
-    clock: Clock = driver_module("simulator").open_clock(scale=cfg.scale, start=cfg.start)
+    clock: Clock = driver_module("simulator").open_clock(
+        scale=cfg.scale, start=cfg.start, real_start=cfg.real_start)
     return clock
 
 

@@ -10,15 +10,14 @@ the first call does it.
 from __future__ import annotations
 
 import math
-import warnings
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
-from typing import Any, Literal
+from typing import Literal
 
 import numpy as np
 
-from calibd.drivers.pointing import offline_astropy
+from calibd.drivers.pointing import Place, sun_altaz
 
 GRID_S = 60  # altitudes are computed on a one-minute grid and interpolated
 # The calendar ends at 9999-12-31: no search reaches past this (a clock set near the end of
@@ -33,43 +32,20 @@ class Site:
     elevation_m: float = 0.0
 
 
-def _offline() -> None:
-    offline_astropy()
-
-
 def sun_altitudes(site: Site, times: list[datetime]) -> np.ndarray:
     """Apparent (unrefracted) altitude of the sun's centre in degrees, for each UTC time.
     Blocks for a few milliseconds per call (astropy). Never touches the network."""
-    _offline()
-    from astropy import units as u
-    from astropy.coordinates import AltAz, EarthLocation, get_sun
-    from astropy.time import Time
-
-    location = EarthLocation(lat=site.latitude_deg * u.deg, lon=site.longitude_deg * u.deg,
-                             height=site.elevation_m * u.m)
-    with warnings.catch_warnings():  # e.g. ERFA's "dubious year" far from the IERS tables
-        warnings.simplefilter("ignore")
-        when = Time([t.astimezone(UTC).replace(tzinfo=None) for t in times], scale="utc")
-        frame = AltAz(obstime=when, location=location)
-        alt: Any = get_sun(when).transform_to(frame).alt.deg
-    return np.atleast_1d(np.asarray(alt, dtype=float))
+    return sun_altaz(_place(site), times)[0]
 
 
 def sun_azimuth_deg(site: Site, when: datetime) -> float:
     """The sun's azimuth (degrees from North through East) at ``when``. Blocks a few
     milliseconds (astropy, offline)."""
-    _offline()
-    from astropy import units as u
-    from astropy.coordinates import AltAz, EarthLocation, get_sun
-    from astropy.time import Time
+    return float(sun_altaz(_place(site), [when])[1][0])
 
-    location = EarthLocation(lat=site.latitude_deg * u.deg, lon=site.longitude_deg * u.deg,
-                             height=site.elevation_m * u.m)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        t = Time(when.astimezone(UTC).replace(tzinfo=None), scale="utc")
-        az: Any = get_sun(t).transform_to(AltAz(obstime=t, location=location)).az.deg
-    return float(az) % 360.0
+
+def _place(site: Site) -> Place:
+    return Place(site.latitude_deg, site.longitude_deg, site.elevation_m)
 
 
 @lru_cache(maxsize=4096)

@@ -12,9 +12,13 @@ from __future__ import annotations
 import math
 import threading
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
+
+import numpy as np
+import numpy.typing as npt
 
 _lock = threading.Lock()
 _state = {"offline": False}
@@ -81,6 +85,27 @@ def radec_to_altaz(place: Place, when: datetime, ra_hours: float, dec_deg: float
         coord: Any = SkyCoord(ra=ra_hours * u.hourangle, dec=dec_deg * u.deg, frame=tete)
         hor: Any = coord.transform_to(altaz)
     return float(hor.alt.deg), float(hor.az.deg) % 360.0
+
+
+def sun_altaz(place: Place, times: Sequence[datetime]
+              ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    """Apparent (unrefracted) altitude and azimuth (North through East) of the sun's centre in
+    degrees, one of each per UTC time. Blocks a few milliseconds per call (astropy); never
+    touches the network."""
+    offline_astropy()
+    from astropy import units as u
+    from astropy.coordinates import AltAz, EarthLocation, get_sun
+    from astropy.time import Time
+
+    location = EarthLocation(lat=place.latitude_deg * u.deg, lon=place.longitude_deg * u.deg,
+                             height=place.elevation_m * u.m)
+    with warnings.catch_warnings():  # e.g. ERFA's "dubious year" far from the IERS tables
+        warnings.simplefilter("ignore")
+        when = Time([t.astimezone(UTC).replace(tzinfo=None) for t in times], scale="utc")
+        hor: Any = get_sun(when).transform_to(AltAz(obstime=when, location=location))
+        alt = np.atleast_1d(np.asarray(hor.alt.deg, dtype=np.float64))
+        az = np.atleast_1d(np.asarray(hor.az.deg, dtype=np.float64)) % 360.0
+    return alt, az
 
 
 def separation_deg(alt1: float, az1: float, alt2: float, az2: float) -> float:

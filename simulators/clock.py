@@ -17,17 +17,23 @@ from datetime import UTC, datetime, timedelta
 
 
 class ScaledClock:
-    """Simulated time = ``start`` + ``scale`` x (real time since creation) + jumps.
+    """Simulated time = ``start`` + ``scale`` x (real time since ``real_start``) + jumps.
 
+    ``real_start`` (UTC, default: now) is the real instant at which the clock read ``start``: two
+    processes given the same ``scale``, ``start`` and ``real_start`` (calibd and the Alpaca
+    server it drives) keep the same simulated time, read off the one wall clock of the machine.
     Thread-safe. ``advance`` jumps forward (e.g. to skip a cloudy afternoon in a scheduler test).
     """
 
-    def __init__(self, scale: float = 1.0, start: datetime | None = None) -> None:
+    def __init__(self, scale: float = 1.0, start: datetime | None = None, *,
+                 real_start: datetime | None = None) -> None:
         if scale <= 0:
             raise ValueError(f"clock scale must be > 0, got {scale}")
         self.scale = float(scale)
         self._start = (start or datetime.now(UTC)).astimezone(UTC)
         self._real0 = time.monotonic()
+        if real_start is not None:  # the wall clock read once, then the monotonic one
+            self._real0 -= time.time() - real_start.astimezone(UTC).timestamp()
         self._jump_s = 0.0
         self._lock = threading.Lock()
 

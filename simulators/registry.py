@@ -52,11 +52,13 @@ __all__ = [
 PROFILE_NAMES: tuple[str, ...] = tuple(sorted(PROFILES))
 
 
-def open_clock(*, scale: float, start: datetime | None = None) -> Clock:
+def open_clock(*, scale: float, start: datetime | None = None,
+               real_start: datetime | None = None) -> Clock:
     """A simulated clock running ``scale`` simulated seconds per real second from ``start``
-    (UTC; default now), shared by the simulated devices, the sequencer and the scheduler.
+    (UTC; default now) at the real time ``real_start`` (default now), shared by the simulated
+    devices, the sequencer and the scheduler (and, given the same three, our Alpaca server).
     Raises ValueError for a scale <= 0."""
-    return ScaledClock(scale=scale, start=start)
+    return ScaledClock(scale=scale, start=start, real_start=real_start)
 
 
 def open_wheel(clock: Clock, *, filters: Sequence[str], seconds_per_slot: float,

@@ -34,6 +34,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Literal
@@ -367,12 +368,15 @@ class OurAlpacaServer:
 
     ``launch``: ``"serve"`` (the library function), ``"handler"`` (the ``sim serve`` argparse
     handler) or ``"calibd"`` (``python -m calibd sim serve --alpaca``). ``discovery`` answers UDP
-    discovery on a port of its own. Can be killed (SIGKILL) and started again on the same ports.
+    discovery on a port of its own. ``clock_at`` (simulated start, real start; not with
+    ``"serve"``) sets the server's clock. Can be killed (SIGKILL) and started again on the same
+    ports.
     """
 
     def __init__(self, log_path: Path, *, scale: float, seed: int = 1, ambient_c: float = 10.0,
                  discovery: bool = True,
-                 launch: Literal["serve", "handler", "calibd"] = "serve") -> None:
+                 launch: Literal["serve", "handler", "calibd"] = "serve",
+                 clock_at: tuple[datetime, datetime] | None = None) -> None:
         self.port = free_port()
         self.discovery_port = free_udp_port() if discovery else 0
         self.log_path = log_path
@@ -380,17 +384,21 @@ class OurAlpacaServer:
         self.seed = seed
         self.ambient_c = ambient_c
         self.launch = launch
+        self.clock_at = clock_at
         self.proc: subprocess.Popen[bytes] | None = None
 
     def command(self) -> list[str]:
         if self.launch == "serve":
+            assert self.clock_at is None, "clock_at needs the sim serve command line"
             return [sys.executable, "-c", _SERVE, str(self.port), str(self.scale),
                     str(self.discovery_port), str(self.ambient_c), str(self.seed)]
         prefix = [sys.executable, "-c", _HANDLER] if self.launch == "handler" else \
             [sys.executable, "-m", "calibd"]
+        clock = [] if self.clock_at is None else [
+            "--start", self.clock_at[0].isoformat(), "--real-start", self.clock_at[1].isoformat()]
         return [*prefix, "sim", "serve", "--alpaca", "--port", str(self.port),
                 "--discovery-port", str(self.discovery_port), "--scale", str(self.scale),
-                "--ambient", str(self.ambient_c), "--seed", str(self.seed)]
+                "--ambient", str(self.ambient_c), "--seed", str(self.seed), *clock]
 
     def start(self, timeout_s: float = 30.0) -> None:
         """Start and block until the management API answers. Raises RuntimeError (with the end

@@ -3,6 +3,10 @@ follows the flat spot opposite the sun (re-pointing as it moves), the filters fi
 is closed and the mount parked afterwards — or as soon as the safety monitor says unsafe, the
 next window then resuming the run without duplicates.
 
+The same dawn and dusk runs go through calibd's Alpaca drivers (camera, filter wheel, panel,
+mount, dome, safety monitor) over HTTP to our Alpaca server, whose camera sees its own dome,
+telescope and twilight sky on the simulated time calibd shares with it.
+
 Every re-point journals a ``sky-point`` event (target and where the mount reports it points);
 securing journals ``sky-secure`` (time taken, shutter closed, mount parked).
 """
@@ -10,10 +14,11 @@ securing journals ``sky-secure`` (time taken, shutter closed, mount parked).
 from __future__ import annotations
 
 import json
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import yaml
 from astropy.io import fits
@@ -21,6 +26,7 @@ from astropy.io import fits
 from calibd.capture.library.index import Index
 from calibd.capture.site import Site, sun_azimuth_deg
 from calibd.drivers.pointing import separation_deg
+from tests.alpaca_servers import OurAlpacaServer, require_alpaca
 from tests.support import PLANS, run_cli, write_config, write_plan
 
 COUNT = 4
@@ -29,7 +35,7 @@ CLOSE_TIMEOUT_S = 120.0
 SITE = Site(45.0, 7.0, 400.0)
 
 
-def _plan(tmp_path: Path, stars: str) -> Path:
+def _plan(tmp_path: Path, stars: str, close_timeout_s: float = CLOSE_TIMEOUT_S) -> Path:
     text = ((PLANS / "sky-flats.yaml").read_text()
             .replace("count: 15", f"count: {COUNT}")
             .replace("count: 30", "count: 3")
@@ -37,7 +43,7 @@ def _plan(tmp_path: Path, stars: str) -> Path:
             .replace("      sun_altitude_deg: [-2, -10]\n",
                      "      sun_altitude_deg: [-2, -10]\n"
                      f"      pointing: {{stars: {stars}, repoint_s: 120, "
-                     f"close_timeout_s: {CLOSE_TIMEOUT_S:g}}}\n"))
+                     f"close_timeout_s: {close_timeout_s:g}}}\n"))
     return write_plan(tmp_path / f"sky-{stars}.yaml", text)
 
 
@@ -78,6 +84,13 @@ def test_a_twilight_run_opens_points_fills_and_secures(capsys: pytest.CaptureFix
     res = run_cli(capsys, "run", _plan(tmp_path, stars), "--config",
                   _config(tmp_path, start, scale=scale), "--library", lib)
     assert res.code == 0, res.err
+    print({"run": start, **_check_run(lib)})
+
+
+def _check_run(lib: Path, close_timeout_s: float = CLOSE_TIMEOUT_S) -> dict[str, Any]:
+    """A finished run filled every filter with sky flats, pointed within 1° of the flat spot
+    opposite the sun at every re-point, and left the dome closed and the mount parked in
+    time. Returns the figures."""
     per_filter: dict[str, int] = {}
     for h in _flats(lib):
         assert h["FLATSRC"] == "sky"
@@ -95,10 +108,9 @@ def test_a_twilight_run_opens_points_fills_and_secures(capsys: pytest.CaptureFix
         assert separation_deg(75.0, p["az"], 75.0, (sun_az + 180.0) % 360.0) < 1.0, p
     secure = _events(lib, "sky-secure")
     assert len(secure) == 1 and secure[0]["closed"] and secure[0]["parked"], secure
-    assert not secure[0]["problems"] and secure[0]["seconds"] <= CLOSE_TIMEOUT_S
-    print({"run": start, "points": len(points),
-           "worst_miss_deg": max(p["miss_deg"] for p in points),
-           "secure_s": secure[0]["seconds"]})
+    assert not secure[0]["problems"] and secure[0]["seconds"] <= close_timeout_s
+    return {"points": len(points), "worst_miss_deg": max(p["miss_deg"] for p in points),
+            "secure_s": secure[0]["seconds"], "per_filter": per_filter}
 
 
 def test_unsafe_mid_run_closes_and_parks_then_the_next_window_resumes(
@@ -248,3 +260,79 @@ def test_the_choreography_through_alpaca(alpaca_simulators: Any) -> None:
     print({"alpaca": [round(p["miss_deg"], 5) for p in result["points"]],
            "secure_s": round(result["secure"][0]["seconds"], 1)})
     _check(result)
+
+
+# ------------------------------------------------------- a whole run through our Alpaca server
+
+ALPACA_SCALE = 100.0  # simulated seconds per real second, shared by calibd and the server
+# The server's mount slews 1°/s: from the flat spot to its park about 85 s, plus the shutter's 20 s
+ALPACA_CLOSE_TIMEOUT_S = 180.0
+
+
+def _alpaca_config(tmp_path: Path, port: int, start: datetime, real_start: datetime) -> Path:
+    """Every device on our Alpaca server, calibd's clock the server's (same scale, start and
+    real start)."""
+    endpoint = {"driver": "alpaca", "host": "127.0.0.1", "port": port}
+    data = {
+        "clock": {"kind": "simulated", "scale": ALPACA_SCALE, "start": start.isoformat(),
+                  "real_start": real_start.isoformat()},
+        "library": {"fsync": False, "min_free_mb": 0},
+        "masters": {"auto": False},
+        "site": {"latitude_deg": SITE.latitude_deg, "longitude_deg": SITE.longitude_deg,
+                 "elevation_m": SITE.elevation_m},
+        "cameras": {"sim": {**endpoint, "filter_wheel": "wheel", "flat_panel": "panel",
+                            "mount": "mount", "dome": "dome"}},
+        "filter_wheels": {"wheel": dict(endpoint)},
+        "flat_panels": {"panel": dict(endpoint)},
+        "mounts": {"mount": dict(endpoint)},
+        "domes": {"dome": dict(endpoint)},
+        "safety": dict(endpoint),
+    }
+    path = tmp_path / "alpaca.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+@pytest.mark.alpaca
+@pytest.mark.parametrize(("start", "stars"), [("2026-11-25T15:55:00+00:00", "tracking-off"),
+                                              ("2026-11-26T05:56:00+00:00", "dither")],
+                         ids=["dusk", "dawn"])
+def test_a_twilight_run_through_our_alpaca_server(capsys: pytest.CaptureFixture[str],
+                                                  tmp_path: Path, start: str,
+                                                  stars: str) -> None:
+    """The same run as on the in-process simulator, with calibd's Alpaca camera, filter wheel,
+    panel, mount, dome and safety monitor drivers over HTTP: the server's camera sees its own
+    dome and telescope under the twilight sky of the shared simulated clock."""
+    require_alpaca(server=False)
+    lib = tmp_path / "lib"
+    at = (datetime.fromisoformat(start), datetime.now(UTC))
+    server = OurAlpacaServer(tmp_path / "server.log", scale=ALPACA_SCALE, seed=5,
+                             discovery=False, launch="calibd", clock_at=at)
+    server.start()
+    try:
+        res = run_cli(capsys, "run", _plan(tmp_path, stars, ALPACA_CLOSE_TIMEOUT_S), "--config",
+                      _alpaca_config(tmp_path, server.port, *at), "--library", lib)
+    finally:
+        code = server.stop()
+    assert res.code == 0, res.err[-3000:]
+    assert code == 0, server.log()
+    figures = _check_run(lib, ALPACA_CLOSE_TIMEOUT_S)
+    if stars == "dither":  # the server's camera sees the stars where its telescope points
+        figures["starry"] = _stars_move(lib)
+    print({"alpaca": start, **figures})
+
+
+def _stars_move(lib: Path) -> str:
+    """Most dithered flats show a star (a pixel 30 % over the sky), and the brightest pixel is
+    somewhere else in every frame (a 15' offset is wider than the small sensor's field)."""
+    paths = sorted((lib / "sim" / "Flats").rglob("*.fits"))
+    peaks: set[tuple[int, int]] = set()
+    starry = 0
+    for path in paths:
+        data = fits.getdata(path).astype(np.float32)
+        starry += int(data.max() > 1.3 * np.median(data))
+        y, x = np.unravel_index(int(np.argmax(data)), data.shape)
+        peaks.add((int(y), int(x)))
+    assert starry >= 3 * len(paths) // 4, f"stars in {starry} of {len(paths)} flats"
+    assert len(peaks) == len(paths), "the stars stayed put"
+    return f"{starry}/{len(paths)}"

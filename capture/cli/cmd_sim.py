@@ -1,5 +1,6 @@
-"""``calibd sim serve --alpaca``: serve the simulated camera, flat panel, filter wheel and weather
-over ASCOM Alpaca (HTTP API, management API, UDP discovery) until SIGTERM or Ctrl-C.
+"""``calibd sim serve --alpaca``: serve the simulated observatory (camera, flat panel, filter
+wheel, weather, mount and dome under one twilight sky) over ASCOM Alpaca (HTTP API, management
+API, UDP discovery) until SIGTERM or Ctrl-C.
 
 Hook into the parser with :func:`register`; :func:`run_serve` is the handler and can be called
 with a parsed namespace directly.
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from datetime import UTC, datetime
 from typing import Any
 
 from calibd.capture.cli.common import command_group
@@ -22,6 +24,8 @@ EXIT_BAD_INPUT = 2
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 11111
 DEFAULT_DISCOVERY_PORT = 32227
+#: The latest --start / --real-start: a fast clock must not run past the calendar's end.
+LAST_START = datetime(9000, 1, 1, tzinfo=UTC)
 
 
 def register(sub: Any) -> None:
@@ -30,8 +34,8 @@ def register(sub: Any) -> None:
     sim_sub = command_group(sub, "sim", "run the simulated devices for other programs")
     serve = sim_sub.add_parser(
         "serve",
-        help="serve the simulated camera, flat panel, filter wheel and weather over a device "
-             "protocol until stopped (SIGTERM / Ctrl-C)",
+        help="serve the simulated camera, flat panel, filter wheel, weather, mount and dome "
+             "over a device protocol until stopped (SIGTERM / Ctrl-C)",
     )
     serve.add_argument("--alpaca", action="store_true", required=True,
                        help="serve ASCOM Alpaca: HTTP device and management API, UDP discovery")
@@ -46,6 +50,12 @@ def register(sub: Any) -> None:
                        help="simulated sensor (default %(default)s)")
     serve.add_argument("--scale", type=float, default=1.0,
                        help="simulated seconds per real second (default %(default)s)")
+    serve.add_argument("--start", metavar="ISO-TIME",
+                       help="simulated time the clock reads at --real-start (UTC unless the "
+                            "time has an offset; default: now)")
+    serve.add_argument("--real-start", metavar="ISO-TIME",
+                       help="real time at which the clock reads --start (default: now); give "
+                            "calibd's clock the same scale, start and real_start to share time")
     serve.add_argument("--ambient", type=float, default=10.0, metavar="CELSIUS",
                        help="ambient temperature in °C (default %(default)s)")
     serve.add_argument("--seed", type=int, default=None, help="noise seed (reproducible frames)")
@@ -64,6 +74,23 @@ def run_serve(args: argparse.Namespace) -> int:
         problems.append(f"--discovery-port {args.discovery_port} is not a UDP port (0..65535)")
     if not args.scale > 0:
         problems.append(f"--scale must be > 0, got {args.scale}")
+    times: dict[str, datetime | None] = {}
+    for option in ("start", "real_start"):
+        text = getattr(args, option, None)
+        times[option] = None
+        if text is None:
+            continue
+        try:
+            when = datetime.fromisoformat(text)
+        except ValueError:
+            problems.append(f"--{option.replace('_', '-')} needs an ISO 8601 time, got "
+                            f"{text[:40]!r}")
+            continue
+        when = when if when.tzinfo is not None else when.replace(tzinfo=UTC)
+        if not LAST_START.replace(year=1900) <= when <= LAST_START:
+            problems.append(f"--{option.replace('_', '-')} must lie in 1900..{LAST_START.year}")
+            continue
+        times[option] = when
     filters = [name.strip() for name in args.filters.split(",") if name.strip()]
     if not filters or len(set(filters)) != len(filters):
         problems.append(f"--filters needs unique, non-empty names, got {args.filters!r}")
@@ -87,6 +114,8 @@ def run_serve(args: argparse.Namespace) -> int:
             ambient_c=args.ambient,
             seed=args.seed,
             filters=filters,
+            start=times["start"],
+            real_start=times["real_start"],
         )
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)

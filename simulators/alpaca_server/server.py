@@ -1,5 +1,10 @@
 """Assembling and running the Alpaca server: one simulated observatory (camera, filter wheel, flat
-panel with cover, weather) on one scaled clock, its devices, the HTTP server and discovery."""
+panel with cover, weather, mount, dome and the twilight sky with its stars) on one scaled clock,
+its devices, the HTTP server and discovery.
+
+The camera sees what the in-process simulator's does: with the panel's cover open and the dome's
+shutter open, the twilight sky of the server's site at the clock's time, and the stars where the
+telescope points (trailed while it does not track, moved by an offset)."""
 
 from __future__ import annotations
 
@@ -8,10 +13,12 @@ import signal
 import threading
 import uuid
 from collections.abc import Sequence
+from datetime import datetime
+from functools import partial
 from types import FrameType
 from typing import Any, TypedDict, Unpack
 
-from calibd.drivers.pointing import Place
+from calibd.drivers.pointing import Place, sun_altaz
 from calibd.simulators.accessories import (
     DEFAULT_FILTERS,
     SimulatedFilterWheel,
@@ -30,6 +37,7 @@ from calibd.simulators.clock import ScaledClock
 from calibd.simulators.mount import SimulatedDome, SimulatedMount
 from calibd.simulators.observatory import SimulatedObservatory, build_observatory
 from calibd.simulators.profiles import PROFILES, SensorProfile
+from calibd.simulators.sky import SimulatedSky, StarField
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +45,8 @@ DEFAULT_PORT = 11111
 #: Sensor chips of the profiles that imitate real cameras (SensorName).
 SENSOR_NAMES = {"asi2600mm": "IMX571", "asi294mm": "IMX492", "asi2600mc": "IMX571",
                 "asi533mc": "IMX533"}
+#: The server's site: the built-in simulator's (its mount, sky and sun).
+SITE = Place(45.0, 7.0, 400.0)
 
 
 class ServerOptions(TypedDict, total=False):
@@ -49,6 +59,8 @@ class ServerOptions(TypedDict, total=False):
     ambient_c: float
     seed: int | None
     filters: Sequence[str]
+    start: datetime | None
+    real_start: datetime | None
 
 
 def _unique_id(profile: SensorProfile, device_type: str, number: int) -> str:
@@ -62,8 +74,10 @@ class SimAlpacaServer:
 
     ``port=0`` binds an ephemeral port (read :attr:`port` after :meth:`start`); the same for
     ``discovery_port=0``; ``discovery_port=None`` disables discovery. ``scale`` is simulated
-    seconds per real second. :attr:`observatory` and :attr:`safety` are the simulators themselves
-    (for tests and tools in the same process).
+    seconds per real second; the clock reads ``start`` (default: now) at the real time
+    ``real_start`` (default: now), so a client given the same three runs the same simulated time.
+    :attr:`observatory`, :attr:`safety`, :attr:`mount` and :attr:`dome` are the simulators
+    themselves (for tests and tools in the same process).
 
     Raises ValueError (unknown profile, scale <= 0, bad filter names).
     """
@@ -79,6 +93,8 @@ class SimAlpacaServer:
         ambient_c: float = 10.0,
         seed: int | None = None,
         filters: Sequence[str] = DEFAULT_FILTERS,
+        start: datetime | None = None,
+        real_start: datetime | None = None,
     ) -> None:
         if profile not in PROFILES:
             raise ValueError(
@@ -86,19 +102,18 @@ class SimAlpacaServer:
             )
         self.host = host
         self._requested_port = port
-        self.clock = ScaledClock(scale)
+        self.clock = ScaledClock(scale, start, real_start=real_start)
         sensor = PROFILES[profile]
         wheel = SimulatedFilterWheel(self.clock, tuple(filters), name="wheel")
         panel = SimulatedFlatPanel(self.clock, has_cover=True, name="panel")
-        self.observatory: SimulatedObservatory = build_observatory(
-            sensor, self.clock, camera_name="camera", ambient_c=ambient_c, noise_seed=seed,
-            wheel=wheel, panel=panel, sky=None,
-        )
         self.safety = SimulatedSafetyMonitor(self.clock, name="weather")
         self.dome = SimulatedDome(self.clock, name="dome")
-        # The built-in simulator's site (the server takes no site option).
-        self.mount = SimulatedMount(self.clock, Place(45.0, 7.0, 400.0), slew_deg_per_s=1.0,
-                                    name="mount")
+        self.mount = SimulatedMount(self.clock, SITE, slew_deg_per_s=1.0, name="mount")
+        self.observatory: SimulatedObservatory = build_observatory(
+            sensor, self.clock, camera_name="camera", ambient_c=ambient_c, noise_seed=seed,
+            wheel=wheel, panel=panel, sky=SimulatedSky(self.clock, partial(_sun_altitude, SITE)),
+            mount=self.mount, dome=self.dome, stars=StarField(),
+        )
         devices: list[AlpacaDevice] = [
             CameraDevice(self.observatory.camera, self.clock,
                          unique_id=_unique_id(sensor, "camera", 0),
@@ -164,8 +179,9 @@ class SimAlpacaServer:
                 raise
         camera = self.observatory.camera
         log.info(
-            "Alpaca server on %s: %s, filter wheel, flat panel, weather (clock x%g)",
-            self.url, camera.profile.model, self.clock.scale,
+            "Alpaca server on %s: %s, filter wheel, flat panel, weather, mount, dome "
+            "(clock x%g, at %s)", self.url, camera.profile.model, self.clock.scale,
+            f"{self.clock.now():%Y-%m-%dT%H:%M:%SZ}",
         )
 
     def stop(self) -> None:
@@ -192,6 +208,10 @@ class SimAlpacaServer:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def _sun_altitude(place: Place, when: datetime) -> float:
+    return float(sun_altaz(place, [when])[0][0])
 
 
 def serve(
