@@ -244,7 +244,7 @@ def _reference_phase_sums(a: np.ndarray, b: np.ndarray, shift: int) -> list[list
 @pytest.mark.parametrize("numba", [True, False])
 def test_the_pair_kernel_matches_a_numpy_reference(monkeypatch: pytest.MonkeyPatch,
                                                    numba: bool) -> None:
-    from calibd.capture.combine.pairs import pair_sums, phase_sums
+    from calibd.capture.combine.pairs import accumulate, pair_sums, phase_sums
 
     if not numba:
         monkeypatch.setenv("CALIBD_NO_NUMBA", "1")
@@ -268,6 +268,17 @@ def test_the_pair_kernel_matches_a_numpy_reference(monkeypatch: pytest.MonkeyPat
     assert s.bits == ref[1][6] | ref[2][6]
     with pytest.raises(ValueError, match="2-D uint16"):
         phase_sums(a, b[:10])
+    # The mean image of a few frames less another image, as numpy's float32 arithmetic has it.
+    minus = rng.normal(100.0, 30.0, size=a.shape).astype(np.float32)
+    want_mean = a.astype(np.float32)
+    want_mean += b
+    want_mean *= np.float32(1 / 3)
+    want_mean -= minus
+    raw_a = (a.astype(np.int32) - 32768).astype(">i2").view(np.uint16)
+    acc = np.full(a.shape, np.nan, dtype=np.float32)
+    accumulate(acc, raw_a, raw=True, first=True)
+    accumulate(acc, b, scale=1 / 3, minus=minus)
+    assert np.array_equal(acc, want_mean)
 
 
 def test_a_raw16_left_shift_is_undone_before_the_statistics() -> None:

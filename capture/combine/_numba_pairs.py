@@ -89,3 +89,23 @@ def pair_phase_sums(a: Any, b: Any, raw: bool, shift: int) -> Any:
         _add(out, p, sa0, sb0, sd0, sdd0, za0, zb0, or0)
         _add(out, p + 1, sa1, sb1, sd1, sdd1, za1, zb1, or1)
     return out
+
+
+@jit
+def accumulate(acc: Any, w: Any, raw: bool, first: bool, scale: Any, minus: Any) -> None:
+    """``acc = ((acc if not first else 0) + w) * scale - minus`` in float32, pixel by pixel,
+    ``w`` decoded when ``raw``; ``minus`` of shape (0, 0): nothing subtracted."""
+    h, wd = acc.shape
+    sub = minus.shape[0] > 0
+    one = scale == np.float32(1.0)
+    for i in range(h):
+        ra = acc[i]
+        rw = w[i]
+        for j in range(wd):
+            x = np.float32(_value(rw[j], raw))
+            v = x if first else ra[j] + x
+            if not one:
+                v = v * scale
+            if sub:
+                v = v - minus[i, j]
+            ra[j] = v

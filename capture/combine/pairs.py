@@ -2,7 +2,8 @@
 over both frames: of each frame, of their difference and of its square, the zeros of each
 (clipped pixels) and the bitwise OR of every value (a RAW16 left shift), per 2x2 phase (so a
 colour frame's four CFA channels come from the same pass). Frames may be handed over as the raw
-words of the file (big-endian int16, decoded in the pass) and shifted right on the way.
+words of the file (big-endian int16, decoded in the pass) and shifted right on the way. And the
+mean image of a few frames (:func:`accumulate`), in float32 like numpy's in-place arithmetic.
 
 With numba (when installed and not disabled by ``CALIBD_NO_NUMBA``) one compiled pass that
 releases the GIL (so two threads can each measure a pair); else numpy in bands of rows (int64).
@@ -19,6 +20,7 @@ from calibd.capture.combine.kernels import numba_available
 
 U16 = npt.NDArray[np.uint16]
 I64 = npt.NDArray[np.int64]
+F32 = npt.NDArray[np.float32]
 BAND_PIXELS = 1 << 20  # the numpy path works through bands of about this many pixels
 FIELDS = 7  # per phase: sum a, sum b, sum d, sum d^2, zeros a, zeros b, OR of the values
 
@@ -71,6 +73,39 @@ def combine_phases(sums: I64, shape: tuple[int, ...], phases: tuple[int, ...]) -
     for p in phases:
         bits |= int(sums[p, FIELDS - 1])
     return PairSums(n, s[0], s[1], s[2], s[3], s[4], s[5], bits)
+
+
+def accumulate(acc: F32, frame: U16, *, raw: bool = False, first: bool = False,
+               scale: float = 1.0, minus: F32 | None = None) -> None:
+    """One frame into a float32 sum image, in place: ``acc = (acc + frame) * scale - minus``
+    (``first``: ``acc`` is not read, the frame starts the sum), each step in float32 like
+    numpy's in-place ``+=``, ``*= float32(scale)``, ``-=``. ``raw``: as :func:`phase_sums`.
+    Blocks (releasing the GIL with numba); raises ValueError for other shapes or types."""
+    if acc.dtype != np.float32 or frame.dtype != np.uint16 or acc.shape != frame.shape or \
+            acc.ndim != 2 or (minus is not None and minus.shape != acc.shape):
+        raise ValueError(f"accumulate wants 2-D float32 and uint16 of one shape, got {acc.dtype}"
+                         f"{acc.shape} and {frame.dtype}{frame.shape}")
+    f32 = np.float32(scale)
+    if numba_available():
+        from calibd.capture.combine._numba_pairs import accumulate as kernel
+
+        kernel(acc, frame, raw, first, f32,
+               np.empty((0, 0), np.float32) if minus is None else minus)
+        return
+    h, w = acc.shape
+    rows = max(1, BAND_PIXELS // max(w, 1))
+    for r0 in range(0, h, rows):
+        band = acc[r0 : r0 + rows]
+        x = frame[r0 : r0 + rows]
+        x = x.view(">u2") ^ np.uint16(0x8000) if raw else x
+        if first:
+            band[...] = x
+        else:
+            band += x
+        if f32 != 1:
+            band *= f32
+        if minus is not None:
+            band -= minus[r0 : r0 + rows]
 
 
 def _numpy_phase_sums(a: U16, b: U16, raw: bool, shift: int) -> I64:

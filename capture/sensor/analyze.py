@@ -12,7 +12,6 @@ import logging
 import math
 import statistics
 import threading
-from collections import OrderedDict
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
@@ -22,7 +21,7 @@ from typing import Any, TypeVar, cast
 import numpy as np
 
 from calibd.capture.cfa import channel_origins
-from calibd.capture.combine.pairs import combine_phases, pair_sums, phase_sums
+from calibd.capture.combine.pairs import accumulate, combine_phases, pair_sums, phase_sums
 from calibd.capture.library.frame_queries import SensorFrame
 from calibd.capture.library.index import Index
 from calibd.capture.sensor.dark import SetpointDark, doubling_temperature, setpoint_dark
@@ -44,7 +43,6 @@ from calibd.capture.sensor.ptc import (
     centre,
     dsnu_adu,
     fit_transfer,
-    pair_stats,
     prnu_pct,
     sample_block,
     stats_of,
@@ -124,6 +122,11 @@ def _label(ident: dict[str, Any]) -> str:
             f"{ident['binning']} {ident['readout_mode']}")
 
 
+Blocks = tuple[np.ndarray, np.ndarray]
+_Mean = tuple[np.ndarray, float | None]  # a mean image (float32) and a frame's temporal variance
+_Means = tuple[Future[_Mean], dict[float, Future[_Mean]]]  # a set-point's bias and darks
+
+
 @dataclass(frozen=True)
 class _Measured:
     """What a pair gives: per channel its statistics and the central blocks the spatial
@@ -135,27 +138,22 @@ class _Measured:
 
 
 class _Reader:
-    """Reads frames on ``workers`` helper threads (reads and the pair kernel release the GIL).
+    """Reads frames on ``workers`` helper threads (reads and the kernels release the GIL).
 
-    Ladder pairs and offset-sweep frames are read and measured on a helper thread in one pass
-    (:meth:`measure`, :meth:`clipped`): read undecoded into that thread's buffers, the kernel
-    decodes them, and only small results come back. Decoded frames (:meth:`image`) are kept
-    for a while (the bias pair serves the transfer, the dark model and the offset sweep) and
-    may be read ahead (:meth:`prefetch`). :meth:`close` stops the helpers."""
+    Ladder pairs, offset-sweep frames and the dark model's frames are read and measured or
+    averaged on a helper thread (:meth:`measure`, :meth:`clipped`, :meth:`mean`): read
+    undecoded into that thread's buffers, decoded by the kernel in the same pass, and only
+    the results come back. :meth:`pair` reads a decoded pair on the calling thread.
+    :meth:`close` stops the helpers."""
 
-    def __init__(self, root: Path, keep: int = 4, workers: int = 2) -> None:
+    def __init__(self, root: Path, workers: int = 2) -> None:
         self.root = root
-        self.keep = keep
-        self._cache: OrderedDict[str, Image] = OrderedDict()
-        self._pending: dict[str, Future[Image]] = {}
         self._local = threading.local()  # each thread's read buffers
         self._pool = ThreadPoolExecutor(max_workers=workers,
                                         thread_name_prefix="calibd-sensor-read")
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
-        self._pending.clear()
-        self._cache.clear()
 
     def _scratch(self) -> list[np.ndarray]:
         """This thread's buffer for :func:`read_image` (a one-element list once used)."""
@@ -178,29 +176,39 @@ class _Reader:
             out = [Words(decode(w.data, w.raw), False, w.pattern) for w in out]
         return out
 
-    def _read_image(self, frame: SensorFrame) -> Image:
-        return read_image(self.root, frame, self._scratch())
+    def mean(self, frames: list[SensorFrame], minus: Future[_Mean] | None = None
+             ) -> Future[_Mean]:
+        """On a helper thread: the mean image (float32) of up to ``MAX_DARK_FRAMES`` frames,
+        less the image of ``minus`` when given (a future of this reader's, submitted before),
+        and with two or more frames the temporal variance of one frame (DN^2, from the first
+        pair)."""
+        use = frames[:MAX_DARK_FRAMES]
 
-    def prefetch(self, frames: list[SensorFrame]) -> None:
-        """Start reading these frames on a helper thread; :meth:`image` takes them."""
-        for f in frames:
-            if f.path not in self._cache and f.path not in self._pending:
-                self._pending[f.path] = self._pool.submit(self._read_image, f)
+        def run() -> _Mean:
+            acc: np.ndarray | None = None
+            var: float | None = None
+            for k in range(0, len(use), 2):
+                words = self._words(use[k : k + 2])
+                if var is None and len(words) == 2:
+                    var = stats_of(pair_sums(words[0].data, words[1].data,
+                                             raw=words[0].raw)).var
+                for i, w in enumerate(words):
+                    last = k + i == len(use) - 1
+                    if acc is None:
+                        acc = np.empty(w.data.shape, dtype=np.float32)
+                    accumulate(acc, w.data, raw=w.raw, first=k + i == 0,
+                               scale=1.0 / len(use) if last else 1.0,
+                               minus=minus.result()[0] if last and minus is not None else None)
+            assert acc is not None
+            return acc, var
 
-    def image(self, frame: SensorFrame) -> Image:
-        img = self._cache.pop(frame.path, None)
-        if img is None:
-            pending = self._pending.pop(frame.path, None)
-            img = pending.result() if pending is not None else self._read_image(frame)
-        self._cache[frame.path] = img
-        while len(self._cache) > self.keep:
-            self._cache.popitem(last=False)
-        return img
+        return self._pool.submit(run)
 
     def pair(self, frames: list[SensorFrame]) -> tuple[Image, Image]:
         if len(frames) < 2:
             raise ValueError(f"{frames[0].cell_key}: {len(frames)} frame, a pair is needed")
-        return self.image(frames[0]), self.image(frames[1])
+        return (read_image(self.root, frames[0], self._scratch()),
+                read_image(self.root, frames[1], self._scratch()))
 
     def measure(self, frames: list[SensorFrame], pattern: str | None, shift: int,
                 roi: float) -> Future[_Measured]:
@@ -226,9 +234,6 @@ class _Reader:
             return zeros, s.n * len(words)
 
         return self._pool.submit(run)
-
-
-Blocks = tuple[np.ndarray, np.ndarray]
 
 
 def _measure(a: np.ndarray, b: np.ndarray, raw: bool, pattern: str | None, shift: int,
@@ -329,51 +334,41 @@ def _transfer(reader: _Reader, g: Group, roi: float) -> dict[str, Any]:
     return {"setpoint_c": sp, "left_shift": shift, "bayer": pattern, "channels": channels}
 
 
-def _mean_image(reader: _Reader, frames: list[SensorFrame]) -> tuple[np.ndarray, float | None]:
-    """The mean image (float32) of up to ``MAX_DARK_FRAMES`` frames and, with two or more,
-    the temporal variance of one frame (DN^2, from the first pair)."""
-    use = frames[:MAX_DARK_FRAMES]
-    acc: np.ndarray | None = None
-    first: np.ndarray | None = None
-    var: float | None = None
-    for f in use:
-        img = reader.image(f).data
-        if acc is None:
-            acc, first = img.astype(np.float32), img
-            continue
-        if var is None and first is not None:
-            var = pair_stats(first, img).var
-        acc += img
-    assert acc is not None
-    acc *= np.float32(1.0 / len(use))
-    return acc, var
-
-
 def _dark_model(reader: _Reader, g: Group, e_per_adu: float) -> dict[str, Any] | None:
-    """Dark current per set-point (bias and darks at two or more exposures), and T_d."""
+    """Dark current per set-point (bias and darks at two or more exposures), and T_d. The
+    helper threads average the next set-point's frames while this one is modelled."""
     per_sp: list[SetpointDark] = []
-    setpoints = sorted({sp for sp, _ in g.darks}, reverse=True)
-    for sp in setpoints:
-        bias_frames = g.bias.get(sp)
+    setpoints = []
+    for sp in sorted({sp for sp, _ in g.darks}, reverse=True):
         darks = {t: fs for (s, t), fs in g.darks.items() if s == sp}
-        if not bias_frames or len(darks) < 2:
-            continue
-        order = [bias_frames] + [darks[t] for t in sorted(darks)]
-        means: list[np.ndarray] = []
-        read_var: float | None = None
-        for i, frames in enumerate(order):  # each read while the one before is averaged
-            if i + 1 < len(order):
-                reader.prefetch(order[i + 1][:MAX_DARK_FRAMES])
-            mean, var = _mean_image(reader, frames)
-            means.append(mean)
-            read_var = var if i == 0 else read_var
-        bias = means[0]
-        mean_darks = dict(zip(sorted(darks), means[1:], strict=True))
-        temps = [f.ccd_temp_c for fs in darks.values() for f in fs[:MAX_DARK_FRAMES]
-                 if f.ccd_temp_c is not None]
-        temp = statistics.fmean(temps) if temps else sp
-        per_sp.append(setpoint_dark(sp, temp, bias, mean_darks, e_per_adu,
-                                    (read_var or 1.0) / min(len(bias_frames), MAX_DARK_FRAMES)))
+        if g.bias.get(sp) and len(darks) >= 2:
+            setpoints.append((sp, g.bias[sp], darks))
+    def submit(i: int) -> _Means | None:
+        if i >= len(setpoints):
+            return None
+        _, bias_frames, darks = setpoints[i]
+        bias = reader.mean(bias_frames)
+        return bias, {t: reader.mean(darks[t], minus=bias) for t in sorted(darks)}
+
+    pending = submit(0)
+    try:
+        for i, (sp, bias_frames, darks) in enumerate(setpoints):
+            assert pending is not None
+            bias, excess = pending
+            read_var = bias.result()[1]
+            images = {t: f.result()[0] for t, f in excess.items()}
+            pending = submit(i + 1)
+            del bias, excess
+            temps = [f.ccd_temp_c for fs in darks.values() for f in fs[:MAX_DARK_FRAMES]
+                     if f.ccd_temp_c is not None]
+            temp = statistics.fmean(temps) if temps else sp
+            per_sp.append(setpoint_dark(sp, temp, images, e_per_adu, (read_var or 1.0)
+                                        / min(len(bias_frames), MAX_DARK_FRAMES)))
+            del images
+    finally:
+        if pending is not None:
+            for fut in (pending[0], *pending[1].values()):
+                fut.cancel()
     if not per_sp:
         return None
     td = doubling_temperature(per_sp)

@@ -2,7 +2,8 @@
 typical pixel and its hot-pixel tail, the amp-glow region and its growth with exposure, and the
 doubling temperature fitted across set-points.
 
-Per set-point the mean bias image is subtracted from the mean dark image at each exposure.
+Per set-point the mean bias image is subtracted from the mean dark image at each exposure (by
+the caller, as the images are averaged).
 Hot pixels are those far above their column's and row's median at the longest exposure; the
 amp glow is the band of columns (and rows) at an edge whose mean stands above the rest. The
 dark current is the slope, against exposure, of the mean over the remaining pixels.
@@ -51,18 +52,14 @@ class SetpointDark:
     glow: Glow
 
 
-def excess_images(bias: Img, darks: dict[float, Img]) -> dict[float, Img]:
-    """Dark minus bias per exposure (DN)."""
-    return {t: np.subtract(d, bias, dtype=np.float32) for t, d in sorted(darks.items())}
-
-
-def setpoint_dark(setpoint_c: float, temperature_c: float, bias: Img, darks: dict[float, Img],
+def setpoint_dark(setpoint_c: float, temperature_c: float, excess: dict[float, Img],
                   e_per_adu: float, read_var_adu: float) -> SetpointDark:
-    """Model the darks of one set-point: mean dark image per exposure (DN) against the mean
-    bias image. ``read_var_adu``: temporal variance of the mean bias image (for the noise of
-    the detection thresholds). Medians and the percentile come from a regular sample of the
-    pixels (a 26 MP frame needs no more). Raises ValueError with fewer than two exposures."""
-    ex = excess_images(bias, darks)
+    """Model the darks of one set-point from the mean dark image less the mean bias image
+    (DN) at each exposure, ``excess``. ``read_var_adu``: temporal variance of the mean bias
+    image (for the noise of the detection thresholds). Medians and the percentile come from a
+    regular sample of the pixels (a 26 MP frame needs no more). Raises ValueError with fewer
+    than two exposures."""
+    ex = dict(sorted(excess.items()))
     times = sorted(ex)
     if len(times) < 2:
         raise ValueError(f"darks at {len(times)} exposure(s) at {setpoint_c:g} °C: need 2")
