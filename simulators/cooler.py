@@ -12,36 +12,34 @@ from __future__ import annotations
 
 import math
 import threading
+from dataclasses import KW_ONLY, dataclass, field
 
 from calibd.drivers.clock import Clock
 
 
+@dataclass(eq=False)
 class CoolerModel:
     """Thread-safe; all temperatures in °C, times in clock seconds."""
 
-    def __init__(
-        self,
-        clock: Clock,
-        *,
-        ambient_c: float = 10.0,
-        max_delta_c: float = 35.0,
-        tau_s: float = 40.0,
-        proportional_c: float = 4.0,
-        resolution_c: float = 0.1,
-    ) -> None:
-        self._clock = clock
-        self.ambient_c = ambient_c
-        self.max_delta_c = max_delta_c
-        self.tau_s = tau_s
-        self.proportional_c = proportional_c
-        self.resolution_c = resolution_c
-        self._lock = threading.Lock()
-        self._on = False
-        self._setpoint: float | None = None
-        self._t0 = clock.monotonic()
-        self._temp0 = ambient_c
-        self._disturbance_c = 0.0
-        self._disturbance_t0 = self._t0
+    clock: Clock
+    _: KW_ONLY
+    ambient_c: float = 10.0
+    max_delta_c: float = 35.0
+    tau_s: float = 40.0
+    proportional_c: float = 4.0
+    resolution_c: float = 0.1
+    _lock: threading.Lock = field(init=False, default_factory=threading.Lock)
+    _on: bool = field(init=False, default=False)
+    _setpoint: float | None = field(init=False, default=None)
+    # the temperature relaxes from (_t0, _temp0); a disturbance decays from _disturbance_t0
+    _t0: float = field(init=False)
+    _temp0: float = field(init=False)
+    _disturbance_c: float = field(init=False, default=0.0)
+    _disturbance_t0: float = field(init=False)
+
+    def __post_init__(self) -> None:
+        self._t0 = self._disturbance_t0 = self.clock.monotonic()
+        self._temp0 = self.ambient_c
 
     @property
     def on(self) -> bool:
@@ -60,7 +58,7 @@ class CoolerModel:
     def set(self, on: bool, setpoint_c: float | None) -> None:
         """Switch the cooler and/or change the target; the temperature is continuous."""
         with self._lock:
-            now = self._clock.monotonic()
+            now = self.clock.monotonic()
             self._temp0 = self._true_temperature(now)
             self._t0 = now
             self._on = on
@@ -70,19 +68,19 @@ class CoolerModel:
     def disturb(self, delta_c: float) -> None:
         """Add a transient (e.g. a heat pulse) that decays with the cooler's time constant."""
         with self._lock:
-            now = self._clock.monotonic()
+            now = self.clock.monotonic()
             self._disturbance_c = self._disturbance(now) + delta_c
             self._disturbance_t0 = now
 
     def temperature_c(self) -> float:
         """Sensor temperature as the camera reports it (quantised to ``resolution_c``)."""
         with self._lock:
-            true = self._true_temperature(self._clock.monotonic())
+            true = self._true_temperature(self.clock.monotonic())
         return round(true / self.resolution_c) * self.resolution_c
 
     def power_pct(self) -> float:
         with self._lock:
-            now = self._clock.monotonic()
+            now = self.clock.monotonic()
             if not self._on:
                 return 0.0
             eq = self.equilibrium_c()
