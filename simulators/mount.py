@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import threading
+from dataclasses import KW_ONLY, dataclass, field
 from datetime import datetime
 
 from calibd.drivers.clock import Clock
@@ -22,6 +23,7 @@ from calibd.simulators.accessories import _Connectable
 DEFAULT_TIMEOUT_S = 600.0
 
 
+@dataclass(eq=False)
 class SimulatedMount(_Connectable):
     """A German equatorial mount seen from the outside: park, slews, tracking, abort.
 
@@ -29,27 +31,29 @@ class SimulatedMount(_Connectable):
     simulated sky (no connection needed).
     """
 
-    def __init__(self, clock: Clock, place: Place, *, slew_deg_per_s: float = 4.0,
-                 park_altaz: tuple[float, float] = (0.0, 0.0), name: str = "mount") -> None:
-        self._clock = clock
-        self.place = place
-        self.slew_deg_per_s = slew_deg_per_s
-        self.park_altaz = park_altaz
-        self.name = name
-        self._lock = threading.Lock()
-        self._abort = threading.Event()
-        self._parked = True
-        self._slewing = False
-        self._tracking = False
-        self._altaz = park_altaz  # valid while not tracking
-        self._radec: tuple[float, float] | None = None  # valid while tracking
-        self._offset_log: list[tuple[datetime, float, float]] = []
+    clock: Clock
+    place: Place
+    _: KW_ONLY
+    slew_deg_per_s: float = 4.0
+    park_altaz: tuple[float, float] = (0.0, 0.0)
+    name: str = "mount"
+    _lock: threading.Lock = field(init=False, default_factory=threading.Lock)
+    _abort: threading.Event = field(init=False, default_factory=threading.Event)
+    _parked: bool = field(init=False, default=True)
+    _slewing: bool = field(init=False, default=False)
+    _tracking: bool = field(init=False, default=False)
+    _altaz: tuple[float, float] = field(init=False)  # valid while not tracking
+    _radec: tuple[float, float] | None = field(init=False, default=None)  # valid while tracking
+    _offset_log: list[tuple[datetime, float, float]] = field(init=False, default_factory=list)
+
+    def __post_init__(self) -> None:
+        self._altaz = self.park_altaz
 
     # -- what the sky sees ------------------------------------------------------------------
 
     def pointing(self, when: datetime | None = None) -> tuple[float, float, bool]:
         """(alt, az, tracking) at ``when`` (default now)."""
-        when = when or self._clock.now()
+        when = when or self.clock.now()
         with self._lock:
             tracking, radec, altaz = self._tracking, self._radec, self._altaz
         if tracking and radec is not None:
@@ -59,7 +63,7 @@ class SimulatedMount(_Connectable):
 
     def radec(self, when: datetime | None = None) -> tuple[float, float]:
         """Apparent RA (hours) / Dec (degrees) the mount points at now."""
-        when = when or self._clock.now()
+        when = when or self.clock.now()
         with self._lock:
             tracking, radec, altaz = self._tracking, self._radec, self._altaz
         if tracking and radec is not None:
@@ -70,7 +74,7 @@ class SimulatedMount(_Connectable):
 
     def status(self) -> MountStatus:
         self._require()
-        now = self._clock.now()
+        now = self.clock.now()
         alt, az, tracking = self.pointing(now)
         ra, dec = self.radec(now)
         if self._parked:
@@ -112,7 +116,7 @@ class SimulatedMount(_Connectable):
             raise SettingRejected(f"RA {ra_hours:g} h / Dec {dec_deg:g}° out of range",
                                   device=self.name)
         self._refuse_parked()
-        when = self._clock.now()
+        when = self.clock.now()
         alt, az = radec_to_altaz(self.place, when, ra_hours, dec_deg)
         self._move(alt, az, timeout_s)
         with self._lock:
@@ -124,7 +128,7 @@ class SimulatedMount(_Connectable):
     def set_tracking(self, on: bool) -> None:
         self._require()
         self._refuse_parked()
-        now = self._clock.now()
+        now = self.clock.now()
         alt, az, _ = self.pointing(now)
         ra, dec = self.radec(now)
         with self._lock:
@@ -147,15 +151,15 @@ class SimulatedMount(_Connectable):
         duration = distance / self.slew_deg_per_s
         timeout = DEFAULT_TIMEOUT_S if timeout_s is None else timeout_s
         self._abort.clear()
-        began = self._clock.monotonic()
+        began = self.clock.monotonic()
         with self._lock:
             self._slewing = True
             self._tracking = False
             self._radec = None
         try:
-            interrupted = self._clock.wait(self._abort, min(duration, timeout))
+            interrupted = self.clock.wait(self._abort, min(duration, timeout))
             if interrupted or duration > timeout:
-                elapsed = self._clock.monotonic() - began
+                elapsed = self.clock.monotonic() - began
                 frac = min(1.0, elapsed / duration) if duration > 0 else 1.0
                 with self._lock:
                     self._altaz = (start_alt + frac * (alt - start_alt),
@@ -180,22 +184,25 @@ def _check_altaz(alt: float, az: float, name: str) -> None:
                               device=name)
 
 
+@dataclass(eq=False)
 class SimulatedDome(_Connectable):
     """A dome (``rotates``) or a roll-off roof: shutter, park, slaving."""
 
-    def __init__(self, clock: Clock, *, shutter_move_s: float = 20.0, rotates: bool = True,
-                 rotate_s: float = 30.0, name: str = "dome") -> None:
-        self._clock = clock
-        self.shutter_move_s = shutter_move_s
-        self.rotates = rotates
-        self.rotate_s = rotate_s
-        self.name = name
-        self.fail_close = False  # the roof sticks half-way when closing (fault injection)
-        self.fail_open = False  # ... or when opening
-        self.slaved = rotates
-        self._shutter = ShutterState.CLOSED
-        self._parked = True
-        self._lock = threading.Lock()
+    clock: Clock
+    _: KW_ONLY
+    shutter_move_s: float = 20.0
+    rotates: bool = True
+    rotate_s: float = 30.0
+    name: str = "dome"
+    fail_close: bool = field(init=False, default=False)  # the roof sticks half-way when closing
+    fail_open: bool = field(init=False, default=False)  # ... or when opening (fault injection)
+    slaved: bool = field(init=False)
+    _shutter: ShutterState = field(init=False, default=ShutterState.CLOSED)
+    _parked: bool = field(init=False, default=True)
+    _lock: threading.Lock = field(init=False, default_factory=threading.Lock)
+
+    def __post_init__(self) -> None:
+        self.slaved = self.rotates
 
     def sky_open(self) -> bool:
         """True when the sky reaches the telescope (no connection needed)."""
@@ -218,7 +225,7 @@ class SimulatedDome(_Connectable):
             return
         timeout = DEFAULT_TIMEOUT_S if timeout_s is None else timeout_s
         self._shutter = moving
-        self._clock.sleep(min(self.shutter_move_s, timeout))
+        self.clock.sleep(min(self.shutter_move_s, timeout))
         stuck = self.fail_close if target is ShutterState.CLOSED else self.fail_open
         if stuck:
             self._shutter = ShutterState.ERROR
@@ -239,7 +246,7 @@ class SimulatedDome(_Connectable):
             self._parked = True
             return
         timeout = DEFAULT_TIMEOUT_S if timeout_s is None else timeout_s
-        self._clock.sleep(min(self.rotate_s, timeout))
+        self.clock.sleep(min(self.rotate_s, timeout))
         if self.rotate_s > timeout:
             raise DeviceUnavailable(f"dome not parked within {timeout:g} s", device=self.name)
         self._parked = True
