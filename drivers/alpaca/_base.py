@@ -35,6 +35,7 @@ from calibd.drivers.errors import (
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
+S = TypeVar("S", bound=enum.Enum)
 
 #: What a call was doing, which decides how a failure is classified.
 Context = Literal["query", "setting", "exposure"]
@@ -256,6 +257,12 @@ class AlpacaDevice:
     device_type: ClassVar[str] = ""
     _alpyca_module: ClassVar[str] = ""
     _alpyca_class: ClassVar[str] = ""
+    #: ``Can…`` properties read at every connect (before :meth:`_after_connect`); :meth:`_can`.
+    _capabilities: ClassVar[tuple[str, ...]] = ()
+    #: How :meth:`_need` names the device ("the mount reports CanPark = False").
+    _noun: ClassVar[str] = "device"
+    #: Clock seconds between two polls of :meth:`_wait`.
+    _poll_s: ClassVar[float] = 0.2
 
     def __init__(
         self,
@@ -284,6 +291,7 @@ class AlpacaDevice:
         self.interface_version = 0
         self._dev: Any = None
         self._connected = False
+        self._capable: dict[str, bool] = {}
 
     # -- identity ------------------------------------------------------------------------------
 
@@ -352,21 +360,53 @@ class AlpacaDevice:
         if not self._connected or self._dev is None:
             raise DeviceUnavailable("not connected: call connect() first", device=self.label)
 
-    # -- connection ------------------------------------------------------------------------------
+    def _can(self, capability: str) -> bool:
+        """Whether the device reported the ``Can…`` property ``capability`` True at the last
+        connect (one of :attr:`_capabilities`; False where it lacks the property). No I/O."""
+        return self._capable.get(capability, False)
 
+    def _need(self, capability: str) -> None:
+        """Raise NotSupported unless :meth:`_can` ``capability``."""
+        if not self._can(capability):
+            raise NotSupported(f"the {self._noun} reports {capability} = False",
+                               device=self.label)
 
-    def _poll_until(self, what: str, done: Callable[[], bool], timeout_s: float,
-                    poll_s: float) -> None:
-        """Call ``done`` every ``poll_s`` clock seconds until it returns True. Blocks at most
-        ``timeout_s`` clock seconds; raises DeviceUnavailable ("``what``: not done within ...")
-        past it, and whatever ``done`` raises."""
+    def _wait_bound_s(self) -> float:
+        """Clock seconds a :meth:`_wait` without its own ``timeout_s`` may take (the subclass's
+        move or settle timeout; a device that never waits has none)."""
+        raise NotImplementedError(f"{type(self).__name__} has no wait bound")
+
+    def _wait(self, what: str, done: Callable[[], bool], timeout_s: float | None) -> None:
+        """Call ``done`` every :attr:`_poll_s` clock seconds until it returns True. Blocks at most
+        ``timeout_s`` clock seconds (None: :meth:`_wait_bound_s`); raises DeviceUnavailable
+        ("``what``: not done within ...") past it, and whatever ``done`` raises."""
+        timeout = self._wait_bound_s() if timeout_s is None else timeout_s
         clock = self._clock
-        deadline = clock.monotonic() + timeout_s
+        deadline = clock.monotonic() + timeout
         while not done():
             if clock.monotonic() >= deadline:
-                raise DeviceUnavailable(f"{what}: not done within {timeout_s:g} s",
+                raise DeviceUnavailable(f"{what}: not done within {timeout:g} s",
                                         device=self.label)
-            clock.sleep(poll_s)
+            clock.sleep(self._poll_s)
+
+    def _command_until(self, method: str, thing: str, read: Callable[[], S], target: S,
+                       error: S, timeout_s: float | None) -> None:
+        """Call the argument-less alpyca method ``method``, then :meth:`_wait` until ``read()``
+        (the state of ``thing``, e.g. "shutter") is ``target``. Raises DeviceUnavailable when it
+        reads ``error`` ("the ``thing`` reports Error") or past the deadline, and what
+        :meth:`_call` raises."""
+        self._call(getattr(self._dev, method), what=f"{method}()", context="setting")
+
+        def reached() -> bool:
+            state = read()
+            if state is error:
+                raise DeviceUnavailable(f"the {thing} reports Error", device=self.label)
+            return state is target
+
+        self._wait(f"{thing} {target.name.lower()}", reached, timeout_s)
+
+    # -- connection ------------------------------------------------------------------------------
+
     def connect(self) -> None:
         """Connect the device (idempotent: a connected device that still says Connected is left
         alone). Uses Connect()/Connecting on Platform 7 devices, Connected = True otherwise, then
@@ -390,6 +430,7 @@ class AlpacaDevice:
             self._dev = self._new_alpyca()
             self._open_connection()
             self._connected = True
+            self._capable = {name: bool(self._optional(name)) for name in self._capabilities}
             self._after_connect()
         except DeviceError as err:
             self._connected = False

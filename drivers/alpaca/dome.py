@@ -5,16 +5,12 @@ CloseShutter, Park / AtPark, Slaved. A roll-off roof is an Alpaca Dome with a sh
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from typing import Unpack
 
 from calibd.drivers.alpaca._base import AlpacaDevice, Endpoint
 from calibd.drivers.contracts import ShutterState
-from calibd.drivers.errors import DeviceUnavailable, NotSupported
 
 logger = logging.getLogger(__name__)
-
-_POLL_S = 0.2
 
 
 class AlpacaDome(AlpacaDevice):
@@ -24,15 +20,12 @@ class AlpacaDome(AlpacaDevice):
     device_type = "dome"
     _alpyca_module = "alpaca.dome"
     _alpyca_class = "Dome"
+    _capabilities = ("CanSetShutter", "CanPark", "CanSlave")
+    _noun = "dome"
 
     def __init__(self, *, move_timeout_s: float = 300.0, **endpoint: Unpack[Endpoint]) -> None:
         super().__init__(**endpoint)
         self.move_timeout_s = move_timeout_s
-        self._can: dict[str, bool] = {}
-
-    def _after_connect(self) -> None:
-        for name in ("CanSetShutter", "CanPark", "CanSlave"):
-            self._can[name] = bool(self._optional(name))
 
     def shutter(self) -> ShutterState:
         """ShutterStatus. Raises DeviceUnavailable."""
@@ -56,22 +49,14 @@ class AlpacaDome(AlpacaDevice):
         self._require()
         if self.shutter() is target:
             return
-        if not self._can.get("CanSetShutter"):
-            raise NotSupported("the dome reports CanSetShutter = False", device=self.label)
-        self._call(getattr(self._dev, method), what=f"{method}()", context="setting")
-
-        def reached() -> bool:
-            state = self.shutter()
-            if state is ShutterState.ERROR:
-                raise DeviceUnavailable("the shutter reports Error", device=self.label)
-            return state is target
-
-        self._wait(f"shutter {target.name.lower()}", reached, timeout_s)
+        self._need("CanSetShutter")
+        self._command_until(method, "shutter", self.shutter, target, ShutterState.ERROR,
+                            timeout_s)
 
     def at_park(self) -> bool:
         """AtPark (True where the dome cannot park). Raises DeviceUnavailable."""
         self._require()
-        if not self._can.get("CanPark"):
+        if not self._can("CanPark"):
             return True
         return bool(self._get("AtPark"))
 
@@ -92,9 +77,8 @@ class AlpacaDome(AlpacaDevice):
     def stop_slaving(self) -> None:
         """Slaved = False where the dome can slave. Raises DeviceUnavailable."""
         self._require()
-        if self._can.get("CanSlave") and bool(self._get("Slaved")):
+        if self._can("CanSlave") and bool(self._get("Slaved")):
             self._set("Slaved", False)
 
-    def _wait(self, what: str, done: Callable[[], bool], timeout_s: float | None) -> None:
-        self._poll_until(what, done, self.move_timeout_s if timeout_s is None else timeout_s,
-                         _POLL_S)
+    def _wait_bound_s(self) -> float:
+        return self.move_timeout_s

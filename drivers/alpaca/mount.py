@@ -17,11 +17,9 @@ from typing import Unpack
 
 from calibd.drivers.alpaca._base import AlpacaDevice, Endpoint
 from calibd.drivers.contracts import MountState, MountStatus
-from calibd.drivers.errors import DeviceUnavailable, NotSupported, SettingRejected
+from calibd.drivers.errors import DeviceUnavailable, SettingRejected
 
 logger = logging.getLogger(__name__)
-
-_POLL_S = 0.2
 
 
 class AlpacaMount(AlpacaDevice):
@@ -31,17 +29,14 @@ class AlpacaMount(AlpacaDevice):
     device_type = "telescope"
     _alpyca_module = "alpaca.telescope"
     _alpyca_class = "Telescope"
+    _capabilities = ("CanPark", "CanUnpark", "CanSetTracking", "CanSlewAltAzAsync",
+                     "CanSlewAsync")
+    _noun = "mount"
 
     def __init__(self, *, move_timeout_s: float = 300.0, **endpoint: Unpack[Endpoint]) -> None:
         super().__init__(**endpoint)
         self.move_timeout_s = move_timeout_s
         self._aborted = threading.Event()
-        self._can: dict[str, bool] = {}
-
-    def _after_connect(self) -> None:
-        for name in ("CanPark", "CanUnpark", "CanSetTracking", "CanSlewAltAzAsync",
-                     "CanSlewAsync"):
-            self._can[name] = bool(self._optional(name))
 
     def status(self) -> MountStatus:
         """AtPark, Slewing, Tracking and the four coordinates. Raises DeviceUnavailable."""
@@ -88,17 +83,8 @@ class AlpacaMount(AlpacaDevice):
                 and 0.0 <= az_deg < 360.0):
             raise SettingRejected(f"alt {alt_deg:g}° / az {az_deg:g}° out of range "
                                   "(alt 0..90, az 0..360)", device=self.label)
-        self._require()
-        self._refuse_parked()
-        self._need("CanSlewAltAzAsync")
-        self.set_tracking(False)
-        self._aborted.clear()
-        dev = self._dev
-        self._call(lambda: dev.SlewToAltAzAsync(az_deg, alt_deg),
-                   what=f"SlewToAltAzAsync({az_deg:g}, {alt_deg:g})", context="setting")
-        self._wait_slew(timeout_s)
-        if tracking:
-            self.set_tracking(True)
+        self._slew("CanSlewAltAzAsync", "SlewToAltAzAsync", az_deg, alt_deg, during=False,
+                   after=tracking, timeout_s=timeout_s)
 
     def slew_radec(self, ra_hours: float, dec_deg: float, *, tracking: bool = True,
                    timeout_s: float | None = None) -> None:
@@ -108,17 +94,8 @@ class AlpacaMount(AlpacaDevice):
                 and -90.0 <= dec_deg <= 90.0):
             raise SettingRejected(f"RA {ra_hours:g} h / Dec {dec_deg:g}° out of range",
                                   device=self.label)
-        self._require()
-        self._refuse_parked()
-        self._need("CanSlewAsync")
-        self.set_tracking(True)
-        self._aborted.clear()
-        dev = self._dev
-        self._call(lambda: dev.SlewToCoordinatesAsync(ra_hours, dec_deg),
-                   what=f"SlewToCoordinatesAsync({ra_hours:g}, {dec_deg:g})", context="setting")
-        self._wait_slew(timeout_s)
-        if not tracking:
-            self.set_tracking(False)
+        self._slew("CanSlewAsync", "SlewToCoordinatesAsync", ra_hours, dec_deg, during=True,
+                   after=tracking, timeout_s=timeout_s)
 
     def set_tracking(self, on: bool) -> None:
         """Tracking = on (needs CanSetTracking). Raises SettingRejected (parked), NotSupported,
@@ -143,20 +120,35 @@ class AlpacaMount(AlpacaDevice):
 
     # -- internals ---------------------------------------------------------------------------
 
-    def _need(self, capability: str) -> None:
-        if not self._can.get(capability, False):
-            raise NotSupported(f"the mount reports {capability} = False", device=self.label)
+    def _slew(self, capability: str, method: str, first: float, second: float, *, during: bool,
+              after: bool, timeout_s: float | None) -> None:
+        """Tracking ``during`` (what ASCOM needs for this slew), ``method(first, second)`` (needs
+        ``capability``), wait until not Slewing, then tracking ``after``. Raises SettingRejected
+        (parked), NotSupported, DeviceUnavailable."""
+        self._require()
+        self._refuse_parked()
+        self._need(capability)
+        self.set_tracking(during)
+        self._aborted.clear()
+        dev = self._dev
+        self._call(lambda: getattr(dev, method)(first, second),
+                   what=f"{method}({first:g}, {second:g})", context="setting")
+        self._wait("slew", lambda: not bool(self._get("Slewing")), timeout_s)
+        if after != during:
+            self.set_tracking(after)
 
     def _refuse_parked(self) -> None:
         if bool(self._get("AtPark")):
             raise SettingRejected("the mount is parked: unpark it first", device=self.label)
 
-    def _wait_slew(self, timeout_s: float | None) -> None:
-        self._wait("slew", lambda: not bool(self._get("Slewing")), timeout_s)
+    def _wait_bound_s(self) -> float:
+        return self.move_timeout_s
 
     def _wait(self, what: str, done: Callable[[], bool], timeout_s: float | None) -> None:
+        """As :meth:`AlpacaDevice._wait`, but :meth:`abort` ends it at once (DeviceUnavailable
+        "``what`` aborted") and a wait past its deadline aborts the mount."""
         clock = self._clock
-        timeout = self.move_timeout_s if timeout_s is None else timeout_s
+        timeout = self._wait_bound_s() if timeout_s is None else timeout_s
         deadline = clock.monotonic() + timeout
         while not done():
             if self._aborted.is_set():
@@ -165,6 +157,6 @@ class AlpacaMount(AlpacaDevice):
                 self.abort()
                 raise DeviceUnavailable(f"{what} not done within {timeout:g} s",
                                         device=self.label)
-            clock.wait(self._aborted, _POLL_S)
+            clock.wait(self._aborted, self._poll_s)
         if self._aborted.is_set():
             raise DeviceUnavailable(f"{what} aborted", device=self.label)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import enum
 import logging
-from collections.abc import Callable
 from typing import Unpack
 
 from calibd.drivers.alpaca._base import AlpacaDevice, Endpoint
@@ -12,8 +11,6 @@ from calibd.drivers.contracts import CoverState
 from calibd.drivers.errors import DeviceUnavailable, NotSupported
 
 logger = logging.getLogger(__name__)
-
-_POLL_S = 0.1
 
 
 class CalibratorStatus(enum.IntEnum):
@@ -38,6 +35,7 @@ class AlpacaFlatPanel(AlpacaDevice):
     device_type = "covercalibrator"
     _alpyca_module = "alpaca.covercalibrator"
     _alpyca_class = "CoverCalibrator"
+    _poll_s = 0.1
 
     def __init__(
         self,
@@ -66,9 +64,8 @@ class AlpacaFlatPanel(AlpacaDevice):
     def has_cover(self) -> bool:
         return self._has_cover
 
-    def _wait(self, what: str, done: Callable[[], bool], timeout_s: float | None) -> None:
-        self._poll_until(what, done,
-                         self.settle_timeout_s if timeout_s is None else timeout_s, _POLL_S)
+    def _wait_bound_s(self) -> float:
+        return self.settle_timeout_s
 
     def _calibrator_reached(self, target: CalibratorStatus) -> bool:
         state = int(self._get("CalibratorState"))
@@ -124,16 +121,8 @@ class AlpacaFlatPanel(AlpacaDevice):
         self._require()
         if not self._has_cover:
             raise NotSupported("this CoverCalibrator has no cover", device=self.label)
-        dev = self._dev
-        self._call(getattr(dev, method), what=f"{method}()", context="setting")
-
-        def reached() -> bool:
-            state = self.cover_state()
-            if state is CoverState.ERROR:
-                raise DeviceUnavailable("the cover reports Error", device=self.label)
-            return state is target
-
-        self._wait(f"cover {target.name.lower()}", reached, timeout_s)
+        self._command_until(method, "cover", self.cover_state, target, CoverState.ERROR,
+                            timeout_s)
 
     def open_cover(self, *, timeout_s: float | None = None) -> None:
         """OpenCover(), then wait for CoverState Open. Raises NotSupported, DeviceUnavailable."""
