@@ -191,6 +191,18 @@ class IndiDevice:
         conn = self._conn
         return conn.prop(device or self.device, name) if conn else None
 
+    def _send_abort(self, name: str) -> None:
+        """Switch ``name``'s ABORT element on (an ``…_ABORT_…`` property) without waiting for an
+        answer. Never raises: an abort is best effort (a failure is logged at debug level; the
+        caller's own wait keeps its deadline)."""
+        conn = self._conn
+        if conn is None:
+            return
+        try:
+            conn.send_switch(self.device, name, {"ABORT": True})
+        except Exception as err:
+            log.debug("%s: %s not sent: %r", self.device, name, err)
+
     def _message_since(self, version: int, device: str | None = None) -> str | None:
         conn = self._conn
         if conn is None:

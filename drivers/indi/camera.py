@@ -510,7 +510,7 @@ class IndiCamera(IndiDevice):
             if outcome is None:
                 if time.monotonic() < deadline:
                     continue
-                self._send_abort()
+                self._send_abort("CCD_ABORT_EXPOSURE")
                 raise ExposureTimeout(
                     f"no image {deadline - started:.1f} s after starting a {exposure_s:g} s "
                     "exposure; aborted",
@@ -548,15 +548,6 @@ class IndiCamera(IndiDevice):
                 )
             return record, _Decoded(data, header)
 
-    def _send_abort(self) -> None:
-        conn = self._conn
-        if conn is None:
-            return
-        try:
-            conn.send_switch(self.device, "CCD_ABORT_EXPOSURE", {"ABORT": True})
-        except Exception as err:
-            log.debug("%s: abort not sent: %r", self.device, err)
-
     def abort(self) -> None:
         """Abort a running exposure from any thread (CCD_ABORT_EXPOSURE) and make the waiting
         :meth:`expose` raise ExposureFailed at once; a no-op when idle. Never raises."""
@@ -564,7 +555,7 @@ class IndiCamera(IndiDevice):
             if not self._exposing.is_set():
                 return
             self._abort.set()
-            self._send_abort()
+            self._send_abort("CCD_ABORT_EXPOSURE")
             if self._conn is not None:
                 self._conn.notify()
         except Exception as err:

@@ -216,13 +216,8 @@ class IndiDome(IndiDevice):
             raise DeviceUnavailable(f"{what} failed: {detail}", device=self.device)
 
     def _abort_motion(self) -> None:
-        conn = self._conn
-        if conn is None or self._prop("DOME_ABORT_MOTION") is None:
-            return
-        try:
-            conn.send_switch(self.device, "DOME_ABORT_MOTION", {"ABORT": True})
-        except Exception as err:
-            log.debug("%s: abort: %r", self.device, err)
+        if self._prop("DOME_ABORT_MOTION") is not None:
+            self._send_abort("DOME_ABORT_MOTION")
 
 
 def _roof_moving(motion: PropSnapshot | None) -> bool:

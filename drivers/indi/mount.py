@@ -177,13 +177,7 @@ class IndiMount(IndiDevice):
     def abort(self) -> None:
         """TELESCOPE_ABORT_MOTION; wakes a waiting move. Never raises."""
         self._aborted.set()
-        conn = self._conn
-        if conn is None:
-            return
-        try:
-            conn.send_switch(self.device, "TELESCOPE_ABORT_MOTION", {"ABORT": True})
-        except Exception as err:
-            log.debug("%s: abort: %r", self.device, err)
+        self._send_abort("TELESCOPE_ABORT_MOTION")
 
     # ------------------------------------------------------------------ internals
 
