@@ -162,9 +162,8 @@ def write_config(path: Path, *, scale: float = 5000.0, profile: str = "small",
 def write_real_config(path: Path, camera: dict[str, Any], *, name: str = "cam",
                       wheel: dict[str, Any] | None = None,
                       panel: dict[str, Any] | None = None) -> Path:
-    """A configuration with one real-driver camera on the real clock (a simulated clock only
-    works with simulated cameras), optionally with a filter wheel and a flat panel, fsync on and
-    automatic masters off (these tests are about capture)."""
+    """A configuration with one real-driver camera on the real clock, optionally with a filter
+    wheel and a flat panel, fsync on and automatic masters off (these tests are about capture)."""
     cam = dict(camera)
     data: dict[str, Any] = {
         "clock": {"kind": "real"},

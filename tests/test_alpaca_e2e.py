@@ -8,9 +8,10 @@ flats runner and the library, against
 * the third-party ``alpaca-simulators`` server (bias and darks), for interoperability;
 * discovery and listing through the CLI.
 
-The client runs on the real clock (a simulated clock only works with simulated cameras), so
-exposures take their real length; the server's clock runs SCALE x faster, which makes its cooler
-and panel quick. Its ambient is 1 °C so the set-point ramp to 0 °C is short.
+The client runs on the real clock, so exposures take their real length; the server's clock runs
+SCALE x faster, which makes its cooler and panel quick (test_sky_observatory shares one simulated
+clock between calibd and the server instead). Its ambient is 1 °C so the set-point ramp to 0 °C
+is short.
 """
 
 from __future__ import annotations

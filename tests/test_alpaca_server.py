@@ -16,6 +16,7 @@ import struct
 import threading
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -526,6 +527,13 @@ def test_cli_options_and_the_no_authentication_warning(
     assert "no authentication" not in capsys.readouterr().err
     assert calls[-1][0] == ("127.0.0.1", 11111) and calls[-1][1]["discovery_port"] == 32227
     assert cmd_sim.run_serve(parse_cli("sim", "serve", "--alpaca", "--scale", "0")) == 2
+    assert cmd_sim.run_serve(parse_cli("sim", "serve", "--alpaca", "--start",
+                                       "2026-11-25T15:55:00Z", "--real-start",
+                                       "2026-11-20T08:00:00")) == 0
+    assert calls[-1][1]["start"] == datetime(2026, 11, 25, 15, 55, tzinfo=UTC)
+    assert calls[-1][1]["real_start"] == datetime(2026, 11, 20, 8, tzinfo=UTC)  # naive: UTC
+    for bad in ("soon", "9999-12-31T00:00:00"):
+        assert cmd_sim.run_serve(parse_cli("sim", "serve", "--alpaca", "--start", bad)) == 2
     with pytest.raises(SystemExit) as exit_info:
         parse_cli("sim", "serve")  # the protocol must be named
     assert exit_info.value.code == 2

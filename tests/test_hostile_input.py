@@ -168,6 +168,16 @@ def _schedule_plan(tmp: Path, text: str) -> Path:
     return _config(tmp, schedules=[{"name": "s", "trigger": "on_demand", "plan": "p.yaml"}])
 
 
+def _indi_camera(tmp: Path) -> Path:
+    """A real INDI camera on the simulated clock (only simulated and Alpaca cameras may be: our
+    Alpaca server can share that clock, an INDI server cannot)."""
+    path = _config(tmp)
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    data["cameras"] = {"main": {"driver": "indi", "device": "CCD Simulator"}}
+    path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+    return path
+
+
 def _file(path: Path) -> Path:
     path.write_text("not a folder\n", encoding="utf-8")
     return path
@@ -180,6 +190,7 @@ CONFIG_CASES = [
          where=":", says="anchors"),
     Case("cfg-unknown-key", make=lambda t: _config(t, extra="camras: {}\n"), where=":",
          says="unknown key 'camras'"),
+    Case("cfg-sim-clock-indi", make=_indi_camera, where=":", says="a simulated clock only works"),
     Case("cfg-poll-zero", make=lambda t: _config(t, daemon={"weather_poll_s": 0}),
          where=": daemon.weather_poll_s:", says=""),
     Case("cfg-bad-timezone", make=lambda t: _config(t, daemon={"timezone": "Mars/Olympus"}),
