@@ -165,6 +165,11 @@ class SimAlpacaServer:
             "ManufacturerVersion": driver_version(),
             "Location": "simulated observatory",
         }
+        # The first coordinate conversion loads astropy's frames and tables (seconds of real
+        # time, minutes on a fast clock): done before serving, so no request waits for it.
+        self.mount.radec()
+        if self.observatory.sky is not None:
+            self.observatory.sky.flux()
         self._http = AlpacaHTTPServer((self.host, self._requested_port), self.devices, description)
         self._thread = threading.Thread(
             target=self._http.serve_forever, args=(0.1,), name="alpaca-http", daemon=True
