@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from dataclasses import KW_ONLY, dataclass
 from datetime import datetime
 
 import numpy as np
@@ -29,22 +30,21 @@ F64 = npt.NDArray[np.float64]
 SunAltitude = Callable[[datetime], float]
 
 
+@dataclass(eq=False)
 class SimulatedSky:
     """Sky flux (e-/s per pixel through a clear filter) at the clock's current time."""
 
-    def __init__(self, clock: Clock, sun_altitude_deg: SunAltitude, *,
-                 flux_at_horizon: float = 3.0e6, slope_dex_per_deg: float = 0.45,
-                 night_flux: float = 0.5, max_flux: float = 3.0e7) -> None:
-        self._clock = clock
-        self._sun = sun_altitude_deg
-        self.flux_at_horizon = flux_at_horizon
-        self.slope = slope_dex_per_deg
-        self.night_flux = night_flux
-        self.max_flux = max_flux
+    clock: Clock
+    sun_altitude_deg: SunAltitude
+    _: KW_ONLY
+    flux_at_horizon: float = 3.0e6
+    slope_dex_per_deg: float = 0.45
+    night_flux: float = 0.5
+    max_flux: float = 3.0e7
 
     def flux(self, when: datetime | None = None) -> float:
-        alt = self._sun(when or self._clock.now())
-        flux = self.flux_at_horizon * math.pow(10.0, self.slope * min(alt, 5.0))
+        alt = self.sun_altitude_deg(when or self.clock.now())
+        flux = self.flux_at_horizon * math.pow(10.0, self.slope_dex_per_deg * min(alt, 5.0))
         return min(self.max_flux, max(self.night_flux, flux))
 
 
