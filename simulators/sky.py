@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import KW_ONLY, dataclass
+from dataclasses import KW_ONLY, dataclass, field
 from datetime import datetime
 
 import numpy as np
@@ -48,6 +48,7 @@ class SimulatedSky:
         return min(self.max_flux, max(self.night_flux, flux))
 
 
+@dataclass(eq=False)
 class StarField:
     """Stars fixed on the sky, rendered into a frame for a pointing: a realistic density for
     the field of view (``stars_per_sq_deg`` down to ``faintest_mag``, counts growing ×2 per
@@ -60,21 +61,24 @@ class StarField:
     the filter and the optics.
     """
 
-    def __init__(self, *, arcsec_per_px: float = 2.0, stars_per_sq_deg: float = 400.0,
-                 brightest_mag: float = 8.0, faintest_mag: float = 14.0,
-                 e_per_s_mag10: float = 2.0e5, psf_sigma_px: float = 1.2,
-                 cell_deg: float = 0.25, seed: int = 17) -> None:
-        self.arcsec_per_px = arcsec_per_px
-        self.stars_per_sq_deg = stars_per_sq_deg
-        self.brightest_mag = brightest_mag
-        self.faintest_mag = faintest_mag
-        self.e_per_s_mag10 = e_per_s_mag10
-        self.psf_sigma_px = psf_sigma_px
-        self.cell_deg = cell_deg
-        self.seed = seed
-        r = math.ceil(3 * psf_sigma_px)
+    _: KW_ONLY
+    arcsec_per_px: float = 2.0
+    stars_per_sq_deg: float = 400.0
+    brightest_mag: float = 8.0
+    faintest_mag: float = 14.0
+    e_per_s_mag10: float = 2.0e5
+    psf_sigma_px: float = 1.2
+    cell_deg: float = 0.25
+    seed: int = 17
+    # one star's normalised image and its pixel offsets (row, column), from psf_sigma_px
+    _stamp: F32 = field(init=False, repr=False)
+    _dy: npt.NDArray[np.int64] = field(init=False, repr=False)
+    _dx: npt.NDArray[np.int64] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        r = math.ceil(3 * self.psf_sigma_px)
         yy, xx = np.mgrid[-r:r + 1, -r:r + 1].astype(np.float32)
-        stamp = np.exp(-(xx * xx + yy * yy) / np.float32(2 * psf_sigma_px ** 2))
+        stamp = np.exp(-(xx * xx + yy * yy) / np.float32(2 * self.psf_sigma_px ** 2))
         self._stamp = (stamp / stamp.sum()).astype(np.float32)
         self._dy, self._dx = yy.astype(np.int64).ravel(), xx.astype(np.int64).ravel()
 
