@@ -244,7 +244,7 @@ def _reference_phase_sums(a: np.ndarray, b: np.ndarray, shift: int) -> list[list
 @pytest.mark.parametrize("numba", [True, False])
 def test_the_pair_kernel_matches_a_numpy_reference(monkeypatch: pytest.MonkeyPatch,
                                                    numba: bool) -> None:
-    from calibd.capture.combine.pairs import accumulate, pair_sums, phase_sums
+    from calibd.capture.combine.pairs import above_background, accumulate, pair_sums, phase_sums
 
     if not numba:
         monkeypatch.setenv("CALIBD_NO_NUMBA", "1")
@@ -279,6 +279,13 @@ def test_the_pair_kernel_matches_a_numpy_reference(monkeypatch: pytest.MonkeyPat
     accumulate(acc, raw_a, raw=True, first=True)
     accumulate(acc, b, scale=1 / 3, minus=minus)
     assert np.array_equal(acc, want_mean)
+    # Hot pixels: above the column and row background (more of them than a first guess holds).
+    cols, rows = minus[0] / 2, minus[:, 0] / 2
+    for margin in (42000.0, -20.0):  # a few hundred; nearly all
+        want_hot = np.flatnonzero(want_mean > (cols[None, :] + rows[:, None] - np.float32(8.5))
+                                  + np.float32(margin))
+        assert 0 < want_hot.size < want_mean.size
+        assert np.array_equal(above_background(want_mean, cols, rows, 8.5, margin), want_hot)
 
 
 def test_a_raw16_left_shift_is_undone_before_the_statistics() -> None:

@@ -109,3 +109,24 @@ def accumulate(acc: Any, w: Any, raw: bool, first: bool, scale: Any, minus: Any)
             if sub:
                 v = v - minus[i, j]
             ra[j] = v
+
+
+@jit
+def above_background(img: Any, cols: Any, rows: Any, med: Any, margin: Any, out: Any) -> int:
+    """Count the pixels of ``img`` (2-D float32) above ``(cols[j] + rows[i] - med) + margin``
+    (float32 steps) and write the first ``out.size`` of their flat indices (row-major) into
+    ``out``; returns the count."""
+    h, w = img.shape
+    n = 0
+    cap = out.size
+    for i in range(h):
+        r = rows[i]
+        row = img[i]
+        for j in range(w):
+            b = (cols[j] + r) - med
+            b = b + margin
+            if row[j] > b:
+                if n < cap:
+                    out[n] = i * w + j
+                n += 1
+    return n

@@ -108,6 +108,36 @@ def accumulate(acc: F32, frame: U16, *, raw: bool = False, first: bool = False,
             band -= minus[r0 : r0 + rows]
 
 
+def above_background(img: F32, cols: F32, rows: F32, med: float, margin: float) -> I64:
+    """Flat indices (row-major, int64) of the pixels of a 2-D float32 image above their
+    background plus a margin: ``img[i, j] > (cols[j] + rows[i] - med) + margin``, each step in
+    float32 as numpy's broadcasting has it, without a full-size temporary. Blocks (releasing
+    the GIL with numba)."""
+    h, w = img.shape
+    if img.dtype != np.float32 or cols.shape != (w,) or rows.shape != (h,):
+        raise ValueError(f"above_background wants a 2-D float32 image and its {w} column and "
+                         f"{h} row levels, got {img.dtype}{img.shape}, {cols.shape}, {rows.shape}")
+    c, r = cols.astype(np.float32), rows.astype(np.float32)
+    m, g = np.float32(med), np.float32(margin)
+    if numba_available():
+        from calibd.capture.combine._numba_pairs import above_background as kernel
+
+        out = np.empty(max(1024, img.size // 64), dtype=np.int64)
+        n = int(kernel(img, c, r, m, g, out))
+        if n > out.size:  # more than the guess: again, with room for every one
+            out = np.empty(n, dtype=np.int64)
+            kernel(img, c, r, m, g, out)
+        return out[:n].copy()
+    rows_per = max(1, BAND_PIXELS // max(w, 1))
+    parts = []
+    for r0 in range(0, h, rows_per):
+        band = img[r0 : r0 + rows_per]
+        background = c[None, :] + r[r0 : r0 + rows_per, None] - m
+        background += g
+        parts.append(np.flatnonzero(band > background) + r0 * w)
+    return np.concatenate(parts).astype(np.int64)
+
+
 def _numpy_phase_sums(a: U16, b: U16, raw: bool, shift: int) -> I64:
     h, w = a.shape
     rows = max(2, BAND_PIXELS // max(w, 1)) // 2 * 2  # even: a band keeps the row parity
