@@ -18,11 +18,12 @@ opened/closed" when the switch is already on, which confirms the position as wel
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Unpack
 
 from calibd.drivers.contracts import ShutterState
 from calibd.drivers.errors import DeviceUnavailable, SettingRejected
-from calibd.drivers.indi._conn import PropSnapshot
+from calibd.drivers.indi._conn import IndiConnection, PropSnapshot
 from calibd.drivers.indi._device import Endpoint, IndiDevice
 from calibd.drivers.indi._state import ConnState
 
@@ -156,7 +157,6 @@ class IndiDome(IndiDevice):
             self._set_switch(name, element, accept_busy=True, timeout_s=timeout_s)
         except SettingRejected as err:
             raise DeviceUnavailable(f"{what}: {err}", device=self.device) from err
-        session = conn.read(lambda st: st.session(self.device))
 
         def done(st: ConnState) -> PropSnapshot | None:
             snap = st.prop(self.device, name)
@@ -168,11 +168,7 @@ class IndiDome(IndiDevice):
                     return None
             return snap
 
-        snap = conn.wait_until(done, timeout_s, device=self.device, session=session)
-        if snap is None:
-            self._abort_motion()
-            raise DeviceUnavailable(f"{what}: not done within {timeout_s:g} s",
-                                    device=self.device)
+        snap = self._wait_motion(conn, done, timeout_s, what)
         if snap.state == "Alert" or not snap.is_on(element):
             detail = conn.read(lambda st: st.last_message(self.device)) or f"state {snap.state}"
             raise DeviceUnavailable(f"{what} failed: {detail}", device=self.device)
@@ -192,7 +188,6 @@ class IndiDome(IndiDevice):
             if "already" in said.lower():
                 return  # the limit switch is on: the roof is there
             raise DeviceUnavailable(f"{what}: {err}", device=self.device) from err
-        session = conn.read(lambda st: st.session(self.device))
 
         def done(st: ConnState) -> PropSnapshot | None:
             motion, park = st.prop(self.device, "DOME_MOTION"), st.prop(self.device, "DOME_PARK")
@@ -205,15 +200,25 @@ class IndiDome(IndiDevice):
                 return None
             return park
 
+        snap = self._wait_motion(conn, done, timeout_s, what)
+        motion = self._prop("DOME_MOTION")
+        if snap.state == "Alert" or (motion is not None and motion.state == "Alert"):
+            detail = conn.read(lambda st: st.last_message(self.device)) or "state Alert"
+            raise DeviceUnavailable(f"{what} failed: {detail}", device=self.device)
+
+    def _wait_motion(self, conn: IndiConnection,
+                     done: Callable[[ConnState], PropSnapshot | None], timeout_s: float,
+                     what: str) -> PropSnapshot:
+        """Block until ``done`` returns a snapshot (on this device's current session). Past
+        ``timeout_s`` real seconds the motion is aborted and DeviceUnavailable raised ("``what``:
+        not done within ..."), as it is when the session ends."""
+        session = conn.read(lambda st: st.session(self.device))
         snap = conn.wait_until(done, timeout_s, device=self.device, session=session)
         if snap is None:
             self._abort_motion()
             raise DeviceUnavailable(f"{what}: not done within {timeout_s:g} s",
                                     device=self.device)
-        motion = self._prop("DOME_MOTION")
-        if snap.state == "Alert" or (motion is not None and motion.state == "Alert"):
-            detail = conn.read(lambda st: st.last_message(self.device)) or "state Alert"
-            raise DeviceUnavailable(f"{what} failed: {detail}", device=self.device)
+        return snap
 
     def _abort_motion(self) -> None:
         if self._prop("DOME_ABORT_MOTION") is not None:
