@@ -472,13 +472,16 @@ class Config(_Strict):
     def _simulated_clock_needs_simulators(self) -> Config:
         """A simulated clock drives simulated cameras, or Alpaca ones: our Alpaca server
         (``calibd sim serve --alpaca``) runs the same simulated time when given the same
-        ``--scale``, ``--start`` and ``--real-start``."""
+        ``--scale``, ``--start`` and ``--real-start``; or, with ``real_start`` given, INDI ones:
+        our INDI doubles (``simulators/indi_doubles``) take the same three."""
         if self.clock.kind == "simulated":
-            real = [n for n, c in self.cameras.items() if c.driver not in ("simulator", "alpaca")]
+            shared = ("simulator", "alpaca", *(("indi",) if self.clock.real_start else ()))
+            real = [n for n, c in self.cameras.items() if c.driver not in shared]
             if real:
                 raise ValueError(
                     f"a simulated clock only works with simulated cameras or those of the "
-                    f"simulator's Alpaca server ({', '.join(real)} are real devices)"
+                    f"simulator's Alpaca server, or INDI doubles given its real_start "
+                    f"({', '.join(real)} are real devices)"
                 )
         return self
 

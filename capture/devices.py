@@ -144,7 +144,7 @@ def _real_mount(cfg: Any, site: Site | None, clock: Clock) -> Mount:
             raise ValueError("an INDI mount needs the site")
         options.update(latitude_deg=site.latitude_deg, longitude_deg=site.longitude_deg,
                        elevation_m=site.elevation_m)
-        mount: Mount = module.IndiMount(**options)
+        mount: Mount = module.IndiMount(clock=clock, **options)
         return mount
     mount = module.AlpacaMount(clock=clock, **options)
     return mount

@@ -31,6 +31,7 @@ import ctypes
 import importlib
 import logging
 import os
+import shlex
 import shutil
 import signal
 import socket
@@ -179,8 +180,10 @@ class IndiTestServer:
         use_netns: bool | None = None,
         double_scale: float = 20.0,
         double_size: tuple[int, int] = (320, 240),
+        double_args: tuple[str, ...] = (),
     ) -> None:
         self.drivers = drivers
+        self.double_args = double_args
         self.polling_ms = polling_ms
         self.double_scale = double_scale
         self.double_size = double_size
@@ -215,7 +218,7 @@ class IndiTestServer:
     def _write_double_wrappers(self) -> None:
         """An executable per INDI double, named like the real driver, that runs this
         checkout's ``calibd.simulators.indi_doubles`` with the server's time scale and frame
-        size."""
+        size (and ``double_args``)."""
         self.bin.mkdir()
         width, height = self.double_size
         for exe in self.drivers:
@@ -226,7 +229,8 @@ class IndiTestServer:
                 "#!/bin/sh\n"
                 f'PYTHONPATH="{REPO}${{PYTHONPATH:+:$PYTHONPATH}}" exec "{sys.executable}" '
                 f"-m calibd.simulators.indi_doubles {DOUBLE_KEYS[exe]} --scale {self.double_scale} "
-                f"--width {width} --height {height}\n",
+                f"--width {width} --height {height} "
+                f"{' '.join(shlex.quote(a) for a in self.double_args)}\n",
                 encoding="utf-8")
             script.chmod(0o755)
 
@@ -455,12 +459,14 @@ def running_indi_server(
     use_netns: bool | None = None,
     double_scale: float = 20.0,
     double_size: tuple[int, int] = (320, 240),
+    double_args: tuple[str, ...] = (),
 ) -> Iterator[IndiTestServer]:
     """Start an :class:`IndiTestServer` (after :func:`require_indi`: skip, or fail under
     ``CALIBD_REQUIRE=indi``) and stop it afterwards."""
     require_indi(drivers)
     server = IndiTestServer(drivers=drivers, polling_ms=polling_ms, use_netns=use_netns,
-                            double_scale=double_scale, double_size=double_size)
+                            double_scale=double_scale, double_size=double_size,
+                            double_args=double_args)
     try:
         server.start()
         yield server

@@ -14,7 +14,7 @@ securing journals ``sky-secure`` (time taken, shutter closed, mount parked).
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -87,7 +87,8 @@ def test_a_twilight_run_opens_points_fills_and_secures(capsys: pytest.CaptureFix
     print({"run": start, **_check_run(lib)})
 
 
-def _check_run(lib: Path, close_timeout_s: float = CLOSE_TIMEOUT_S) -> dict[str, Any]:
+def _check_run(lib: Path, close_timeout_s: float = CLOSE_TIMEOUT_S, count: int = COUNT
+               ) -> dict[str, Any]:
     """A finished run filled every filter with sky flats, pointed within 1° of the flat spot
     opposite the sun at every re-point, and left the dome closed and the mount parked in
     time. Returns the figures."""
@@ -95,7 +96,7 @@ def _check_run(lib: Path, close_timeout_s: float = CLOSE_TIMEOUT_S) -> dict[str,
     for h in _flats(lib):
         assert h["FLATSRC"] == "sky"
         per_filter[h["FILTER"]] = per_filter.get(h["FILTER"], 0) + 1
-    assert per_filter == dict.fromkeys(FILTERS, COUNT)
+    assert per_filter == dict.fromkeys(FILTERS, count)
     points = _events(lib, "sky-point")
     assert len(points) >= 2, points  # the spot was computed again as the sun moved
     for p in points:
@@ -339,3 +340,85 @@ def _stars_move(lib: Path) -> str:
     assert starry >= 3 * len(paths) // 4, f"stars in {starry} of {len(paths)} flats"
     assert len(peaks) == len(paths), "the stars stayed put"
     return f"{starry}/{len(paths)}"
+
+
+# ---------------------------------------------------------------------- a whole run through INDI
+
+INDI_SCALE = 100.0
+INDI_COUNT = 3
+# Clock seconds to close and park: the moves take about 65 s, and every INDI round trip costs
+# INDI_SCALE times its real duration on top.
+INDI_CLOSE_TIMEOUT_S = 300.0
+INDI_PLAN = f"""
+name: indi-sky
+defaults: {{offset: 10}}
+cooling: {{tolerance_c: 0.5, dwell_s: 1, poll_s: 0.2, ramp_c_per_min: 60, timeout_s: 300}}
+warmup: {{enabled: false}}
+sets:
+  - kind: flat
+    source: sky
+    filters: [{', '.join(FILTERS)}]
+    gains: [100]
+    setpoints_c: [0]
+    count: {INDI_COUNT}
+    target_adu: 20000
+    tolerance_pct: 15
+    min_exposure_s: 0.1
+    max_exposure_s: 30
+    sky:
+      twilight: next
+      sun_altitude_deg: [-2, -10]
+      pointing: {{stars: STARS, repoint_s: 120, close_timeout_s: {INDI_CLOSE_TIMEOUT_S:g}}}
+"""
+
+
+@pytest.mark.indi
+@pytest.mark.parametrize(("kind", "stars"), [("dusk", "tracking-off"), ("dawn", "dither")],
+                         ids=["dusk", "dawn"])
+def test_a_twilight_run_through_indi(capsys: pytest.CaptureFixture[str], tmp_path: Path,
+                                     kind: str, stars: str) -> None:
+    """The whole run through calibd's INDI camera, wheel, mount and dome drivers under a real
+    indiserver: the ZWO camera double serves the simulated observatory's telescope, dome and
+    wheel, its sky on the clock this process runs too (same scale, start and real start)."""
+    from calibd.capture.site import crossings
+    from calibd.simulators.indi_doubles import observatory
+    from calibd.simulators.indi_doubles.families import FAMILIES
+    from tests.indi_server import running_indi_server
+
+    # start a few simulated minutes before the window: the sun crossing -2° (dusk) or -10° (dawn)
+    day = datetime(2026, 11, 25, 12, 0, tzinfo=UTC) if kind == "dusk" else \
+        datetime(2026, 11, 26, 0, 0, tzinfo=UTC)
+    rising = kind == "dawn"
+    opens = next(t for t, up in crossings(SITE, day, -10.0 if rising else -2.0) if up is rising)
+    start = opens - timedelta(minutes=5)
+    real_start = datetime.now(UTC)
+    camera = FAMILIES["asi"]
+    site = f"{SITE.latitude_deg},{SITE.longitude_deg},{SITE.elevation_m}"
+    with running_indi_server(drivers=(camera.executable,), double_scale=INDI_SCALE,
+                             double_size=(64, 48),
+                             double_args=("--start", start.isoformat(), "--real-start",
+                                          real_start.isoformat(), "--observatory", site)) as srv:
+        endpoint = {"driver": "indi", "host": srv.host, "port": srv.port}
+        config = tmp_path / "calibd.yaml"
+        config.write_text(yaml.safe_dump({
+            "clock": {"kind": "simulated", "scale": INDI_SCALE, "start": start.isoformat(),
+                      "real_start": real_start.isoformat()},
+            "site": {"latitude_deg": SITE.latitude_deg, "longitude_deg": SITE.longitude_deg,
+                     "elevation_m": SITE.elevation_m},
+            "library": {"min_free_mb": 0},
+            "masters": {"auto": False},
+            "cameras": {"sim": {**endpoint, "device": camera.device, "filter_wheel": "wheel",
+                                "mount": "mount", "dome": "dome"}},
+            "filter_wheels": {"wheel": {**endpoint, "device": observatory.WHEEL}},
+            "mounts": {"mount": {**endpoint, "device": observatory.TELESCOPE}},
+            "domes": {"dome": {**endpoint, "device": observatory.DOME}},
+        }, sort_keys=False))
+        lib = tmp_path / "lib"
+        plan = write_plan(tmp_path / "plan.yaml", INDI_PLAN.replace("STARS", stars))
+        res = run_cli(capsys, "run", plan, "--config", config, "--library", lib)
+        assert res.code == 0, res.err[-3000:]
+        # what the devices themselves say afterwards, not what calibd journalled
+        after = srv.getprop(f"{observatory.TELESCOPE}.TELESCOPE_PARK.PARK")
+        after.update(srv.getprop(f"{observatory.DOME}.DOME_SHUTTER.SHUTTER_CLOSE"))
+    assert set(after.values()) == {"On"}, after
+    print({"run": kind, **_check_run(lib, INDI_CLOSE_TIMEOUT_S, INDI_COUNT)})

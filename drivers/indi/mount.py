@@ -14,9 +14,9 @@ import logging
 import math
 import threading
 from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import Unpack
 
+from calibd.drivers.clock import Clock, RealClock
 from calibd.drivers.contracts import MountState, MountStatus
 from calibd.drivers.errors import DeviceUnavailable, SettingRejected
 from calibd.drivers.indi._conn import PropSnapshot
@@ -41,16 +41,18 @@ class IndiMount(IndiDevice):
 
     ``IndiMount(host=..., port=..., device="Telescope Simulator", latitude_deg=...,
     longitude_deg=..., elevation_m=...)``; the site is sent to the device on connect.
-    Timeouts are real seconds (an INDI device runs in real time).
+    Timeouts are real seconds (an INDI device runs in real time). Alt/az are converted for the
+    time of ``clock`` (default the real one; a simulated clock the device shares).
     """
 
     _required = ("EQUATORIAL_EOD_COORD", "TELESCOPE_PARK", "TELESCOPE_TRACK_STATE",
                  "TELESCOPE_ABORT_MOTION", "ON_COORD_SET")
 
     def __init__(self, *, latitude_deg: float, longitude_deg: float, elevation_m: float = 0.0,
-                 **endpoint: Unpack[Endpoint]) -> None:
+                 clock: Clock | None = None, **endpoint: Unpack[Endpoint]) -> None:
         super().__init__(**endpoint)
         self.place = Place(latitude_deg, longitude_deg, elevation_m)
+        self.clock: Clock = clock or RealClock()
         self._aborted = threading.Event()
 
     def connect(self) -> None:
@@ -80,7 +82,7 @@ class IndiMount(IndiDevice):
         if coord is None or park is None or track is None:
             raise DeviceUnavailable("mount properties missing", device=self.device)
         ra, dec = coord.number("RA"), coord.number("DEC")
-        alt, az = radec_to_altaz(self.place, datetime.now(UTC), ra, dec)
+        alt, az = radec_to_altaz(self.place, self.clock.now(), ra, dec)
         if park.is_on("PARK") and park.state != "Busy":
             state = MountState.PARKED
         elif coord.state == "Busy" or park.state == "Busy":
@@ -128,7 +130,7 @@ class IndiMount(IndiDevice):
                                   "(alt 0..90, az 0..360)", device=self.device)
         self._require()
         self._refuse_parked()
-        ra, dec = altaz_to_radec(self.place, datetime.now(UTC), alt_deg, az_deg)
+        ra, dec = altaz_to_radec(self.place, self.clock.now(), alt_deg, az_deg)
         self.slew_radec(ra, dec, tracking=tracking, timeout_s=timeout_s)
 
     def slew_radec(self, ra_hours: float, dec_deg: float, *, tracking: bool = True,

@@ -9,7 +9,8 @@ down, then the FITS BLOB is sent and CCD_EXPOSURE turns Ok; an abort turns it Id
 CCD_TEMPERATURE is Busy until the sensor is within the driver's threshold of the set-point, then
 Ok; cooler power is reported every poll (ZWO: Busy while above 0 %); the Bayer keywords are written
 per frame, only when a colour sensor sends its raw mosaic. Light comes from a snooped INDI light
-panel (``FLAT_LIGHT_CONTROL`` on and ``FLAT_LIGHT_INTENSITY``).
+panel (``FLAT_LIGHT_CONTROL`` on and ``FLAT_LIGHT_INTENSITY``), or from :attr:`CameraDouble.light`
+(the sky of the simulated observatory the process also serves, see ``observatory.py``).
 """
 
 from __future__ import annotations
@@ -17,7 +18,9 @@ from __future__ import annotations
 import io
 import sys
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 
 import numpy as np
 
@@ -75,6 +78,8 @@ class DoubleOptions:
     panel_device: str | None = "Light Panel Simulator"
     seed: int | None = None
     polling_ms: int = 1000
+    start: datetime | None = None  # the simulated clock reads ``start`` at real ``real_start``
+    real_start: datetime | None = None
 
 
 class CameraDouble:
@@ -85,7 +90,7 @@ class CameraDouble:
         self.f = family
         self.opt = options
         self.out = writer
-        self.clock = ScaledClock(options.scale)
+        self.clock = ScaledClock(options.scale, options.start, real_start=options.real_start)
         self.profile = double_profile(family, options.width, options.height, options.seed)
         self.sensor = SensorModel(self.profile)
         self.cooler = CoolerModel(self.clock, ambient_c=options.ambient_c,
@@ -103,6 +108,8 @@ class CameraDouble:
         self._panel_level = 0.0
         self._panel_max = 1.0
         self._last_temp: tuple[float, str] | None = None
+        # What reaches the sensor instead of the snooped panel (the simulated observatory's sky)
+        self.light: Callable[[], Illumination | None] | None = None
         self._poller = threading.Thread(target=self._poll_loop, name="temperature", daemon=True)
 
     # ------------------------------------------------------------------ plumbing
@@ -352,6 +359,8 @@ class CameraDouble:
         return str(round(float(vec[spec.elements[0]].value)))
 
     def _light(self) -> Illumination | None:
+        if self.light is not None:
+            return self.light()
         if not self._panel_on or self._panel_level <= 0:
             return None
         return Illumination(PANEL_FLUX_E_PER_S * self._panel_level / self._panel_max)

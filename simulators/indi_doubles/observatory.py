@@ -1,0 +1,413 @@
+"""The simulated observatory as INDI devices, served by a camera double's process: a telescope,
+a dome and a filter wheel with the standard INDI properties the real simulators define
+(``indi_simulator_telescope``, ``indi_simulator_dome``, ``indi_simulator_wheel``; see
+docs/field-notes-2.md §C), backed by :mod:`simulators.mount` and
+:mod:`simulators.accessories` on the camera's clock. The camera then sees the sky of
+:mod:`simulators.observatory`: twilight only through an open dome, through the filter in the
+beam, stars where the telescope points (trailed while it does not track).
+
+Behaviour copied from the real simulators: a goto goes Busy and ends Ok with tracking switched
+on (``TELESCOPE_TRACK_STATE`` Busy while tracking); a goto while parked is answered Idle with
+"Please unpark the mount…"; a park goes Busy until parked; the shutter switch turns at once and
+its state is Busy while it moves, Ok when there (Alert on a fault); ``FILTER_SLOT`` is Busy while
+the wheel turns. Moves run on their own threads; the telescope reports its coordinates every
+poll.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+from calibd.drivers.errors import DeviceError
+from calibd.drivers.pointing import Place, sun_altaz
+from calibd.simulators.accessories import DEFAULT_FILTERS, SimulatedFilterWheel
+from calibd.simulators.clock import ScaledClock
+from calibd.simulators.indi_doubles.protocol import (
+    Element,
+    Incoming,
+    Vector,
+    Writer,
+    render_def,
+    render_message,
+    render_set,
+)
+from calibd.simulators.mount import SimulatedDome, SimulatedMount
+from calibd.simulators.observatory import SimulatedObservatory, build_observatory
+from calibd.simulators.profiles import SensorProfile
+from calibd.simulators.sky import SimulatedSky, StarField
+
+TELESCOPE = "Telescope Double"
+DOME = "Dome Double"
+WHEEL = "Filter Double"
+MAIN = "Main Control"
+SITE = "Site Management"
+OPTIONS = "Options"
+
+
+@dataclass(frozen=True)
+class ObservatoryDevices:
+    """What the camera double's process serves besides the camera."""
+
+    observatory: SimulatedObservatory
+    devices: tuple[DeviceDouble, ...]
+
+
+def build(profile: SensorProfile, clock: ScaledClock, place: Place, writer: Writer,
+          polling_ms: int = 250) -> ObservatoryDevices:
+    """The simulated observatory (sky, stars, mount, dome, wheel) for ``profile`` at ``place``
+    on ``clock``, and its telescope, dome and wheel as INDI devices writing to ``writer``."""
+    mount = SimulatedMount(clock, place, slew_deg_per_s=4.0, name=TELESCOPE)
+    dome = SimulatedDome(clock, shutter_move_s=20.0, rotate_s=20.0, name=DOME)
+    wheel = SimulatedFilterWheel(clock, DEFAULT_FILTERS, seconds_per_slot=1.0, name=WHEEL)
+    for device in (mount, dome, wheel):
+        device.connect()  # the INDI devices gate access with their own CONNECTION
+
+    def sun_altitude(when: datetime) -> float:
+        return float(sun_altaz(mount.place, [when])[0][0])
+
+    obs = build_observatory(profile, clock, wheel=wheel, sky=SimulatedSky(clock, sun_altitude),
+                            mount=mount, dome=dome, stars=StarField())
+    devices = (TelescopeDouble(mount, writer, polling_ms), DomeDouble(dome, writer, polling_ms),
+               WheelDouble(wheel, writer, polling_ms))
+    return ObservatoryDevices(obs, devices)
+
+
+class DeviceDouble:
+    """One INDI device: CONNECTION and DRIVER_INFO from the start, the rest once connected.
+    ``handle`` gets every message addressed to it (one thread); moves run on threads of their
+    own; writes are serialised by the writer."""
+
+    name = ""
+    driver_exec = ""
+    interface = "0"
+
+    def __init__(self, writer: Writer, polling_ms: int) -> None:
+        self.out = writer
+        self.polling_ms = polling_ms
+        self.lock = threading.RLock()
+        self.connected = False
+        self.props: dict[str, Vector] = {}
+        self._stop = threading.Event()
+        for vec in self._early():
+            self._add(vec)
+
+    def _early(self) -> list[Vector]:
+        return [
+            Vector("switch", "CONNECTION", "Connection", MAIN, "rw", [
+                Element("CONNECT", "Connect", False), Element("DISCONNECT", "Disconnect", True)]),
+            Vector("text", "DRIVER_INFO", "Driver Info", "General Info", "ro", [
+                Element("DRIVER_NAME", "Name", self.name),
+                Element("DRIVER_EXEC", "Exec", self.driver_exec),
+                Element("DRIVER_VERSION", "Version", "1.0"),
+                Element("DRIVER_INTERFACE", "Interface", self.interface)]),
+        ]
+
+    def _after(self) -> list[Vector]:
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ plumbing
+
+    def _add(self, vec: Vector) -> None:
+        vec.device = self.name
+        self.props[vec.name] = vec
+
+    def _set(self, vec: Vector, state: str | None = None, message: str | None = None) -> None:
+        if state is not None:
+            vec.state = state
+        if vec.defined:
+            self.out.send(render_set(vec, message))
+
+    def _say(self, text: str) -> None:
+        self.out.send(render_message(self.name, text))
+
+    def start(self) -> None:
+        threading.Thread(target=self._poll_loop, name=f"{self.name} poll", daemon=True).start()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _poll_loop(self) -> None:
+        while not self._stop.wait(self.polling_ms / 1000.0):
+            try:
+                with self.lock:
+                    if self.connected:
+                        self.poll()
+            except Exception as err:  # a driver keeps running; the server logs standard error
+                print(f"{self.name}: poll failed: {err!r}"[:300], file=sys.stderr, flush=True)
+
+    def poll(self) -> None:
+        """Called every poll while connected (under the lock)."""
+
+    def _move(self, work: Callable[[], None]) -> None:
+        """Run ``work`` on a thread of its own (called under the lock, which ``work`` takes
+        to report)."""
+        threading.Thread(target=work, name=f"{self.name} move", daemon=True).start()
+
+    def _finish(self, vec: Vector, move: Callable[[], None]) -> None:
+        """Run a move (blocking, clock time) and report ``vec`` Ok, or Alert with the fault."""
+        try:
+            move()
+        except DeviceError as err:
+            with self.lock:
+                self._set(vec, "Alert", str(err))
+            return
+        with self.lock:
+            self._set(vec, "Ok")
+
+    # ------------------------------------------------------------------ messages
+
+    def handle(self, msg: Incoming) -> None:
+        with self.lock:
+            if msg.tag == "getProperties":
+                for each in self.props.values():
+                    if each.defined or not self.connected:
+                        each.defined = True
+                        self.out.send(render_def(each))
+                return
+            vec = self.props.get(msg.attrs.get("name", ""))
+            if vec is None or not vec.defined:
+                return
+            if msg.tag == "newSwitchVector":
+                on = [n for n, text in msg.members if text == "On" and vec.has(n)]
+                if vec.name == "CONNECTION":
+                    self._connection("CONNECT" in on)
+                elif on:
+                    self.on_switch(vec, on[0])
+            elif msg.tag == "newNumberVector":
+                try:
+                    values = {n: float(text) for n, text in msg.members if vec.has(n)}
+                except ValueError:
+                    self._set(vec, "Alert", "value is not a number")
+                    return
+                for n, value in values.items():
+                    e = vec[n]
+                    if e.max > e.min and not e.min <= value <= e.max:
+                        self._set(vec, "Alert", f"{n} value {value:g} out of range")
+                        return
+                self.on_number(vec, values)
+
+    def _connection(self, connect: bool) -> None:
+        conn = self.props["CONNECTION"]
+        if connect and not self.connected:
+            for vec in self._after():
+                self._add(vec)
+                vec.defined = True
+                self.out.send(render_def(vec))
+            self.connected = True
+        conn.select("CONNECT" if connect else "DISCONNECT")
+        self._set(conn, "Ok" if connect else "Idle")
+
+    def on_switch(self, vec: Vector, on: str) -> None:
+        vec.select(on)
+        self._set(vec, "Ok")
+
+    def on_number(self, vec: Vector, values: dict[str, float]) -> None:
+        for n, value in values.items():
+            vec[n].value = value
+        self._set(vec, "Ok")
+
+
+def _switch(name: str, label: str, group: str, on: str, *names: str,
+            rule: str = "OneOfMany", state: str = "Idle") -> Vector:
+    return Vector("switch", name, label, group, "rw", [Element(n, n, n == on) for n in names],
+                  rule=rule, state=state)
+
+
+class TelescopeDouble(DeviceDouble):
+    """``EQUATORIAL_EOD_COORD`` (JNow), ``ON_COORD_SET``, ``TELESCOPE_TRACK_STATE``,
+    ``TELESCOPE_PARK``, ``TELESCOPE_ABORT_MOTION``, ``GEOGRAPHIC_COORD``."""
+
+    name = TELESCOPE
+    driver_exec = "indi_simulator_telescope"
+    interface = "5"  # TELESCOPE | GUIDER
+
+    def __init__(self, mount: SimulatedMount, writer: Writer, polling_ms: int) -> None:
+        self.mount = mount
+        super().__init__(writer, polling_ms)
+
+    def _after(self) -> list[Vector]:
+        ra, dec = self.mount.radec()
+        place = self.mount.place
+        return [
+            Vector("number", "EQUATORIAL_EOD_COORD", "Eq. Coordinates", MAIN, "rw", [
+                Element("RA", "RA (hh:mm:ss)", ra, 0, 24, 0, "%010.6m"),
+                Element("DEC", "DEC (dd:mm:ss)", dec, -90, 90, 0, "%010.6m")]),
+            Vector("number", "TARGET_EOD_COORD", "Slew Target", "Motion Control", "ro", [
+                Element("RA", "RA (hh:mm:ss)", ra, 0, 24, 0, "%010.6m"),
+                Element("DEC", "DEC (dd:mm:ss)", dec, -90, 90, 0, "%010.6m")]),
+            _switch("ON_COORD_SET", "On Set", MAIN, "TRACK", "TRACK", "SLEW", "SYNC"),
+            _switch("TELESCOPE_TRACK_STATE", "Tracking", MAIN, "TRACK_OFF", "TRACK_ON",
+                    "TRACK_OFF"),
+            _switch("TELESCOPE_PARK", "Parking", SITE, "PARK", "PARK", "UNPARK", state="Ok"),
+            _switch("TELESCOPE_ABORT_MOTION", "Abort Motion", MAIN, "", "ABORT",
+                    rule="AtMostOne"),
+            Vector("number", "GEOGRAPHIC_COORD", "Scope Location", SITE, "rw", [
+                Element("LAT", "Lat (dd:mm:ss)", place.latitude_deg, -90, 90, 0),
+                Element("LONG", "Lon (dd:mm:ss)", place.longitude_deg % 360.0, 0, 360, 0),
+                Element("ELEV", "Elevation (m)", place.elevation_m, -200, 10000, 0)]),
+        ]
+
+    def poll(self) -> None:
+        coord = self.props["EQUATORIAL_EOD_COORD"]
+        ra, dec = self.mount.radec()
+        if (ra, dec) != (coord["RA"].value, coord["DEC"].value):
+            coord["RA"].value, coord["DEC"].value = ra, dec
+            self._set(coord)
+
+    def _parked(self) -> bool:
+        return self.props["TELESCOPE_PARK"].on() == "PARK"
+
+    def on_number(self, vec: Vector, values: dict[str, float]) -> None:
+        if vec.name == "GEOGRAPHIC_COORD":
+            super().on_number(vec, values)
+            lon = float(vec["LONG"].value)
+            self.mount.place = Place(float(vec["LAT"].value), lon - 360.0 if lon > 180 else lon,
+                                     float(vec["ELEV"].value))
+            return
+        if vec.name != "EQUATORIAL_EOD_COORD":
+            super().on_number(vec, values)
+            return
+        if self._parked():
+            self._set(vec, "Idle", "Please unpark the mount before issuing any motion/sync "
+                      "commands.")
+            return
+        ra = values.get("RA", float(vec["RA"].value))
+        dec = values.get("DEC", float(vec["DEC"].value))
+        target = self.props["TARGET_EOD_COORD"]
+        target["RA"].value, target["DEC"].value = ra, dec
+        self._set(target, "Ok")
+        self._set(vec, "Busy")
+        self._move(lambda: self._goto(ra, dec))
+
+    def _goto(self, ra: float, dec: float) -> None:
+        try:
+            self.mount.slew_radec(ra, dec, tracking=True)
+        except DeviceError as err:
+            with self.lock:
+                self._set(self.props["EQUATORIAL_EOD_COORD"], "Idle", str(err))
+            return
+        with self.lock:  # the real simulator tracks after every goto
+            coord = self.props["EQUATORIAL_EOD_COORD"]
+            coord["RA"].value, coord["DEC"].value = self.mount.radec()
+            self._set(coord, "Ok")
+            self._report_tracking(True)
+
+    def _report_tracking(self, on: bool) -> None:
+        track = self.props["TELESCOPE_TRACK_STATE"]
+        track.select("TRACK_ON" if on else "TRACK_OFF")
+        self._set(track, "Busy" if on else "Idle")
+
+    def on_switch(self, vec: Vector, on: str) -> None:
+        if vec.name == "TELESCOPE_ABORT_MOTION":
+            self.mount.abort()
+            self._set(vec, "Ok")
+            self._set(self.props["EQUATORIAL_EOD_COORD"], "Idle")
+            return
+        if vec.name == "TELESCOPE_TRACK_STATE":
+            if self._parked():
+                self._set(vec, "Alert", "the mount is parked")
+                return
+            self.mount.set_tracking(on == "TRACK_ON")
+            self._report_tracking(on == "TRACK_ON")
+            return
+        if vec.name == "TELESCOPE_PARK":
+            if on == "UNPARK":
+                self.mount.unpark()
+                vec.select("UNPARK")
+                self._set(vec, "Ok")
+                return
+            vec.select("PARK")
+            self._set(vec, "Busy")
+            self._move(self._park)
+            return
+        super().on_switch(vec, on)
+
+    def _park(self) -> None:
+        try:
+            self.mount.park()
+        except DeviceError as err:
+            with self.lock:
+                self._set(self.props["TELESCOPE_PARK"], "Alert", str(err))
+            return
+        with self.lock:
+            self._set(self.props["TELESCOPE_PARK"], "Ok")
+            self._report_tracking(False)
+
+
+class DomeDouble(DeviceDouble):
+    """``DOME_SHUTTER``, ``DOME_PARK``, ``DOME_AUTOSYNC``, ``DOME_ABORT_MOTION``."""
+
+    name = DOME
+    driver_exec = "indi_simulator_dome"
+    interface = "32"  # DOME
+
+    def __init__(self, dome: SimulatedDome, writer: Writer, polling_ms: int) -> None:
+        self.dome = dome
+        super().__init__(writer, polling_ms)
+
+    def _after(self) -> list[Vector]:
+        return [
+            _switch("DOME_SHUTTER", "Shutter", MAIN, "SHUTTER_CLOSE", "SHUTTER_OPEN",
+                    "SHUTTER_CLOSE"),
+            _switch("DOME_PARK", "Parking", SITE, "PARK", "PARK", "UNPARK", state="Ok"),
+            _switch("DOME_AUTOSYNC", "Slaving", OPTIONS, "DOME_AUTOSYNC_DISABLE",
+                    "DOME_AUTOSYNC_ENABLE", "DOME_AUTOSYNC_DISABLE"),
+            _switch("DOME_ABORT_MOTION", "Abort Motion", MAIN, "", "ABORT", rule="AtMostOne"),
+        ]
+
+    def on_switch(self, vec: Vector, on: str) -> None:
+        if vec.name == "DOME_SHUTTER":
+            vec.select(on)
+            self._set(vec, "Busy")
+            move = self.dome.open_shutter if on == "SHUTTER_OPEN" else self.dome.close_shutter
+            self._move(lambda: self._finish(vec, move))
+            return
+        if vec.name == "DOME_PARK":
+            vec.select(on)
+            if on == "UNPARK":
+                self.dome.unpark()
+                self._set(vec, "Ok")
+                return
+            self._set(vec, "Busy")
+            self._move(lambda: self._finish(vec, self.dome.park))
+            return
+        if vec.name == "DOME_AUTOSYNC":
+            self.dome.slaved = on == "DOME_AUTOSYNC_ENABLE"
+        super().on_switch(vec, on)
+
+
+class WheelDouble(DeviceDouble):
+    """``FILTER_SLOT`` (1-based) and ``FILTER_NAME``."""
+
+    name = WHEEL
+    driver_exec = "indi_simulator_wheel"
+    interface = "16"  # FILTER
+
+    def __init__(self, wheel: SimulatedFilterWheel, writer: Writer, polling_ms: int) -> None:
+        self.wheel = wheel
+        super().__init__(writer, polling_ms)
+
+    def _after(self) -> list[Vector]:
+        names = self.wheel.names
+        slot = names.index(self.wheel.current() or names[0]) + 1
+        return [
+            Vector("number", "FILTER_SLOT", "Filter Slot", MAIN, "rw",
+                   [Element("FILTER_SLOT_VALUE", "Filter", slot, 1, len(names), 1)]),
+            Vector("text", "FILTER_NAME", "Filter", MAIN, "rw",
+                   [Element(f"FILTER_SLOT_NAME_{i}", f"Filter#{i}", n)
+                    for i, n in enumerate(names, 1)]),
+        ]
+
+    def on_number(self, vec: Vector, values: dict[str, float]) -> None:
+        if vec.name != "FILTER_SLOT" or "FILTER_SLOT_VALUE" not in values:
+            super().on_number(vec, values)
+            return
+        slot = round(values["FILTER_SLOT_VALUE"])
+        vec["FILTER_SLOT_VALUE"].value = slot
+        self._set(vec, "Busy")
+        name = self.wheel.names[slot - 1]
+        self._move(lambda: self._finish(vec, lambda: self.wheel.select(name)))
