@@ -6,6 +6,7 @@ They move and warm up in clock time, so waits and deadlines are exercised as on 
 from __future__ import annotations
 
 import threading
+from dataclasses import KW_ONLY, dataclass, field
 from datetime import datetime
 
 from calibd.drivers.clock import Clock
@@ -33,43 +34,42 @@ class _Connectable:
             raise DeviceUnavailable("not connected", device=self.name)
 
 
+@dataclass(eq=False)
 class SimulatedFilterWheel(_Connectable):
     """Named slots; a move takes ``seconds_per_slot`` per slot travelled (clock seconds)."""
 
-    def __init__(self, clock: Clock, names: tuple[str, ...] = DEFAULT_FILTERS, *,
-                 seconds_per_slot: float = 1.0, name: str = "wheel") -> None:
-        if len(set(names)) != len(names) or not names:
-            raise ValueError("filter names must be unique and non-empty")
-        self._clock = clock
-        self._names = tuple(names)
-        self._pos = 0
-        self._moving = False
-        self.seconds_per_slot = seconds_per_slot
-        self.name = name
-        self.moves = 0
+    clock: Clock
+    names: tuple[str, ...] = DEFAULT_FILTERS
+    _: KW_ONLY
+    seconds_per_slot: float = 1.0
+    name: str = "wheel"
+    moves: int = field(init=False, default=0)
+    _pos: int = field(init=False, default=0)
+    _moving: bool = field(init=False, default=False)
 
-    @property
-    def names(self) -> tuple[str, ...]:
-        return self._names
+    def __post_init__(self) -> None:
+        self.names = tuple(self.names)
+        if len(set(self.names)) != len(self.names) or not self.names:
+            raise ValueError("filter names must be unique and non-empty")
 
     def position(self) -> str | None:
         self._require()
-        return None if self._moving else self._names[self._pos]
+        return None if self._moving else self.names[self._pos]
 
     def select(self, name: str, *, timeout_s: float | None = None) -> None:
         self._require()
-        if name not in self._names:
-            raise SettingRejected(f"no filter named {name!r} (slots: {', '.join(self._names)})",
+        if name not in self.names:
+            raise SettingRejected(f"no filter named {name!r} (slots: {', '.join(self.names)})",
                                   device=self.name)
-        target = self._names.index(name)
-        slots = min(abs(target - self._pos), len(self._names) - abs(target - self._pos))
+        target = self.names.index(name)
+        slots = min(abs(target - self._pos), len(self.names) - abs(target - self._pos))
         duration = slots * self.seconds_per_slot
         if timeout_s is not None and duration > timeout_s:
             raise DeviceUnavailable(f"move to {name} needs {duration:.0f} s, more than "
                                     f"{timeout_s:.0f} s", device=self.name)
         self._moving = True
         try:
-            self._clock.sleep(duration)
+            self.clock.sleep(duration)
         finally:
             self._moving = False
         self._pos = target
@@ -78,9 +78,10 @@ class SimulatedFilterWheel(_Connectable):
 
     def current(self) -> str | None:
         """The filter in the beam (for the optical train); no connection needed."""
-        return self._names[self._pos]
+        return self.names[self._pos]
 
 
+@dataclass(eq=False)
 class SimulatedFlatPanel(_Connectable):
     """A light panel, optionally with a motorised cover (a flip-flat).
 
@@ -89,43 +90,35 @@ class SimulatedFlatPanel(_Connectable):
     ``flux_e_per_s_max`` electrons per second per pixel (before the filter) at full brightness.
     """
 
-    def __init__(self, clock: Clock, *, max_brightness: int = 1023, has_cover: bool = True,
-                 flux_e_per_s_max: float = 100_000.0, settle_s: float = 2.0,
-                 cover_move_s: float = 8.0, drift_pct_per_min: float = 0.0,
-                 name: str = "panel") -> None:
-        self._clock = clock
-        self._max = max_brightness
-        self._has_cover = has_cover
-        self.flux_e_per_s_max = flux_e_per_s_max
-        self.settle_s = settle_s
-        self.cover_move_s = cover_move_s
-        self.name = name
-        self.drift_pct_per_min = drift_pct_per_min  # output fades while lit (EL panels warm up)
-        self._lit_since = 0.0
-        self._brightness = 0
-        self._cover = CoverState.CLOSED if has_cover else CoverState.NOT_PRESENT
-        self._lock = threading.Lock()
+    clock: Clock
+    _: KW_ONLY
+    max_brightness: int = 1023
+    has_cover: bool = True
+    flux_e_per_s_max: float = 100_000.0
+    settle_s: float = 2.0
+    cover_move_s: float = 8.0
+    drift_pct_per_min: float = 0.0  # output fades while lit (EL panels warm up)
+    name: str = "panel"
+    _lit_since: float = field(init=False, default=0.0)
+    _brightness: int = field(init=False, default=0)
+    _cover: CoverState = field(init=False)
+    _lock: threading.Lock = field(init=False, default_factory=threading.Lock)
 
-    @property
-    def max_brightness(self) -> int:
-        return self._max
-
-    @property
-    def has_cover(self) -> bool:
-        return self._has_cover
+    def __post_init__(self) -> None:
+        self._cover = CoverState.CLOSED if self.has_cover else CoverState.NOT_PRESENT
 
     def light(self, brightness: int, *, timeout_s: float | None = None) -> None:
         self._require()
-        if not 0 <= brightness <= self._max:
-            raise SettingRejected(f"brightness {brightness} outside 0..{self._max}",
+        if not 0 <= brightness <= self.max_brightness:
+            raise SettingRejected(f"brightness {brightness} outside 0..{self.max_brightness}",
                                   device=self.name)
         with self._lock:
             changed = brightness != self._brightness
             self._brightness = brightness
             if changed:
-                self._lit_since = self._clock.monotonic()
+                self._lit_since = self.clock.monotonic()
         if changed:
-            self._clock.sleep(self.settle_s)
+            self.clock.sleep(self.settle_s)
 
     def off(self, *, timeout_s: float | None = None) -> None:
         self._require()
@@ -148,20 +141,20 @@ class SimulatedFlatPanel(_Connectable):
 
     def panel_flux(self) -> float | None:
         """Flux from the panel into the beam, or None when the beam sees the sky instead."""
-        if self._has_cover and self._cover != CoverState.CLOSED:
+        if self.has_cover and self._cover != CoverState.CLOSED:
             return None
-        minutes = (self._clock.monotonic() - self._lit_since) / 60.0
+        minutes = (self.clock.monotonic() - self._lit_since) / 60.0
         fade = max(0.0, 1.0 - self.drift_pct_per_min / 100.0 * minutes)
-        return self.flux_e_per_s_max * self._brightness / self._max * fade
+        return self.flux_e_per_s_max * self._brightness / self.max_brightness * fade
 
     def _move(self, target: CoverState) -> None:
         self._require()
-        if not self._has_cover:
+        if not self.has_cover:
             raise NotSupported("this panel has no cover", device=self.name)
         if self._cover == target:
             return
         self._cover = CoverState.MOVING
-        self._clock.sleep(self.cover_move_s)
+        self.clock.sleep(self.cover_move_s)
         self._cover = target
 
 
