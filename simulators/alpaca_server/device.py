@@ -19,7 +19,7 @@ import logging
 import operator
 import threading
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import KW_ONLY, dataclass, field
 from importlib import metadata
 from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
@@ -77,6 +77,7 @@ class ImageResult:
     data: npt.NDArray[np.uint16]
 
 
+@dataclass(eq=False)
 class AlpacaDevice:
     """Base of the server's devices. Thread-safe: handlers may run concurrently (one HTTP
     connection per thread); state changes happen under ``self._lock``."""
@@ -117,16 +118,14 @@ class AlpacaDevice:
                 if spec is None or (spec.get if verb == "get" else spec.put) is None:
                     raise TypeError(f"{cls.__name__}.{attr}: not declared in members.py")
 
-    def __init__(
-        self, number: int, *, name: str, description: str, unique_id: str, clock: Clock
-    ) -> None:
-        self.number = number
-        self.name = name
-        self.description = description
-        self.unique_id = unique_id
-        self.clock = clock
-        self.actions: dict[str, ActionHandler] = {}
-        self._lock = threading.RLock()
+    number: int
+    _: KW_ONLY
+    name: str
+    description: str
+    unique_id: str
+    clock: Clock
+    actions: dict[str, ActionHandler] = field(init=False, default_factory=dict)
+    _lock: threading.RLock = field(init=False, default_factory=threading.RLock)
 
     @property
     def label(self) -> str:
