@@ -9,7 +9,6 @@ from __future__ import annotations
 import enum
 import logging
 import math
-import threading
 import time
 from datetime import UTC, datetime
 from typing import Any, Literal, Unpack
@@ -26,6 +25,7 @@ from calibd.drivers.errors import (
     NotSupported,
     SettingRejected,
 )
+from calibd.drivers.exposure_guard import ExposureGuard
 
 logger = logging.getLogger(__name__)
 
@@ -138,9 +138,7 @@ class AlpacaCamera(AlpacaDevice):
         self._sensor_type: int | None = None
         self._wanted_settings: CaptureSettings | None = None
         self._wanted_cooler: tuple[bool, float | None] | None = None
-        self._state_lock = threading.Lock()
-        self._abort_event = threading.Event()
-        self._busy = False
+        self._guard = ExposureGuard()  # its lock also guards the fields below
         self._running: tuple[float, float] | None = None  # (clock start, exposure_s)
         self._abort_sent = False  # AbortExposure/StopExposure already sent for _running
         self._download: ImageDownload | None = None
@@ -175,7 +173,7 @@ class AlpacaCamera(AlpacaDevice):
         return self._call(read, what=name)
 
     def _after_connect(self) -> None:
-        with self._state_lock:
+        with self._guard.lock:
             self._unstopped_until = None
         self._info = self._read_info()
         self._settings = None
@@ -434,18 +432,13 @@ class AlpacaCamera(AlpacaDevice):
         clock = self._clock
         budget = timeout_s if timeout_s is not None else self.default_timeout_s(exposure_s)
         deadline = clock.monotonic() + budget
-        with self._state_lock:
-            if self._busy:
-                raise ExposureFailed("another exposure is already running", device=self.label)
-            self._busy = True
-            self._abort_event.clear()
-        try:
+        with self._guard.exposing(self.label, on_end=self._forget_exposure):
             return self._expose(exposure_s, dark, deadline, budget)
-        finally:
-            with self._state_lock:
-                self._busy = False
-                self._running = None
-                self._download = None
+
+    def _forget_exposure(self) -> None:
+        """The end of an exposure (under the guard's lock): nothing runs or downloads."""
+        self._running = None
+        self._download = None
 
     def _expose(self, exposure_s: float, dark: bool, deadline: float, budget: float) -> Frame:
         clock = self._clock
@@ -460,7 +453,7 @@ class AlpacaCamera(AlpacaDevice):
         settings = self._settings or self._read_back()
         temp_start = self._sensor_temperature()
         setpoint = self._probe("SetCCDTemperature") if self.info.has_cooler else None
-        if self._abort_event.is_set():
+        if self._guard.abort.is_set():
             raise ExposureFailed("exposure aborted before it started", device=self.label)
         requested_start = clock.now()
         started = clock.monotonic()
@@ -470,11 +463,11 @@ class AlpacaCamera(AlpacaDevice):
             what=f"StartExposure({exposure_s}, Light={not dark})",
             context="exposure",
         )
-        with self._state_lock:
+        with self._guard.lock:
             self._running = (started, exposure_s)
             self._abort_sent = False
         self._wait_image_ready(started, exposure_s, deadline, budget)
-        with self._state_lock:
+        with self._guard.lock:
             self._running = None  # exposed and read out: nothing left to abort on the device
         data = self._download_image(deadline)
         in_memory = clock.monotonic()
@@ -509,7 +502,7 @@ class AlpacaCamera(AlpacaDevice):
         nominal_end = started + exposure_s
         last_state_check = started
         while True:
-            if self._abort_event.is_set():
+            if self._guard.abort.is_set():
                 # abort() may have come before the exposure was registered as running.
                 self._abort_on_device("abort()")
                 raise ExposureFailed("exposure aborted", device=self.label)
@@ -524,7 +517,7 @@ class AlpacaCamera(AlpacaDevice):
                 self._check_state(allow_ready=False)
                 last_state_check = now
                 wait = min(_ALIVE_CHECK_S, nominal_end - now - _FAST_POLL_S / 2, deadline - now)
-                clock.wait(self._abort_event, wait)
+                clock.wait(self._guard.abort, wait)
                 continue
             if bool(self._get("ImageReady", context="exposure")):
                 # Accept only with the camera Idle/Download: a stale ImageReady from an earlier
@@ -535,7 +528,7 @@ class AlpacaCamera(AlpacaDevice):
                 self._check_state(allow_ready=False)
                 last_state_check = now
             poll = _FAST_POLL_S if now - nominal_end < 2.0 else _SLOW_POLL_S
-            clock.wait(self._abort_event, min(poll, max(0.0, deadline - now)))
+            clock.wait(self._guard.abort, min(poll, max(0.0, deadline - now)))
 
     def _check_state(self, *, allow_ready: bool) -> bool:
         state = int(self._get("CameraState", context="exposure"))
@@ -564,8 +557,8 @@ class AlpacaCamera(AlpacaDevice):
             connect_timeout_s=self.timeout_s,
             device=self.label,
         )
-        with self._state_lock:
-            if self._abort_event.is_set():
+        with self._guard.lock:
+            if self._guard.abort.is_set():
                 raise ExposureFailed("exposure aborted", device=self.label)
             self._download = download
         started = time.monotonic()
@@ -625,10 +618,10 @@ class AlpacaCamera(AlpacaDevice):
         """End a running exposure or download from any thread; a no-op when idle. Never raises.
         Blocks for at most one request (AbortExposure, else StopExposure)."""
         try:
-            with self._state_lock:
-                if not self._busy:
+            with self._guard.lock:
+                if not self._guard.busy:
                     return
-                self._abort_event.set()
+                self._guard.abort.set()
                 download = self._download
                 running = self._running is not None
             if download is not None:
@@ -641,7 +634,7 @@ class AlpacaCamera(AlpacaDevice):
     def _abort_on_device(self, why: str) -> None:
         """AbortExposure (or StopExposure) on the device, best effort; remembers an exposure the
         server will not really stop (Quirk.ABORT_KEEPS_EXPOSING)."""
-        with self._state_lock:
+        with self._guard.lock:
             running = self._running
             if running is None or self._abort_sent:
                 return
@@ -658,13 +651,13 @@ class AlpacaCamera(AlpacaDevice):
             logger.warning("%s: aborting the exposure (%s) failed: %s", self.label, why, err)
         if Quirk.ABORT_KEEPS_EXPOSING in self.quirks or not (self._can_abort or self._can_stop):
             started, exposure_s = running
-            with self._state_lock:
+            with self._guard.lock:
                 self._unstopped_until = started + exposure_s + _UNSTOPPED_GRACE_S
 
     def _wait_out_unstopped_exposure(self, deadline: float) -> None:
         """Before the next StartExposure: if an aborted exposure is still running on the server
         (it will set ImageReady with its own image), wait until it has finished."""
-        with self._state_lock:
+        with self._guard.lock:
             until, self._unstopped_until = self._unstopped_until, None
         if until is None:
             return
@@ -674,7 +667,7 @@ class AlpacaCamera(AlpacaDevice):
         while clock.monotonic() < limit:
             if bool(self._get("ImageReady", context="exposure")):
                 break
-            if clock.wait(self._abort_event, 0.1):
+            if clock.wait(self._guard.abort, 0.1):
                 raise ExposureFailed("exposure aborted", device=self.label)
         else:
             logger.warning("%s: the aborted exposure never reported its end", self.label)

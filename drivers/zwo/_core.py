@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -14,6 +13,7 @@ from typing import Any
 from calibd.drivers.clock import Clock, RealClock
 from calibd.drivers.contracts import CameraInfo, CaptureSettings
 from calibd.drivers.errors import DeviceError, DeviceUnavailable, NotSupported, SettingRejected
+from calibd.drivers.exposure_guard import ExposureGuard
 from calibd.drivers.zwo._identity import (
     _REGISTRY,
     _REGISTRY_LOCK,
@@ -81,9 +81,7 @@ class _CameraCore:
         self._cooler_request: tuple[bool, float | None] | None = None
         self._ready = False
         self._lost_reason: str | None = None
-        self._state_lock = threading.Lock()
-        self._exposing = False
-        self._abort = threading.Event()
+        self._guard = ExposureGuard()
         self._rounding_reported = False  # the whole-degree set-point warning was logged
 
     # ----- contract: properties -----------------------------------------------------------

@@ -187,23 +187,12 @@ class ZwoCamera(_CameraCore):
         (exposure outside the camera's range), ExposureFailed (the camera reported failure, or
         aborted), ExposureTimeout, DeviceUnavailable (camera removed, or an SDK call hung).
         """
-        with self._state_lock:
-            if self._exposing:
-                raise ExposureFailed("another exposure is already running", device=self.label)
-            self._exposing = True
-            self._abort.clear()
-        try:
+        with self._guard.exposing(self.label, on_end=self._guard.abort.clear):
             return self._expose(exposure_s, dark, timeout_s)
-        finally:
-            with self._state_lock:
-                self._exposing = False
-                self._abort.clear()
 
     def abort(self) -> None:
         """Ask a running :meth:`expose` to stop the exposure; no-op when idle. Never raises."""
-        with self._state_lock:
-            if self._exposing:
-                self._abort.set()
+        self._guard.request_abort()
 
     # ----- internals: connect -------------------------------------------------------------
     def _restore(self) -> None:
@@ -304,7 +293,7 @@ class ZwoCamera(_CameraCore):
     ) -> None:
         zw, cid = self._zw, self._cid
         while True:
-            if self._abort.is_set():
+            if self._guard.abort.is_set():
                 self._stop_exposure("abort")
                 raise ExposureFailed("exposure aborted", device=self.label)
             status = self._call(
@@ -329,7 +318,7 @@ class ZwoCamera(_CameraCore):
                 wait = min(expected_end - now, _LONG_POLL_S)
             else:
                 wait = _FAST_POLL_S if now - expected_end < 1.0 else _SLOW_POLL_S
-            self._abort.wait(max(0.0, min(wait, deadline - now)))
+            self._guard.abort.wait(max(0.0, min(wait, deadline - now)))
 
     def _stop_exposure(self, reason: str) -> None:
         try:

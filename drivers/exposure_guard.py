@@ -1,0 +1,46 @@
+"""One exposure at a time: the guard a camera driver's ``expose`` runs under."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+from calibd.drivers.errors import ExposureFailed
+
+
+class ExposureGuard:
+    """The running flag of one camera, the abort event that wakes its waits and the lock that
+    guards both (a driver may guard its own exposure state with :attr:`lock` too). Thread-safe;
+    nothing here blocks beyond the lock."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        #: Set by the driver's ``abort()`` while :attr:`busy`; cleared when an exposure starts.
+        self.abort = threading.Event()
+        self.busy = False
+
+    @contextmanager
+    def exposing(self, device: str, on_end: Callable[[], None] | None = None) -> Iterator[None]:
+        """Hold the camera for one exposure: marks it busy and clears :attr:`abort`; on exit (also
+        on error) marks it idle and runs ``on_end`` (under :attr:`lock`, so it must not block).
+        Raises ExposureFailed (naming ``device``) at once if another exposure is running."""
+        with self.lock:
+            if self.busy:
+                raise ExposureFailed("another exposure is already running", device=device)
+            self.busy = True
+            self.abort.clear()
+        try:
+            yield
+        finally:
+            with self.lock:
+                self.busy = False
+                if on_end is not None:
+                    on_end()
+
+    def request_abort(self) -> bool:
+        """Set :attr:`abort` if an exposure is running; returns whether one is. Never raises."""
+        with self.lock:
+            if self.busy:
+                self.abort.set()
+            return self.busy
