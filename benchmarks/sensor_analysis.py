@@ -9,15 +9,20 @@ dark model).
 
     python benchmarks/sensor_analysis.py [--gains 1] [--dir DIR] [--keep] [--library LIB]
 
-Both are timed ``--repeat`` times, interleaved, and the best of each kept (the machine may be
-shared). Last line: ``ratio=... analysis_s=... read_twice_s=... cpu_ratio=... frames=...
-gb=...`` (``cpu_ratio``: the same in process CPU time). Target: ratio < 1.
+Both are timed ``--repeat`` times, interleaved (each analysis right after its reading pass,
+so both see the same load on a shared machine); each pair gives a ratio. Last line:
+``ratio=... (median of N paired runs) best_ratio=... analysis_s=... read_twice_s=...
+cpu_ratio=... frames=... gb=... load=...`` (``best_ratio``: best analysis over best reading;
+times are medians; ``cpu_ratio``: the median ratio in process CPU time; ``load``: the 1-minute
+load average before and after). Target: ratio < 1.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -90,7 +95,8 @@ def main() -> None:
     ap.add_argument("--dir", type=Path)
     ap.add_argument("--keep", action="store_true", help="keep the generated library")
     ap.add_argument("--library", type=Path, help="analyse this library (a kept one) instead")
-    ap.add_argument("--repeat", type=int, default=3, help="timed repetitions (best is kept)")
+    ap.add_argument("--repeat", type=int, default=5,
+                    help="timed repetitions (the median of the paired ratios is reported)")
     args = ap.parse_args()
     folder = Path(tempfile.mkdtemp(prefix="calibd-sensor-bench-", dir=args.dir))
     try:
@@ -104,16 +110,17 @@ def main() -> None:
         try:
             frames = index.sensor_frames()
             nbytes = _read_all(lib, frames, 1)  # warms the page cache
+            result = analyze(lib, index)  # and the compiled kernels
+            load0 = os.getloadavg()[0]
             reads: list[tuple[float, float]] = []
             runs: list[tuple[float, float]] = []
-            for _ in range(args.repeat):  # interleaved; the best of each (a shared machine)
+            for _ in range(args.repeat):  # interleaved: each pair sees about the same load
                 reads.append(_timed(lambda: _read_all(lib, frames, 2)))
                 runs.append(_timed(lambda: analyze(lib, index)))
-            result = analyze(lib, index)
         finally:
             index.close()
-        read_s, read_cpu = min(reads)
-        analysis_s, analysis_cpu = min(runs)
+        ratios = [a[0] / r[0] for a, r in zip(runs, reads, strict=True)]
+        cpu_ratios = [a[1] / r[1] for a, r in zip(runs, reads, strict=True)]
         for t in result["transfer"]:
             m = t["channels"]["mono"]
             print(f"gain {t['gain']}: {m['e_per_adu']:.4f} e-/ADU, read noise "
@@ -122,9 +129,14 @@ def main() -> None:
             print(f"gain {d['gain']}: dark " + ", ".join(
                 f"{s['rate_e_per_s']:.5f} e-/s at {s['temperature_c']:.1f} °C"
                 for s in d["setpoints"]) + f", doubling {d['doubling_c']:.2f} °C")
-        print(f"ratio={analysis_s / read_s:.3f} analysis_s={analysis_s:.2f} "
-              f"read_twice_s={read_s:.2f} cpu_ratio={analysis_cpu / read_cpu:.3f} "
-              f"frames={len(frames)} gb={nbytes / 1e9:.2f}")
+        print("paired runs (analysis s / read twice s): " + ", ".join(
+            f"{a[0]:.2f}/{r[0]:.2f}" for a, r in zip(runs, reads, strict=True)))
+        print(f"ratio={statistics.median(ratios):.3f} (median of {len(ratios)} paired runs) "
+              f"best_ratio={min(a[0] for a in runs) / min(r[0] for r in reads):.3f} "
+              f"analysis_s={statistics.median(a[0] for a in runs):.2f} "
+              f"read_twice_s={statistics.median(r[0] for r in reads):.2f} "
+              f"cpu_ratio={statistics.median(cpu_ratios):.3f} frames={len(frames)} "
+              f"gb={nbytes / 1e9:.2f} load={load0:.2f}->{os.getloadavg()[0]:.2f}")
     finally:
         if args.keep:
             print(f"kept {folder}")

@@ -78,15 +78,20 @@ def setpoint_dark(setpoint_c: float, temperature_c: float, excess: dict[float, I
                            max(HOT_FACTOR * max(med, 0.0), HOT_SIGMA * noise))
     flat = {t: x.reshape(-1) for t, x in ex.items()}
     bands = _glow_bands(longest, hot, noise)
-    glow = np.zeros(0, dtype=np.int64)
+    in_glow = np.zeros(0, dtype=np.int64)  # flat indices, row-major like ``hot``
+    out_idx = hot
     if bands:
         glow_mask = np.zeros(longest.shape, dtype=bool)
         for side, width in bands:
             _mark(glow_mask, side, width)
-        glow = np.flatnonzero(glow_mask)
+        out_mask = glow_mask.copy()
+        out_mask.reshape(-1)[hot] = True
+        out_idx = np.flatnonzero(out_mask)
+        del out_mask
+        glow_mask.reshape(-1)[hot] = False
+        in_glow = np.flatnonzero(glow_mask)
         del glow_mask
     # Sums over every pixel, less those over the (few) hot and glow pixels.
-    out_idx = np.union1d(hot, glow)
     totals = np.array([float(np.sum(ex[t])) for t in times])
     outs = np.array([float(np.sum(flat[t][out_idx], dtype=np.float64)) for t in times])
     means = (totals - outs) / max(longest.size - out_idx.size, 1)
@@ -100,8 +105,7 @@ def setpoint_dark(setpoint_c: float, temperature_c: float, excess: dict[float, I
     p999 = float(np.partition(sample, int(0.999 * (sample.size - 1)))[
         int(0.999 * (sample.size - 1))]) * scale
     glow_excess: list[tuple[float, float]] = []
-    if glow.size:
-        in_glow = np.setdiff1d(glow, hot, assume_unique=True)
+    if bands:
         for t, m in zip(times, means, strict=True):
             g = float(np.mean(flat[t][in_glow], dtype=np.float64))
             glow_excess.append((t, (g - m) * e_per_adu))
