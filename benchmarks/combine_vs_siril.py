@@ -274,7 +274,22 @@ def bench_set(fs: FrameSet, data_dir: Path, repeat: int, use_siril: bool,
             diff, within = compare(ours, theirs)
             print(f"  max |calibd - Siril| = {diff:.3g} ADU; {within:.4%} of pixels within one "
                   f"float32 step")
+        print(result_line(fs, runs, f"{before} / {after}"))
     return ok
+
+
+def result_line(fs: FrameSet, runs: dict[str, Runs], load_avg: str) -> str:
+    """The set's verdict on one line: calibd's median against Siril's, and the targets."""
+    cal = runs["calibd"]
+    memory = "met" if cal.peak <= TARGET_MB else "NOT met"
+    text = (f"RESULT {fs.name}: calibd {cal.median:.3f} s, peak {cal.peak:.0f} MB "
+            f"(<= {TARGET_MB:.0f} MB: {memory})")
+    if "siril" in runs:
+        ratio = runs["siril"].median / cal.median
+        speed = "met" if ratio >= TARGET_SPEEDUP else "NOT met"
+        text += (f"; Siril {runs['siril'].median:.3f} s: calibd {ratio:.2f}x faster "
+                 f"(>= {TARGET_SPEEDUP:g}x: {speed})")
+    return f"{text}; load average {load_avg}"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
