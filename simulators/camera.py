@@ -78,7 +78,7 @@ class SimulatedCamera:
                                          readout_mode=profile.readout_modes[0])
         self._abort = threading.Event()
         self._exposures = 0
-        self._info = CameraInfo(
+        self.info = CameraInfo(
             model=profile.model,
             camera_id=f"SIM-{profile.name}-{profile.seed}",
             width=profile.width,
@@ -106,16 +106,12 @@ class SimulatedCamera:
 
     # ----- Camera protocol ---------------------------------------------------------------------
     @property
-    def info(self) -> CameraInfo:
-        return self._info
-
-    @property
     def connected(self) -> bool:
         return self._connected
 
     def connect(self) -> None:
         if not self._connected:
-            log.debug("%s: connected (%s)", self.name, self._info.camera_id)
+            log.debug("%s: connected (%s)", self.name, self.info.camera_id)
         self._connected = True
 
     def disconnect(self) -> None:
@@ -124,7 +120,7 @@ class SimulatedCamera:
 
     def configure(self, settings: CaptureSettings) -> CaptureSettings:
         self._require()
-        info = self._info
+        info = self.info
         if settings.readout_mode == "default":
             settings = replace(settings, readout_mode=info.readout_modes[0])
         checks = [
@@ -157,7 +153,7 @@ class SimulatedCamera:
 
     def set_cooler(self, on: bool, setpoint_c: float | None = None) -> None:
         self._require()
-        if not self._info.has_cooler:
+        if not self.info.has_cooler:
             raise NotSupported("no cooler", device=self.name)
         p = self.profile
         if setpoint_c is not None and not p.min_setpoint_c <= setpoint_c <= p.max_setpoint_c:
@@ -169,7 +165,7 @@ class SimulatedCamera:
 
     def expose(self, exposure_s: float, *, dark: bool, timeout_s: float | None = None) -> Frame:
         self._require()
-        info = self._info
+        info = self.info
         if not info.min_exposure_s <= exposure_s <= info.max_exposure_s:
             raise SettingRejected(
                 f"exposure {exposure_s} s outside {info.min_exposure_s}..{info.max_exposure_s} s",
