@@ -74,6 +74,13 @@ def altaz_to_radec(place: Place, when: datetime, alt_deg: float, az_deg: float
     return float(eq.ra.hour) % 24.0, float(eq.dec.deg)
 
 
+def load_frames(place: Place) -> None:
+    """Convert once now, so that the first conversion that matters does not pay for loading
+    astropy's frames and tables (seconds of real time under load: minutes of a fast simulated
+    clock, enough to miss the start of a twilight). Blocks that long, once per process."""
+    altaz_to_radec(place, datetime.now(UTC), 45.0, 180.0)
+
+
 def radec_to_altaz(place: Place, when: datetime, ra_hours: float, dec_deg: float
                    ) -> tuple[float, float]:
     """(altitude, azimuth) in degrees of apparent RA/Dec of date, from ``place`` at ``when``."""

@@ -17,7 +17,13 @@ from datetime import datetime
 from calibd.drivers.clock import Clock
 from calibd.drivers.contracts import MountState, MountStatus, ShutterState
 from calibd.drivers.errors import DeviceUnavailable, SettingRejected
-from calibd.drivers.pointing import Place, altaz_to_radec, radec_to_altaz, separation_deg
+from calibd.drivers.pointing import (
+    Place,
+    altaz_to_radec,
+    load_frames,
+    radec_to_altaz,
+    separation_deg,
+)
 from calibd.simulators.accessories import _Connectable
 
 DEFAULT_TIMEOUT_S = 600.0
@@ -50,6 +56,11 @@ class SimulatedMount(_Connectable):
         self._altaz = self.park_altaz
 
     # -- what the sky sees ------------------------------------------------------------------
+
+    def connect(self) -> None:
+        """Connect; the first coordinate conversion is paid here, before any sky matters."""
+        super().connect()
+        load_frames(self.place)
 
     def pointing(self, when: datetime | None = None) -> tuple[float, float, bool]:
         """(alt, az, tracking) at ``when`` (default now)."""

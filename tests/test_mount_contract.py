@@ -147,6 +147,53 @@ def _watch(dome: IndiDome, move: Callable[[], None]) -> list[ShutterState]:
     return seen
 
 
+DOUBLES_SCALE = 20.0  # simulated seconds per real second of the doubles' observatory
+
+
+@pytest.fixture(scope="module")
+def observatory_doubles() -> Iterator[tuple[IndiTestServer, ScaledClock]]:
+    """A camera double serving the simulated observatory's telescope and dome (our INDI doubles
+    under indiserver), and the clock it runs (same scale, start and real start)."""
+    from calibd.simulators.indi_doubles.families import FAMILIES
+
+    start = datetime.now(UTC)
+    site = f"{SITE.latitude_deg},{SITE.longitude_deg},{SITE.elevation_m}"
+    with running_indi_server(drivers=(FAMILIES["asi"].executable,), double_scale=DOUBLES_SCALE,
+                             double_size=(32, 24),
+                             double_args=("--start", start.isoformat(), "--real-start",
+                                          start.isoformat(), "--observatory", site)) as srv:
+        yield srv, ScaledClock(DOUBLES_SCALE, start, real_start=start)
+
+
+@pytest.mark.indi
+class TestIndiObservatoryDoubles(MountContract, DomeContract):
+    """The doubles' telescope and dome hold to the contracts INDI's own simulators do."""
+
+    @pytest.fixture
+    def mount_target(self, observatory_doubles: tuple[IndiTestServer, ScaledClock]
+                     ) -> Iterator[MountTarget]:
+        from calibd.simulators.indi_doubles.observatory import TELESCOPE
+
+        srv, clock = observatory_doubles
+        mount = IndiMount(host=srv.host, port=srv.port, device=TELESCOPE, clock=clock,
+                          latitude_deg=SITE.latitude_deg, longitude_deg=SITE.longitude_deg,
+                          elevation_m=SITE.elevation_m)
+        mount.connect()
+        yield MountTarget(mount, clock.now, _jnow, timeout_s=60.0, tolerance_deg=0.2)
+        mount.disconnect()
+
+    @pytest.fixture
+    def dome_target(self, observatory_doubles: tuple[IndiTestServer, ScaledClock]
+                    ) -> Iterator[DomeTarget]:
+        from calibd.simulators.indi_doubles.observatory import DOME as DOME_DOUBLE
+
+        srv, _ = observatory_doubles
+        dome = IndiDome(host=srv.host, port=srv.port, device=DOME_DOUBLE)
+        dome.connect()
+        yield DomeTarget(dome, timeout_s=60.0)
+        dome.disconnect()
+
+
 @pytest.mark.alpaca
 class TestAlpacaSimulatorsMount(MountContract, DomeContract):
     @pytest.fixture

@@ -22,12 +22,17 @@ from calibd.drivers.errors import DeviceUnavailable, SettingRejected
 from calibd.drivers.indi._conn import PropSnapshot
 from calibd.drivers.indi._device import Endpoint, IndiDevice
 from calibd.drivers.indi._state import ConnState
-from calibd.drivers.pointing import Place, altaz_to_radec, radec_to_altaz
+from calibd.drivers.pointing import Place, altaz_to_radec, load_frames, radec_to_altaz
 
 log = logging.getLogger(__name__)
 
 DEFAULT_MOVE_TIMEOUT_S = 180.0  # real seconds for a slew or a park when the caller gives none
 ARRIVED_DEG = 0.2  # a slew is over within this distance of its target (RA along the equator)
+ABORT_SETTLE_S = 5.0  # real seconds an aborted move waits for the device to report it stopped
+
+
+def _not_busy(snap: PropSnapshot | None) -> bool | None:
+    return True if snap is None or snap.state != "Busy" else None
 
 
 def _at(snap: PropSnapshot, ra_hours: float, dec_deg: float) -> bool:
@@ -70,6 +75,7 @@ class IndiMount(IndiDevice):
             except SettingRejected as err:
                 raise DeviceUnavailable(f"the mount refused the site: {err}",
                                         device=self.device) from err
+        load_frames(self.place)  # astropy's start-up now, not in the first slew
 
     # ------------------------------------------------------------------ reading
 
@@ -216,6 +222,9 @@ class IndiMount(IndiDevice):
 
         result = conn.wait_until(done, timeout_s, device=self.device, session=session)
         if result is False:
+            # the abort is sent after the wait is woken: give the device a moment to stop
+            conn.wait_until(lambda st: _not_busy(st.prop(self.device, name)), ABORT_SETTLE_S,
+                            device=self.device, session=session)
             raise DeviceUnavailable(f"{what} aborted", device=self.device)
         if not isinstance(result, PropSnapshot):
             self.abort()

@@ -69,8 +69,10 @@ def build(profile: SensorProfile, clock: ScaledClock, place: Place, writer: Writ
     def sun_altitude(when: datetime) -> float:
         return float(sun_altaz(mount.place, [when])[0][0])
 
-    obs = build_observatory(profile, clock, wheel=wheel, sky=SimulatedSky(clock, sun_altitude),
-                            mount=mount, dome=dome, stars=StarField())
+    sky = SimulatedSky(clock, sun_altitude)
+    obs = build_observatory(profile, clock, wheel=wheel, sky=sky, mount=mount, dome=dome,
+                            stars=StarField())
+    sky.flux()  # astropy's start-up (seconds) before serving, not in the first exposure
     devices = (TelescopeDouble(mount, writer, polling_ms), DomeDouble(dome, writer, polling_ms),
                WheelDouble(wheel, writer, polling_ms))
     return ObservatoryDevices(obs, devices)
@@ -290,11 +292,11 @@ class TelescopeDouble(DeviceDouble):
             with self.lock:
                 self._set(self.props["EQUATORIAL_EOD_COORD"], "Idle", str(err))
             return
-        with self.lock:  # the real simulator tracks after every goto
+        with self.lock:  # the real simulator tracks after every goto, and says so first
+            self._report_tracking(True)
             coord = self.props["EQUATORIAL_EOD_COORD"]
             coord["RA"].value, coord["DEC"].value = self.mount.radec()
             self._set(coord, "Ok")
-            self._report_tracking(True)
 
     def _report_tracking(self, on: bool) -> None:
         track = self.props["TELESCOPE_TRACK_STATE"]
