@@ -9,6 +9,7 @@ to a clear luminance filter; narrowband filters pass a few per cent of a broadba
 from __future__ import annotations
 
 import zlib
+from dataclasses import dataclass, field
 
 import numpy as np
 import numpy.typing as npt
@@ -37,17 +38,17 @@ def transmission(name: str | None) -> float:
     return TRANSMISSION.get(name, BROADBAND_DEFAULT)
 
 
+@dataclass(eq=False)
 class OpticalTrain:
     """Illumination patterns (mean ~1 in the centre) for one sensor size. Caches the pattern of
     the filter last asked for (full-resolution float32)."""
 
-    def __init__(self, width: int, height: int, seed: int = 11, vignetting: float = 0.25) -> None:
-        self.width = width
-        self.height = height
-        self.seed = seed
-        self.vignetting = vignetting
-        self._common: F32 | None = None
-        self._cached: tuple[str | None, F32] | None = None
+    width: int
+    height: int
+    seed: int = 11
+    vignetting: float = 0.25
+    _common: F32 | None = field(init=False, default=None, repr=False)
+    _cached: tuple[str | None, F32] | None = field(init=False, default=None, repr=False)
 
     def pattern(self, filter_name: str | None) -> F32:
         if self._cached is not None and self._cached[0] == filter_name:
