@@ -1,9 +1,11 @@
 """``calibd sensor analyze``: photon transfer per setting and channel, offset clipping and the
 dark-current model, from the frames the library index holds.
 
-Blocks on reading the frames (each about once, on two helper threads; a ladder pair is read
-undecoded and measured in one pass by the pair kernel); memory: about ten frames. Results are
-plain, JSON-ready dictionaries (see :mod:`capture.sensor.store` for where they are kept).
+Blocks on reading the frames (each about once, on two helper threads: a pair is read undecoded
+and measured in one pass by the pair kernel, dark frames are averaged by a kernel, and the next
+set-point's darks while this one is modelled); memory: about twenty frames' worth (four read
+buffers, two set-points' mean images in float32). Results are plain, JSON-ready dictionaries
+(see :mod:`capture.sensor.store` for where they are kept).
 """
 
 from __future__ import annotations
