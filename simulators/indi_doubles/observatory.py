@@ -32,7 +32,7 @@ from calibd.simulators.indi_doubles.protocol import (
     Vector,
     Writer,
     render_def,
-    render_message,
+    render_del,
     render_set,
 )
 from calibd.simulators.mount import SimulatedDome, SimulatedMount
@@ -96,6 +96,7 @@ class DeviceDouble:
         self._stop = threading.Event()
         for vec in self._early():
             self._add(vec)
+        self._early_names = set(self.props)
 
     def _early(self) -> list[Vector]:
         return [
@@ -122,9 +123,6 @@ class DeviceDouble:
             vec.state = state
         if vec.defined:
             self.out.send(render_set(vec, message))
-
-    def _say(self, text: str) -> None:
-        self.out.send(render_message(self.name, text))
 
     def start(self) -> None:
         threading.Thread(target=self._poll_loop, name=f"{self.name} poll", daemon=True).start()
@@ -166,7 +164,7 @@ class DeviceDouble:
         with self.lock:
             if msg.tag == "getProperties":
                 for each in self.props.values():
-                    if each.defined or not self.connected:
+                    if each.defined or each.name in self._early_names:
                         each.defined = True
                         self.out.send(render_def(each))
                 return
@@ -195,13 +193,24 @@ class DeviceDouble:
     def _connection(self, connect: bool) -> None:
         conn = self.props["CONNECTION"]
         if connect and not self.connected:
-            for vec in self._after():
-                self._add(vec)
+            if not self._own():  # built once: they keep the device's state
+                for vec in self._after():
+                    self._add(vec)
+            for vec in self._own():
                 vec.defined = True
                 self.out.send(render_def(vec))
             self.connected = True
+        elif not connect and self.connected:  # its own properties go until it connects again
+            for vec in self._own():
+                vec.defined = False
+                self.out.send(render_del(self.name, vec.name))
+            self.connected = False
         conn.select("CONNECT" if connect else "DISCONNECT")
         self._set(conn, "Ok" if connect else "Idle")
+
+    def _own(self) -> list[Vector]:
+        """The vectors defined once connected."""
+        return [v for v in self.props.values() if v.name not in self._early_names]
 
     def on_switch(self, vec: Vector, on: str) -> None:
         vec.select(on)
