@@ -14,6 +14,7 @@ import logging
 import math
 import statistics
 import threading
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
@@ -86,22 +87,27 @@ def _analyze(reader: _Reader, groups: dict[tuple[str, Settings], Group],
         ident = {"camera": cam, "gain": gain, "offset": offset, "binning": binning,
                  "readout_mode": mode}
         e_per_adu: float | None = None
-        if group.ladder:
+        means = _DarkMeans(reader, group)  # the helpers average darks while the ladder is fitted
+        try:
+            if group.ladder:
+                try:
+                    res = _transfer(reader, group, roi, queued=means.start)
+                except ValueError as err:
+                    out["problems"].append(f"{_label(ident)}: {err}")
+                else:
+                    out["transfer"].append({**ident, **res})
+                    e_per_adu = statistics.fmean(c["e_per_adu"]
+                                                 for c in res["channels"].values())
+                    gains.setdefault((cam, offset, binning, mode), {})[gain] = e_per_adu
+            if e_per_adu is None:
+                continue
             try:
-                res = _transfer(reader, group, roi)
+                dark = _dark_model(means, e_per_adu)
             except ValueError as err:
                 out["problems"].append(f"{_label(ident)}: {err}")
-            else:
-                out["transfer"].append({**ident, **res})
-                e_per_adu = statistics.fmean(c["e_per_adu"] for c in res["channels"].values())
-                gains.setdefault((cam, offset, binning, mode), {})[gain] = e_per_adu
-        if e_per_adu is None:
-            continue
-        try:
-            dark = _dark_model(reader, group, e_per_adu)
-        except ValueError as err:
-            out["problems"].append(f"{_label(ident)}: {err}")
-            continue
+                continue
+        finally:
+            means.cancel()
         if dark is not None:
             out["dark"].append({**ident, "e_per_adu": e_per_adu, **dark})
     for (cam, offset, binning, mode), by_gain in sorted(gains.items()):
@@ -271,10 +277,12 @@ def _done(value: T) -> Future[T]:
     return fut
 
 
-def _transfer(reader: _Reader, g: Group, roi: float) -> dict[str, Any]:
+def _transfer(reader: _Reader, g: Group, roi: float,
+              queued: Callable[[], None] | None = None) -> dict[str, Any]:
     """Photon transfer of one setting, per channel. Every level's pairs are read and measured
-    on the helper threads; the central blocks of every level's pairs are kept (a few MB each)
-    for the PRNU at the level nearest half saturation."""
+    on the helper threads (``queued`` is called once they all are queued); the central blocks
+    of every level's pairs are kept (a few MB each) for the PRNU at the level nearest half
+    saturation."""
     sp = statistics.mode(f.setpoint_c for fs in g.ladder.values() for f in fs)
     bias_frames = g.bias.get(sp) or next(iter(g.bias.values()), [])
     if len(bias_frames) < 2:
@@ -309,6 +317,8 @@ def _transfer(reader: _Reader, g: Group, roi: float) -> dict[str, Any]:
                 dark = reader.measure(dark_frames, pattern, shift, roi) \
                     if dark_frames and len(dark_frames) >= 2 else _done(bias)
             work.append((t, flat, dark))
+        if queued is not None:
+            queued()
         darks: dict[float, _Measured] = {}
         points: dict[str, list[Point]] = {c: [] for c in names}
         blocks: dict[str, dict[float, Blocks]] = {c: {} for c in names}
@@ -336,41 +346,57 @@ def _transfer(reader: _Reader, g: Group, roi: float) -> dict[str, Any]:
     return {"setpoint_c": sp, "left_shift": shift, "bayer": pattern, "channels": channels}
 
 
-def _dark_model(reader: _Reader, g: Group, e_per_adu: float) -> dict[str, Any] | None:
+class _DarkMeans:
+    """The mean images of a setting's bias and darks per set-point (bias and darks at two or
+    more exposures), averaged on the reader's helper threads one set-point ahead of
+    :func:`_dark_model` (which takes them in order); :meth:`start` queues the first."""
+
+    def __init__(self, reader: _Reader, g: Group) -> None:
+        self.reader = reader
+        self.setpoints: list[tuple[float, list[SensorFrame], dict[float, list[SensorFrame]]]] = []
+        for sp in sorted({sp for sp, _ in g.darks}, reverse=True):
+            darks = {t: fs for (s, t), fs in g.darks.items() if s == sp}
+            if g.bias.get(sp) and len(darks) >= 2:
+                self.setpoints.append((sp, g.bias[sp], darks))
+        self._queued: dict[int, _Means] = {}
+
+    def start(self, i: int = 0) -> None:
+        if i < len(self.setpoints) and i not in self._queued:
+            _, bias_frames, darks = self.setpoints[i]
+            bias = self.reader.mean(bias_frames)
+            self._queued[i] = bias, {t: self.reader.mean(darks[t], minus=bias)
+                                     for t in sorted(darks)}
+
+    def take(self, i: int) -> tuple[float | None, dict[float, np.ndarray]]:
+        """Set-point ``i``'s bias temporal variance and mean darks less the mean bias (and the
+        next set-point queued). Blocks; raises FrameReadError, ValueError."""
+        self.start(i)
+        bias, excess = self._queued.pop(i)
+        read_var = bias.result()[1]
+        images = {t: f.result()[0] for t, f in excess.items()}
+        self.start(i + 1)
+        return read_var, images
+
+    def cancel(self) -> None:
+        """Drop what is queued and not started."""
+        for bias, excess in self._queued.values():
+            for fut in (bias, *excess.values()):
+                fut.cancel()
+        self._queued.clear()
+
+
+def _dark_model(means: _DarkMeans, e_per_adu: float) -> dict[str, Any] | None:
     """Dark current per set-point (bias and darks at two or more exposures), and T_d. The
     helper threads average the next set-point's frames while this one is modelled."""
     per_sp: list[SetpointDark] = []
-    setpoints = []
-    for sp in sorted({sp for sp, _ in g.darks}, reverse=True):
-        darks = {t: fs for (s, t), fs in g.darks.items() if s == sp}
-        if g.bias.get(sp) and len(darks) >= 2:
-            setpoints.append((sp, g.bias[sp], darks))
-    def submit(i: int) -> _Means | None:
-        if i >= len(setpoints):
-            return None
-        _, bias_frames, darks = setpoints[i]
-        bias = reader.mean(bias_frames)
-        return bias, {t: reader.mean(darks[t], minus=bias) for t in sorted(darks)}
-
-    pending = submit(0)
-    try:
-        for i, (sp, bias_frames, darks) in enumerate(setpoints):
-            assert pending is not None
-            bias, excess = pending
-            read_var = bias.result()[1]
-            images = {t: f.result()[0] for t, f in excess.items()}
-            pending = submit(i + 1)
-            del bias, excess
-            temps = [f.ccd_temp_c for fs in darks.values() for f in fs[:MAX_DARK_FRAMES]
-                     if f.ccd_temp_c is not None]
-            temp = statistics.fmean(temps) if temps else sp
-            per_sp.append(setpoint_dark(sp, temp, images, e_per_adu, (read_var or 1.0)
-                                        / min(len(bias_frames), MAX_DARK_FRAMES)))
-            del images
-    finally:
-        if pending is not None:
-            for fut in (pending[0], *pending[1].values()):
-                fut.cancel()
+    for i, (sp, bias_frames, darks) in enumerate(means.setpoints):
+        read_var, images = means.take(i)
+        temps = [f.ccd_temp_c for fs in darks.values() for f in fs[:MAX_DARK_FRAMES]
+                 if f.ccd_temp_c is not None]
+        temp = statistics.fmean(temps) if temps else sp
+        per_sp.append(setpoint_dark(sp, temp, images, e_per_adu, (read_var or 1.0)
+                                    / min(len(bias_frames), MAX_DARK_FRAMES)))
+        del images
     if not per_sp:
         return None
     td = doubling_temperature(per_sp)
