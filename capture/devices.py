@@ -170,12 +170,16 @@ ACCESSORY_CLASSES: dict[tuple[str, str], str] = {
 }
 
 
-def _real_accessory(cfg: Any, role: str) -> Any:
+def _real_accessory(cfg: Any, role: str, clock: Clock) -> Any:
     """An INDI or Alpaca wheel, panel or safety monitor built from its endpoint config (every
-    field but ``driver`` is a keyword argument of the driver class)."""
+    field but ``driver`` is a keyword argument of the driver class); an Alpaca one waits on
+    ``clock`` like the Alpaca camera, mount and dome."""
     module = driver_module(cfg.driver)
     cls = getattr(module, ACCESSORY_CLASSES[(cfg.driver, role)])
-    return cls(**cfg.model_dump(exclude={"driver"}))
+    options = cfg.model_dump(exclude={"driver"})
+    if cfg.driver == "alpaca":
+        options["clock"] = clock
+    return cls(**options)
 
 
 def make_safety(cfg: SafetyConfig, clock: Clock) -> SafetyMonitor:
@@ -184,17 +188,17 @@ def make_safety(cfg: SafetyConfig, clock: Clock) -> SafetyMonitor:
         simulated: SafetyMonitor = driver_module("simulator").open_safety_monitor(
             clock, cloudy=[(p.start, p.end) for p in cfg.cloudy])
         return simulated
-    monitor: SafetyMonitor = _real_accessory(cfg, "safety")
+    monitor: SafetyMonitor = _real_accessory(cfg, "safety", clock)
     return monitor
 
 
 def make_wheel(cfg: Any, clock: Clock) -> FilterWheel:
-    wheel: FilterWheel = _real_accessory(cfg, "wheel")
+    wheel: FilterWheel = _real_accessory(cfg, "wheel", clock)
     return wheel
 
 
 def make_panel(cfg: Any, clock: Clock) -> FlatPanel:
-    panel: FlatPanel = _real_accessory(cfg, "panel")
+    panel: FlatPanel = _real_accessory(cfg, "panel", clock)
     return panel
 
 

@@ -25,8 +25,10 @@ import pytest
 
 from calibd.drivers.alpaca import (
     AlpacaCamera,
+    AlpacaDome,
     AlpacaFilterWheel,
     AlpacaFlatPanel,
+    AlpacaMount,
     AlpacaSafetyMonitor,
     describe_server,
     discover,
@@ -178,6 +180,47 @@ def test_panel_light_reaches_the_camera(server: OurAlpacaServer, camera: AlpacaC
         wheel.select("L")
     assert lit > unlit + 5000  # ~7800 e- at 1 e-/ADU over a ~500 ADU pedestal
     assert unlit + 100 < narrow < unlit + 0.1 * (lit - unlit)
+
+
+def _lit(image: Any, dark: Any) -> Any:
+    """Pixels over 1000 ADU above the dark frame of the same length (stars, not hot pixels)."""
+    return np.asarray(image, dtype=np.float64) - np.asarray(dark, dtype=np.float64) > 1000
+
+
+def test_the_camera_sees_the_sky_through_the_dome_and_the_stars_where_the_telescope_points(
+) -> None:
+    """One observatory behind the server: with the cover open, the night sky reaches the camera
+    only through the open dome, with the stars where the telescope points (other stars 5° away,
+    the same ones again back at that spot, tracking)."""
+    night = datetime(2026, 11, 25, 22, 0, tzinfo=UTC)  # the sun far below the server's horizon
+    with SimAlpacaServer(HOST, 0, scale=1000.0, seed=3, start=night) as srv:
+        mount = AlpacaMount(host=HOST, port=srv.port, clock=srv.clock)
+        dome = AlpacaDome(host=HOST, port=srv.port, clock=srv.clock)
+        panel = AlpacaFlatPanel(host=HOST, port=srv.port, clock=srv.clock)
+        camera = AlpacaCamera(host=HOST, port=srv.port, clock=srv.clock, download_timeout_s=10)
+        for dev in (mount, dome, panel, camera):
+            dev.connect()
+        camera.configure(CaptureSettings(gain=100, offset=50))
+        dark = camera.expose(5.0, dark=True).data
+        panel.open_cover()
+        mount.unpark()
+        mount.slew_altaz(60.0, 90.0, tracking=True)
+        closed = camera.expose(5.0, dark=False).data
+        dome.open_shutter()
+        here = camera.expose(5.0, dark=False).data
+        mount.slew_altaz(60.0, 95.0, tracking=True)
+        there = camera.expose(5.0, dark=False).data
+        ra, dec = mount.status().ra_hours, mount.status().dec_deg
+        mount.slew_altaz(60.0, 90.0)
+        mount.slew_radec(ra, dec)  # back where "there" was, tracking
+        again = camera.expose(5.0, dark=False).data
+        dome.close_shutter()
+        mount.park()
+    assert not _lit(closed, dark).any()
+    lit_here, lit_there, lit_again = (_lit(f, dark) for f in (here, there, again))
+    assert lit_here.sum() > 20 and lit_there.sum() > 20
+    assert (lit_here & lit_there).sum() < 0.2 * lit_here.sum()
+    assert (lit_again & lit_there).sum() > 0.8 * lit_there.sum()
 
 
 def test_safety_monitor_and_cloud_cover(server: OurAlpacaServer) -> None:
