@@ -55,6 +55,23 @@ def test_masters_combine_starts_without_configuration_library_or_devices(tmp_pat
         assert hdul[0].header["IMAGETYP"] == "Master Bias"
 
 
+def test_the_combine_process_loads_its_kernels_without_scipy(tmp_path: Path) -> None:
+    # numba's BLAS probe imports SciPy (0.1-0.25 s of start-up) where it is installed; the
+    # `calibd` process of `masters combine` keeps it out, an in-process caller is left alone
+    probe = ("import json, sys\n"
+             "from calibd.capture.cli.main import _main\n"
+             "code, fast = _main(sys.argv[1:], program=True)\n"
+             "print(json.dumps({'code': code, 'fast': fast, 'kernels': 'numba.np.arraymath' in "
+             "sys.modules, 'scipy': type(sys.modules.get('scipy')).__name__}))\n")
+    paths = _frames(tmp_path, 5)
+    done = subprocess.run([sys.executable, "-c", probe, "-q", "masters", "combine",
+                           *map(str, paths), "--output", str(tmp_path / "m.fits")],
+                          cwd=REPO, capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result == {"code": 0, "fast": True, "kernels": True, "scipy": "NoneType"}
+
+
 def test_masters_combine_process_ends_early_with_its_output_flushed(tmp_path: Path) -> None:
     # `masters combine` ends without the interpreter's shutdown (os._exit): what it printed and
     # logged must still be complete, with the right exit code (2 for bad input).

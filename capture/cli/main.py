@@ -114,9 +114,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             gc.enable()
 
 
-def _main(argv: Sequence[str] | None) -> tuple[int, bool]:
+def _main(argv: Sequence[str] | None, *, program: bool = False) -> tuple[int, bool]:
     """The exit code, and whether the process may end without the interpreter's shutdown
-    (the command's ``fast_exit``, on success only)."""
+    (the command's ``fast_exit``, on success only). ``program``: this is the ``calibd``
+    process itself (:func:`entry`), not a caller of :func:`main`."""
     parser = build_parser(argv)
     args = parser.parse_args(argv)
     fast = bool(getattr(args, "fast_exit", False))
@@ -125,6 +126,8 @@ def _main(argv: Sequence[str] | None) -> tuple[int, bool]:
         # objects go by reference counting, the rest with the process). Otherwise start-up
         # spends ~0.1 s in collections walking the objects numba and astropy are creating.
         gc.disable()
+        if program:
+            _skip_numba_blas_probe()
     setup_logging(args.verbose, args.quiet)
     fix_mmap_threshold()  # freed frames and bands go back to the system (capture.memory)
     handler: Handler = args.handler
@@ -155,10 +158,21 @@ def _main(argv: Sequence[str] | None) -> tuple[int, bool]:
 
 def entry() -> None:
     """The ``calibd`` program: run the command line, exit with its code."""
-    code, fast = _main(None)
+    code, fast = _main(None, program=True)
     if fast:
         _exit_now(code)
     sys.exit(code)
+
+
+def _skip_numba_blas_probe() -> None:
+    """Keep SciPy out of a fast-exit command's process. numba imports SciPy when it loads its
+    first kernel, only to learn whether ``np.dot``/``np.linalg`` can be compiled (the BLAS check
+    in ``numba.np.arraymath``); calibd's kernels use neither, and SciPy is not a calibd
+    dependency (other packages may have installed it). Where it is installed, that import was
+    0.1-0.25 s of a one-second ``masters combine``. A ``None`` entry in ``sys.modules`` makes
+    ``import scipy`` raise ImportError, which numba takes as "no BLAS", as on a plain install.
+    Only for the ``calibd`` process of such a command, never for an in-process caller."""
+    sys.modules.setdefault("scipy", None)  # type: ignore[arg-type]
 
 
 def _exit_now(code: int) -> NoReturn:
