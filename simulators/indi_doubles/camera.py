@@ -16,7 +16,6 @@ panel (``FLAT_LIGHT_CONTROL`` on and ``FLAT_LIGHT_INTENSITY``), or from :attr:`C
 from __future__ import annotations
 
 import io
-import sys
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -32,6 +31,7 @@ from calibd.simulators.indi_doubles.protocol import (
     Incoming,
     Vector,
     Writer,
+    poll_until_stopped,
     render_blob,
     render_def,
     render_del,
@@ -406,13 +406,8 @@ class CameraDouble:
     # ------------------------------------------------------------------ temperature
 
     def _poll_loop(self) -> None:
-        while not self._stop.wait(self._poll_s()):
-            try:
-                with self.lock:
-                    if self.connected:
-                        self._report_cooler()
-            except Exception as err:  # a driver keeps running; the server logs standard error
-                print(f"temperature poll failed: {err!r}"[:300], file=sys.stderr, flush=True)
+        poll_until_stopped(self._stop, self._poll_s, self.lock, lambda: self.connected,
+                           self._report_cooler, "temperature poll")
 
     def _report_cooler(self) -> None:
         temp = self.props["CCD_TEMPERATURE"]

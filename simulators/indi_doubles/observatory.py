@@ -16,7 +16,6 @@ poll.
 
 from __future__ import annotations
 
-import sys
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -31,6 +30,7 @@ from calibd.simulators.indi_doubles.protocol import (
     Incoming,
     Vector,
     Writer,
+    poll_until_stopped,
     render_def,
     render_del,
     render_set,
@@ -131,13 +131,8 @@ class DeviceDouble:
         self._stop.set()
 
     def _poll_loop(self) -> None:
-        while not self._stop.wait(self.polling_ms / 1000.0):
-            try:
-                with self.lock:
-                    if self.connected:
-                        self.poll()
-            except Exception as err:  # a driver keeps running; the server logs standard error
-                print(f"{self.name}: poll failed: {err!r}"[:300], file=sys.stderr, flush=True)
+        poll_until_stopped(self._stop, lambda: self.polling_ms / 1000.0, self.lock,
+                           lambda: self.connected, self.poll, f"{self.name}: poll")
 
     def poll(self) -> None:
         """Called every poll while connected (under the lock)."""

@@ -23,6 +23,21 @@ from xml.sax.saxutils import escape, quoteattr
 MAX_ELEMENT_BYTES = 1 << 20  # a client's new*Vector is tiny; anything bigger is garbage
 
 
+def poll_until_stopped(stop: threading.Event, interval_s: Callable[[], float],
+                       lock: threading.Lock | threading.RLock, connected: Callable[[], bool],
+                       poll: Callable[[], None], what: str) -> None:
+    """A device double's poll thread: every ``interval_s()`` seconds until ``stop`` is set,
+    ``poll()`` under ``lock`` while ``connected()``. A failed poll is reported on standard error
+    (which indiserver logs) as ``WHAT failed: ...`` and the loop goes on, as a driver does."""
+    while not stop.wait(interval_s()):
+        try:
+            with lock:
+                if connected():
+                    poll()
+        except Exception as err:  # a driver keeps running; the server logs standard error
+            print(f"{what} failed: {err!r}"[:300], file=sys.stderr, flush=True)
+
+
 @dataclass
 class Element:
     """One member of a vector. ``value``: float (number), bool (switch), str (text/light)."""
