@@ -16,25 +16,25 @@ class ExposureGuard:
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
-        #: Set by the driver's ``abort()`` while :attr:`busy`; cleared when an exposure starts.
+        #: Set by the driver's ``abort()`` while :attr:`busy`; clear whenever the camera is idle.
         self.abort = threading.Event()
         self.busy = False
 
     @contextmanager
     def exposing(self, device: str, on_end: Callable[[], None] | None = None) -> Iterator[None]:
-        """Hold the camera for one exposure: marks it busy and clears :attr:`abort`; on exit (also
-        on error) marks it idle and runs ``on_end`` (under :attr:`lock`, so it must not block).
+        """Hold the camera for one exposure: marks it busy; on exit (also on error) marks it idle,
+        clears :attr:`abort` and runs ``on_end`` (under :attr:`lock`, so it must not block).
         Raises ExposureFailed (naming ``device``) at once if another exposure is running."""
         with self.lock:
             if self.busy:
                 raise ExposureFailed("another exposure is already running", device=device)
             self.busy = True
-            self.abort.clear()
         try:
             yield
         finally:
             with self.lock:
                 self.busy = False
+                self.abort.clear()
                 if on_end is not None:
                     on_end()
 

@@ -187,7 +187,7 @@ class ZwoCamera(_CameraCore):
         (exposure outside the camera's range), ExposureFailed (the camera reported failure, or
         aborted), ExposureTimeout, DeviceUnavailable (camera removed, or an SDK call hung).
         """
-        with self._guard.exposing(self.label, on_end=self._guard.abort.clear):
+        with self._guard.exposing(self.label):
             return self._expose(exposure_s, dark, timeout_s)
 
     def abort(self) -> None:
