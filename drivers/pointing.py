@@ -48,14 +48,22 @@ def offline_astropy() -> None:
         _state["offline"] = True
 
 
-def _frames(place: Place, when: datetime) -> tuple[Any, Any, Any]:
+def _location(place: Place) -> Any:
+    """astropy's EarthLocation of ``place`` (astropy kept offline)."""
     offline_astropy()
     from astropy import units as u
-    from astropy.coordinates import TETE, AltAz, EarthLocation
+    from astropy.coordinates import EarthLocation
+
+    return EarthLocation(lat=place.latitude_deg * u.deg, lon=place.longitude_deg * u.deg,
+                         height=place.elevation_m * u.m)
+
+
+def _frames(place: Place, when: datetime) -> tuple[Any, Any, Any]:
+    location = _location(place)
+    from astropy import units as u
+    from astropy.coordinates import TETE, AltAz
     from astropy.time import Time
 
-    location = EarthLocation(lat=place.latitude_deg * u.deg, lon=place.longitude_deg * u.deg,
-                             height=place.elevation_m * u.m)
     t = Time(when.astimezone(UTC).replace(tzinfo=None), scale="utc")
     return AltAz(obstime=t, location=location), TETE(obstime=t, location=location), u
 
@@ -99,13 +107,10 @@ def sun_altaz(place: Place, times: Sequence[datetime]
     """Apparent (unrefracted) altitude and azimuth (North through East) of the sun's centre in
     degrees, one of each per UTC time. Blocks a few milliseconds per call (astropy); never
     touches the network."""
-    offline_astropy()
-    from astropy import units as u
-    from astropy.coordinates import AltAz, EarthLocation, get_sun
+    location = _location(place)
+    from astropy.coordinates import AltAz, get_sun
     from astropy.time import Time
 
-    location = EarthLocation(lat=place.latitude_deg * u.deg, lon=place.longitude_deg * u.deg,
-                             height=place.elevation_m * u.m)
     with warnings.catch_warnings():  # e.g. ERFA's "dubious year" far from the IERS tables
         warnings.simplefilter("ignore")
         when = Time([t.astimezone(UTC).replace(tzinfo=None) for t in times], scale="utc")
