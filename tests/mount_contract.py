@@ -51,6 +51,28 @@ class DomeTarget:
 SIDEREAL_DEG_PER_S = 360.0 / 86164.0905  # the sky's turn, degrees per second
 
 
+def shutter_states_during(dome: Dome, move: Callable[[], None]) -> list[ShutterState]:
+    """The shutter states another thread saw (every 10 ms) while ``move`` ran; a state read that
+    failed is left out. Blocks until ``move`` returns; raises what it raises."""
+    seen: list[ShutterState] = []
+    stop = threading.Event()
+
+    def watch() -> None:
+        while not stop.is_set():
+            with contextlib.suppress(DeviceError):
+                seen.append(dome.shutter())
+            stop.wait(0.01)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        move()
+    finally:
+        stop.set()
+        watcher.join(10.0)
+    return seen
+
+
 def _near(mount: Mount, alt: float, az: float, tol: float) -> float:
     status = mount.status()
     miss = separation_deg(status.alt_deg, status.az_deg, alt, az)
@@ -170,22 +192,7 @@ class DomeContract:
         dome.stop_slaving()
         dome.close_shutter(timeout_s=timeout)
         assert dome.shutter() is ShutterState.CLOSED
-        seen: list[ShutterState] = []
-        stop = threading.Event()
-
-        def watch() -> None:
-            while not stop.is_set():
-                with contextlib.suppress(DeviceError):
-                    seen.append(dome.shutter())
-                stop.wait(0.01)
-
-        watcher = threading.Thread(target=watch)
-        watcher.start()
-        try:
-            dome.open_shutter(timeout_s=timeout)
-        finally:
-            stop.set()
-            watcher.join(10.0)
+        seen = shutter_states_during(dome, lambda: dome.open_shutter(timeout_s=timeout))
         assert dome.shutter() is ShutterState.OPEN
         assert ShutterState.OPENING in seen or not dome_target.reports_motion, seen
         assert set(seen) <= {ShutterState.CLOSED, ShutterState.OPENING, ShutterState.OPEN}

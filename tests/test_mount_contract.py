@@ -8,8 +8,7 @@ on a developer machine and fails them under ``CALIBD_REQUIRE`` (CI).
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import pytest
@@ -29,7 +28,13 @@ from tests.indi_server import (
     IndiTestServer,
     running_indi_server,
 )
-from tests.mount_contract import DomeContract, DomeTarget, MountContract, MountTarget
+from tests.mount_contract import (
+    DomeContract,
+    DomeTarget,
+    MountContract,
+    MountTarget,
+    shutter_states_during,
+)
 
 SITE = Place(52.0, 5.0, 10.0)
 HOST = "127.0.0.1"
@@ -120,31 +125,11 @@ class TestIndiRoof(DomeContract):
             roof = IndiDome(host=srv.host, port=srv.port, device=ROOF)
             roof.connect()
             try:
-                seen = _watch(roof, lambda: roof.open_shutter(timeout_s=30.0))
+                seen = shutter_states_during(roof, lambda: roof.open_shutter(timeout_s=30.0))
                 assert ShutterState.OPENING in seen, seen
                 assert roof.shutter() is ShutterState.OPEN  # closing: the contract above
             finally:
                 roof.disconnect()
-
-
-def _watch(dome: IndiDome, move: Callable[[], None]) -> list[ShutterState]:
-    """The shutter states seen while ``move`` runs."""
-    seen: list[ShutterState] = []
-    stop = threading.Event()
-
-    def watch() -> None:
-        while not stop.is_set():
-            seen.append(dome.shutter())
-            stop.wait(0.05)
-
-    watcher = threading.Thread(target=watch)
-    watcher.start()
-    try:
-        move()
-    finally:
-        stop.set()
-        watcher.join(10.0)
-    return seen
 
 
 DOUBLES_SCALE = 20.0  # simulated seconds per real second of the doubles' observatory
