@@ -95,27 +95,23 @@ class TestIndiMount(MountContract):
 
 @pytest.mark.indi
 class TestIndiDome(DomeContract):
-    @pytest.fixture
-    def dome_target(self, indi_mount_server: IndiTestServer) -> Iterator[DomeTarget]:
+    @pytest.fixture(params=[(DOME, 60.0), (ROOF, 30.0)], ids=["dome", "roof"])
+    def dome_target(self, indi_mount_server: IndiTestServer, request: pytest.FixtureRequest
+                    ) -> Iterator[DomeTarget]:
+        """The dome simulator, or indi_rolloff_dome (its roof is DOME_PARK, moved through
+        DOME_MOTION; the first move of a session starts from an unknown position), on the
+        session's mount server."""
         srv = indi_mount_server
-        dome = IndiDome(host=srv.host, port=srv.port, device=DOME)
+        device, timeout_s = request.param
+        dome = IndiDome(host=srv.host, port=srv.port, device=device)
         dome.connect()
-        yield DomeTarget(dome, timeout_s=60.0)
+        yield DomeTarget(dome, timeout_s=timeout_s)
         dome.disconnect()
 
 
 @pytest.mark.indi
-class TestIndiRoof(DomeContract):
-    """indi_rolloff_dome (its roof is DOME_PARK, moved through DOME_MOTION) on the session's
-    mount server; the first move of a session starts from an unknown position."""
-
-    @pytest.fixture
-    def dome_target(self, indi_mount_server: IndiTestServer) -> Iterator[DomeTarget]:
-        srv = indi_mount_server
-        roof = IndiDome(host=srv.host, port=srv.port, device=ROOF)
-        roof.connect()
-        yield DomeTarget(roof, timeout_s=30.0)
-        roof.disconnect()
+class TestIndiRoof:
+    """indi_rolloff_dome on a server of its own."""
 
     def test_a_fresh_roof_is_driven_to_its_limit_switches(self) -> None:
         """Without saved park data (a server of its own, fresh HOME) the roof driver reports no
