@@ -95,15 +95,9 @@ sets:
 
 
 def _get(port: int, path: str) -> float:
+    """Milliseconds for one GET of ``path``, connection and whole body included."""
     start = time.perf_counter()
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-    try:
-        conn.request("GET", path)
-        resp = conn.getresponse()
-        resp.read()
-        assert resp.status == 200, (path, resp.status)
-    finally:
-        conn.close()
+    _get_body(port, path)
     return (time.perf_counter() - start) * 1000
 
 
@@ -178,7 +172,10 @@ def _get_body(port: int, path: str) -> bytes:
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
     try:
         conn.request("GET", path)
-        return conn.getresponse().read()
+        resp = conn.getresponse()
+        body = resp.read()
+        assert resp.status == 200, (path, resp.status)
+        return body
     finally:
         conn.close()
 
