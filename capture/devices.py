@@ -116,7 +116,7 @@ def make_setup(name: str, config: Config, clock: Clock) -> Setup:
     wheel = make_wheel(wheel_cfg, clock) if wheel_cfg is not None else None
     panel = make_panel(panel_cfg, clock) if panel_cfg is not None else None
     mount = _real_mount(mount_cfg, site, clock) if mount_cfg is not None else None
-    dome = _real_dome(dome_cfg, clock) if dome_cfg is not None else None
+    dome = make_dome(dome_cfg, clock) if dome_cfg is not None else None
     return Setup(name, camera, wheel, panel, site, mount, dome, safety)
 
 
@@ -150,16 +150,6 @@ def _real_mount(cfg: Any, site: Site | None, clock: Clock) -> Mount:
     return mount
 
 
-def _real_dome(cfg: Any, clock: Clock) -> Dome:
-    module = driver_module(cfg.driver)
-    options = cfg.model_dump(exclude={"driver"})
-    if cfg.driver == "indi":
-        dome: Dome = module.IndiDome(**options)
-        return dome
-    dome = module.AlpacaDome(clock=clock, **options)
-    return dome
-
-
 ACCESSORY_CLASSES: dict[tuple[str, str], str] = {
     ("indi", "wheel"): "IndiFilterWheel",
     ("alpaca", "wheel"): "AlpacaFilterWheel",
@@ -167,13 +157,15 @@ ACCESSORY_CLASSES: dict[tuple[str, str], str] = {
     ("alpaca", "panel"): "AlpacaFlatPanel",
     ("indi", "safety"): "IndiSafetyMonitor",
     ("alpaca", "safety"): "AlpacaSafetyMonitor",
+    ("indi", "dome"): "IndiDome",
+    ("alpaca", "dome"): "AlpacaDome",
 }
 
 
 def _real_accessory(cfg: Any, role: str, clock: Clock) -> Any:
-    """An INDI or Alpaca wheel, panel or safety monitor built from its endpoint config (every
-    field but ``driver`` is a keyword argument of the driver class); an Alpaca one waits on
-    ``clock`` like the Alpaca camera, mount and dome."""
+    """An INDI or Alpaca wheel, panel, dome or safety monitor built from its endpoint config
+    (every field but ``driver`` is a keyword argument of the driver class); an Alpaca one waits
+    on ``clock`` like the Alpaca camera and mount."""
     module = driver_module(cfg.driver)
     cls = getattr(module, ACCESSORY_CLASSES[(cfg.driver, role)])
     options = cfg.model_dump(exclude={"driver"})
@@ -200,6 +192,11 @@ def make_wheel(cfg: Any, clock: Clock) -> FilterWheel:
 def make_panel(cfg: Any, clock: Clock) -> FlatPanel:
     panel: FlatPanel = _real_accessory(cfg, "panel", clock)
     return panel
+
+
+def make_dome(cfg: Any, clock: Clock) -> Dome:
+    dome: Dome = _real_accessory(cfg, "dome", clock)
+    return dome
 
 
 def _simulated(name: str, cfg: SimulatorCamera, wheel_cfg: Any, panel_cfg: Any,
