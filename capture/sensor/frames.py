@@ -117,15 +117,13 @@ def read_image(root: Path, frame: SensorFrame, scratch: list[U16] | None = None)
         return Image(words.data, words.pattern)
     if scratch is not None:
         scratch[:] = [words.data]
-    out = np.empty(words.data.shape, dtype=np.uint16)
-    # Big-endian int16 + 32768: one pass, swapping bytes as it reads.
-    np.bitwise_xor(words.data.view(">u2"), np.uint16(0x8000), out=out)
-    return Image(out, words.pattern)
+    return Image(decode(words.data, True), words.pattern)
 
 
 def decode(words: U16, raw: bool, shift: int = 0) -> U16:
     """A new uint16 array of the values of ``words`` (a view of :attr:`Words.data`), decoded
-    when ``raw``, shifted right by ``shift`` bits."""
+    when ``raw`` (big-endian int16 + 32768: one pass, swapping bytes as it reads), shifted right
+    by ``shift`` bits."""
     out = words.view(">u2") ^ np.uint16(0x8000) if raw else words.copy()
     if shift:
         out >>= np.uint16(shift)
