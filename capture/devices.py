@@ -109,9 +109,8 @@ def make_setup(name: str, config: Config, clock: Clock) -> Setup:
     if config.safety is not None and (mount_cfg is not None or dome_cfg is not None):
         safety = make_safety(config.safety, clock)
     if isinstance(cfg, SimulatorCamera):
-        setup = _simulated(name, cfg, wheel_cfg, panel_cfg, site, clock, mount_cfg, dome_cfg)
-        setup.safety = safety
-        return setup
+        return _simulated(name, cfg, wheel_cfg, panel_cfg, site, clock, mount_cfg, dome_cfg,
+                          safety)
     camera = make_camera(name, cfg, clock)
     wheel = make_wheel(wheel_cfg, clock) if wheel_cfg is not None else None
     panel = make_panel(panel_cfg, clock) if panel_cfg is not None else None
@@ -200,8 +199,8 @@ def make_dome(cfg: Any, clock: Clock) -> Dome:
 
 
 def _simulated(name: str, cfg: SimulatorCamera, wheel_cfg: Any, panel_cfg: Any,
-               site: Site | None, clock: Clock, mount_cfg: Any = None,
-               dome_cfg: Any = None) -> Setup:
+               site: Site | None, clock: Clock, mount_cfg: Any, dome_cfg: Any,
+               safety: SafetyMonitor | None) -> Setup:
     """The simulated camera wired to its simulated wheel, panel, mount and dome and, with a
     site, to a twilight sky that follows this module's sun."""
     sim = driver_module("simulator")
@@ -221,4 +220,4 @@ def _simulated(name: str, cfg: SimulatorCamera, wheel_cfg: Any, panel_cfg: Any,
     camera: Camera = sim.open_camera(name=name, clock=clock, wheel=wheel, panel=panel,
                                      sun_altitude_deg=sun, mount=mount, dome=dome,
                                      **cfg.model_dump(exclude=_CORE_CAMERA_KEYS))
-    return Setup(name, camera, wheel, panel, site, mount, dome)
+    return Setup(name, camera, wheel, panel, site, mount, dome, safety)
