@@ -107,7 +107,7 @@ def capture_sky_flats(session: FlatSession, cells: list[Cell], fset: FlatSet) ->
 
 def _one_filter(session: FlatSession, cell: Cell, fset: FlatSet, site: Site, window: Window,
                 levels: Levels, previous: tuple[float, float] | None,
-                obs: FlatObservatory | None = None) -> tuple[float, float] | None:
+                obs: FlatObservatory) -> tuple[float, float] | None:
     port, clock = session.port, session.clock
     bias = levels.bias_adu
     spec = session.spec(fset, levels)
@@ -126,7 +126,7 @@ def _one_filter(session: FlatSession, cell: Cell, fset: FlatSet, site: Site, win
         now = clock.now()
         if now >= window.closes:
             return _stop(session, cell, f"the {window.kind} window closed", model, throughput)
-        if obs is not None and obs.active:
+        if obs.active:
             # Weather, re-point, offset: before the prediction, so the time the model learns
             # from is when the exposure starts, not before a slew (at dawn a slew-late start
             # taught it a sky brighter than it was, and every frame came out short).
