@@ -188,16 +188,10 @@ class CameraDouble:
 
     def _new_number(self, vec: Vector, members: list[tuple[str, str]]) -> None:
         try:
-            changes = {name: float(text) for name, text in members if vec.has(name)}
-        except ValueError:
-            self._set(vec, "Alert", "value is not a number")
+            changes = vec.new_numbers(members)
+        except ValueError as err:
+            self._set(vec, "Alert", str(err))
             return
-        for name, value in changes.items():
-            e = vec[name]
-            if e.max > e.min and not e.min <= value <= e.max:
-                self._set(vec, "Alert",
-                          f"{name} value {value:g} out of range [{e.min:g}, {e.max:g}]")
-                return
         if vec.name == "CCD_EXPOSURE":
             self._start_exposure(changes.get("CCD_EXPOSURE_VALUE", 0.0))
             return

@@ -174,15 +174,10 @@ class DeviceDouble:
                     self.on_switch(vec, on[0])
             elif msg.tag == "newNumberVector":
                 try:
-                    values = {n: float(text) for n, text in msg.members if vec.has(n)}
-                except ValueError:
-                    self._set(vec, "Alert", "value is not a number")
+                    values = vec.new_numbers(msg.members)
+                except ValueError as err:
+                    self._set(vec, "Alert", str(err))
                     return
-                for n, value in values.items():
-                    e = vec[n]
-                    if e.max > e.min and not e.min <= value <= e.max:
-                        self._set(vec, "Alert", f"{n} value {value:g} out of range")
-                        return
                 self.on_number(vec, values)
 
     def _connection(self, connect: bool) -> None:

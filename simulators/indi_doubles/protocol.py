@@ -88,6 +88,20 @@ class Vector:
         for element in self.elements:
             element.value = element.name == name
 
+    def new_numbers(self, members: list[tuple[str, str]]) -> dict[str, float]:
+        """A client's ``newNumberVector`` members that name elements of this vector, as numbers.
+        Raises ValueError (a message to report with Alert) for a value that is not a number or
+        is outside its element's range (when it has one)."""
+        try:
+            values = {name: float(text) for name, text in members if self.has(name)}
+        except ValueError:
+            raise ValueError("value is not a number") from None
+        for name, value in values.items():
+            e = self[name]
+            if e.max > e.min and not e.min <= value <= e.max:
+                raise ValueError(f"{name} value {value:g} out of range [{e.min:g}, {e.max:g}]")
+        return values
+
 
 _TAGS = {"number": "Number", "switch": "Switch", "text": "Text", "light": "Light", "blob": "BLOB"}
 
