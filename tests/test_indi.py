@@ -39,6 +39,8 @@ from calibd.drivers.indi import (
     IndiSafetyMonitor,
     list_devices,
 )
+from calibd.drivers.indi._conn import IndiConnection
+from calibd.drivers.indi._state import PropSnapshot
 from tests.camera_contract import CameraContract, ContractTarget
 from tests.indi_server import (
     CCD,
@@ -162,16 +164,20 @@ def test_device_alert_on_exposure_is_exposure_failed_with_its_message(camera: In
 
 
 def test_device_refusal_is_setting_rejected_with_its_message(camera: IndiCamera) -> None:
-    # Bypass the local range check: the simulator itself refuses with state Alert + a message.
+    # Bypass the local range check: the simulator itself refuses with state Alert + a message,
+    # and restores state Ok in the very next report. Sleeping after the send lets both reports
+    # arrive before the wait starts (as a loaded machine does), so a look at the latest report
+    # alone would take the refusal for an Ok.
+    def send_then_lag(conn: IndiConnection, dev: str, snap: PropSnapshot) -> None:
+        conn.send_number(dev, "CCD_GAIN", {"GAIN": 1000})
+        time.sleep(1.0)
+
+    latest = camera._require().prop(CCD, "CCD_GAIN")
     with pytest.raises(SettingRejected, match="Valid range is from 0 to 100"):
-        camera._set(
-            "CCD_GAIN",
-            "number",
-            lambda conn, dev, snap: conn.send_number(dev, "CCD_GAIN", {"GAIN": 1000}),
-            CCD,
-            False,
-            5.0,
-        )
+        camera._set("CCD_GAIN", "number", send_then_lag, CCD, False, 5.0)
+    after = camera._require().prop(CCD, "CCD_GAIN")
+    assert latest is not None and after is not None
+    assert after.state == "Ok" and after.alerted_since(latest.version)
 
 
 def test_out_of_range_values_are_rejected_locally(camera: IndiCamera) -> None:

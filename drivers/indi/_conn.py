@@ -165,8 +165,10 @@ class IndiConnection:
             version = st.bump()
             if new:
                 st.definitions += 1
+            previous = st.props.get((device, name))
+            alerted = version if state == "Alert" else (previous.alerted if previous else 0)
             st.props[(device, name)] = PropSnapshot(
-                device, name, kind, state, writable, values, limits, version, readable
+                device, name, kind, state, writable, values, limits, version, readable, alerted
             )
             if name == "DRIVER_INFO" and "DRIVER_INTERFACE" in values:
                 entry = st.devices.get(device)

@@ -289,7 +289,7 @@ class IndiDevice:
             snap = st.prop(dev, name)
             if snap is None or snap.version <= before:
                 return None
-            if snap.state == "Busy" and not accept_busy:
+            if snap.state == "Busy" and not accept_busy and not snap.alerted_since(before):
                 return None
             return snap
 
@@ -298,7 +298,7 @@ class IndiDevice:
         if snap is None:
             conn.request_reset()  # a silent server is re-opened by the next connect()
             raise DeviceUnavailable(f"no answer to {name} within {timeout:g} s", device=dev)
-        if snap.state == "Alert":
+        if snap.alerted_since(before):
             detail = self._message_since(before, dev) or "state Alert"
             raise SettingRejected(f"{name} refused: {detail}", device=dev)
         return snap

@@ -43,6 +43,10 @@ class PropSnapshot:
     ``values``: numbers as float, switches as bool (On), texts as str, lights as their state
     name. ``limits`` (numbers only): element -> (min, max, step); min == max means "no limits"
     in INDI. ``version`` increases with every update of any property on the connection.
+    ``alerted``: the version of this property's latest report in state Alert (0: none yet).
+    A device may refuse a request with Alert and restore Ok in the next breath (the INDI
+    library's range check does), so a waiter that looks only at the latest report can miss the
+    refusal: ask ``alerted_since(before)`` instead.
     """
 
     device: str
@@ -54,6 +58,11 @@ class PropSnapshot:
     limits: Mapping[str, tuple[float, float, float]]
     version: int
     readable: bool = True  # False for write-only (IP_WO) vectors: their values are not news
+    alerted: int = 0
+
+    def alerted_since(self, version: int) -> bool:
+        """True when the device reported this property in state Alert after ``version``."""
+        return self.alerted > version
 
     def number(self, element: str) -> float:
         """The element's value as float (KeyError if absent)."""

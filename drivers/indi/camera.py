@@ -490,7 +490,7 @@ class IndiCamera(IndiDevice):
                 return ("image", record)
             snap = st.prop(self.device, "CCD_EXPOSURE")
             if snap is not None and snap.version > before:
-                if snap.state == "Alert":
+                if snap.alerted_since(before):
                     return ("alert", None)
                 if snap.state == "Busy":
                     seen_busy, idle_since = True, None

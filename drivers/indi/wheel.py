@@ -81,7 +81,7 @@ class IndiFilterWheel(IndiDevice):
             snap = st.prop(self.device, "FILTER_SLOT")
             if snap is None or snap.version <= before or snap.state == "Busy":
                 return None
-            if snap.state == "Alert" or round(snap.number("FILTER_SLOT_VALUE")) == slot:
+            if snap.alerted_since(before) or round(snap.number("FILTER_SLOT_VALUE")) == slot:
                 return snap
             return None
 
@@ -91,7 +91,7 @@ class IndiFilterWheel(IndiDevice):
                 f"filter {name!r} (slot {slot}) not reached within {timeout:g} s",
                 device=self.device,
             )
-        if snap.state == "Alert":
+        if snap.alerted_since(before):
             detail = self._message_since(before) or "state Alert"
             raise DeviceUnavailable(f"move to {name!r} failed: {detail}", device=self.device)
         log.debug("%s: filter %s in place", self.device, name)
