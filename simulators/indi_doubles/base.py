@@ -4,26 +4,18 @@ identical in 1.9.9 and 2.x for what is used here), built for one double family."
 from __future__ import annotations
 
 from calibd.simulators.indi_doubles.families import DoubleFamily
-from calibd.simulators.indi_doubles.protocol import Element, Vector
+from calibd.simulators.indi_doubles.protocol import Element, Vector, connection_vectors
 
 MAIN = "Main Control"
 IMAGE_SETTINGS = "Image Settings"
 IMAGE_INFO = "Image Info"
 OPTIONS = "Options"
-CONNECTION = "CONNECTION"
 
 
 def before_connect(f: DoubleFamily, polling_ms: int) -> list[Vector]:
     """Vectors a driver defines as soon as it starts (DefaultDevice)."""
     return [
-        Vector("switch", CONNECTION, "Connection", MAIN, "rw",
-               [Element("CONNECT", "Connect", False), Element("DISCONNECT", "Disconnect", True)]),
-        Vector("text", "DRIVER_INFO", "Driver Info", "General Info", "ro", [
-            Element("DRIVER_NAME", "Name", f.driver_name),
-            Element("DRIVER_EXEC", "Exec", f.executable),
-            Element("DRIVER_VERSION", "Version", "2.2"),
-            Element("DRIVER_INTERFACE", "Interface", "6"),  # CCD | GUIDER
-        ]),
+        *connection_vectors(f.driver_name, f.executable, "2.2", "6"),  # CCD | GUIDER
         Vector("switch", "DEBUG", "Debug", OPTIONS, "rw",
                [Element("ENABLE", "Enable", False), Element("DISABLE", "Disable", True)]),
         Vector("switch", "CONFIG_PROCESS", "Configuration", OPTIONS, "rw", [

@@ -28,15 +28,11 @@ from calibd.simulators.cooler import CoolerModel
 from calibd.simulators.indi_doubles import base
 from calibd.simulators.indi_doubles.families import DoubleFamily
 from calibd.simulators.indi_doubles.protocol import (
+    DriverDevice,
     Incoming,
     Vector,
     Writer,
-    poll_until_stopped,
     render_blob,
-    render_def,
-    render_del,
-    render_message,
-    render_set,
     render_snoop,
 )
 from calibd.simulators.profiles import SensorProfile, get_profile
@@ -82,97 +78,48 @@ class DoubleOptions:
     real_start: datetime | None = None
 
 
-class CameraDouble:
-    """The device. ``handle`` is called for every message from the server (one thread);
-    exposures and the temperature poll run on their own threads; all writes are serialised."""
+class CameraDouble(DriverDevice):
+    """The device (see :class:`DriverDevice`); exposures run on a thread of their own, the
+    poll reports the sensor's temperature and the cooler's power."""
 
     def __init__(self, family: DoubleFamily, options: DoubleOptions, writer: Writer) -> None:
+        super().__init__(family.device, writer, base.before_connect(family, options.polling_ms))
         self.f = family
         self.opt = options
-        self.out = writer
         self.clock = ScaledClock(options.scale, options.start, real_start=options.real_start)
         self.profile = double_profile(family, options.width, options.height, options.seed)
         self.sensor = SensorModel(self.profile)
         self.cooler = CoolerModel(self.clock, ambient_c=options.ambient_c,
                                   max_delta_c=self.profile.cooler_max_delta_c,
                                   tau_s=self.profile.cooler_tau_s)
-        self.lock = threading.RLock()
-        self.props: dict[str, Vector] = {}
-        for vec in base.before_connect(family, options.polling_ms):
-            self._add(vec)
-        self.connected = False
         self._abort = threading.Event()
         self._exposing: threading.Thread | None = None
-        self._stop = threading.Event()
         self._panel_on = False
         self._panel_level = 0.0
         self._panel_max = 1.0
         self._last_temp: tuple[float, str] | None = None
         # What reaches the sensor instead of the snooped panel (the simulated observatory's sky)
         self.light: Callable[[], Illumination | None] | None = None
-        self._poller = threading.Thread(target=self._poll_loop, name="temperature", daemon=True)
-
-    # ------------------------------------------------------------------ plumbing
-
-    def _add(self, vec: Vector) -> None:
-        vec.device = self.f.device
-        self.props[vec.name] = vec
-
-    def _define(self, vec: Vector) -> None:
-        vec.defined = True
-        self.out.send(render_def(vec))
-
-    def _set(self, vec: Vector, state: str | None = None, message: str | None = None) -> None:
-        if state is not None:
-            vec.state = state
-        if vec.defined:
-            self.out.send(render_set(vec, message))
-
-    def _say(self, text: str) -> None:
-        self.out.send(render_message(self.f.device, text))
 
     def start(self) -> None:
         """Ask indiserver for the panel's properties (snooping) and start the poll thread."""
         if self.opt.panel_device:
             self.out.send(render_snoop(self.opt.panel_device))
-        self._poller.start()
+        super().start()
 
     def stop(self) -> None:
-        self._stop.set()
+        super().stop()
         self._abort.set()
 
     # ------------------------------------------------------------------ messages
 
-    def handle(self, msg: Incoming) -> None:
-        device = msg.attrs.get("device")
-        if msg.tag == "getProperties":
-            if device in (None, self.f.device):
-                with self.lock:
-                    for vec in self.props.values():
-                        if vec.defined or vec.name in self._early():
-                            self._define(vec)
-            return
-        if device != self.f.device:
-            self._snooped(msg)
-            return
-        with self.lock:
-            target = self.props.get(msg.attrs.get("name", ""))
-            if target is None or not target.defined:
-                return
-            if msg.tag == "newNumberVector":
-                self._new_number(target, msg.members)
-            elif msg.tag == "newSwitchVector":
-                self._new_switch(target, msg.members)
-            elif msg.tag == "newTextVector":
-                for name, text in msg.members:
-                    if target.has(name):
-                        target[name].value = text
-                self._set(target, "Ok")
+    def on_text(self, vec: Vector, members: list[tuple[str, str]]) -> None:
+        for name, text in members:
+            if vec.has(name):
+                vec[name].value = text
+        self._set(vec, "Ok")
 
-    def _early(self) -> set[str]:
-        return {v.name for v in base.before_connect(self.f, self.opt.polling_ms)}
-
-    def _snooped(self, msg: Incoming) -> None:
+    def on_snooped(self, msg: Incoming) -> None:
         name = msg.attrs.get("name")
         values = dict(msg.members)
         if name == "FLAT_LIGHT_CONTROL" and "FLAT_LIGHT_ON" in values:
@@ -186,12 +133,7 @@ class CameraDouble:
             if top and top > 0:
                 self._panel_max = top
 
-    def _new_number(self, vec: Vector, members: list[tuple[str, str]]) -> None:
-        try:
-            changes = vec.new_numbers(members)
-        except ValueError as err:
-            self._set(vec, "Alert", str(err))
-            return
+    def on_number(self, vec: Vector, changes: dict[str, float]) -> None:
         if vec.name == "CCD_EXPOSURE":
             self._start_exposure(changes.get("CCD_EXPOSURE_VALUE", 0.0))
             return
@@ -203,18 +145,12 @@ class CameraDouble:
             self._last_temp = None
             self._set(vec, "Busy")
             return
-        for name, value in changes.items():
-            vec[name].value = value
         if vec.name == "CCD_BINNING":
             frame = self.props["CCD_FRAME"]
             frame["WIDTH"].value, frame["HEIGHT"].value = self.opt.width, self.opt.height
-        self._set(vec, "Ok")
+        super().on_number(vec, changes)
 
-    def _new_switch(self, vec: Vector, members: list[tuple[str, str]]) -> None:
-        on = [name for name, text in members if text == "On" and vec.has(name)]
-        if vec.name == base.CONNECTION:
-            self._connection("CONNECT" in on)
-            return
+    def on_switches(self, vec: Vector, on: list[str], members: list[tuple[str, str]]) -> None:
         if vec.name == "CCD_ABORT_EXPOSURE":
             self._abort.set()
             exposure = self.props["CCD_EXPOSURE"]
@@ -247,27 +183,22 @@ class CameraDouble:
         sw.select("COOLER_ON" if on else "COOLER_OFF")
         self._set(sw, "Busy" if on else "Idle")
 
-    def _connection(self, connect: bool) -> None:
-        conn = self.props[base.CONNECTION]
-        if connect and not self.connected:
-            after = base.after_connect(self.f, self.opt.width, self.opt.height,
-                                       self.profile.pixel_size_um, max(self.profile.binnings))
-            for vec in after:
-                self._add(vec)
-            if self.f.cooler_switch_default == "COOLER_ON":
-                self.cooler.set(True, 0.0)
-            for vec in after:
-                self._define(vec)
-            self.connected = True
-        elif not connect and self.connected:
-            self._abort.set()
-            early = self._early()
-            for name in [n for n in self.props if n not in early]:
-                self.out.send(render_del(self.f.device, name))
-                del self.props[name]
-            self.connected = False
-        conn.select("CONNECT" if connect else "DISCONNECT")
-        self._set(conn, "Ok" if connect else "Idle")
+    def on_connect(self) -> None:
+        after = base.after_connect(self.f, self.opt.width, self.opt.height,
+                                   self.profile.pixel_size_um, max(self.profile.binnings))
+        for vec in after:
+            self._add(vec)
+        if self.f.cooler_switch_default == "COOLER_ON":
+            self.cooler.set(True, 0.0)
+        for vec in after:
+            self._define(vec)
+
+    def on_disconnect(self) -> None:
+        """Abort an exposure; the vectors go (built afresh on the next connect)."""
+        self._abort.set()
+        for vec in self._own():
+            self._undefine(vec)
+            del self.props[vec.name]
 
     # ------------------------------------------------------------------ exposures
 
@@ -287,7 +218,7 @@ class CameraDouble:
                                           name="exposure", daemon=True)
         self._exposing.start()
 
-    def _poll_s(self) -> float:
+    def poll_interval_s(self) -> float:
         return max(0.01, float(self.props["POLLING_PERIOD"]["PERIOD_MS"].value) / 1000.0)
 
     def _expose(self, duration_s: float, frame_type: str, abort: threading.Event) -> None:
@@ -299,7 +230,7 @@ class CameraDouble:
             left = end - clock.monotonic()
             if left <= 0:
                 break
-            if clock.wait(abort, min(left, self._poll_s() * clock.scale)):
+            if clock.wait(abort, min(left, self.poll_interval_s() * clock.scale)):
                 return  # the abort handler reported Idle
             with self.lock:
                 exposure = self.props.get("CCD_EXPOSURE")
@@ -399,11 +330,8 @@ class CameraDouble:
 
     # ------------------------------------------------------------------ temperature
 
-    def _poll_loop(self) -> None:
-        poll_until_stopped(self._stop, self._poll_s, self.lock, lambda: self.connected,
-                           self._report_cooler, "temperature poll")
-
-    def _report_cooler(self) -> None:
+    def poll(self) -> None:
+        """Report the sensor's temperature and the cooler's power when they changed."""
         temp = self.props["CCD_TEMPERATURE"]
         now = round(self.cooler.temperature_c(), 2)
         target = self.cooler.setpoint_c

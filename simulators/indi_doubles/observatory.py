@@ -19,26 +19,22 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
 
 from calibd.drivers.errors import DeviceError
-from calibd.drivers.pointing import Place, sun_altaz
+from calibd.drivers.pointing import Place
 from calibd.simulators.accessories import DEFAULT_FILTERS, SimulatedFilterWheel
 from calibd.simulators.clock import ScaledClock
 from calibd.simulators.indi_doubles.protocol import (
+    DriverDevice,
     Element,
-    Incoming,
     Vector,
     Writer,
-    poll_until_stopped,
-    render_def,
-    render_del,
-    render_set,
+    connection_vectors,
 )
 from calibd.simulators.mount import SimulatedDome, SimulatedMount
 from calibd.simulators.observatory import SimulatedObservatory, build_observatory
 from calibd.simulators.profiles import SensorProfile
-from calibd.simulators.sky import SimulatedSky, StarField
+from calibd.simulators.sky import SimulatedSky, StarField, sun_altitude_deg
 
 TELESCOPE = "Telescope Double"
 DOME = "Dome Double"
@@ -66,10 +62,8 @@ def build(profile: SensorProfile, clock: ScaledClock, place: Place, writer: Writ
     for device in (mount, dome, wheel):
         device.connect()  # the INDI devices gate access with their own CONNECTION
 
-    def sun_altitude(when: datetime) -> float:
-        return float(sun_altaz(mount.place, [when])[0][0])
-
-    sky = SimulatedSky(clock, sun_altitude)
+    # the sun seen from the mount's site as it is now (a client may set GEOGRAPHIC_COORD)
+    sky = SimulatedSky(clock, lambda when: sun_altitude_deg(mount.place, when))
     obs = build_observatory(profile, clock, wheel=wheel, sky=sky, mount=mount, dome=dome,
                             stars=StarField())
     sky.flux()  # astropy's start-up (seconds) before serving, not in the first exposure
@@ -78,64 +72,36 @@ def build(profile: SensorProfile, clock: ScaledClock, place: Place, writer: Writ
     return ObservatoryDevices(obs, devices)
 
 
-class DeviceDouble:
-    """One INDI device: CONNECTION and DRIVER_INFO from the start, the rest once connected.
-    ``handle`` gets every message addressed to it (one thread); moves run on threads of their
-    own; writes are serialised by the writer."""
+class DeviceDouble(DriverDevice):
+    """One INDI device (see :class:`DriverDevice`): CONNECTION and DRIVER_INFO from the start,
+    the rest (built at the first connect, kept across disconnects) once connected. Moves run on
+    threads of their own."""
 
     name = ""
     driver_exec = ""
     interface = "0"
 
     def __init__(self, writer: Writer, polling_ms: int) -> None:
-        self.out = writer
         self.polling_ms = polling_ms
-        self.lock = threading.RLock()
-        self.connected = False
-        self.props: dict[str, Vector] = {}
-        self._stop = threading.Event()
-        for vec in self._early():
-            self._add(vec)
-        self._early_names = set(self.props)
-
-    def _early(self) -> list[Vector]:
-        return [
-            Vector("switch", "CONNECTION", "Connection", MAIN, "rw", [
-                Element("CONNECT", "Connect", False), Element("DISCONNECT", "Disconnect", True)]),
-            Vector("text", "DRIVER_INFO", "Driver Info", "General Info", "ro", [
-                Element("DRIVER_NAME", "Name", self.name),
-                Element("DRIVER_EXEC", "Exec", self.driver_exec),
-                Element("DRIVER_VERSION", "Version", "1.0"),
-                Element("DRIVER_INTERFACE", "Interface", self.interface)]),
-        ]
+        super().__init__(self.name, writer,
+                         connection_vectors(self.name, self.driver_exec, "1.0", self.interface))
 
     def _after(self) -> list[Vector]:
         raise NotImplementedError
 
-    # ------------------------------------------------------------------ plumbing
+    def poll_interval_s(self) -> float:
+        return self.polling_ms / 1000.0
 
-    def _add(self, vec: Vector) -> None:
-        vec.device = self.name
-        self.props[vec.name] = vec
+    def on_connect(self) -> None:
+        if not self._own():  # built once: they keep the device's state
+            for vec in self._after():
+                self._add(vec)
+        for vec in self._own():
+            self._define(vec)
 
-    def _set(self, vec: Vector, state: str | None = None, message: str | None = None) -> None:
-        if state is not None:
-            vec.state = state
-        if vec.defined:
-            self.out.send(render_set(vec, message))
-
-    def start(self) -> None:
-        threading.Thread(target=self._poll_loop, name=f"{self.name} poll", daemon=True).start()
-
-    def stop(self) -> None:
-        self._stop.set()
-
-    def _poll_loop(self) -> None:
-        poll_until_stopped(self._stop, lambda: self.polling_ms / 1000.0, self.lock,
-                           lambda: self.connected, self.poll, f"{self.name}: poll")
-
-    def poll(self) -> None:
-        """Called every poll while connected (under the lock)."""
+    def on_disconnect(self) -> None:  # its own properties go until it connects again
+        for vec in self._own():
+            self._undefine(vec)
 
     def _move(self, work: Callable[[], None]) -> None:
         """Run ``work`` on a thread of its own (called under the lock, which ``work`` takes
@@ -153,62 +119,13 @@ class DeviceDouble:
         with self.lock:
             self._set(vec, "Ok")
 
-    # ------------------------------------------------------------------ messages
-
-    def handle(self, msg: Incoming) -> None:
-        with self.lock:
-            if msg.tag == "getProperties":
-                for each in self.props.values():
-                    if each.defined or each.name in self._early_names:
-                        each.defined = True
-                        self.out.send(render_def(each))
-                return
-            vec = self.props.get(msg.attrs.get("name", ""))
-            if vec is None or not vec.defined:
-                return
-            if msg.tag == "newSwitchVector":
-                on = [n for n, text in msg.members if text == "On" and vec.has(n)]
-                if vec.name == "CONNECTION":
-                    self._connection("CONNECT" in on)
-                elif on:
-                    self.on_switch(vec, on[0])
-            elif msg.tag == "newNumberVector":
-                try:
-                    values = vec.new_numbers(msg.members)
-                except ValueError as err:
-                    self._set(vec, "Alert", str(err))
-                    return
-                self.on_number(vec, values)
-
-    def _connection(self, connect: bool) -> None:
-        conn = self.props["CONNECTION"]
-        if connect and not self.connected:
-            if not self._own():  # built once: they keep the device's state
-                for vec in self._after():
-                    self._add(vec)
-            for vec in self._own():
-                vec.defined = True
-                self.out.send(render_def(vec))
-            self.connected = True
-        elif not connect and self.connected:  # its own properties go until it connects again
-            for vec in self._own():
-                vec.defined = False
-                self.out.send(render_del(self.name, vec.name))
-            self.connected = False
-        conn.select("CONNECT" if connect else "DISCONNECT")
-        self._set(conn, "Ok" if connect else "Idle")
-
-    def _own(self) -> list[Vector]:
-        """The vectors defined once connected."""
-        return [v for v in self.props.values() if v.name not in self._early_names]
+    def on_switches(self, vec: Vector, on: list[str], members: list[tuple[str, str]]) -> None:
+        if on:  # a switch turned off alone changes nothing
+            self.on_switch(vec, on[0])
 
     def on_switch(self, vec: Vector, on: str) -> None:
+        """``on``: the first element of ``vec`` the client turns On."""
         vec.select(on)
-        self._set(vec, "Ok")
-
-    def on_number(self, vec: Vector, values: dict[str, float]) -> None:
-        for n, value in values.items():
-            vec[n].value = value
         self._set(vec, "Ok")
 
 

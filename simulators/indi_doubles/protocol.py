@@ -1,4 +1,5 @@
-"""The driver side of the INDI XML protocol (version 1.7), as much as a camera double needs.
+"""The driver side of the INDI XML protocol (version 1.7), as much as a camera double needs,
+and :class:`DriverDevice`, the property bookkeeping every device double shares.
 
 A driver reads ``getProperties`` / ``new*Vector`` (and the ``def*``/``set*`` messages of devices it
 snoops) from standard input and writes ``def*``/``set*``/``del``/``message`` elements to standard
@@ -21,21 +22,6 @@ from typing import BinaryIO, TextIO, cast
 from xml.sax.saxutils import escape, quoteattr
 
 MAX_ELEMENT_BYTES = 1 << 20  # a client's new*Vector is tiny; anything bigger is garbage
-
-
-def poll_until_stopped(stop: threading.Event, interval_s: Callable[[], float],
-                       lock: threading.Lock | threading.RLock, connected: Callable[[], bool],
-                       poll: Callable[[], None], what: str) -> None:
-    """A device double's poll thread: every ``interval_s()`` seconds until ``stop`` is set,
-    ``poll()`` under ``lock`` while ``connected()``. A failed poll is reported on standard error
-    (which indiserver logs) as ``WHAT failed: ...`` and the loop goes on, as a driver does."""
-    while not stop.wait(interval_s()):
-        try:
-            with lock:
-                if connected():
-                    poll()
-        except Exception as err:  # a driver keeps running; the server logs standard error
-            print(f"{what} failed: {err!r}"[:300], file=sys.stderr, flush=True)
 
 
 @dataclass
@@ -166,11 +152,6 @@ def render_blob(device: str, name: str, element: str, data: bytes, fmt: str) -> 
             f"{encoded}</oneBLOB></setBLOBVector>\n")
 
 
-def render_message(device: str, text: str) -> str:
-    return (f"<message device={quoteattr(device)} timestamp={quoteattr(_stamp())} "
-            f"message={quoteattr(text)}/>\n")
-
-
 def render_del(device: str, name: str) -> str:
     return (f"<delProperty device={quoteattr(device)} name={quoteattr(name)} "
             f"timestamp={quoteattr(_stamp())}/>\n")
@@ -248,3 +229,169 @@ def dispatch_forever(handler: Callable[[Incoming], None], stream: BinaryIO | Non
     """Feed every incoming element to ``handler`` until the server closes standard input."""
     for message in read_messages(stream):
         handler(message)
+
+
+def connection_vectors(driver_name: str, executable: str, version: str,
+                       interface: str) -> list[Vector]:
+    """``CONNECTION`` and ``DRIVER_INFO``, which every driver defines as soon as it starts
+    (``INDI::DefaultDevice``); ``interface`` is the driver's interface bit mask, in decimal."""
+    return [
+        Vector("switch", "CONNECTION", "Connection", "Main Control", "rw",
+               [Element("CONNECT", "Connect", False), Element("DISCONNECT", "Disconnect", True)]),
+        Vector("text", "DRIVER_INFO", "Driver Info", "General Info", "ro", [
+            Element("DRIVER_NAME", "Name", driver_name),
+            Element("DRIVER_EXEC", "Exec", executable),
+            Element("DRIVER_VERSION", "Version", version),
+            Element("DRIVER_INTERFACE", "Interface", interface)]),
+    ]
+
+
+class DriverDevice:
+    """One INDI device a double serves: its properties by name, each defined to clients or not.
+
+    The vectors given to the constructor are the early ones, defined at every ``getProperties``
+    from the start; the others come and go with ``CONNECTION`` (:meth:`on_connect`,
+    :meth:`on_disconnect`). :meth:`handle` is called for every message from the server (one
+    thread): it answers ``getProperties`` for this device, ignores a ``new*Vector`` for a vector
+    that is unknown or not defined, answers a number that is not one or out of range with Alert
+    and the reason, and passes the rest to the ``on_*`` hooks under :attr:`lock`. After
+    :meth:`start`, a thread calls :meth:`poll` under the lock every :meth:`poll_interval_s`
+    seconds while connected. Writes are serialised by the writer.
+    """
+
+    def __init__(self, device: str, writer: Writer, early: list[Vector]) -> None:
+        self.device = device
+        self.out = writer
+        self.lock = threading.RLock()
+        self.connected = False
+        self.props: dict[str, Vector] = {}
+        for vec in early:
+            self._add(vec)
+        self.early_names = frozenset(self.props)
+        self._stop = threading.Event()
+
+    # ------------------------------------------------------------------ properties
+
+    def _add(self, vec: Vector) -> None:
+        """Keep ``vec`` as this device's (not yet defined to clients)."""
+        vec.device = self.device
+        self.props[vec.name] = vec
+
+    def _define(self, vec: Vector) -> None:
+        """Send ``def*Vector``: clients see ``vec`` from now on."""
+        vec.defined = True
+        self.out.send(render_def(vec))
+
+    def _undefine(self, vec: Vector) -> None:
+        """Send ``delProperty``: clients no longer see ``vec`` (the device may keep it)."""
+        vec.defined = False
+        self.out.send(render_del(self.device, vec.name))
+
+    def _set(self, vec: Vector, state: str | None = None, message: str | None = None) -> None:
+        """Change ``vec``'s state (when given) and send its values, with ``message``, to
+        clients, if it is defined."""
+        if state is not None:
+            vec.state = state
+        if vec.defined:
+            self.out.send(render_set(vec, message))
+
+    def _own(self) -> list[Vector]:
+        """The vectors that are not early ones (those of a connected device)."""
+        return [v for v in self.props.values() if v.name not in self.early_names]
+
+    # ------------------------------------------------------------------ poll thread
+
+    def start(self) -> None:
+        """Start the poll thread (a daemon thread; :meth:`stop` ends it)."""
+        threading.Thread(target=self._poll_loop, name=f"{self.device} poll", daemon=True).start()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def poll_interval_s(self) -> float:
+        """Real seconds between two polls."""
+        raise NotImplementedError
+
+    def poll(self) -> None:
+        """Called every poll while connected (under the lock)."""
+
+    def _poll_loop(self) -> None:
+        while not self._stop.wait(self.poll_interval_s()):
+            try:
+                with self.lock:
+                    if self.connected:
+                        self.poll()
+            except Exception as err:  # a driver keeps running; the server logs standard error
+                print(f"{self.device}: poll failed: {err!r}"[:300], file=sys.stderr, flush=True)
+
+    # ------------------------------------------------------------------ messages
+
+    def handle(self, msg: Incoming) -> None:
+        """One message from the server (see the class)."""
+        device = msg.attrs.get("device")
+        if msg.tag == "getProperties":
+            if device in (None, self.device):
+                with self.lock:
+                    for each in self.props.values():
+                        if each.defined or each.name in self.early_names:
+                            self._define(each)
+            return
+        if device != self.device:
+            self.on_snooped(msg)
+            return
+        with self.lock:
+            vec = self.props.get(msg.attrs.get("name", ""))
+            if vec is None or not vec.defined:
+                return
+            if msg.tag == "newNumberVector":
+                try:
+                    values = vec.new_numbers(msg.members)
+                except ValueError as err:
+                    self._set(vec, "Alert", str(err))
+                    return
+                self.on_number(vec, values)
+            elif msg.tag == "newSwitchVector":
+                on = [name for name, text in msg.members if text == "On" and vec.has(name)]
+                if vec.name == "CONNECTION":
+                    self._connection("CONNECT" in on)
+                else:
+                    self.on_switches(vec, on, msg.members)
+            elif msg.tag == "newTextVector":
+                self.on_text(vec, msg.members)
+
+    def _connection(self, connect: bool) -> None:
+        conn = self.props["CONNECTION"]
+        if connect and not self.connected:
+            self.on_connect()
+            self.connected = True
+        elif not connect and self.connected:
+            self.on_disconnect()
+            self.connected = False
+        conn.select("CONNECT" if connect else "DISCONNECT")
+        self._set(conn, "Ok" if connect else "Idle")
+
+    def on_connect(self) -> None:
+        """A client connected the device: add and define its other vectors."""
+        raise NotImplementedError
+
+    def on_disconnect(self) -> None:
+        """A client disconnected the device: undefine its other vectors."""
+        raise NotImplementedError
+
+    def on_number(self, vec: Vector, values: dict[str, float]) -> None:
+        """A client's valid numbers for ``vec`` (by element name); by default they are taken
+        and ``vec`` reported Ok."""
+        for name, value in values.items():
+            vec[name].value = value
+        self._set(vec, "Ok")
+
+    def on_switches(self, vec: Vector, on: list[str], members: list[tuple[str, str]]) -> None:
+        """A client's ``newSwitchVector`` for ``vec`` (not ``CONNECTION``): ``on`` names the
+        elements of ``vec`` it turns On, ``members`` is every ``(element, On|Off)`` it sent."""
+        raise NotImplementedError
+
+    def on_text(self, vec: Vector, members: list[tuple[str, str]]) -> None:
+        """A client's ``newTextVector`` for ``vec``; ignored by default."""
+
+    def on_snooped(self, msg: Incoming) -> None:
+        """A message about another device (one this driver snoops); ignored by default."""
