@@ -5,7 +5,8 @@ depression (measured at the INT: a factor 2 every ~2.9 minutes, i.e. about 0.45 
 sun altitude at mid latitudes). Here ``flux = flux_at_horizon * 10 ** (slope * altitude)`` for the
 sun between ``night_altitude`` and the horizon, a floor at night (light pollution) and a cap in
 daylight. The sun's altitude comes from an injected function (the core computes it with astropy,
-offline), so the simulator and the scheduler agree on the sky.
+offline), so the simulator and the scheduler agree on the sky; the simulated observatories use
+:func:`sun_altitude_deg`, the same computation.
 
 :class:`StarField` adds the stars a twilight flat picks up where the mount points (a layer of its
 own, added in electrons on top of the sky's flux; the sensor's colour response is not its
@@ -23,11 +24,18 @@ import numpy as np
 import numpy.typing as npt
 
 from calibd.drivers.clock import Clock
+from calibd.drivers.pointing import Place, sun_altaz
 
 F32 = npt.NDArray[np.float32]
 F64 = npt.NDArray[np.float64]
 
 SunAltitude = Callable[[datetime], float]
+
+
+def sun_altitude_deg(place: Place, when: datetime) -> float:
+    """The sun's altitude in degrees (unrefracted) seen from ``place`` at ``when`` (UTC), by
+    :func:`drivers.pointing.sun_altaz`; blocks a few milliseconds (astropy), never the network."""
+    return float(sun_altaz(place, [when])[0][0])
 
 
 @dataclass(eq=False)

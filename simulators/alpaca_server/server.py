@@ -18,7 +18,7 @@ from functools import partial
 from types import FrameType
 from typing import Any, TypedDict, Unpack
 
-from calibd.drivers.pointing import Place, sun_altaz
+from calibd.drivers.pointing import Place
 from calibd.simulators.accessories import (
     DEFAULT_FILTERS,
     SimulatedFilterWheel,
@@ -37,7 +37,7 @@ from calibd.simulators.clock import ScaledClock
 from calibd.simulators.mount import SimulatedDome, SimulatedMount
 from calibd.simulators.observatory import SimulatedObservatory, build_observatory
 from calibd.simulators.profiles import PROFILES, SensorProfile
-from calibd.simulators.sky import SimulatedSky, StarField
+from calibd.simulators.sky import SimulatedSky, StarField, sun_altitude_deg
 
 log = logging.getLogger(__name__)
 
@@ -111,7 +111,7 @@ class SimAlpacaServer:
         self.mount = SimulatedMount(self.clock, SITE, slew_deg_per_s=1.0, name="mount")
         self.observatory: SimulatedObservatory = build_observatory(
             sensor, self.clock, camera_name="camera", ambient_c=ambient_c, noise_seed=seed,
-            wheel=wheel, panel=panel, sky=SimulatedSky(self.clock, partial(_sun_altitude, SITE)),
+            wheel=wheel, panel=panel, sky=SimulatedSky(self.clock, partial(sun_altitude_deg, SITE)),
             mount=self.mount, dome=self.dome, stars=StarField(),
         )
         devices: list[AlpacaDevice] = [
@@ -213,10 +213,6 @@ class SimAlpacaServer:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
-
-
-def _sun_altitude(place: Place, when: datetime) -> float:
-    return float(sun_altaz(place, [when])[0][0])
 
 
 def serve(
