@@ -41,10 +41,15 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
+from datetime import datetime
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from calibd.simulators.indi_doubles.families import FAMILIES as DOUBLE_FAMILIES
+
+if TYPE_CHECKING:
+    from calibd.capture.site import Site
+    from calibd.drivers.pointing import Place
 
 log = logging.getLogger(__name__)
 
@@ -449,6 +454,14 @@ class IndiTestServer:
         if self._listener is not None:
             self._listener.close()
         self._tmp.cleanup()
+
+
+def observatory_double_args(site: Place | Site, start: datetime,
+                            real_start: datetime) -> tuple[str, ...]:
+    """``double_args`` for a camera double that also serves the simulated observatory at
+    ``site``, its simulated clock reading ``start`` at the real time ``real_start`` (both UTC)."""
+    return ("--start", start.isoformat(), "--real-start", real_start.isoformat(),
+            "--observatory", f"{site.latitude_deg},{site.longitude_deg},{site.elevation_m}")
 
 
 @contextlib.contextmanager

@@ -26,6 +26,7 @@ from tests.indi_server import (
     ROOF_DRIVER,
     TELESCOPE,
     IndiTestServer,
+    observatory_double_args,
     running_indi_server,
 )
 from tests.mount_contract import (
@@ -138,11 +139,9 @@ def observatory_doubles() -> Iterator[tuple[IndiTestServer, ScaledClock]]:
     from calibd.simulators.indi_doubles.families import FAMILIES
 
     start = datetime.now(UTC)
-    site = f"{SITE.latitude_deg},{SITE.longitude_deg},{SITE.elevation_m}"
     with running_indi_server(drivers=(FAMILIES["asi"].executable,), double_scale=DOUBLES_SCALE,
                              double_size=(32, 24),
-                             double_args=("--start", start.isoformat(), "--real-start",
-                                          start.isoformat(), "--observatory", site)) as srv:
+                             double_args=observatory_double_args(SITE, start, start)) as srv:
         yield srv, ScaledClock(DOUBLES_SCALE, start, real_start=start)
 
 

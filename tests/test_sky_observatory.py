@@ -364,7 +364,7 @@ def test_a_twilight_run_through_indi(capsys: pytest.CaptureFixture[str], tmp_pat
     from calibd.capture.site import crossings
     from calibd.simulators.indi_doubles import observatory
     from calibd.simulators.indi_doubles.families import FAMILIES
-    from tests.indi_server import running_indi_server
+    from tests.indi_server import observatory_double_args, running_indi_server
 
     # start a few simulated minutes before the window: the sun crossing -2° (dusk) or -10° (dawn)
     day = datetime(2026, 11, 25, 12, 0, tzinfo=UTC) if kind == "dusk" else \
@@ -374,11 +374,9 @@ def test_a_twilight_run_through_indi(capsys: pytest.CaptureFixture[str], tmp_pat
     start = opens - timedelta(minutes=5)
     real_start = datetime.now(UTC)
     camera = FAMILIES["asi"]
-    site = f"{SITE.latitude_deg},{SITE.longitude_deg},{SITE.elevation_m}"
     with running_indi_server(drivers=(camera.executable,), double_scale=INDI_SCALE,
                              double_size=(64, 48),
-                             double_args=("--start", start.isoformat(), "--real-start",
-                                          real_start.isoformat(), "--observatory", site)) as srv:
+                             double_args=observatory_double_args(SITE, start, real_start)) as srv:
         endpoint = {"driver": "indi", "host": srv.host, "port": srv.port}
         config = tmp_path / "calibd.yaml"
         config.write_text(yaml.safe_dump({
