@@ -10,12 +10,15 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 
 from calibd.drivers.alpaca import AlpacaDome, AlpacaMount
 from calibd.drivers.contracts import ShutterState
+from calibd.drivers.errors import DeviceUnavailable
 from calibd.drivers.indi import IndiDome, IndiMount
+from calibd.drivers.indi._state import PropSnapshot
 from calibd.drivers.pointing import Place, altaz_to_radec
 from calibd.simulators import registry as simulator
 from calibd.simulators.clock import ScaledClock
@@ -92,6 +95,44 @@ class TestIndiMount(MountContract):
     def mount_target(self, indi_mount: IndiMount) -> MountTarget:
         indi_mount.connect()
         return MountTarget(indi_mount, lambda: datetime.now(UTC), _jnow, timeout_s=60.0)
+
+
+@pytest.mark.indi
+def test_a_park_another_client_interrupts_is_a_failure(
+    indi_mount: IndiMount, indi_mount_server: IndiTestServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The telescope simulator answers UNPARK during a park with TELESCOPE_PARK Alert ("aborted")
+    and, in the next report, Ok with PARK on. The wait must see the Alert even when both
+    reports are in before it looks (forced here: the park's first answer is held until then)."""
+    srv, mount = indi_mount_server, indi_mount
+    mount.connect()
+    mount.unpark(timeout_s=10.0)
+    conn = mount._require()
+    set_switch = mount._set_switch
+
+    def answered_then_interrupted(name: str, on: str, **kwargs: Any) -> PropSnapshot:
+        answer = set_switch(name, on, **kwargs)  # PARK: Busy, the mount is on its way
+        after = conn.version()
+        srv.setprop(f"{TELESCOPE}.TELESCOPE_PARK.UNPARK=On")
+        assert conn.wait_until(lambda st: _recovered(st.prop(TELESCOPE, name), after), 10.0)
+        return answer
+
+    # A park position far from the zenith, where the suite leaves the mount: a move of seconds.
+    srv.setprop(f"{TELESCOPE}.TELESCOPE_PARK_POSITION.PARK_HA=-6;PARK_DEC=0")
+    monkeypatch.setattr(mount, "_set_switch", answered_then_interrupted)
+    try:
+        with pytest.raises(DeviceUnavailable, match=r"park failed: .*aborted"):
+            mount.park(timeout_s=30.0)
+    finally:
+        monkeypatch.undo()
+        srv.setprop(f"{TELESCOPE}.TELESCOPE_PARK_POSITION.PARK_HA=0;PARK_DEC={SITE.latitude_deg}")
+        mount.unpark(timeout_s=10.0)
+
+
+def _recovered(snap: PropSnapshot | None, version: int) -> bool | None:
+    """True once ``snap`` was Alert after ``version`` and has been reported again since."""
+    ok = snap is not None and snap.alerted_since(version) and snap.version > snap.alerted
+    return True if ok else None
 
 
 @pytest.mark.indi

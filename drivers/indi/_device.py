@@ -203,12 +203,16 @@ class IndiDevice:
         except Exception as err:
             log.debug("%s: %s not sent: %r", self.device, name, err)
 
-    def _message_since(self, version: int, device: str | None = None) -> str | None:
+    def _message_since(self, version: int, device: str | None = None,
+                       until: int | None = None) -> str | None:
+        """The device's latest message after connection version ``version`` (and not after
+        ``until``, e.g. a snapshot's ``alerted``: a device sends the reason of an Alert before
+        or with the report, and may say something else once it has recovered)."""
         conn = self._conn
         if conn is None:
             return None
         dev = device or self.device
-        msgs = conn.read(lambda st: st.messages_since(dev, version))
+        msgs = conn.read(lambda st: st.messages_since(dev, version, until))
         return msgs[-1] if msgs else None
 
     def _set_number(
@@ -299,6 +303,6 @@ class IndiDevice:
             conn.request_reset()  # a silent server is re-opened by the next connect()
             raise DeviceUnavailable(f"no answer to {name} within {timeout:g} s", device=dev)
         if snap.alerted_since(before):
-            detail = self._message_since(before, dev) or "state Alert"
+            detail = self._message_since(before, dev, snap.alerted) or "state Alert"
             raise SettingRejected(f"{name} refused: {detail}", device=dev)
         return snap

@@ -145,8 +145,10 @@ class ConnState:
                 return record
         return None
 
-    def messages_since(self, device: str, version: int) -> list[str]:
-        return [text for v, dev, text in self.messages if dev == device and v > version]
+    def messages_since(self, device: str, version: int, until: int | None = None) -> list[str]:
+        """The device's messages after connection version ``version`` (up to ``until``)."""
+        last = self.version if until is None else until
+        return [text for v, dev, text in self.messages if dev == device and version < v <= last]
 
     def last_message(self, device: str) -> str | None:
         for _, dev, text in reversed(self.messages):

@@ -120,11 +120,12 @@ class IndiMount(IndiDevice):
             return
         timeout = DEFAULT_MOVE_TIMEOUT_S if timeout_s is None else timeout_s
         self._aborted.clear()
+        before = self._require().version()
         try:
             self._set_switch("TELESCOPE_PARK", "PARK", accept_busy=True, timeout_s=timeout)
         except SettingRejected as err:
             raise DeviceUnavailable(str(err), device=self.device) from err
-        self._wait_done("TELESCOPE_PARK", timeout, "park", element="PARK")
+        self._wait_done("TELESCOPE_PARK", before, timeout, "park", element="PARK")
 
     def slew_altaz(self, alt_deg: float, az_deg: float, *, tracking: bool = False,
                    timeout_s: float | None = None) -> None:
@@ -155,6 +156,7 @@ class IndiMount(IndiDevice):
         coord_set = self._prop("ON_COORD_SET")
         if coord_set is not None and not coord_set.is_on("TRACK"):
             self._set_switch("ON_COORD_SET", "TRACK")
+        before = self._require().version()
         try:
             self._set_number("EQUATORIAL_EOD_COORD", {"RA": ra_hours, "DEC": dec_deg},
                              accept_busy=True, timeout_s=timeout)
@@ -164,7 +166,7 @@ class IndiMount(IndiDevice):
             raise DeviceUnavailable(f"slew refused: {err}", device=self.device) from err
         # Done when the coordinates are at the target and not Busy: a periodic Idle report
         # sent before the goto started must not end the wait.
-        self._wait_done("EQUATORIAL_EOD_COORD", timeout, "slew",
+        self._wait_done("EQUATORIAL_EOD_COORD", before, timeout, "slew",
                         arrived=lambda snap: _at(snap, ra_hours, dec_deg))
         if self._aborted.is_set():
             raise DeviceUnavailable("slew aborted", device=self.device)
@@ -197,12 +199,14 @@ class IndiMount(IndiDevice):
         if self._parked():
             raise SettingRejected("the mount is parked: unpark it first", device=self.device)
 
-    def _wait_done(self, name: str, timeout_s: float, what: str,
+    def _wait_done(self, name: str, before: int, timeout_s: float, what: str,
                    element: str | None = None,
                    arrived: Callable[[PropSnapshot], bool] | None = None) -> PropSnapshot:
-        """Wait until property ``name`` is no longer Busy (with ``element`` on, when given) or
-        Alert, or an abort. Past the deadline the motion is aborted. Raises
-        DeviceUnavailable."""
+        """Wait until property ``name`` is no longer Busy (with ``element`` on, when given),
+        or has been Alert since connection version ``before`` (the request), or an abort.
+        An Alert counts even when the device restored another state in the next report (the
+        telescope simulator answers a park interrupted by UNPARK with Alert, then Ok with PARK
+        on). Past the deadline the motion is aborted. Raises DeviceUnavailable."""
         conn = self._require()
         session = conn.read(lambda st: st.session(self.device))
 
@@ -210,10 +214,12 @@ class IndiMount(IndiDevice):
             if self._aborted.is_set():
                 return False
             snap = st.prop(self.device, name)
-            if snap is None or snap.state == "Busy":
+            if snap is None:
                 return None
-            if snap.state == "Alert":
+            if snap.alerted_since(before):
                 return snap
+            if snap.state == "Busy":
+                return None
             if element is not None and not snap.is_on(element):
                 return None
             if arrived is not None and not arrived(snap):
@@ -229,7 +235,7 @@ class IndiMount(IndiDevice):
         if not isinstance(result, PropSnapshot):
             self.abort()
             raise DeviceUnavailable(f"{what} not done within {timeout_s:g} s", device=self.device)
-        if result.state == "Alert":
-            detail = conn.read(lambda st: st.last_message(self.device)) or "state Alert"
+        if result.alerted_since(before):
+            detail = self._message_since(before, until=result.alerted) or "state Alert"
             raise DeviceUnavailable(f"{what} failed: {detail}", device=self.device)
         return result

@@ -92,6 +92,6 @@ class IndiFilterWheel(IndiDevice):
                 device=self.device,
             )
         if snap.alerted_since(before):
-            detail = self._message_since(before) or "state Alert"
+            detail = self._message_since(before, until=snap.alerted) or "state Alert"
             raise DeviceUnavailable(f"move to {name!r} failed: {detail}", device=self.device)
         log.debug("%s: filter %s in place", self.device, name)
