@@ -10,7 +10,7 @@ from __future__ import annotations
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import replace
 
 import numpy as np
@@ -249,6 +249,37 @@ def test_timeout_aborts_and_the_camera_stays_usable(camera: IndiCamera) -> None:
         camera.expose(3.0, dark=True, timeout_s=0.5)
     assert time.monotonic() - started < 2.0
     assert camera.expose(0.05, dark=True).data.size > 0
+
+
+def test_an_exposure_another_client_stops_at_once_fails_without_waiting_out_the_deadline(
+    camera: IndiCamera, server: IndiTestServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Another client aborts the exposure as soon as it has started: the simulator reports
+    # CCD_EXPOSURE Busy, then Idle. Holding the send until the Idle is in (as a loaded machine
+    # may) leaves the wait only the Idle to see; it must still end the exposure after the Idle
+    # grace, not run to the deadline.
+    conn = camera._require()
+    send = conn.send_number
+
+    def send_then_stopped_elsewhere(device: str, name: str, values: Mapping[str, float]) -> None:
+        before = conn.version()
+        send(device, name, values)
+        if name == "CCD_EXPOSURE":
+            server.setprop(f"{CCD}.CCD_ABORT_EXPOSURE.ABORT=On")
+            assert conn.wait_until(lambda st: _idle_since(st.prop(CCD, "CCD_EXPOSURE"), before),
+                                   5.0)
+
+    monkeypatch.setattr(conn, "send_number", send_then_stopped_elsewhere)
+    started = time.monotonic()
+    with pytest.raises(ExposureFailed, match="ended without an image"):
+        camera.expose(5.0, dark=True, timeout_s=6.0)
+    assert time.monotonic() - started < 5.0
+    monkeypatch.undo()
+    assert camera.expose(0.05, dark=True).data.size > 0
+
+
+def _idle_since(snap: PropSnapshot | None, version: int) -> bool | None:
+    return True if snap is not None and snap.version > version and snap.state == "Idle" else None
 
 
 def test_callback_errors_are_contained(camera: IndiCamera, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -478,11 +478,13 @@ class IndiCamera(IndiDevice):
         conn = self._require()
         expected_shape = (self.info.height // binning, self.info.width // binning)
         is_bias = exposure_s <= self.info.min_exposure_s * (1 + 1e-6)
-        seen_busy = False
         idle_since: float | None = None
 
+        # Idle after the request ends the wait (after IDLE_GRACE_S without Busy) whether or not
+        # this wait saw the Busy first: an exposure stopped at once (aborted by another client)
+        # reports Busy, then Idle, and both may arrive before the wait looks.
         def check(st: ConnState) -> tuple[str, Any] | None:
-            nonlocal seen_busy, idle_since
+            nonlocal idle_since
             if self._abort.is_set():
                 return ("aborted", None)
             record = st.take_blob(self.device, "CCD1", before)
@@ -491,10 +493,10 @@ class IndiCamera(IndiDevice):
             snap = st.prop(self.device, "CCD_EXPOSURE")
             if snap is not None and snap.version > before:
                 if snap.alerted_since(before):
-                    return ("alert", None)
+                    return ("alert", snap.alerted)
                 if snap.state == "Busy":
-                    seen_busy, idle_since = True, None
-                elif snap.state == "Idle" and seen_busy:
+                    idle_since = None
+                elif snap.state == "Idle":
                     idle_since = idle_since or time.monotonic()
                     if time.monotonic() - idle_since > IDLE_GRACE_S:
                         return ("idle", None)
@@ -520,7 +522,7 @@ class IndiCamera(IndiDevice):
             if kind == "aborted":
                 raise ExposureFailed("exposure aborted", device=self.device)
             if kind == "alert":
-                detail = self._message_since(before) or "CCD_EXPOSURE state Alert"
+                detail = self._message_since(before, until=payload) or "CCD_EXPOSURE state Alert"
                 raise ExposureFailed(f"exposure failed: {detail}", device=self.device)
             if kind == "idle":
                 raise ExposureFailed("exposure ended without an image", device=self.device)
