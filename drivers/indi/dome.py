@@ -151,26 +151,33 @@ class IndiDome(IndiDevice):
 
     def _switch_and_wait(self, name: str, element: str, timeout_s: float, what: str) -> None:
         conn = self._require()
-        motion_before = conn.version()
+        before = conn.version()
         roof = self.is_roof and self._prop("DOME_MOTION") is not None
         try:
             self._set_switch(name, element, accept_busy=True, timeout_s=timeout_s)
         except SettingRejected as err:
             raise DeviceUnavailable(f"{what}: {err}", device=self.device) from err
 
+        # An Alert since the request ends the wait even when the device has moved on since
+        # (an Alert and the next report can arrive together).
         def done(st: ConnState) -> PropSnapshot | None:
             snap = st.prop(self.device, name)
-            if snap is None or snap.state == "Busy":
+            if snap is None:
                 return None
-            if roof and snap.state != "Alert":  # a roof's motion is in DOME_MOTION
+            if snap.alerted_since(before):
+                return snap
+            if snap.state == "Busy":
+                return None
+            if roof:  # a roof's motion is in DOME_MOTION
                 motion = st.prop(self.device, "DOME_MOTION")
-                if motion is None or motion.version <= motion_before or _roof_moving(motion):
+                if motion is None or motion.version <= before or _roof_moving(motion):
                     return None
             return snap
 
         snap = self._wait_motion(conn, done, timeout_s, what)
-        if snap.state == "Alert" or not snap.is_on(element):
-            detail = conn.read(lambda st: st.last_message(self.device)) or f"state {snap.state}"
+        if snap.alerted_since(before) or not snap.is_on(element):
+            until = snap.alerted if snap.alerted_since(before) else None
+            detail = self._message_since(before, until=until) or f"state {snap.state}"
             raise DeviceUnavailable(f"{what} failed: {detail}", device=self.device)
 
     def _drive_roof(self, target: ShutterState, timeout_s: float, what: str) -> None:
@@ -193,7 +200,7 @@ class IndiDome(IndiDevice):
             motion, park = st.prop(self.device, "DOME_MOTION"), st.prop(self.device, "DOME_PARK")
             if motion is None or park is None:
                 return None
-            if motion.state == "Alert" or park.state == "Alert":
+            if motion.alerted_since(before) or park.alerted_since(before):
                 return park
             # the motion ends first, DOME_PARK follows with the position reached
             if _roof_moving(motion) or park.state == "Busy" or not park.is_on(at_target):
@@ -202,8 +209,9 @@ class IndiDome(IndiDevice):
 
         snap = self._wait_motion(conn, done, timeout_s, what)
         motion = self._prop("DOME_MOTION")
-        if snap.state == "Alert" or (motion is not None and motion.state == "Alert"):
-            detail = conn.read(lambda st: st.last_message(self.device)) or "state Alert"
+        alerted = max(snap.alerted, motion.alerted if motion is not None else 0)
+        if alerted > before:
+            detail = self._message_since(before, until=alerted) or "state Alert"
             raise DeviceUnavailable(f"{what} failed: {detail}", device=self.device)
 
     def _wait_motion(self, conn: IndiConnection,
