@@ -137,16 +137,17 @@ class IndiDevice:
             if not st.server_up:
                 return False
             snap = st.prop(name, "CONNECTION")
-            if snap is None or snap.version <= before or snap.state == "Busy":
+            if snap is None or snap.version <= before:
                 return None
-            if snap.state == "Alert" or snap.is_on("CONNECT"):
+            if snap.alerted_since(before) or (snap.state != "Busy" and snap.is_on("CONNECT")):
                 return snap
             return None
 
         snap = conn.wait_until(done, timeout)
         if snap is None:
             conn.request_reset()  # a server that does not answer at all is re-opened next time
-        if not isinstance(snap, PropSnapshot) or not snap.is_on("CONNECT"):
+        if (not isinstance(snap, PropSnapshot) or snap.alerted_since(before)
+                or not snap.is_on("CONNECT")):
             detail = conn.read(lambda st: st.last_message(name)) or "no answer"
             raise DeviceUnavailable(f"device did not connect: {detail}", device=name)
 
