@@ -278,6 +278,38 @@ def test_an_exposure_another_client_stops_at_once_fails_without_waiting_out_the_
     assert camera.expose(0.05, dark=True).data.size > 0
 
 
+def test_a_late_idle_from_an_earlier_abort_does_not_end_a_slow_starting_exposure(
+    camera: IndiCamera, server: IndiTestServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The Idle that answers an abort (ours at a timeout, say) can arrive after the next
+    # exposure's request, and a driver whose StartExposure takes seconds (a sensor flush, a
+    # DSLR) reports that exposure Busy only later. That Idle follows no Busy since the request:
+    # it must not end the exposure after the Idle grace.
+    conn = camera._require()
+    send = conn.send_number
+    starter: list[threading.Timer] = []
+
+    def late_idle_then_slow_start(device: str, name: str, values: Mapping[str, float]) -> None:
+        if name != "CCD_EXPOSURE":
+            send(device, name, values)
+            return
+        before = conn.version()
+        server.setprop(f"{CCD}.CCD_ABORT_EXPOSURE.ABORT=On")
+        assert conn.wait_until(lambda st: _idle_since(st.prop(CCD, "CCD_EXPOSURE"), before),
+                               5.0)
+        starter.append(threading.Timer(3.0, send, (device, name, values)))
+        starter[0].start()
+
+    monkeypatch.setattr(conn, "send_number", late_idle_then_slow_start)
+    started = time.monotonic()
+    try:
+        frame = camera.expose(0.5, dark=True, timeout_s=10.0)
+    finally:
+        for timer in starter:
+            timer.join()
+    assert frame.data.size > 0 and time.monotonic() - started > 3.0
+
+
 def _idle_since(snap: PropSnapshot | None, version: int) -> bool | None:
     return True if snap is not None and snap.version > version and snap.state == "Idle" else None
 

@@ -167,8 +167,10 @@ class IndiConnection:
                 st.definitions += 1
             previous = st.props.get((device, name))
             alerted = version if state == "Alert" else (previous.alerted if previous else 0)
+            busied = version if state == "Busy" else (previous.busied if previous else 0)
             st.props[(device, name)] = PropSnapshot(
-                device, name, kind, state, writable, values, limits, version, readable, alerted
+                device, name, kind, state, writable, values, limits, version, readable, alerted,
+                busied,
             )
             if name == "DRIVER_INFO" and "DRIVER_INTERFACE" in values:
                 entry = st.devices.get(device)

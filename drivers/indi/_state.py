@@ -46,7 +46,8 @@ class PropSnapshot:
     ``alerted``: the version of this property's latest report in state Alert (0: none yet).
     A device may refuse a request with Alert and restore Ok in the next breath (the INDI
     library's range check does), so a waiter that looks only at the latest report can miss the
-    refusal: ask ``alerted_since(before)`` instead.
+    refusal: ask ``alerted_since(before)`` instead. ``busied``: the same for state Busy (a
+    motion that starts and stops between two looks still shows it started).
     """
 
     device: str
@@ -59,10 +60,15 @@ class PropSnapshot:
     version: int
     readable: bool = True  # False for write-only (IP_WO) vectors: their values are not news
     alerted: int = 0
+    busied: int = 0
 
     def alerted_since(self, version: int) -> bool:
         """True when the device reported this property in state Alert after ``version``."""
         return self.alerted > version
+
+    def busy_since(self, version: int) -> bool:
+        """True when the device reported this property in state Busy after ``version``."""
+        return self.busied > version
 
     def number(self, element: str) -> float:
         """The element's value as float (KeyError if absent)."""

@@ -480,9 +480,10 @@ class IndiCamera(IndiDevice):
         is_bias = exposure_s <= self.info.min_exposure_s * (1 + 1e-6)
         idle_since: float | None = None
 
-        # Idle after the request ends the wait (after IDLE_GRACE_S without Busy) whether or not
-        # this wait saw the Busy first: an exposure stopped at once (aborted by another client)
-        # reports Busy, then Idle, and both may arrive before the wait looks.
+        # Idle after a Busy reported since the request ends the wait (after IDLE_GRACE_S without
+        # Busy) whether or not this wait saw the Busy: an exposure stopped at once (aborted by
+        # another client) reports Busy, then Idle, and both may arrive before the wait looks.
+        # An Idle with no Busy since the request is an earlier abort's answer arriving late.
         def check(st: ConnState) -> tuple[str, Any] | None:
             nonlocal idle_since
             if self._abort.is_set():
@@ -496,7 +497,7 @@ class IndiCamera(IndiDevice):
                     return ("alert", snap.alerted)
                 if snap.state == "Busy":
                     idle_since = None
-                elif snap.state == "Idle":
+                elif snap.state == "Idle" and snap.busy_since(before):
                     idle_since = idle_since or time.monotonic()
                     if time.monotonic() - idle_since > IDLE_GRACE_S:
                         return ("idle", None)
