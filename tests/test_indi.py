@@ -257,7 +257,8 @@ def test_an_exposure_another_client_stops_at_once_fails_without_waiting_out_the_
     # Another client aborts the exposure as soon as it has started: the simulator reports
     # CCD_EXPOSURE Busy, then Idle. Holding the send until the Idle is in (as a loaded machine
     # may) leaves the wait only the Idle to see; it must still end the exposure after the Idle
-    # grace, not run to the deadline.
+    # grace, not run to the deadline. (The abort goes once the Busy is in: sent at once, it
+    # can reach the driver before the request, over its own connection.)
     conn = camera._require()
     send = conn.send_number
 
@@ -265,6 +266,8 @@ def test_an_exposure_another_client_stops_at_once_fails_without_waiting_out_the_
         before = conn.version()
         send(device, name, values)
         if name == "CCD_EXPOSURE":
+            assert conn.wait_until(lambda st: _busy_since(st.prop(CCD, "CCD_EXPOSURE"), before),
+                                   5.0)
             server.setprop(f"{CCD}.CCD_ABORT_EXPOSURE.ABORT=On")
             assert conn.wait_until(lambda st: _idle_since(st.prop(CCD, "CCD_EXPOSURE"), before),
                                    5.0)
@@ -312,6 +315,10 @@ def test_a_late_idle_from_an_earlier_abort_does_not_end_a_slow_starting_exposure
 
 def _idle_since(snap: PropSnapshot | None, version: int) -> bool | None:
     return True if snap is not None and snap.version > version and snap.state == "Idle" else None
+
+
+def _busy_since(snap: PropSnapshot | None, version: int) -> bool | None:
+    return True if snap is not None and snap.busy_since(version) else None
 
 
 def test_callback_errors_are_contained(camera: IndiCamera, monkeypatch: pytest.MonkeyPatch) -> None:
