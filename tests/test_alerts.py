@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import signal
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -114,11 +115,16 @@ def _subscribe(port: int, topic: str) -> tuple[Any, list[tuple[str, bytes, bool]
     from paho.mqtt.enums import CallbackAPIVersion
 
     got: list[tuple[str, bytes, bool]] = []
+    subscribed = threading.Event()
     client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"test-{time.monotonic_ns()}")
     client.on_message = lambda c, u, m: got.append((m.topic, m.payload, bool(m.retain)))
     client.on_connect = lambda c, u, f, r, p=None: c.subscribe(topic, qos=1)
+    client.on_subscribe = lambda c, u, mid, codes, p=None: subscribed.set()
     client.connect("127.0.0.1", port, 30)
     client.loop_start()
+    # Events are not retained: one published before the broker has the subscription is not
+    # this subscriber's to see, so return only once the broker acknowledged it.
+    wait_for(subscribed.is_set, 10, f"the subscription to {topic}")
     return client, got
 
 
