@@ -216,6 +216,15 @@ class IndiDevice:
         msgs = conn.read(lambda st: st.messages_since(dev, version, until))
         return msgs[-1] if msgs else None
 
+    def _alert_reason(self, snap: PropSnapshot, before: int, device: str | None = None,
+                      fallback: str = "state Alert") -> str | None:
+        """Why the device refused: None unless ``snap``'s property was reported Alert since
+        connection version ``before`` (the request), even if another report followed; else the
+        device's last message up to that Alert, or ``fallback`` when it said nothing."""
+        if not snap.alerted_since(before):
+            return None
+        return self._message_since(before, device, snap.alerted) or fallback
+
     def _set_number(
         self,
         name: str,
@@ -303,7 +312,7 @@ class IndiDevice:
         if snap is None:
             conn.request_reset()  # a silent server is re-opened by the next connect()
             raise DeviceUnavailable(f"no answer to {name} within {timeout:g} s", device=dev)
-        if snap.alerted_since(before):
-            detail = self._message_since(before, dev, snap.alerted) or "state Alert"
-            raise SettingRejected(f"{name} refused: {detail}", device=dev)
+        reason = self._alert_reason(snap, before, dev)
+        if reason is not None:
+            raise SettingRejected(f"{name} refused: {reason}", device=dev)
         return snap

@@ -494,7 +494,7 @@ class IndiCamera(IndiDevice):
             snap = st.prop(self.device, "CCD_EXPOSURE")
             if snap is not None and snap.version > before:
                 if snap.alerted_since(before):
-                    return ("alert", snap.alerted)
+                    return ("alert", snap)
                 if snap.state == "Busy":
                     idle_since = None
                 elif snap.state == "Idle" and snap.busy_since(before):
@@ -523,7 +523,7 @@ class IndiCamera(IndiDevice):
             if kind == "aborted":
                 raise ExposureFailed("exposure aborted", device=self.device)
             if kind == "alert":
-                detail = self._message_since(before, until=payload) or "CCD_EXPOSURE state Alert"
+                detail = self._alert_reason(payload, before, fallback="CCD_EXPOSURE state Alert")
                 raise ExposureFailed(f"exposure failed: {detail}", device=self.device)
             if kind == "idle":
                 raise ExposureFailed("exposure ended without an image", device=self.device)

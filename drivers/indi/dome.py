@@ -175,9 +175,9 @@ class IndiDome(IndiDevice):
             return snap
 
         snap = self._wait_motion(conn, done, timeout_s, what)
-        if snap.alerted_since(before) or not snap.is_on(element):
-            until = snap.alerted if snap.alerted_since(before) else None
-            detail = self._message_since(before, until=until) or f"state {snap.state}"
+        reason = self._alert_reason(snap, before, fallback=f"state {snap.state}")
+        if reason is not None or not snap.is_on(element):
+            detail = reason or self._message_since(before) or f"state {snap.state}"
             raise DeviceUnavailable(f"{what} failed: {detail}", device=self.device)
 
     def _drive_roof(self, target: ShutterState, timeout_s: float, what: str) -> None:
@@ -208,11 +208,11 @@ class IndiDome(IndiDevice):
             return park
 
         snap = self._wait_motion(conn, done, timeout_s, what)
-        motion = self._prop("DOME_MOTION")
-        alerted = max(snap.alerted, motion.alerted if motion is not None else 0)
-        if alerted > before:
-            detail = self._message_since(before, until=alerted) or "state Alert"
-            raise DeviceUnavailable(f"{what} failed: {detail}", device=self.device)
+        latest = max((s for s in (snap, self._prop("DOME_MOTION")) if s is not None),
+                     key=lambda s: s.alerted)  # the later Alert of the park and the motion
+        reason = self._alert_reason(latest, before)
+        if reason is not None:
+            raise DeviceUnavailable(f"{what} failed: {reason}", device=self.device)
 
     def _wait_motion(self, conn: IndiConnection,
                      done: Callable[[ConnState], PropSnapshot | None], timeout_s: float,

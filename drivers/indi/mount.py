@@ -235,7 +235,7 @@ class IndiMount(IndiDevice):
         if not isinstance(result, PropSnapshot):
             self.abort()
             raise DeviceUnavailable(f"{what} not done within {timeout_s:g} s", device=self.device)
-        if result.alerted_since(before):
-            detail = self._message_since(before, until=result.alerted) or "state Alert"
-            raise DeviceUnavailable(f"{what} failed: {detail}", device=self.device)
+        reason = self._alert_reason(result, before)
+        if reason is not None:
+            raise DeviceUnavailable(f"{what} failed: {reason}", device=self.device)
         return result

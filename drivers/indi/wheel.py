@@ -91,7 +91,7 @@ class IndiFilterWheel(IndiDevice):
                 f"filter {name!r} (slot {slot}) not reached within {timeout:g} s",
                 device=self.device,
             )
-        if snap.alerted_since(before):
-            detail = self._message_since(before, until=snap.alerted) or "state Alert"
-            raise DeviceUnavailable(f"move to {name!r} failed: {detail}", device=self.device)
+        reason = self._alert_reason(snap, before)
+        if reason is not None:
+            raise DeviceUnavailable(f"move to {name!r} failed: {reason}", device=self.device)
         log.debug("%s: filter %s in place", self.device, name)
