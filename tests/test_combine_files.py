@@ -205,6 +205,23 @@ def test_progress_is_reported_up_to_one(tmp_path: Path) -> None:
     assert len(seen) > 3 and seen == sorted(seen) and seen[-1] == 1.0
 
 
+def test_combine_arrays_takes_the_same_options_as_combine_files() -> None:
+    seen: list[float] = []
+    combine_arrays(frames(4), memory_budget_bytes=1, threads=2, progress=seen.append)
+    assert len(seen) > 3 and seen == sorted(seen) and seen[-1] == 1.0
+
+
+def test_an_unknown_option_raises_type_error_before_any_output(tmp_path: Path) -> None:
+    paths = write_frames(tmp_path, frames(3))
+    out = tmp_path / "master.fits"
+    options = {"methd": "median"}  # misspelt, passed as an untyped caller would
+    with pytest.raises(TypeError, match="methd"):
+        combine_to_fits(paths, out, **options)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="methd"):
+        combine_arrays(frames(3), **options)  # type: ignore[arg-type]
+    assert not out.exists()
+
+
 def test_combine_to_fits_writes_a_float32_master_with_provenance(tmp_path: Path) -> None:
     data = frames(8)
     paths = write_frames(tmp_path, data)

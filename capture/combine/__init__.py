@@ -15,6 +15,7 @@ Typical use::
 """
 
 from .engine import (
+    CombineOptions,
     CombineResult,
     CombineStats,
     combine_arrays,
@@ -30,6 +31,7 @@ from .writer import MasterWriter, write_master
 
 __all__ = [
     "CombineMethod",
+    "CombineOptions",
     "CombineResult",
     "CombineStats",
     "Engine",

@@ -6,8 +6,9 @@ bands of whole rows whose buffers fit the memory budget, so peak memory does not
 number of frames beyond N x band (at least one row of every frame is always held). Nothing is
 imported from numba at import time.
 
-Public entry points: :func:`combine_files`, :func:`combine_to_fits`, :func:`combine_arrays`,
-:func:`rejection_mask`, :func:`warm_up`.
+Public entry points: :func:`combine_files`, :func:`combine_to_fits`, :func:`combine_arrays`
+(all three take the keyword options of :class:`CombineOptions`), :func:`rejection_mask`,
+:func:`warm_up`.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import logging
 import os
 from collections import Counter
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 import numpy as np
 import numpy.typing as npt
@@ -33,6 +34,7 @@ from .writer import MasterWriter
 __all__ = [
     "DEFAULT_BUDGET",
     "DEFAULT_REJECTION",
+    "CombineOptions",
     "CombineResult",
     "CombineStats",
     "combine_arrays",
@@ -46,15 +48,54 @@ log = logging.getLogger(__name__)
 
 F32 = npt.NDArray[np.float32]
 Progress = Callable[[float], None]
+Scales = Sequence[float] | npt.ArrayLike
 
 #: Checked sources, excluded (path, reason), shape, prepared ``subtract`` and ``scales``.
 _Prepared = tuple[
     Sequence[RowSource], list[tuple[str, str]], tuple[int, int], F32 | None, F32 | None
 ]
+#: Checks the frames against (rejection, subtract, scales) and returns them :data:`_Prepared`.
+_Preparer = Callable[[Rejection, npt.ArrayLike | None, Scales | None], _Prepared]
 
 DEFAULT_BUDGET = 128 * 2**20
 #: 3-sigma clipping around the median, one pass (immutable, shared).
 DEFAULT_REJECTION = Rejection()
+
+
+class CombineOptions(TypedDict, total=False):
+    """The keyword options of :func:`combine_files`, :func:`combine_to_fits` and
+    :func:`combine_arrays`. Each may be left out; its default is in brackets.
+
+    ``method`` (``"mean"``)
+        How the kept samples of a pixel are combined: ``"mean"`` or ``"median"``.
+    ``rejection`` (:data:`DEFAULT_REJECTION`: 3-sigma clipping around the median, one pass)
+        The per-pixel outlier rejection (:class:`Rejection`), applied before combining.
+    ``subtract`` (None)
+        A 2-D image of the frames' shape (e.g. a master dark flat), subtracted from every frame
+        in float32; must be finite.
+    ``scales`` (None)
+        One factor per input (per *input path* for files, excluded ones included; e.g.
+        1/median for flats) by which each frame is multiplied after ``subtract``, in float32;
+        must be finite.
+    ``memory_budget_bytes`` (:data:`DEFAULT_BUDGET`, 128 MiB)
+        [bytes] What the row-band buffers of all frames may hold together (the output image
+        and ``subtract`` come on top; at least one row of every frame is always held).
+    ``engine`` (``"auto"``)
+        ``"numba"``, ``"numpy"`` (the same results) or ``"auto"`` (numba when available).
+    ``progress`` (None)
+        Called as ``progress(fraction)`` (0 to 1) from the calling thread after each band.
+    ``threads`` (None: one per available CPU)
+        How many worker threads combine the bands.
+    """
+
+    method: CombineMethod
+    rejection: Rejection
+    subtract: npt.ArrayLike | None
+    scales: Scales | None
+    memory_budget_bytes: int
+    engine: Engine
+    progress: Progress | None
+    threads: int | None
 
 
 # --------------------------------------------------------------------------- validation
@@ -125,9 +166,7 @@ def _prepare_subtract(subtract: npt.ArrayLike | None, shape: tuple[int, int]) ->
     return image
 
 
-def _prepare_scales(
-    scales: Sequence[float] | npt.ArrayLike | None, n_inputs: int, used: Sequence[int]
-) -> F32 | None:
+def _prepare_scales(scales: Scales | None, n_inputs: int, used: Sequence[int]) -> F32 | None:
     if scales is None:
         return None
     values = np.asarray(scales, dtype=np.float64).reshape(-1)
@@ -171,37 +210,26 @@ def _close_all(sources: Sequence[RowSource]) -> None:
 
 
 def combine_files(
-    paths: Sequence[str | os.PathLike[str]],
-    *,
-    method: CombineMethod = "mean",
-    rejection: Rejection = DEFAULT_REJECTION,
-    subtract: npt.ArrayLike | None = None,
-    scales: Sequence[float] | npt.ArrayLike | None = None,
-    memory_budget_bytes: int = DEFAULT_BUDGET,
-    engine: Engine = "auto",
-    progress: Progress | None = None,
-    threads: int | None = None,
+    paths: Sequence[str | os.PathLike[str]], **options: Unpack[CombineOptions]
 ) -> CombineResult:
     """Combine FITS frames into a float32 master held in memory.
 
-    Each frame (float32, after decoding BZERO/BSCALE) has ``subtract`` (a 2-D image, e.g. a
-    master dark flat; optional) subtracted and is then multiplied by ``scales[i]`` (one factor
-    per *input path*, e.g. 1/median for flats; optional), both in float32; then outliers are
-    rejected per pixel (:class:`Rejection`) and the kept samples combined by ``method``.
+    Each frame (float32, after decoding BZERO/BSCALE) has ``subtract`` subtracted and is then
+    multiplied by its ``scales`` factor; then outliers are rejected per pixel (``rejection``)
+    and the kept samples combined by ``method``; ``options`` are those of
+    :class:`CombineOptions` (all optional).
 
-    The frames are streamed in row bands whose buffers fit ``memory_budget_bytes`` (the output
-    image and ``subtract`` come on top). Unreadable, truncated or non-FITS frames are excluded
-    with a warning and listed in ``excluded``. Blocks until done, running ``threads`` worker
-    threads (default: one per available CPU); ``progress(fraction)`` is called from the calling
-    thread after each band.
+    The frames are streamed in row bands whose buffers fit ``memory_budget_bytes``. Unreadable,
+    truncated or non-FITS frames are excluded with a warning and listed in ``excluded``. Blocks
+    until done.
 
     Raises :class:`ValueError` if the frames differ in shape (naming the odd files), if fewer
     usable frames remain than the rejection needs, or for bad ``subtract``/``scales``;
     :class:`~capture.combine.reader.FrameReadError` (a ValueError) if a frame fails while being
-    read; :class:`RuntimeError` if ``engine="numba"`` is unavailable.
+    read; :class:`RuntimeError` if ``engine="numba"`` is unavailable; :class:`TypeError` for an
+    unknown option.
     """
-    prepared = _prepare(paths, rejection, subtract, scales)
-    with _Job(prepared, method, rejection, memory_budget_bytes, engine, progress, threads) as job:
+    with _Job(functools.partial(_prepare, paths), options) as job:
         sink = ArraySink(job.shape)
         return CombineResult(**job.stats(*job.run(sink)), data=sink.data)
 
@@ -210,7 +238,7 @@ def _prepare(
     paths: Sequence[str | os.PathLike[str]],
     rejection: Rejection,
     subtract: npt.ArrayLike | None,
-    scales: Sequence[float] | npt.ArrayLike | None,
+    scales: Scales | None,
 ) -> _Prepared:
     """Open and check the frames (shapes, enough of them for the method) and the calibration
     inputs. The caller closes the sources. Raises ValueError."""
@@ -235,17 +263,10 @@ def combine_to_fits(
     output: str | os.PathLike[str],
     *,
     header: fits.Header | None = None,
-    method: CombineMethod = "mean",
-    rejection: Rejection = DEFAULT_REJECTION,
-    subtract: npt.ArrayLike | None = None,
-    scales: Sequence[float] | npt.ArrayLike | None = None,
-    memory_budget_bytes: int = DEFAULT_BUDGET,
-    engine: Engine = "auto",
-    progress: Progress | None = None,
-    threads: int | None = None,
+    **options: Unpack[CombineOptions],
 ) -> CombineStats:
-    """Like :func:`combine_files`, but stream the master straight into the FITS file
-    ``output`` (float32, ``header``'s cards plus the provenance of
+    """Like :func:`combine_files` (the same :class:`CombineOptions`), but stream the master
+    straight into the FITS file ``output`` (float32, ``header``'s cards plus the provenance of
     :meth:`CombineStats.header_cards`), so the image is never held in memory.
 
     The file appears atomically (temporary file in the same directory, fsync, rename) and only
@@ -253,8 +274,7 @@ def combine_to_fits(
     Blocks until the file is durable. Raises as :func:`combine_files`, plus :class:`OSError`
     for write failures.
     """
-    prepared = _prepare(paths, rejection, subtract, scales)
-    with _Job(prepared, method, rejection, memory_budget_bytes, engine, progress, threads) as job:
+    with _Job(functools.partial(_prepare, paths), options) as job:
 
         def make_header(low: int, high: int, chosen: str) -> tuple[fits.Header, CombineStats]:
             stats = CombineStats(**job.stats(low, high, chosen))
@@ -270,34 +290,33 @@ def combine_to_fits(
 
 
 class _Job:
-    """One combine: the sources and calibration inputs checked by :func:`_prepare` (files) or
-    :func:`_prepare_stack` (an array), and the settings of :func:`combine_files`. A context
-    manager that closes the sources on exit."""
+    """One combine: ``options`` with their defaults (the one place they are applied), and the
+    sources and calibration inputs ``prepare`` (:func:`_prepare` for files, :func:`_prepare_stack`
+    for an array) checked against them. A context manager that closes the sources on exit.
 
-    def __init__(
-        self,
-        prepared: _Prepared,
-        method: CombineMethod,
-        rejection: Rejection,
-        budget: int,
-        engine: Engine,
-        progress: Progress | None,
-        threads: int | None,
-    ) -> None:
-        self.sources, self.excluded, self.shape, sub, sc = prepared
-        self._method, self._rejection = method, rejection
+    Raises :class:`TypeError` for an unknown option (before anything is opened), else what
+    ``prepare`` raises."""
+
+    def __init__(self, prepare: _Preparer, options: CombineOptions) -> None:
+        unknown = sorted(options.keys() - CombineOptions.__optional_keys__)
+        if unknown:
+            raise TypeError(f"unknown combine option(s): {', '.join(unknown)}")
+        self._method = options.get("method", "mean")
+        self._rejection = options.get("rejection", DEFAULT_REJECTION)
+        prepared = prepare(self._rejection, options.get("subtract"), options.get("scales"))
+        self.sources, self.excluded, self.shape, self.subtract, self.scales = prepared
         self._execute = functools.partial(
             execute,
             self.sources,
             self.shape,
-            method=method,
-            rejection=rejection,
-            subtract=sub,
-            scales=sc,
-            budget=budget,
-            engine=engine,
-            progress=progress,
-            threads=threads,
+            method=self._method,
+            rejection=self._rejection,
+            subtract=self.subtract,
+            scales=self.scales,
+            budget=options.get("memory_budget_bytes", DEFAULT_BUDGET),
+            engine=options.get("engine", "auto"),
+            progress=options.get("progress"),
+            threads=options.get("threads"),
         )
 
     def __enter__(self) -> _Job:
@@ -339,10 +358,7 @@ def _as_stack(stack: npt.ArrayLike) -> F32:
 
 
 def _prepare_stack(
-    data: F32,
-    rejection: Rejection,
-    subtract: npt.ArrayLike | None,
-    scales: Sequence[float] | npt.ArrayLike | None,
+    data: F32, rejection: Rejection, subtract: npt.ArrayLike | None, scales: Scales | None
 ) -> _Prepared:
     """:func:`_prepare` for a stack checked by :func:`_as_stack`. Raises ValueError."""
     n = data.shape[0]
@@ -353,23 +369,13 @@ def _prepare_stack(
     return sources, [], shape, sub, _prepare_scales(scales, n, range(n))
 
 
-def combine_arrays(
-    stack: npt.ArrayLike,
-    *,
-    method: CombineMethod = "mean",
-    rejection: Rejection = DEFAULT_REJECTION,
-    subtract: npt.ArrayLike | None = None,
-    scales: Sequence[float] | npt.ArrayLike | None = None,
-    memory_budget_bytes: int = DEFAULT_BUDGET,
-    engine: Engine = "auto",
-    threads: int | None = None,
-) -> CombineResult:
+def combine_arrays(stack: npt.ArrayLike, **options: Unpack[CombineOptions]) -> CombineResult:
     """Combine an in-memory stack ``(N, rows, columns)`` (or ``(N, pixels)``) with the same
-    kernels and band loop as :func:`combine_files`. Values are converted to float32 first.
-    Blocks; raises :class:`ValueError` for a malformed stack (also NaN/inf), too few frames or
-    bad ``subtract``/``scales``."""
-    prepared = _prepare_stack(_as_stack(stack), rejection, subtract, scales)
-    job = _Job(prepared, method, rejection, memory_budget_bytes, engine, None, threads)
+    kernels, band loop and :class:`CombineOptions` as :func:`combine_files`. Values are
+    converted to float32 first. Blocks; raises :class:`ValueError` for a malformed stack (also
+    NaN/inf), too few frames or bad ``subtract``/``scales``, :class:`TypeError` for an unknown
+    option."""
+    job = _Job(functools.partial(_prepare_stack, _as_stack(stack)), options)
     sink = ArraySink(job.shape)
     stats = job.stats(*job.run(sink))
     result = sink.data if np.asarray(stack).ndim == 3 else sink.data.reshape(-1)
@@ -381,7 +387,7 @@ def rejection_mask(
     rejection: Rejection,
     *,
     subtract: npt.ArrayLike | None = None,
-    scales: Sequence[float] | npt.ArrayLike | None = None,
+    scales: Scales | None = None,
     engine: Engine = "auto",
 ) -> npt.NDArray[np.bool_]:
     """Per-sample keep (True) / reject (False) decisions of ``rejection`` on a stack, as the
@@ -392,16 +398,19 @@ def rejection_mask(
     """
     data = _as_stack(stack)
     n = data.shape[0]
-    prepared = _prepare_stack(data, rejection, subtract, scales)
-    _, _, shape, sub, sc = prepared
-    npix = shape[0] * shape[1]
+    options = CombineOptions(
+        rejection=rejection, subtract=subtract, scales=scales, engine=engine, threads=1
+    )
+    job = _Job(functools.partial(_prepare_stack, data), options)
+    sub, sc = job.subtract, job.scales
+    npix = job.shape[0] * job.shape[1]
     diag = Diagnostics(
         np.empty(npix, np.float64),
         np.empty(npix, np.float64),
         np.empty(npix, np.int64),
         np.empty(npix, np.int64),
     )
-    _Job(prepared, "mean", rejection, DEFAULT_BUDGET, engine, None, 1).run(NullSink(), diag)
+    job.run(NullSink(), diag)
     x = data.reshape(n, npix)
     if sub is not None:
         x = x - sub.reshape(1, npix)
