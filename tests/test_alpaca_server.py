@@ -36,6 +36,7 @@ from calibd.drivers.alpaca import (
 from calibd.drivers.alpaca.imagebytes import decode_imagebytes
 from calibd.drivers.contracts import CaptureSettings, CoverState
 from calibd.drivers.errors import DeviceUnavailable, ExposureFailed, SettingRejected
+from calibd.drivers.pointing import Place
 from calibd.simulators.accessories import DEFAULT_FILTERS
 from calibd.simulators.alpaca_server import SimAlpacaServer
 from calibd.simulators.alpaca_server.camera import CameraDevice
@@ -221,6 +222,22 @@ def test_the_camera_sees_the_sky_through_the_dome_and_the_stars_where_the_telesc
     assert lit_here.sum() > 20 and lit_there.sum() > 20
     assert (lit_here & lit_there).sum() < 0.2 * lit_here.sum()
     assert (lit_again & lit_there).sum() > 0.8 * lit_there.sum()
+
+
+def test_the_site_places_the_mount_and_the_sun() -> None:
+    """``site``: the telescope reports it, and the sky's twilight follows its sun (at 17:30 UTC
+    on 25 November the sun has set at 45° N 7° E, while at 52° N 100° W it is still up)."""
+    when = datetime(2026, 11, 25, 17, 30, tzinfo=UTC)
+    flux = {}
+    for site in (Place(45.0, 7.0, 400.0), Place(52.0, -100.0, 600.0)):
+        with SimAlpacaServer(HOST, 0, start=when, site=site) as srv:
+            assert call(srv.port, "PUT", "telescope/0/connected", Connected="true",
+                        ClientID=1, ClientTransactionID=1)["ErrorNumber"] == 0
+            got = [call(srv.port, "GET", f"telescope/0/{name}")["Value"]
+                   for name in ("sitelatitude", "sitelongitude", "siteelevation")]
+            assert got == [site.latitude_deg, site.longitude_deg, site.elevation_m]
+            flux[site.longitude_deg] = srv.observatory.sky.flux(when)
+    assert flux[-100.0] > 1000 * flux[7.0]
 
 
 def test_safety_monitor_and_cloud_cover(server: OurAlpacaServer) -> None:
@@ -577,6 +594,15 @@ def test_cli_options_and_the_no_authentication_warning(
     assert calls[-1][1]["real_start"] == datetime(2026, 11, 20, 8, tzinfo=UTC)  # naive: UTC
     for bad in ("soon", "9999-12-31T00:00:00"):
         assert cmd_sim.run_serve(parse_cli("sim", "serve", "--alpaca", "--start", bad)) == 2
+    assert cmd_sim.run_serve(parse_cli("sim", "serve", "--alpaca", "--site", "52.5,-4")) == 0
+    assert calls[-1][1]["site"] == Place(52.5, -4.0)
+    assert cmd_sim.run_serve(parse_cli("sim", "serve", "--alpaca",
+                                       "--site=-31.3,149.1,1150")) == 0  # "=": a leading "-"
+    assert calls[-1][1]["site"] == Place(-31.3, 149.1, 1150.0)
+    for bad in ("52", "91,7", "45,181", "45,7,99999", "45,7,400,1", "north,7", "nan,7"):
+        capsys.readouterr()
+        assert cmd_sim.run_serve(parse_cli("sim", "serve", "--alpaca", "--site", bad)) == 2
+        assert "--site needs LAT,LON" in capsys.readouterr().err
     with pytest.raises(SystemExit) as exit_info:
         parse_cli("sim", "serve")  # the protocol must be named
     assert exit_info.value.code == 2

@@ -16,6 +16,7 @@ from typing import Any
 from calibd.capture.cli.common import command_group
 from calibd.capture.devices import driver_module
 from calibd.capture.net import is_loopback_literal as is_loopback
+from calibd.drivers.pointing import Place
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -56,6 +57,11 @@ def register(sub: Any) -> None:
     serve.add_argument("--real-start", metavar="ISO-TIME",
                        help="real time at which the clock reads --start (default: now); give "
                             "calibd's clock the same scale, start and real_start to share time")
+    serve.add_argument("--site", metavar="LAT,LON[,ELEVATION]",
+                       help="where the simulated mount stands and whose sun lights the sky: "
+                            "latitude and longitude (east positive, -180..180) in degrees, "
+                            "elevation in m (default 45,7,400, calibd's default site:; give "
+                            "calibd's site: the same; south or west: --site=-31.3,149.1)")
     serve.add_argument("--ambient", type=float, default=10.0, metavar="CELSIUS",
                        help="ambient temperature in °C (default %(default)s)")
     serve.add_argument("--seed", type=int, default=None, help="noise seed (reproducible frames)")
@@ -91,6 +97,7 @@ def run_serve(args: argparse.Namespace) -> int:
             problems.append(f"--{option.replace('_', '-')} must lie in 1900..{LAST_START.year}")
             continue
         times[option] = when
+    site = _site(args.site, problems) if args.site is not None else None
     filters = [name.strip() for name in args.filters.split(",") if name.strip()]
     if not filters or len(set(filters)) != len(filters):
         problems.append(f"--filters needs unique, non-empty names, got {args.filters!r}")
@@ -116,6 +123,7 @@ def run_serve(args: argparse.Namespace) -> int:
             filters=filters,
             start=times["start"],
             real_start=times["real_start"],
+            **({"site": site} if site is not None else {}),
         )
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
@@ -124,3 +132,22 @@ def run_serve(args: argparse.Namespace) -> int:
         print(f"error: cannot serve on {args.host}:{args.port}: {err}", file=sys.stderr)
         return EXIT_FAILURE
     return EXIT_OK
+
+
+def _site(text: str, problems: list[str]) -> Place | None:
+    """``LAT,LON[,ELEVATION]`` as a :class:`Place`, or None with the reason added to
+    ``problems`` (the text is shown shortened and escaped)."""
+    parts = text.split(",")
+    values: list[float] = []
+    for part in parts[:3]:
+        try:
+            values.append(float(part))
+        except ValueError:
+            break
+    limits = ((-90.0, 90.0), (-180.0, 180.0), (-500.0, 9000.0))
+    if (len(parts) not in (2, 3) or len(values) != len(parts)
+            or not all(lo <= v <= hi for v, (lo, hi) in zip(values, limits, strict=False))):
+        problems.append("--site needs LAT,LON[,ELEVATION]: latitude -90..90, longitude "
+                        f"-180..180 degrees, elevation -500..9000 m, got {text[:40]!r}")
+        return None
+    return Place(*values)

@@ -45,8 +45,9 @@ DEFAULT_PORT = 11111
 #: Sensor chips of the profiles that imitate real cameras (SensorName).
 SENSOR_NAMES = {"asi2600mm": "IMX571", "asi294mm": "IMX492", "asi2600mc": "IMX571",
                 "asi533mc": "IMX533"}
-#: The server's site: the built-in simulator's (its mount, sky and sun).
-SITE = Place(45.0, 7.0, 400.0)
+#: The server's default site, the built-in simulator's (its mount, sky and sun): calibd's default
+#: ``site:`` too.
+DEFAULT_SITE = Place(45.0, 7.0, 400.0)
 
 
 class ServerOptions(TypedDict, total=False):
@@ -61,6 +62,7 @@ class ServerOptions(TypedDict, total=False):
     filters: Sequence[str]
     start: datetime | None
     real_start: datetime | None
+    site: Place
 
 
 def _unique_id(profile: SensorProfile, device_type: str, number: int) -> str:
@@ -76,6 +78,8 @@ class SimAlpacaServer:
     ``discovery_port=0``; ``discovery_port=None`` disables discovery. ``scale`` is simulated
     seconds per real second; the clock reads ``start`` (default: now) at the real time
     ``real_start`` (default: now), so a client given the same three runs the same simulated time.
+    ``site`` is where the mount stands and whose sun lights the sky (Telescope ``SiteLatitude``
+    and the rest report it; give calibd's ``site:`` the same for its flat spot).
     :attr:`observatory`, :attr:`safety`, :attr:`mount` and :attr:`dome` are the simulators
     themselves (for tests and tools in the same process).
 
@@ -95,6 +99,7 @@ class SimAlpacaServer:
         filters: Sequence[str] = DEFAULT_FILTERS,
         start: datetime | None = None,
         real_start: datetime | None = None,
+        site: Place = DEFAULT_SITE,
     ) -> None:
         if profile not in PROFILES:
             raise ValueError(
@@ -108,10 +113,10 @@ class SimAlpacaServer:
         panel = SimulatedFlatPanel(self.clock, has_cover=True, name="panel")
         self.safety = SimulatedSafetyMonitor(self.clock, name="weather")
         self.dome = SimulatedDome(self.clock, name="dome")
-        self.mount = SimulatedMount(self.clock, SITE, slew_deg_per_s=1.0, name="mount")
+        self.mount = SimulatedMount(self.clock, site, slew_deg_per_s=1.0, name="mount")
         self.observatory: SimulatedObservatory = build_observatory(
             sensor, self.clock, camera_name="camera", ambient_c=ambient_c, noise_seed=seed,
-            wheel=wheel, panel=panel, sky=SimulatedSky(self.clock, partial(sun_altitude_deg, SITE)),
+            wheel=wheel, panel=panel, sky=SimulatedSky(self.clock, partial(sun_altitude_deg, site)),
             mount=self.mount, dome=self.dome, stars=StarField(),
         )
         devices: list[AlpacaDevice] = [
