@@ -18,8 +18,12 @@ import pytest
 from astropy.io import fits
 
 from calibd.capture.library.index import Index
+from calibd.capture.plans.load import load_plan
+from calibd.capture.plans.resolve import CameraContext, resolve
 from calibd.capture.sensor.frames import group_frames, left_shift, planes
 from calibd.capture.sensor.ptc import centre, pair_stats
+from calibd.simulators.camera import SimulatedCamera
+from calibd.simulators.clock import SteppedClock
 from calibd.simulators.profiles import get_profile
 from calibd.simulators.sensor import SensorModel
 from tests.support import (
@@ -322,6 +326,39 @@ def test_a_bad_sensor_set_is_refused_with_file_line_and_key(
     assert "s.yaml" in res.err and key in res.err and words in res.err, res.err
 
 
+@pytest.mark.parametrize(("profile", "flats", "beyond", "source"), [
+    ("small", "{levels: 20}", 1.3, "default for a mono camera"),
+    ("small-colour", "{levels: 20}", 4.0, "default for a colour camera, RGGB"),
+    ("small-colour", "{levels: 20, beyond: 1.5}", 1.5, "plan"),
+    ("small", "{levels: 20, beyond: 4}", 4.0, "plan"),
+])
+def test_the_ladder_goes_beyond_saturation_as_far_as_the_camera_needs_unless_the_plan_says(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], profile: str, flats: str,
+        beyond: float, source: str) -> None:
+    """Without ``beyond`` a sensor set's flat ladder tops out at 1.3x saturation on a mono
+    camera and at 4x on a colour one (it follows the brightest channel; red and blue saturate
+    later); a ``beyond`` in the plan wins; ``plan check`` shows the value and where it came
+    from. The ladder's cell keys do not depend on it."""
+    plan = write_plan(tmp_path / "s.yaml", "defaults: {offset: 50}\nsets:\n  - kind: sensor\n"
+                      f"    gains: [0]\n    setpoints_c: [-10]\n    flats: {flats}\n")
+    parsed, located = load_plan(plan)
+    info = SimulatedCamera(get_profile(profile), SteppedClock()).info
+    cells = resolve(parsed, located, CameraContext(info=info)).cells
+    ladder = [c.ladder for c in cells if c.ladder is not None]
+    assert [c.key for c in cells if c.ladder is not None] == \
+        [f"flat|g0|o50|b1|normal|-10C|lvl{i}" for i in range(20)]
+    top = max(ladder, key=lambda lad: lad.index)
+    assert top.fraction(60000.0) == pytest.approx(beyond)  # the exposure the run scales to
+    config = write_config(tmp_path / "c.yaml", flats=True, profile=profile)
+    data = cli_json("plan", "check", plan, "--config", config, "--json")
+    assert data["ladders"] == [{"set": 0, "levels": 20, "beyond": beyond, "beyond_from": source,
+                                "top_fraction": pytest.approx(beyond)}]
+    res = run_cli(capsys, "plan", "check", plan, "--config", config)
+    assert res.code == 0, res.err
+    assert (f"Flat ladder (set 0): 20 levels up to {beyond:.3g}x saturation (beyond {beyond:g}: "
+            f"{source})") in res.out, res.out
+
+
 def test_a_sensor_set_without_a_flat_panel_is_refused(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     config = write_config(tmp_path / "c.yaml", flats=False)
@@ -388,7 +425,7 @@ sets:
   - kind: sensor
     gains: [0, 200]
     setpoints_c: [-10]
-    flats: {levels: 24, beyond: 4}
+    flats: {levels: 24}  # beyond: 4, the default on a colour camera
     dark_exposures_s: [60, 300]
 """
 

@@ -86,9 +86,22 @@ def report(prepared: Prepared, est: Estimate, library: Path, free: int) -> dict[
         "disk_bytes": est.disk_bytes,
         "dark_flats_expected": est.dark_flat_frames,
         "sky_windows": windows,
+        "ladders": ladders(prepared),
         "library": {"path": str(library), "free_bytes": free, "enough": free >= est.disk_bytes},
         "warnings": warnings,
     }
+
+
+def ladders(prepared: Prepared) -> list[dict[str, Any]]:
+    """The flat ladder of each sensor set: its levels, its ``beyond`` and where that came from
+    (the plan or the camera), and its top level as a fraction of the saturation signal."""
+    out: dict[int, dict[str, Any]] = {}
+    for c in prepared.plan.cells:
+        if c.ladder is not None and c.set_index not in out:
+            out[c.set_index] = {"set": c.set_index, "levels": c.ladder.options.levels,
+                                "beyond": c.ladder.beyond, "beyond_from": c.ladder.beyond_from,
+                                "top_fraction": c.ladder.top_fraction}
+    return [out[i] for i in sorted(out)]
 
 
 def sky_windows(prepared: Prepared) -> list[dict[str, Any]]:
@@ -150,6 +163,10 @@ def print_text(d: dict[str, Any]) -> None:
           + (" plus the flats' (found at run time)" if "flat" in d["frames_by_kind"] else ""))
     if d["dark_flats_expected"]:
         print(f"Dark flats: about {d['dark_flats_expected']:,} frames at the flats' exposures")
+    for lad in d["ladders"]:
+        print(f"Flat ladder (set {lad['set']}): {lad['levels']} levels up to "
+              f"{lad['top_fraction']:.3g}x saturation (beyond {fmt_number(lad['beyond'])}: "
+              f"{lad['beyond_from']})")
     for w in d["sky_windows"]:
         if w["kind"] is None:
             print(f"Sky flats (set {w['set']}): no twilight window in the next 36 h")

@@ -32,25 +32,39 @@ LADDER_TOP: tuple[float, ...] = (0.86, 0.92, 0.95, 0.97, 0.99, 1.01, 1.04, 1.1)
 
 @dataclass(frozen=True)
 class Ladder:
-    """Where a flat cell of a sensor set sits on its ladder (``index`` of ``options.levels``)."""
+    """Where a flat cell of a sensor set sits on its ladder (``index`` of ``options.levels``).
+    ``beyond``: the options' ``beyond`` resolved against the camera, and ``beyond_from`` where
+    that value came from (:func:`capture.plans.resolve.ladder_beyond`)."""
 
     index: int
     options: LadderOptions
+    beyond: float
+    beyond_from: str
 
     def fraction(self, span_adu: float) -> float:
         """The cell's signal as a fraction of the saturation signal ``span_adu`` (ADU above the
         bias): geometric from ``min_signal_adu`` up to 0.8, then :data:`LADDER_TOP`, then
         steps of at most 25 % up to ``beyond`` (a colour sensor's weaker channels saturate
         well after the brightest, which the ladder is measured on)."""
-        o = self.options
-        top = [*LADDER_TOP, *_beyond_steps(o.beyond)]
-        low = max(1, o.levels - len(top))
+        top, low = self._top()
         if self.index >= low:
             return top[min(self.index - low, len(top) - 1)]
-        first = min(0.5, o.min_signal_adu / max(span_adu, 1.0))
+        first = min(0.5, self.options.min_signal_adu / max(span_adu, 1.0))
         if low == 1:
             return first
         return float(first * (0.8 / first) ** (self.index / (low - 1)))
+
+    @property
+    def top_fraction(self) -> float:
+        """The ladder's highest level as a fraction of the saturation signal (the same for
+        every span): ``beyond`` when ``levels`` holds all of the top steps, else lower."""
+        top, low = self._top()
+        return top[min(self.options.levels - 1 - low, len(top) - 1)]
+
+    def _top(self) -> tuple[list[float], int]:
+        """The top fractions and the first level that takes one."""
+        top = [*LADDER_TOP, *_beyond_steps(self.beyond)]
+        return top, max(1, self.options.levels - len(top))
 
 
 def _beyond_steps(beyond: float) -> list[float]:

@@ -173,11 +173,13 @@ class DarkFlatSet(_MatrixSet):
 class LadderOptions(Strict):
     """The flat ladder of a sensor set: panel flats at ``levels`` signal levels, from
     ``min_signal_adu`` above the bias to ``beyond`` times the signal where the sensor saturates,
-    by exposure at one panel brightness (found with the flat search at half the saturation)."""
+    by exposure at one panel brightness (found with the flat search at half the saturation).
+    Without ``beyond`` the plan resolves it against the camera
+    (:func:`capture.plans.resolve.ladder_beyond`: 1.3 mono, 4 colour)."""
 
     levels: int = Field(20, ge=12, le=64)
     min_signal_adu: float = Field(300.0, gt=0, le=60000)
-    beyond: float = Field(1.3, gt=1.1, le=4)
+    beyond: float | None = Field(None, gt=1.1, le=4)
     filter: str | None = Field(None, min_length=1, max_length=32)
     brightness: int | None = Field(None, ge=0)  # default: half the panel's maximum
     min_exposure_s: Exposure = 0.0001  # a panel dimmed by PWM may need more: lower brightness

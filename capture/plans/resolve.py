@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 
+from calibd.capture import cfa
 from calibd.capture.errors import PlanError, Problem
 from calibd.capture.plans.cells import Cell, Ladder, fmt_number, run_order
 from calibd.capture.plans.model import (
@@ -22,6 +23,7 @@ from calibd.capture.plans.model import (
     DarkFlatSet,
     DarkSet,
     FlatSet,
+    LadderOptions,
     PanelOptions,
     Plan,
     SensorSet,
@@ -42,6 +44,11 @@ UNITY_GAINS: dict[str, int] = {
     "224": 135,
     "290": 110,
 }
+
+# How far beyond saturation a sensor set's flat ladder goes when the plan does not say: on a
+# colour sensor the ladder follows the brightest CFA channel, and red and blue saturate later.
+LADDER_BEYOND_MONO = 1.3
+LADDER_BEYOND_COLOUR = 4.0
 
 
 @dataclass(frozen=True)
@@ -259,11 +266,23 @@ def _exposures(
     return [0.0]
 
 
+def ladder_beyond(options: LadderOptions, info: CameraInfo) -> tuple[float, str]:
+    """Return (``beyond``, where it came from) for a sensor set's flat ladder on this camera:
+    the plan's value, else :data:`LADDER_BEYOND_COLOUR` for a colour camera (a Bayer mosaic the
+    analysis splits into channels), else :data:`LADDER_BEYOND_MONO`."""
+    if options.beyond is not None:
+        return options.beyond, "plan"
+    pattern = cfa.normalize(info.bayer_pattern)
+    if pattern is not None:
+        return LADDER_BEYOND_COLOUR, f"default for a colour camera, {pattern}"
+    return LADDER_BEYOND_MONO, "default for a mono camera"
+
+
 def sensor_cells(s: SensorSet, base: Cell, info: CameraInfo) -> list[Cell]:
     """The ordinary cells a sensor set makes at one gain, offset, binning and read-out mode
     (``base``): at every set-point bias and darks at each of ``dark_exposures_s``; at the
-    first, the flat ladder (panel flats with dark flats at their exposures) and the offset
-    sweep (bias at the shortest exposure)."""
+    first, the flat ladder (panel flats with dark flats at their exposures; its ``beyond``
+    from :func:`ladder_beyond`) and the offset sweep (bias at the shortest exposure)."""
     first = s.setpoints_c[0]
     ladder = s.flats
     flat_set = FlatSet(kind="flat", source="panel", filters=[ladder.filter or "none"],
@@ -278,8 +297,9 @@ def sensor_cells(s: SensorSet, base: Cell, info: CameraInfo) -> list[Cell]:
         out.append(replace(bias, setpoint_c=sp))
         out.extend(replace(base, kind="dark", setpoint_c=sp, exposure_s=e)
                    for e in s.dark_exposures_s)
+    beyond, beyond_from = ladder_beyond(ladder, info)
     out.extend(replace(base, kind="flat", setpoint_c=first, filter=ladder.filter,
-                       flat_set=flat_set, ladder=Ladder(i, ladder))
+                       flat_set=flat_set, ladder=Ladder(i, ladder, beyond, beyond_from))
                for i in range(ladder.levels))
     out.extend(replace(bias, setpoint_c=first, offset=o)
                for o in s.offset_sweep or [] if o != base.offset)
