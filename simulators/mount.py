@@ -112,6 +112,16 @@ class SimulatedMount(_Connectable):
             self._tracking = False
             self._radec = None
 
+    def park_here(self) -> None:
+        """Stop any slew and be parked where the mount stands (what the INDI telescope
+        simulator does when an unpark interrupts its park). Does not block."""
+        self._require()
+        self._abort.set()
+        with self._lock:
+            self._parked = True
+            self._tracking = False
+            self._radec = None
+
     def slew_altaz(self, alt_deg: float, az_deg: float, *, tracking: bool = False,
                    timeout_s: float | None = None) -> None:
         self._require()

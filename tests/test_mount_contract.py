@@ -103,30 +103,40 @@ def test_a_park_another_client_interrupts_is_a_failure(
 ) -> None:
     """The telescope simulator answers UNPARK during a park with TELESCOPE_PARK Alert ("aborted")
     and, in the next report, Ok with PARK on. The wait must see the Alert even when both
-    reports are in before it looks (forced here: the park's first answer is held until then)."""
+    reports are in before it looks (see :func:`_park_interrupted_by_unpark`)."""
     srv, mount = indi_mount_server, indi_mount
     mount.connect()
     mount.unpark(timeout_s=10.0)
+    # A park position far from the zenith, where the suite leaves the mount: a move of seconds.
+    srv.setprop(f"{TELESCOPE}.TELESCOPE_PARK_POSITION.PARK_HA=-6;PARK_DEC=0")
+    try:
+        _park_interrupted_by_unpark(srv, mount, TELESCOPE, monkeypatch)
+    finally:
+        srv.setprop(f"{TELESCOPE}.TELESCOPE_PARK_POSITION.PARK_HA=0;PARK_DEC={SITE.latitude_deg}")
+        mount.unpark(timeout_s=10.0)
+
+
+def _park_interrupted_by_unpark(srv: IndiTestServer, mount: IndiMount, device: str,
+                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """Park ``mount`` (unparked) while another client sends UNPARK once the park's first answer
+    is in; the park's wait starts only once the Alert and the Ok after it are both in (forced:
+    the answer is held until then). The park must fail naming the abort."""
     conn = mount._require()
     set_switch = mount._set_switch
 
     def answered_then_interrupted(name: str, on: str, **kwargs: Any) -> PropSnapshot:
         answer = set_switch(name, on, **kwargs)  # PARK: Busy, the mount is on its way
         after = conn.version()
-        srv.setprop(f"{TELESCOPE}.TELESCOPE_PARK.UNPARK=On")
-        assert conn.wait_until(lambda st: _recovered(st.prop(TELESCOPE, name), after), 10.0)
+        srv.setprop(f"{device}.TELESCOPE_PARK.UNPARK=On")
+        assert conn.wait_until(lambda st: _recovered(st.prop(device, name), after), 10.0)
         return answer
 
-    # A park position far from the zenith, where the suite leaves the mount: a move of seconds.
-    srv.setprop(f"{TELESCOPE}.TELESCOPE_PARK_POSITION.PARK_HA=-6;PARK_DEC=0")
     monkeypatch.setattr(mount, "_set_switch", answered_then_interrupted)
     try:
         with pytest.raises(DeviceUnavailable, match=r"park failed: .*aborted"):
             mount.park(timeout_s=30.0)
     finally:
         monkeypatch.undo()
-        srv.setprop(f"{TELESCOPE}.TELESCOPE_PARK_POSITION.PARK_HA=0;PARK_DEC={SITE.latitude_deg}")
-        mount.unpark(timeout_s=10.0)
 
 
 def _recovered(snap: PropSnapshot | None, version: int) -> bool | None:
@@ -202,6 +212,25 @@ class TestIndiObservatoryDoubles(MountContract, DomeContract):
         mount.connect()
         yield MountTarget(mount, clock.now, _jnow, timeout_s=60.0, tolerance_deg=0.2)
         mount.disconnect()
+
+    def test_a_park_another_client_interrupts_is_a_failure(
+            self, mount_target: MountTarget,
+            observatory_doubles: tuple[IndiTestServer, ScaledClock],
+            monkeypatch: pytest.MonkeyPatch) -> None:
+        """As the real simulator (the test above): UNPARK during a park is answered Alert and
+        at once Ok with PARK on; the park fails, and the mount is parked where it stopped."""
+        from calibd.simulators.indi_doubles.observatory import TELESCOPE as TELESCOPE_DOUBLE
+
+        mount = mount_target.mount
+        assert isinstance(mount, IndiMount)
+        mount.unpark(timeout_s=10.0)
+        # Far from the park position (alt 0°, az 0°): a park of 170°, 2 s at this scale
+        mount.slew_altaz(10.0, 180.0, timeout_s=30.0)
+        _park_interrupted_by_unpark(observatory_doubles[0], mount, TELESCOPE_DOUBLE,
+                                    monkeypatch)
+        park = mount._require().prop(TELESCOPE_DOUBLE, "TELESCOPE_PARK")
+        assert park is not None and park.state == "Ok" and park.is_on("PARK")
+        mount.unpark(timeout_s=10.0)
 
     @pytest.fixture
     def dome_target(self, observatory_doubles: tuple[IndiTestServer, ScaledClock]

@@ -23,7 +23,8 @@ def before_connect(f: DoubleFamily, polling_ms: int) -> list[Vector]:
             Element("CONFIG_DEFAULT", "Default", False), Element("CONFIG_PURGE", "Purge", False),
         ], rule="AtMostOne"),
         Vector("number", "POLLING_PERIOD", "Polling", OPTIONS, "rw",
-               [Element("PERIOD_MS", "Period (ms)", float(polling_ms), 10, 600000, 1000)]),
+               [Element("PERIOD_MS", "Period (ms)", float(polling_ms), 10, 600000, 1000)],
+               after_range_alert=None),
     ]
 
 
@@ -34,15 +35,17 @@ def after_connect(f: DoubleFamily, width: int, height: int, pixel_um: float,
     t_lo, t_hi = f.setpoint_range_c
     vectors = [
         Vector("number", "CCD_EXPOSURE", "Expose", MAIN, "rw",
-               [Element("CCD_EXPOSURE_VALUE", "Duration (s)", 1.0, exp_lo, exp_hi, 1)]),
+               [Element("CCD_EXPOSURE_VALUE", "Duration (s)", 1.0, exp_lo, exp_hi, 1)],
+               after_range_alert=None),
         Vector("switch", "CCD_ABORT_EXPOSURE", "Abort", MAIN, "rw",
                [Element("ABORT", "Abort", False)], rule="AtMostOne"),
         Vector("number", "CCD_FRAME", "Frame", IMAGE_SETTINGS, "rw", [
             Element("X", "Left", 0, 0, width - 1, 1), Element("Y", "Top", 0, 0, height - 1, 1),
             Element("WIDTH", "Width", width, 1, width, 1),
-            Element("HEIGHT", "Height", height, 1, height, 1)]),
+            Element("HEIGHT", "Height", height, 1, height, 1)], after_range_alert=None),
         Vector("number", "CCD_BINNING", "Binning", IMAGE_SETTINGS, "rw", [
-            Element("HOR_BIN", "X", 1, 1, max_bin, 1), Element("VER_BIN", "Y", 1, 1, max_bin, 1)]),
+            Element("HOR_BIN", "X", 1, 1, max_bin, 1), Element("VER_BIN", "Y", 1, 1, max_bin, 1)],
+               after_range_alert=None),
         Vector("switch", "CCD_FRAME_TYPE", "Type", IMAGE_SETTINGS, "rw", [
             Element("FRAME_LIGHT", "Light", True), Element("FRAME_BIAS", "Bias", False),
             Element("FRAME_DARK", "Dark", False), Element("FRAME_FLAT", "Flat", False)]),
@@ -54,7 +57,8 @@ def after_connect(f: DoubleFamily, width: int, height: int, pixel_um: float,
             Element("CCD_PIXEL_SIZE_Y", "Pixel size Y", pixel_um, 1, 40, 0),
             Element("CCD_BITSPERPIXEL", "Bits per pixel", 16, 8, 64, 0)]),
         Vector("number", "CCD_TEMPERATURE", "Temperature", MAIN, "rw",
-               [Element("CCD_TEMPERATURE_VALUE", "Temperature (C)", 0.0, t_lo, t_hi, 0)]),
+               [Element("CCD_TEMPERATURE_VALUE", "Temperature (C)", 0.0, t_lo, t_hi, 0)],
+               after_range_alert=None),
         Vector("number", "CCD_TEMP_RAMP", "Temp. Ramp", MAIN, "rw", [
             Element("RAMP_SLOPE", "Max. dT (C/min)", 0, 0, 30, 1),
             Element("RAMP_THRESHOLD", "Threshold (C)", 0.2, 0.1, 2, 0.1)]),

@@ -4,13 +4,14 @@
 :class:`simulators.cooler.CoolerModel`, on a scaled clock.
 
 Behaviour copied from ``INDI::CCD`` and the drivers: a number outside its limits turns the vector
-Alert (with a message) and changes nothing; CCD_EXPOSURE goes Busy with the time left counting
-down, then the FITS BLOB is sent and CCD_EXPOSURE turns Ok; an abort turns it Idle;
-CCD_TEMPERATURE is Busy until the sensor is within the driver's threshold of the set-point, then
-Ok; cooler power is reported every poll (ZWO: Busy while above 0 %); the Bayer keywords are written
-per frame, only when a colour sensor sends its raw mosaic. Light comes from a snooped INDI light
-panel (``FLAT_LIGHT_CONTROL`` on and ``FLAT_LIGHT_INTENSITY``), or from :attr:`CameraDouble.light`
-(the sky of the simulated observatory the process also serves, see ``observatory.py``).
+Alert (with a message) and changes nothing, and most vectors report Ok at once after it (see
+``Vector.after_range_alert``); CCD_EXPOSURE goes Busy with the time left counting down, then the
+FITS BLOB is sent and CCD_EXPOSURE turns Ok; an abort turns it Idle; CCD_TEMPERATURE is Busy until
+the sensor is within the driver's threshold of the set-point, then Ok; cooler power is reported
+every poll (ZWO: Busy while above 0 %); the Bayer keywords are written per frame, only when a
+colour sensor sends its raw mosaic. Light comes from a snooped INDI light panel
+(``FLAT_LIGHT_CONTROL`` on and ``FLAT_LIGHT_INTENSITY``), or from :attr:`CameraDouble.light` (the
+sky of the simulated observatory the process also serves, see ``observatory.py``).
 """
 
 from __future__ import annotations

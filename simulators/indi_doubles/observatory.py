@@ -8,7 +8,8 @@ beam, stars where the telescope points (trailed while it does not track).
 
 Behaviour copied from the real simulators: a goto goes Busy and ends Ok with tracking switched
 on (``TELESCOPE_TRACK_STATE`` Busy while tracking); a goto while parked is answered Idle with
-"Please unpark the mount…"; a park goes Busy until parked; the shutter switch turns at once and
+"Please unpark the mount…"; a park goes Busy until parked, and an unpark during it is answered
+Alert and at once Ok with PARK on (parked where it stopped); the shutter switch turns at once and
 its state is Busy while it moves, Ok when there (Alert on a fault); ``FILTER_SLOT`` is Busy while
 the wheel turns. Moves run on their own threads; the telescope reports its coordinates every
 poll.
@@ -145,6 +146,7 @@ class TelescopeDouble(DeviceDouble):
 
     def __init__(self, mount: SimulatedMount, writer: Writer, polling_ms: int) -> None:
         self.mount = mount
+        self._parks = 0  # TELESCOPE_PARK requests so far
         super().__init__(writer, polling_ms)
 
     def _after(self) -> list[Vector]:
@@ -153,7 +155,8 @@ class TelescopeDouble(DeviceDouble):
         return [
             Vector("number", "EQUATORIAL_EOD_COORD", "Eq. Coordinates", MAIN, "rw", [
                 Element("RA", "RA (hh:mm:ss)", ra, 0, 24, 0, "%010.6m"),
-                Element("DEC", "DEC (dd:mm:ss)", dec, -90, 90, 0, "%010.6m")]),
+                Element("DEC", "DEC (dd:mm:ss)", dec, -90, 90, 0, "%010.6m")],
+                after_range_alert=None),
             Vector("number", "TARGET_EOD_COORD", "Slew Target", "Motion Control", "ro", [
                 Element("RA", "RA (hh:mm:ss)", ra, 0, 24, 0, "%010.6m"),
                 Element("DEC", "DEC (dd:mm:ss)", dec, -90, 90, 0, "%010.6m")]),
@@ -166,7 +169,8 @@ class TelescopeDouble(DeviceDouble):
             Vector("number", "GEOGRAPHIC_COORD", "Scope Location", SITE, "rw", [
                 Element("LAT", "Lat (dd:mm:ss)", place.latitude_deg, -90, 90, 0),
                 Element("LONG", "Lon (dd:mm:ss)", place.longitude_deg % 360.0, 0, 360, 0),
-                Element("ELEV", "Elevation (m)", place.elevation_m, -200, 10000, 0)]),
+                Element("ELEV", "Elevation (m)", place.elevation_m, -200, 10000, 0)],
+                after_range_alert=None),
         ]
 
     def poll(self) -> None:
@@ -233,6 +237,17 @@ class TelescopeDouble(DeviceDouble):
             self._report_tracking(on == "TRACK_ON")
             return
         if vec.name == "TELESCOPE_PARK":
+            self._parks += 1  # a park under way no longer reports
+            if on == "UNPARK" and vec.state == "Busy":
+                # As the real simulator: the park is aborted (Alert, neither switch on), and
+                # the mount is at once parked where it stopped (Ok, PARK on).
+                self.mount.park_here()
+                for element in vec.elements:
+                    element.value = False
+                self._set(vec, "Alert", "Parking/Unparking aborted.")
+                vec.select("PARK")
+                self._set(vec, "Ok")
+                return
             if on == "UNPARK":
                 self.mount.unpark()
                 vec.select("UNPARK")
@@ -240,20 +255,25 @@ class TelescopeDouble(DeviceDouble):
                 return
             vec.select("PARK")
             self._set(vec, "Busy")
-            self._move(self._park)
+            run = self._parks
+            self._move(lambda: self._park(run))
             return
         super().on_switch(vec, on)
 
-    def _park(self) -> None:
+    def _park(self, run: int) -> None:
+        """Park (blocking) and report it, unless another ``TELESCOPE_PARK`` came meanwhile
+        (``run`` is the park's number in :attr:`_parks`)."""
         try:
             self.mount.park()
         except DeviceError as err:
             with self.lock:
-                self._set(self.props["TELESCOPE_PARK"], "Alert", str(err))
+                if run == self._parks:
+                    self._set(self.props["TELESCOPE_PARK"], "Alert", str(err))
             return
         with self.lock:
-            self._set(self.props["TELESCOPE_PARK"], "Ok")
-            self._report_tracking(False)
+            if run == self._parks:
+                self._set(self.props["TELESCOPE_PARK"], "Ok")
+                self._report_tracking(False)
 
 
 class DomeDouble(DeviceDouble):
@@ -314,7 +334,8 @@ class WheelDouble(DeviceDouble):
         slot = names.index(self.wheel.current() or names[0]) + 1
         return [
             Vector("number", "FILTER_SLOT", "Filter Slot", MAIN, "rw",
-                   [Element("FILTER_SLOT_VALUE", "Filter", slot, 1, len(names), 1)]),
+                   [Element("FILTER_SLOT_VALUE", "Filter", slot, 1, len(names), 1)],
+                   after_range_alert=None),
             Vector("text", "FILTER_NAME", "Filter", MAIN, "rw",
                    [Element(f"FILTER_SLOT_NAME_{i}", f"Filter#{i}", n)
                     for i, n in enumerate(names, 1)]),

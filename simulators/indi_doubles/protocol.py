@@ -24,6 +24,10 @@ from xml.sax.saxutils import escape, quoteattr
 MAX_ELEMENT_BYTES = 1 << 20  # a client's new*Vector is tiny; anything bigger is garbage
 
 
+class OutOfRange(ValueError):
+    """A client's number lies outside its element's range."""
+
+
 @dataclass
 class Element:
     """One member of a vector. ``value``: float (number), bool (switch), str (text/light)."""
@@ -40,7 +44,17 @@ class Element:
 @dataclass
 class Vector:
     """One INDI property. ``kind``: number | switch | text | light | blob;
-    ``perm``: ro | wo | rw; ``rule`` (switches): OneOfMany | AtMostOne | AnyOfMany."""
+    ``perm``: ro | wo | rw; ``rule`` (switches): OneOfMany | AtMostOne | AnyOfMany.
+
+    ``after_range_alert`` (numbers): how the driver answers a value outside an element's range.
+    ``"Ok"`` (most vectors): its handler stores the values with ``IUUpdateNumber``, which
+    reports Alert with "… Valid range is from … to …" and changes nothing, and then reports the
+    vector Ok anyway, at once (seen from the real ``indi_simulator_ccd`` for ``CCD_GAIN``,
+    ``CCD_OFFSET``, ``CCD_TEMP_RAMP`` and ``indi_simulator_lightpanel`` for
+    ``FLAT_LIGHT_INTENSITY``). ``None``: the driver checks the range itself and reports a single
+    Alert (``INDI::CCD`` exposure, set-point and binning, the wheel's slot, the polling period);
+    also kept for the vectors whose real answer is neither (``CCD_FRAME``: two Alerts; the
+    telescope's coordinates: none)."""
 
     kind: str
     name: str
@@ -54,6 +68,7 @@ class Vector:
     defined: bool = False
     device: str = ""
     extra: dict[str, str] = field(default_factory=dict)
+    after_range_alert: str | None = "Ok"
 
     def __getitem__(self, name: str) -> Element:
         for element in self.elements:
@@ -76,16 +91,21 @@ class Vector:
 
     def new_numbers(self, members: list[tuple[str, str]]) -> dict[str, float]:
         """A client's ``newNumberVector`` members that name elements of this vector, as numbers.
-        Raises ValueError (a message to report with Alert) for a value that is not a number or
-        is outside its element's range (when it has one)."""
+        Raises ValueError (a message to report with Alert) for a value that is not a number,
+        OutOfRange (a ValueError, its message worded as :attr:`after_range_alert` says) for one
+        outside its element's range (when it has one)."""
         try:
             values = {name: float(text) for name, text in members if self.has(name)}
         except ValueError:
             raise ValueError("value is not a number") from None
         for name, value in values.items():
             e = self[name]
-            if e.max > e.min and not e.min <= value <= e.max:
-                raise ValueError(f"{name} value {value:g} out of range [{e.min:g}, {e.max:g}]")
+            if not e.max > e.min or e.min <= value <= e.max:
+                continue
+            if self.after_range_alert is None:
+                raise OutOfRange(f"{name} value {value:g} out of range [{e.min:g}, {e.max:g}]")
+            raise OutOfRange(f"Error: Invalid range for {e.label} ({name}). Valid range is from "
+                             f"{e.min:g} to {e.max:g}. Requested value is {value:g}")
         return values
 
 
@@ -254,9 +274,10 @@ class DriverDevice:
     :meth:`on_disconnect`). :meth:`handle` is called for every message from the server (one
     thread): it answers ``getProperties`` for this device, ignores a ``new*Vector`` for a vector
     that is unknown or not defined, answers a number that is not one or out of range with Alert
-    and the reason, and passes the rest to the ``on_*`` hooks under :attr:`lock`. After
-    :meth:`start`, a thread calls :meth:`poll` under the lock every :meth:`poll_interval_s`
-    seconds while connected. Writes are serialised by the writer.
+    and the reason (then, as most real drivers, at once with the vector's
+    :attr:`Vector.after_range_alert` state), and passes the rest to the ``on_*`` hooks under
+    :attr:`lock`. After :meth:`start`, a thread calls :meth:`poll` under the lock every
+    :meth:`poll_interval_s` seconds while connected. Writes are serialised by the writer.
     """
 
     def __init__(self, device: str, writer: Writer, early: list[Vector]) -> None:
@@ -348,6 +369,8 @@ class DriverDevice:
                     values = vec.new_numbers(msg.members)
                 except ValueError as err:
                     self._set(vec, "Alert", str(err))
+                    if isinstance(err, OutOfRange) and vec.after_range_alert is not None:
+                        self._set(vec, vec.after_range_alert)
                     return
                 self.on_number(vec, values)
             elif msg.tag == "newSwitchVector":
