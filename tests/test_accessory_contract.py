@@ -9,6 +9,7 @@ on a developer machine and fails them under ``CALIBD_REQUIRE`` (CI).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 
 import pytest
@@ -100,6 +101,28 @@ class TestIndiAccessories(FilterWheelContract, FlatPanelContract, SafetyMonitorC
 
         indi_accessories[2].connect()
         return SafetyTarget(indi_accessories[2], make_unsafe, reports_cloud_cover=False)
+
+    def test_a_danger_between_two_checks_reads_unsafe_once(
+            self, safety_target: SafetyTarget, caplog: pytest.LogCaptureFixture) -> None:
+        """Rain starts and stops (another client) between two is_safe() calls: the station
+        reported WEATHER_STATUS Alert, then Ok, and the next call says unsafe, logged, once."""
+        monitor = safety_target.monitor
+        assert isinstance(monitor, IndiSafetyMonitor)
+        conn = monitor._require()
+        assert monitor.is_safe() is True
+        before = conn.version()
+        safety_target.make_unsafe(True)
+        safety_target.make_unsafe(False)
+        recovered = conn.wait_until(
+            lambda st: (p if (p := st.prop(WEATHER, "WEATHER_STATUS")) is not None
+                        and p.alerted_since(before) and p.version > p.alerted
+                        and p.state == "Ok" else None), 10.0)
+        assert recovered is not None
+        with caplog.at_level(logging.WARNING, logger="calibd.drivers.indi.weather"):
+            assert monitor.is_safe() is False
+            assert monitor.is_safe() is True
+        warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+        assert len(warnings) == 1 and "reported danger" in warnings[0], warnings
 
 
 @pytest.mark.alpaca

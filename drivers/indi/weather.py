@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Unpack
 
+from calibd.drivers.indi._conn import IndiConnection
 from calibd.drivers.indi._device import Endpoint, IndiDevice
 from calibd.drivers.indi._state import PropSnapshot
 
@@ -18,9 +19,12 @@ class IndiSafetyMonitor(IndiDevice):
     """A weather station satisfying :class:`drivers.contracts.SafetyMonitor`.
 
     ``IndiSafetyMonitor(host=..., port=..., device="Weather Simulator")``. Safe means the overall
-    WEATHER_STATUS state is Ok or Busy (INDI's "warning"); Alert (danger) and Idle (no reading
-    yet) are unsafe. Cloud cover (percent) comes from WEATHER_PARAMETERS ``cloud_cover_element``
-    or the first of :data:`CLOUD_COVER_ELEMENTS` the station reports; None when it has none.
+    WEATHER_STATUS state is Ok or Busy (INDI's "warning") and the station reported no danger
+    since the previous :meth:`is_safe`; Alert (danger) and Idle (no reading yet) are unsafe. The
+    station pushes its status, so a danger that came and went between two checks (a gust, a
+    shower) is still seen: that check reads unsafe, once. Cloud cover (percent) comes from
+    WEATHER_PARAMETERS ``cloud_cover_element`` or the first of :data:`CLOUD_COVER_ELEMENTS` the
+    station reports; None when it has none.
     """
 
     _required = ("WEATHER_STATUS",)
@@ -33,6 +37,9 @@ class IndiSafetyMonitor(IndiDevice):
     ) -> None:
         super().__init__(**endpoint)
         self.cloud_cover_element = cloud_cover_element
+        # The connection and its version when is_safe() (or connect()) last looked: an Alert
+        # reported after it is a danger that check has not answered yet.
+        self._checked: tuple[IndiConnection | None, int] = (None, 0)
 
     def connect(self) -> None:
         """Connect server and device (idempotent), then wait up to 5 s (at most
@@ -42,6 +49,7 @@ class IndiSafetyMonitor(IndiDevice):
             return
         self._connect_device()
         conn = self._require()
+        self._checked = (conn, conn.version())
         reported = conn.wait_until(
             lambda st: _reported(st.prop(self.device, "WEATHER_STATUS")),
             min(FIRST_REPORT_WAIT_S, self.connect_timeout_s),
@@ -52,10 +60,22 @@ class IndiSafetyMonitor(IndiDevice):
             log.warning("%s: no weather status yet; reads as unsafe until it reports", self.device)
 
     def is_safe(self) -> bool:
-        """From the station's last WEATHER_STATUS (no I/O). Raises DeviceUnavailable."""
-        self._require()
+        """From the station's reports (no I/O): False while the last WEATHER_STATUS is Alert or
+        Idle, and once (logged, with the station's message) when it was reported Alert since
+        the previous call (or connect) and has recovered since. Raises DeviceUnavailable."""
+        conn = self._require()
+        last_conn, last_version = self._checked
+        seen = last_version if last_conn is conn else 0  # a new connection: all its reports
+        self._checked = (conn, conn.version())
         snap = self._prop("WEATHER_STATUS")
-        return snap is not None and snap.state in ("Ok", "Busy")
+        if snap is None:
+            return False
+        if snap.state != "Alert" and snap.alerted_since(seen):
+            reason = self._message_since(seen, until=snap.alerted) or "no message"
+            log.warning("%s: the weather station reported danger (WEATHER_STATUS Alert: %s) "
+                        "since the last check, now %s: unsafe", self.device, reason, snap.state)
+            return False
+        return snap.state in ("Ok", "Busy")
 
     def cloud_cover_pct(self) -> float | None:
         """Cloud cover in percent where the station reports it, else None. Raises
