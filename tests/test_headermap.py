@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -39,7 +40,7 @@ def _cell(kind: str, exposure_s: float, filter_name: str | None = None) -> Cell:
 
 
 CELLS = (_cell("bias", 0.001), _cell("dark", 30.0), _cell("flat", 2.5, "Ha"),
-         _cell("darkflat", 2.5))
+         _cell("darkflat", 2.5), replace(_cell("dark", 60.0), sensor=True))  # (SENSSET: no master)
 
 
 def _frame(cell: Cell, i: int, rng: np.random.Generator) -> Frame:
@@ -101,7 +102,7 @@ def test_frames_of_every_kind_index_what_their_files_say(tmp_path: Path) -> None
             "date_obs": f"2026-03-01T20:{N:02d}:{row['seq']:02d}.125", "width": 32,
             "height": 24, "bytes": (root / row["path"]).stat().st_size, "level_adu": 1.5,
             "noise_adu": 0.5, "mtime_ns": (root / row["path"]).stat().st_mtime_ns,
-            **dict.fromkeys(COLOUR_FLAT_COLUMNS)}  # mono: no CFA channel levels
+            "sensor": int(cell.sensor), **dict.fromkeys(COLOUR_FLAT_COLUMNS)}  # mono
         # frame -> header -> row: the file's header gives the same columns
         header = read_complete_header(root / row["path"])
         assert frame_row(header) == {c.name: row[c.name] for c in FRAME_COLUMNS}

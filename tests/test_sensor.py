@@ -10,6 +10,7 @@ import io
 import logging
 import math
 import signal
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,10 @@ import numpy as np
 import pytest
 from astropy.io import fits
 
+from calibd.capture.library.headermap import frame_row
 from calibd.capture.library.index import Index
+from calibd.capture.library.policy import Item, LibraryPolicy
+from calibd.capture.library.status import Judge
 from calibd.capture.plans.load import load_plan
 from calibd.capture.plans.resolve import CameraContext, resolve
 from calibd.capture.sensor.frames import group_frames, left_shift, planes
@@ -33,8 +37,10 @@ from tests.support import (
     cli_json,
     finish,
     frames_on_disk,
+    headers,
     planned_cells,
     run_cli,
+    run_state,
     start_calibd,
     wait_until,
     write_config,
@@ -458,6 +464,125 @@ def test_a_colour_sensor_is_analysed_per_cfa_channel(
                         if p["mean"] - p["dark_mean"] < 0.95 * ch["full_well_e"] / ch[
                             "e_per_adu"]) for n, ch in t["channels"].items()}
         assert sat_t["R"] > sat_t["G1"] and sat_t["B"] > sat_t["G2"]
+
+
+# Ordinary bias and darks at -10 °C and a sensor set at the same gain at -20 °C (the same
+# set-point would make duplicate cells, which plan check refuses). ``count: 3``: pairs are too
+# few for any master, so the old code's 42 attempts only failed; with 3 it built them.
+MIXED_PLAN = """
+name: mixed
+defaults: {offset: 50}
+cooling: {dwell_s: 30}
+sets:
+  - {kind: bias, gains: [0], setpoints_c: [-10], count: 5}
+  - {kind: dark, gains: [0], setpoints_c: [-10], count: 5, exposures_s: [60]}
+  - kind: sensor
+    gains: [0]
+    setpoints_c: [-20]
+    count: 3
+    flats: {levels: 12}
+    dark_exposures_s: [60, 120]
+    offset_sweep: [0, 50]
+"""
+ORDINARY = {"bias|g0|o50|b1|normal|-10C": ("bias", 5),
+            "dark|g0|o50|b1|normal|-10C|60s": ("dark", 5),
+            "bpm|sim|g0|b1": ("bpm", 1)}  # from the one master dark
+
+
+def _masters(lib: Path) -> dict[str, tuple[str, int]]:
+    listed = cli_json("masters", "list", "--library", lib, "--json")
+    return {m["cell_key"]: (m["kind"], m["ncombine"]) for m in listed}
+
+
+def test_a_sensor_sets_frames_feed_no_master_and_hold_no_cell_even_in_a_mixed_plan(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """After the run, after `masters build --force` and again after `library rescan`, the
+    masters are those of the ordinary sets only. (The old code also built a master bias of the
+    bias triple, of the offset sweep, master darks of the dark triples, 12 master dark flats
+    and 12 master flats of the ladder into one file: the last one, level 10 of 12, 1.04 x
+    saturation; and a bad pixel map from all of them.) A sensor frame says so in its header
+    (``SENSSET``), and its cell counts neither as a master missing nor as held for `--upkeep`."""
+    config = write_config(tmp_path / "c.yaml", flats=True, profile=PROFILE)
+    lib = tmp_path / "lib"
+    res = run_cli(capsys, "-q", "run", write_plan(tmp_path / "p.yaml", MIXED_PLAN),
+                  "--config", config, "--library", lib)
+    assert res.code == 0, res.err
+    planned = planned_cells(lib)
+    sensor = set(planned) - set(ORDINARY)
+    assert {k.split("|")[0] for k in sensor} == {"bias", "dark", "flat", "darkflat"}
+    assert len([k for k in sensor if k.startswith("bias|")]) == 2  # -20 °C, offset 0
+    assert len([k for k in sensor if "|lvl" in k]) == 12
+    assert _masters(lib) == ORDINARY
+    for h in headers(lib):
+        assert (h.get("SENSSET") is True) == (h["CELLKEY"] in sensor), h["CELLKEY"]
+    assert run_state(lib)["masters_missing"] == 0
+    for step in ("build", "rescan"):  # the index from the writer, then from the headers
+        if step == "rescan":
+            assert run_cli(capsys, "library", "rescan", "--library", lib).code == 0
+        res = run_cli(capsys, "masters", "build", "--force", "--library", lib,
+                      "--config", config)
+        assert res.code == 0 and "3 master(s) built" in res.out + res.err, res.err
+        assert _masters(lib) == ORDINARY, step
+    # The bias triple at -20 °C holds no ordinary bias cell of the same key.
+    upkeep = write_plan(tmp_path / "u.yaml", "defaults: {offset: 50}\ncooling: {dwell_s: 30}\n"
+                        "sets:\n  - {kind: bias, gains: [0], setpoints_c: [-20], count: 3}\n")
+    res = run_cli(capsys, "-q", "run", upkeep, "--upkeep", "--config", config, "--library", lib)
+    assert res.code == 0 and "goal met" not in res.out, res.out
+    assert planned_cells(lib) == {"bias|g0|o50|b1|normal|-20C": 3}
+
+
+def _flat_row(path: str, run_id: int, key: str, date: str, **cards: Any) -> dict[str, Any]:
+    """An index row made from a flat's header, as the writer and `library rescan` make it."""
+    header = {"IMAGETYP": "Flat Frame", "RUNID": run_id, "CELLKEY": key, "FRAMESEQ": 1,
+              "CAMNAME": "sim", "GAIN": 0, "OFFSET": 50, "XBINNING": 1, "READOUTM": "normal",
+              "SET-TEMP": -10.0, "EXPTIME": 1.0, "DATE-OBS": date, **cards}
+    return {**frame_row(header), "path": path}
+
+
+def test_a_later_ladder_replaces_no_flat_set(tmp_path: Path) -> None:
+    """Ordinary flats stay valid when a sensor set's ladder (same camera, filter, gain, offset
+    and binning) is taken after them; a later ordinary flat set still replaces them."""
+    index = Index(tmp_path)
+    try:
+        index.add_frame(_flat_row("a.fits", 1, "flat|g0|o50|b1|normal|-10C",
+                                  "2026-03-01T20:00:00"))
+        index.add_frame(_flat_row("b.fits", 2, "flat|g0|o50|b1|normal|-10C|lvl4",
+                                  "2026-03-01T21:00:00", SENSLVL=4, SENSSET=True))
+        ours = Item(kind="flat", camera="sim", camera_id=None, gain=0, offset=50, binning=1,
+                    filter=None, date_obs="2026-03-01T20:00:00", run_id=1)
+        now = datetime(2026, 3, 1, 22, tzinfo=UTC)
+        assert Judge(index, LibraryPolicy(), now)(ours).valid is True
+        index.add_frame(_flat_row("c.fits", 3, "flat|g0|o50|b1|normal|-10C",
+                                  "2026-03-01T21:30:00"))
+        verdict = Judge(index, LibraryPolicy(), now)(ours)
+        assert verdict.valid is False and "replaced by run 3" in str(verdict.reason)
+    finally:
+        index.close()
+
+
+def test_an_older_index_learns_its_ladder_flats_on_opening_and_rescan_from_senslvl(
+        tmp_path: Path) -> None:
+    """A library indexed before ``SENSSET``: opening it adds the column and marks the ladder's
+    flats (cells ``…|lvl<n>``); their headers (``SENSLVL``) say the same to `library rescan`."""
+    index = Index(tmp_path)
+    ladder = _flat_row("a.fits", 1, "flat|g0|o50|b1|normal|-10C|lvl0", "2026-03-01T20:00:00",
+                       SENSLVL=0)
+    assert ladder["sensor"] == 1
+    try:
+        index.add_frame(ladder)
+        index.add_frame(_flat_row("b.fits", 1, "flat|g0|o50|b1|normal|-10C|f:lvl0",
+                                  "2026-03-01T20:00:00"))
+        with index.tx() as db:
+            db.execute("ALTER TABLE frames DROP COLUMN sensor")
+    finally:
+        index.close()
+    index = Index(tmp_path)
+    try:
+        rows = index.query("SELECT path, sensor FROM frames ORDER BY path")
+        assert [(r["path"], r["sensor"]) for r in rows] == [("a.fits", 1), ("b.fits", 0)]
+        assert [f.path for f in index.cell_frames()] == ["b.fits"]
+    finally:
+        index.close()
 
 
 def test_a_damaged_stored_result_is_a_clear_error_and_never_used(

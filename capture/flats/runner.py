@@ -90,7 +90,8 @@ class FlatRunner:
     # ----- dark flats --------------------------------------------------------------------------
     def dark_flat_cells(self, port: CapturePort, group: list[Cell],
                         fset: FlatSet) -> list[Cell]:
-        """Dark-flat cells for the exposures the group's flats were actually taken with."""
+        """Dark-flat cells for the exposures the group's flats were actually taken with (a
+        sensor set's ladder: sensor cells too)."""
         if fset.dark_flats is None or fset.dark_flats.count is None:
             return []
         exposures: set[float] = set()
@@ -106,7 +107,8 @@ class FlatRunner:
         return [Cell(kind="darkflat", gain=first.gain, offset=first.offset,
                      binning=first.binning, readout_mode=first.readout_mode,
                      setpoint_c=first.setpoint_c, exposure_s=e, count=fset.dark_flats.count,
-                     set_index=first.set_index, gain_label=first.gain_label)
+                     set_index=first.set_index, gain_label=first.gain_label,
+                     sensor=first.sensor)
                 for e in sorted(exposures)]
 
     def dark_flats(self, session: FlatSession, group: list[Cell], fset: FlatSet) -> None:

@@ -124,6 +124,8 @@ def frame_cards(frame: Frame, ctx: FrameContext) -> list[Card]:
         ("CELLN", int(cell.count), "frames planned for this cell"),
         ("FRAMESEQ", int(ctx.seq), "frame number within the cell"),
     ]
+    if cell.sensor:
+        cards.append(("SENSSET", True, "sensor analysis frame: never a master's input"))
     for key, value in {**frame.extra_header, **(ctx.extra or {})}.items():
         cards.append((key, value, EXTRA_COMMENTS.get(key, "")))
     return cards

@@ -155,12 +155,13 @@ class FrameQueries(Store):
 
     def cell_frames(self, run_id: int | None = None, cell_key: str | None = None
                     ) -> list[CellFrame]:
-        """Frames that belong to a run's cell (all, or of one run and/or cell), ordered by run,
-        cell and sequence number."""
+        """What masters are built from: the frames that belong to a run's cell (all, or of one
+        run and/or cell), ordered by run, cell and sequence number; never a sensor set's
+        (``sensor``: bias and dark pairs, ladder flats, some saturated, for the analysis)."""
         sql = ("SELECT f.run_id, f.cell_key, f.kind, f.camera, COALESCE(r.folder, '') AS folder, "
                'f.gain, f."offset", f.binning, f.readout_mode, f.setpoint_c, f.exposure_s, '
                "f.filter, f.path FROM frames f LEFT JOIN runs r ON r.id = f.run_id "
-               "WHERE f.run_id IS NOT NULL AND f.cell_key IS NOT NULL")
+               "WHERE f.run_id IS NOT NULL AND f.cell_key IS NOT NULL AND f.sensor=0")
         args: list[object] = []
         if run_id is not None:  # spelt out, so that SQLite uses the (run_id, cell_key) index
             sql += " AND f.run_id=?"

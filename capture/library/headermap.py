@@ -54,6 +54,13 @@ def frame_kind(header: Header) -> str | None:
     return kind
 
 
+def sensor_frame(header: Header) -> int:
+    """1 for a frame of a sensor set (``SENSSET = T``; a ladder flat written before that card
+    existed has ``SENSLVL``), else 0: such frames are for the sensor analysis, never a master's
+    input."""
+    return int(header.get("SENSSET") is True or header.get("SENSLVL") is not None)
+
+
 def master_kind(header: Header) -> str | None:
     """bias / dark / darkflat / flat / bpm for a master's header, else None."""
     imagetyp = str(header.get("IMAGETYP", "")).strip()
@@ -113,6 +120,7 @@ FRAME_COLUMNS: tuple[Column, ...] = (
     Column("cfa_g2_adu", "CFALVLG2"),
     Column("cfa_b_adu", "CFALVLB"),
     Column("flat_bias_adu", "FLATBIAS"),
+    Column("sensor", derive=sensor_frame),
 )
 
 MASTER_COLUMNS: tuple[Column, ...] = (

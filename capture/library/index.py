@@ -66,6 +66,7 @@ CREATE TABLE IF NOT EXISTS frames(
     date_obs TEXT, width INTEGER, height INTEGER, bytes INTEGER,
     level_adu REAL, noise_adu REAL, mtime_ns INTEGER,
     cfa_r_adu REAL, cfa_g1_adu REAL, cfa_g2_adu REAL, cfa_b_adu REAL, flat_bias_adu REAL,
+    sensor INTEGER NOT NULL DEFAULT 0,
     UNIQUE(run_id, cell_key, seq)
 );
 CREATE INDEX IF NOT EXISTS frames_cell ON frames(run_id, cell_key);
@@ -179,6 +180,12 @@ class Index(ValidityQueries, RunsTable, FrameQueries, MastersTable, FlatMemoryTa
                     for name in COLOUR_FLAT_COLUMNS:  # libraries indexed before colour flats
                         if name not in columns:
                             tx.execute(f"ALTER TABLE frames ADD COLUMN {name} REAL")
+                    if "sensor" not in columns:  # libraries indexed before SENSSET
+                        tx.execute("ALTER TABLE frames ADD COLUMN sensor INTEGER NOT NULL "
+                                   "DEFAULT 0")
+                        # Their ladder flats (SENSLVL, the only sensor frames their headers
+                        # tell): the cells keyed lvl<n>. `library rescan` gives the same.
+                        tx.execute("UPDATE frames SET sensor=1 WHERE cell_key LIKE '%|lvl%'")
                     tx.execute("INSERT OR IGNORE INTO meta(key, value) VALUES('schema', ?)",
                                (str(SCHEMA_VERSION),))
         except LibraryError:

@@ -106,10 +106,11 @@ def inputs_digest(paths: list[str]) -> str:
 class MastersTable(Store):
     def cells_without_master(self, run_id: int) -> list[str]:
         """Keys of the run's cells that have frames but no master (masters are part of what a
-        complete run means)."""
+        complete run means); a sensor set's cells have none by design."""
         rows = self.query(
             "SELECT rc.cell_key FROM run_cells rc WHERE rc.run_id=? AND EXISTS(SELECT 1 FROM "
-            "frames f WHERE f.run_id=rc.run_id AND f.cell_key=rc.cell_key) AND NOT EXISTS("
+            "frames f WHERE f.run_id=rc.run_id AND f.cell_key=rc.cell_key AND f.sensor=0) AND "
+            "NOT EXISTS("
             "SELECT 1 FROM masters m WHERE m.run_id=rc.run_id AND m.cell_key=rc.cell_key) "
             "ORDER BY rc.position", (run_id,))
         return [str(r["cell_key"]) for r in rows]

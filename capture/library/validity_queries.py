@@ -53,10 +53,12 @@ class ValidityQueries(RunsTable):
         return {str(r["camera"]): str(r["camera_id"]) for r in rows}
 
     def flat_sets(self) -> dict[tuple[Any, ...], list[tuple[int | None, str]]]:
-        """(camera, filter, binning, gain, offset) -> (run, newest frame date) per run."""
+        """(camera, filter, binning, gain, offset) -> (run, newest frame date) per run (a
+        sensor set's ladder replaces no flat set)."""
         rows = self.query('SELECT camera, filter, binning, gain, "offset", run_id, '
                           'MAX(date_obs) AS d FROM frames WHERE kind=? AND date_obs IS NOT NULL '
-                          'GROUP BY camera, filter, binning, gain, "offset", run_id', ("flat",))
+                          'AND sensor=0 GROUP BY camera, filter, binning, gain, "offset", run_id',
+                          ("flat",))
         out: dict[tuple[Any, ...], list[tuple[int | None, str]]] = {}
         for r in rows:
             key = (r["camera"], r["filter"], r["binning"], r["gain"], r["offset"])
@@ -65,11 +67,13 @@ class ValidityQueries(RunsTable):
 
     def cell_captures(self, camera: str) -> list[dict[str, Any]]:
         """Every run cell of ``camera`` with its frames counted: run_id, cell_key, kind, gain,
-        offset, binning, filter, planned, done, newest (DATE-OBS) and camera_id."""
+        offset, binning, filter, planned, done, newest (DATE-OBS) and camera_id. A sensor
+        set's frames are not counted (a bias pair holds no bias cell of the same key)."""
         rows = self.query(
             'SELECT rc.run_id, rc.cell_key, rc.kind, rc.gain, rc."offset" AS "offset", '
             "rc.binning, rc.filter, rc.planned, COUNT(f.id) AS done, MAX(f.date_obs) AS newest, "
             "MAX(f.camera_id) AS camera_id FROM run_cells rc JOIN runs r ON r.id = rc.run_id "
             "LEFT JOIN frames f ON f.run_id = rc.run_id AND f.cell_key = rc.cell_key "
+            "AND f.sensor=0 "
             "WHERE r.camera = ? GROUP BY rc.run_id, rc.cell_key ORDER BY rc.run_id", (camera,))
         return [dict(r) for r in rows]

@@ -92,6 +92,9 @@ class Cell:
     flat_set: FlatSet | None = field(default=None, compare=False, repr=False)
     # A flat cell of a sensor set: its level on the ladder (``lvl<index>`` in the key).
     ladder: Ladder | None = None
+    # A cell of a sensor set (bias and dark pairs, the ladder, its dark flats, the offset
+    # sweep): its frames say so (``SENSSET``) and never feed a master. Not in the key.
+    sensor: bool = False
 
     @property
     def key(self) -> str:

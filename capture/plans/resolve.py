@@ -282,8 +282,10 @@ def sensor_cells(s: SensorSet, base: Cell, info: CameraInfo) -> list[Cell]:
     """The ordinary cells a sensor set makes at one gain, offset, binning and read-out mode
     (``base``): at every set-point bias and darks at each of ``dark_exposures_s``; at the
     first, the flat ladder (panel flats with dark flats at their exposures; its ``beyond``
-    from :func:`ladder_beyond`) and the offset sweep (bias at the shortest exposure)."""
+    from :func:`ladder_beyond`) and the offset sweep (bias at the shortest exposure). Every
+    one is marked :attr:`Cell.sensor` (its frames feed no master)."""
     first = s.setpoints_c[0]
+    base = replace(base, sensor=True)
     ladder = s.flats
     flat_set = FlatSet(kind="flat", source="panel", filters=[ladder.filter or "none"],
                        gains=[base.gain], setpoints_c=[first], count=s.count,
