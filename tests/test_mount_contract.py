@@ -8,6 +8,7 @@ on a developer machine and fails them under ``CALIBD_REQUIRE`` (CI).
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
@@ -16,7 +17,7 @@ import pytest
 
 from calibd.drivers.alpaca import AlpacaDome, AlpacaMount
 from calibd.drivers.contracts import ShutterState
-from calibd.drivers.errors import DeviceUnavailable
+from calibd.drivers.errors import DeviceUnavailable, SettingRejected
 from calibd.drivers.indi import IndiDome, IndiMount
 from calibd.drivers.indi._state import PropSnapshot
 from calibd.drivers.pointing import Place, altaz_to_radec
@@ -137,6 +138,76 @@ def _park_interrupted_by_unpark(srv: IndiTestServer, mount: IndiMount, device: s
             mount.park(timeout_s=30.0)
     finally:
         monkeypatch.undo()
+
+
+def _parked_by_another_client_after_the_check(
+    mount: IndiMount, srv: IndiTestServer, monkeypatch: pytest.MonkeyPatch
+) -> list[float]:
+    """Make ``mount``'s own "parked?" check pass, then park the mount from a second client
+    (indi_setprop) and wait until this client has seen the park finished: the race in which a
+    request reaches a mount parked after calibd looked. Returns a list that gets the
+    monotonic time the park was seen finished."""
+    refuse_parked = mount._refuse_parked
+    parked_at: list[float] = []
+
+    def then_parked_elsewhere() -> None:
+        refuse_parked()
+        srv.setprop(f"{TELESCOPE}.TELESCOPE_PARK.PARK=On")
+        conn = mount._require()
+        parked = lambda st: _parked(st.prop(TELESCOPE, "TELESCOPE_PARK"))  # noqa: E731
+        assert conn.wait_until(parked, 60.0), "the park from the second client did not finish"
+        parked_at.append(time.monotonic())
+
+    monkeypatch.setattr(mount, "_refuse_parked", then_parked_elsewhere)
+    return parked_at
+
+
+def _parked(snap: PropSnapshot | None) -> bool | None:
+    return True if snap is not None and snap.is_on("PARK") and snap.state == "Ok" else None
+
+
+@pytest.mark.indi
+def test_a_goto_the_mount_refuses_because_it_was_parked_meanwhile_names_the_reason(
+    indi_mount: IndiMount, indi_mount_server: IndiTestServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The telescope simulator refuses a goto while parked without an Alert: a warning
+    ("Please unpark the mount before issuing any motion/sync commands."), then
+    EQUATORIAL_EOD_COORD Idle and no Busy. The slew must say so at once (after a short
+    grace), not wait to its deadline and report a timeout."""
+    srv, mount = indi_mount_server, indi_mount
+    mount.connect()
+    mount.unpark(timeout_s=10.0)
+    ra, dec = _jnow(60.0, 90.0, datetime.now(UTC))
+    parked_at = _parked_by_another_client_after_the_check(mount, srv, monkeypatch)
+    try:
+        with pytest.raises(SettingRejected, match=r"the mount is parked: .*[Uu]npark"):
+            mount.slew_radec(ra, dec, timeout_s=20.0)
+        assert time.monotonic() - parked_at[0] < 5.0  # the grace, not the deadline
+    finally:
+        monkeypatch.undo()
+        mount.unpark(timeout_s=10.0)
+
+
+@pytest.mark.indi
+def test_tracking_the_mount_refuses_because_it_was_parked_meanwhile_is_not_taken_as_set(
+    indi_mount: IndiMount, indi_mount_server: IndiTestServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The telescope simulator refuses TRACK_ON while parked without an Alert: a warning
+    ("Telescope is Parked, Unpark before tracking."), then TELESCOPE_TRACK_STATE Idle with
+    TRACK_OFF on."""
+    srv, mount = indi_mount_server, indi_mount
+    mount.connect()
+    mount.unpark(timeout_s=10.0)
+    mount.set_tracking(False)
+    _parked_by_another_client_after_the_check(mount, srv, monkeypatch)
+    try:
+        with pytest.raises(SettingRejected, match=r"the mount is parked: .*Unpark before"):
+            mount.set_tracking(True)
+        track = mount._prop("TELESCOPE_TRACK_STATE")
+        assert track is not None and track.is_on("TRACK_OFF")
+    finally:
+        monkeypatch.undo()
+        mount.unpark(timeout_s=10.0)
 
 
 def _recovered(snap: PropSnapshot | None, version: int) -> bool | None:

@@ -13,12 +13,13 @@ from __future__ import annotations
 import logging
 import math
 import threading
+import time
 from collections.abc import Callable
 from typing import Unpack
 
 from calibd.drivers.clock import Clock, RealClock
 from calibd.drivers.contracts import MountState, MountStatus
-from calibd.drivers.errors import DeviceUnavailable, SettingRejected
+from calibd.drivers.errors import DeviceError, DeviceUnavailable, SettingRejected
 from calibd.drivers.indi._conn import PropSnapshot
 from calibd.drivers.indi._device import Endpoint, IndiDevice
 from calibd.drivers.indi._state import ConnState
@@ -29,10 +30,26 @@ log = logging.getLogger(__name__)
 DEFAULT_MOVE_TIMEOUT_S = 180.0  # real seconds for a slew or a park when the caller gives none
 ARRIVED_DEG = 0.2  # a slew is over within this distance of its target (RA along the equator)
 ABORT_SETTLE_S = 5.0  # real seconds an aborted move waits for the device to report it stopped
+# Real seconds a device gets to answer a request properly when what it reported since looks like
+# a refusal without an Alert: a routine report sent before the request may arrive after it, just
+# ahead of the device's Busy (the telescope simulator sends that within a millisecond).
+REFUSAL_GRACE_S = 1.0
 
 
 def _not_busy(snap: PropSnapshot | None) -> bool | None:
     return True if snap is None or snap.state != "Busy" else None
+
+
+def _idle_refusal(st: ConnState, device: str, snap: PropSnapshot, before: int) -> str | None:
+    """The device's latest message when ``snap`` reads as a request refused without an Alert:
+    reported Idle since connection version ``before`` (the request), not Busy since, and the
+    device said something since. The telescope simulator refuses a goto while parked so (a
+    "[WARNING] Please unpark the mount ..." message, then EQUATORIAL_EOD_COORD Idle). None
+    otherwise."""
+    if snap.version <= before or snap.state != "Idle" or snap.busy_since(before):
+        return None
+    said = st.messages_since(device, before)
+    return said[-1] if said else None
 
 
 def _at(snap: PropSnapshot, ra_hours: float, dec_deg: float) -> bool:
@@ -142,8 +159,9 @@ class IndiMount(IndiDevice):
 
     def slew_radec(self, ra_hours: float, dec_deg: float, *, tracking: bool = True,
                    timeout_s: float | None = None) -> None:
-        """ON_COORD_SET=TRACK, EQUATORIAL_EOD_COORD=(RA, Dec), wait until it leaves Busy,
-        then TELESCOPE_TRACK_STATE as asked. Raises SettingRejected (out of range, parked),
+        """ON_COORD_SET=TRACK, EQUATORIAL_EOD_COORD=(RA, Dec), wait until it leaves Busy at the
+        target, then TELESCOPE_TRACK_STATE as asked. Raises SettingRejected (out of range,
+        parked, also when the device refuses because another client parked it meanwhile),
         DeviceUnavailable (refused, aborted, past the deadline: then aborted)."""
         if not (math.isfinite(ra_hours) and math.isfinite(dec_deg) and 0.0 <= ra_hours < 24.0
                 and -90.0 <= dec_deg <= 90.0):
@@ -161,11 +179,10 @@ class IndiMount(IndiDevice):
             self._set_number("EQUATORIAL_EOD_COORD", {"RA": ra_hours, "DEC": dec_deg},
                              accept_busy=True, timeout_s=timeout)
         except SettingRejected as err:
-            if self._parked():
-                raise SettingRejected(f"the mount is parked: {err}", device=self.device) from err
-            raise DeviceUnavailable(f"slew refused: {err}", device=self.device) from err
+            raise self._refused("slew", str(err)) from err
         # Done when the coordinates are at the target and not Busy: a periodic Idle report
-        # sent before the goto started must not end the wait.
+        # sent before the goto started must not end the wait (nor a refusal's Idle, which the
+        # wait tells apart by the device's message and the Busy that did not follow).
         self._wait_done("EQUATORIAL_EOD_COORD", before, timeout, "slew",
                         arrived=lambda snap: _at(snap, ra_hours, dec_deg))
         if self._aborted.is_set():
@@ -173,16 +190,42 @@ class IndiMount(IndiDevice):
         self.set_tracking(tracking)
 
     def set_tracking(self, on: bool) -> None:
-        """TELESCOPE_TRACK_STATE=TRACK_ON/TRACK_OFF. Raises SettingRejected (parked, refused),
-        DeviceUnavailable."""
+        """TELESCOPE_TRACK_STATE=TRACK_ON/TRACK_OFF, and check that the switch reads so. Blocks
+        up to ``set_timeout_s`` plus REFUSAL_GRACE_S real seconds. Raises SettingRejected
+        (parked, also when the device refuses because another client parked it meanwhile;
+        Alert), DeviceUnavailable (refused otherwise)."""
         self._require()
         self._refuse_parked()
-        track = self._prop("TELESCOPE_TRACK_STATE")
+        name = "TELESCOPE_TRACK_STATE"
+        track = self._prop(name)
         element = "TRACK_ON" if on else "TRACK_OFF"
         if track is not None and track.is_on(element) and track.state != "Alert":
             return
+        conn = self._require()
+        before = conn.version()
         # Busy is INDI's "tracking": the device may answer TRACK_ON with it.
-        self._set_switch("TELESCOPE_TRACK_STATE", element, accept_busy=True)
+        if self._set_switch(name, element, accept_busy=True).is_on(element):
+            return
+        # The telescope simulator refuses TRACK_ON while parked with a warning, then the switch
+        # Idle with TRACK_OFF on. The first report since the request may also be an earlier one
+        # (a park turning tracking off): the device's own answer gets a grace to follow.
+        def as_asked(st: ConnState) -> PropSnapshot | None:
+            snap = st.prop(self.device, name)
+            ok = snap is not None and snap.version > before and (
+                snap.is_on(element) or snap.alerted_since(before))
+            return snap if ok else None
+
+        session = conn.read(lambda st: st.session(self.device))
+        snap = conn.wait_until(as_asked, REFUSAL_GRACE_S, device=self.device, session=session)
+        if snap is not None:
+            reason = self._alert_reason(snap, before)
+            if reason is not None:
+                raise SettingRejected(f"{name} refused: {reason}", device=self.device)
+            return
+        latest = self._prop(name)
+        state = f"state {latest.state}" if latest is not None else "no answer"
+        raise self._refused("tracking", self._message_since(before) or
+                            f"{name} does not read {element} ({state})")
 
     def abort(self) -> None:
         """TELESCOPE_ABORT_MOTION; wakes a waiting move. Never raises."""
@@ -199,18 +242,32 @@ class IndiMount(IndiDevice):
         if self._parked():
             raise SettingRejected("the mount is parked: unpark it first", device=self.device)
 
+    def _refused(self, what: str, detail: str) -> DeviceError:
+        """The error for a request the device refused (``detail``: why): SettingRejected when
+        the mount now reads parked (another client may have parked it after
+        :meth:`_refuse_parked` looked), else DeviceUnavailable."""
+        if self._parked():
+            return SettingRejected(f"the mount is parked: {detail}", device=self.device)
+        return DeviceUnavailable(f"{what} refused: {detail}", device=self.device)
+
     def _wait_done(self, name: str, before: int, timeout_s: float, what: str,
                    element: str | None = None,
                    arrived: Callable[[PropSnapshot], bool] | None = None) -> PropSnapshot:
-        """Wait until property ``name`` is no longer Busy (with ``element`` on, when given),
-        or has been Alert since connection version ``before`` (the request), or an abort.
-        An Alert counts even when the device restored another state in the next report (the
-        telescope simulator answers a park interrupted by UNPARK with Alert, then Ok with PARK
-        on). Past the deadline the motion is aborted. Raises DeviceUnavailable."""
+        """Wait until property ``name`` is no longer Busy (with ``element`` on and
+        ``arrived``, when given), or has been Alert since connection version ``before`` (the
+        request), or refused without an Alert (see :func:`_idle_refusal`; for REFUSAL_GRACE_S
+        without a Busy), or an abort. An Alert counts even when the device restored another
+        state in the next report (the telescope simulator answers a park interrupted by UNPARK
+        with Alert, then Ok with PARK on). Past the deadline the motion is aborted. Raises
+        DeviceUnavailable, or SettingRejected for a refusal while the mount reads parked."""
         conn = self._require()
         session = conn.read(lambda st: st.session(self.device))
+        refused: str | None = None
+        refused_since: float | None = None
 
         def done(st: ConnState) -> PropSnapshot | bool | None:
+            nonlocal refused, refused_since
+            refused = None
             if self._aborted.is_set():
                 return False
             snap = st.prop(self.device, name)
@@ -220,11 +277,15 @@ class IndiMount(IndiDevice):
                 return snap
             if snap.state == "Busy":
                 return None
-            if element is not None and not snap.is_on(element):
+            if ((element is None or snap.is_on(element))
+                    and (arrived is None or arrived(snap))):
+                return snap
+            refused = _idle_refusal(st, self.device, snap, before)
+            if refused is None:
+                refused_since = None
                 return None
-            if arrived is not None and not arrived(snap):
-                return None
-            return snap
+            refused_since = refused_since or time.monotonic()
+            return snap if time.monotonic() - refused_since >= REFUSAL_GRACE_S else None
 
         result = conn.wait_until(done, timeout_s, device=self.device, session=session)
         if result is False:
@@ -238,4 +299,6 @@ class IndiMount(IndiDevice):
         reason = self._alert_reason(result, before)
         if reason is not None:
             raise DeviceUnavailable(f"{what} failed: {reason}", device=self.device)
+        if refused is not None:
+            raise self._refused(what, refused)
         return result
