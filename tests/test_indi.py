@@ -7,11 +7,14 @@ reconnects), not physics. See tests/indi_server.py for how the server is isolate
 
 from __future__ import annotations
 
+import os
+import signal
 import socket
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import replace
+from typing import Any
 
 import numpy as np
 import pytest
@@ -468,6 +471,96 @@ def test_dust_cap_and_light_of_a_simulated_flip_flat(flipflat_server: IndiTestSe
         panel.open_cover(timeout_s=15)
         assert panel.cover_state() is CoverState.OPEN
     finally:
+        panel.disconnect()
+
+
+def _flipflat_disconnected(srv: IndiTestServer) -> None:
+    """Disconnect the Flip Flat from a second client and wait until the server says so."""
+    connect = f"{FLIPFLAT}.CONNECTION.CONNECT"
+    srv.setprop(f"{FLIPFLAT}.CONNECTION.DISCONNECT=On")
+    wait_for(lambda: srv.getprop(connect) == {connect: "Off"}, 10.0, "the Flip Flat disconnected")
+
+
+def _flipflat_speaks_once(srv: IndiTestServer, monkeypatch: pytest.MonkeyPatch,
+                          when: Callable[[PropSnapshot], bool]) -> list[IndiConnection]:
+    """Once a connection wait of this process returns the Flip Flat's CONNECTION snapshot that
+    ``when`` accepts, make the device say something (CONFIG_SAVE from a second client) and wait
+    until the waiting connection has all it said. Returns the list that gets that connection."""
+    wait_until = IndiConnection.wait_until
+    spoke: list[IndiConnection] = []
+
+    def then_spoken(conn: IndiConnection, predicate: Any, timeout_s: float,
+                    **kwargs: Any) -> Any:
+        result = wait_until(conn, predicate, timeout_s, **kwargs)
+        if (isinstance(result, PropSnapshot) and result.device == FLIPFLAT
+                and result.name == "CONNECTION" and when(result) and not spoke):
+            spoke.append(conn)
+            after = conn.version()
+            srv.setprop(f"{FLIPFLAT}.CONFIG_PROCESS.CONFIG_SAVE=On")
+            assert wait_until(conn, lambda st: _saved(st.messages_since(FLIPFLAT, after)), 10.0)
+        return result
+
+    monkeypatch.setattr(IndiConnection, "wait_until", then_spoken)
+    return spoke
+
+
+def _saved(messages: list[str]) -> bool | None:
+    """True once the last of the driver's two CONFIG_SAVE messages ("Saving device
+    configuration...", "Device configuration saved.") is among ``messages``."""
+    return True if any("configuration saved" in m for m in messages) else None
+
+
+def test_a_refused_connect_names_the_devices_reason_not_a_later_message(
+    flipflat_server: IndiTestServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """indi_flipflat without its simulation mode and without hardware refuses CONNECT: the
+    message "[ERROR] Failed to connect to port (/dev/ttyUSB0) ...", then CONNECTION Alert. The
+    error must name that message even when the device has said something else since (forced
+    here: it speaks after the Alert is in, before the connect looks at what it said)."""
+    srv = flipflat_server
+    _flipflat_disconnected(srv)
+    srv.setprop(f"{FLIPFLAT}.SIMULATION.DISABLE=On")
+    panel = IndiFlatPanel(host=srv.host, port=srv.port, device=FLIPFLAT, connect_timeout_s=10.0)
+    spoke = _flipflat_speaks_once(srv, monkeypatch, lambda snap: snap.state == "Alert")
+    try:
+        with pytest.raises(DeviceUnavailable, match=r"did not connect: .*Failed to connect"):
+            panel.connect()
+        assert spoke
+    finally:
+        monkeypatch.undo()
+        panel.disconnect()
+        srv.setprop(f"{FLIPFLAT}.SIMULATION.ENABLE=On")
+
+
+def test_a_connect_without_answer_names_no_older_message(
+    flipflat_server: IndiTestServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A device that does not answer CONNECT within the connect timeout (its driver stopped
+    here with SIGSTOP) is reported as such, not by something it said before the request
+    (forced here: it speaks once found, before it is asked to connect)."""
+    srv = flipflat_server
+    _flipflat_disconnected(srv)
+    panel = IndiFlatPanel(host=srv.host, port=srv.port, device=FLIPFLAT, connect_timeout_s=2.0)
+    spoke = _flipflat_speaks_once(srv, monkeypatch, lambda snap: not snap.is_on("CONNECT"))
+    send_switch = IndiConnection.send_switch
+    stopped: list[int] = []
+
+    def stopped_first(conn: IndiConnection, device: str, name: str,
+                      states: Mapping[str, bool]) -> None:
+        pid = srv.driver_pid("indi_flipflat")
+        assert pid is not None and spoke
+        os.kill(pid, signal.SIGSTOP)
+        stopped.append(pid)
+        send_switch(conn, device, name, states)
+
+    monkeypatch.setattr(IndiConnection, "send_switch", stopped_first)
+    try:
+        with pytest.raises(DeviceUnavailable, match=r"did not connect: no answer within 2 s$"):
+            panel.connect()
+    finally:
+        monkeypatch.undo()
+        for pid in stopped:
+            os.kill(pid, signal.SIGCONT)
         panel.disconnect()
 
 

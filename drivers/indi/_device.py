@@ -146,9 +146,16 @@ class IndiDevice:
         snap = conn.wait_until(done, timeout)
         if snap is None:
             conn.request_reset()  # a server that does not answer at all is re-opened next time
-        if (not isinstance(snap, PropSnapshot) or snap.alerted_since(before)
-                or not snap.is_on("CONNECT")):
-            detail = conn.read(lambda st: st.last_message(name)) or "no answer"
+        if snap is False:
+            raise DeviceUnavailable(f"lost connection to {conn.address}", device=name)
+        # The detail is what the device said since the request (up to its Alert), never an
+        # older message. Without an Alert, ``done`` returned only with CONNECT on.
+        detail: str | None
+        if isinstance(snap, PropSnapshot):
+            detail = self._alert_reason(snap, before, name)
+        else:
+            detail = self._message_since(before, name) or f"no answer within {timeout:g} s"
+        if detail is not None:
             raise DeviceUnavailable(f"device did not connect: {detail}", device=name)
 
     def _wait_props(self, conn: IndiConnection, device: str, names: Iterable[str]) -> list[str]:
