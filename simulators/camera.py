@@ -8,7 +8,6 @@ the sequencer's recovery paths.
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -22,6 +21,7 @@ from calibd.drivers.errors import (
     NotSupported,
     SettingRejected,
 )
+from calibd.drivers.exposure_guard import ExposureGuard
 from calibd.simulators.cooler import CoolerModel
 from calibd.simulators.profiles import SensorProfile
 from calibd.simulators.sensor import Illumination, SensorModel
@@ -50,7 +50,8 @@ class SimFaults:
 
 
 class SimulatedCamera:
-    """A simulated camera. Thread-safe for :meth:`abort` and :meth:`cooler_state`."""
+    """A simulated camera. Thread-safe for :meth:`abort` and :meth:`cooler_state`; a second
+    :meth:`expose` while one runs raises ExposureFailed at once, as a real driver's does."""
 
     def __init__(
         self,
@@ -76,7 +77,7 @@ class SimulatedCamera:
         self._connected = False
         self._settings = CaptureSettings(gain=profile.unity_gain, offset=10, binning=1,
                                          readout_mode=profile.readout_modes[0])
-        self._abort = threading.Event()
+        self._guard = ExposureGuard()
         self._exposures = 0
         self.info = CameraInfo(
             model=profile.model,
@@ -171,23 +172,32 @@ class SimulatedCamera:
                 f"exposure {exposure_s} s outside {info.min_exposure_s}..{info.max_exposure_s} s",
                 device=self.name,
             )
+        with self._guard.exposing(self.name):
+            return self._expose(exposure_s, dark, timeout_s)
+
+    def abort(self) -> None:
+        """End a running :meth:`expose` (it raises ExposureFailed); a no-op when idle."""
+        self._guard.request_abort()
+
+    # ----- internals ---------------------------------------------------------------------------
+    def _expose(self, exposure_s: float, dark: bool, timeout_s: float | None) -> Frame:
         settings = self._settings
         readout = self.profile.readout_s / (settings.binning * settings.binning)
         deadline = timeout_s if timeout_s is not None else 2 * exposure_s + readout + 5.0
-        self._abort.clear()
+        abort = self._guard.abort
         self._exposures += 1
         n, f = self._exposures, self.faults
         start_utc = self.clock.now()
         temp_start = self.cooler.temperature_c()
         if f.fires(f.timeout_every, n):
-            self.clock.wait(self._abort, deadline)
+            self.clock.wait(abort, deadline)
             raise ExposureTimeout(f"no image after {deadline:.1f} s (injected)", device=self.name)
         if f.fires(f.thermal_glitch_every, n):
-            self.clock.wait(self._abort, exposure_s / 2)
+            self.clock.wait(abort, exposure_s / 2)
             self.cooler.disturb(f.thermal_glitch_c)
-            aborted = self.clock.wait(self._abort, exposure_s / 2)
+            aborted = self.clock.wait(abort, exposure_s / 2)
         else:
-            aborted = self.clock.wait(self._abort, exposure_s)
+            aborted = self.clock.wait(abort, exposure_s)
         if aborted:
             raise ExposureFailed("exposure aborted", device=self.name)
         temp_end = self.cooler.temperature_c()
@@ -217,7 +227,7 @@ class SimulatedCamera:
         # converted to clock seconds).
         per_clock_s = self.clock.real_seconds(1.0)
         remaining = readout - (compute_s / per_clock_s if per_clock_s > 0 else 0.0)
-        if remaining > 0 and self.clock.wait(self._abort, remaining):
+        if remaining > 0 and self.clock.wait(abort, remaining):
             raise ExposureFailed("exposure aborted during read-out", device=self.name)
         return Frame(
             data=data,
@@ -233,10 +243,6 @@ class SimulatedCamera:
             bayer_pattern=self.profile.bayer,  # binning is by colour: the mosaic keeps its phase
         )
 
-    def abort(self) -> None:
-        self._abort.set()
-
-    # ----- internals ---------------------------------------------------------------------------
     def _require(self) -> None:
         if not self._connected:
             raise DeviceUnavailable("not connected", device=self.name)
