@@ -18,7 +18,7 @@ import pytest
 from astropy.io import fits
 
 from calibd.drivers.clock import Clock
-from calibd.drivers.contracts import Camera, CaptureSettings
+from calibd.drivers.contracts import Camera, CaptureSettings, Frame
 from calibd.drivers.errors import ExposureFailed, SettingRejected
 from tests.support import write_frame
 
@@ -39,10 +39,40 @@ class ContractTarget:
     check_binning: bool = True
     # Max real seconds for an abort to end a running exposure.
     abort_within_real_s: float = 10.0
+    # An exposure (clock seconds) that takes about 1 real second; None: worked out from the
+    # clock (a device on a faster clock than ``clock`` says sets it).
+    overlap_exposure_s: float | None = None
     # Colour sensors: the BAYERPAT of a full frame, and of a 2x2-binned one (None where the
     # driver bins colour into mono, or cannot tell). Both None for a monochrome camera.
     bayer: str | None = None
     bayer_binned: str | None = None
+
+
+@dataclass
+class Running:
+    """One ``expose()`` on a worker thread; it ends in ``frames`` or ``errors``."""
+
+    thread: threading.Thread
+    frames: list[Frame]
+    errors: list[BaseException]
+
+
+def expose_in_background(camera: Camera, exposure_s: float) -> Running:
+    """Start ``camera.expose(exposure_s, dark=True)`` on a daemon thread and return 0.3 real
+    seconds later, when it is under way."""
+    frames: list[Frame] = []
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            frames.append(camera.expose(exposure_s, dark=True))
+        except BaseException as err:
+            errors.append(err)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    time.sleep(0.3)
+    return Running(thread, frames, errors)
 
 
 class CameraContract:
@@ -171,23 +201,33 @@ class CameraContract:
     def test_abort_ends_a_running_exposure(self, target: ContractTarget) -> None:
         cam = target.camera
         cam.configure(CaptureSettings(gain=target.gain, offset=target.offset))
-        errors: list[BaseException] = []
-
-        def run() -> None:
-            try:
-                cam.expose(target.long_exposure_s, dark=True)
-            except BaseException as err:
-                errors.append(err)
-
-        worker = threading.Thread(target=run, daemon=True)
-        worker.start()
-        time.sleep(0.3)
+        first = expose_in_background(cam, target.long_exposure_s)
         started = time.monotonic()
         cam.abort()
-        worker.join(target.abort_within_real_s)
-        assert not worker.is_alive(), "abort() did not end the exposure"
+        first.thread.join(target.abort_within_real_s)
+        assert not first.thread.is_alive(), "abort() did not end the exposure"
         assert time.monotonic() - started < target.abort_within_real_s
-        assert errors and isinstance(errors[0], ExposureFailed)
+        assert first.errors and isinstance(first.errors[0], ExposureFailed)
         # The camera takes the next frame normally.
         frame = cam.expose(target.short_exposure_s, dark=True)
         assert frame.data.size > 0
+
+    def test_a_second_exposure_is_refused_while_one_runs(self, target: ContractTarget) -> None:
+        """One exposure at a time: a second ``expose()`` from another thread raises
+        ExposureFailed at once, and the running one still returns its frame."""
+        cam = target.camera
+        cam.configure(CaptureSettings(gain=target.gain, offset=target.offset))
+        # About 1 real second: long enough to overlap, short for the suite.
+        exposure_s = target.overlap_exposure_s or 1.0 / target.clock.real_seconds(1.0)
+        exposure_s = min(max(exposure_s, cam.info.min_exposure_s), cam.info.max_exposure_s)
+        first = expose_in_background(cam, exposure_s)
+        started = time.monotonic()
+        with pytest.raises(ExposureFailed, match="already running"):
+            cam.expose(target.short_exposure_s, dark=True)
+        assert time.monotonic() - started < 1.0, "the second exposure was not refused at once"
+        first.thread.join(target.clock.real_seconds(2 * exposure_s) + 30.0)
+        assert not first.thread.is_alive(), "the first exposure did not end"
+        assert first.errors == [] and len(first.frames) == 1
+        frame = first.frames[0]
+        assert frame.exposure_s == pytest.approx(exposure_s, rel=0.01, abs=1e-3)
+        assert frame.shape == (cam.info.height, cam.info.width)

@@ -88,6 +88,7 @@ class TestDoubleContract(CameraContract):
             camera=camera, clock=RealClock(), gain=_gain(family), offset=int(family.offset.lo) + 5,
             cool_to_c=6.0, cool_tolerance_c=0.5, cool_timeout_s=60.0,
             short_exposure_s=0.1, long_exposure_s=60.0, abort_within_real_s=5.0,
+            overlap_exposure_s=1.0 * SCALE,  # the double runs SCALE x faster than RealClock
             bayer=family.bayer, bayer_binned=family.bayer)
 
 

@@ -33,7 +33,7 @@ from calibd.drivers.zwo import NO_CAMERAS_MESSAGE, ZwoCamera
 from calibd.drivers.zwo import sdk as zwo_sdk
 from calibd.simulators.asi_sdk import AsiDouble, AsiDoubleError, build_double, find_compiler
 from calibd.simulators.clock import ScaledClock
-from tests.camera_contract import CameraContract, ContractTarget
+from tests.camera_contract import CameraContract, ContractTarget, expose_in_background
 from tests.support import skip_or_fail, wait_until
 from tests.zwo_fixtures import TIME_SCALE, CameraFactory
 
@@ -359,23 +359,13 @@ def test_camera_removed_during_long_exposure(
     zwo_double: AsiDouble, zwo_camera: CameraFactory
 ) -> None:
     cam = _connected(zwo_camera)
-    errors: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            cam.expose(1000.0, dark=True)  # 10 s real
-        except BaseException as err:
-            errors.append(err)
-
-    worker = threading.Thread(target=run, daemon=True)
-    worker.start()
-    time.sleep(0.3)
+    running = expose_in_background(cam, 1000.0)  # 10 s real
     started = time.monotonic()
     zwo_double.configure(remove=1)
-    worker.join(5.0)
-    assert not worker.is_alive()
+    running.thread.join(5.0)
+    assert not running.thread.is_alive()
     assert time.monotonic() - started < 3.0  # polled at least every 2 s
-    assert errors and isinstance(errors[0], DeviceUnavailable)
+    assert running.errors and isinstance(running.errors[0], DeviceUnavailable)
 
 
 def test_hang_in_stop_during_abort(zwo_double: AsiDouble, zwo_camera: CameraFactory) -> None:

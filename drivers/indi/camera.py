@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import math
-import threading
 import time
 from dataclasses import dataclass
 from typing import Any, Unpack
@@ -19,6 +18,7 @@ from calibd.drivers.errors import (
     NotSupported,
     SettingRejected,
 )
+from calibd.drivers.exposure_guard import ExposureGuard
 from calibd.drivers.indi import _readout
 from calibd.drivers.indi._conn import BlobRecord, PropSnapshot, Session
 from calibd.drivers.indi._device import Endpoint, IndiDevice
@@ -78,8 +78,7 @@ class IndiCamera(IndiDevice):
         self._info: CameraInfo | None = None
         self._settings: CaptureSettings | None = None
         self._cooler: tuple[bool, float | None] | None = None
-        self._abort = threading.Event()
-        self._exposing = threading.Event()
+        self._guard = ExposureGuard()  # one exposure at a time; abort() wakes its wait
         self.last_header: dict[str, Any] = {}  # FITS header of the last image, as sent
         self.family: Family | None = None  # detected at connect
 
@@ -382,8 +381,9 @@ class IndiCamera(IndiDevice):
 
         Blocks about exposure + read-out, at most ``timeout_s`` real seconds (default 2 x
         exposure + 15 s + polling). Raises SettingRejected (outside [min, max] exposure),
-        ExposureFailed (device Alert, aborted, bad image), ExposureTimeout (deadline; the
-        exposure is aborted), DeviceUnavailable (server or driver lost)."""
+        ExposureFailed (at once if another exposure of this camera is running; device Alert,
+        aborted, bad image), ExposureTimeout (deadline; the exposure is aborted),
+        DeviceUnavailable (server or driver lost)."""
         info = self.info
         conn = self._require()
         if not math.isfinite(exposure_s) or exposure_s <= 0:
@@ -407,9 +407,7 @@ class IndiCamera(IndiDevice):
         timeout = (
             timeout_s if timeout_s is not None else 2 * exposure_s + DOWNLOAD_MARGIN_S + 3 * poll_s
         )
-        self._abort.clear()
-        self._exposing.set()  # from here on abort() takes effect
-        try:
+        with self._guard.exposing(self.device):  # from here on abort() takes effect
             self._ensure_switch("CCD_FRAME_TYPE", frame_type)
             temp = self._prop("CCD_TEMPERATURE")
             temp_start = temp.number("CCD_TEMPERATURE_VALUE") if temp else None
@@ -419,7 +417,7 @@ class IndiCamera(IndiDevice):
             before = conn.version()
             start_utc = self.clock.now()
             started = time.monotonic()
-            if self._abort.is_set():
+            if self._guard.abort.is_set():
                 raise ExposureFailed("exposure aborted before it started", device=self.device)
             conn.send_number(self.device, "CCD_EXPOSURE", {"CCD_EXPOSURE_VALUE": exposure_s})
             record, decoded = self._await_image(
@@ -430,8 +428,6 @@ class IndiCamera(IndiDevice):
                 deadline=started + timeout,
                 session=session,
             )
-        finally:
-            self._exposing.clear()
         header = decoded.header
         self.last_header = header
         temp = self._prop("CCD_TEMPERATURE")
@@ -486,7 +482,7 @@ class IndiCamera(IndiDevice):
         # An Idle with no Busy since the request is an earlier abort's answer arriving late.
         def check(st: ConnState) -> tuple[str, Any] | None:
             nonlocal idle_since
-            if self._abort.is_set():
+            if self._guard.abort.is_set():
                 return ("aborted", None)
             record = st.take_blob(self.device, "CCD1", before)
             if record is not None:
@@ -555,9 +551,8 @@ class IndiCamera(IndiDevice):
         """Abort a running exposure from any thread (CCD_ABORT_EXPOSURE) and make the waiting
         :meth:`expose` raise ExposureFailed at once; a no-op when idle. Never raises."""
         try:
-            if not self._exposing.is_set():
+            if not self._guard.request_abort():
                 return
-            self._abort.set()
             self._send_abort("CCD_ABORT_EXPOSURE")
             if self._conn is not None:
                 self._conn.notify()
