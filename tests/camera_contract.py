@@ -213,8 +213,9 @@ class CameraContract:
         assert frame.data.size > 0
 
     def test_a_second_exposure_is_refused_while_one_runs(self, target: ContractTarget) -> None:
-        """One exposure at a time: a second ``expose()`` from another thread raises
-        ExposureFailed at once, and the running one still returns its frame."""
+        """One exposure at a time: of two ``expose()`` calls from two threads at once, one
+        raises ExposureFailed at once and the other returns its frame (normally the one
+        started first; on a loaded machine the thread may start late, so either may win)."""
         cam = target.camera
         cam.configure(CaptureSettings(gain=target.gain, offset=target.offset))
         # About 1 real second: long enough to overlap, short for the suite.
@@ -222,12 +223,20 @@ class CameraContract:
         exposure_s = min(max(exposure_s, cam.info.min_exposure_s), cam.info.max_exposure_s)
         first = expose_in_background(cam, exposure_s)
         started = time.monotonic()
-        with pytest.raises(ExposureFailed, match="already running"):
-            cam.expose(target.short_exposure_s, dark=True)
-        assert time.monotonic() - started < 1.0, "the second exposure was not refused at once"
+        errors: list[BaseException] = []
+        frames: list[Frame] = []
+        try:
+            frames.append(cam.expose(exposure_s, dark=True))
+        except ExposureFailed as err:
+            errors.append(err)
+            # Refused at once (a loaded CI machine: seconds, not the exposure's length).
+            assert time.monotonic() - started < 3.0, "the second exposure was not refused at once"
         first.thread.join(target.clock.real_seconds(2 * exposure_s) + 30.0)
         assert not first.thread.is_alive(), "the first exposure did not end"
-        assert first.errors == [] and len(first.frames) == 1
-        frame = first.frames[0]
+        frames += first.frames
+        errors += first.errors
+        assert len(frames) == 1 and len(errors) == 1, (frames, errors)
+        assert isinstance(errors[0], ExposureFailed) and "already running" in str(errors[0])
+        frame = frames[0]
         assert frame.exposure_s == pytest.approx(exposure_s, rel=0.01, abs=1e-3)
         assert frame.shape == (cam.info.height, cam.info.width)

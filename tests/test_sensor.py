@@ -10,6 +10,7 @@ import io
 import logging
 import math
 import signal
+import sqlite3
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -574,8 +575,19 @@ def test_an_older_index_learns_its_ladder_flats_on_opening_and_rescan_from_sensl
                                   "2026-03-01T20:00:00"))
         with index.tx() as db:
             db.execute("ALTER TABLE frames DROP COLUMN sensor")
+            db.execute("ALTER TABLE frames DROP COLUMN cfa_r_adu")
     finally:
         index.close()
+    # Read-only (a library on a read-only share): the same answers, and nothing written.
+    index = Index(tmp_path, readonly=True)
+    try:
+        rows = index.query("SELECT path, sensor, cfa_r_adu FROM frames ORDER BY path")
+        assert [tuple(r) for r in rows] == [("a.fits", 1, None), ("b.fits", 0, None)]
+        assert [f.path for f in index.cell_frames()] == ["b.fits"]
+    finally:
+        index.close()
+    with sqlite3.connect(tmp_path / "calibd.sqlite") as raw:
+        assert "sensor" not in {r[1] for r in raw.execute("PRAGMA table_info(frames)")}
     index = Index(tmp_path)
     try:
         rows = index.query("SELECT path, sensor FROM frames ORDER BY path")

@@ -202,6 +202,7 @@ class Index(ValidityQueries, RunsTable, FrameQueries, MastersTable, FlatMemoryTa
             try:
                 if self.readonly:
                     db = _connect_readonly(self.path)
+                    _older_frames_view(db)
                 else:
                     db = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
                     db.execute("PRAGMA journal_mode=WAL")
@@ -251,6 +252,23 @@ class Index(ValidityQueries, RunsTable, FrameQueries, MastersTable, FlatMemoryTa
             with suppress(sqlite3.Error):
                 db.close()
             self._local.db = None
+
+
+def _older_frames_view(db: sqlite3.Connection) -> None:
+    """On a read-only connection to an index written before some ``frames`` columns existed
+    (checksums, colour flats, SENSSET), a temporary view ``frames`` that adds them as the
+    upgrade of a writable open would (NULL; ``sensor`` from the ladder cells' keys), so the
+    queries run unchanged: SQLite finds temporary objects before the file's. Nothing is
+    written to the file. Raises sqlite3.Error."""
+    have = {row[1] for row in db.execute("PRAGMA main.table_info(frames)")}
+    if not have:
+        return
+    added = [f"NULL AS {name}" for name in ("mtime_ns", *COLOUR_FLAT_COLUMNS)
+             if name not in have]
+    if "sensor" not in have:
+        added.append("(cell_key LIKE '%|lvl%') AS sensor")
+    if added:
+        db.execute(f"CREATE TEMP VIEW frames AS SELECT *, {', '.join(added)} FROM main.frames")
 
 
 def _connect_readonly(path: Path) -> sqlite3.Connection:

@@ -34,6 +34,7 @@ ABORT_SETTLE_S = 5.0  # real seconds an aborted move waits for the device to rep
 # a refusal without an Alert: a routine report sent before the request may arrive after it, just
 # ahead of the device's Busy (the telescope simulator sends that within a millisecond).
 REFUSAL_GRACE_S = 1.0
+MAX_REFUSAL_GRACE_S = 10.0  # whatever POLLING_PERIOD a driver reports
 
 
 def _not_busy(snap: PropSnapshot | None) -> bool | None:
@@ -41,14 +42,15 @@ def _not_busy(snap: PropSnapshot | None) -> bool | None:
 
 
 def _idle_refusal(st: ConnState, device: str, snap: PropSnapshot, before: int) -> str | None:
-    """The device's latest message when ``snap`` reads as a request refused without an Alert:
-    reported Idle since connection version ``before`` (the request), not Busy since, and the
-    device said something since. The telescope simulator refuses a goto while parked so (a
-    "[WARNING] Please unpark the mount ..." message, then EQUATORIAL_EOD_COORD Idle). None
-    otherwise."""
+    """The device's latest warning or error when ``snap`` reads as a request refused without an
+    Alert: reported Idle since connection version ``before`` (the request), not Busy since, and
+    the device logged a ``[WARNING]`` or ``[ERROR]`` since (INDI's logger prefixes; an
+    ``[INFO] Slewing to ...`` of a goto it accepted does not count). The telescope simulator
+    refuses a goto while parked so ("[WARNING] Please unpark the mount ...", then
+    EQUATORIAL_EOD_COORD Idle). None otherwise."""
     if snap.version <= before or snap.state != "Idle" or snap.busy_since(before):
         return None
-    said = st.messages_since(device, before)
+    said = [m for m in st.messages_since(device, before) if "[WARNING]" in m or "[ERROR]" in m]
     return said[-1] if said else None
 
 
@@ -255,15 +257,22 @@ class IndiMount(IndiDevice):
                    arrived: Callable[[PropSnapshot], bool] | None = None) -> PropSnapshot:
         """Wait until property ``name`` is no longer Busy (with ``element`` on and
         ``arrived``, when given), or has been Alert since connection version ``before`` (the
-        request), or refused without an Alert (see :func:`_idle_refusal`; for REFUSAL_GRACE_S
-        without a Busy), or an abort. An Alert counts even when the device restored another
-        state in the next report (the telescope simulator answers a park interrupted by UNPARK
-        with Alert, then Ok with PARK on). Past the deadline the motion is aborted. Raises
-        DeviceUnavailable, or SettingRejected for a refusal while the mount reads parked."""
+        request), or refused without an Alert (see :func:`_idle_refusal`; for REFUSAL_GRACE_S,
+        or two of the device's POLLING_PERIODs if longer, without a Busy: then the motion is
+        aborted in case it started after all), or an abort. An Alert counts even when the
+        device restored another state in the next report (the telescope simulator answers a
+        park interrupted by UNPARK with Alert, then Ok with PARK on). Past the deadline the
+        motion is aborted. Raises DeviceUnavailable, or SettingRejected for a refusal while the
+        mount reads parked."""
         conn = self._require()
         session = conn.read(lambda st: st.session(self.device))
         refused: str | None = None
         refused_since: float | None = None
+        # A driver that reports Busy only at its next status poll gets two of them.
+        polling = self._prop("POLLING_PERIOD")
+        period_s = (polling.number("PERIOD_MS") / 1000.0
+                    if polling is not None and "PERIOD_MS" in polling.values else 0.0)
+        grace = min(MAX_REFUSAL_GRACE_S, max(REFUSAL_GRACE_S, 2 * period_s))
 
         def done(st: ConnState) -> PropSnapshot | bool | None:
             nonlocal refused, refused_since
@@ -285,7 +294,7 @@ class IndiMount(IndiDevice):
                 refused_since = None
                 return None
             refused_since = refused_since or time.monotonic()
-            return snap if time.monotonic() - refused_since >= REFUSAL_GRACE_S else None
+            return snap if time.monotonic() - refused_since >= grace else None
 
         result = conn.wait_until(done, timeout_s, device=self.device, session=session)
         if result is False:
@@ -300,5 +309,7 @@ class IndiMount(IndiDevice):
         if reason is not None:
             raise DeviceUnavailable(f"{what} failed: {reason}", device=self.device)
         if refused is not None:
+            # Should the device be moving after all, it stops rather than go on unwatched.
+            self._send_abort("TELESCOPE_ABORT_MOTION")
             raise self._refused(what, refused)
         return result
