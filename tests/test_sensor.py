@@ -573,6 +573,8 @@ def test_an_older_index_learns_its_ladder_flats_on_opening_and_rescan_from_sensl
         index.add_frame(ladder)
         index.add_frame(_flat_row("b.fits", 1, "flat|g0|o50|b1|normal|-10C|f:lvl0",
                                   "2026-03-01T20:00:00"))
+        foreign = _flat_row("c.fits", 1, "", "2026-03-01T20:00:00")  # not from a run of ours
+        index.add_frame({**foreign, "run_id": None, "cell_key": None, "seq": None})
         with index.tx() as db:
             db.execute("ALTER TABLE frames DROP COLUMN sensor")
             db.execute("ALTER TABLE frames DROP COLUMN cfa_r_adu")
@@ -582,7 +584,8 @@ def test_an_older_index_learns_its_ladder_flats_on_opening_and_rescan_from_sensl
     index = Index(tmp_path, readonly=True)
     try:
         rows = index.query("SELECT path, sensor, cfa_r_adu FROM frames ORDER BY path")
-        assert [tuple(r) for r in rows] == [("a.fits", 1, None), ("b.fits", 0, None)]
+        assert [tuple(r) for r in rows] == [("a.fits", 1, None), ("b.fits", 0, None),
+                                            ("c.fits", 0, None)]
         assert [f.path for f in index.cell_frames()] == ["b.fits"]
     finally:
         index.close()
@@ -591,7 +594,8 @@ def test_an_older_index_learns_its_ladder_flats_on_opening_and_rescan_from_sensl
     index = Index(tmp_path)
     try:
         rows = index.query("SELECT path, sensor FROM frames ORDER BY path")
-        assert [(r["path"], r["sensor"]) for r in rows] == [("a.fits", 1), ("b.fits", 0)]
+        assert [(r["path"], r["sensor"]) for r in rows] == [("a.fits", 1), ("b.fits", 0),
+                                                            ("c.fits", 0)]
         assert [f.path for f in index.cell_frames()] == ["b.fits"]
     finally:
         index.close()

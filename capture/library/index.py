@@ -27,6 +27,16 @@ from calibd.drivers.clock import Clock
 
 SCHEMA_VERSION = 1
 COLOUR_FLAT_COLUMNS = ("cfa_r_adu", "cfa_g1_adu", "cfa_g2_adu", "cfa_b_adu", "flat_bias_adu")
+#: ``frames`` columns added after the first libraries were indexed: (name, declaration, the
+#: value of an older row as an SQL expression). A writable open adds them (:class:`Index`); a
+#: read-only one shows them through a temporary view (:func:`_older_frames_view`).
+ADDED_FRAME_COLUMNS: tuple[tuple[str, str, str], ...] = (
+    ("mtime_ns", "INTEGER", "NULL"),  # checksums
+    *((name, "REAL", "NULL") for name in COLOUR_FLAT_COLUMNS),  # colour flats
+    # SENSSET: of an older library's sensor frames only the ladder flats (SENSLVL) are known,
+    # by their cells' keys lvl<n>; `library rescan` gives the same.
+    ("sensor", "INTEGER NOT NULL DEFAULT 0", "COALESCE(cell_key LIKE '%|lvl%', 0)"),
+)
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS runs(
@@ -175,17 +185,11 @@ class Index(ValidityQueries, RunsTable, FrameQueries, MastersTable, FlatMemoryTa
                 db.executescript(SCHEMA)  # idempotent; executescript manages its transaction
                 columns = {r["name"] for r in db.execute("PRAGMA table_info(frames)")}
                 with self.tx() as tx:
-                    if "mtime_ns" not in columns:  # libraries indexed before checksums
-                        tx.execute("ALTER TABLE frames ADD COLUMN mtime_ns INTEGER")
-                    for name in COLOUR_FLAT_COLUMNS:  # libraries indexed before colour flats
+                    for name, decl, older in ADDED_FRAME_COLUMNS:
                         if name not in columns:
-                            tx.execute(f"ALTER TABLE frames ADD COLUMN {name} REAL")
-                    if "sensor" not in columns:  # libraries indexed before SENSSET
-                        tx.execute("ALTER TABLE frames ADD COLUMN sensor INTEGER NOT NULL "
-                                   "DEFAULT 0")
-                        # Their ladder flats (SENSLVL, the only sensor frames their headers
-                        # tell): the cells keyed lvl<n>. `library rescan` gives the same.
-                        tx.execute("UPDATE frames SET sensor=1 WHERE cell_key LIKE '%|lvl%'")
+                            tx.execute(f"ALTER TABLE frames ADD COLUMN {name} {decl}")
+                            if older != "NULL":
+                                tx.execute(f"UPDATE frames SET {name}={older}")
                     tx.execute("INSERT OR IGNORE INTO meta(key, value) VALUES('schema', ?)",
                                (str(SCHEMA_VERSION),))
         except LibraryError:
@@ -256,17 +260,15 @@ class Index(ValidityQueries, RunsTable, FrameQueries, MastersTable, FlatMemoryTa
 
 def _older_frames_view(db: sqlite3.Connection) -> None:
     """On a read-only connection to an index written before some ``frames`` columns existed
-    (checksums, colour flats, SENSSET), a temporary view ``frames`` that adds them as the
-    upgrade of a writable open would (NULL; ``sensor`` from the ladder cells' keys), so the
+    (:data:`ADDED_FRAME_COLUMNS`), a temporary view ``frames`` that adds them with the values
+    the upgrade of a writable open gives older rows, so the
     queries run unchanged: SQLite finds temporary objects before the file's. Nothing is
     written to the file. Raises sqlite3.Error."""
     have = {row[1] for row in db.execute("PRAGMA main.table_info(frames)")}
     if not have:
         return
-    added = [f"NULL AS {name}" for name in ("mtime_ns", *COLOUR_FLAT_COLUMNS)
+    added = [f"{older} AS {name}" for name, _, older in ADDED_FRAME_COLUMNS
              if name not in have]
-    if "sensor" not in have:
-        added.append("(cell_key LIKE '%|lvl%') AS sensor")
     if added:
         db.execute(f"CREATE TEMP VIEW frames AS SELECT *, {', '.join(added)} FROM main.frames")
 
