@@ -70,8 +70,8 @@ class IndiSafetyMonitor(IndiDevice):
         snap = self._prop("WEATHER_STATUS")
         if snap is None:
             return False
-        if snap.state != "Alert" and snap.alerted_since(seen):
-            reason = self._message_since(seen, until=snap.alerted) or "no message"
+        reason = self._alert_reason(snap, seen, fallback="no message")
+        if snap.state != "Alert" and reason is not None:
             log.warning("%s: the weather station reported danger (WEATHER_STATUS Alert: %s) "
                         "since the last check, now %s: unsafe", self.device, reason, snap.state)
             return False
