@@ -22,9 +22,12 @@ import time
 from pathlib import Path
 
 from calibd.capture.library.library import Library
-from calibd.capture.plans.load import load_plan, plan_digest
-from calibd.capture.plans.resolve import CameraContext, resolve
-from calibd.capture.sequencer.sequencer import Sequencer, SequencerOptions
+from calibd.capture.plans.load import load_plan
+from calibd.capture.plans.load import plan_digest
+from calibd.capture.plans.resolve import CameraContext
+from calibd.capture.plans.resolve import resolve
+from calibd.capture.sequencer.sequencer import Sequencer
+from calibd.capture.sequencer.sequencer import SequencerOptions
 from calibd.capture.sequencer.status import RunStatus
 from calibd.drivers.clock import RealClock
 from calibd.drivers.contracts import Frame

@@ -46,7 +46,8 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from dataclasses import field
 from pathlib import Path
 
 import numpy as np
@@ -54,7 +55,10 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
-from masters import FULL_SETS, QUICK_SETS, FrameSet, ensure_set  # noqa: E402
+from masters import FULL_SETS  # noqa: E402
+from masters import QUICK_SETS  # noqa: E402
+from masters import FrameSet  # noqa: E402
+from masters import ensure_set  # noqa: E402
 
 DEFAULT_DATA = Path(tempfile.gettempdir()) / "calibd-bench-data"
 TARGET_SPEEDUP = 3.0

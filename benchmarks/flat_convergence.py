@@ -22,11 +22,14 @@ import random
 import statistics
 import sys
 
-from calibd.capture.flats.search import SearchFailed, SearchSpec, search
+from calibd.capture.flats.search import SearchFailed
+from calibd.capture.flats.search import SearchSpec
+from calibd.capture.flats.search import search
 from calibd.capture.sequencer.checks import frame_stats
 from calibd.drivers.contracts import CaptureSettings
 from calibd.simulators import optics
-from calibd.simulators.accessories import SimulatedFilterWheel, SimulatedFlatPanel
+from calibd.simulators.accessories import SimulatedFilterWheel
+from calibd.simulators.accessories import SimulatedFlatPanel
 from calibd.simulators.clock import SteppedClock
 from calibd.simulators.observatory import build_observatory
 from calibd.simulators.profiles import get_profile

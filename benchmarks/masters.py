@@ -197,7 +197,9 @@ def _child_read(paths: list[str]) -> dict[str, Any]:
 
 def _child_calibd(paths: list[str], out: str) -> dict[str, Any]:
     sys.path.insert(0, str(ROOT))
-    from calibd.capture.combine import Rejection, combine_to_fits, warm_up
+    from calibd.capture.combine import Rejection
+    from calibd.capture.combine import combine_to_fits
+    from calibd.capture.combine import warm_up
 
     rejection = Rejection("sigma", sigma_low=3.0, sigma_high=3.0, iterations=1)
     t0 = time.perf_counter()

@@ -28,7 +28,10 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from combine_vs_siril import ROOT, Runs, launch, load  # noqa: E402
+from combine_vs_siril import ROOT  # noqa: E402
+from combine_vs_siril import Runs  # noqa: E402
+from combine_vs_siril import launch  # noqa: E402
+from combine_vs_siril import load  # noqa: E402
 
 PLAN = """\
 name: library-bench

@@ -7,25 +7,28 @@ simulated clock, so a first run needs no hardware.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC
+from datetime import datetime
+from datetime import timedelta
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated
+from typing import Literal
 
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    StrictBool,
-    ValidationError,
-    ValidationInfo,
-    field_validator,
-    model_validator,
-)
+from pydantic import BaseModel
+from pydantic import ConfigDict
+from pydantic import Field
+from pydantic import StrictBool
+from pydantic import ValidationError
+from pydantic import ValidationInfo
+from pydantic import field_validator
+from pydantic import model_validator
 
 from calibd.capture.errors import ConfigError
 from calibd.capture.library.policy import LibraryPolicy
 from calibd.capture.net import is_loopback_literal
-from calibd.capture.yamlsrc import Located, load_located, problems_from_validation
+from calibd.capture.yamlsrc import Located
+from calibd.capture.yamlsrc import load_located
+from calibd.capture.yamlsrc import problems_from_validation
 
 # Simulated seconds per real second when no configuration is given: a 300 s dark takes 0.3 s.
 DEFAULT_SIM_SCALE = 1000.0

@@ -6,26 +6,32 @@ receives the validated configuration as plain keyword arguments."""
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from dataclasses import field
 from functools import partial
 from typing import Any
 
-from calibd.capture.config import (
-    AlpacaCamera,
-    CameraConfig,
-    ClockConfig,
-    Config,
-    SafetyConfig,
-    SimulatorCamera,
-    SimulatorDome,
-    SimulatorMount,
-    SimulatorPanel,
-    SimulatorSafety,
-    SimulatorWheel,
-)
-from calibd.capture.site import Site, sun_altitude_deg
-from calibd.drivers.clock import Clock, RealClock
-from calibd.drivers.contracts import Camera, Dome, FilterWheel, FlatPanel, Mount, SafetyMonitor
+from calibd.capture.config import AlpacaCamera
+from calibd.capture.config import CameraConfig
+from calibd.capture.config import ClockConfig
+from calibd.capture.config import Config
+from calibd.capture.config import SafetyConfig
+from calibd.capture.config import SimulatorCamera
+from calibd.capture.config import SimulatorDome
+from calibd.capture.config import SimulatorMount
+from calibd.capture.config import SimulatorPanel
+from calibd.capture.config import SimulatorSafety
+from calibd.capture.config import SimulatorWheel
+from calibd.capture.site import Site
+from calibd.capture.site import sun_altitude_deg
+from calibd.drivers.clock import Clock
+from calibd.drivers.clock import RealClock
+from calibd.drivers.contracts import Camera
+from calibd.drivers.contracts import Dome
+from calibd.drivers.contracts import FilterWheel
+from calibd.drivers.contracts import FlatPanel
+from calibd.drivers.contracts import Mount
+from calibd.drivers.contracts import SafetyMonitor
 from calibd.drivers.errors import DeviceUnavailable
 
 DRIVER_MODULES: dict[str, str] = {

@@ -12,28 +12,42 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from calibd.capture.config import CameraConfig, Config, MastersConfig, pick_camera
-from calibd.capture.devices import Setup, make_clock, make_setup
-from calibd.capture.errors import ConfigError, PlanError
+from calibd.capture.config import CameraConfig
+from calibd.capture.config import Config
+from calibd.capture.config import MastersConfig
+from calibd.capture.config import pick_camera
+from calibd.capture.devices import Setup
+from calibd.capture.devices import make_clock
+from calibd.capture.devices import make_setup
+from calibd.capture.errors import ConfigError
+from calibd.capture.errors import PlanError
 from calibd.capture.flats.devices import check_flat_devices
 from calibd.capture.flats.memory import FlatMemory
 from calibd.capture.flats.runner import FlatRunner
 from calibd.capture.library.library import Library
 from calibd.capture.library.policy import LibraryPolicy
-from calibd.capture.library.upkeep import holdings, needs
+from calibd.capture.library.upkeep import holdings
+from calibd.capture.library.upkeep import needs
 from calibd.capture.masters.auto import AutoMasters
 from calibd.capture.masters.service import build_missing
 from calibd.capture.plans.cells import Cell
-from calibd.capture.plans.load import load_plan, plan_digest
+from calibd.capture.plans.load import load_plan
+from calibd.capture.plans.load import plan_digest
 from calibd.capture.plans.model import SensorSet
-from calibd.capture.plans.resolve import CameraContext, ResolvedPlan, resolve
+from calibd.capture.plans.resolve import CameraContext
+from calibd.capture.plans.resolve import ResolvedPlan
+from calibd.capture.plans.resolve import resolve
 from calibd.capture.sensor import store as sensor_store
-from calibd.capture.sequencer.sequencer import RunResult, Sequencer, SequencerOptions
-from calibd.capture.sequencer.status import Reporter, no_report
+from calibd.capture.sequencer.sequencer import RunResult
+from calibd.capture.sequencer.sequencer import Sequencer
+from calibd.capture.sequencer.sequencer import SequencerOptions
+from calibd.capture.sequencer.status import Reporter
+from calibd.capture.sequencer.status import no_report
 from calibd.capture.yamlsrc import Located
 from calibd.drivers.clock import Clock
 from calibd.drivers.contracts import Camera
-from calibd.drivers.errors import DeviceError, NotSupported
+from calibd.drivers.errors import DeviceError
+from calibd.drivers.errors import NotSupported
 
 log = logging.getLogger(__name__)
 

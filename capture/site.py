@@ -11,13 +11,16 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC
+from datetime import datetime
+from datetime import timedelta
 from functools import lru_cache
 from typing import Literal
 
 import numpy as np
 
-from calibd.drivers.pointing import Place, sun_altaz
+from calibd.drivers.pointing import Place
+from calibd.drivers.pointing import sun_altaz
 
 GRID_S = 60  # altitudes are computed on a one-minute grid and interpolated
 # The calendar ends at 9999-12-31: no search reaches past this (a clock set near the end of

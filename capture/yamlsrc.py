@@ -14,16 +14,21 @@ from __future__ import annotations
 
 import difflib
 import re
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from collections.abc import Sequence
+from dataclasses import dataclass
+from dataclasses import field
 from pathlib import Path
 from typing import Any
 
 import yaml
 from pydantic import ValidationError
 
-from calibd.capture.errors import InputError, Problem
-from calibd.capture.inputfile import MAX_INPUT_BYTES, InputFileError, read_input_text
+from calibd.capture.errors import InputError
+from calibd.capture.errors import Problem
+from calibd.capture.inputfile import MAX_INPUT_BYTES
+from calibd.capture.inputfile import InputFileError
+from calibd.capture.inputfile import read_input_text
 from calibd.capture.textsafe import shown
 
 KeyPath = tuple[str | int, ...]

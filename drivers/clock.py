@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import threading
 import time
-from datetime import UTC, datetime
-from typing import Protocol, runtime_checkable
+from datetime import UTC
+from datetime import datetime
+from typing import Protocol
+from typing import runtime_checkable
 
 
 @runtime_checkable

@@ -14,7 +14,8 @@ import threading
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC
+from datetime import datetime
 from typing import Any
 
 import numpy as np
@@ -61,7 +62,8 @@ def _location(place: Place) -> Any:
 def _frames(place: Place, when: datetime) -> tuple[Any, Any, Any]:
     location = _location(place)
     from astropy import units as u
-    from astropy.coordinates import TETE, AltAz
+    from astropy.coordinates import TETE
+    from astropy.coordinates import AltAz
     from astropy.time import Time
 
     t = Time(when.astimezone(UTC).replace(tzinfo=None), scale="utc")
@@ -108,7 +110,8 @@ def sun_altaz(place: Place, times: Sequence[datetime]
     degrees, one of each per UTC time. Blocks a few milliseconds per call (astropy); never
     touches the network."""
     location = _location(place)
-    from astropy.coordinates import AltAz, get_sun
+    from astropy.coordinates import AltAz
+    from astropy.coordinates import get_sun
     from astropy.time import Time
 
     with warnings.catch_warnings():  # e.g. ERFA's "dubious year" far from the IERS tables

@@ -6,12 +6,16 @@ They move and warm up in clock time, so waits and deadlines are exercised as on 
 from __future__ import annotations
 
 import threading
-from dataclasses import KW_ONLY, dataclass, field
+from dataclasses import KW_ONLY
+from dataclasses import dataclass
+from dataclasses import field
 from datetime import datetime
 
 from calibd.drivers.clock import Clock
 from calibd.drivers.contracts import CoverState
-from calibd.drivers.errors import DeviceUnavailable, NotSupported, SettingRejected
+from calibd.drivers.errors import DeviceUnavailable
+from calibd.drivers.errors import NotSupported
+from calibd.drivers.errors import SettingRejected
 
 DEFAULT_FILTERS = ("L", "R", "G", "B", "Ha", "OIII", "SII")
 

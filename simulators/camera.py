@@ -10,21 +10,24 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
+from dataclasses import replace
 
 from calibd.drivers.clock import Clock
-from calibd.drivers.contracts import CameraInfo, CaptureSettings, CoolerState, Frame
-from calibd.drivers.errors import (
-    DeviceUnavailable,
-    ExposureFailed,
-    ExposureTimeout,
-    NotSupported,
-    SettingRejected,
-)
+from calibd.drivers.contracts import CameraInfo
+from calibd.drivers.contracts import CaptureSettings
+from calibd.drivers.contracts import CoolerState
+from calibd.drivers.contracts import Frame
+from calibd.drivers.errors import DeviceUnavailable
+from calibd.drivers.errors import ExposureFailed
+from calibd.drivers.errors import ExposureTimeout
+from calibd.drivers.errors import NotSupported
+from calibd.drivers.errors import SettingRejected
 from calibd.drivers.exposure_guard import ExposureGuard
 from calibd.simulators.cooler import CoolerModel
 from calibd.simulators.profiles import SensorProfile
-from calibd.simulators.sensor import Illumination, SensorModel
+from calibd.simulators.sensor import Illumination
+from calibd.simulators.sensor import SensorModel
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import math
 import threading
-from dataclasses import KW_ONLY, dataclass, field
+from dataclasses import KW_ONLY
+from dataclasses import dataclass
+from dataclasses import field
 
 from calibd.drivers.clock import Clock
 

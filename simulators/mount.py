@@ -11,19 +11,22 @@ from __future__ import annotations
 
 import math
 import threading
-from dataclasses import KW_ONLY, dataclass, field
+from dataclasses import KW_ONLY
+from dataclasses import dataclass
+from dataclasses import field
 from datetime import datetime
 
 from calibd.drivers.clock import Clock
-from calibd.drivers.contracts import MountState, MountStatus, ShutterState
-from calibd.drivers.errors import DeviceUnavailable, SettingRejected
-from calibd.drivers.pointing import (
-    Place,
-    altaz_to_radec,
-    load_frames,
-    radec_to_altaz,
-    separation_deg,
-)
+from calibd.drivers.contracts import MountState
+from calibd.drivers.contracts import MountStatus
+from calibd.drivers.contracts import ShutterState
+from calibd.drivers.errors import DeviceUnavailable
+from calibd.drivers.errors import SettingRejected
+from calibd.drivers.pointing import Place
+from calibd.drivers.pointing import altaz_to_radec
+from calibd.drivers.pointing import load_frames
+from calibd.drivers.pointing import radec_to_altaz
+from calibd.drivers.pointing import separation_deg
 from calibd.simulators.accessories import _Connectable
 
 DEFAULT_TIMEOUT_S = 600.0

@@ -10,13 +10,19 @@ from datetime import timedelta
 
 from calibd.drivers.clock import Clock
 from calibd.drivers.pointing import SIDEREAL_DEG_PER_S
-from calibd.simulators.accessories import SimulatedFilterWheel, SimulatedFlatPanel
-from calibd.simulators.camera import SimFaults, SimulatedCamera
-from calibd.simulators.mount import SimulatedDome, SimulatedMount
-from calibd.simulators.optics import OpticalTrain, transmission
+from calibd.simulators.accessories import SimulatedFilterWheel
+from calibd.simulators.accessories import SimulatedFlatPanel
+from calibd.simulators.camera import SimFaults
+from calibd.simulators.camera import SimulatedCamera
+from calibd.simulators.mount import SimulatedDome
+from calibd.simulators.mount import SimulatedMount
+from calibd.simulators.optics import OpticalTrain
+from calibd.simulators.optics import transmission
 from calibd.simulators.profiles import SensorProfile
-from calibd.simulators.sensor import F32, Illumination
-from calibd.simulators.sky import SimulatedSky, StarField
+from calibd.simulators.sensor import F32
+from calibd.simulators.sensor import Illumination
+from calibd.simulators.sky import SimulatedSky
+from calibd.simulators.sky import StarField
 
 
 @dataclass

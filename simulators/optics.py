@@ -9,7 +9,8 @@ to a clear luminance filter; narrowband filters pass a few per cent of a broadba
 from __future__ import annotations
 
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from dataclasses import field
 
 import numpy as np
 import numpy.typing as npt

@@ -15,7 +15,8 @@ tests read.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
+from dataclasses import replace
 from typing import Final
 
 #: Bayer phases a colour profile may have (FITS BAYERPAT, top-down).

@@ -12,25 +12,32 @@ Nothing is connected or started here: the devices are returned disconnected, and
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
-from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Unpack
+from collections.abc import Callable
+from collections.abc import Mapping
+from collections.abc import Sequence
+from datetime import UTC
+from datetime import datetime
+from typing import TYPE_CHECKING
+from typing import Any
+from typing import Unpack
 
 from calibd.drivers.clock import Clock
-from calibd.drivers.contracts import Camera, DeviceListing
+from calibd.drivers.contracts import Camera
+from calibd.drivers.contracts import DeviceListing
 from calibd.drivers.pointing import Place
-from calibd.simulators.accessories import (
-    DEFAULT_FILTERS,
-    SimulatedFilterWheel,
-    SimulatedFlatPanel,
-    SimulatedSafetyMonitor,
-)
+from calibd.simulators.accessories import DEFAULT_FILTERS
+from calibd.simulators.accessories import SimulatedFilterWheel
+from calibd.simulators.accessories import SimulatedFlatPanel
+from calibd.simulators.accessories import SimulatedSafetyMonitor
 from calibd.simulators.camera import SimFaults
 from calibd.simulators.clock import ScaledClock
-from calibd.simulators.mount import SimulatedDome, SimulatedMount
+from calibd.simulators.mount import SimulatedDome
+from calibd.simulators.mount import SimulatedMount
 from calibd.simulators.observatory import build_observatory
-from calibd.simulators.profiles import PROFILES, get_profile
-from calibd.simulators.sky import SimulatedSky, StarField
+from calibd.simulators.profiles import PROFILES
+from calibd.simulators.profiles import get_profile
+from calibd.simulators.sky import SimulatedSky
+from calibd.simulators.sky import StarField
 
 if TYPE_CHECKING:
     from calibd.simulators.alpaca_server.server import ServerOptions

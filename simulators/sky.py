@@ -17,14 +17,17 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import KW_ONLY, dataclass, field
+from dataclasses import KW_ONLY
+from dataclasses import dataclass
+from dataclasses import field
 from datetime import datetime
 
 import numpy as np
 import numpy.typing as npt
 
 from calibd.drivers.clock import Clock
-from calibd.drivers.pointing import Place, sun_altaz
+from calibd.drivers.pointing import Place
+from calibd.drivers.pointing import sun_altaz
 
 F32 = npt.NDArray[np.float32]
 F64 = npt.NDArray[np.float64]

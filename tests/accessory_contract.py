@@ -19,8 +19,13 @@ from dataclasses import dataclass
 
 import pytest
 
-from calibd.drivers.contracts import CoverState, FilterWheel, FlatPanel, SafetyMonitor
-from calibd.drivers.errors import DeviceUnavailable, NotSupported, SettingRejected
+from calibd.drivers.contracts import CoverState
+from calibd.drivers.contracts import FilterWheel
+from calibd.drivers.contracts import FlatPanel
+from calibd.drivers.contracts import SafetyMonitor
+from calibd.drivers.errors import DeviceUnavailable
+from calibd.drivers.errors import NotSupported
+from calibd.drivers.errors import SettingRejected
 from tests.support import wait_for
 
 

@@ -35,9 +35,11 @@ import threading
 import time
 from collections.abc import Iterator
 from datetime import datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
+from http.server import ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
+from typing import Literal
 from urllib.parse import urlencode
 
 import yaml

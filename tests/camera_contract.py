@@ -18,8 +18,11 @@ import pytest
 from astropy.io import fits
 
 from calibd.drivers.clock import Clock
-from calibd.drivers.contracts import Camera, CaptureSettings, Frame
-from calibd.drivers.errors import ExposureFailed, SettingRejected
+from calibd.drivers.contracts import Camera
+from calibd.drivers.contracts import CaptureSettings
+from calibd.drivers.contracts import Frame
+from calibd.drivers.errors import ExposureFailed
+from calibd.drivers.errors import SettingRejected
 from tests.support import write_frame
 
 

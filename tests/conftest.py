@@ -9,13 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.alpaca_servers import OUR_SCALE, AlpacaSimServer, OurAlpacaServer, require_alpaca
-from tests.indi_server import (
-    INDI_POLL_MS,
-    MOUNT_SIMULATORS,
-    IndiTestServer,
-    running_indi_server,
-)
+from tests.alpaca_servers import OUR_SCALE
+from tests.alpaca_servers import AlpacaSimServer
+from tests.alpaca_servers import OurAlpacaServer
+from tests.alpaca_servers import require_alpaca
+from tests.indi_server import INDI_POLL_MS
+from tests.indi_server import MOUNT_SIMULATORS
+from tests.indi_server import IndiTestServer
+from tests.indi_server import running_indi_server
 from tests.support import write_config
 
 

@@ -20,8 +20,13 @@ from datetime import datetime
 
 import pytest
 
-from calibd.drivers.contracts import Dome, Mount, MountState, ShutterState
-from calibd.drivers.errors import DeviceError, DeviceUnavailable, SettingRejected
+from calibd.drivers.contracts import Dome
+from calibd.drivers.contracts import Mount
+from calibd.drivers.contracts import MountState
+from calibd.drivers.contracts import ShutterState
+from calibd.drivers.errors import DeviceError
+from calibd.drivers.errors import DeviceUnavailable
+from calibd.drivers.errors import SettingRejected
 from calibd.drivers.pointing import separation_deg
 from tests.support import wait_for
 

@@ -29,12 +29,17 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
+from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from dataclasses import dataclass
+from dataclasses import field
+from datetime import UTC
+from datetime import datetime
 from pathlib import Path
-from typing import Any, NoReturn, TypeVar
+from typing import Any
+from typing import NoReturn
+from typing import TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -47,7 +52,8 @@ from calibd.capture.library import fitsio
 from calibd.capture.library.fitsio import FrameContext
 from calibd.capture.library.index import Index
 from calibd.capture.plans.cells import Cell
-from calibd.drivers.contracts import CameraInfo, Frame
+from calibd.drivers.contracts import CameraInfo
+from calibd.drivers.contracts import Frame
 
 REPO = Path(__file__).resolve().parent.parent
 PLANS = REPO / "plans"
@@ -549,7 +555,8 @@ class HttpReceiver:
     """A real HTTP server on loopback that records every POST (path, headers, body)."""
 
     def __init__(self) -> None:
-        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+        from http.server import BaseHTTPRequestHandler
+        from http.server import ThreadingHTTPServer
 
         posts: list[tuple[str, dict[str, str], bytes]] = []
         self.posts = posts

@@ -14,20 +14,27 @@ from collections.abc import Iterator
 
 import pytest
 
-from calibd.drivers.alpaca import AlpacaFilterWheel, AlpacaFlatPanel, AlpacaSafetyMonitor
-from calibd.drivers.indi import IndiFilterWheel, IndiFlatPanel, IndiSafetyMonitor
+from calibd.drivers.alpaca import AlpacaFilterWheel
+from calibd.drivers.alpaca import AlpacaFlatPanel
+from calibd.drivers.alpaca import AlpacaSafetyMonitor
+from calibd.drivers.indi import IndiFilterWheel
+from calibd.drivers.indi import IndiFlatPanel
+from calibd.drivers.indi import IndiSafetyMonitor
 from calibd.simulators import registry as simulator
 from calibd.simulators.clock import ScaledClock
-from tests.accessory_contract import (
-    FilterWheelContract,
-    FlatPanelContract,
-    PanelTarget,
-    SafetyMonitorContract,
-    SafetyTarget,
-    WheelTarget,
-)
-from tests.alpaca_servers import AlpacaSimServer, OurAlpacaServer, call
-from tests.indi_server import PANEL, WEATHER, WHEEL, IndiTestServer
+from tests.accessory_contract import FilterWheelContract
+from tests.accessory_contract import FlatPanelContract
+from tests.accessory_contract import PanelTarget
+from tests.accessory_contract import SafetyMonitorContract
+from tests.accessory_contract import SafetyTarget
+from tests.accessory_contract import WheelTarget
+from tests.alpaca_servers import AlpacaSimServer
+from tests.alpaca_servers import OurAlpacaServer
+from tests.alpaca_servers import call
+from tests.indi_server import PANEL
+from tests.indi_server import WEATHER
+from tests.indi_server import WHEEL
+from tests.indi_server import IndiTestServer
 
 HOST = "127.0.0.1"
 

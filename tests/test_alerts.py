@@ -15,18 +15,19 @@ import pytest
 import yaml
 
 from calibd.capture.config import NotificationsConfig
-from calibd.capture.daemon.alerts import KINDS, AlertHub, MqttPublisher, hub_from_config
-from tests.support import (
-    QUICK_BIAS,
-    HttpReceiver,
-    Mosquitto,
-    SmtpReceiver,
-    daemon_env,
-    free_port,
-    library_runs,
-    ready,
-    wait_for,
-)
+from calibd.capture.daemon.alerts import KINDS
+from calibd.capture.daemon.alerts import AlertHub
+from calibd.capture.daemon.alerts import MqttPublisher
+from calibd.capture.daemon.alerts import hub_from_config
+from tests.support import QUICK_BIAS
+from tests.support import HttpReceiver
+from tests.support import Mosquitto
+from tests.support import SmtpReceiver
+from tests.support import daemon_env
+from tests.support import free_port
+from tests.support import library_runs
+from tests.support import ready
+from tests.support import wait_for
 
 
 class FakeTime:

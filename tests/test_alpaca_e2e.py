@@ -31,25 +31,21 @@ from calibd.drivers.contracts import CaptureSettings
 from calibd.drivers.errors import ExposureTimeout
 from calibd.simulators.clock import ScaledClock
 from calibd.simulators.profiles import PROFILES
-from tests.alpaca_servers import (
-    AlpacaSimServer,
-    OurAlpacaServer,
-    require_alpaca,
-    stalling_proxy,
-)
-from tests.support import (
-    assert_library_exact,
-    fits_files,
-    frames_on_disk,
-    headers,
-    journal,
-    planned_cells,
-    run_cli,
-    run_state,
-    watch,
-    write_plan,
-    write_real_config,
-)
+from tests.alpaca_servers import AlpacaSimServer
+from tests.alpaca_servers import OurAlpacaServer
+from tests.alpaca_servers import require_alpaca
+from tests.alpaca_servers import stalling_proxy
+from tests.support import assert_library_exact
+from tests.support import fits_files
+from tests.support import frames_on_disk
+from tests.support import headers
+from tests.support import journal
+from tests.support import planned_cells
+from tests.support import run_cli
+from tests.support import run_state
+from tests.support import watch
+from tests.support import write_plan
+from tests.support import write_real_config
 
 pytestmark = [pytest.mark.alpaca, pytest.mark.timeout(240)]
 

@@ -18,43 +18,46 @@ import struct
 import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 
-from calibd.drivers.alpaca import (
-    AlpacaCamera,
-    AlpacaFilterWheel,
-    AlpacaFlatPanel,
-    AlpacaSafetyMonitor,
-    Quirk,
-    device_name,
-    discover,
-    list_devices,
-    parse_device_name,
-)
+from calibd.drivers.alpaca import AlpacaCamera
+from calibd.drivers.alpaca import AlpacaFilterWheel
+from calibd.drivers.alpaca import AlpacaFlatPanel
+from calibd.drivers.alpaca import AlpacaSafetyMonitor
+from calibd.drivers.alpaca import Quirk
+from calibd.drivers.alpaca import device_name
+from calibd.drivers.alpaca import discover
+from calibd.drivers.alpaca import list_devices
+from calibd.drivers.alpaca import parse_device_name
 from calibd.drivers.alpaca._base import translate
-from calibd.drivers.alpaca.camera import bayer_pattern, parse_alpaca_time
-from calibd.drivers.alpaca.imagebytes import (
-    ImageDownload,
-    decode_imagebytes,
-    decode_json_imagearray,
-)
+from calibd.drivers.alpaca.camera import bayer_pattern
+from calibd.drivers.alpaca.camera import parse_alpaca_time
+from calibd.drivers.alpaca.imagebytes import ImageDownload
+from calibd.drivers.alpaca.imagebytes import decode_imagebytes
+from calibd.drivers.alpaca.imagebytes import decode_json_imagearray
 from calibd.drivers.clock import RealClock
-from calibd.drivers.contracts import Camera, CaptureSettings, CoverState, FilterWheel, FlatPanel
+from calibd.drivers.contracts import Camera
+from calibd.drivers.contracts import CaptureSettings
+from calibd.drivers.contracts import CoverState
+from calibd.drivers.contracts import FilterWheel
+from calibd.drivers.contracts import FlatPanel
 from calibd.drivers.contracts import SafetyMonitor as SafetyMonitorProtocol
-from calibd.drivers.errors import (
-    DeviceUnavailable,
-    ExposureFailed,
-    ExposureTimeout,
-    NotSupported,
-    SettingRejected,
-)
-from tests.alpaca_servers import AlpacaSimServer, require_alpaca, stalling_proxy
-from tests.camera_contract import CameraContract, ContractTarget
+from calibd.drivers.errors import DeviceUnavailable
+from calibd.drivers.errors import ExposureFailed
+from calibd.drivers.errors import ExposureTimeout
+from calibd.drivers.errors import NotSupported
+from calibd.drivers.errors import SettingRejected
+from tests.alpaca_servers import AlpacaSimServer
+from tests.alpaca_servers import require_alpaca
+from tests.alpaca_servers import stalling_proxy
+from tests.camera_contract import CameraContract
+from tests.camera_contract import ContractTarget
 
 pytestmark = pytest.mark.alpaca
 

@@ -16,40 +16,42 @@ import struct
 import threading
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 
-from calibd.drivers.alpaca import (
-    AlpacaCamera,
-    AlpacaDome,
-    AlpacaFilterWheel,
-    AlpacaFlatPanel,
-    AlpacaMount,
-    AlpacaSafetyMonitor,
-    describe_server,
-    discover,
-)
+from calibd.drivers.alpaca import AlpacaCamera
+from calibd.drivers.alpaca import AlpacaDome
+from calibd.drivers.alpaca import AlpacaFilterWheel
+from calibd.drivers.alpaca import AlpacaFlatPanel
+from calibd.drivers.alpaca import AlpacaMount
+from calibd.drivers.alpaca import AlpacaSafetyMonitor
+from calibd.drivers.alpaca import describe_server
+from calibd.drivers.alpaca import discover
 from calibd.drivers.alpaca.imagebytes import decode_imagebytes
-from calibd.drivers.contracts import CaptureSettings, CoverState
-from calibd.drivers.errors import DeviceUnavailable, ExposureFailed, SettingRejected
+from calibd.drivers.contracts import CaptureSettings
+from calibd.drivers.contracts import CoverState
+from calibd.drivers.errors import DeviceUnavailable
+from calibd.drivers.errors import ExposureFailed
+from calibd.drivers.errors import SettingRejected
 from calibd.drivers.pointing import Place
 from calibd.simulators.accessories import DEFAULT_FILTERS
 from calibd.simulators.alpaca_server import SimAlpacaServer
 from calibd.simulators.alpaca_server.camera import CameraDevice
-from calibd.simulators.alpaca_server.imagebytes import ElementType, encode_imagebytes
+from calibd.simulators.alpaca_server.imagebytes import ElementType
+from calibd.simulators.alpaca_server.imagebytes import encode_imagebytes
 from calibd.simulators.clock import ScaledClock
-from tests.alpaca_servers import (
-    OUR_SCALE,
-    OurAlpacaServer,
-    call,
-    request,
-    require_alpaca,
-)
-from tests.camera_contract import CameraContract, ContractTarget
+from tests.alpaca_servers import OUR_SCALE
+from tests.alpaca_servers import OurAlpacaServer
+from tests.alpaca_servers import call
+from tests.alpaca_servers import request
+from tests.alpaca_servers import require_alpaca
+from tests.camera_contract import CameraContract
+from tests.camera_contract import ContractTarget
 
 pytestmark = pytest.mark.alpaca
 

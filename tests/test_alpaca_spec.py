@@ -22,7 +22,10 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.alpaca_servers import HOST, OurAlpacaServer, call, request
+from tests.alpaca_servers import HOST
+from tests.alpaca_servers import OurAlpacaServer
+from tests.alpaca_servers import call
+from tests.alpaca_servers import request
 
 pytestmark = pytest.mark.alpaca
 

@@ -16,7 +16,9 @@ from typing import Any
 import pytest
 
 from calibd.capture.daemon import api as api_module
-from calibd.capture.daemon.api import MAX_BODY_BYTES, ApiServer, read_token_file
+from calibd.capture.daemon.api import MAX_BODY_BYTES
+from calibd.capture.daemon.api import ApiServer
+from calibd.capture.daemon.api import read_token_file
 from calibd.capture.daemon.control import ControlError
 
 TOKEN = "s3cret-token-0123456789abcdef"

@@ -21,18 +21,17 @@ from typing import Any
 
 import pytest
 
-from calibd.capture.daemon.api import MAX_BODY_BYTES, REQUEST_DEADLINE_S
+from calibd.capture.daemon.api import MAX_BODY_BYTES
+from calibd.capture.daemon.api import REQUEST_DEADLINE_S
 from tests.support import DAEMON_T0 as T0
 from tests.support import DAEMON_TOKEN as TOKEN
-from tests.support import (
-    QUICK_BIAS,
-    REPO,
-    Env,
-    daemon_env,
-    library_runs,
-    ready,
-    wait_for,
-)
+from tests.support import QUICK_BIAS
+from tests.support import REPO
+from tests.support import Env
+from tests.support import daemon_env
+from tests.support import library_runs
+from tests.support import ready
+from tests.support import wait_for
 
 SECRET = "root:$6$Zz9sEcReT$" + "Hq7" * 28 + ":19000:0:99999:7:::"  # as long as a real one
 

@@ -25,14 +25,21 @@ import numpy.typing as npt
 import pytest
 from astropy.io import fits
 
-from calibd.drivers.contracts import CameraInfo, CaptureSettings, Frame
+from calibd.drivers.contracts import CameraInfo
+from calibd.drivers.contracts import CaptureSettings
+from calibd.drivers.contracts import Frame
 from calibd.drivers.indi._fits import decode_fits
 from calibd.drivers.indi.camera import _fits_pattern
 from calibd.simulators.camera import SimulatedCamera
 from calibd.simulators.clock import SteppedClock
 from calibd.simulators.profiles import get_profile
 from calibd.simulators.sensor import Illumination
-from tests.support import demosaic_fits, fits_files, run_cli, write_config, write_frame, write_plan
+from tests.support import demosaic_fits
+from tests.support import fits_files
+from tests.support import run_cli
+from tests.support import write_config
+from tests.support import write_frame
+from tests.support import write_plan
 
 PATTERNS = ("RGGB", "BGGR", "GRBG", "GBRG")
 LEVEL = {"R": 40000, "G": 20000, "B": 5000}  # what each colour's pixels hold

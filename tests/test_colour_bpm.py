@@ -20,7 +20,9 @@ from calibd.capture import cfa
 from calibd.capture.config import MastersConfig
 from calibd.capture.library.headermap import master_row
 from calibd.capture.library.index import Index
-from calibd.capture.masters.bpm import COLD, HOT, build_bpm
+from calibd.capture.masters.bpm import COLD
+from calibd.capture.masters.bpm import HOT
+from calibd.capture.masters.bpm import build_bpm
 
 H, W = 768, 1024  # 786,432 pixels: a false-positive rate of 1e-5 is ~8 pixels
 # Channel response (R, G1, G2, B) to the light of the flat.

@@ -21,7 +21,8 @@ from calibd.drivers.alpaca.camera import frame_pattern
 from calibd.drivers.alpaca.imagebytes import decode_imagebytes
 from calibd.drivers.clock import RealClock
 from calibd.drivers.contracts import CaptureSettings
-from calibd.drivers.errors import ExposureFailed, SettingRejected
+from calibd.drivers.errors import ExposureFailed
+from calibd.drivers.errors import SettingRejected
 from calibd.drivers.indi import IndiCamera
 from calibd.drivers.indi._fits import decode_fits
 from calibd.drivers.zwo import ZwoCamera
@@ -29,12 +30,21 @@ from calibd.simulators.alpaca_server import SimAlpacaServer
 from calibd.simulators.alpaca_server.camera import CameraDevice
 from calibd.simulators.asi_sdk import AsiDouble
 from calibd.simulators.clock import ScaledClock
-from calibd.simulators.profiles import PROFILES, get_profile
-from tests.alpaca_servers import OurAlpacaServer, call, require_alpaca
-from tests.camera_contract import CameraContract, ContractTarget
-from tests.indi_server import CCD, INDI_POLL_MS, IndiTestServer, running_indi_server
-from tests.support import demosaic_fits, write_frame
-from tests.zwo_fixtures import TIME_SCALE, CameraFactory
+from calibd.simulators.profiles import PROFILES
+from calibd.simulators.profiles import get_profile
+from tests.alpaca_servers import OurAlpacaServer
+from tests.alpaca_servers import call
+from tests.alpaca_servers import require_alpaca
+from tests.camera_contract import CameraContract
+from tests.camera_contract import ContractTarget
+from tests.indi_server import CCD
+from tests.indi_server import INDI_POLL_MS
+from tests.indi_server import IndiTestServer
+from tests.indi_server import running_indi_server
+from tests.support import demosaic_fits
+from tests.support import write_frame
+from tests.zwo_fixtures import TIME_SCALE
+from tests.zwo_fixtures import CameraFactory
 
 pytest_plugins = ("tests.zwo_fixtures",)
 

@@ -16,7 +16,8 @@ from calibd.capture.config import MastersConfig
 from calibd.capture.masters.bpm import local_level
 from calibd.simulators.profiles import get_profile
 from calibd.simulators.sensor import SensorModel
-from tests.support import PLANS, calibd_subprocess
+from tests.support import PLANS
+from tests.support import calibd_subprocess
 
 CAMERA = "simulator-colour"
 

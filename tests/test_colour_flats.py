@@ -15,9 +15,14 @@ import pytest
 from astropy.io import fits
 
 from calibd.capture import cfa
-from calibd.capture.flats.channels import colour_problem, measure
-from calibd.capture.library.index import COLOUR_FLAT_COLUMNS, Index
-from tests.support import cli_json, run_cli, write_config, write_plan
+from calibd.capture.flats.channels import colour_problem
+from calibd.capture.flats.channels import measure
+from calibd.capture.library.index import COLOUR_FLAT_COLUMNS
+from calibd.capture.library.index import Index
+from tests.support import cli_json
+from tests.support import run_cli
+from tests.support import write_config
+from tests.support import write_plan
 
 BIAS = 500.0
 TARGET = 20000.0

@@ -10,16 +10,14 @@ import numpy as np
 import pytest
 from astropy.io import fits
 
-from calibd.capture.combine import (
-    FrameReadError,
-    FrameSource,
-    MasterWriter,
-    Rejection,
-    combine_arrays,
-    combine_files,
-    combine_to_fits,
-    write_master,
-)
+from calibd.capture.combine import FrameReadError
+from calibd.capture.combine import FrameSource
+from calibd.capture.combine import MasterWriter
+from calibd.capture.combine import Rejection
+from calibd.capture.combine import combine_arrays
+from calibd.capture.combine import combine_files
+from calibd.capture.combine import combine_to_fits
+from calibd.capture.combine import write_master
 from calibd.capture.combine.kernels import numba_available
 from calibd.capture.library import checksum
 

@@ -7,16 +7,17 @@ import itertools
 import numpy as np
 import pytest
 
-from calibd.capture.combine import Rejection, combine_arrays, rejection_mask, resolve_engine
-from calibd.capture.combine.kernels import (
-    NO_NUMBA_ENV,
-    Diagnostics,
-    combine_block_numpy,
-    make_plan,
-    numba_available,
-    prune_network,
-    sorting_network,
-)
+from calibd.capture.combine import Rejection
+from calibd.capture.combine import combine_arrays
+from calibd.capture.combine import rejection_mask
+from calibd.capture.combine import resolve_engine
+from calibd.capture.combine.kernels import NO_NUMBA_ENV
+from calibd.capture.combine.kernels import Diagnostics
+from calibd.capture.combine.kernels import combine_block_numpy
+from calibd.capture.combine.kernels import make_plan
+from calibd.capture.combine.kernels import numba_available
+from calibd.capture.combine.kernels import prune_network
+from calibd.capture.combine.kernels import sorting_network
 
 needs_numba = pytest.mark.skipif(not numba_available(), reason="numba not installed/disabled")
 

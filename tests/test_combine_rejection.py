@@ -11,7 +11,9 @@ import pytest
 from astropy.nddata import CCDData
 from astropy.stats import sigma_clip
 
-from calibd.capture.combine import Rejection, combine_arrays, rejection_mask
+from calibd.capture.combine import Rejection
+from calibd.capture.combine import combine_arrays
+from calibd.capture.combine import rejection_mask
 from calibd.capture.combine.kernels import numba_available
 
 ENGINES = [

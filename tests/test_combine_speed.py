@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 from astropy.io import fits
 
-from tests.support import REPO, calibd_subprocess
+from tests.support import REPO
+from tests.support import calibd_subprocess
 
 # Runs `calibd masters combine` in this interpreter, then prints which heavy modules it loaded
 # and whether the garbage collector is on.

@@ -8,23 +8,24 @@ import sqlite3
 import subprocess
 import sys
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import UTC
+from datetime import datetime
+from datetime import timedelta
 from pathlib import Path
 
 import yaml
 
-from calibd.capture.site import Site, crossings
-from tests.support import (
-    DAEMON_T0,
-    LONG_DARKS,
-    QUICK_BIAS,
-    REPO,
-    assert_library_exact,
-    daemon_env,
-    library_runs,
-    ready,
-    wait_for,
-)
+from calibd.capture.site import Site
+from calibd.capture.site import crossings
+from tests.support import DAEMON_T0
+from tests.support import LONG_DARKS
+from tests.support import QUICK_BIAS
+from tests.support import REPO
+from tests.support import assert_library_exact
+from tests.support import daemon_env
+from tests.support import library_runs
+from tests.support import ready
+from tests.support import wait_for
 
 
 def test_notify_protocol_on_a_real_socket(tmp_path: Path) -> None:

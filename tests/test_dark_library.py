@@ -7,7 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import PLANS, calibd_subprocess, write_config
+from tests.support import PLANS
+from tests.support import calibd_subprocess
+from tests.support import write_config
 
 
 @pytest.mark.slow

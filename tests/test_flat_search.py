@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from calibd.capture.flats.search import SearchFailed, SearchSpec, search
+from calibd.capture.flats.search import SearchFailed
+from calibd.capture.flats.search import SearchSpec
+from calibd.capture.flats.search import search
 from calibd.capture.flats.skymodel import SkyModel
 
 BIAS = 500.0

@@ -6,7 +6,8 @@ from __future__ import annotations
 import json
 import socket
 import textwrap
-from datetime import UTC, datetime
+from datetime import UTC
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -15,8 +16,14 @@ import pytest
 from astropy.io import fits
 
 from calibd.capture.library.index import Index
-from calibd.capture.site import Site, next_window, sun_altitude_deg, sun_altitudes
-from tests.support import PLANS, run_cli, write_config, write_plan
+from calibd.capture.site import Site
+from calibd.capture.site import next_window
+from calibd.capture.site import sun_altitude_deg
+from calibd.capture.site import sun_altitudes
+from tests.support import PLANS
+from tests.support import run_cli
+from tests.support import write_config
+from tests.support import write_plan
 
 FILTERS = ["L", "R", "G", "B", "Ha", "OIII", "SII"]
 

@@ -38,7 +38,9 @@ import hashlib
 import json
 import os
 import struct
-from datetime import UTC, datetime, timedelta
+from datetime import UTC
+from datetime import datetime
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -47,8 +49,12 @@ import pytest
 from calibd.capture.library.headermap import master_row
 from calibd.capture.library.index import Index
 from calibd.capture.plans.load import load_plan
-from calibd.capture.plans.model import BiasSet, DarkSet, FlatSet
-from tests.support import fits_light, run_cli, write_config
+from calibd.capture.plans.model import BiasSet
+from calibd.capture.plans.model import DarkSet
+from calibd.capture.plans.model import FlatSet
+from tests.support import fits_light
+from tests.support import run_cli
+from tests.support import write_config
 
 CAM = "ZWO ASI2600MM Pro"
 W, H = 6, 4  # stored (binned) pixels: tiny images, the header is what counts

@@ -28,14 +28,12 @@ from calibd.capture.errors import LibraryError
 from calibd.capture.library import checksum
 from calibd.capture.library.atomic import AtomicFile
 from calibd.capture.library.index import Index
-from tests.support import (
-    REPO,
-    assert_library_exact,
-    calibd_subprocess,
-    fits_files,
-    write_config,
-    write_plan,
-)
+from tests.support import REPO
+from tests.support import assert_library_exact
+from tests.support import calibd_subprocess
+from tests.support import fits_files
+from tests.support import write_config
+from tests.support import write_plan
 
 PLAN = """
 defaults: {offset: 40}

@@ -12,27 +12,27 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC
+from datetime import datetime
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-from tests.support import (
-    LONG_DARKS,
-    PLANS,
-    REPO,
-    Env,
-    calibd_subprocess,
-    daemon_env,
-    library_runs,
-    ready,
-    run_cli,
-    wait_for,
-    write_config,
-    write_plan,
-)
+from tests.support import LONG_DARKS
+from tests.support import PLANS
+from tests.support import REPO
+from tests.support import Env
+from tests.support import calibd_subprocess
+from tests.support import daemon_env
+from tests.support import library_runs
+from tests.support import ready
+from tests.support import run_cli
+from tests.support import wait_for
+from tests.support import write_config
+from tests.support import write_plan
 
 DARKS_6 = LONG_DARKS.replace("count: 16", "count: 6")
 DARKS_10 = LONG_DARKS.replace("count: 16", "count: 10")
@@ -275,12 +275,10 @@ def test_a_daily_cron_fires_once_across_a_dst_change(tmp_path: Path, start: date
     from zoneinfo import ZoneInfo
 
     from calibd.capture.config import CronSchedule
-    from calibd.capture.daemon.scheduling import (
-        make_scheduler,
-        set_fire_target,
-        sync_jobs,
-        use_clock_for_apscheduler,
-    )
+    from calibd.capture.daemon.scheduling import make_scheduler
+    from calibd.capture.daemon.scheduling import set_fire_target
+    from calibd.capture.daemon.scheduling import sync_jobs
+    from calibd.capture.daemon.scheduling import use_clock_for_apscheduler
     from calibd.drivers.clock import RealClock
     from calibd.simulators.clock import ScaledClock
 
@@ -381,7 +379,8 @@ def test_the_eta_counts_the_flats_and_dark_flats_still_to_come(tmp_path: Path) -
     """After the first flat is kept, 5 flats and 6 dark flats (all at the flats' exposure) are
     still to come: the ETA reported then must cover their exposures (it said "2 s")."""
     from calibd.capture.config import load_config
-    from calibd.capture.runner import prepare, run_prepared
+    from calibd.capture.runner import prepare
+    from calibd.capture.runner import run_prepared
     from calibd.capture.sequencer.status import RunStatus
 
     config_path = write_config(tmp_path / "calibd.yaml", flats=True, scale=50.0)

@@ -4,7 +4,8 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -14,16 +15,24 @@ from astropy.io import fits
 
 from calibd.capture.config import MastersConfig
 from calibd.capture.library import headermap
-from calibd.capture.library.fitsio import FrameContext, read_complete_header
-from calibd.capture.library.headermap import FRAME_COLUMNS, Column, frame_kind, frame_row
-from calibd.capture.library.index import COLOUR_FLAT_COLUMNS, Index
+from calibd.capture.library.fitsio import FrameContext
+from calibd.capture.library.fitsio import read_complete_header
+from calibd.capture.library.headermap import FRAME_COLUMNS
+from calibd.capture.library.headermap import Column
+from calibd.capture.library.headermap import frame_kind
+from calibd.capture.library.headermap import frame_row
+from calibd.capture.library.index import COLOUR_FLAT_COLUMNS
+from calibd.capture.library.index import Index
 from calibd.capture.library.library import Library
 from calibd.capture.library.rescan import rescan
-from calibd.capture.library.writer import FrameWriter, WriteJob
+from calibd.capture.library.writer import FrameWriter
+from calibd.capture.library.writer import WriteJob
 from calibd.capture.masters.export import export
 from calibd.capture.masters.service import build_missing
 from calibd.capture.plans.cells import Cell
-from calibd.drivers.contracts import CameraInfo, CaptureSettings, Frame
+from calibd.drivers.contracts import CameraInfo
+from calibd.drivers.contracts import CaptureSettings
+from calibd.drivers.contracts import Frame
 
 INFO = CameraInfo(model="Test Cam 1", camera_id="SN-42", width=32, height=24, bit_depth=12,
                   pixel_size_um=3.76, gain_min=0, gain_max=300, offset_min=0, offset_max=100,

@@ -24,7 +24,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.support import REPO, run_cli, write_config
+from tests.support import REPO
+from tests.support import run_cli
+from tests.support import write_config
 
 MAX_SECONDS = 2.0
 MAX_BYTES = 100 * 1024 * 1024
@@ -418,7 +420,8 @@ def test_check_resolves_scheduled_plans_against_the_devices(
 def test_check_connects_to_each_device(tmp_path: Path,
                                        capsys: pytest.CaptureFixture[str]) -> None:
     """A misspelt INDI device name on a real indiserver: exit 2 naming the camera's key."""
-    from tests.indi_server import CCD, running_indi_server
+    from tests.indi_server import CCD
+    from tests.indi_server import running_indi_server
 
     with running_indi_server(drivers=("indi_simulator_ccd",)) as srv:
         def config(device: str) -> Path:
@@ -461,7 +464,8 @@ def test_the_daemon_refuses_to_start_with_exit_2(case: Case, tmp_path: Path) -> 
 def test_device_text_is_escaped_and_capped_in_reasons_and_logs() -> None:
     """Error text from a device server reaches the status and the log only through the one
     sanitising function."""
-    from calibd.capture.daemon.worker import REASON_MAX_CHARS, describe_error
+    from calibd.capture.daemon.worker import REASON_MAX_CHARS
+    from calibd.capture.daemon.worker import describe_error
     from calibd.drivers.errors import DeviceUnavailable
 
     reason = describe_error(DeviceUnavailable("\x1b[2J\x1b]0;owned\x07gone" + "x" * 5000))

@@ -12,7 +12,9 @@ import signal
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable
+from collections.abc import Iterator
+from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
@@ -20,43 +22,36 @@ import numpy as np
 import pytest
 
 from calibd.drivers.clock import RealClock
-from calibd.drivers.contracts import (
-    Camera,
-    CaptureSettings,
-    CoverState,
-    FilterWheel,
-    FlatPanel,
-    SafetyMonitor,
-)
-from calibd.drivers.errors import (
-    DeviceUnavailable,
-    ExposureFailed,
-    ExposureTimeout,
-    NotSupported,
-    SettingRejected,
-)
-from calibd.drivers.indi import (
-    IndiCamera,
-    IndiFilterWheel,
-    IndiFlatPanel,
-    IndiSafetyMonitor,
-    list_devices,
-)
+from calibd.drivers.contracts import Camera
+from calibd.drivers.contracts import CaptureSettings
+from calibd.drivers.contracts import CoverState
+from calibd.drivers.contracts import FilterWheel
+from calibd.drivers.contracts import FlatPanel
+from calibd.drivers.contracts import SafetyMonitor
+from calibd.drivers.errors import DeviceUnavailable
+from calibd.drivers.errors import ExposureFailed
+from calibd.drivers.errors import ExposureTimeout
+from calibd.drivers.errors import NotSupported
+from calibd.drivers.errors import SettingRejected
+from calibd.drivers.indi import IndiCamera
+from calibd.drivers.indi import IndiFilterWheel
+from calibd.drivers.indi import IndiFlatPanel
+from calibd.drivers.indi import IndiSafetyMonitor
+from calibd.drivers.indi import list_devices
 from calibd.drivers.indi._conn import IndiConnection
 from calibd.drivers.indi._state import PropSnapshot
-from tests.camera_contract import CameraContract, ContractTarget
-from tests.indi_server import (
-    CCD,
-    DOME,
-    FLIPFLAT,
-    INDI_POLL_MS,
-    PANEL,
-    TELESCOPE,
-    WEATHER,
-    WHEEL,
-    IndiTestServer,
-    running_indi_server,
-)
+from tests.camera_contract import CameraContract
+from tests.camera_contract import ContractTarget
+from tests.indi_server import CCD
+from tests.indi_server import DOME
+from tests.indi_server import FLIPFLAT
+from tests.indi_server import INDI_POLL_MS
+from tests.indi_server import PANEL
+from tests.indi_server import TELESCOPE
+from tests.indi_server import WEATHER
+from tests.indi_server import WHEEL
+from tests.indi_server import IndiTestServer
+from tests.indi_server import running_indi_server
 from tests.support import wait_for
 
 pytestmark = [pytest.mark.indi, pytest.mark.timeout(120)]

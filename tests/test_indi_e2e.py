@@ -18,29 +18,25 @@ from pathlib import Path
 
 import pytest
 
-from tests.indi_server import (
-    CCD,
-    INDI_POLL_MS,
-    PANEL,
-    WEATHER,
-    WHEEL,
-    IndiTestServer,
-    running_indi_server,
-)
-from tests.support import (
-    assert_library_exact,
-    finish,
-    frames_on_disk,
-    headers,
-    journal,
-    planned_cells,
-    run_cli,
-    run_state,
-    start_calibd,
-    wait_until,
-    write_plan,
-    write_real_config,
-)
+from tests.indi_server import CCD
+from tests.indi_server import INDI_POLL_MS
+from tests.indi_server import PANEL
+from tests.indi_server import WEATHER
+from tests.indi_server import WHEEL
+from tests.indi_server import IndiTestServer
+from tests.indi_server import running_indi_server
+from tests.support import assert_library_exact
+from tests.support import finish
+from tests.support import frames_on_disk
+from tests.support import headers
+from tests.support import journal
+from tests.support import planned_cells
+from tests.support import run_cli
+from tests.support import run_state
+from tests.support import start_calibd
+from tests.support import wait_until
+from tests.support import write_plan
+from tests.support import write_real_config
 
 pytestmark = [pytest.mark.indi, pytest.mark.timeout(180)]
 

@@ -21,7 +21,8 @@ from astropy.io import fits
 
 from calibd.drivers.clock import RealClock
 from calibd.drivers.contracts import CaptureSettings
-from calibd.drivers.indi import IndiCamera, IndiFilterWheel
+from calibd.drivers.indi import IndiCamera
+from calibd.drivers.indi import IndiFilterWheel
 from calibd.drivers.indi._raw import align_msb
 from calibd.drivers.indi.families import detect
 from calibd.simulators.indi_doubles import base
@@ -29,19 +30,21 @@ from calibd.simulators.indi_doubles.camera import double_profile
 from calibd.simulators.indi_doubles.families import FAMILIES as DOUBLES
 from calibd.simulators.indi_doubles.families import DoubleFamily
 from calibd.simulators.sensor import SensorModel
-from tests.camera_contract import CameraContract, ContractTarget
-from tests.indi_server import PANEL, WHEEL, IndiTestServer, running_indi_server
-from tests.support import (
-    assert_library_exact,
-    calibd_subprocess,
-    fits_files,
-    headers,
-    planned_cells,
-    run_cli,
-    run_state,
-    write_plan,
-    write_real_config,
-)
+from tests.camera_contract import CameraContract
+from tests.camera_contract import ContractTarget
+from tests.indi_server import PANEL
+from tests.indi_server import WHEEL
+from tests.indi_server import IndiTestServer
+from tests.indi_server import running_indi_server
+from tests.support import assert_library_exact
+from tests.support import calibd_subprocess
+from tests.support import fits_files
+from tests.support import headers
+from tests.support import planned_cells
+from tests.support import run_cli
+from tests.support import run_state
+from tests.support import write_plan
+from tests.support import write_real_config
 
 pytestmark = [pytest.mark.indi, pytest.mark.timeout(180)]
 

@@ -9,7 +9,9 @@ from __future__ import annotations
 import itertools
 import signal
 import sqlite3
-from datetime import UTC, datetime, timedelta
+from datetime import UTC
+from datetime import datetime
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -17,16 +19,14 @@ import pytest
 import yaml
 
 from calibd.capture.library.policy import parse_utc
-from tests.support import (
-    DAEMON_T0,
-    daemon_env,
-    fits_files,
-    fits_light,
-    ready,
-    run_cli,
-    wait_for,
-    write_config,
-)
+from tests.support import DAEMON_T0
+from tests.support import daemon_env
+from tests.support import fits_files
+from tests.support import fits_light
+from tests.support import ready
+from tests.support import run_cli
+from tests.support import wait_for
+from tests.support import write_config
 
 GOAL = """
 defaults: {offset: 50}
@@ -173,7 +173,8 @@ def test_the_goal_fills_what_recent_lights_need_first_then_the_oldest(tmp_path: 
     100, 0 °C), then never captured, then the longest expired; held cells are left out."""
     from calibd.capture.daemon.goal import lights_rank
     from calibd.capture.library.policy import Verdict
-    from calibd.capture.library.upkeep import Holding, needs
+    from calibd.capture.library.upkeep import Holding
+    from calibd.capture.library.upkeep import needs
     from calibd.capture.lights.survey import survey
     from calibd.capture.plans.cells import Cell
 

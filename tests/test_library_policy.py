@@ -6,13 +6,16 @@ methods and the one header <-> row mapping, with frames dated relative to now.""
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime, timedelta
+from datetime import UTC
+from datetime import datetime
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from calibd.capture.library.headermap import frame_row, master_row
+from calibd.capture.library.headermap import frame_row
+from calibd.capture.library.headermap import master_row
 from calibd.capture.library.index import Index
 from calibd.capture.library.policy import session_end
 from calibd.capture.plans.cells import Cell

@@ -18,7 +18,9 @@ from calibd.capture.library.index import Index
 from calibd.capture.masters.levels import local_level
 from calibd.simulators.profiles import get_profile
 from calibd.simulators.sensor import SensorModel
-from tests.support import run_cli, write_config, write_plan
+from tests.support import run_cli
+from tests.support import write_config
+from tests.support import write_plan
 
 PLAN = """
 defaults: {offset: 50}

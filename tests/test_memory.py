@@ -20,10 +20,13 @@ from astropy.io import fits
 from calibd.capture.library import fitsio
 from calibd.capture.library.fitsio import write_image
 from calibd.capture.library.index import Index
-from calibd.capture.library.writer import FrameWriter, WriteJob
+from calibd.capture.library.writer import FrameWriter
+from calibd.capture.library.writer import WriteJob
 from calibd.simulators.profiles import get_profile
-from calibd.simulators.sensor import Illumination, SensorModel
-from tests.support import REPO, write_plan
+from calibd.simulators.sensor import Illumination
+from calibd.simulators.sensor import SensorModel
+from tests.support import REPO
+from tests.support import write_plan
 
 MB = 2**20
 # Runs argv[1:] and prints its exit status, then its peak RSS in KiB (ru_maxrss from wait4).

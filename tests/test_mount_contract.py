@@ -10,36 +10,39 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC
+from datetime import datetime
 from typing import Any
 
 import pytest
 
-from calibd.drivers.alpaca import AlpacaDome, AlpacaMount
+from calibd.drivers.alpaca import AlpacaDome
+from calibd.drivers.alpaca import AlpacaMount
 from calibd.drivers.contracts import ShutterState
-from calibd.drivers.errors import DeviceUnavailable, SettingRejected
-from calibd.drivers.indi import IndiDome, IndiMount
+from calibd.drivers.errors import DeviceUnavailable
+from calibd.drivers.errors import SettingRejected
+from calibd.drivers.indi import IndiDome
+from calibd.drivers.indi import IndiMount
 from calibd.drivers.indi._state import PropSnapshot
-from calibd.drivers.pointing import Place, altaz_to_radec
+from calibd.drivers.pointing import Place
+from calibd.drivers.pointing import altaz_to_radec
 from calibd.simulators import registry as simulator
 from calibd.simulators.clock import ScaledClock
-from tests.alpaca_servers import AlpacaSimServer, OurAlpacaServer, call
-from tests.indi_server import (
-    DOME,
-    ROOF,
-    ROOF_DRIVER,
-    TELESCOPE,
-    IndiTestServer,
-    observatory_double_args,
-    running_indi_server,
-)
-from tests.mount_contract import (
-    DomeContract,
-    DomeTarget,
-    MountContract,
-    MountTarget,
-    shutter_states_during,
-)
+from tests.alpaca_servers import AlpacaSimServer
+from tests.alpaca_servers import OurAlpacaServer
+from tests.alpaca_servers import call
+from tests.indi_server import DOME
+from tests.indi_server import ROOF
+from tests.indi_server import ROOF_DRIVER
+from tests.indi_server import TELESCOPE
+from tests.indi_server import IndiTestServer
+from tests.indi_server import observatory_double_args
+from tests.indi_server import running_indi_server
+from tests.mount_contract import DomeContract
+from tests.mount_contract import DomeTarget
+from tests.mount_contract import MountContract
+from tests.mount_contract import MountTarget
+from tests.mount_contract import shutter_states_during
 
 SITE = Place(52.0, 5.0, 10.0)
 HOST = "127.0.0.1"

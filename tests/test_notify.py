@@ -15,7 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from calibd.capture.daemon.notify import MAX_STATUS_CHARS, Notifier, watchdog_interval_s
+from calibd.capture.daemon.notify import MAX_STATUS_CHARS
+from calibd.capture.daemon.notify import Notifier
+from calibd.capture.daemon.notify import watchdog_interval_s
 
 
 def _receiver(address: str | bytes) -> socket.socket:

@@ -10,9 +10,15 @@ import pytest
 
 from calibd.capture.errors import PlanError
 from calibd.capture.plans.load import load_plan
-from calibd.capture.plans.resolve import CameraContext, resolve, resolve_gain
+from calibd.capture.plans.resolve import CameraContext
+from calibd.capture.plans.resolve import resolve
+from calibd.capture.plans.resolve import resolve_gain
 from calibd.drivers.contracts import CameraInfo
-from tests.support import PLANS, calibd_subprocess, run_cli, write_config, write_plan
+from tests.support import PLANS
+from tests.support import calibd_subprocess
+from tests.support import run_cli
+from tests.support import write_config
+from tests.support import write_plan
 
 INFO = CameraInfo(model="ZWO ASI2600MM Pro", camera_id="x", width=100, height=80, bit_depth=16,
                   pixel_size_um=3.76, gain_min=0, gain_max=460, offset_min=0, offset_max=100,

@@ -9,7 +9,8 @@ import pytest
 
 from calibd.capture.errors import RunPaused
 from calibd.capture.sequencer.reconnect import until_available
-from calibd.drivers.errors import DeviceUnavailable, SettingRejected
+from calibd.drivers.errors import DeviceUnavailable
+from calibd.drivers.errors import SettingRejected
 from calibd.simulators.clock import SteppedClock
 
 

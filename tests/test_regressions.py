@@ -27,16 +27,14 @@ import yaml
 from astropy.io import fits
 
 from calibd.capture.flats import runner as flats_runner
-from tests.support import (
-    QUICK_BIAS,
-    assert_library_exact,
-    daemon_env,
-    ready,
-    run_cli,
-    wait_for,
-    write_config,
-    write_plan,
-)
+from tests.support import QUICK_BIAS
+from tests.support import assert_library_exact
+from tests.support import daemon_env
+from tests.support import ready
+from tests.support import run_cli
+from tests.support import wait_for
+from tests.support import write_config
+from tests.support import write_plan
 
 
 class Killed(BaseException):
@@ -135,7 +133,8 @@ def test_resumed_dark_flats_are_taken_with_the_panel_off(
     session captures the pending dark flats without turning the panel off, and the per-frame
     checks accept dark flats at ~50000 ADU."""
     from calibd.capture.config import load_config
-    from calibd.capture.runner import prepare, run_prepared
+    from calibd.capture.runner import prepare
+    from calibd.capture.runner import run_prepared
 
     config, located = load_config(_no_auto_masters(write_config(tmp_path / "c.yaml",
                                                                 flats=True)))
@@ -284,7 +283,8 @@ def test_cron_schedule_follows_a_changed_time_zone(tmp_path: Path) -> None:
     """daemon.timezone Europe/Rome -> UTC, daemon restarted: the persistent job keeps firing
     at 10:00 Rome (09:00 UTC) because sync_jobs compares str(trigger), which has no zone."""
     from calibd.capture.config import CronSchedule
-    from calibd.capture.daemon.scheduling import make_scheduler, sync_jobs
+    from calibd.capture.daemon.scheduling import make_scheduler
+    from calibd.capture.daemon.scheduling import sync_jobs
     from calibd.drivers.clock import RealClock
 
     schedules = [CronSchedule(name="daily", trigger="cron", cron="0 10 * * *",

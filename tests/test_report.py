@@ -18,7 +18,10 @@ from calibd.capture.cli.main import main
 from calibd.capture.library.index import Index
 from calibd.capture.sensor import store
 from calibd.capture.sequencer.checks import frame_stats
-from tests.support import fits_files, run_cli, write_config, write_plan
+from tests.support import fits_files
+from tests.support import run_cli
+from tests.support import write_config
+from tests.support import write_plan
 
 PLAN = """
 defaults: {offset: 50}

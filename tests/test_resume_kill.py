@@ -13,7 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import REPO, assert_library_exact, write_config, write_plan
+from tests.support import REPO
+from tests.support import assert_library_exact
+from tests.support import write_config
+from tests.support import write_plan
 
 PLAN = """
 defaults: {offset: 50}

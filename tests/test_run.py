@@ -18,15 +18,13 @@ from astropy.io import fits
 
 from calibd.capture.library.index import Index
 from calibd.capture.library.rescan import rescan
-from tests.support import (
-    PLANS,
-    REPO,
-    assert_library_exact,
-    fits_files,
-    run_cli,
-    write_config,
-    write_plan,
-)
+from tests.support import PLANS
+from tests.support import REPO
+from tests.support import assert_library_exact
+from tests.support import fits_files
+from tests.support import run_cli
+from tests.support import write_config
+from tests.support import write_plan
 
 REQUIRED_KEYS = ["IMAGETYP", "EXPTIME", "EXPOSURE", "DATE-OBS", "CCD-TEMP", "SET-TEMP", "GAIN",
                  "OFFSET", "XBINNING", "YBINNING", "READOUTM", "EGAIN", "INSTRUME", "CAMERAID",

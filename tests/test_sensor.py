@@ -11,7 +11,8 @@ import logging
 import math
 import signal
 import sqlite3
-from datetime import UTC, datetime
+from datetime import UTC
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -21,32 +22,35 @@ from astropy.io import fits
 
 from calibd.capture.library.headermap import frame_row
 from calibd.capture.library.index import Index
-from calibd.capture.library.policy import Item, LibraryPolicy
+from calibd.capture.library.policy import Item
+from calibd.capture.library.policy import LibraryPolicy
 from calibd.capture.library.status import Judge
 from calibd.capture.plans.load import load_plan
-from calibd.capture.plans.resolve import CameraContext, resolve
-from calibd.capture.sensor.frames import group_frames, left_shift, planes
-from calibd.capture.sensor.ptc import centre, pair_stats
+from calibd.capture.plans.resolve import CameraContext
+from calibd.capture.plans.resolve import resolve
+from calibd.capture.sensor.frames import group_frames
+from calibd.capture.sensor.frames import left_shift
+from calibd.capture.sensor.frames import planes
+from calibd.capture.sensor.ptc import centre
+from calibd.capture.sensor.ptc import pair_stats
 from calibd.simulators.camera import SimulatedCamera
 from calibd.simulators.clock import SteppedClock
 from calibd.simulators.profiles import get_profile
 from calibd.simulators.sensor import SensorModel
-from tests.support import (
-    PLANS,
-    assert_library_exact,
-    calibd_subprocess,
-    cli_json,
-    finish,
-    frames_on_disk,
-    headers,
-    planned_cells,
-    run_cli,
-    run_state,
-    start_calibd,
-    wait_until,
-    write_config,
-    write_plan,
-)
+from tests.support import PLANS
+from tests.support import assert_library_exact
+from tests.support import calibd_subprocess
+from tests.support import cli_json
+from tests.support import finish
+from tests.support import frames_on_disk
+from tests.support import headers
+from tests.support import planned_cells
+from tests.support import run_cli
+from tests.support import run_state
+from tests.support import start_calibd
+from tests.support import wait_until
+from tests.support import write_config
+from tests.support import write_plan
 
 PROFILE = "small"
 KILL_AFTER_FRAMES = 150  # of about 430: inside the flat ladder of the second gain
@@ -255,7 +259,10 @@ def _reference_phase_sums(a: np.ndarray, b: np.ndarray, shift: int) -> list[list
 @pytest.mark.parametrize("numba", [True, False])
 def test_the_pair_kernel_matches_a_numpy_reference(monkeypatch: pytest.MonkeyPatch,
                                                    numba: bool) -> None:
-    from calibd.capture.combine.pairs import above_background, accumulate, pair_sums, phase_sums
+    from calibd.capture.combine.pairs import above_background
+    from calibd.capture.combine.pairs import accumulate
+    from calibd.capture.combine.pairs import pair_sums
+    from calibd.capture.combine.pairs import phase_sums
 
     if not numba:
         monkeypatch.setenv("CALIBD_NO_NUMBA", "1")
@@ -402,7 +409,8 @@ def test_plan_check_uses_the_measured_unity_gain_and_warns_of_clipping_offsets(
 def test_library_match_scales_a_dark_from_another_setpoint_only_with_a_measured_doubling(
         sensor_run: dict[str, Any]) -> None:
     from calibd.capture.library.masters_table import MasterRow
-    from calibd.capture.masters.match import Light, match_light
+    from calibd.capture.masters.match import Light
+    from calibd.capture.masters.match import match_light
     from calibd.capture.sensor.store import doubling_temperatures
 
     doubling = doubling_temperatures(sensor_run["lib"])

@@ -10,12 +10,17 @@ import numpy as np
 import pytest
 
 from calibd.drivers.contracts import CaptureSettings
-from calibd.simulators.camera import SimFaults, SimulatedCamera
-from calibd.simulators.clock import ScaledClock, SteppedClock
+from calibd.simulators.camera import SimFaults
+from calibd.simulators.camera import SimulatedCamera
+from calibd.simulators.clock import ScaledClock
+from calibd.simulators.clock import SteppedClock
 from calibd.simulators.cooler import CoolerModel
-from calibd.simulators.profiles import PROFILES, get_profile
-from calibd.simulators.sensor import Illumination, SensorModel
-from tests.camera_contract import CameraContract, ContractTarget
+from calibd.simulators.profiles import PROFILES
+from calibd.simulators.profiles import get_profile
+from calibd.simulators.sensor import Illumination
+from calibd.simulators.sensor import SensorModel
+from tests.camera_contract import CameraContract
+from tests.camera_contract import ContractTarget
 from tests.support import run_cli
 
 SMALL = get_profile("small")

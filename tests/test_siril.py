@@ -24,7 +24,8 @@ import re
 import shutil
 import subprocess
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from dataclasses import field
 from pathlib import Path
 
 import numpy as np
@@ -36,8 +37,11 @@ from astropy.io import fits
 from calibd.capture.cli.main import main
 from calibd.simulators.optics import OpticalTrain
 from calibd.simulators.profiles import get_profile
-from calibd.simulators.sensor import Illumination, SensorModel
-from tests.support import skip_or_fail, write_config, write_plan
+from calibd.simulators.sensor import Illumination
+from calibd.simulators.sensor import SensorModel
+from tests.support import skip_or_fail
+from tests.support import write_config
+from tests.support import write_plan
 
 EXPOSURES = (0.01, 1.0, 30.0, 300.0)
 CONVENTIONS = ("with-bias", "bias-subtracted")

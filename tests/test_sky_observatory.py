@@ -14,7 +14,9 @@ securing journals ``sky-secure`` (time taken, shutter closed, mount parked).
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime, timedelta
+from datetime import UTC
+from datetime import datetime
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -23,10 +25,15 @@ import yaml
 from astropy.io import fits
 
 from calibd.capture.library.index import Index
-from calibd.capture.site import Site, sun_azimuth_deg
+from calibd.capture.site import Site
+from calibd.capture.site import sun_azimuth_deg
 from calibd.drivers.pointing import separation_deg
-from tests.alpaca_servers import OurAlpacaServer, require_alpaca
-from tests.support import PLANS, run_cli, write_config, write_plan
+from tests.alpaca_servers import OurAlpacaServer
+from tests.alpaca_servers import require_alpaca
+from tests.support import PLANS
+from tests.support import run_cli
+from tests.support import write_config
+from tests.support import write_plan
 
 COUNT = 4
 FILTERS = ["L", "R", "Ha"]
@@ -225,8 +232,10 @@ def _check(result: dict[str, Any]) -> None:
 
 @pytest.mark.indi
 def test_the_choreography_through_indi(indi_mount_server: Any) -> None:
-    from calibd.drivers.indi import IndiDome, IndiMount
-    from tests.indi_server import DOME, TELESCOPE
+    from calibd.drivers.indi import IndiDome
+    from calibd.drivers.indi import IndiMount
+    from tests.indi_server import DOME
+    from tests.indi_server import TELESCOPE
 
     srv = indi_mount_server
     mount = IndiMount(host=srv.host, port=srv.port, device=TELESCOPE, latitude_deg=SITE.
@@ -246,7 +255,8 @@ def test_the_choreography_through_indi(indi_mount_server: Any) -> None:
 
 @pytest.mark.alpaca
 def test_the_choreography_through_alpaca(alpaca_simulators: Any) -> None:
-    from calibd.drivers.alpaca import AlpacaDome, AlpacaMount
+    from calibd.drivers.alpaca import AlpacaDome
+    from calibd.drivers.alpaca import AlpacaMount
 
     mount = AlpacaMount(host="127.0.0.1", port=alpaca_simulators.port, device_number=1)
     dome = AlpacaDome(host="127.0.0.1", port=alpaca_simulators.port)
@@ -364,7 +374,8 @@ def test_a_twilight_run_through_indi(capsys: pytest.CaptureFixture[str], tmp_pat
     from calibd.capture.site import crossings
     from calibd.simulators.indi_doubles import observatory
     from calibd.simulators.indi_doubles.families import FAMILIES
-    from tests.indi_server import observatory_double_args, running_indi_server
+    from tests.indi_server import observatory_double_args
+    from tests.indi_server import running_indi_server
 
     # start a few simulated minutes before the window: the sun crossing -2° (dusk) or -10° (dawn)
     day = datetime(2026, 11, 25, 12, 0, tzinfo=UTC) if kind == "dusk" else \

@@ -20,8 +20,10 @@ same frames and noise from a sky without stars (the stars' own share, < 0.25 %).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from dataclasses import dataclass
+from dataclasses import field
+from datetime import UTC
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -36,10 +38,13 @@ from calibd.capture.masters.build import rejection_of
 from calibd.drivers.contracts import CaptureSettings
 from calibd.drivers.pointing import Place
 from calibd.simulators.clock import SteppedClock
-from calibd.simulators.mount import SimulatedDome, SimulatedMount
-from calibd.simulators.observatory import SimulatedObservatory, build_observatory
+from calibd.simulators.mount import SimulatedDome
+from calibd.simulators.mount import SimulatedMount
+from calibd.simulators.observatory import SimulatedObservatory
+from calibd.simulators.observatory import build_observatory
 from calibd.simulators.profiles import get_profile
-from calibd.simulators.sky import SimulatedSky, StarField
+from calibd.simulators.sky import SimulatedSky
+from calibd.simulators.sky import StarField
 
 SITE = Place(52.0, 5.0)
 FRAMES = 50

@@ -24,7 +24,8 @@ from pathlib import Path
 import pytest
 
 from calibd.capture.cli.main import EXIT_BAD_INPUT
-from tests.support import REPO, skip_or_fail
+from tests.support import REPO
+from tests.support import skip_or_fail
 
 UNIT = REPO / "systemd" / "calibd.service"
 EXAMPLE = REPO / "systemd" / "calibd.yaml.example"

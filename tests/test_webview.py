@@ -21,16 +21,15 @@ import yaml
 
 from calibd.capture.daemon import web
 from calibd.capture.daemon.api import ApiServer
-from calibd.capture.daemon.view_data import THUMB_MAX_PX, thumbnail_png
-from tests.support import (
-    DAEMON_TOKEN,
-    LONG_DARKS,
-    QUICK_BIAS,
-    daemon_env,
-    ready,
-    skip_or_fail,
-    wait_for,
-)
+from calibd.capture.daemon.view_data import THUMB_MAX_PX
+from calibd.capture.daemon.view_data import thumbnail_png
+from tests.support import DAEMON_TOKEN
+from tests.support import LONG_DARKS
+from tests.support import QUICK_BIAS
+from tests.support import daemon_env
+from tests.support import ready
+from tests.support import skip_or_fail
+from tests.support import wait_for
 
 TOKEN = "web-view-token-0123456789abcdef"
 

@@ -22,20 +22,27 @@ import numpy as np
 import pytest
 
 from calibd.drivers import zwo
-from calibd.drivers.contracts import CaptureSettings, Frame
-from calibd.drivers.errors import (
-    DeviceUnavailable,
-    ExposureFailed,
-    ExposureTimeout,
-    SettingRejected,
-)
-from calibd.drivers.zwo import NO_CAMERAS_MESSAGE, ZwoCamera
+from calibd.drivers.contracts import CaptureSettings
+from calibd.drivers.contracts import Frame
+from calibd.drivers.errors import DeviceUnavailable
+from calibd.drivers.errors import ExposureFailed
+from calibd.drivers.errors import ExposureTimeout
+from calibd.drivers.errors import SettingRejected
+from calibd.drivers.zwo import NO_CAMERAS_MESSAGE
+from calibd.drivers.zwo import ZwoCamera
 from calibd.drivers.zwo import sdk as zwo_sdk
-from calibd.simulators.asi_sdk import AsiDouble, AsiDoubleError, build_double, find_compiler
+from calibd.simulators.asi_sdk import AsiDouble
+from calibd.simulators.asi_sdk import AsiDoubleError
+from calibd.simulators.asi_sdk import build_double
+from calibd.simulators.asi_sdk import find_compiler
 from calibd.simulators.clock import ScaledClock
-from tests.camera_contract import CameraContract, ContractTarget, expose_in_background
-from tests.support import skip_or_fail, wait_until
-from tests.zwo_fixtures import TIME_SCALE, CameraFactory
+from tests.camera_contract import CameraContract
+from tests.camera_contract import ContractTarget
+from tests.camera_contract import expose_in_background
+from tests.support import skip_or_fail
+from tests.support import wait_until
+from tests.zwo_fixtures import TIME_SCALE
+from tests.zwo_fixtures import CameraFactory
 
 pytest_plugins = ("tests.zwo_fixtures",)
 pytestmark = pytest.mark.zwo

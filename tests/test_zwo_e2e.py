@@ -21,22 +21,20 @@ from pathlib import Path
 import pytest
 
 from calibd.simulators.asi_sdk import AsiDouble
-from tests.support import (
-    REPO,
-    assert_library_exact,
-    finish,
-    headers,
-    journal,
-    planned_cells,
-    run_cli,
-    run_state,
-    skip_or_fail,
-    start_calibd,
-    wait_until,
-    watch,
-    write_plan,
-    write_real_config,
-)
+from tests.support import REPO
+from tests.support import assert_library_exact
+from tests.support import finish
+from tests.support import headers
+from tests.support import journal
+from tests.support import planned_cells
+from tests.support import run_cli
+from tests.support import run_state
+from tests.support import skip_or_fail
+from tests.support import start_calibd
+from tests.support import wait_until
+from tests.support import watch
+from tests.support import write_plan
+from tests.support import write_real_config
 from tests.zwo_fixtures import TIME_SCALE
 
 pytest_plugins = ("tests.zwo_fixtures",)

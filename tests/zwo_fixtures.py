@@ -14,7 +14,8 @@ Missing gcc or zwoasi skips these tests with the reason, unless ``$CALIBD_REQUIR
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -22,7 +23,10 @@ import pytest
 from calibd.drivers import zwo
 from calibd.drivers.errors import DeviceUnavailable
 from calibd.drivers.zwo import ZwoCamera
-from calibd.simulators.asi_sdk import AsiDouble, DoubleBuildError, build_double, find_compiler
+from calibd.simulators.asi_sdk import AsiDouble
+from calibd.simulators.asi_sdk import DoubleBuildError
+from calibd.simulators.asi_sdk import build_double
+from calibd.simulators.asi_sdk import find_compiler
 from calibd.simulators.clock import ScaledClock
 from tests.support import skip_or_fail
 

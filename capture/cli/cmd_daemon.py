@@ -21,7 +21,9 @@ def register(sub: Any) -> None:
 
 
 def run_daemon(args: argparse.Namespace) -> int:
-    from calibd.capture.daemon.service import Daemon, check_config, check_devices
+    from calibd.capture.daemon.service import Daemon
+    from calibd.capture.daemon.service import check_config
+    from calibd.capture.daemon.service import check_devices
 
     if args.check:
         config, located = check_config(args.config)

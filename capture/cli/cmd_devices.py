@@ -5,9 +5,12 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from calibd.capture.cli.common import command_group, print_json, table
+from calibd.capture.cli.common import command_group
+from calibd.capture.cli.common import print_json
+from calibd.capture.cli.common import table
 from calibd.capture.devices import driver_module
-from calibd.capture.errors import InputError, Problem
+from calibd.capture.errors import InputError
+from calibd.capture.errors import Problem
 from calibd.drivers.contracts import DeviceListing
 
 NO_DEVICES = {

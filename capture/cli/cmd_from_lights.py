@@ -5,16 +5,25 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+from typing import Any
 
-from calibd.capture.cli.common import library_from_args, print_json, table
-from calibd.capture.errors import InputError, Problem
+from calibd.capture.cli.common import library_from_args
+from calibd.capture.cli.common import print_json
+from calibd.capture.cli.common import table
+from calibd.capture.errors import InputError
+from calibd.capture.errors import Problem
 from calibd.capture.library.atomic import write_text
 from calibd.capture.library.masters_table import MasterRow
-from calibd.capture.lights.plan import CameraPlan, build_plans, output_paths
-from calibd.capture.lights.survey import KINDS, Survey, survey
+from calibd.capture.lights.plan import CameraPlan
+from calibd.capture.lights.plan import build_plans
+from calibd.capture.lights.plan import output_paths
+from calibd.capture.lights.survey import KINDS
+from calibd.capture.lights.survey import Survey
+from calibd.capture.lights.survey import survey
 from calibd.capture.plans.cells import fmt_number
-from calibd.capture.plans.estimate import human_bytes, human_duration
+from calibd.capture.plans.estimate import human_bytes
+from calibd.capture.plans.estimate import human_duration
 from calibd.capture.textsafe import shown
 
 if TYPE_CHECKING:

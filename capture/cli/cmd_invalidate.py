@@ -7,8 +7,10 @@ import argparse
 import re
 from typing import Any
 
-from calibd.capture.cli.common import add_config_args, library_from_args
-from calibd.capture.errors import InputError, Problem
+from calibd.capture.cli.common import add_config_args
+from calibd.capture.cli.common import library_from_args
+from calibd.capture.errors import InputError
+from calibd.capture.errors import Problem
 from calibd.capture.library.rescan import open_existing
 from calibd.capture.textsafe import shown
 

@@ -6,17 +6,16 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from calibd.capture.cli.common import (
-    add_config_args,
-    command_group,
-    library_from_args,
-    print_json,
-    read_light_header,
-    table,
-)
+from calibd.capture.cli.common import add_config_args
+from calibd.capture.cli.common import command_group
+from calibd.capture.cli.common import library_from_args
+from calibd.capture.cli.common import print_json
+from calibd.capture.cli.common import read_light_header
+from calibd.capture.cli.common import table
 from calibd.capture.errors import LibraryError
 from calibd.capture.library.index import Index
-from calibd.capture.library.rescan import open_existing, rescan
+from calibd.capture.library.rescan import open_existing
+from calibd.capture.library.rescan import rescan
 from calibd.capture.library.status import status_data
 from calibd.capture.plans.cells import fmt_number
 from calibd.capture.plans.estimate import human_bytes

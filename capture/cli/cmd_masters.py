@@ -9,17 +9,17 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+from typing import Any
 
-from calibd.capture.cli.common import (
-    add_config_args,
-    command_group,
-    library_from_args,
-    print_json,
-    read_light_header,
-    table,
-)
-from calibd.capture.errors import InputError, Problem
+from calibd.capture.cli.common import add_config_args
+from calibd.capture.cli.common import command_group
+from calibd.capture.cli.common import library_from_args
+from calibd.capture.cli.common import print_json
+from calibd.capture.cli.common import read_light_header
+from calibd.capture.cli.common import table
+from calibd.capture.errors import InputError
+from calibd.capture.errors import Problem
 
 if TYPE_CHECKING:
     from calibd.capture.config import MastersConfig
@@ -134,7 +134,9 @@ def run_export(args: argparse.Namespace) -> int:
             raise InputError([Problem(args.light, None, "--light", "only with --to siril")])
         light = read_light_header(args.light)
     from calibd.capture.library.rescan import open_existing
-    from calibd.capture.masters.export import SCRIPT, ExportError, export
+    from calibd.capture.masters.export import SCRIPT
+    from calibd.capture.masters.export import ExportError
+    from calibd.capture.masters.export import export
 
     config, root = library_from_args(args)
     index = open_existing(root)
@@ -156,7 +158,8 @@ def run_combine(args: argparse.Namespace) -> int:
     from astropy.io import fits
 
     from calibd.capture import __version__
-    from calibd.capture.combine import Rejection, combine_to_fits
+    from calibd.capture.combine import Rejection
+    from calibd.capture.combine import combine_to_fits
     from calibd.capture.masters.inputs import check_consistent
 
     out: Path = args.output

@@ -6,24 +6,21 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from calibd.capture.cli.common import (
-    add_config_args,
-    command_group,
-    config_from_args,
-    free_bytes,
-    library_root,
-    print_json,
-    table,
-)
+from calibd.capture.cli.common import add_config_args
+from calibd.capture.cli.common import command_group
+from calibd.capture.cli.common import config_from_args
+from calibd.capture.cli.common import free_bytes
+from calibd.capture.cli.common import library_root
+from calibd.capture.cli.common import print_json
+from calibd.capture.cli.common import table
 from calibd.capture.plans.cells import fmt_number
-from calibd.capture.plans.estimate import (
-    Estimate,
-    estimate,
-    file_bytes,
-    human_bytes,
-    human_duration,
-)
-from calibd.capture.runner import Prepared, prepare
+from calibd.capture.plans.estimate import Estimate
+from calibd.capture.plans.estimate import estimate
+from calibd.capture.plans.estimate import file_bytes
+from calibd.capture.plans.estimate import human_bytes
+from calibd.capture.plans.estimate import human_duration
+from calibd.capture.runner import Prepared
+from calibd.capture.runner import prepare
 
 
 def register(sub: Any) -> None:

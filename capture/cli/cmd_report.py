@@ -8,7 +8,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from calibd.capture.cli.common import add_config_args, library_from_args
+from calibd.capture.cli.common import add_config_args
+from calibd.capture.cli.common import library_from_args
 from calibd.capture.errors import LibraryError
 from calibd.capture.library.atomic import write_text
 from calibd.capture.library.rescan import open_existing

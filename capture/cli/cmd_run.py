@@ -11,9 +11,14 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from calibd.capture.cli.common import add_config_args, config_from_args, library_root
-from calibd.capture.cli.progress import LogProgress, TerminalProgress
-from calibd.capture.runner import Upkeep, prepare, run_prepared
+from calibd.capture.cli.common import add_config_args
+from calibd.capture.cli.common import config_from_args
+from calibd.capture.cli.common import library_root
+from calibd.capture.cli.progress import LogProgress
+from calibd.capture.cli.progress import TerminalProgress
+from calibd.capture.runner import Upkeep
+from calibd.capture.runner import prepare
+from calibd.capture.runner import run_prepared
 from calibd.capture.sequencer.sequencer import SequencerOptions
 
 log = logging.getLogger(__name__)

@@ -8,14 +8,14 @@ import argparse
 import sys
 from typing import Any
 
-from calibd.capture.cli.common import (
-    add_config_args,
-    library_from_args,
-    print_json,
-    table,
-)
+from calibd.capture.cli.common import add_config_args
+from calibd.capture.cli.common import library_from_args
+from calibd.capture.cli.common import print_json
+from calibd.capture.cli.common import table
 from calibd.capture.combine.reader import FrameReadError
-from calibd.capture.errors import InputError, LibraryError, Problem
+from calibd.capture.errors import InputError
+from calibd.capture.errors import LibraryError
+from calibd.capture.errors import Problem
 from calibd.capture.library.rescan import open_existing
 from calibd.capture.sensor import store
 from calibd.capture.sensor.analyze import analyze

@@ -15,14 +15,19 @@ import os
 import sys
 import urllib.error
 import urllib.request
-from datetime import datetime, timedelta
+from datetime import datetime
+from datetime import timedelta
 from http.client import HTTPException
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
+from urllib.parse import urlsplit
 
-from calibd.capture.cli.common import command_group, print_json, table
-from calibd.capture.errors import InputError, Problem
+from calibd.capture.cli.common import command_group
+from calibd.capture.cli.common import print_json
+from calibd.capture.cli.common import table
+from calibd.capture.errors import InputError
+from calibd.capture.errors import Problem
 from calibd.capture.textsafe import shown
 
 DEFAULT_URL = "http://127.0.0.1:8765"

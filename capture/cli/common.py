@@ -7,7 +7,8 @@ import json
 import shutil
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+from typing import Any
 
 if TYPE_CHECKING:  # imported when used: `masters combine` needs no configuration
     from astropy.io import fits
@@ -64,7 +65,8 @@ def library_from_args(args: argparse.Namespace) -> tuple[Config, Path]:
 def read_light_header(path: Path) -> fits.Header:
     """The header of the light frame a command was given (``library match LIGHT``, ``masters
     export --light``). Raises InputError (no such file, not a FITS file)."""
-    from calibd.capture.errors import InputError, Problem
+    from calibd.capture.errors import InputError
+    from calibd.capture.errors import Problem
     from calibd.capture.masters.match import light_header
 
     if not path.is_file():

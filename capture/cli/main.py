@@ -13,11 +13,17 @@ import importlib
 import logging
 import os
 import sys
-from collections.abc import Callable, Sequence
-from typing import ClassVar, NoReturn
+from collections.abc import Callable
+from collections.abc import Sequence
+from typing import ClassVar
+from typing import NoReturn
 
 from calibd.capture import __version__
-from calibd.capture.errors import CoolingTimeout, DaemonError, InputError, LibraryError, RunPaused
+from calibd.capture.errors import CoolingTimeout
+from calibd.capture.errors import DaemonError
+from calibd.capture.errors import InputError
+from calibd.capture.errors import LibraryError
+from calibd.capture.errors import RunPaused
 from calibd.capture.memory import fix_mmap_threshold
 from calibd.drivers.errors import DeviceError
 

@@ -14,20 +14,24 @@ Typical use::
     stats = combine_to_fits(bias_paths, "Master_Bias.fits", rejection=Rejection("sigma"))
 """
 
-from .engine import (
-    CombineOptions,
-    CombineResult,
-    CombineStats,
-    combine_arrays,
-    combine_files,
-    combine_to_fits,
-    rejection_mask,
-    warm_up,
-)
-from .kernels import CombineMethod, Engine, numba_available, resolve_engine
-from .reader import FrameReadError, FrameSource
-from .rejection import Rejection, RejectionMethod
-from .writer import MasterWriter, write_master
+from .engine import CombineOptions
+from .engine import CombineResult
+from .engine import CombineStats
+from .engine import combine_arrays
+from .engine import combine_files
+from .engine import combine_to_fits
+from .engine import rejection_mask
+from .engine import warm_up
+from .kernels import CombineMethod
+from .kernels import Engine
+from .kernels import numba_available
+from .kernels import resolve_engine
+from .reader import FrameReadError
+from .reader import FrameSource
+from .rejection import Rejection
+from .rejection import RejectionMethod
+from .writer import MasterWriter
+from .writer import write_master
 
 __all__ = [
     "CombineMethod",

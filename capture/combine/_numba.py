@@ -20,18 +20,22 @@ from typing import Any
 
 import numpy as np
 
-from ._numba_setup import INF, MEDIAN, MINMAX, NONE, PERCENTILE, TILE, jit
-from ._numba_stats import (
-    _bounds,
-    _count_sum,
-    _count_sum_int,
-    _counts,
-    _lerp,
-    _masked_sum,
-    _sort_rows,
-    _sum,
-    _sum_int,
-)
+from ._numba_setup import INF
+from ._numba_setup import MEDIAN
+from ._numba_setup import MINMAX
+from ._numba_setup import NONE
+from ._numba_setup import PERCENTILE
+from ._numba_setup import TILE
+from ._numba_setup import jit
+from ._numba_stats import _bounds
+from ._numba_stats import _count_sum
+from ._numba_stats import _count_sum_int
+from ._numba_stats import _counts
+from ._numba_stats import _lerp
+from ._numba_stats import _masked_sum
+from ._numba_stats import _sort_rows
+from ._numba_stats import _sum
+from ._numba_stats import _sum_int
 
 __all__ = ["TILE", "combine_f32", "combine_u16"]
 

@@ -13,17 +13,15 @@ from typing import Any
 
 import numpy as np
 
-from ._numba_setup import (
-    INF,
-    MAD_TO_SIGMA,
-    SORT_CHUNK,
-    W_CLAMP,
-    W_CORR,
-    W_ROUNDS,
-    W_TOL,
-    WINSOR,
-    jit,
-)
+from ._numba_setup import INF
+from ._numba_setup import MAD_TO_SIGMA
+from ._numba_setup import SORT_CHUNK
+from ._numba_setup import W_CLAMP
+from ._numba_setup import W_CORR
+from ._numba_setup import W_ROUNDS
+from ._numba_setup import W_TOL
+from ._numba_setup import WINSOR
+from ._numba_setup import jit
 
 
 @jit

@@ -17,18 +17,31 @@ import functools
 import logging
 import os
 from collections import Counter
-from collections.abc import Callable, Sequence
-from typing import Any, TypedDict, Unpack
+from collections.abc import Callable
+from collections.abc import Sequence
+from typing import Any
+from typing import TypedDict
+from typing import Unpack
 
 import numpy as np
 import numpy.typing as npt
 from astropy.io import fits
 
-from .kernels import CombineMethod, Diagnostics, Engine
-from .reader import FrameReadError, FrameSource, RowSource
+from .kernels import CombineMethod
+from .kernels import Diagnostics
+from .kernels import Engine
+from .reader import FrameReadError
+from .reader import FrameSource
+from .reader import RowSource
 from .rejection import Rejection
-from .results import CombineResult, CombineStats
-from .streaming import ArraySink, ArraySource, NullSink, Sink, execute, warm_up
+from .results import CombineResult
+from .results import CombineStats
+from .streaming import ArraySink
+from .streaming import ArraySource
+from .streaming import NullSink
+from .streaming import Sink
+from .streaming import execute
+from .streaming import warm_up
 from .writer import MasterWriter
 
 __all__ = [

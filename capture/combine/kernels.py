@@ -28,14 +28,12 @@ from typing import Literal
 import numpy as np
 import numpy.typing as npt
 
-from .rejection import (
-    MAD_TO_SIGMA,
-    WINSOR_CLAMP_SIGMA,
-    WINSOR_CORRECTION,
-    WINSOR_MAX_ROUNDS,
-    WINSOR_TOLERANCE,
-    Rejection,
-)
+from .rejection import MAD_TO_SIGMA
+from .rejection import WINSOR_CLAMP_SIGMA
+from .rejection import WINSOR_CORRECTION
+from .rejection import WINSOR_MAX_ROUNDS
+from .rejection import WINSOR_TOLERANCE
+from .rejection import Rejection
 
 log = logging.getLogger(__name__)
 

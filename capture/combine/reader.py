@@ -23,7 +23,9 @@ import sys
 import threading
 import warnings
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any
+from typing import Literal
+from typing import Protocol
 
 import numpy as np
 import numpy.typing as npt

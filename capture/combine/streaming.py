@@ -15,24 +15,24 @@ import os
 import queue
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
+from collections.abc import Sequence
 from dataclasses import dataclass
 from types import ModuleType
-from typing import Any, Protocol
+from typing import Any
+from typing import Protocol
 
 import numpy as np
 import numpy.typing as npt
 
-from .kernels import (
-    NUMPY_CHUNK,
-    CombineMethod,
-    Diagnostics,
-    Engine,
-    KernelPlan,
-    combine_block_numpy,
-    make_plan,
-    resolve_engine,
-)
+from .kernels import NUMPY_CHUNK
+from .kernels import CombineMethod
+from .kernels import Diagnostics
+from .kernels import Engine
+from .kernels import KernelPlan
+from .kernels import combine_block_numpy
+from .kernels import make_plan
+from .kernels import resolve_engine
 from .reader import RowSource
 from .rejection import Rejection
 

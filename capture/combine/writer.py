@@ -30,7 +30,10 @@ import numpy.typing as npt
 from astropy.io import fits
 
 from calibd.capture.library.atomic import AtomicFile
-from calibd.capture.library.checksum import fold, ones_sum, placeholder_cards, seal
+from calibd.capture.library.checksum import fold
+from calibd.capture.library.checksum import ones_sum
+from calibd.capture.library.checksum import placeholder_cards
+from calibd.capture.library.checksum import seal
 
 log = logging.getLogger(__name__)
 

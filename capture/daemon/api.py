@@ -43,19 +43,20 @@ from collections.abc import Callable
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
-from typing import Any, cast
-from urllib.parse import unquote, urlsplit
+from typing import Any
+from typing import cast
+from urllib.parse import unquote
+from urllib.parse import urlsplit
 
 from calibd.capture import __version__
-from calibd.capture.daemon.control import ControlError, DaemonControl
-from calibd.capture.daemon.web import (
-    CSP,
-    ReportCache,
-    Streams,
-    ViewSource,
-    static_file,
-    stream_live,
-)
+from calibd.capture.daemon.control import ControlError
+from calibd.capture.daemon.control import DaemonControl
+from calibd.capture.daemon.web import CSP
+from calibd.capture.daemon.web import ReportCache
+from calibd.capture.daemon.web import Streams
+from calibd.capture.daemon.web import ViewSource
+from calibd.capture.daemon.web import static_file
+from calibd.capture.daemon.web import stream_live
 from calibd.capture.inputfile import read_input_text
 from calibd.capture.net import is_loopback
 from calibd.capture.textsafe import shown

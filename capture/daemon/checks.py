@@ -16,10 +16,14 @@ import tempfile
 from pathlib import Path
 
 from calibd.capture.config import Config
-from calibd.capture.errors import InputError, Problem
-from calibd.capture.yamlsrc import KeyPath, Located
+from calibd.capture.errors import InputError
+from calibd.capture.errors import Problem
+from calibd.capture.yamlsrc import KeyPath
+from calibd.capture.yamlsrc import Located
 from calibd.drivers.clock import Clock
-from calibd.drivers.contracts import Camera, FilterWheel, FlatPanel
+from calibd.drivers.contracts import Camera
+from calibd.drivers.contracts import FilterWheel
+from calibd.drivers.contracts import FlatPanel
 from calibd.drivers.errors import DeviceError
 
 log = logging.getLogger(__name__)
@@ -46,7 +50,8 @@ def startup_problems(config: Config, located: Located) -> list[Problem]:
 
 
 def _api_problems(config: Config, located: Located) -> list[Problem]:
-    from calibd.capture.daemon.api import check_token, read_token_file
+    from calibd.capture.daemon.api import check_token
+    from calibd.capture.daemon.api import read_token_file
 
     api = config.daemon.api
     if not api.enabled:
@@ -106,7 +111,8 @@ def device_problems(config: Config, located: Located, plans: dict[str, list[Path
     resolve each camera's scheduled ``plans`` against it. Blocks while connecting (each driver
     bounds its own wait). Device problems are located at the device's configuration key; plan
     problems at the plan file's line and key."""
-    from calibd.capture.devices import make_safety, make_setup
+    from calibd.capture.devices import make_safety
+    from calibd.capture.devices import make_setup
     from calibd.capture.runner import prepare
 
     problems: list[Problem] = []

@@ -7,7 +7,8 @@ schedule; bad arguments).
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Any
+from typing import Protocol
 
 
 class ControlError(Exception):

@@ -10,10 +10,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from calibd.capture.config import Config, ScheduleConfig, UnsafeSchedule
+from calibd.capture.config import Config
+from calibd.capture.config import ScheduleConfig
+from calibd.capture.config import UnsafeSchedule
 from calibd.capture.library.index import Index
-from calibd.capture.library.upkeep import holdings, needs
-from calibd.capture.lights.survey import Survey, survey
+from calibd.capture.library.upkeep import holdings
+from calibd.capture.library.upkeep import needs
+from calibd.capture.lights.survey import Survey
+from calibd.capture.lights.survey import survey
 from calibd.capture.plans.cells import Cell
 from calibd.capture.runner import Upkeep
 from calibd.capture.yamlsrc import Located

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import os
 import stat
-from pathlib import Path, PurePosixPath
+from pathlib import Path
+from pathlib import PurePosixPath
 
 from calibd.capture.daemon.control import ControlError
 from calibd.capture.textsafe import shown

@@ -19,7 +19,10 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta, tzinfo
+from datetime import UTC
+from datetime import datetime
+from datetime import timedelta
+from datetime import tzinfo
 from pathlib import Path
 from typing import Any
 
@@ -28,9 +31,13 @@ from apscheduler.schedulers.base import STATE_STOPPED
 from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.cron import CronTrigger
 
-from calibd.capture.config import CronSchedule, ScheduleConfig, TwilightSchedule
-from calibd.capture.site import Site, crossings
-from calibd.drivers.clock import Clock, RealClock
+from calibd.capture.config import CronSchedule
+from calibd.capture.config import ScheduleConfig
+from calibd.capture.config import TwilightSchedule
+from calibd.capture.site import Site
+from calibd.capture.site import crossings
+from calibd.drivers.clock import Clock
+from calibd.drivers.clock import RealClock
 
 log = logging.getLogger(__name__)
 

@@ -18,24 +18,48 @@ import time
 from datetime import tzinfo
 from pathlib import Path
 from types import FrameType
-from typing import IO, Any
+from typing import IO
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from calibd.capture import __version__
-from calibd.capture.config import Config, ScheduleConfig, UnsafeSchedule, load_config
-from calibd.capture.daemon.alerts import AlertHub, camera_state, hub_from_config, mqtt_of
-from calibd.capture.daemon.checks import device_problems, startup_problems
+from calibd.capture.config import Config
+from calibd.capture.config import ScheduleConfig
+from calibd.capture.config import UnsafeSchedule
+from calibd.capture.config import load_config
+from calibd.capture.daemon.alerts import AlertHub
+from calibd.capture.daemon.alerts import camera_state
+from calibd.capture.daemon.alerts import hub_from_config
+from calibd.capture.daemon.alerts import mqtt_of
+from calibd.capture.daemon.checks import device_problems
+from calibd.capture.daemon.checks import startup_problems
 from calibd.capture.daemon.control import ControlError
 from calibd.capture.daemon.goal import goal_status
-from calibd.capture.daemon.notify import Notifier, watchdog_interval_s
+from calibd.capture.daemon.notify import Notifier
+from calibd.capture.daemon.notify import watchdog_interval_s
 from calibd.capture.daemon.plans_access import resolve_api_plan
-from calibd.capture.daemon.scheduling import make_scheduler, set_fire_target, sync_jobs
-from calibd.capture.daemon.view_data import CoolerHistory, Thumbnails, library_view
-from calibd.capture.daemon.worker import CameraWorker, RunRequest, describe_error
-from calibd.capture.devices import make_clock, make_safety, site_of
-from calibd.capture.errors import ConfigError, DaemonError, LibraryError, PlanError, Problem
-from calibd.capture.library.atomic import TEMP_SUFFIX, remove_leftovers, write_text
-from calibd.capture.library.daemon_state import ActiveRun, DaemonState
+from calibd.capture.daemon.scheduling import make_scheduler
+from calibd.capture.daemon.scheduling import set_fire_target
+from calibd.capture.daemon.scheduling import sync_jobs
+from calibd.capture.daemon.view_data import CoolerHistory
+from calibd.capture.daemon.view_data import Thumbnails
+from calibd.capture.daemon.view_data import library_view
+from calibd.capture.daemon.worker import CameraWorker
+from calibd.capture.daemon.worker import RunRequest
+from calibd.capture.daemon.worker import describe_error
+from calibd.capture.devices import make_clock
+from calibd.capture.devices import make_safety
+from calibd.capture.devices import site_of
+from calibd.capture.errors import ConfigError
+from calibd.capture.errors import DaemonError
+from calibd.capture.errors import LibraryError
+from calibd.capture.errors import PlanError
+from calibd.capture.errors import Problem
+from calibd.capture.library.atomic import TEMP_SUFFIX
+from calibd.capture.library.atomic import remove_leftovers
+from calibd.capture.library.atomic import write_text
+from calibd.capture.library.daemon_state import ActiveRun
+from calibd.capture.library.daemon_state import DaemonState
 from calibd.capture.library.index import Index
 from calibd.capture.library.status import status_data
 from calibd.capture.plans.load import load_plan

@@ -24,7 +24,9 @@ import threading
 import time
 from collections.abc import Callable
 from importlib import resources
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
+from typing import Protocol
+from typing import runtime_checkable
 
 MAX_STREAMS = 4  # live streams at once
 STREAM_MAX_S = 300.0  # real seconds a stream lasts; the page reconnects

@@ -17,17 +17,24 @@ import logging
 import threading
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from dataclasses import dataclass
+from dataclasses import replace
+from datetime import datetime
+from datetime import timedelta
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
+from typing import Protocol
 
 from calibd.capture.config import Config
 from calibd.capture.daemon.goal import goal_upkeep
-from calibd.capture.errors import CoolingTimeout, InputError, LibraryError, RunPaused
+from calibd.capture.errors import CoolingTimeout
+from calibd.capture.errors import InputError
+from calibd.capture.errors import LibraryError
+from calibd.capture.errors import RunPaused
 from calibd.capture.library.index import IndexDamaged
 from calibd.capture.library.store import index_damaged
-from calibd.capture.runner import prepare, run_prepared
+from calibd.capture.runner import prepare
+from calibd.capture.runner import run_prepared
 from calibd.capture.sequencer.sequencer import SequencerOptions
 from calibd.capture.sequencer.status import RunStatus
 from calibd.capture.textsafe import shown

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from calibd.capture.devices import Setup
-from calibd.capture.errors import PlanError, Problem
-from calibd.capture.plans.model import FlatSet, SensorSet
+from calibd.capture.errors import PlanError
+from calibd.capture.errors import Problem
+from calibd.capture.plans.model import FlatSet
+from calibd.capture.plans.model import SensorSet
 from calibd.capture.plans.resolve import ResolvedPlan
 from calibd.capture.yamlsrc import Located
 

@@ -15,7 +15,8 @@ from __future__ import annotations
 import dataclasses
 
 from calibd.capture.flats.search import SearchFailed
-from calibd.capture.flats.session import MOVE_TIMEOUT_S, FlatSession
+from calibd.capture.flats.session import MOVE_TIMEOUT_S
+from calibd.capture.flats.session import FlatSession
 from calibd.capture.plans.cells import Cell
 from calibd.capture.plans.model import FlatSet
 from calibd.capture.sequencer.port import Extra

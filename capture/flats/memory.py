@@ -8,7 +8,8 @@ filter is scaled linearly, which is exact for a linear panel and a good start ot
 
 from __future__ import annotations
 
-from calibd.capture.library.flat_memory import FlatKey, Mode
+from calibd.capture.library.flat_memory import FlatKey
+from calibd.capture.library.flat_memory import Mode
 from calibd.capture.library.index import Index
 
 __all__ = ["FlatKey", "FlatMemory", "Mode"]

@@ -19,15 +19,20 @@ from __future__ import annotations
 import logging
 import math
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from dataclasses import field
 
 from calibd.capture.errors import RunPaused
 from calibd.capture.plans.cells import Cell
 from calibd.capture.plans.model import SkyPointing
 from calibd.capture.sequencer.port import CapturePort
-from calibd.capture.site import Site, sun_azimuth_deg
+from calibd.capture.site import Site
+from calibd.capture.site import sun_azimuth_deg
 from calibd.drivers.clock import Clock
-from calibd.drivers.contracts import Dome, Mount, SafetyMonitor, ShutterState
+from calibd.drivers.contracts import Dome
+from calibd.drivers.contracts import Mount
+from calibd.drivers.contracts import SafetyMonitor
+from calibd.drivers.contracts import ShutterState
 from calibd.drivers.errors import DeviceError
 from calibd.drivers.pointing import separation_deg
 

@@ -8,11 +8,15 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from calibd.capture.flats.memory import FlatKey
-from calibd.capture.flats.search import SearchFailed, SearchSpec
-from calibd.capture.flats.session import MOVE_TIMEOUT_S, FlatSession
+from calibd.capture.flats.search import SearchFailed
+from calibd.capture.flats.search import SearchSpec
+from calibd.capture.flats.session import MOVE_TIMEOUT_S
+from calibd.capture.flats.session import FlatSession
 from calibd.capture.plans.cells import Cell
 from calibd.capture.plans.model import FlatSet
-from calibd.capture.sequencer.port import Extra, Levels, Shot
+from calibd.capture.sequencer.port import Extra
+from calibd.capture.sequencer.port import Levels
+from calibd.capture.sequencer.port import Shot
 from calibd.drivers.contracts import CoverState
 
 MAX_RETUNES = 3  # a cell whose frames leave the tolerance more often than this fails

@@ -18,9 +18,11 @@ from calibd.capture.devices import Setup
 from calibd.capture.flats.ladder import capture_ladder_flats
 from calibd.capture.flats.memory import FlatMemory
 from calibd.capture.flats.panel import capture_panel_flats
-from calibd.capture.flats.session import FlatSession, flat_set_of
+from calibd.capture.flats.session import FlatSession
+from calibd.capture.flats.session import flat_set_of
 from calibd.capture.flats.sky import capture_sky_flats
-from calibd.capture.plans.cells import Cell, flat_group
+from calibd.capture.plans.cells import Cell
+from calibd.capture.plans.cells import flat_group
 from calibd.capture.plans.model import FlatSet
 from calibd.capture.sequencer.port import CapturePort
 from calibd.drivers.clock import Clock

@@ -17,15 +17,25 @@ from typing import TypeVar
 from calibd.capture.devices import Setup
 from calibd.capture.errors import RunPaused
 from calibd.capture.flats import channels
-from calibd.capture.flats.memory import FlatKey, FlatMemory, Mode
-from calibd.capture.flats.search import SearchFailed, SearchResult, SearchSpec, search, within
+from calibd.capture.flats.memory import FlatKey
+from calibd.capture.flats.memory import FlatMemory
+from calibd.capture.flats.memory import Mode
+from calibd.capture.flats.search import SearchFailed
+from calibd.capture.flats.search import SearchResult
+from calibd.capture.flats.search import SearchSpec
+from calibd.capture.flats.search import search
+from calibd.capture.flats.search import within
 from calibd.capture.plans.cells import Cell
 from calibd.capture.plans.model import FlatSet
-from calibd.capture.sequencer.port import CapturePort, Extra, Levels, Shot
+from calibd.capture.sequencer.port import CapturePort
+from calibd.capture.sequencer.port import Extra
+from calibd.capture.sequencer.port import Levels
+from calibd.capture.sequencer.port import Shot
 from calibd.capture.sequencer.reconnect import until_available
 from calibd.drivers.clock import Clock
 from calibd.drivers.contracts import CoverState
-from calibd.drivers.errors import DeviceError, NotSupported
+from calibd.drivers.errors import DeviceError
+from calibd.drivers.errors import NotSupported
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

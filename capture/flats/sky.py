@@ -19,14 +19,22 @@ import math
 from datetime import timedelta
 
 from calibd.capture.flats.filters import relative_throughput
-from calibd.capture.flats.observatory import FlatObservatory, Unsafe
+from calibd.capture.flats.observatory import FlatObservatory
+from calibd.capture.flats.observatory import Unsafe
 from calibd.capture.flats.search import within
-from calibd.capture.flats.session import MOVE_TIMEOUT_S, FlatSession, flat_level
+from calibd.capture.flats.session import MOVE_TIMEOUT_S
+from calibd.capture.flats.session import FlatSession
+from calibd.capture.flats.session import flat_level
 from calibd.capture.flats.skymodel import SkyModel
 from calibd.capture.plans.cells import Cell
 from calibd.capture.plans.model import FlatSet
-from calibd.capture.sequencer.port import Extra, Levels
-from calibd.capture.site import Site, Window, next_window, sun_altitude_deg, sun_rate_deg_per_s
+from calibd.capture.sequencer.port import Extra
+from calibd.capture.sequencer.port import Levels
+from calibd.capture.site import Site
+from calibd.capture.site import Window
+from calibd.capture.site import next_window
+from calibd.capture.site import sun_altitude_deg
+from calibd.capture.site import sun_rate_deg_per_s
 from calibd.drivers.contracts import CoverState
 
 WAIT_STEP_S = 30.0  # re-check the sky this often while waiting for it to change

@@ -13,7 +13,8 @@ late) the prediction is infinite.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from dataclasses import field
 
 NOMINAL_DEX_PER_DEG = 0.45
 FIT_FRAMES = 6

@@ -18,23 +18,31 @@ orders). A mono image (or a colour sensor's mono-binned output) gets none of the
 from __future__ import annotations
 
 import errno
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable
+from collections.abc import Iterable
+from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC
+from datetime import datetime
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO
+from typing import TYPE_CHECKING
+from typing import Any
 
 import numpy as np
 from astropy.io import fits
 
-from calibd.capture import __version__, cfa
+from calibd.capture import __version__
+from calibd.capture import cfa
 from calibd.capture.errors import LibraryError
 from calibd.capture.library.atomic import AtomicFile
-from calibd.capture.library.checksum import placeholder_cards, seal
+from calibd.capture.library.checksum import placeholder_cards
+from calibd.capture.library.checksum import seal
 
 if TYPE_CHECKING:  # annotations only: reading headers needs no plan or driver modules
     from calibd.capture.plans.cells import Cell
-    from calibd.drivers.contracts import CameraInfo, Frame
+    from calibd.drivers.contracts import CameraInfo
+    from calibd.drivers.contracts import Frame
 
 IMAGETYP: dict[str, str] = {
     "bias": "Bias Frame",

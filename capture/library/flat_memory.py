@@ -7,7 +7,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from calibd.capture.library.store import Store, utc_now_text
+from calibd.capture.library.store import Store
+from calibd.capture.library.store import utc_now_text
 
 Mode = Literal["exposure", "brightness"]
 

@@ -5,9 +5,11 @@ masters and reconcile ask about them (a mixin of :class:`capture.library.index.I
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
+from typing import TypeVar
 
 from calibd.capture.library.store import Store
 

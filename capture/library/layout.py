@@ -11,7 +11,8 @@ import re
 from datetime import datetime
 from pathlib import Path
 
-from calibd.capture.plans.cells import Cell, fmt_number
+from calibd.capture.plans.cells import Cell
+from calibd.capture.plans.cells import fmt_number
 
 KIND_FOLDERS: dict[str, str] = {
     "bias": "Bias",

@@ -13,28 +13,33 @@ import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO
+from typing import Any
 
 from calibd.capture.errors import LibraryError
-from calibd.capture.library.fitsio import FrameContext, build_header, frame_cards
+from calibd.capture.library.fitsio import FrameContext
+from calibd.capture.library.fitsio import build_header
+from calibd.capture.library.fitsio import frame_cards
 from calibd.capture.library.headermap import frame_row
 from calibd.capture.library.index import Index
-from calibd.capture.library.layout import camera_root, frame_dir, frame_name, safe_part
-from calibd.capture.library.rescan import (
-    STATE_DIR,
-    ReconcileReport,
-    check_frames,
-    open_index,
-    reconcile,
-    update_manifest,
-    write_manifest,
-)
+from calibd.capture.library.layout import camera_root
+from calibd.capture.library.layout import frame_dir
+from calibd.capture.library.layout import frame_name
+from calibd.capture.library.layout import safe_part
+from calibd.capture.library.rescan import STATE_DIR
+from calibd.capture.library.rescan import ReconcileReport
+from calibd.capture.library.rescan import check_frames
+from calibd.capture.library.rescan import open_index
+from calibd.capture.library.rescan import reconcile
+from calibd.capture.library.rescan import update_manifest
+from calibd.capture.library.rescan import write_manifest
 from calibd.capture.library.runs_table import RunRow
 from calibd.capture.library.writer import WriteJob
 from calibd.capture.plans.cells import Cell
 from calibd.capture.plans.resolve import ResolvedPlan
 from calibd.drivers.clock import Clock
-from calibd.drivers.contracts import CameraInfo, Frame
+from calibd.drivers.contracts import CameraInfo
+from calibd.drivers.contracts import Frame
 
 log = logging.getLogger(__name__)
 

@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
+from dataclasses import replace
 from typing import Any
 
-from calibd.capture.library.store import Store, utc_now_text
+from calibd.capture.library.store import Store
+from calibd.capture.library.store import utc_now_text
 from calibd.capture.plans.cells import fmt_number
 
 

@@ -19,10 +19,17 @@ Dates are ``DATE-OBS`` of the newest frame (of the master: its ``DATE-OBS``).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any, Literal
+from datetime import UTC
+from datetime import datetime
+from datetime import timedelta
+from typing import Annotated
+from typing import Any
+from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool
+from pydantic import BaseModel
+from pydantic import ConfigDict
+from pydantic import Field
+from pydantic import StrictBool
 
 KINDS = ("bias", "dark", "darkflat", "flat", "bpm")
 

@@ -20,20 +20,30 @@ import os
 from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from dataclasses import dataclass
+from dataclasses import field
+from datetime import UTC
+from datetime import datetime
 from pathlib import Path
-from typing import IO, Any
+from typing import IO
+from typing import Any
 
 from astropy.io import fits
 
 from calibd.capture.errors import LibraryError
 from calibd.capture.library import checksum
-from calibd.capture.library.atomic import is_temp, remove_leftovers, write_text
-from calibd.capture.library.fitsio import disk_error, read_complete_header
-from calibd.capture.library.headermap import frame_row, master_kind, master_row
-from calibd.capture.library.index import Index, IndexDamaged
-from calibd.capture.library.layout import INDEX_NAME, safe_part
+from calibd.capture.library.atomic import is_temp
+from calibd.capture.library.atomic import remove_leftovers
+from calibd.capture.library.atomic import write_text
+from calibd.capture.library.fitsio import disk_error
+from calibd.capture.library.fitsio import read_complete_header
+from calibd.capture.library.headermap import frame_row
+from calibd.capture.library.headermap import master_kind
+from calibd.capture.library.headermap import master_row
+from calibd.capture.library.index import Index
+from calibd.capture.library.index import IndexDamaged
+from calibd.capture.library.layout import INDEX_NAME
+from calibd.capture.library.layout import safe_part
 from calibd.capture.library.masters_table import inputs_digest
 from calibd.drivers.clock import Clock
 

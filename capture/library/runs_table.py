@@ -10,7 +10,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from calibd.capture.library.store import Store, utc_now_text
+from calibd.capture.library.store import Store
+from calibd.capture.library.store import utc_now_text
 from calibd.capture.plans.cells import Cell
 
 ACTIVE_STATES = ("running", "interrupted", "paused", "failed")

@@ -4,12 +4,16 @@ status API)."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from calibd.capture.library.index import Index
-from calibd.capture.library.policy import Item, LibraryPolicy, Verdict, judge
+from calibd.capture.library.policy import Item
+from calibd.capture.library.policy import LibraryPolicy
+from calibd.capture.library.policy import Verdict
+from calibd.capture.library.policy import judge
 
 
 class Judge:

@@ -8,13 +8,17 @@ daemon's upkeep runs (schedules with ``upkeep: true``) capture exactly the neede
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any
+from typing import Protocol
 
 from calibd.capture.library.index import Index
-from calibd.capture.library.policy import Item, LibraryPolicy, Verdict
+from calibd.capture.library.policy import Item
+from calibd.capture.library.policy import LibraryPolicy
+from calibd.capture.library.policy import Verdict
 from calibd.capture.library.status import Judge
 from calibd.capture.plans.cells import Cell
 

@@ -21,7 +21,9 @@ from typing import Any
 
 from astropy.io import fits
 
-from calibd.capture.inputfile import InputFileError, open_regular, read_up_to
+from calibd.capture.inputfile import InputFileError
+from calibd.capture.inputfile import open_regular
+from calibd.capture.inputfile import read_up_to
 
 FITS_BLOCK = 2880
 MAX_FITS_HEADER_BLOCKS = 64  # 64 x 36 cards: far more than any capture program writes

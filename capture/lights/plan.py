@@ -12,16 +12,22 @@ estimate is :func:`capture.plans.estimate.estimate`'s.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from dataclasses import field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from calibd.capture.lights.survey import Group, Settings, Survey
-from calibd.capture.plans.estimate import Estimate, estimate
+from calibd.capture.lights.survey import Group
+from calibd.capture.lights.survey import Settings
+from calibd.capture.lights.survey import Survey
+from calibd.capture.plans.estimate import Estimate
+from calibd.capture.plans.estimate import estimate
 from calibd.capture.plans.load import load_plan
-from calibd.capture.plans.resolve import CameraContext, ResolvedPlan, resolve
+from calibd.capture.plans.resolve import CameraContext
+from calibd.capture.plans.resolve import ResolvedPlan
+from calibd.capture.plans.resolve import resolve
 from calibd.capture.textsafe import shown
 from calibd.drivers.contracts import CameraInfo
 

@@ -12,14 +12,19 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from dataclasses import field
 from pathlib import Path
 from typing import Any
 
 from calibd.capture.library.masters_table import MasterRow
-from calibd.capture.lights.conventions import LightFrame, read_light
-from calibd.capture.lights.headers import LIGHT_SUFFIXES, HeaderError, read_header
-from calibd.capture.masters.match import Choice, match_light
+from calibd.capture.lights.conventions import LightFrame
+from calibd.capture.lights.conventions import read_light
+from calibd.capture.lights.headers import LIGHT_SUFFIXES
+from calibd.capture.lights.headers import HeaderError
+from calibd.capture.lights.headers import read_header
+from calibd.capture.masters.match import Choice
+from calibd.capture.masters.match import match_light
 from calibd.capture.textsafe import shown
 
 log = logging.getLogger(__name__)

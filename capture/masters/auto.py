@@ -13,7 +13,8 @@ from pathlib import Path
 
 from calibd.capture.config import MastersConfig
 from calibd.capture.library.index import Index
-from calibd.capture.masters.service import BuildReport, build_missing
+from calibd.capture.masters.service import BuildReport
+from calibd.capture.masters.service import build_missing
 from calibd.capture.plans.cells import Cell
 
 log = logging.getLogger(__name__)

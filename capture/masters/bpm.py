@@ -30,7 +30,8 @@ import numpy as np
 import numpy.typing as npt
 from astropy.io import fits
 
-from calibd.capture import __version__, cfa
+from calibd.capture import __version__
+from calibd.capture import cfa
 from calibd.capture.config import MastersConfig
 from calibd.capture.library.fitsio import write_atomic
 from calibd.capture.library.headermap import master_row

@@ -30,8 +30,10 @@ from pathlib import Path
 import numpy as np
 from astropy.io import fits
 
-from calibd.capture import __version__, cfa
-from calibd.capture.combine import Rejection, combine_to_fits
+from calibd.capture import __version__
+from calibd.capture import cfa
+from calibd.capture.combine import Rejection
+from calibd.capture.combine import combine_to_fits
 from calibd.capture.combine.reader import FrameSource
 from calibd.capture.config import MastersConfig
 from calibd.capture.library.fitsio import set_card
@@ -39,10 +41,12 @@ from calibd.capture.library.frame_queries import CellFrame
 from calibd.capture.library.headermap import master_row
 from calibd.capture.library.index import Index
 from calibd.capture.library.layout import camera_root
-from calibd.capture.library.masters_table import MasterRow, inputs_digest
+from calibd.capture.library.masters_table import MasterRow
+from calibd.capture.library.masters_table import inputs_digest
 from calibd.capture.masters.inputs import check_consistent
 from calibd.capture.masters.levels import fill_dead_pixels
-from calibd.capture.masters.store import MASTER_IMAGETYP, master_path
+from calibd.capture.masters.store import MASTER_IMAGETYP
+from calibd.capture.masters.store import master_path
 from calibd.capture.plans.cells import fmt_number
 
 log = logging.getLogger(__name__)

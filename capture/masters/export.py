@@ -31,7 +31,8 @@ import numpy as np
 from astropy.io import fits
 
 from calibd.capture.combine import write_master
-from calibd.capture.library.atomic import link_or_copy, write_text
+from calibd.capture.library.atomic import link_or_copy
+from calibd.capture.library.atomic import write_text
 from calibd.capture.library.index import Index
 from calibd.capture.library.layout import safe_part
 from calibd.capture.library.masters_table import MasterRow

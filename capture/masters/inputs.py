@@ -14,7 +14,8 @@ from typing import Any
 
 from astropy.io import fits
 
-from calibd.capture.errors import InputError, Problem
+from calibd.capture.errors import InputError
+from calibd.capture.errors import Problem
 from calibd.capture.library.fitsio import read_complete_header
 
 

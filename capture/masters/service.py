@@ -4,21 +4,21 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from dataclasses import field
 from pathlib import Path
 
 from calibd.capture.config import MastersConfig
 from calibd.capture.errors import LibraryError
 from calibd.capture.library.index import Index
 from calibd.capture.library.rescan import check_frames
-from calibd.capture.masters.bpm import bpm_keys, build_bpm
-from calibd.capture.masters.build import (
-    MasterBuildError,
-    MasterGroup,
-    build_master,
-    frame_groups,
-    needs_build,
-)
+from calibd.capture.masters.bpm import bpm_keys
+from calibd.capture.masters.bpm import build_bpm
+from calibd.capture.masters.build import MasterBuildError
+from calibd.capture.masters.build import MasterGroup
+from calibd.capture.masters.build import build_master
+from calibd.capture.masters.build import frame_groups
+from calibd.capture.masters.build import needs_build
 from calibd.capture.masters.inputs import MasterInputError
 
 log = logging.getLogger(__name__)

@@ -8,10 +8,12 @@ filter, with the number of frames wanted; a flat cell also carries its set's set
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from dataclasses import field
 from typing import Literal
 
-from calibd.capture.plans.model import FlatSet, LadderOptions
+from calibd.capture.plans.model import FlatSet
+from calibd.capture.plans.model import LadderOptions
 
 Kind = Literal["bias", "dark", "flat", "darkflat"]
 

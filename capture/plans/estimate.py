@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import itertools
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
+from dataclasses import replace
 
 from calibd.capture.plans.cells import Cell
 from calibd.capture.plans.resolve import ResolvedPlan

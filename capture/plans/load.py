@@ -9,11 +9,16 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
+from pydantic import ValidationError
 
 from calibd.capture.errors import PlanError
-from calibd.capture.plans.model import SET_MODELS, Plan
-from calibd.capture.yamlsrc import KeyPath, Located, load_located, problems_from_validation
+from calibd.capture.plans.model import SET_MODELS
+from calibd.capture.plans.model import Plan
+from calibd.capture.yamlsrc import KeyPath
+from calibd.capture.yamlsrc import Located
+from calibd.capture.yamlsrc import load_located
+from calibd.capture.yamlsrc import problems_from_validation
 
 
 def load_plan(path: Path | str, text: str | None = None) -> tuple[Plan, Located]:

@@ -8,9 +8,15 @@ later, in :mod:`capture.plans.resolve`.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated
+from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator, model_validator
+from pydantic import BaseModel
+from pydantic import ConfigDict
+from pydantic import Field
+from pydantic import StrictBool
+from pydantic import field_validator
+from pydantic import model_validator
 
 GainSpec = Annotated[int, Field(ge=0)] | Annotated[str, Field(min_length=1, max_length=32)]
 Exposure = Annotated[float, Field(gt=0, le=86400, allow_inf_nan=False)]

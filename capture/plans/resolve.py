@@ -9,27 +9,33 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
-from pathlib import Path, PurePosixPath
+from dataclasses import dataclass
+from dataclasses import field
+from dataclasses import replace
+from pathlib import Path
+from pathlib import PurePosixPath
 
 from calibd.capture import cfa
-from calibd.capture.errors import PlanError, Problem
-from calibd.capture.plans.cells import Cell, Ladder, fmt_number, run_order
-from calibd.capture.plans.model import (
-    BiasSet,
-    Checks,
-    Cooling,
-    DarkFlatOptions,
-    DarkFlatSet,
-    DarkSet,
-    FlatSet,
-    LadderOptions,
-    PanelOptions,
-    Plan,
-    SensorSet,
-    Warmup,
-)
-from calibd.capture.yamlsrc import KeyPath, Located
+from calibd.capture.errors import PlanError
+from calibd.capture.errors import Problem
+from calibd.capture.plans.cells import Cell
+from calibd.capture.plans.cells import Ladder
+from calibd.capture.plans.cells import fmt_number
+from calibd.capture.plans.cells import run_order
+from calibd.capture.plans.model import BiasSet
+from calibd.capture.plans.model import Checks
+from calibd.capture.plans.model import Cooling
+from calibd.capture.plans.model import DarkFlatOptions
+from calibd.capture.plans.model import DarkFlatSet
+from calibd.capture.plans.model import DarkSet
+from calibd.capture.plans.model import FlatSet
+from calibd.capture.plans.model import LadderOptions
+from calibd.capture.plans.model import PanelOptions
+from calibd.capture.plans.model import Plan
+from calibd.capture.plans.model import SensorSet
+from calibd.capture.plans.model import Warmup
+from calibd.capture.yamlsrc import KeyPath
+from calibd.capture.yamlsrc import Located
 from calibd.drivers.contracts import CameraInfo
 
 # Unity gain (1 e-/ADU) of common ZWO models, by the model number.

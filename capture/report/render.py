@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import html
 import io
-from datetime import UTC, datetime
+from datetime import UTC
+from datetime import datetime
 from typing import Any
 
 from calibd.capture import __version__
-from calibd.capture.report.collect import Plot, Report
+from calibd.capture.report.collect import Plot
+from calibd.capture.report.collect import Report
 
 _INK = "#010203"  # drawn by matplotlib, replaced by currentColor in the SVG
 # Mid-tone colours that read on white and on near-black (Okabe-Ito, colour-blind safe).

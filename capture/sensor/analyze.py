@@ -15,42 +15,48 @@ import math
 import statistics
 import threading
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
+from concurrent.futures import Future
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict
+from dataclasses import dataclass
+from datetime import UTC
+from datetime import datetime
 from pathlib import Path
-from typing import Any, TypeVar, cast
+from typing import Any
+from typing import TypeVar
+from typing import cast
 
 import numpy as np
 
 from calibd.capture.cfa import channel_origins
-from calibd.capture.combine.pairs import accumulate, combine_phases, pair_sums, phase_sums
+from calibd.capture.combine.pairs import accumulate
+from calibd.capture.combine.pairs import combine_phases
+from calibd.capture.combine.pairs import pair_sums
+from calibd.capture.combine.pairs import phase_sums
 from calibd.capture.library.frame_queries import SensorFrame
 from calibd.capture.library.index import Index
-from calibd.capture.sensor.dark import SetpointDark, doubling_temperature, setpoint_dark
-from calibd.capture.sensor.frames import (
-    Group,
-    Image,
-    Settings,
-    Words,
-    decode,
-    group_frames,
-    planes,
-    read_image,
-    read_words,
-    shift_of,
-)
-from calibd.capture.sensor.ptc import (
-    PairStats,
-    Point,
-    centre,
-    dsnu_adu,
-    fit_transfer,
-    prnu_pct,
-    sample_block,
-    stats_of,
-    unity_gain,
-)
+from calibd.capture.sensor.dark import SetpointDark
+from calibd.capture.sensor.dark import doubling_temperature
+from calibd.capture.sensor.dark import setpoint_dark
+from calibd.capture.sensor.frames import Group
+from calibd.capture.sensor.frames import Image
+from calibd.capture.sensor.frames import Settings
+from calibd.capture.sensor.frames import Words
+from calibd.capture.sensor.frames import decode
+from calibd.capture.sensor.frames import group_frames
+from calibd.capture.sensor.frames import planes
+from calibd.capture.sensor.frames import read_image
+from calibd.capture.sensor.frames import read_words
+from calibd.capture.sensor.frames import shift_of
+from calibd.capture.sensor.ptc import PairStats
+from calibd.capture.sensor.ptc import Point
+from calibd.capture.sensor.ptc import centre
+from calibd.capture.sensor.ptc import dsnu_adu
+from calibd.capture.sensor.ptc import fit_transfer
+from calibd.capture.sensor.ptc import prnu_pct
+from calibd.capture.sensor.ptc import sample_block
+from calibd.capture.sensor.ptc import stats_of
+from calibd.capture.sensor.ptc import unity_gain
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

@@ -11,13 +11,15 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from dataclasses import field
 from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
 
-from calibd.capture.cfa import channels, header_pattern
+from calibd.capture.cfa import channels
+from calibd.capture.cfa import header_pattern
 from calibd.capture.combine.reader import FrameSource
 from calibd.capture.library.frame_queries import SensorFrame
 

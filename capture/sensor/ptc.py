@@ -32,7 +32,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from calibd.capture.combine.pairs import PairSums, pair_sums
+from calibd.capture.combine.pairs import PairSums
+from calibd.capture.combine.pairs import pair_sums
 
 U16 = npt.NDArray[np.uint16]
 F64 = npt.NDArray[np.float64]

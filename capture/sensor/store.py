@@ -20,9 +20,12 @@ import numpy as np
 from astropy.io import fits
 from astropy.table import Table
 
-from calibd.capture.errors import InputError, Problem
-from calibd.capture.inputfile import InputFileError, read_input_text
-from calibd.capture.library.atomic import write_bytes, write_text
+from calibd.capture.errors import InputError
+from calibd.capture.errors import Problem
+from calibd.capture.inputfile import InputFileError
+from calibd.capture.inputfile import read_input_text
+from calibd.capture.library.atomic import write_bytes
+from calibd.capture.library.atomic import write_text
 from calibd.capture.library.layout import safe_part
 
 log = logging.getLogger(__name__)

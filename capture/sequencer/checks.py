@@ -10,8 +10,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from calibd.capture.plans.cells import Cell
-from calibd.capture.plans.model import Checks, Cooling
-from calibd.drivers.contracts import CaptureSettings, Frame
+from calibd.capture.plans.model import Checks
+from calibd.capture.plans.model import Cooling
+from calibd.drivers.contracts import CaptureSettings
+from calibd.drivers.contracts import Frame
 
 _SAMPLE_TARGET = 200_000  # pixels sampled for the robust level
 

@@ -14,9 +14,11 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from calibd.capture.plans.model import Cooling, Warmup
+from calibd.capture.plans.model import Cooling
+from calibd.capture.plans.model import Warmup
 from calibd.drivers.clock import Clock
-from calibd.drivers.contracts import Camera, CoolerState
+from calibd.drivers.contracts import Camera
+from calibd.drivers.contracts import CoolerState
 from calibd.drivers.errors import NotSupported
 
 log = logging.getLogger(__name__)

@@ -13,7 +13,8 @@ from typing import Protocol
 
 from calibd.capture.plans.cells import Cell
 from calibd.capture.sequencer.checks import FrameStats
-from calibd.drivers.contracts import CoolerState, Frame
+from calibd.drivers.contracts import CoolerState
+from calibd.drivers.contracts import Frame
 
 Extra = dict[str, str | int | float | bool]  # additional FITS cards of a kept frame
 

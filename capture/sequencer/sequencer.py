@@ -17,31 +17,52 @@ import itertools
 import logging
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
-from typing import Literal, TypeVar
+from dataclasses import dataclass
+from dataclasses import field
+from dataclasses import replace
+from typing import Literal
+from typing import TypeVar
 
 from calibd.capture import cfa
-from calibd.capture.errors import CoolingTimeout, LibraryError, RunPaused
+from calibd.capture.errors import CoolingTimeout
+from calibd.capture.errors import LibraryError
+from calibd.capture.errors import RunPaused
 from calibd.capture.library.fitsio import FrameContext
-from calibd.capture.library.library import Library, RunHandle
-from calibd.capture.library.writer import FrameWriter, WriteJob
-from calibd.capture.plans.cells import Cell, flat_group, run_order
-from calibd.capture.plans.estimate import expected_dark_flats, flat_exposure_guess
+from calibd.capture.library.library import Library
+from calibd.capture.library.library import RunHandle
+from calibd.capture.library.writer import FrameWriter
+from calibd.capture.library.writer import WriteJob
+from calibd.capture.plans.cells import Cell
+from calibd.capture.plans.cells import flat_group
+from calibd.capture.plans.cells import run_order
+from calibd.capture.plans.estimate import expected_dark_flats
+from calibd.capture.plans.estimate import flat_exposure_guess
 from calibd.capture.plans.resolve import ResolvedPlan
-from calibd.capture.sequencer.checks import (
-    DarkReference,
-    FrameStats,
-    frame_stats,
-    judge,
-    settings_mismatch,
-)
-from calibd.capture.sequencer.cooling import CoolerController, SettleResult
-from calibd.capture.sequencer.port import CellFailed, Extra, FlatCapture, Levels, Shot
+from calibd.capture.sequencer.checks import DarkReference
+from calibd.capture.sequencer.checks import FrameStats
+from calibd.capture.sequencer.checks import frame_stats
+from calibd.capture.sequencer.checks import judge
+from calibd.capture.sequencer.checks import settings_mismatch
+from calibd.capture.sequencer.cooling import CoolerController
+from calibd.capture.sequencer.cooling import SettleResult
+from calibd.capture.sequencer.port import CellFailed
+from calibd.capture.sequencer.port import Extra
+from calibd.capture.sequencer.port import FlatCapture
+from calibd.capture.sequencer.port import Levels
+from calibd.capture.sequencer.port import Shot
 from calibd.capture.sequencer.reconnect import until_available
-from calibd.capture.sequencer.status import Reporter, RunStatus, no_report
+from calibd.capture.sequencer.status import Reporter
+from calibd.capture.sequencer.status import RunStatus
+from calibd.capture.sequencer.status import no_report
 from calibd.drivers.clock import Clock
-from calibd.drivers.contracts import Camera, CaptureSettings, CoolerState, Frame
-from calibd.drivers.errors import DeviceError, DeviceUnavailable, ExposureFailed, SettingRejected
+from calibd.drivers.contracts import Camera
+from calibd.drivers.contracts import CaptureSettings
+from calibd.drivers.contracts import CoolerState
+from calibd.drivers.contracts import Frame
+from calibd.drivers.errors import DeviceError
+from calibd.drivers.errors import DeviceUnavailable
+from calibd.drivers.errors import ExposureFailed
+from calibd.drivers.errors import SettingRejected
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

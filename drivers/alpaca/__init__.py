@@ -10,14 +10,12 @@ with :func:`parse_device_name`).
 
 from calibd.drivers.alpaca._base import Quirk
 from calibd.drivers.alpaca.camera import AlpacaCamera
-from calibd.drivers.alpaca.discovery import (
-    AlpacaServer,
-    describe_server,
-    device_name,
-    discover,
-    list_devices,
-    parse_device_name,
-)
+from calibd.drivers.alpaca.discovery import AlpacaServer
+from calibd.drivers.alpaca.discovery import describe_server
+from calibd.drivers.alpaca.discovery import device_name
+from calibd.drivers.alpaca.discovery import discover
+from calibd.drivers.alpaca.discovery import list_devices
+from calibd.drivers.alpaca.discovery import parse_device_name
 from calibd.drivers.alpaca.dome import AlpacaDome
 from calibd.drivers.alpaca.mount import AlpacaMount
 from calibd.drivers.alpaca.panel import AlpacaFlatPanel

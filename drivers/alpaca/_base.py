@@ -19,18 +19,23 @@ import http.client
 import json
 import logging
 import math
-from collections.abc import Callable, Iterable, Mapping
-from typing import Any, ClassVar, Literal, TypedDict, TypeVar
+from collections.abc import Callable
+from collections.abc import Iterable
+from collections.abc import Mapping
+from typing import Any
+from typing import ClassVar
+from typing import Literal
+from typing import TypedDict
+from typing import TypeVar
 from urllib.parse import urlencode
 
-from calibd.drivers.clock import Clock, RealClock
-from calibd.drivers.errors import (
-    DeviceError,
-    DeviceUnavailable,
-    ExposureFailed,
-    NotSupported,
-    SettingRejected,
-)
+from calibd.drivers.clock import Clock
+from calibd.drivers.clock import RealClock
+from calibd.drivers.errors import DeviceError
+from calibd.drivers.errors import DeviceUnavailable
+from calibd.drivers.errors import ExposureFailed
+from calibd.drivers.errors import NotSupported
+from calibd.drivers.errors import SettingRejected
 
 logger = logging.getLogger(__name__)
 

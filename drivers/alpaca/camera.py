@@ -10,21 +10,29 @@ import enum
 import logging
 import math
 import time
-from datetime import UTC, datetime
-from typing import Any, Literal, Unpack
+from datetime import UTC
+from datetime import datetime
+from typing import Any
+from typing import Literal
+from typing import Unpack
 
 from calibd.drivers import bayer
-from calibd.drivers.alpaca._base import AlpacaDevice, Endpoint, Quirk
-from calibd.drivers.alpaca.imagebytes import RANK3_REFUSED, ImageDownload
-from calibd.drivers.contracts import CameraInfo, CaptureSettings, CoolerState, Frame, ImageArray
-from calibd.drivers.errors import (
-    DeviceError,
-    DeviceUnavailable,
-    ExposureFailed,
-    ExposureTimeout,
-    NotSupported,
-    SettingRejected,
-)
+from calibd.drivers.alpaca._base import AlpacaDevice
+from calibd.drivers.alpaca._base import Endpoint
+from calibd.drivers.alpaca._base import Quirk
+from calibd.drivers.alpaca.imagebytes import RANK3_REFUSED
+from calibd.drivers.alpaca.imagebytes import ImageDownload
+from calibd.drivers.contracts import CameraInfo
+from calibd.drivers.contracts import CaptureSettings
+from calibd.drivers.contracts import CoolerState
+from calibd.drivers.contracts import Frame
+from calibd.drivers.contracts import ImageArray
+from calibd.drivers.errors import DeviceError
+from calibd.drivers.errors import DeviceUnavailable
+from calibd.drivers.errors import ExposureFailed
+from calibd.drivers.errors import ExposureTimeout
+from calibd.drivers.errors import NotSupported
+from calibd.drivers.errors import SettingRejected
 from calibd.drivers.exposure_guard import ExposureGuard
 
 logger = logging.getLogger(__name__)

@@ -7,7 +7,8 @@ from __future__ import annotations
 import logging
 from typing import Unpack
 
-from calibd.drivers.alpaca._base import AlpacaDevice, Endpoint
+from calibd.drivers.alpaca._base import AlpacaDevice
+from calibd.drivers.alpaca._base import Endpoint
 from calibd.drivers.contracts import ShutterState
 
 logger = logging.getLogger(__name__)

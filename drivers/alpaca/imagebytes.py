@@ -33,7 +33,10 @@ import numpy as np
 import numpy.typing as npt
 
 from calibd.drivers.contracts import ImageArray
-from calibd.drivers.errors import DeviceError, DeviceUnavailable, ExposureFailed, ExposureTimeout
+from calibd.drivers.errors import DeviceError
+from calibd.drivers.errors import DeviceUnavailable
+from calibd.drivers.errors import ExposureFailed
+from calibd.drivers.errors import ExposureTimeout
 
 logger = logging.getLogger(__name__)
 

@@ -15,9 +15,12 @@ import threading
 from collections.abc import Callable
 from typing import Unpack
 
-from calibd.drivers.alpaca._base import AlpacaDevice, Endpoint
-from calibd.drivers.contracts import MountState, MountStatus
-from calibd.drivers.errors import DeviceUnavailable, SettingRejected
+from calibd.drivers.alpaca._base import AlpacaDevice
+from calibd.drivers.alpaca._base import Endpoint
+from calibd.drivers.contracts import MountState
+from calibd.drivers.contracts import MountStatus
+from calibd.drivers.errors import DeviceUnavailable
+from calibd.drivers.errors import SettingRejected
 
 logger = logging.getLogger(__name__)
 

@@ -6,9 +6,11 @@ import enum
 import logging
 from typing import Unpack
 
-from calibd.drivers.alpaca._base import AlpacaDevice, Endpoint
+from calibd.drivers.alpaca._base import AlpacaDevice
+from calibd.drivers.alpaca._base import Endpoint
 from calibd.drivers.contracts import CoverState
-from calibd.drivers.errors import DeviceUnavailable, NotSupported
+from calibd.drivers.errors import DeviceUnavailable
+from calibd.drivers.errors import NotSupported
 
 logger = logging.getLogger(__name__)
 

@@ -6,7 +6,9 @@ from __future__ import annotations
 import logging
 from typing import Unpack
 
-from calibd.drivers.alpaca._base import AlpacaDevice, Endpoint, Quirk
+from calibd.drivers.alpaca._base import AlpacaDevice
+from calibd.drivers.alpaca._base import Endpoint
+from calibd.drivers.alpaca._base import Quirk
 
 logger = logging.getLogger(__name__)
 

@@ -5,8 +5,10 @@ from __future__ import annotations
 import logging
 from typing import Unpack
 
-from calibd.drivers.alpaca._base import AlpacaDevice, Endpoint
-from calibd.drivers.errors import DeviceUnavailable, SettingRejected
+from calibd.drivers.alpaca._base import AlpacaDevice
+from calibd.drivers.alpaca._base import Endpoint
+from calibd.drivers.errors import DeviceUnavailable
+from calibd.drivers.errors import SettingRejected
 
 logger = logging.getLogger(__name__)
 

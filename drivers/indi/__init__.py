@@ -9,7 +9,8 @@ client connection (:mod:`drivers.indi._conn` explains the threading model).
 from __future__ import annotations
 
 from calibd.drivers.indi._fits import decode_fits
-from calibd.drivers.indi.camera import IndiCamera, open_camera
+from calibd.drivers.indi.camera import IndiCamera
+from calibd.drivers.indi.camera import open_camera
 from calibd.drivers.indi.dome import IndiDome
 from calibd.drivers.indi.listing import list_devices
 from calibd.drivers.indi.mount import IndiMount

@@ -10,7 +10,8 @@ import collections
 import threading
 import time
 import weakref
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+from typing import Any
 
 if TYPE_CHECKING:
     from calibd.drivers.indi._conn import IndiConnection

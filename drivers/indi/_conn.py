@@ -28,22 +28,23 @@ import logging
 import threading
 import time
 import weakref
-from collections.abc import Callable, Mapping
-from typing import Any, TypeVar
+from collections.abc import Callable
+from collections.abc import Mapping
+from typing import Any
+from typing import TypeVar
 
 from calibd.drivers.errors import DeviceUnavailable
-from calibd.drivers.indi._client import client_class, retire
+from calibd.drivers.indi._client import client_class
+from calibd.drivers.indi._client import retire
 from calibd.drivers.indi._quiet import native_output_to_log
-from calibd.drivers.indi._state import (
-    _MSG_PREFIX,
-    BLOB_QUEUE_LEN,
-    BlobRecord,
-    ConnState,
-    PropSnapshot,
-    ServerAddress,
-    Session,
-    _DeviceEntry,
-)
+from calibd.drivers.indi._state import _MSG_PREFIX
+from calibd.drivers.indi._state import BLOB_QUEUE_LEN
+from calibd.drivers.indi._state import BlobRecord
+from calibd.drivers.indi._state import ConnState
+from calibd.drivers.indi._state import PropSnapshot
+from calibd.drivers.indi._state import ServerAddress
+from calibd.drivers.indi._state import Session
+from calibd.drivers.indi._state import _DeviceEntry
 
 __all__ = [
     "BlobRecord",

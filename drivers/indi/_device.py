@@ -5,18 +5,20 @@ from __future__ import annotations
 import logging
 import math
 import re
-from collections.abc import Callable, Iterable, Mapping
-from typing import Required, TypedDict
+from collections.abc import Callable
+from collections.abc import Iterable
+from collections.abc import Mapping
+from typing import Required
+from typing import TypedDict
 
-from calibd.drivers.errors import DeviceUnavailable, SettingRejected
-from calibd.drivers.indi._conn import (
-    IndiConnection,
-    PropSnapshot,
-    ServerAddress,
-    Session,
-    acquire,
-    release,
-)
+from calibd.drivers.errors import DeviceUnavailable
+from calibd.drivers.errors import SettingRejected
+from calibd.drivers.indi._conn import IndiConnection
+from calibd.drivers.indi._conn import PropSnapshot
+from calibd.drivers.indi._conn import ServerAddress
+from calibd.drivers.indi._conn import Session
+from calibd.drivers.indi._conn import acquire
+from calibd.drivers.indi._conn import release
 from calibd.drivers.indi._state import ConnState
 
 log = logging.getLogger(__name__)

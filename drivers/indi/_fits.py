@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import io
 import warnings
-from datetime import UTC, datetime
+from datetime import UTC
+from datetime import datetime
 from typing import Any
 
 import numpy as np

@@ -9,7 +9,8 @@ from __future__ import annotations
 import collections
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from dataclasses import field
 
 BLOB_QUEUE_LEN = 2  # images kept per BLOB property when nobody takes them (memory bound)
 MESSAGE_QUEUE_LEN = 50

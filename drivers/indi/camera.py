@@ -6,33 +6,39 @@ import logging
 import math
 import time
 from dataclasses import dataclass
-from typing import Any, Unpack
+from typing import Any
+from typing import Unpack
 
 from calibd.drivers import bayer
-from calibd.drivers.clock import Clock, RealClock
-from calibd.drivers.contracts import CameraInfo, CaptureSettings, CoolerState, Frame, ImageArray
-from calibd.drivers.errors import (
-    DeviceUnavailable,
-    ExposureFailed,
-    ExposureTimeout,
-    NotSupported,
-    SettingRejected,
-)
+from calibd.drivers.clock import Clock
+from calibd.drivers.clock import RealClock
+from calibd.drivers.contracts import CameraInfo
+from calibd.drivers.contracts import CaptureSettings
+from calibd.drivers.contracts import CoolerState
+from calibd.drivers.contracts import Frame
+from calibd.drivers.contracts import ImageArray
+from calibd.drivers.errors import DeviceUnavailable
+from calibd.drivers.errors import ExposureFailed
+from calibd.drivers.errors import ExposureTimeout
+from calibd.drivers.errors import NotSupported
+from calibd.drivers.errors import SettingRejected
 from calibd.drivers.exposure_guard import ExposureGuard
 from calibd.drivers.indi import _readout
-from calibd.drivers.indi._conn import BlobRecord, PropSnapshot, Session
-from calibd.drivers.indi._device import Endpoint, IndiDevice
-from calibd.drivers.indi._fits import decode_fits, header_time
+from calibd.drivers.indi._conn import BlobRecord
+from calibd.drivers.indi._conn import PropSnapshot
+from calibd.drivers.indi._conn import Session
+from calibd.drivers.indi._device import Endpoint
+from calibd.drivers.indi._device import IndiDevice
+from calibd.drivers.indi._fits import decode_fits
+from calibd.drivers.indi._fits import header_time
 from calibd.drivers.indi._raw import align_msb
 from calibd.drivers.indi._state import ConnState
-from calibd.drivers.indi.families import (
-    GENERIC_GAIN,
-    GENERIC_OFFSET,
-    GENERIC_POWER,
-    Family,
-    Where,
-    detect,
-)
+from calibd.drivers.indi.families import GENERIC_GAIN
+from calibd.drivers.indi.families import GENERIC_OFFSET
+from calibd.drivers.indi.families import GENERIC_POWER
+from calibd.drivers.indi.families import Family
+from calibd.drivers.indi.families import Where
+from calibd.drivers.indi.families import detect
 
 log = logging.getLogger(__name__)
 

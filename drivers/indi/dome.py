@@ -22,9 +22,12 @@ from collections.abc import Callable
 from typing import Unpack
 
 from calibd.drivers.contracts import ShutterState
-from calibd.drivers.errors import DeviceUnavailable, SettingRejected
-from calibd.drivers.indi._conn import IndiConnection, PropSnapshot
-from calibd.drivers.indi._device import Endpoint, IndiDevice
+from calibd.drivers.errors import DeviceUnavailable
+from calibd.drivers.errors import SettingRejected
+from calibd.drivers.indi._conn import IndiConnection
+from calibd.drivers.indi._conn import PropSnapshot
+from calibd.drivers.indi._device import Endpoint
+from calibd.drivers.indi._device import IndiDevice
 from calibd.drivers.indi._state import ConnState
 
 log = logging.getLogger(__name__)

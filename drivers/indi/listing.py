@@ -6,7 +6,8 @@ import time
 
 from calibd.drivers.contracts import DeviceListing
 from calibd.drivers.errors import DeviceUnavailable
-from calibd.drivers.indi._conn import IndiConnection, ServerAddress
+from calibd.drivers.indi._conn import IndiConnection
+from calibd.drivers.indi._conn import ServerAddress
 from calibd.drivers.indi._state import ConnState
 
 # INDI::BaseDevice::DRIVER_INTERFACE bits (libindi basedevice.h)

@@ -17,13 +17,21 @@ import time
 from collections.abc import Callable
 from typing import Unpack
 
-from calibd.drivers.clock import Clock, RealClock
-from calibd.drivers.contracts import MountState, MountStatus
-from calibd.drivers.errors import DeviceError, DeviceUnavailable, SettingRejected
+from calibd.drivers.clock import Clock
+from calibd.drivers.clock import RealClock
+from calibd.drivers.contracts import MountState
+from calibd.drivers.contracts import MountStatus
+from calibd.drivers.errors import DeviceError
+from calibd.drivers.errors import DeviceUnavailable
+from calibd.drivers.errors import SettingRejected
 from calibd.drivers.indi._conn import PropSnapshot
-from calibd.drivers.indi._device import Endpoint, IndiDevice
+from calibd.drivers.indi._device import Endpoint
+from calibd.drivers.indi._device import IndiDevice
 from calibd.drivers.indi._state import ConnState
-from calibd.drivers.pointing import Place, altaz_to_radec, load_frames, radec_to_altaz
+from calibd.drivers.pointing import Place
+from calibd.drivers.pointing import altaz_to_radec
+from calibd.drivers.pointing import load_frames
+from calibd.drivers.pointing import radec_to_altaz
 
 log = logging.getLogger(__name__)
 

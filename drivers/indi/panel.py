@@ -6,8 +6,11 @@ import logging
 from typing import Unpack
 
 from calibd.drivers.contracts import CoverState
-from calibd.drivers.errors import DeviceUnavailable, NotSupported, SettingRejected
-from calibd.drivers.indi._device import Endpoint, IndiDevice
+from calibd.drivers.errors import DeviceUnavailable
+from calibd.drivers.errors import NotSupported
+from calibd.drivers.errors import SettingRejected
+from calibd.drivers.indi._device import Endpoint
+from calibd.drivers.indi._device import IndiDevice
 
 log = logging.getLogger(__name__)
 

@@ -6,7 +6,8 @@ import logging
 from typing import Unpack
 
 from calibd.drivers.indi._conn import IndiConnection
-from calibd.drivers.indi._device import Endpoint, IndiDevice
+from calibd.drivers.indi._device import Endpoint
+from calibd.drivers.indi._device import IndiDevice
 from calibd.drivers.indi._state import PropSnapshot
 
 log = logging.getLogger(__name__)

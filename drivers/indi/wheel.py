@@ -5,9 +5,11 @@ from __future__ import annotations
 import logging
 import re
 
-from calibd.drivers.errors import DeviceUnavailable, SettingRejected
+from calibd.drivers.errors import DeviceUnavailable
+from calibd.drivers.errors import SettingRejected
 from calibd.drivers.indi._device import IndiDevice
-from calibd.drivers.indi._state import ConnState, PropSnapshot
+from calibd.drivers.indi._state import ConnState
+from calibd.drivers.indi._state import PropSnapshot
 
 log = logging.getLogger(__name__)
 

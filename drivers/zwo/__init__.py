@@ -50,9 +50,16 @@ translates SDK errors; :mod:`~drivers.zwo._core` holds a camera's handle and SDK
 command line.
 """
 
-from calibd.drivers.zwo.camera import ZwoCamera, open_camera
-from calibd.drivers.zwo.listing import NO_CAMERAS_MESSAGE, list_devices, main
-from calibd.drivers.zwo.sdk import ENV_VARS, SdkLocation, find_sdk, load_sdk, sdk_version
+from calibd.drivers.zwo.camera import ZwoCamera
+from calibd.drivers.zwo.camera import open_camera
+from calibd.drivers.zwo.listing import NO_CAMERAS_MESSAGE
+from calibd.drivers.zwo.listing import list_devices
+from calibd.drivers.zwo.listing import main
+from calibd.drivers.zwo.sdk import ENV_VARS
+from calibd.drivers.zwo.sdk import SdkLocation
+from calibd.drivers.zwo.sdk import find_sdk
+from calibd.drivers.zwo.sdk import load_sdk
+from calibd.drivers.zwo.sdk import sdk_version
 
 __all__ = [
     "ENV_VARS",

@@ -10,21 +10,26 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from calibd.drivers.clock import Clock, RealClock
-from calibd.drivers.contracts import CameraInfo, CaptureSettings
-from calibd.drivers.errors import DeviceError, DeviceUnavailable, NotSupported, SettingRejected
+from calibd.drivers.clock import Clock
+from calibd.drivers.clock import RealClock
+from calibd.drivers.contracts import CameraInfo
+from calibd.drivers.contracts import CaptureSettings
+from calibd.drivers.errors import DeviceError
+from calibd.drivers.errors import DeviceUnavailable
+from calibd.drivers.errors import NotSupported
+from calibd.drivers.errors import SettingRejected
 from calibd.drivers.exposure_guard import ExposureGuard
-from calibd.drivers.zwo._identity import (
-    _REGISTRY,
-    _REGISTRY_LOCK,
-    _Identity,
-    _model_matches,
-    _read_identity,
-    _registry_get,
-    _translate,
-    describe_camera,
-)
-from calibd.drivers.zwo._worker import _CallTimeout, _SdkDeadline, _SdkWorker
+from calibd.drivers.zwo._identity import _REGISTRY
+from calibd.drivers.zwo._identity import _REGISTRY_LOCK
+from calibd.drivers.zwo._identity import _Identity
+from calibd.drivers.zwo._identity import _model_matches
+from calibd.drivers.zwo._identity import _read_identity
+from calibd.drivers.zwo._identity import _registry_get
+from calibd.drivers.zwo._identity import _translate
+from calibd.drivers.zwo._identity import describe_camera
+from calibd.drivers.zwo._worker import _CallTimeout
+from calibd.drivers.zwo._worker import _SdkDeadline
+from calibd.drivers.zwo._worker import _SdkWorker
 
 log = logging.getLogger(__name__)
 

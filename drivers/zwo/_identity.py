@@ -13,8 +13,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from calibd.drivers.contracts import CameraInfo
-from calibd.drivers.errors import DeviceError, DeviceUnavailable
-from calibd.drivers.zwo._worker import _CallTimeout, _SdkDeadline, _SdkWorker
+from calibd.drivers.errors import DeviceError
+from calibd.drivers.errors import DeviceUnavailable
+from calibd.drivers.zwo._worker import _CallTimeout
+from calibd.drivers.zwo._worker import _SdkDeadline
+from calibd.drivers.zwo._worker import _SdkWorker
 
 log = logging.getLogger(__name__)
 

@@ -10,19 +10,23 @@ import time
 import numpy as np
 
 from calibd.drivers import bayer
-from calibd.drivers.contracts import CaptureSettings, CoolerState, Frame
-from calibd.drivers.errors import (
-    DeviceError,
-    DeviceUnavailable,
-    ExposureFailed,
-    ExposureTimeout,
-    NotSupported,
-    SettingRejected,
-)
-from calibd.drivers.zwo._core import _CameraCore, _check_range
-from calibd.drivers.zwo._identity import _REGISTRY, _REGISTRY_LOCK, _Entry
+from calibd.drivers.contracts import CaptureSettings
+from calibd.drivers.contracts import CoolerState
+from calibd.drivers.contracts import Frame
+from calibd.drivers.errors import DeviceError
+from calibd.drivers.errors import DeviceUnavailable
+from calibd.drivers.errors import ExposureFailed
+from calibd.drivers.errors import ExposureTimeout
+from calibd.drivers.errors import NotSupported
+from calibd.drivers.errors import SettingRejected
+from calibd.drivers.zwo._core import _CameraCore
+from calibd.drivers.zwo._core import _check_range
+from calibd.drivers.zwo._identity import _REGISTRY
+from calibd.drivers.zwo._identity import _REGISTRY_LOCK
+from calibd.drivers.zwo._identity import _Entry
 from calibd.drivers.zwo._worker import _SdkWorker
-from calibd.drivers.zwo.sdk import _import_zwoasi, load_sdk
+from calibd.drivers.zwo.sdk import _import_zwoasi
+from calibd.drivers.zwo.sdk import load_sdk
 
 log = logging.getLogger(__name__)
 

@@ -11,9 +11,15 @@ from typing import Any
 
 from calibd.drivers.contracts import DeviceListing
 from calibd.drivers.errors import DeviceError
-from calibd.drivers.zwo._identity import _Identity, _read_identity, _registry_get, _worker_call
-from calibd.drivers.zwo._worker import _SdkDeadline, _SdkWorker
-from calibd.drivers.zwo.sdk import _import_zwoasi, load_sdk, sdk_version
+from calibd.drivers.zwo._identity import _Identity
+from calibd.drivers.zwo._identity import _read_identity
+from calibd.drivers.zwo._identity import _registry_get
+from calibd.drivers.zwo._identity import _worker_call
+from calibd.drivers.zwo._worker import _SdkDeadline
+from calibd.drivers.zwo._worker import _SdkWorker
+from calibd.drivers.zwo.sdk import _import_zwoasi
+from calibd.drivers.zwo.sdk import load_sdk
+from calibd.drivers.zwo.sdk import sdk_version
 
 NO_CAMERAS_MESSAGE = "no ZWO cameras found"
 

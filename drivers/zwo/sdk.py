@@ -26,7 +26,8 @@ from pathlib import Path
 from typing import Any
 
 from calibd.drivers.errors import DeviceUnavailable
-from calibd.drivers.zwo._worker import _CallTimeout, _SdkWorker
+from calibd.drivers.zwo._worker import _CallTimeout
+from calibd.drivers.zwo._worker import _SdkWorker
 
 log = logging.getLogger(__name__)
 

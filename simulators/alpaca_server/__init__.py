@@ -8,6 +8,8 @@ authentication: keep it on 127.0.0.1 (the default) unless the network is trusted
 """
 
 from calibd.simulators.alpaca_server.discovery import DISCOVERY_PORT
-from calibd.simulators.alpaca_server.server import DEFAULT_PORT, SimAlpacaServer, serve
+from calibd.simulators.alpaca_server.server import DEFAULT_PORT
+from calibd.simulators.alpaca_server.server import SimAlpacaServer
+from calibd.simulators.alpaca_server.server import serve
 
 __all__ = ["DEFAULT_PORT", "DISCOVERY_PORT", "SimAlpacaServer", "serve"]

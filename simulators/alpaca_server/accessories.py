@@ -10,19 +10,21 @@ NotReady until the light is stable. Connection state is kept by
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
-from typing import Any, ClassVar
+from collections.abc import Mapping
+from collections.abc import Sequence
+from typing import Any
+from typing import ClassVar
 
 from calibd.drivers.alpaca.panel import CalibratorStatus
 from calibd.drivers.contracts import CoverState
 from calibd.drivers.errors import DeviceError
-from calibd.simulators.accessories import SimulatedFilterWheel, SimulatedFlatPanel
-from calibd.simulators.alpaca_server.device import SimulatorDevice, in_background
-from calibd.simulators.alpaca_server.protocol import (
-    Params,
-    invalid_value,
-    not_implemented,
-)
+from calibd.simulators.accessories import SimulatedFilterWheel
+from calibd.simulators.accessories import SimulatedFlatPanel
+from calibd.simulators.alpaca_server.device import SimulatorDevice
+from calibd.simulators.alpaca_server.device import in_background
+from calibd.simulators.alpaca_server.protocol import Params
+from calibd.simulators.alpaca_server.protocol import invalid_value
+from calibd.simulators.alpaca_server.protocol import not_implemented
 
 log = logging.getLogger(__name__)
 

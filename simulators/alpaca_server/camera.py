@@ -18,23 +18,25 @@ BayerOffsetX/Y are NotImplemented, as the specification requires.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
+from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime
-from typing import Any, ClassVar
+from typing import Any
+from typing import ClassVar
 
 from calibd.drivers import bayer
 from calibd.drivers.clock import Clock
 from calibd.drivers.contracts import CaptureSettings
 from calibd.drivers.errors import NotSupported
-from calibd.simulators.alpaca_server.device import AlpacaDevice, ImageResult
-from calibd.simulators.alpaca_server.exposure import Exposures, Subframe
-from calibd.simulators.alpaca_server.protocol import (
-    Params,
-    format_utc,
-    invalid_value,
-    value_not_set,
-)
+from calibd.simulators.alpaca_server.device import AlpacaDevice
+from calibd.simulators.alpaca_server.device import ImageResult
+from calibd.simulators.alpaca_server.exposure import Exposures
+from calibd.simulators.alpaca_server.exposure import Subframe
+from calibd.simulators.alpaca_server.protocol import Params
+from calibd.simulators.alpaca_server.protocol import format_utc
+from calibd.simulators.alpaca_server.protocol import invalid_value
+from calibd.simulators.alpaca_server.protocol import value_not_set
 from calibd.simulators.camera import SimulatedCamera
 
 log = logging.getLogger(__name__)

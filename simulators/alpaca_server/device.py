@@ -18,10 +18,18 @@ from __future__ import annotations
 import logging
 import operator
 import threading
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import KW_ONLY, dataclass, field
+from collections.abc import Callable
+from collections.abc import Mapping
+from collections.abc import Sequence
+from dataclasses import KW_ONLY
+from dataclasses import dataclass
+from dataclasses import field
 from importlib import metadata
-from typing import Any, ClassVar, Generic, Protocol, TypeVar
+from typing import Any
+from typing import ClassVar
+from typing import Generic
+from typing import Protocol
+from typing import TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -29,14 +37,12 @@ import numpy.typing as npt
 from calibd.drivers.clock import Clock
 from calibd.drivers.errors import DeviceError
 from calibd.simulators.alpaca_server.members import MEMBERS
-from calibd.simulators.alpaca_server.protocol import (
-    AlpacaError,
-    ErrorCode,
-    Params,
-    alpaca_error_from,
-    format_utc,
-    not_implemented,
-)
+from calibd.simulators.alpaca_server.protocol import AlpacaError
+from calibd.simulators.alpaca_server.protocol import ErrorCode
+from calibd.simulators.alpaca_server.protocol import Params
+from calibd.simulators.alpaca_server.protocol import alpaca_error_from
+from calibd.simulators.alpaca_server.protocol import format_utc
+from calibd.simulators.alpaca_server.protocol import not_implemented
 
 log = logging.getLogger(__name__)
 

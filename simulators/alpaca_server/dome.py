@@ -5,8 +5,10 @@ so)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Any, ClassVar
+from collections.abc import Mapping
+from collections.abc import Sequence
+from typing import Any
+from typing import ClassVar
 
 from calibd.simulators.alpaca_server.device import SimulatorDevice
 from calibd.simulators.alpaca_server.protocol import Params

@@ -20,7 +20,8 @@ import numpy.typing as npt
 from calibd.drivers.alpaca.camera import CameraStates
 from calibd.drivers.clock import Clock
 from calibd.drivers.contracts import CaptureSettings
-from calibd.drivers.errors import DeviceError, ExposureFailed
+from calibd.drivers.errors import DeviceError
+from calibd.drivers.errors import ExposureFailed
 from calibd.simulators.alpaca_server.protocol import invalid_operation
 from calibd.simulators.camera import SimulatedCamera
 

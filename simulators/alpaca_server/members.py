@@ -16,7 +16,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
-from calibd.simulators.alpaca_server.protocol import BadRequest, Params
+from calibd.simulators.alpaca_server.protocol import BadRequest
+from calibd.simulators.alpaca_server.protocol import Params
 
 Kind = Literal["int32", "double", "bool", "string"]
 Param = tuple[str, Kind]

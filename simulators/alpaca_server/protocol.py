@@ -19,11 +19,15 @@ import enum
 import math
 import re
 from collections.abc import Iterable
-from datetime import UTC, datetime
+from datetime import UTC
+from datetime import datetime
 from typing import Any
 from urllib.parse import parse_qsl
 
-from calibd.drivers.errors import DeviceError, DeviceUnavailable, NotSupported, SettingRejected
+from calibd.drivers.errors import DeviceError
+from calibd.drivers.errors import DeviceUnavailable
+from calibd.drivers.errors import NotSupported
+from calibd.drivers.errors import SettingRejected
 
 _UINT32_MAX = 0xFFFFFFFF
 _INT32_MIN, _INT32_MAX = -(2**31), 2**31 - 1

@@ -30,26 +30,24 @@ import socket
 import threading
 import time
 from collections.abc import Mapping
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
+from http.server import ThreadingHTTPServer
 from typing import Any
 from urllib.parse import urlsplit
 
-from calibd.simulators.alpaca_server.device import AlpacaDevice, ImageResult
-from calibd.simulators.alpaca_server.imagebytes import (
-    IMAGEBYTES_MIME,
-    encode_imagebytes,
-    encode_imagebytes_error,
-    encode_json_imagearray,
-    wants_imagebytes,
-)
+from calibd.simulators.alpaca_server.device import AlpacaDevice
+from calibd.simulators.alpaca_server.device import ImageResult
+from calibd.simulators.alpaca_server.imagebytes import IMAGEBYTES_MIME
+from calibd.simulators.alpaca_server.imagebytes import encode_imagebytes
+from calibd.simulators.alpaca_server.imagebytes import encode_imagebytes_error
+from calibd.simulators.alpaca_server.imagebytes import encode_json_imagearray
+from calibd.simulators.alpaca_server.imagebytes import wants_imagebytes
 from calibd.simulators.alpaca_server.members import validate
-from calibd.simulators.alpaca_server.protocol import (
-    AlpacaError,
-    BadRequest,
-    ErrorCode,
-    Params,
-    envelope,
-)
+from calibd.simulators.alpaca_server.protocol import AlpacaError
+from calibd.simulators.alpaca_server.protocol import BadRequest
+from calibd.simulators.alpaca_server.protocol import ErrorCode
+from calibd.simulators.alpaca_server.protocol import Params
+from calibd.simulators.alpaca_server.protocol import envelope
 
 log = logging.getLogger(__name__)
 

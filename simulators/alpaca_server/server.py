@@ -16,28 +16,38 @@ from collections.abc import Sequence
 from datetime import datetime
 from functools import partial
 from types import FrameType
-from typing import Any, TypedDict, Unpack
+from typing import Any
+from typing import TypedDict
+from typing import Unpack
 
 from calibd.drivers.pointing import Place
-from calibd.simulators.accessories import (
-    DEFAULT_FILTERS,
-    SimulatedFilterWheel,
-    SimulatedFlatPanel,
-    SimulatedSafetyMonitor,
-)
-from calibd.simulators.alpaca_server.accessories import CoverCalibratorDevice, FilterWheelDevice
+from calibd.simulators.accessories import DEFAULT_FILTERS
+from calibd.simulators.accessories import SimulatedFilterWheel
+from calibd.simulators.accessories import SimulatedFlatPanel
+from calibd.simulators.accessories import SimulatedSafetyMonitor
+from calibd.simulators.alpaca_server.accessories import CoverCalibratorDevice
+from calibd.simulators.alpaca_server.accessories import FilterWheelDevice
 from calibd.simulators.alpaca_server.camera import CameraDevice
-from calibd.simulators.alpaca_server.device import AlpacaDevice, driver_version
-from calibd.simulators.alpaca_server.discovery import DISCOVERY_PORT, DiscoveryResponder
+from calibd.simulators.alpaca_server.device import AlpacaDevice
+from calibd.simulators.alpaca_server.device import driver_version
+from calibd.simulators.alpaca_server.discovery import DISCOVERY_PORT
+from calibd.simulators.alpaca_server.discovery import DiscoveryResponder
 from calibd.simulators.alpaca_server.dome import DomeDevice
-from calibd.simulators.alpaca_server.routing import AlpacaHTTPServer, DeviceKey
+from calibd.simulators.alpaca_server.routing import AlpacaHTTPServer
+from calibd.simulators.alpaca_server.routing import DeviceKey
 from calibd.simulators.alpaca_server.telescope import TelescopeDevice
-from calibd.simulators.alpaca_server.weather import ObservingConditionsDevice, SafetyMonitorDevice
+from calibd.simulators.alpaca_server.weather import ObservingConditionsDevice
+from calibd.simulators.alpaca_server.weather import SafetyMonitorDevice
 from calibd.simulators.clock import ScaledClock
-from calibd.simulators.mount import SimulatedDome, SimulatedMount
-from calibd.simulators.observatory import SimulatedObservatory, build_observatory
-from calibd.simulators.profiles import PROFILES, SensorProfile
-from calibd.simulators.sky import SimulatedSky, StarField, sun_altitude_deg
+from calibd.simulators.mount import SimulatedDome
+from calibd.simulators.mount import SimulatedMount
+from calibd.simulators.observatory import SimulatedObservatory
+from calibd.simulators.observatory import build_observatory
+from calibd.simulators.profiles import PROFILES
+from calibd.simulators.profiles import SensorProfile
+from calibd.simulators.sky import SimulatedSky
+from calibd.simulators.sky import StarField
+from calibd.simulators.sky import sun_altitude_deg
 
 log = logging.getLogger(__name__)
 

@@ -8,11 +8,15 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Mapping, Sequence
-from typing import Any, ClassVar
+from collections.abc import Mapping
+from collections.abc import Sequence
+from typing import Any
+from typing import ClassVar
 
 from calibd.simulators.alpaca_server.device import SimulatorDevice
-from calibd.simulators.alpaca_server.protocol import AlpacaError, ErrorCode, Params
+from calibd.simulators.alpaca_server.protocol import AlpacaError
+from calibd.simulators.alpaca_server.protocol import ErrorCode
+from calibd.simulators.alpaca_server.protocol import Params
 from calibd.simulators.mount import SimulatedMount
 
 

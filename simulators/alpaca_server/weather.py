@@ -6,13 +6,17 @@ so clients and tests can make the night cloudy without reaching into the simulat
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Any, ClassVar
+from collections.abc import Mapping
+from collections.abc import Sequence
+from typing import Any
+from typing import ClassVar
 
 from calibd.drivers.clock import Clock
 from calibd.simulators.accessories import SimulatedSafetyMonitor
 from calibd.simulators.alpaca_server.device import SimulatorDevice
-from calibd.simulators.alpaca_server.protocol import Params, invalid_value, not_implemented
+from calibd.simulators.alpaca_server.protocol import Params
+from calibd.simulators.alpaca_server.protocol import invalid_value
+from calibd.simulators.alpaca_server.protocol import not_implemented
 
 
 class _WeatherDevice(SimulatorDevice[SimulatedSafetyMonitor]):

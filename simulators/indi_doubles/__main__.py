@@ -13,13 +13,17 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from datetime import UTC, datetime
+from datetime import UTC
+from datetime import datetime
 
 from calibd.drivers.pointing import Place
 from calibd.simulators.indi_doubles import observatory
-from calibd.simulators.indi_doubles.camera import CameraDouble, DoubleOptions
+from calibd.simulators.indi_doubles.camera import CameraDouble
+from calibd.simulators.indi_doubles.camera import DoubleOptions
 from calibd.simulators.indi_doubles.families import FAMILIES
-from calibd.simulators.indi_doubles.protocol import Incoming, Writer, dispatch_forever
+from calibd.simulators.indi_doubles.protocol import Incoming
+from calibd.simulators.indi_doubles.protocol import Writer
+from calibd.simulators.indi_doubles.protocol import dispatch_forever
 
 
 def _when(text: str) -> datetime:

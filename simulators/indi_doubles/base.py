@@ -4,7 +4,9 @@ identical in 1.9.9 and 2.x for what is used here), built for one double family."
 from __future__ import annotations
 
 from calibd.simulators.indi_doubles.families import DoubleFamily
-from calibd.simulators.indi_doubles.protocol import Element, Vector, connection_vectors
+from calibd.simulators.indi_doubles.protocol import Element
+from calibd.simulators.indi_doubles.protocol import Vector
+from calibd.simulators.indi_doubles.protocol import connection_vectors
 
 MAIN = "Main Control"
 IMAGE_SETTINGS = "Image Settings"

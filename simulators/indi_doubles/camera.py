@@ -28,16 +28,16 @@ from calibd.simulators.clock import ScaledClock
 from calibd.simulators.cooler import CoolerModel
 from calibd.simulators.indi_doubles import base
 from calibd.simulators.indi_doubles.families import DoubleFamily
-from calibd.simulators.indi_doubles.protocol import (
-    DriverDevice,
-    Incoming,
-    Vector,
-    Writer,
-    render_blob,
-    render_snoop,
-)
-from calibd.simulators.profiles import SensorProfile, get_profile
-from calibd.simulators.sensor import Illumination, SensorModel
+from calibd.simulators.indi_doubles.protocol import DriverDevice
+from calibd.simulators.indi_doubles.protocol import Incoming
+from calibd.simulators.indi_doubles.protocol import Vector
+from calibd.simulators.indi_doubles.protocol import Writer
+from calibd.simulators.indi_doubles.protocol import render_blob
+from calibd.simulators.indi_doubles.protocol import render_snoop
+from calibd.simulators.profiles import SensorProfile
+from calibd.simulators.profiles import get_profile
+from calibd.simulators.sensor import Illumination
+from calibd.simulators.sensor import SensorModel
 
 PANEL_FLUX_E_PER_S = 100_000.0  # electrons per second per pixel at the panel's full intensity
 _FRAME_NAMES = {"FRAME_LIGHT": ("Light", "Light Frame"), "FRAME_BIAS": ("Bias", "Bias Frame"),

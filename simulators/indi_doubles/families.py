@@ -10,9 +10,11 @@ time (ZWO and Player One ``CCD_CONTROLS``) use the names those SDKs report for r
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from dataclasses import field
 
-from calibd.simulators.indi_doubles.protocol import Element, Vector
+from calibd.simulators.indi_doubles.protocol import Element
+from calibd.simulators.indi_doubles.protocol import Vector
 
 INDI_3RDPARTY = "indilib/indi-3rdparty"
 

@@ -23,19 +23,22 @@ from dataclasses import dataclass
 
 from calibd.drivers.errors import DeviceError
 from calibd.drivers.pointing import Place
-from calibd.simulators.accessories import DEFAULT_FILTERS, SimulatedFilterWheel
+from calibd.simulators.accessories import DEFAULT_FILTERS
+from calibd.simulators.accessories import SimulatedFilterWheel
 from calibd.simulators.clock import ScaledClock
-from calibd.simulators.indi_doubles.protocol import (
-    DriverDevice,
-    Element,
-    Vector,
-    Writer,
-    connection_vectors,
-)
-from calibd.simulators.mount import SimulatedDome, SimulatedMount
-from calibd.simulators.observatory import SimulatedObservatory, build_observatory
+from calibd.simulators.indi_doubles.protocol import DriverDevice
+from calibd.simulators.indi_doubles.protocol import Element
+from calibd.simulators.indi_doubles.protocol import Vector
+from calibd.simulators.indi_doubles.protocol import Writer
+from calibd.simulators.indi_doubles.protocol import connection_vectors
+from calibd.simulators.mount import SimulatedDome
+from calibd.simulators.mount import SimulatedMount
+from calibd.simulators.observatory import SimulatedObservatory
+from calibd.simulators.observatory import build_observatory
 from calibd.simulators.profiles import SensorProfile
-from calibd.simulators.sky import SimulatedSky, StarField, sun_altitude_deg
+from calibd.simulators.sky import SimulatedSky
+from calibd.simulators.sky import StarField
+from calibd.simulators.sky import sun_altitude_deg
 
 TELESCOPE = "Telescope Double"
 DOME = "Dome Double"

@@ -15,11 +15,17 @@ import contextlib
 import sys
 import threading
 import xml.etree.ElementTree as ET
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from typing import BinaryIO, TextIO, cast
-from xml.sax.saxutils import escape, quoteattr
+from collections.abc import Callable
+from collections.abc import Iterator
+from dataclasses import dataclass
+from dataclasses import field
+from datetime import UTC
+from datetime import datetime
+from typing import BinaryIO
+from typing import TextIO
+from typing import cast
+from xml.sax.saxutils import escape
+from xml.sax.saxutils import quoteattr
 
 MAX_ELEMENT_BYTES = 1 << 20  # a client's new*Vector is tiny; anything bigger is garbage
 
