@@ -15,31 +15,39 @@ from calibd.capture.library.store import utc_now_text
 from calibd.capture.plans.cells import fmt_number
 
 
-@dataclass(frozen=True)
-class MasterRow:
-    id: int
-    path: str  # relative to the library root
-    kind: str
-    camera: str | None
+@dataclass(frozen=True, kw_only=True)
+class MatchKeys:
+    """What a light frame is matched on, which a master carries too (the camera and its
+    settings, from the header; None where it does not say): the fields
+    :class:`capture.masters.match.Light` and :class:`MasterRow` share."""
+
     camera_id: str | None
-    run_id: int | None
-    cell_key: str | None
+    instrument: str | None = None
     gain: int | None
     offset: int | None
-    binning: int | None
     readout_mode: str | None
+    binning: int | None
     bit_depth: int | None
     setpoint_c: float | None
     exposure_s: float | None
     filter: str | None
+    date_obs: str | None
+    width: int | None = None  # binned pixels
+    height: int | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class MasterRow(MatchKeys):
+    id: int
+    path: str  # relative to the library root
+    kind: str
+    camera: str | None
+    run_id: int | None
+    cell_key: str | None
     ncombine: int | None
     inputs_digest: str | None
     calibration: str | None
-    date_obs: str | None
     created_utc: str | None
-    instrument: str | None = None
-    width: int | None = None
-    height: int | None = None
     #: False when a newer master of the same conditions exists (it supersedes this one; the
     #: file stays). Not a column: :meth:`MastersTable.masters` works it out.
     current: bool = True

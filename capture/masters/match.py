@@ -39,6 +39,7 @@ from astropy.io import fits
 
 from calibd.capture.library.index import Index
 from calibd.capture.library.masters_table import MasterRow
+from calibd.capture.library.masters_table import MatchKeys
 
 
 @dataclass
@@ -54,21 +55,9 @@ class Choice:
                 "step": self.step, "reasons": self.reasons, "scale": self.scale}
 
 
-@dataclass(frozen=True)
-class Light:
-    camera_id: str | None
-    instrument: str | None
-    gain: int | None
-    offset: int | None
-    readout_mode: str | None
-    binning: int
-    bit_depth: int | None
-    setpoint_c: float | None
-    exposure_s: float | None
-    filter: str | None
-    date_obs: str | None
-    width: int | None = None
-    height: int | None = None
+@dataclass(frozen=True, kw_only=True)
+class Light(MatchKeys):
+    """A light frame's match keys (its binning is 1 where the header does not say)."""
 
     @classmethod
     def from_header(cls, h: fits.Header) -> Light:
