@@ -37,6 +37,7 @@ from typing import Any
 
 from astropy.io import fits
 
+from calibd.capture.library.headermap import number
 from calibd.capture.library.index import Index
 from calibd.capture.library.masters_table import MasterRow
 from calibd.capture.library.masters_table import MatchKeys
@@ -62,8 +63,7 @@ class Light(MatchKeys):
     @classmethod
     def from_header(cls, h: fits.Header) -> Light:
         def num(key: str) -> Any:
-            v = h.get(key)
-            return v if isinstance(v, int | float) and not isinstance(v, bool) else None
+            return number(h.get(key))
 
         temp = num("SET-TEMP")
         return cls(camera_id=h.get("CAMERAID"), instrument=h.get("INSTRUME"),
