@@ -31,6 +31,8 @@ import numpy as np
 import numpy.typing as npt
 from astropy.io import fits
 
+from calibd.capture.closeable import Closeable
+
 log = logging.getLogger(__name__)
 
 F32 = npt.NDArray[np.float32]
@@ -126,7 +128,7 @@ def _quick_primary(path: Path) -> tuple[dict[str, str], int] | None:
     return None
 
 
-class FrameSource:
+class FrameSource(Closeable):
     """One FITS frame, opened and validated; see the module docstring for the read paths.
 
     The image is the primary HDU if it holds a 2-D image, else the first 2-D image extension
@@ -361,12 +363,6 @@ class FrameSource:
         if self._hdul is not None:
             self._hdul.close()
             self._hdul = None
-
-    def __enter__(self) -> FrameSource:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         return f"FrameSource({str(self._path)!r}, shape={self.shape}, kind={self._kind!r})"

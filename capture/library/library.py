@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import IO
 from typing import Any
 
+from calibd.capture.closeable import Closeable
 from calibd.capture.errors import LibraryError
 from calibd.capture.library.fitsio import FrameContext
 from calibd.capture.library.fitsio import build_header
@@ -54,7 +55,7 @@ class RunHandle:
     previous_state: str | None = None
 
 
-class Library:
+class Library(Closeable):
     """An open library. Use :meth:`open` and :meth:`close` (or ``with``)."""
 
     def __init__(self, root: Path, index: Index, lock_file: IO[str] | None) -> None:
@@ -106,12 +107,6 @@ class Library:
         if self._lock_file is not None:
             self._lock_file.close()
             self._lock_file = None
-
-    def __enter__(self) -> Library:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     # ----- runs ------------------------------------------------------------------------------
     def last_run(self, plan: ResolvedPlan, camera: str) -> RunRow | None:

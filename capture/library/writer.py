@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 from astropy.io import fits
 
+from calibd.capture.closeable import Closeable
 from calibd.capture.errors import LibraryError
 from calibd.capture.library.fitsio import write_atomic
 from calibd.capture.library.index import Index
@@ -42,7 +43,7 @@ class WriteJob:
     row: Mapping[str, Any]  # index row; "path", "bytes", "mtime_ns" filled in by the writer
 
 
-class FrameWriter:
+class FrameWriter(Closeable):
     """One writer thread per run. Use as a context manager or call :meth:`close`."""
 
     def __init__(
@@ -121,12 +122,6 @@ class FrameWriter:
     @property
     def error(self) -> BaseException | None:
         return self._error
-
-    def __enter__(self) -> FrameWriter:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     def _raise_if_failed(self) -> None:
         if self._error is not None:
