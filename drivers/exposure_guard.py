@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from calibd.drivers.errors import ExposureFailed
+from calibd.drivers.errors import ExposureTimeout
 
 
 class ExposureGuard:
@@ -38,6 +39,28 @@ class ExposureGuard:
                 self.abort.clear()
                 if on_end is not None:
                     on_end()
+
+    def end_wait_if_over(
+        self,
+        now: float,
+        deadline: float,
+        *,
+        device: str,
+        stop: Callable[[str], None],
+        timeout_message: str,
+    ) -> None:
+        """End a driver's wait for its exposure once it is over: after an abort (:attr:`abort`
+        set) raises ExposureFailed("exposure aborted"), else at or past ``deadline`` raises
+        ExposureTimeout(``timeout_message``); both name ``device``. Before raising it stops the
+        exposure on the device with ``stop(reason)`` (reason ``"abort()"`` or ``"deadline"``, for
+        the driver's log); blocks only as long as that call, whose errors propagate. Returns
+        when neither. ``now`` and ``deadline`` are seconds of the caller's monotonic clock."""
+        if self.abort.is_set():
+            stop("abort()")
+            raise ExposureFailed("exposure aborted", device=device)
+        if now >= deadline:
+            stop("deadline")
+            raise ExposureTimeout(timeout_message, device=device)
 
     def request_abort(self) -> bool:
         """Set :attr:`abort` if an exposure is running; returns whether one is. Never raises."""

@@ -509,18 +509,18 @@ class AlpacaCamera(AlpacaDevice):
         clock = self._clock
         nominal_end = started + exposure_s
         last_state_check = started
+        timed_out = f"no image {budget:.1f} s after starting a {exposure_s:g} s exposure"
         while True:
-            if self._guard.abort.is_set():
-                # abort() may have come before the exposure was registered as running.
-                self._abort_on_device("abort()")
-                raise ExposureFailed("exposure aborted", device=self.label)
             now = clock.monotonic()
-            if now >= deadline:
-                self._abort_on_device("deadline")
-                raise ExposureTimeout(
-                    f"no image {budget:.1f} s after starting a {exposure_s:g} s exposure",
-                    device=self.label,
-                )
+            # Stops on the device after abort() too: it may have come before the exposure was
+            # registered as running.
+            self._guard.end_wait_if_over(
+                now,
+                deadline,
+                device=self.label,
+                stop=self._abort_on_device,
+                timeout_message=timed_out,
+            )
             if now < nominal_end - _FAST_POLL_S:
                 self._check_state(allow_ready=False)
                 last_state_check = now

@@ -16,7 +16,6 @@ from calibd.drivers.contracts import Frame
 from calibd.drivers.errors import DeviceError
 from calibd.drivers.errors import DeviceUnavailable
 from calibd.drivers.errors import ExposureFailed
-from calibd.drivers.errors import ExposureTimeout
 from calibd.drivers.errors import NotSupported
 from calibd.drivers.errors import SettingRejected
 from calibd.drivers.zwo._core import _CameraCore
@@ -295,11 +294,13 @@ class ZwoCamera(_CameraCore):
     def _wait_for_exposure(
         self, exposure_s: float, expected_end: float, deadline: float, budget: float
     ) -> None:
+        """Poll ASIGetExpStatus until the exposure has succeeded; after each poll that finds it
+        still running, an abort or ``deadline`` (``time.monotonic`` seconds) ends the wait through
+        the guard, which stops the exposure. Raises ExposureFailed, ExposureTimeout,
+        DeviceUnavailable."""
         zw, cid = self._zw, self._cid
+        timed_out = f"{exposure_s:g} s exposure not finished after {budget:.1f} s; stopped"
         while True:
-            if self._guard.abort.is_set():
-                self._stop_exposure("abort")
-                raise ExposureFailed("exposure aborted", device=self.label)
             status = self._call(
                 "ASIGetExpStatus", zw._get_exposure_status, cid, error=ExposureFailed
             )
@@ -312,12 +313,13 @@ class ZwoCamera(_CameraCore):
                     f"no exposure running (ASI status {status})", device=self.label
                 )
             now = time.monotonic()
-            if now >= deadline:
-                self._stop_exposure("timeout")
-                raise ExposureTimeout(
-                    f"{exposure_s:g} s exposure not finished after {budget:.1f} s; stopped",
-                    device=self.label,
-                )
+            self._guard.end_wait_if_over(
+                now,
+                deadline,
+                device=self.label,
+                stop=self._stop_exposure,
+                timeout_message=timed_out,
+            )
             if now < expected_end:
                 wait = min(expected_end - now, _LONG_POLL_S)
             else:
@@ -330,7 +332,7 @@ class ZwoCamera(_CameraCore):
         except DeviceUnavailable:
             raise
         except DeviceError as err:
-            log.warning("%s: stopping the exposure after %s failed: %s", self.label, reason, err)
+            log.warning("%s: stopping the exposure (%s) failed: %s", self.label, reason, err)
 
 
 #: The factory ``capture.devices`` calls for ``driver: zwo`` (with ``name``, ``clock`` and the
