@@ -15,6 +15,7 @@ import os
 import sys
 from datetime import UTC
 from datetime import datetime
+from typing import Any
 
 from calibd.drivers.pointing import Place
 from calibd.simulators.indi_doubles import observatory
@@ -66,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
                       seed=args.seed, start=args.start, real_start=args.real_start),
         writer,
     )
-    extra: dict[str, observatory.DeviceDouble] = {}
+    extra: dict[str, observatory.DeviceDouble[Any]] = {}
     if args.observatory is not None:
         served = observatory.build(double.profile, double.clock, args.observatory, writer)
         double.light = served.observatory.illumination

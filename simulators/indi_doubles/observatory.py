@@ -20,6 +20,9 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
+from typing import Generic
+from typing import TypeVar
 
 from calibd.drivers.errors import DeviceError
 from calibd.drivers.pointing import Place
@@ -53,7 +56,7 @@ class ObservatoryDevices:
     """What the camera double's process serves besides the camera."""
 
     observatory: SimulatedObservatory
-    devices: tuple[DeviceDouble, ...]
+    devices: tuple[DeviceDouble[Any], ...]
 
 
 def build(profile: SensorProfile, clock: ScaledClock, place: Place, writer: Writer,
@@ -76,16 +79,20 @@ def build(profile: SensorProfile, clock: ScaledClock, place: Place, writer: Writ
     return ObservatoryDevices(obs, devices)
 
 
-class DeviceDouble(DriverDevice):
-    """One INDI device (see :class:`DriverDevice`): CONNECTION and DRIVER_INFO from the start,
-    the rest (built at the first connect, kept across disconnects) once connected. Moves run on
-    threads of their own."""
+S = TypeVar("S")
+
+
+class DeviceDouble(DriverDevice, Generic[S]):
+    """One INDI device (see :class:`DriverDevice`) over one simulator, :attr:`sim`: CONNECTION
+    and DRIVER_INFO from the start, the rest (built at the first connect, kept across
+    disconnects) once connected. Moves run on threads of their own."""
 
     name = ""
     driver_exec = ""
     interface = "0"
 
-    def __init__(self, writer: Writer, polling_ms: int) -> None:
+    def __init__(self, sim: S, writer: Writer, polling_ms: int) -> None:
+        self.sim = sim
         self.polling_ms = polling_ms
         super().__init__(self.name, writer,
                          connection_vectors(self.name, self.driver_exec, "1.0", self.interface))
@@ -139,22 +146,18 @@ def _switch(name: str, label: str, group: str, on: str, *names: str,
                   rule=rule, state=state)
 
 
-class TelescopeDouble(DeviceDouble):
+class TelescopeDouble(DeviceDouble[SimulatedMount]):
     """``EQUATORIAL_EOD_COORD`` (JNow), ``ON_COORD_SET``, ``TELESCOPE_TRACK_STATE``,
     ``TELESCOPE_PARK``, ``TELESCOPE_ABORT_MOTION``, ``GEOGRAPHIC_COORD``."""
 
     name = TELESCOPE
     driver_exec = "indi_simulator_telescope"
     interface = "5"  # TELESCOPE | GUIDER
-
-    def __init__(self, mount: SimulatedMount, writer: Writer, polling_ms: int) -> None:
-        self.mount = mount
-        self._parks = 0  # TELESCOPE_PARK requests so far
-        super().__init__(writer, polling_ms)
+    _parks = 0  # TELESCOPE_PARK requests so far
 
     def _after(self) -> list[Vector]:
-        ra, dec = self.mount.radec()
-        place = self.mount.place
+        ra, dec = self.sim.radec()
+        place = self.sim.place
         return [
             Vector("number", "EQUATORIAL_EOD_COORD", "Eq. Coordinates", MAIN, "rw", [
                 Element("RA", "RA (hh:mm:ss)", ra, 0, 24, 0, "%010.6m"),
@@ -178,7 +181,7 @@ class TelescopeDouble(DeviceDouble):
 
     def poll(self) -> None:
         coord = self.props["EQUATORIAL_EOD_COORD"]
-        ra, dec = self.mount.radec()
+        ra, dec = self.sim.radec()
         if (ra, dec) != (coord["RA"].value, coord["DEC"].value):
             coord["RA"].value, coord["DEC"].value = ra, dec
             self._set(coord)
@@ -190,8 +193,8 @@ class TelescopeDouble(DeviceDouble):
         if vec.name == "GEOGRAPHIC_COORD":
             super().on_number(vec, values)
             lon = float(vec["LONG"].value)
-            self.mount.place = Place(float(vec["LAT"].value), lon - 360.0 if lon > 180 else lon,
-                                     float(vec["ELEV"].value))
+            self.sim.place = Place(float(vec["LAT"].value), lon - 360.0 if lon > 180 else lon,
+                                   float(vec["ELEV"].value))
             return
         if vec.name != "EQUATORIAL_EOD_COORD":
             super().on_number(vec, values)
@@ -210,7 +213,7 @@ class TelescopeDouble(DeviceDouble):
 
     def _goto(self, ra: float, dec: float) -> None:
         try:
-            self.mount.slew_radec(ra, dec, tracking=True)
+            self.sim.slew_radec(ra, dec, tracking=True)
         except DeviceError as err:
             with self.lock:
                 self._set(self.props["EQUATORIAL_EOD_COORD"], "Idle", str(err))
@@ -218,7 +221,7 @@ class TelescopeDouble(DeviceDouble):
         with self.lock:  # the real simulator tracks after every goto, and says so first
             self._report_tracking(True)
             coord = self.props["EQUATORIAL_EOD_COORD"]
-            coord["RA"].value, coord["DEC"].value = self.mount.radec()
+            coord["RA"].value, coord["DEC"].value = self.sim.radec()
             self._set(coord, "Ok")
 
     def _report_tracking(self, on: bool) -> None:
@@ -228,7 +231,7 @@ class TelescopeDouble(DeviceDouble):
 
     def on_switch(self, vec: Vector, on: str) -> None:
         if vec.name == "TELESCOPE_ABORT_MOTION":
-            self.mount.abort()
+            self.sim.abort()
             self._set(vec, "Ok")
             self._set(self.props["EQUATORIAL_EOD_COORD"], "Idle")
             return
@@ -236,7 +239,7 @@ class TelescopeDouble(DeviceDouble):
             if self._parked():
                 self._set(vec, "Alert", "the mount is parked")
                 return
-            self.mount.set_tracking(on == "TRACK_ON")
+            self.sim.set_tracking(on == "TRACK_ON")
             self._report_tracking(on == "TRACK_ON")
             return
         if vec.name == "TELESCOPE_PARK":
@@ -244,7 +247,7 @@ class TelescopeDouble(DeviceDouble):
             if on == "UNPARK" and vec.state == "Busy":
                 # As the real simulator: the park is aborted (Alert, neither switch on), and
                 # the mount is at once parked where it stopped (Ok, PARK on).
-                self.mount.park_here()
+                self.sim.park_here()
                 for element in vec.elements:
                     element.value = False
                 self._set(vec, "Alert", "Parking/Unparking aborted.")
@@ -252,7 +255,7 @@ class TelescopeDouble(DeviceDouble):
                 self._set(vec, "Ok")
                 return
             if on == "UNPARK":
-                self.mount.unpark()
+                self.sim.unpark()
                 vec.select("UNPARK")
                 self._set(vec, "Ok")
                 return
@@ -267,7 +270,7 @@ class TelescopeDouble(DeviceDouble):
         """Park (blocking) and report it, unless another ``TELESCOPE_PARK`` came meanwhile
         (``run`` is the park's number in :attr:`_parks`)."""
         try:
-            self.mount.park()
+            self.sim.park()
         except DeviceError as err:
             with self.lock:
                 if run == self._parks:
@@ -279,16 +282,12 @@ class TelescopeDouble(DeviceDouble):
                 self._report_tracking(False)
 
 
-class DomeDouble(DeviceDouble):
+class DomeDouble(DeviceDouble[SimulatedDome]):
     """``DOME_SHUTTER``, ``DOME_PARK``, ``DOME_AUTOSYNC``, ``DOME_ABORT_MOTION``."""
 
     name = DOME
     driver_exec = "indi_simulator_dome"
     interface = "32"  # DOME
-
-    def __init__(self, dome: SimulatedDome, writer: Writer, polling_ms: int) -> None:
-        self.dome = dome
-        super().__init__(writer, polling_ms)
 
     def _after(self) -> list[Vector]:
         return [
@@ -304,37 +303,33 @@ class DomeDouble(DeviceDouble):
         if vec.name == "DOME_SHUTTER":
             vec.select(on)
             self._set(vec, "Busy")
-            move = self.dome.open_shutter if on == "SHUTTER_OPEN" else self.dome.close_shutter
+            move = self.sim.open_shutter if on == "SHUTTER_OPEN" else self.sim.close_shutter
             self._move(lambda: self._finish(vec, move))
             return
         if vec.name == "DOME_PARK":
             vec.select(on)
             if on == "UNPARK":
-                self.dome.unpark()
+                self.sim.unpark()
                 self._set(vec, "Ok")
                 return
             self._set(vec, "Busy")
-            self._move(lambda: self._finish(vec, self.dome.park))
+            self._move(lambda: self._finish(vec, self.sim.park))
             return
         if vec.name == "DOME_AUTOSYNC":
-            self.dome.slaved = on == "DOME_AUTOSYNC_ENABLE"
+            self.sim.slaved = on == "DOME_AUTOSYNC_ENABLE"
         super().on_switch(vec, on)
 
 
-class WheelDouble(DeviceDouble):
+class WheelDouble(DeviceDouble[SimulatedFilterWheel]):
     """``FILTER_SLOT`` (1-based) and ``FILTER_NAME``."""
 
     name = WHEEL
     driver_exec = "indi_simulator_wheel"
     interface = "16"  # FILTER
 
-    def __init__(self, wheel: SimulatedFilterWheel, writer: Writer, polling_ms: int) -> None:
-        self.wheel = wheel
-        super().__init__(writer, polling_ms)
-
     def _after(self) -> list[Vector]:
-        names = self.wheel.names
-        slot = names.index(self.wheel.current() or names[0]) + 1
+        names = self.sim.names
+        slot = names.index(self.sim.current() or names[0]) + 1
         return [
             Vector("number", "FILTER_SLOT", "Filter Slot", MAIN, "rw",
                    [Element("FILTER_SLOT_VALUE", "Filter", slot, 1, len(names), 1)],
@@ -351,5 +346,5 @@ class WheelDouble(DeviceDouble):
         slot = round(values["FILTER_SLOT_VALUE"])
         vec["FILTER_SLOT_VALUE"].value = slot
         self._set(vec, "Busy")
-        name = self.wheel.names[slot - 1]
-        self._move(lambda: self._finish(vec, lambda: self.wheel.select(name)))
+        name = self.sim.names[slot - 1]
+        self._move(lambda: self._finish(vec, lambda: self.sim.select(name)))
