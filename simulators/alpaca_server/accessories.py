@@ -32,7 +32,6 @@ log = logging.getLogger(__name__)
 class FilterWheelDevice(SimulatorDevice[SimulatedFilterWheel]):
     """Alpaca FilterWheel (interface version 3)."""
 
-    device_type = "filterwheel"
     type_name = "FilterWheel"
     interface_version = 3
     sim_name = "calibd simulated filter wheel"
@@ -93,7 +92,6 @@ class CoverCalibratorDevice(SimulatorDevice[SimulatedFlatPanel]):
     answer for such covers).
     """
 
-    device_type = "covercalibrator"
     type_name = "CoverCalibrator"
     interface_version = 2
     sim_name = "calibd simulated flat panel"

@@ -53,7 +53,6 @@ class CameraDevice(AlpacaDevice):
     IsPulseGuiding/PulseGuide (CanPulseGuide is False), SubExposureDuration.
     """
 
-    device_type = "camera"
     type_name = "Camera"
     interface_version = 4
     constants: ClassVar[Mapping[str, Any]] = {

@@ -88,8 +88,9 @@ class AlpacaDevice:
     """Base of the server's devices. Thread-safe: handlers may run concurrently (one HTTP
     connection per thread); state changes happen under ``self._lock``."""
 
-    device_type: ClassVar[str] = ""  # URL name, lower case: "camera"
     type_name: ClassVar[str] = ""  # management API name: "Camera"
+    #: URL name: ``type_name`` in lower case ("camera"), set for each subclass.
+    device_type: ClassVar[str] = ""
     interface_version: ClassVar[int] = 1
     #: GET members with a fixed value (URL name -> value), answered like a ``get_`` handler.
     constants: ClassVar[Mapping[str, Any]] = {"driverinfo": DRIVER_INFO, "connecting": False}
@@ -101,9 +102,11 @@ class AlpacaDevice:
     }
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
-        """A handler or constant for a member or method that :mod:`.members` does not declare
-        would never be reached: refuse such a class at import time. Raises TypeError."""
+        """Sets ``device_type`` from ``type_name``. A handler or constant for a member or
+        method that :mod:`.members` does not declare would never be reached: refuse such a class
+        at import time. Raises TypeError."""
         super().__init_subclass__(**kwargs)
+        cls.device_type = cls.type_name.lower()
         for table in ("constants", "attributes"):
             merged: dict[str, Any] = {}
             for klass in reversed(cls.__mro__):

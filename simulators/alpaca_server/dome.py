@@ -18,7 +18,6 @@ from calibd.simulators.mount import SimulatedDome
 class DomeDevice(SimulatorDevice[SimulatedDome]):
     """``dome/number``: shutter, park and slaving of a :class:`SimulatedDome`."""
 
-    device_type = "dome"
     type_name = "Dome"
     interface_version = 2
     sim_name = "calibd simulated dome"

@@ -23,7 +23,6 @@ from calibd.simulators.mount import SimulatedMount
 class TelescopeDevice(SimulatorDevice[SimulatedMount]):
     """``telescope/number``: park, async slews, tracking, abort of a :class:`SimulatedMount`."""
 
-    device_type = "telescope"
     type_name = "Telescope"
     interface_version = 3
     sim_name = "calibd simulated mount"

@@ -40,7 +40,6 @@ class _WeatherDevice(SimulatorDevice[SimulatedSafetyMonitor]):
 class SafetyMonitorDevice(_WeatherDevice):
     """Alpaca SafetyMonitor (interface version 3). Action ``SetCloudy`` switches the weather."""
 
-    device_type = "safetymonitor"
     type_name = "SafetyMonitor"
     interface_version = 3
     sim_name = "calibd simulated safety monitor"
@@ -75,7 +74,6 @@ class ObservingConditionsDevice(_WeatherDevice):
     """Alpaca ObservingConditions (interface version 2) with CloudCover only (percent, from the
     simulated weather shared with the safety monitor). Action ``SetCloudy`` as there."""
 
-    device_type = "observingconditions"
     type_name = "ObservingConditions"
     interface_version = 2
     sim_name = "calibd simulated weather station"
