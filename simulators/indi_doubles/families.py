@@ -52,8 +52,8 @@ class DoubleFamily:
     key: str
     executable: str
     driver_name: str  # DRIVER_INFO.DRIVER_NAME (the driver's default device name)
-    device: str
-    model: str
+    model: str  # the camera's name as the SDK gives it
+    camera_id: str | None = None  # the camera's name in the device name, when not ``model``
     source: str
     bit_depth: int
     unity_gain: int
@@ -72,6 +72,12 @@ class DoubleFamily:
     exposure_range_s: tuple[float, float] = (0.000032, 3600.0)
     setpoint_range_c: tuple[float, float] = (-50.0, 30.0)
     temp_ok_threshold_c: float = 0.25
+
+    @property
+    def device(self) -> str:
+        """The device name: each driver names a camera's device its default name, a space, and
+        the camera's name."""
+        return f"{self.driver_name} {self.camera_id or self.model}"
 
 
 def _num(name: str, label: str, group: str, perm: str,
@@ -152,8 +158,7 @@ ASI = DoubleFamily(
     key="asi",
     executable="indi_asi_ccd",
     driver_name="ZWO CCD",
-    device="ZWO CCD ASI294MM Pro",  # "ZWO CCD " + SDK name without its "ZWO " prefix
-    model="ASI294MM Pro",
+    model="ASI294MM Pro",  # the SDK's name without its "ZWO " prefix
     source=f"{INDI_3RDPARTY} indi-asi/asi_base.cpp @ 0761d02dc1f6 (initProperties, "
            "updateProperties, setupParams, createControls, temperatureTimerTimeout, grabImage, "
            "addFITSKeywords)",
@@ -177,8 +182,8 @@ QHY = DoubleFamily(
     key="qhy",
     executable="indi_qhy_ccd",
     driver_name="QHY CCD",
-    device="QHY CCD QHY268M-3a5c1d",  # the SDK's camera id (model-serial)
     model="QHY268M",
+    camera_id="QHY268M-3a5c1d",  # the SDK's camera id (model-serial)
     source=f"{INDI_3RDPARTY} indi-qhy/qhy_ccd.cpp @ 00835ed6e965 (initProperties, "
            "updateProperties, ISGetProperties); capture-format element names not in the "
            "field notes, INDI_MONO_16 assumed",
@@ -217,7 +222,6 @@ TOUPTEK = DoubleFamily(
     key="touptek",
     executable="indi_toupcam_ccd",
     driver_name="Toupcam",
-    device="Toupcam ATR585M",  # DNAME + " " + the camera's name
     model="ATR585M",
     source=f"{INDI_3RDPARTY} indi-toupbase/indi_toupbase.cpp @ 00a034da9578 (initProperties, "
            "updateProperties, Connect, setupParams)",
@@ -263,7 +267,6 @@ PLAYERONE = DoubleFamily(
     key="playerone",
     executable="indi_playerone_ccd",
     driver_name="PlayerOne CCD",
-    device="PlayerOne CCD Ares-C PRO",
     model="Ares-C PRO",
     source=f"{INDI_3RDPARTY} indi-playerone/playerone_base.cpp @ f53fe12fe47d "
            "(as summarised in the field notes' table: CCD_CONTROLS, SENSOR_MODE, POA_* formats, "
