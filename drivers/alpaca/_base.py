@@ -259,9 +259,9 @@ class AlpacaDevice:
     quirks known for it; an iterable of :class:`Quirk` values forces exactly that set.
     """
 
-    device_type: ClassVar[str] = ""
-    _alpyca_module: ClassVar[str] = ""
-    _alpyca_class: ClassVar[str] = ""
+    #: The ASCOM device type as ASCOM spells it ("CoverCalibrator"), which is also the name of
+    #: alpyca's class for it; :attr:`device_type` and alpyca's module name are derived from it.
+    _ascom_type: ClassVar[str] = ""
     #: ``Can…`` properties read at every connect (before :meth:`_after_connect`); :meth:`_can`.
     _capabilities: ClassVar[tuple[str, ...]] = ()
     #: How :meth:`_need` names the device ("the mount reports CanPark = False").
@@ -301,6 +301,11 @@ class AlpacaDevice:
     # -- identity ------------------------------------------------------------------------------
 
     @property
+    def device_type(self) -> str:
+        """The Alpaca API's name of the device type: the ASCOM one in lower case ("dome")."""
+        return self._ascom_type.lower()
+
+    @property
     def label(self) -> str:
         """``alpaca://host:port/type/n``: how log lines and errors name this device."""
         return f"alpaca://{self.host}:{self.port}/{self.device_type}/{self.device_number}"
@@ -320,8 +325,8 @@ class AlpacaDevice:
     def _new_alpyca(self) -> Any:
         import importlib
 
-        module = importlib.import_module(self._alpyca_module)
-        factory = getattr(module, self._alpyca_class)
+        module = importlib.import_module(f"alpaca.{self.device_type}")
+        factory = getattr(module, self._ascom_type)
         dev = factory(f"{self.host}:{self.port}", self.device_number)
         inner = getattr(dev, "rqs", None)
         if inner is not None:

@@ -118,9 +118,7 @@ class AlpacaCamera(AlpacaDevice):
     settings and cooler request are applied again before connect() returns.
     """
 
-    device_type = "camera"
-    _alpyca_module = "alpaca.camera"
-    _alpyca_class = "Camera"
+    _ascom_type = "Camera"
 
     def __init__(
         self,

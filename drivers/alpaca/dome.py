@@ -18,9 +18,7 @@ class AlpacaDome(AlpacaDevice):
     """``Dome`` ``device_number`` on ``host:port``. ``move_timeout_s`` (clock seconds) bounds
     shutter moves and parks unless a call gets its own ``timeout_s``."""
 
-    device_type = "dome"
-    _alpyca_module = "alpaca.dome"
-    _alpyca_class = "Dome"
+    _ascom_type = "Dome"
     _capabilities = ("CanSetShutter", "CanPark", "CanSlave")
     _noun = "dome"
 

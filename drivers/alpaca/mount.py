@@ -29,9 +29,7 @@ class AlpacaMount(AlpacaDevice):
     """``Telescope`` ``device_number`` on ``host:port``. ``move_timeout_s`` (clock seconds)
     bounds slews and parks unless a call gets its own ``timeout_s``."""
 
-    device_type = "telescope"
-    _alpyca_module = "alpaca.telescope"
-    _alpyca_class = "Telescope"
+    _ascom_type = "Telescope"
     _capabilities = ("CanPark", "CanUnpark", "CanSetTracking", "CanSlewAltAzAsync",
                      "CanSlewAsync")
     _noun = "mount"

@@ -34,9 +34,7 @@ class AlpacaFlatPanel(AlpacaDevice):
     calls for CoverState Open / Closed.
     """
 
-    device_type = "covercalibrator"
-    _alpyca_module = "alpaca.covercalibrator"
-    _alpyca_class = "CoverCalibrator"
+    _ascom_type = "CoverCalibrator"
     _poll_s = 0.1
 
     def __init__(

@@ -14,9 +14,7 @@ logger = logging.getLogger(__name__)
 
 
 class _ObservingConditions(AlpacaDevice):
-    device_type = "observingconditions"
-    _alpyca_module = "alpaca.observingconditions"
-    _alpyca_class = "ObservingConditions"
+    _ascom_type = "ObservingConditions"
 
     def cloud_cover(self) -> float | None:
         """CloudCover as the server reports it; None when not implemented."""
@@ -33,9 +31,7 @@ class AlpacaSafetyMonitor(AlpacaDevice):
     reports 0..1) is scaled by 100.
     """
 
-    device_type = "safetymonitor"
-    _alpyca_module = "alpaca.safetymonitor"
-    _alpyca_class = "SafetyMonitor"
+    _ascom_type = "SafetyMonitor"
 
     def __init__(
         self,

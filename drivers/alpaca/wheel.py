@@ -19,9 +19,7 @@ class AlpacaFilterWheel(AlpacaDevice):
     """A filter wheel behind an Alpaca server: ``Names`` in slot order, ``Position`` (-1 while
     moving). ``move_timeout_s`` (clock seconds) bounds :meth:`select` unless it gets its own."""
 
-    device_type = "filterwheel"
-    _alpyca_module = "alpaca.filterwheel"
-    _alpyca_class = "FilterWheel"
+    _ascom_type = "FilterWheel"
 
     def __init__(
         self,
