@@ -138,10 +138,8 @@ class IndiDevice:
         def done(st: ConnState) -> PropSnapshot | bool | None:
             if not st.server_up:
                 return False
-            snap = st.prop(name, "CONNECTION")
-            if snap is None or snap.version <= before:
-                return None
-            if snap.alerted_since(before) or (snap.state != "Busy" and snap.is_on("CONNECT")):
+            snap = st.answer(name, "CONNECTION", before)
+            if snap is None or snap.alerted_since(before) or snap.is_on("CONNECT"):
                 return snap
             return None
 
@@ -308,16 +306,9 @@ class IndiDevice:
         before = conn.version()
         send(conn, dev, current)
 
-        def answered(st: ConnState) -> PropSnapshot | None:
-            snap = st.prop(dev, name)
-            if snap is None or snap.version <= before:
-                return None
-            if snap.state == "Busy" and not accept_busy and not snap.alerted_since(before):
-                return None
-            return snap
-
         timeout = self.set_timeout_s if timeout_s is None else timeout_s
-        snap = conn.wait_until(answered, timeout, device=dev, session=session)
+        snap = conn.wait_until(lambda st: st.answer(dev, name, before, accept_busy=accept_busy),
+                               timeout, device=dev, session=session)
         if snap is None:
             conn.request_reset()  # a silent server is re-opened by the next connect()
             raise DeviceUnavailable(f"no answer to {name} within {timeout:g} s", device=dev)

@@ -132,6 +132,18 @@ class ConnState:
     def prop(self, device: str, name: str) -> PropSnapshot | None:
         return self.props.get((device, name))
 
+    def answer(self, device: str, name: str, since: int, *,
+               accept_busy: bool = False) -> PropSnapshot | None:
+        """Property ``name``'s report after connection version ``since`` (a request) once it
+        answers: reported Alert since then (even if another report followed), or no longer
+        Busy (with ``accept_busy``, Busy answers too). None while no such report is in."""
+        snap = self.props.get((device, name))
+        if snap is None or snap.version <= since:
+            return None
+        if snap.state == "Busy" and not accept_busy and not snap.alerted_since(since):
+            return None
+        return snap
+
     def session(self, device: str) -> Session | None:
         entry = self.devices.get(device)
         if not self.server_up or entry is None:

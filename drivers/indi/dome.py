@@ -164,13 +164,9 @@ class IndiDome(IndiDevice):
         # An Alert since the request ends the wait even when the device has moved on since
         # (an Alert and the next report can arrive together).
         def done(st: ConnState) -> PropSnapshot | None:
-            snap = st.prop(self.device, name)
-            if snap is None:
-                return None
-            if snap.alerted_since(before):
+            snap = st.answer(self.device, name, before)
+            if snap is None or snap.alerted_since(before):
                 return snap
-            if snap.state == "Busy":
-                return None
             if roof:  # a roof's motion is in DOME_MOTION
                 motion = st.prop(self.device, "DOME_MOTION")
                 if motion is None or motion.version <= before or _roof_moving(motion):

@@ -287,13 +287,9 @@ class IndiMount(IndiDevice):
             refused = None
             if self._aborted.is_set():
                 return False
-            snap = st.prop(self.device, name)
-            if snap is None:
-                return None
-            if snap.alerted_since(before):
+            snap = st.answer(self.device, name, before)
+            if snap is None or snap.alerted_since(before):
                 return snap
-            if snap.state == "Busy":
-                return None
             if ((element is None or snap.is_on(element))
                     and (arrived is None or arrived(snap))):
                 return snap
