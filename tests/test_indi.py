@@ -172,7 +172,7 @@ def test_device_refusal_is_setting_rejected_with_its_message(camera: IndiCamera)
 
     latest = camera._require().prop(CCD, "CCD_GAIN")
     with pytest.raises(SettingRejected, match="Valid range is from 0 to 100"):
-        camera._set("CCD_GAIN", "number", send_then_lag, CCD, False, 5.0)
+        camera._set("CCD_GAIN", "number", send_then_lag, {"device": CCD, "timeout_s": 5.0})
     after = camera._require().prop(CCD, "CCD_GAIN")
     assert latest is not None and after is not None
     assert after.state == "Ok" and after.alerted_since(latest.version)
@@ -187,6 +187,11 @@ def test_out_of_range_values_are_rejected_locally(camera: IndiCamera) -> None:
         camera.configure(CaptureSettings(gain=GAIN, offset=OFFSET, readout_mode="fast"))
     with pytest.raises(SettingRejected, match=r"\[-50, 50\]"):
         camera.set_cooler(True, -80.0)
+
+
+def test_an_unknown_set_option_is_a_type_error(camera: IndiCamera) -> None:
+    with pytest.raises(TypeError, match="acept_busy"):
+        camera._set_switch("CCD_COOLER", "COOLER_ON", acept_busy=True)  # type: ignore[call-arg]
 
 
 def test_header_carries_applied_gain_exposure_and_binning(

@@ -10,6 +10,7 @@ from collections.abc import Iterable
 from collections.abc import Mapping
 from typing import Required
 from typing import TypedDict
+from typing import Unpack
 
 from calibd.drivers.errors import DeviceUnavailable
 from calibd.drivers.errors import SettingRejected
@@ -41,6 +42,23 @@ class Endpoint(TypedDict, total=False):
     socket_path: str | None
     connect_timeout_s: float
     polling_ms: int | None
+
+
+class SetOptions(TypedDict, total=False):
+    """The keyword options of :meth:`IndiDevice._set_number` and :meth:`IndiDevice._set_switch`.
+    Each may be left out; its default is in brackets.
+
+    ``device`` (None: this object's device)
+        Another device on the same connection that defines the property (e.g. a dust cap).
+    ``accept_busy`` (False)
+        A Busy report counts as the answer (the device started a motion), not only Ok or Idle.
+    ``timeout_s`` (None: ``set_timeout_s``)
+        Real seconds to wait for the device's answer.
+    """
+
+    device: str | None
+    accept_busy: bool
+    timeout_s: float | None
 
 
 class IndiDevice:
@@ -236,14 +254,12 @@ class IndiDevice:
         self,
         name: str,
         changes: Mapping[str, float],
-        *,
-        device: str | None = None,
-        accept_busy: bool = False,
-        timeout_s: float | None = None,
+        **options: Unpack[SetOptions],
     ) -> PropSnapshot:
         """Send ``changes`` (other elements keep their current values), checked against the
-        property's limits first, and wait for the device's answer. Returns the device's
-        update. Raises SettingRejected (out of limits, Alert), DeviceUnavailable."""
+        property's limits first, and wait for the device's answer (:class:`SetOptions`).
+        Returns the device's update. Raises SettingRejected (out of limits, Alert),
+        DeviceUnavailable."""
 
         def send(conn: IndiConnection, dev: str, snap: PropSnapshot) -> None:
             values: dict[str, float] = {k: snap.number(k) for k in snap.values}
@@ -260,19 +276,17 @@ class IndiDevice:
                 values[element] = float(value)
             conn.send_number(dev, name, values)
 
-        return self._set(name, "number", send, device, accept_busy, timeout_s)
+        return self._set(name, "number", send, options)
 
     def _set_switch(
         self,
         name: str,
         on: str,
-        *,
-        device: str | None = None,
-        accept_busy: bool = False,
-        timeout_s: float | None = None,
+        **options: Unpack[SetOptions],
     ) -> PropSnapshot:
         """Turn switch ``on`` of a one-of-many vector on (the others off) and wait for the
-        device's answer. Raises SettingRejected (unknown element, Alert), DeviceUnavailable."""
+        device's answer (:class:`SetOptions`). Returns the device's update. Raises
+        SettingRejected (unknown element, Alert), DeviceUnavailable."""
 
         def send(conn: IndiConnection, dev: str, snap: PropSnapshot) -> None:
             if on not in snap.values:
@@ -282,22 +296,26 @@ class IndiDevice:
             states = {k: k == on for k in snap.values if k == on or _plain_name(k)}
             conn.send_switch(dev, name, states)
 
-        return self._set(name, "switch", send, device, accept_busy, timeout_s)
+        return self._set(name, "switch", send, options)
 
     def _set(
         self,
         name: str,
         kind: str,
         send: Callable[[IndiConnection, str, PropSnapshot], None],
-        device: str | None,
-        accept_busy: bool,
-        timeout_s: float | None,
+        options: SetOptions,
     ) -> PropSnapshot:
-        """Check that ``device`` (default: ours) defines a ``kind`` property ``name``, call
-        ``send(conn, dev, current snapshot)`` (which validates and sends) and wait up to
-        ``timeout_s`` (default ``set_timeout_s``) for the device's answer (Busy counts only with
-        ``accept_busy``). Raises SettingRejected (from ``send``, Alert), DeviceUnavailable."""
-        dev = device or self.device
+        """Check that ``options``' device defines a ``kind`` property ``name``, call
+        ``send(conn, dev, current snapshot)`` (which validates and sends) and wait for the
+        device's answer as ``options`` say (their defaults are applied here, the one place).
+        Raises TypeError (an unknown option, before anything is sent), SettingRejected (from
+        ``send``, Alert), DeviceUnavailable."""
+        unknown = sorted(options.keys() - SetOptions.__optional_keys__)
+        if unknown:
+            raise TypeError(f"unknown option(s) for setting {name}: {', '.join(unknown)}")
+        dev = options.get("device") or self.device
+        accept_busy = options.get("accept_busy", False)
+        timeout_s = options.get("timeout_s")
         conn = self._require()
         current = conn.prop(dev, name)
         if current is None or current.kind != kind:
