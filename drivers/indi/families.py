@@ -20,6 +20,9 @@ from dataclasses import dataclass
 
 Where = tuple[str, str]  # (vector, element)
 
+COOLER_POWER: Where = ("CCD_COOLER_POWER", "CCD_COOLER_VALUE")  # INDI's standard property
+ADC_DEPTH: Where = ("ADC_DEPTH", "BITS")  # the ADC depth of the ZWO, Player One, ToupTek drivers
+
 
 @dataclass(frozen=True)
 class ReadoutModes:
@@ -36,21 +39,24 @@ class ReadoutModes:
     names: tuple[str, str] = ("0", "1")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Family:
     """One INDI driver family. ``model``: where the camera model is, ``("text", vector,
     element)``, ``("prefix", driver-name-prefix[, serial-separator])`` (the device name minus
     the driver's own name, e.g. ``"ZWO CCD ASI294MM Pro"`` -> ``"ASI294MM Pro"``, cut before the
-    last separator when the name ends in a serial number) or ``("driver",)`` (DRIVER_NAME)."""
+    last separator when the name ends in a serial number) or ``("driver",)`` (DRIVER_NAME).
+    ``cooler_power`` and ``bit_depth`` default to where most families have them
+    (:data:`COOLER_POWER`, :data:`ADC_DEPTH`); a family states only where it differs. None
+    (for gain, offset and cooler power) means: try the generic places."""
 
     name: str
     markers: tuple[str, ...]  # vectors (or "VECTOR.ELEMENT") that identify the family
     gain: Where | None
     offset: Where | None
-    cooler_power: Where | None
+    cooler_power: Where | None = COOLER_POWER
     readout: ReadoutModes | None
     raw16: tuple[str, ...]  # CCD_CAPTURE_FORMAT elements that give 16-bit raw data
-    bit_depth: Where | None
+    bit_depth: Where | None = ADC_DEPTH
     model: tuple[str, ...]
     drivers: str  # the executables, for messages and the README
 
@@ -61,10 +67,8 @@ FAMILIES: tuple[Family, ...] = (
         markers=("CCD_CONTROLS.Gain", "CCD_VIDEO_FORMAT", "BLINK"),
         gain=("CCD_CONTROLS", "Gain"),
         offset=("CCD_CONTROLS", "Offset"),
-        cooler_power=("CCD_COOLER_POWER", "CCD_COOLER_VALUE"),
         readout=ReadoutModes("flag", "CCD_CONTROLS", "HighSpeedMode", ("normal", "high-speed")),
         raw16=("ASI_IMG_RAW16",),
-        bit_depth=("ADC_DEPTH", "BITS"),
         model=("prefix", "ZWO CCD "),
         drivers="indi_asi_ccd, indi_asi_single_ccd",
     ),
@@ -73,10 +77,8 @@ FAMILIES: tuple[Family, ...] = (
         markers=("CCD_CONTROLS.Gain", "SENSOR_MODE"),
         gain=("CCD_CONTROLS", "Gain"),
         offset=("CCD_CONTROLS", "Offset"),
-        cooler_power=("CCD_COOLER_POWER", "CCD_COOLER_VALUE"),
         readout=ReadoutModes("switch", "SENSOR_MODE"),
         raw16=("POA_RAW16",),
-        bit_depth=("ADC_DEPTH", "BITS"),
         model=("prefix", "PlayerOne CCD "),
         drivers="indi_playerone_ccd, indi_playerone_single_ccd",
     ),
@@ -88,7 +90,6 @@ FAMILIES: tuple[Family, ...] = (
         cooler_power=("CCD_COOLER_POWER", "COOLER_POWER"),
         readout=ReadoutModes("switch", "TC_CONVERSION_GAIN"),
         raw16=("INDI_MONO_16", "INDI_RAW"),
-        bit_depth=("ADC_DEPTH", "BITS"),
         model=("text", "CAMERA", "MODEL"),
         drivers="indi_toupcam_ccd, indi_altair_ccd, indi_omegonprocam_ccd, indi_bressercam_ccd, "
                 "indi_mallincam_ccd, indi_ogmacam_ccd, indi_starshootg_ccd, indi_tscam_ccd, "
@@ -99,7 +100,6 @@ FAMILIES: tuple[Family, ...] = (
         markers=("CCD_GAIN.GAIN", "USB_BUFFER"),
         gain=("CCD_GAIN", "GAIN"),
         offset=("CCD_OFFSET", "OFFSET"),
-        cooler_power=("CCD_COOLER_POWER", "CCD_COOLER_VALUE"),
         readout=ReadoutModes("number", "READ_MODE", "MODE"),
         raw16=("INDI_MONO_16", "INDI_RAW"),
         bit_depth=None,
@@ -129,14 +129,12 @@ GENERIC = Family(
     cooler_power=None,
     readout=None,
     raw16=("INDI_MONO_16", "INDI_RAW", "ASI_IMG_RAW16", "POA_RAW16"),
-    bit_depth=("ADC_DEPTH", "BITS"),
     model=("driver",),
     drivers="any other INDI::CCD driver",
 )
 GENERIC_GAIN: tuple[Where, ...] = (("CCD_GAIN", "GAIN"), ("CCD_CONTROLS", "Gain"))
 GENERIC_OFFSET: tuple[Where, ...] = (("CCD_OFFSET", "OFFSET"), ("CCD_CONTROLS", "Offset"))
-GENERIC_POWER: tuple[Where, ...] = (("CCD_COOLER_POWER", "CCD_COOLER_VALUE"),
-                                    ("CCD_COOLER_POWER", "COOLER_POWER"))
+GENERIC_POWER: tuple[Where, ...] = (COOLER_POWER, ("CCD_COOLER_POWER", "COOLER_POWER"))
 
 
 def detect(has: Callable[[str, str | None], bool]) -> Family:
