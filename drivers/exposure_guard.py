@@ -14,7 +14,8 @@ from calibd.drivers.errors import ExposureTimeout
 class ExposureGuard:
     """The running flag of one camera, the abort event that wakes its waits and the lock that
     guards both (a driver may guard its own exposure state with :attr:`lock` too). Thread-safe;
-    nothing here blocks beyond the lock."""
+    nothing here blocks beyond the lock, except :meth:`end_wait_if_over`, which runs the driver's
+    ``stop`` (a device call) when it ends a wait."""
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
