@@ -438,7 +438,9 @@ class AlpacaCamera(AlpacaDevice):
         clock = self._clock
         budget = timeout_s if timeout_s is not None else self.default_timeout_s(exposure_s)
         deadline = clock.monotonic() + budget
-        with self._guard.exposing(self.label, on_end=self._forget_exposure):
+        with self._guard.exposing(
+            self.label, on_end=self._forget_exposure, stop=self._abort_on_device
+        ):
             return self._expose(exposure_s, dark, deadline, budget)
 
     def _forget_exposure(self) -> None:
@@ -512,13 +514,7 @@ class AlpacaCamera(AlpacaDevice):
             now = clock.monotonic()
             # Stops on the device after abort() too: it may have come before the exposure was
             # registered as running.
-            self._guard.end_wait_if_over(
-                now,
-                deadline,
-                device=self.label,
-                stop=self._abort_on_device,
-                timeout_message=timed_out,
-            )
+            self._guard.end_wait_if_over(now, deadline, timed_out)
             if now < nominal_end - _FAST_POLL_S:
                 self._check_state(allow_ready=False)
                 last_state_check = now

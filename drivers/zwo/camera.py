@@ -190,7 +190,7 @@ class ZwoCamera(_CameraCore):
         (exposure outside the camera's range), ExposureFailed (the camera reported failure, or
         aborted), ExposureTimeout, DeviceUnavailable (camera removed, or an SDK call hung).
         """
-        with self._guard.exposing(self.label):
+        with self._guard.exposing(self.label, stop=self._stop_exposure):
             return self._expose(exposure_s, dark, timeout_s)
 
     def abort(self) -> None:
@@ -313,13 +313,7 @@ class ZwoCamera(_CameraCore):
                     f"no exposure running (ASI status {status})", device=self.label
                 )
             now = time.monotonic()
-            self._guard.end_wait_if_over(
-                now,
-                deadline,
-                device=self.label,
-                stop=self._stop_exposure,
-                timeout_message=timed_out,
-            )
+            self._guard.end_wait_if_over(now, deadline, timed_out)
             if now < expected_end:
                 wait = min(expected_end - now, _LONG_POLL_S)
             else:
