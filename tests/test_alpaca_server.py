@@ -242,6 +242,23 @@ def test_the_site_places_the_mount_and_the_sun() -> None:
     assert flux[-100.0] > 1000 * flux[7.0]
 
 
+def test_a_wheel_move_past_its_deadline_says_where_the_wheel_is() -> None:
+    """A move that cannot finish by the wheel's ``wait_timeout_s`` raises DeviceUnavailable
+    naming the filter and the Position the wheel last reported (-1: still moving). At real time
+    the simulated wheel takes 1 s a slot, so L -> Ha (4 slots) outlasts a 0.3 s bound."""
+    with SimAlpacaServer(HOST, 0, seed=3) as srv:
+        wheel = AlpacaFilterWheel(host=HOST, port=srv.port, wait_timeout_s=0.3)
+        wheel.connect()
+        assert wheel.position() == "L"
+        started = time.monotonic()
+        with pytest.raises(DeviceUnavailable,
+                           match=r"move to filter 'Ha': not done within 0\.3 s \(Position -1\)"):
+            wheel.select("Ha")
+        assert time.monotonic() - started < 2.0
+        with pytest.raises(ValueError, match="wait_timeout_s"):
+            AlpacaFilterWheel(host=HOST, port=srv.port, wait_timeout_s=0.0)
+
+
 def test_safety_monitor_and_cloud_cover(server: OurAlpacaServer) -> None:
     safety = AlpacaSafetyMonitor(host=HOST, port=server.port, conditions_device_number=0)
     safety.connect()

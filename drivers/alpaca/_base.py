@@ -40,7 +40,6 @@ from calibd.drivers.errors import SettingRejected
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
-S = TypeVar("S", bound=enum.Enum)
 
 #: What a call was doing, which decides how a failure is classified.
 Context = Literal["query", "setting", "exposure"]
@@ -236,6 +235,14 @@ class _BoundSession:
         return getattr(self._inner, name)
 
 
+def positive_seconds(name: str, value: float) -> float:
+    """``value`` as a float; raises ValueError naming the option ``name`` unless it is a positive
+    finite number of seconds."""
+    if not (value > 0 and math.isfinite(value)):
+        raise ValueError(f"{name} must be a positive number of seconds, got {value}")
+    return float(value)
+
+
 class Endpoint(TypedDict, total=False):
     """The keyword arguments every Alpaca device takes (see :class:`AlpacaDevice`)."""
 
@@ -266,8 +273,6 @@ class AlpacaDevice:
     _capabilities: ClassVar[tuple[str, ...]] = ()
     #: How :meth:`_need` names the device ("the mount reports CanPark = False").
     _noun: ClassVar[str] = "device"
-    #: Clock seconds between two polls of :meth:`_wait`.
-    _poll_s: ClassVar[float] = 0.2
 
     def __init__(
         self,
@@ -280,14 +285,12 @@ class AlpacaDevice:
         clock: Clock | None = None,
         quirks: Iterable[str] | None = None,
     ) -> None:
-        if not (timeout_s > 0 and math.isfinite(timeout_s)):
-            raise ValueError(f"timeout_s must be a positive number of seconds, got {timeout_s}")
         if not 0 <= device_number <= 0xFFFFFFFF:
             raise ValueError(f"device_number must be 0..4294967295, got {device_number}")
         self.host = "127.0.0.1" if host == "localhost" else host
         self.port = int(port)
         self.device_number = int(device_number)
-        self.timeout_s = float(timeout_s)
+        self.timeout_s = positive_seconds("timeout_s", timeout_s)
         self.client_id = client_id
         self._clock: Clock = clock or RealClock()
         self._forced_quirks = None if quirks is None else frozenset(Quirk(q) for q in quirks)
@@ -380,40 +383,6 @@ class AlpacaDevice:
         if not self._can(capability):
             raise NotSupported(f"the {self._noun} reports {capability} = False",
                                device=self.label)
-
-    def _wait_bound_s(self) -> float:
-        """Clock seconds a :meth:`_wait` without its own ``timeout_s`` may take (the subclass's
-        move or settle timeout; a device that never waits has none)."""
-        raise NotImplementedError(f"{type(self).__name__} has no wait bound")
-
-    def _wait(self, what: str, done: Callable[[], bool], timeout_s: float | None) -> None:
-        """Call ``done`` every :attr:`_poll_s` clock seconds until it returns True. Blocks at most
-        ``timeout_s`` clock seconds (None: :meth:`_wait_bound_s`); raises DeviceUnavailable
-        ("``what``: not done within ...") past it, and whatever ``done`` raises."""
-        timeout = self._wait_bound_s() if timeout_s is None else timeout_s
-        clock = self._clock
-        deadline = clock.monotonic() + timeout
-        while not done():
-            if clock.monotonic() >= deadline:
-                raise DeviceUnavailable(f"{what}: not done within {timeout:g} s",
-                                        device=self.label)
-            clock.sleep(self._poll_s)
-
-    def _command_until(self, method: str, thing: str, read: Callable[[], S], target: S,
-                       error: S, timeout_s: float | None) -> None:
-        """Call the argument-less alpyca method ``method``, then :meth:`_wait` until ``read()``
-        (the state of ``thing``, e.g. "shutter") is ``target``. Raises DeviceUnavailable when it
-        reads ``error`` ("the ``thing`` reports Error") or past the deadline, and what
-        :meth:`_call` raises."""
-        self._call(getattr(self._dev, method), what=f"{method}()", context="setting")
-
-        def reached() -> bool:
-            state = read()
-            if state is error:
-                raise DeviceUnavailable(f"the {thing} reports Error", device=self.label)
-            return state is target
-
-        self._wait(f"{thing} {target.name.lower()}", reached, timeout_s)
 
     # -- connection ------------------------------------------------------------------------------
 

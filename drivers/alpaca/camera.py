@@ -20,6 +20,7 @@ from calibd.drivers import bayer
 from calibd.drivers.alpaca._base import AlpacaDevice
 from calibd.drivers.alpaca._base import Endpoint
 from calibd.drivers.alpaca._base import Quirk
+from calibd.drivers.alpaca._base import positive_seconds
 from calibd.drivers.alpaca.imagebytes import RANK3_REFUSED
 from calibd.drivers.alpaca.imagebytes import ImageDownload
 from calibd.drivers.contracts import CameraInfo
@@ -127,8 +128,8 @@ class AlpacaCamera(AlpacaDevice):
         **endpoint: Unpack[Endpoint],
     ) -> None:
         super().__init__(**endpoint)
-        if download_timeout_s is not None and not download_timeout_s > 0:
-            raise ValueError(f"download_timeout_s must be > 0, got {download_timeout_s}")
+        if download_timeout_s is not None:
+            download_timeout_s = positive_seconds("download_timeout_s", download_timeout_s)
         self.download_timeout_s = download_timeout_s
         self._info: CameraInfo | None = None
         self._gain_mode: LevelMode = "none"

@@ -5,26 +5,21 @@ CloseShutter, Park / AtPark, Slaved. A roll-off roof is an Alpaca Dome with a sh
 from __future__ import annotations
 
 import logging
-from typing import Unpack
 
-from calibd.drivers.alpaca._base import AlpacaDevice
-from calibd.drivers.alpaca._base import Endpoint
+from calibd.drivers.alpaca._mover import AlpacaMover
 from calibd.drivers.contracts import ShutterState
 
 logger = logging.getLogger(__name__)
 
 
-class AlpacaDome(AlpacaDevice):
-    """``Dome`` ``device_number`` on ``host:port``. ``move_timeout_s`` (clock seconds) bounds
-    shutter moves and parks unless a call gets its own ``timeout_s``."""
+class AlpacaDome(AlpacaMover):
+    """``Dome`` ``device_number`` on ``host:port``. ``wait_timeout_s`` (clock seconds, default
+    300) bounds shutter moves and parks unless a call gets its own ``timeout_s``."""
 
     _ascom_type = "Dome"
     _capabilities = ("CanSetShutter", "CanPark", "CanSlave")
     _noun = "dome"
-
-    def __init__(self, *, move_timeout_s: float = 300.0, **endpoint: Unpack[Endpoint]) -> None:
-        super().__init__(**endpoint)
-        self.move_timeout_s = move_timeout_s
+    _wait_default_s = 300.0
 
     def shutter(self) -> ShutterState:
         """ShutterStatus. Raises DeviceUnavailable."""
@@ -78,6 +73,3 @@ class AlpacaDome(AlpacaDevice):
         self._require()
         if self._can("CanSlave") and bool(self._get("Slaved")):
             self._set("Slaved", False)
-
-    def _wait_bound_s(self) -> float:
-        return self.move_timeout_s

@@ -11,33 +11,24 @@ from __future__ import annotations
 
 import logging
 import math
-import threading
-from collections.abc import Callable
-from typing import Unpack
 
-from calibd.drivers.alpaca._base import AlpacaDevice
-from calibd.drivers.alpaca._base import Endpoint
+from calibd.drivers.alpaca._mover import AlpacaMover
 from calibd.drivers.contracts import MountState
 from calibd.drivers.contracts import MountStatus
-from calibd.drivers.errors import DeviceUnavailable
 from calibd.drivers.errors import SettingRejected
 
 logger = logging.getLogger(__name__)
 
 
-class AlpacaMount(AlpacaDevice):
-    """``Telescope`` ``device_number`` on ``host:port``. ``move_timeout_s`` (clock seconds)
-    bounds slews and parks unless a call gets its own ``timeout_s``."""
+class AlpacaMount(AlpacaMover):
+    """``Telescope`` ``device_number`` on ``host:port``. ``wait_timeout_s`` (clock seconds,
+    default 300) bounds slews and parks unless a call gets its own ``timeout_s``."""
 
     _ascom_type = "Telescope"
     _capabilities = ("CanPark", "CanUnpark", "CanSetTracking", "CanSlewAltAzAsync",
                      "CanSlewAsync")
     _noun = "mount"
-
-    def __init__(self, *, move_timeout_s: float = 300.0, **endpoint: Unpack[Endpoint]) -> None:
-        super().__init__(**endpoint)
-        self.move_timeout_s = move_timeout_s
-        self._aborted = threading.Event()
+    _wait_default_s = 300.0
 
     def status(self) -> MountStatus:
         """AtPark, Slewing, Tracking and the four coordinates. Raises DeviceUnavailable."""
@@ -61,6 +52,7 @@ class AlpacaMount(AlpacaDevice):
         if not bool(self._get("AtPark")):
             return
         self._need("CanUnpark")
+        self._abort_wait.clear()
         self._call(self._dev.Unpark, what="Unpark()", context="setting")
         self._wait("unpark", lambda: not bool(self._get("AtPark")), timeout_s)
 
@@ -71,7 +63,7 @@ class AlpacaMount(AlpacaDevice):
         if bool(self._get("AtPark")):
             return
         self._need("CanPark")
-        self._aborted.clear()
+        self._abort_wait.clear()
         self._call(self._dev.Park, what="Park()", context="setting")
         self._wait("park", lambda: bool(self._get("AtPark")) and not bool(self._get("Slewing")),
                    timeout_s)
@@ -110,7 +102,7 @@ class AlpacaMount(AlpacaDevice):
 
     def abort(self) -> None:
         """AbortSlew(); wakes a waiting slew. Never raises."""
-        self._aborted.set()
+        self._abort_wait.set()
         dev = self._dev
         if dev is None:
             return
@@ -130,7 +122,7 @@ class AlpacaMount(AlpacaDevice):
         self._refuse_parked()
         self._need(capability)
         self.set_tracking(during)
-        self._aborted.clear()
+        self._abort_wait.clear()
         dev = self._dev
         self._call(lambda: getattr(dev, method)(first, second),
                    what=f"{method}({first:g}, {second:g})", context="setting")
@@ -142,22 +134,5 @@ class AlpacaMount(AlpacaDevice):
         if bool(self._get("AtPark")):
             raise SettingRejected("the mount is parked: unpark it first", device=self.label)
 
-    def _wait_bound_s(self) -> float:
-        return self.move_timeout_s
-
-    def _wait(self, what: str, done: Callable[[], bool], timeout_s: float | None) -> None:
-        """As :meth:`AlpacaDevice._wait`, but :meth:`abort` ends it at once (DeviceUnavailable
-        "``what`` aborted") and a wait past its deadline aborts the mount."""
-        clock = self._clock
-        timeout = self._wait_bound_s() if timeout_s is None else timeout_s
-        deadline = clock.monotonic() + timeout
-        while not done():
-            if self._aborted.is_set():
-                raise DeviceUnavailable(f"{what} aborted", device=self.label)
-            if clock.monotonic() >= deadline:
-                self.abort()
-                raise DeviceUnavailable(f"{what} not done within {timeout:g} s",
-                                        device=self.label)
-            clock.wait(self._aborted, self._poll_s)
-        if self._aborted.is_set():
-            raise DeviceUnavailable(f"{what} aborted", device=self.label)
+    def _give_up(self) -> None:
+        self.abort()

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import enum
 import logging
-from typing import Unpack
 
-from calibd.drivers.alpaca._base import AlpacaDevice
-from calibd.drivers.alpaca._base import Endpoint
+from calibd.drivers.alpaca._mover import AlpacaMover
 from calibd.drivers.contracts import CoverState
 from calibd.drivers.errors import DeviceUnavailable
 from calibd.drivers.errors import NotSupported
@@ -26,28 +24,21 @@ class CalibratorStatus(enum.IntEnum):
     ERROR = 5
 
 
-class AlpacaFlatPanel(AlpacaDevice):
+class AlpacaFlatPanel(AlpacaMover):
     """A flat panel / dust cover behind an Alpaca CoverCalibrator.
 
-    ``settle_timeout_s`` (clock seconds) bounds light changes and cover moves unless a call gets
-    its own ``timeout_s``. ``light`` waits for CalibratorState Ready, ``off`` for Off, the cover
-    calls for CoverState Open / Closed.
+    ``wait_timeout_s`` (clock seconds, default 60) bounds light changes and cover moves unless a
+    call gets its own ``timeout_s``. ``light`` waits for CalibratorState Ready, ``off`` for Off,
+    the cover calls for CoverState Open / Closed.
     """
 
     _ascom_type = "CoverCalibrator"
     _poll_s = 0.1
 
-    def __init__(
-        self,
-        *,
-        settle_timeout_s: float = 60.0,
-        **endpoint: Unpack[Endpoint],
-    ) -> None:
-        super().__init__(**endpoint)
-        self.settle_timeout_s = settle_timeout_s
-        self._max_brightness = 0
-        self._has_calibrator = False
-        self._has_cover = False
+    # What the device has (read at connect).
+    _max_brightness = 0
+    _has_calibrator = False
+    _has_cover = False
 
     def _after_connect(self) -> None:
         state = int(self._get("CalibratorState"))
@@ -63,9 +54,6 @@ class AlpacaFlatPanel(AlpacaDevice):
     @property
     def has_cover(self) -> bool:
         return self._has_cover
-
-    def _wait_bound_s(self) -> float:
-        return self.settle_timeout_s
 
     def _calibrator_reached(self, target: CalibratorStatus) -> bool:
         state = int(self._get("CalibratorState"))
