@@ -17,10 +17,12 @@ import math
 import re
 from dataclasses import dataclass
 from dataclasses import field
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
 from calibd.capture import cfa
+from calibd.capture.library.masters_table import MatchKeys
 from calibd.capture.lights.headers import UNREADABLE
 from calibd.capture.masters.match import Light
 from calibd.capture.textsafe import shown
@@ -85,12 +87,10 @@ class LightFrame:
         return not self.problems and self.skipped is None
 
     def light(self) -> Light:
-        """The match keys (:class:`capture.masters.match.Light`) of this frame."""
-        return Light(camera_id=self.camera_id, instrument=self.instrument, gain=self.gain,
-                     offset=self.offset, readout_mode=self.readout_mode, binning=self.binning,
-                     bit_depth=self.bit_depth, setpoint_c=self.setpoint_c,
-                     exposure_s=self.exposure_s, filter=self.filter, date_obs=self.date_obs,
-                     width=self.width, height=self.height)
+        """The match keys (:class:`capture.masters.match.Light`) of this frame: every field of
+        :class:`MatchKeys`, copied from the field of the same name here (a match key added there
+        must be read here too, or this raises AttributeError)."""
+        return Light(**{key.name: getattr(self, key.name) for key in fields(MatchKeys)})
 
 
 # File-name tokens (split on "_" and spaces). Sources: ASIAIR names lights like
