@@ -51,6 +51,7 @@ class ExposureGuard:
             with self.lock:
                 self.busy = False
                 self.abort.clear()
+                self._device, self._stop = "", None
                 if on_end is not None:
                     on_end()
 

@@ -255,8 +255,9 @@ def test_a_wheel_move_past_its_deadline_says_where_the_wheel_is() -> None:
                            match=r"move to filter 'Ha': not done within 0\.3 s \(Position -1\)"):
             wheel.select("Ha")
         assert time.monotonic() - started < 2.0
+    for bad in (0.0, -1.0, float("inf"), float("nan")):
         with pytest.raises(ValueError, match="wait_timeout_s"):
-            AlpacaFilterWheel(host=HOST, port=srv.port, wait_timeout_s=0.0)
+            AlpacaFilterWheel(host=HOST, port=1, wait_timeout_s=bad)
 
 
 def test_safety_monitor_and_cloud_cover(server: OurAlpacaServer) -> None:

@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Any
 
 from calibd.capture import cfa
-from calibd.capture.library.masters_table import MatchKeys
 from calibd.capture.lights.headers import UNREADABLE
 from calibd.capture.masters.match import Light
 from calibd.capture.textsafe import shown
@@ -88,9 +87,9 @@ class LightFrame:
 
     def light(self) -> Light:
         """The match keys (:class:`capture.masters.match.Light`) of this frame: every field of
-        :class:`MatchKeys`, copied from the field of the same name here (a match key added there
+        :class:`Light`, copied from the field of the same name here (a match key added there
         must be read here too, or this raises AttributeError)."""
-        return Light(**{key.name: getattr(self, key.name) for key in fields(MatchKeys)})
+        return Light(**{key.name: getattr(self, key.name) for key in fields(Light)})
 
 
 # File-name tokens (split on "_" and spaces). Sources: ASIAIR names lights like

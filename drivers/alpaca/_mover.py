@@ -22,9 +22,9 @@ class AlpacaMover(AlpacaDevice):
     """An Alpaca device whose commands are waited for: :meth:`_wait` polls every :attr:`_poll_s`
     clock seconds for at most ``wait_timeout_s`` clock seconds unless the call gives its own
     ``timeout_s`` (``wait_timeout_s`` None: the device type's :attr:`_wait_default_s`), and
-    ends at once when :attr:`_abort_wait` is set (a subclass's ``abort()`` sets it; the subclass
-    clears it before it sends a command it will wait for). Raises ValueError at construction
-    for a ``wait_timeout_s`` that is not a positive number."""
+    ends at once when :attr:`_abort_wait` is set (the mount's ``abort()`` sets it, and the mount
+    clears it before a park, unpark or slew; nothing sets it on the other devices). Raises
+    ValueError at construction for a ``wait_timeout_s`` that is not a positive finite number."""
 
     #: Clock seconds a wait may take by default (a move, a slew, a light settling).
     _wait_default_s: ClassVar[float] = 60.0
