@@ -78,6 +78,10 @@ Twilight = Literal["dusk", "dawn"]
 
 @dataclass(frozen=True)
 class Window:
+    """One twilight window: ``kind``, and when the sun enters (``opens``) and leaves
+    (``closes``) the band of altitudes asked for; datetimes in the time zone of the ``start``
+    given to :func:`next_window`."""
+
     kind: Twilight
     opens: datetime
     closes: datetime

@@ -15,6 +15,11 @@ Mode = Literal["exposure", "brightness"]
 
 @dataclass(frozen=True)
 class FlatKey:
+    """What a remembered flat setting is kept for: the camera (its setup name), the filter (""
+    without a wheel), binning, gain, offset and read-out mode, and ``mode``: "exposure" (the
+    panel brightness is fixed and the exposure is searched for) or "brightness" (the exposure
+    is fixed and the brightness is searched for)."""
+
     camera: str
     filter: str
     binning: int
