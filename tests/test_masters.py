@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 import textwrap
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,8 @@ from astropy.io import fits
 from calibd.capture.combine import write_master
 from calibd.capture.config import MastersConfig
 from calibd.capture.library.index import Index
+from calibd.capture.library.policy import parse_utc
+from calibd.capture.library.status import status_data
 from calibd.capture.masters.levels import local_level
 from calibd.simulators.profiles import get_profile
 from calibd.simulators.sensor import SensorModel
@@ -139,6 +142,35 @@ def test_bad_pixel_map_recovers_hot_and_dead_pixels(library: Path) -> None:
     cold_truth = {tuple(x) for x in np.stack(np.divmod(sensor.cold_index, 320), axis=1)}
     assert len(cold_truth & found_cold) / len(cold_truth) >= 0.9
     assert h["NHOT"] == len(found_hot)
+
+
+def test_the_bad_pixel_map_is_dated_by_its_oldest_master_and_aged_by_the_policy(
+        capsys: pytest.CaptureFixture[str], library: Path) -> None:
+    (bpm,) = masters(library, "bpm")
+    h = fits.getheader(library / bpm.path)
+    made_from = {str(line).removeprefix("from ") for line in h["HISTORY"]}
+    sources = [fits.getheader(library / m.path) for kind in ("dark", "flat")
+               for m in masters(library, kind) if Path(m.path).name in made_from]
+    assert len(sources) == h["NCOMBINE"] == 2
+    starts = [parse_utc(s["DATE-OBS"]) for s in sources]
+    assert starts[0] != starts[1]
+    assert parse_utc(h["DATE-OBS"]) == min(t for t in starts if t is not None)
+    assert h["TIMESYS"] == "UTC" and bpm.date_obs == h["DATE-OBS"]
+    # The library judges the map like any master: age, then expiry by max_age_days.bpm.
+    res = run_cli(capsys, "library", "status", "--library", library, "--json")
+    (shown,) = [m for m in json.loads(res.out)["masters"] if m["kind"] == "bpm"]
+    assert shown["valid"] is True and shown["age_days"] is not None
+    taken = parse_utc(h["DATE-OBS"])
+    assert taken is not None
+    index = Index(library)
+    try:
+        for days, valid in ((10.0, True), (200.0, False)):
+            data = status_data(library, index, now=taken + timedelta(days=days))
+            (m,) = [m for m in data["masters"] if m["kind"] == "bpm"]
+            assert m["valid"] is valid and abs(m["age_days"] - days) < 0.01
+        assert "expired: 200 days old, the policy keeps bpm 180 days" in m["invalid_reason"]
+    finally:
+        index.close()
 
 
 def test_build_is_idempotent_then_force_rebuilds(capsys: pytest.CaptureFixture[str],

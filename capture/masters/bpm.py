@@ -17,7 +17,9 @@ the sensor). A red pixel on a green-heavy flat is not "cold". The pattern comes 
 ``BAYERPAT`` (and offsets, row order); the map stays in sensor coordinates, one map per mosaic.
 
 The map is a uint8 FITS image: 0 good, bit 1 hot, bit 2 cold/dead; ``NHOT``, ``NCOLD`` and the
-thresholds are in the header, the masters used in HISTORY.
+thresholds are in the header, the masters used in HISTORY, and as ``DATE-OBS`` the start of the
+oldest of them: the library policy (``max_age_days.bpm``, invalidations, a changed camera)
+judges the map by that date.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from calibd.capture.library.headermap import master_row
 from calibd.capture.library.index import Index
 from calibd.capture.library.layout import camera_root
 from calibd.capture.library.masters_table import MasterRow
+from calibd.capture.library.policy import parse_utc
 from calibd.capture.masters.build import load_float32
 from calibd.capture.masters.levels import local_level
 from calibd.capture.masters.store import master_path
@@ -106,6 +109,14 @@ def _bias_for(index: Index, dark: MasterRow) -> MasterRow | None:
     return rows[0] if rows else None
 
 
+def _earliest_start(used: list[MasterRow]) -> str | None:
+    """The ``DATE-OBS`` of the oldest of ``used`` (as its header has it), None when none has
+    a readable one. The map is dated by it: it says no more about the sensor than its oldest
+    input, so the library policy ages and expires it with that input."""
+    dated = [(t, m.date_obs) for m in used if (t := parse_utc(m.date_obs)) is not None]
+    return min(dated, key=lambda d: d[0])[1] if dated else None
+
+
 def bpm_keys(index: Index) -> list[tuple[str, int, int]]:
     """(camera, gain, binning) that have master darks."""
     return index.master_dark_settings()
@@ -160,6 +171,10 @@ def build_bpm(index: Index, camera: str, gain: int, binning: int, cfg: MastersCo
     if first.bit_depth is not None:
         header["BITDEPTH"] = (first.bit_depth, "native ADC bits of the camera")
     header["NCOMBINE"] = (len(used), "masters the map was made from")
+    start = _earliest_start(used)
+    if start is not None:
+        header["DATE-OBS"] = (start, "UTC start of its oldest input master")
+        header["TIMESYS"] = ("UTC", "time scale of DATE-OBS")
     header["NHOT"] = (n_hot, "hot pixels")
     header["NCOLD"] = (n_cold, "cold or dead pixels")
     header["HOTSIG"] = (cfg.hot_sigma, "hot: excess > this x robust noise")
