@@ -55,6 +55,26 @@ def test_delay_is_capped_and_a_device_that_comes_back_answers() -> None:
     assert gaps == [1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 60.0, 60.0]
 
 
+def test_the_deadline_counts_from_the_first_failure_and_no_try_starts_past_it() -> None:
+    """A 600 s exposure that ends with the camera gone leaves the whole timeout to come back;
+    tries that take long themselves use it up."""
+    clock = SteppedClock()
+    tries: list[float] = []
+
+    def long_and_gone() -> None:
+        tries.append(clock.monotonic())
+        clock.advance(600.0 if len(tries) == 1 else 30.0)
+        raise DeviceUnavailable("camera gone")
+
+    with pytest.raises(RunPaused, match="gone"):
+        until_available(long_and_gone, clock=clock, stop=threading.Event(), timeout_s=100.0,
+                        gave_up=str)
+    # Lost at 600 s, so the deadline is 700: tries 1, 2 and 4 s after each failure, each
+    # failing 30 s later (631, 663, 697); the next 8 s wait would end at 705.
+    assert tries == [0.0, 601.0, 633.0, 667.0]
+    assert clock.monotonic() <= 700.0
+
+
 def test_stop_ends_the_wait_and_other_errors_are_not_retried() -> None:
     clock = SteppedClock()
     stop = threading.Event()

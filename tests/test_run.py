@@ -153,6 +153,27 @@ def test_injected_device_faults_are_survived(capsys: pytest.CaptureFixture[str],
     assert "device-lost" in kinds and "reconnected" in kinds
 
 
+@pytest.mark.timeout(120)  # before the one deadline, this run never ended
+def test_a_camera_that_reconnects_but_drops_at_every_exposure_pauses_the_run(
+        capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    config = write_config(tmp_path / "c.yaml", faults={"disconnect_every": 1})
+    plan = write_plan(tmp_path / "p.yaml", SMALL_PLAN)
+    lib = tmp_path / "lib"
+    res = run_cli(capsys, "run", plan, "--config", config, "--library", lib)
+    assert res.code == 1
+    assert "camera sim unavailable for 900 s" in res.err, res.err
+    assert status(capsys, lib)["runs"][0]["state"] == "paused"
+    index = Index(lib)
+    events = index.events(1)
+    index.close()
+    lost = [e for e in events if e["kind"] == "device-lost"]
+    back = [e for e in events if e["kind"] == "reconnected"]
+    # Every reconnect works and the next exposure drops the camera again: back-off 1, 2, 4 ...
+    # 60 s apart within the 900 s from the first drop, so a few tens of tries, not more.
+    assert 5 <= len(back) <= 30 and len(lost) == len(back)  # the last drop: the pause reason
+    assert not fits_files(lib)
+
+
 def test_thermal_drift_rejects_and_retakes(capsys: pytest.CaptureFixture[str],
                                            tmp_path: Path) -> None:
     config = write_config(tmp_path / "c.yaml", faults={"thermal_glitch_every": 5,

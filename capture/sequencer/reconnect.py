@@ -1,8 +1,9 @@
 """The one bounded reconnect-with-back-off loop of a run (camera and accessories alike).
 
 A device that raised :class:`~drivers.errors.DeviceUnavailable` is tried again after 1 s, 2 s,
-4 s … (at most 60 s apart) until it answers or the next wait would pass the deadline; then the run
-pauses. The waits follow the run's clock and end early when ``stop`` is set.
+4 s … (at most 60 s apart) until it answers or the next wait would pass the deadline (counted
+from the first failure, whatever the attempts in between did); then the run pauses. The waits
+follow the run's clock and end early when ``stop`` is set.
 """
 
 from __future__ import annotations
@@ -39,19 +40,23 @@ def until_available(
 
     After each failure: ``on_lost(err)`` (e.g. journal it), wait (1 s doubling to 60 s, clock
     seconds, interruptible through ``stop``), then ``between()`` (e.g. reconnect the devices)
-    and try again. Blocks at most about ``timeout_s`` clock seconds from the first call.
+    and try again. Blocks at most about ``timeout_s`` clock seconds from the first failure
+    (plus the attempt running then: none is started past the deadline).
 
     Raises RunPaused with ``gave_up(last error)`` when the next wait would pass the deadline,
     RunPaused when ``stop`` is set while waiting; any other exception of ``attempt`` or
     ``between`` propagates unchanged.
     """
-    deadline = clock.monotonic() + timeout_s
+    deadline: float | None = None
     delay = FIRST_DELAY_S
     while True:
         try:
             return attempt()
         except DeviceUnavailable as err:
-            if clock.monotonic() + delay > deadline:
+            now = clock.monotonic()
+            if deadline is None:  # a long exposure that fails leaves the full time to come back
+                deadline = now + timeout_s
+            if now + delay > deadline:
                 raise RunPaused(gave_up(err)) from err
             if on_lost is not None:
                 on_lost(err)

@@ -4,7 +4,8 @@ It decides; the camera acquires; the writer writes. Recovery policy keys on the 
 
 * ``ExposureFailed`` / ``ExposureTimeout``: abort, back off, retake (bounded; then pause the run).
 * ``DeviceUnavailable``: reconnect with back-off, re-apply settings and set-point, re-settle the
-  cooler, retake the frame; if the camera stays away past the deadline the run pauses.
+  cooler, retake the frame; if the camera stays away past the deadline (from the first failure,
+  failures after a reconnect that seemed to work included) the run pauses.
 * ``SettingRejected`` while configuring a cell: that cell fails with the device's message.
 * a rejected frame (temperature drift, light leak): recorded in the journal and retaken.
 
@@ -483,9 +484,8 @@ class Sequencer:
             if self.stop.is_set():
                 raise RunPaused("stop requested")
             try:
-                return self.camera.expose(exposure_s, dark=cell.is_dark)
-            except DeviceUnavailable as err:
-                self._reconnect(cell, settings, err)
+                return self._call_device(lambda: self.camera.expose(exposure_s, dark=cell.is_dark),
+                                         cell, settings=settings, resettle=True)
             except ExposureFailed as err:
                 if self.stop.is_set():
                     raise RunPaused("stop requested during an exposure") from None
@@ -509,37 +509,49 @@ class Sequencer:
             raise RunPaused(f"the sensor left its set-point and did not come back: "
                             f"{result.reason}")
 
-    def _reconnect(self, cell: Cell, settings: CaptureSettings, err: Exception, *,
-                   resettle: bool = True) -> None:
-        """Reconnect until the camera answers again (bounded by the reconnect timeout), restore
-        settings and set-point, and (``resettle``) wait for the cooler. Raises RunPaused."""
-        self.event("warning", "device-lost", f"camera unavailable: {err}", cell)
-        self.update(phase="reconnecting", message=f"camera unavailable: {err}")
+    def _call_device(self, fn: Callable[[], T], cell: Cell, *,
+                     settings: CaptureSettings | None = None, resettle: bool = False) -> T:
+        """Call ``fn`` and return its result. While the camera is unavailable (``fn`` or the
+        reconnect raises DeviceUnavailable): wait with back-off, reconnect, restore ``settings``
+        (default: the cell's) and the set-point, (``resettle``) wait for the cooler, and call
+        ``fn`` again. The camera may stay away at most ``reconnect_timeout_s`` clock seconds from
+        the first failure, a camera that reconnects but fails again included (one deadline, in
+        :func:`until_available`). Raises RunPaused; other device errors propagate."""
         timeout_s = self.options.reconnect_timeout_s
+        lost = False
 
-        def restore() -> None:
-            self.camera.disconnect()
-            self.camera.connect()
-            self.camera.configure(settings)
-            target = self.cooler.target_c
-            self.camera.set_cooler(True, target if target is not None else cell.setpoint_c)
+        def attempt() -> T:
+            nonlocal lost
+            if lost:
+                self._restore(cell, settings or self.settings_for(cell))
+                lost = False
+                self.event("info", "reconnected",
+                           "camera reconnected; settings and set-point restored", cell)
+                if resettle:
+                    self._resettle(cell, "after reconnecting")
+                self.update(phase="exposing", message=cell.describe())
+            return fn()
 
-        until_available(restore, clock=self.clock, stop=self.stop, timeout_s=timeout_s,
-                        gave_up=lambda last: f"camera {self.name} unavailable for "
-                                             f"{timeout_s:.0f} s: {last}")
-        self.event("info", "reconnected", "camera reconnected; settings and set-point restored",
-                    cell)
-        if resettle:
-            self._resettle(cell, "after reconnecting")
-        self.update(phase="exposing", message=cell.describe())
+        def on_lost(err: DeviceUnavailable) -> None:
+            nonlocal lost
+            if not lost:
+                self.event("warning", "device-lost", f"camera unavailable: {err}", cell)
+                self.update(phase="reconnecting", message=f"camera unavailable: {err}")
+            lost = True
 
-    def _call_device(self, fn: Callable[[], T], cell: Cell) -> T:
-        """Call ``fn``; while it raises DeviceUnavailable, reconnect (bounded) and call again."""
-        while True:
-            try:
-                return fn()
-            except DeviceUnavailable as err:
-                self._reconnect(cell, self.settings_for(cell), err, resettle=False)
+        return until_available(attempt, clock=self.clock, stop=self.stop, timeout_s=timeout_s,
+                               gave_up=lambda last: f"camera {self.name} unavailable for "
+                                                    f"{timeout_s:.0f} s: {last}",
+                               on_lost=on_lost)
+
+    def _restore(self, cell: Cell, settings: CaptureSettings) -> None:
+        """Reconnect the camera and apply ``settings`` and the cooler's target (else the cell's
+        set-point) again. Raises DeviceUnavailable, SettingRejected."""
+        self.camera.disconnect()
+        self.camera.connect()
+        self.camera.configure(settings)
+        target = self.cooler.target_c
+        self.camera.set_cooler(True, target if target is not None else cell.setpoint_c)
 
     # ----- bookkeeping -------------------------------------------------------------------------
     def _on_written(self, job: WriteJob) -> None:
