@@ -44,6 +44,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 from calibd.capture.library.headermap import master_row
@@ -390,3 +391,34 @@ def test_a_lights_bayer_phase_folds_in_the_offsets_and_row_order(
     path = fits_light(tmp_path / "light.fits", {"IMAGETYP": "LIGHT", "EXPTIME": 60.0, **cards},
                       shape=(height, W))
     assert read_light(path, read_header(path)).bayer == expected
+
+
+@pytest.mark.parametrize("layout", ["compressed", "extension", "compressed .fz"])
+def test_a_light_whose_image_is_in_an_extension_is_read_from_that_header(
+        tmp_path: Path, layout: str) -> None:
+    """N.I.N.A.'s compressed FITS and fpack's .fz keep the image and its keywords in a
+    tile-compressed extension after an empty primary HDU; some programs write an IMAGE
+    extension. Its keywords win; the size is the image's, not the table's."""
+    from astropy.io import fits
+
+    from calibd.capture.lights.conventions import read_light_file
+    from calibd.capture.lights.survey import light_files
+
+    header = fits.Header()
+    for key, value in {"IMAGETYP": "LIGHT", "INSTRUME": CAM, "EXPTIME": 120.0, "GAIN": 100,
+                       "OFFSET": 50, "SET-TEMP": -10.0, "FILTER": "Ha"}.items():
+        header[key] = value
+    image = np.zeros((H * 5, W * 7), dtype=np.uint16)
+    hdu = fits.ImageHDU(image, header) if layout == "extension" else \
+        fits.CompImageHDU(image, header)
+    primary = fits.PrimaryHDU()
+    primary.header["FILTER"] = "L"  # the extension's value wins
+    path = tmp_path / "lights" / ("light.fz" if layout.endswith(".fz") else "light.fits")
+    path.parent.mkdir()
+    fits.HDUList([primary, hdu]).writeto(path)
+    frame = read_light_file(path)
+    assert frame.usable, frame.problems
+    assert (frame.exposure_s, frame.gain, frame.offset, frame.setpoint_c, frame.filter) == \
+        (120.0, 100, 50, -10.0, "Ha")
+    assert (frame.width, frame.height) == (W * 7, H * 5)
+    assert light_files([tmp_path / "lights"]) == ([path], False)

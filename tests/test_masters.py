@@ -286,6 +286,62 @@ def test_library_match_prints_the_masters_and_why(capsys: pytest.CaptureFixture[
     assert strict.code == 1
 
 
+def test_library_match_reads_the_light_like_from_lights_does(
+        capsys: pytest.CaptureFixture[str], library: Path, tmp_path: Path) -> None:
+    """One reader for a light: compressed FITS, other programs' keywords, hostile cards."""
+    (dark,) = masters(library, "dark")
+    h = fits.getheader(library / dark.path)
+    hdr = fits.Header()
+    for key in ("GAIN", "OFFSET", "XBINNING", "READOUTM", "CAMERAID", "BITDEPTH", "SET-TEMP"):
+        hdr[key] = h[key]
+    hdr["IMAGETYP"], hdr["EXPTIME"], hdr["FILTER"] = "LIGHT", 600.0, "L"
+    data = np.zeros((8, 8), np.uint16)
+
+    def with_cards(header: fits.Header, **cards: Any) -> fits.Header:
+        out = header.copy()
+        out.update(cards)
+        return out
+
+    def chosen(light: Path) -> dict[str, Any]:
+        res = run_cli(capsys, "library", "match", light, "--library", library, "--json")
+        assert res.code == 0, res.err
+        out: dict[str, Any] = json.loads(res.out)
+        return out
+
+    # Tile-compressed (the image and its keywords in the extension after an empty primary).
+    packed = tmp_path / "packed.fits"
+    fits.HDUList([fits.PrimaryHDU(), fits.CompImageHDU(data, hdr)]).writeto(packed)
+    got = chosen(packed)
+    assert {m["kind"]: m["path"] for m in got["masters"]}["dark"] == dark.path
+    assert got["settings"].startswith("gain 100, offset 50, bin 1, 600 s")
+    # Sequence Generator Pro writes the binning as CCDXBIN: a 2x2 light gets no 1x1 masters.
+    sgp = tmp_path / "sgp.fits"
+    binned = hdr.copy()
+    del binned["XBINNING"]
+    binned["CCDXBIN"] = 2
+    fits.PrimaryHDU(data, binned).writeto(sgp)
+    got = chosen(sgp)
+    assert "bin 2" in got["settings"]
+    assert all(m["path"] is None for m in got["masters"]), got["masters"]
+    # A card no FITS reader can parse (an ANSI escape): said, not echoed, no traceback.
+    hostile = tmp_path / "hostile.fits"
+    fits.PrimaryHDU(data, with_cards(hdr, FILTER="LZZZZ")).writeto(hostile)
+    hostile.write_bytes(hostile.read_bytes().replace(b"LZZZZ", b"L\x1b[2J"))
+    for args in (("library", "match", hostile), ("masters", "export", tmp_path / "siril",
+                                                 "--to", "siril", "--light", hostile)):
+        res = run_cli(capsys, *args, "--library", library)
+        assert res.code == 0, res.err
+        assert "\x1b" not in res.out + res.err and "Traceback" not in res.err
+    text = run_cli(capsys, "library", "match", hostile, "--library", library).out
+    assert "problem: FILTER is malformed or unprintable: not read" in text
+    assert "filter ?" in (tmp_path / "siril" / "calibrate_lights.ssf").read_text()
+    # A dark given as the light: refused with the reason (exit 2).
+    not_light = tmp_path / "dark.fits"
+    fits.PrimaryHDU(data, with_cards(hdr, IMAGETYP="Dark Frame")).writeto(not_light)
+    res = run_cli(capsys, "library", "match", not_light, "--library", library)
+    assert res.code == 2 and "not a light" in res.err
+
+
 def test_master_build_without_a_master_bias_for_flats_says_so(
         capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     plan = write_plan(tmp_path / "p.yaml", textwrap.dedent("""

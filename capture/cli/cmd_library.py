@@ -10,7 +10,7 @@ from calibd.capture.cli.common import add_config_args
 from calibd.capture.cli.common import command_group
 from calibd.capture.cli.common import library_from_args
 from calibd.capture.cli.common import print_json
-from calibd.capture.cli.common import read_light_header
+from calibd.capture.cli.common import read_light_frame
 from calibd.capture.cli.common import table
 from calibd.capture.errors import LibraryError
 from calibd.capture.library.index import Index
@@ -126,23 +126,25 @@ def run_match(args: argparse.Namespace) -> int:
     from calibd.capture.masters.match import match
     from calibd.capture.sensor.store import doubling_temperatures
 
-    header = read_light_header(args.light)
+    frame = read_light_frame(args.light)
+    light = frame.light()
     config, root = library_from_args(args)
     index = open_existing(root)
     try:
-        choices = match(index, header, tolerance_c=args.tolerance,
+        choices = match(index, light, tolerance_c=args.tolerance,
                         dark_convention=config.masters.dark_convention,
                         doubling_c=doubling_temperatures(root))
     finally:
         index.close()
     if args.json:
         print_json({"light": str(args.light), "library": str(root),
-                    "masters": [c.to_dict() for c in choices]})
+                    "settings": light.describe(), "notes": frame.notes,
+                    "problems": frame.problems, "masters": [c.to_dict() for c in choices]})
     else:
-        print(f"Light {args.light.name}: gain {header.get('GAIN')}, offset "
-              f"{header.get('OFFSET')}, bin {header.get('XBINNING', 1)}, "
-              f"{header.get('EXPTIME', '?')} s, {header.get('SET-TEMP', header.get('CCD-TEMP'))}"
-              f" °C, filter {header.get('FILTER')}")
+        print(f"Light {shown(args.light.name)}: {light.describe()}")
+        for what, lines in (("problem", frame.problems), ("note", frame.notes)):
+            for line in lines:
+                print(f"  {what}: {line}")
         for c in choices:
             where = str(root / c.master.path) if c.master else "none"
             print(f"  {c.kind:5s} {where}")

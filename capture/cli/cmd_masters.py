@@ -16,7 +16,7 @@ from calibd.capture.cli.common import add_config_args
 from calibd.capture.cli.common import command_group
 from calibd.capture.cli.common import library_from_args
 from calibd.capture.cli.common import print_json
-from calibd.capture.cli.common import read_light_header
+from calibd.capture.cli.common import read_light_frame
 from calibd.capture.cli.common import table
 from calibd.capture.errors import InputError
 from calibd.capture.errors import Problem
@@ -132,7 +132,7 @@ def run_export(args: argparse.Namespace) -> int:
     if args.light is not None:
         if args.target != "siril":
             raise InputError([Problem(args.light, None, "--light", "only with --to siril")])
-        light = read_light_header(args.light)
+        light = read_light_frame(args.light).light()
     from calibd.capture.library.rescan import open_existing
     from calibd.capture.masters.export import SCRIPT
     from calibd.capture.masters.export import ExportError

@@ -11,9 +11,8 @@ from typing import TYPE_CHECKING
 from typing import Any
 
 if TYPE_CHECKING:  # imported when used: `masters combine` needs no configuration
-    from astropy.io import fits
-
     from calibd.capture.config import Config
+    from calibd.capture.lights.conventions import LightFrame
     from calibd.capture.yamlsrc import Located
 
 DEFAULT_LIBRARY = Path("library")
@@ -62,19 +61,25 @@ def library_from_args(args: argparse.Namespace) -> tuple[Config, Path]:
     return config, library_root(args, config).expanduser().resolve()
 
 
-def read_light_header(path: Path) -> fits.Header:
-    """The header of the light frame a command was given (``library match LIGHT``, ``masters
-    export --light``). Raises InputError (no such file, not a FITS file)."""
+def read_light_frame(path: Path) -> LightFrame:
+    """The light frame a command was given (``library match LIGHT``, ``masters export
+    --light``), read like ``plan from-lights`` reads lights (bounded, validated; what it could
+    not read is in the frame's ``problems``). Raises InputError (no such file, a header that
+    cannot be read, not a light)."""
     from calibd.capture.errors import InputError
     from calibd.capture.errors import Problem
-    from calibd.capture.masters.match import light_header
+    from calibd.capture.lights.conventions import read_light_file
+    from calibd.capture.lights.headers import HeaderError
 
     if not path.is_file():
         raise InputError([Problem(path, None, "", "no such file")])
     try:
-        return light_header(path)
-    except (OSError, ValueError) as err:
-        raise InputError([Problem(path, None, "", f"not a FITS file: {err}")]) from None
+        frame = read_light_file(path)
+    except HeaderError as err:
+        raise InputError([Problem(path, None, "", f"header not read: {err}")]) from None
+    if frame.skipped is not None:
+        raise InputError([Problem(path, None, "", frame.skipped)])
+    return frame
 
 
 def free_bytes(path: Path) -> int:

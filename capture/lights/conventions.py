@@ -23,6 +23,7 @@ from typing import Any
 
 from calibd.capture import cfa
 from calibd.capture.lights.headers import UNREADABLE
+from calibd.capture.lights.headers import read_header
 from calibd.capture.masters.match import Light
 from calibd.capture.textsafe import shown
 
@@ -213,6 +214,13 @@ class _Reader:
             self.f.sources[what] = key
             return v
         return None
+
+
+def read_light_file(path: Path) -> LightFrame:
+    """The light frame ``path`` read through the one bounded header reader
+    (:func:`capture.lights.headers.read_header`) and :func:`read_light`. Blocks on file I/O
+    only. Raises HeaderError (the header cannot be read: the message says why)."""
+    return read_light(path, read_header(path))
 
 
 def read_light(path: Path, header: dict[str, Any]) -> LightFrame:

@@ -1,7 +1,10 @@
 """Reading the header of a light frame, and nothing else, from a file we do not trust.
 
 FITS: 2880-byte blocks are read until the ``END`` card, at most :data:`MAX_FITS_HEADER_BLOCKS`
-of them; the pixel data after the header is never read. XISF (PixInsight's format: the
+of them; the pixel data after the header is never read. When the primary HDU is empty (no data)
+the next header, which then follows at once, is read too (within the same block limit): an IMAGE
+extension, or a tile-compressed image (its ``ZNAXIS1``/``ZNAXIS2`` are the image's size); its
+keywords win over the primary's. XISF (PixInsight's format: the
 signature ``XISF0100``, a little-endian 32-bit header length, 4 reserved bytes, then a UTF-8
 XML header; the image follows as an attachment): only the XML header is read, at most
 :data:`MAX_XISF_HEADER_BYTES`, and a header that declares a DOCTYPE or entities is refused
@@ -29,7 +32,7 @@ FITS_BLOCK = 2880
 MAX_FITS_HEADER_BLOCKS = 64  # 64 x 36 cards: far more than any capture program writes
 MAX_XISF_HEADER_BYTES = 1024 * 1024
 XISF_SIGNATURE = b"XISF0100"
-FITS_SUFFIXES = (".fits", ".fit", ".fts")
+FITS_SUFFIXES = (".fits", ".fit", ".fts", ".fz")  # .fz: fpack's tile-compressed FITS
 XISF_SUFFIXES = (".xisf",)
 LIGHT_SUFFIXES = FITS_SUFFIXES + XISF_SUFFIXES
 
@@ -76,12 +79,35 @@ def read_header(path: Path) -> Header:
 
 
 def _fits_header(fd: int) -> Header:
+    primary, used = _fits_hdu_header(fd, first=True, budget=MAX_FITS_HEADER_BLOCKS)
+    if primary.get("NAXIS") != 0 or primary.get("EXTEND") is not True:
+        return primary
+    # An empty primary HDU has no data: the next header follows at once. A tile-compressed
+    # image (fpack, CFITSIO; N.I.N.A.'s compressed FITS) or an IMAGE extension keeps the
+    # image's keywords there.
+    try:
+        ext, _ = _fits_hdu_header(fd, first=False, budget=MAX_FITS_HEADER_BLOCKS - used)
+    except HeaderError:
+        return primary
+    if ext.get("XTENSION") == "BINTABLE" and ext.get("ZIMAGE") is True:
+        for axis in ("NAXIS1", "NAXIS2"):  # the table's are bytes and rows, not pixels
+            ext.pop(axis, None)
+            if f"Z{axis}" in ext:
+                ext[axis] = ext[f"Z{axis}"]
+    elif ext.get("XTENSION") != "IMAGE":
+        return primary
+    return {**primary, **ext}
+
+
+def _fits_hdu_header(fd: int, *, first: bool, budget: int) -> tuple[Header, int]:
+    """The next header of the file at ``fd``'s position, read block by block up to ``END``
+    (at most ``budget`` blocks), and the number of blocks read. Raises HeaderError."""
     blocks: list[bytes] = []
-    for _ in range(MAX_FITS_HEADER_BLOCKS):
+    for _ in range(budget):
         block = _read_exact(fd, FITS_BLOCK)
         if len(block) < FITS_BLOCK:
             raise HeaderError("ends inside its FITS header")
-        if not blocks and not block.startswith(b"SIMPLE  ="):
+        if first and not blocks and not block.startswith(b"SIMPLE  ="):
             raise HeaderError("is not a FITS file (no SIMPLE card)")
         blocks.append(block)
         cards = [block[i:i + 80] for i in range(0, FITS_BLOCK, 80)]
@@ -109,7 +135,7 @@ def _fits_header(fd: int) -> Header:
             value = UNREADABLE
         if isinstance(value, bool | int | float | str | _Unreadable):
             out[key] = value
-    return out
+    return out, len(blocks)
 
 
 def _xisf_header(fd: int) -> Header:

@@ -19,10 +19,9 @@ from typing import Any
 
 from calibd.capture.library.masters_table import MasterRow
 from calibd.capture.lights.conventions import LightFrame
-from calibd.capture.lights.conventions import read_light
+from calibd.capture.lights.conventions import read_light_file
 from calibd.capture.lights.headers import LIGHT_SUFFIXES
 from calibd.capture.lights.headers import HeaderError
-from calibd.capture.lights.headers import read_header
 from calibd.capture.masters.match import Choice
 from calibd.capture.masters.match import match_light
 from calibd.capture.textsafe import shown
@@ -135,11 +134,9 @@ def read_lights(paths: list[Path]) -> list[LightFrame]:
     frames = []
     for path in paths:
         try:
-            header = read_header(path)
+            frames.append(read_light_file(path))
         except HeaderError as err:
             frames.append(LightFrame(path=path, problems=[f"header not read: {err}"]))
-            continue
-        frames.append(read_light(path, header))
     for f in frames:
         for p in f.problems:
             log.info("%s: %s", shown(f.path.name), p)

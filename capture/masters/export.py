@@ -36,6 +36,7 @@ from calibd.capture.library.atomic import write_text
 from calibd.capture.library.index import Index
 from calibd.capture.library.layout import safe_part
 from calibd.capture.library.masters_table import MasterRow
+from calibd.capture.masters.match import Light
 from calibd.capture.masters.match import match
 from calibd.capture.plans.cells import fmt_number
 
@@ -89,9 +90,9 @@ def selected(index: Index, dark_convention: str, target: str) -> list[MasterRow]
 
 
 def export(index: Index, dest: Path, target: str, *, dark_convention: str,
-           light: fits.Header | None = None, tolerance_c: float = 1.0) -> list[Exported]:
+           light: Light | None = None, tolerance_c: float = 1.0) -> list[Exported]:
     """Export the current masters into ``dest`` (created) for ``target``; with ``light`` (a
-    light frame's header, Siril only) also write :data:`SCRIPT`. Blocks for the copies; raises
+    light frame's match keys, Siril only) also write :data:`SCRIPT`. Blocks for the copies; raises
     ExportError (nothing to export, a name clash), OSError."""
     if target not in TARGETS:
         raise ExportError(f"unknown target {target!r}; use one of {', '.join(TARGETS)}")
@@ -128,7 +129,7 @@ def export(index: Index, dest: Path, target: str, *, dark_convention: str,
     return done
 
 
-def siril_script(index: Index, dest: Path, light: fits.Header, exported: dict[int, Path], *,
+def siril_script(index: Index, dest: Path, light: Light, exported: dict[int, Path], *,
                  dark_convention: str, tolerance_c: float = 1.0) -> str:
     """A Siril script calibrating ``<dest>/lights`` (results ``<dest>/process/cal_*``) with the
     masters ``library match`` chooses for ``light``. Raises ExportError without a master dark."""
@@ -155,12 +156,10 @@ def siril_script(index: Index, dest: Path, light: fits.Header, exported: dict[in
         options.append("-opt")
     if flat is not None:
         options.append(flat)
-    if light.get("BAYERPAT"):
+    if light.bayer:
         options += ["-cfa", "-equalize_cfa", "-debayer"]
     options.append("-prefix=cal_")
-    what = (f"gain {light.get('GAIN')}, offset {light.get('OFFSET')}, bin "
-            f"{light.get('XBINNING', 1)}, {light.get('EXPTIME')} s, "
-            f"{light.get('SET-TEMP', light.get('CCD-TEMP'))} C, filter {light.get('FILTER')}")
+    what = light.describe(degrees="C")
     return "\n".join([
         "# Calibrate the lights in ./lights with calibd's masters (Siril 1.0 or later):",
         "#   siril-cli -s calibrate_lights.ssf -d <this folder>",

@@ -1,9 +1,10 @@
 """Which masters calibrate a light frame, and why.
 
-Keys read from the light's header: camera (``CAMERAID``; without it the image size and
-``INSTRUME``), ``GAIN``, ``OFFSET``,
-``READOUTM``, ``XBINNING``, ``BITDEPTH``, set-point (``SET-TEMP``, else ``CCD-TEMP``),
-``EXPTIME``, ``FILTER``, ``DATE-OBS``. Keys the light does not carry are not used (and said so).
+A light is matched on its :class:`Light` keys: camera (``CAMERAID``; without it the image size
+and ``INSTRUME``), gain, offset, read-out mode, binning, bit depth, set-point, exposure, filter
+and date, as :mod:`capture.lights.conventions` reads them from the header and file-name
+conventions of the programs that write lights (the one reader of a light, bounded and
+validated). Keys the light does not carry are not used (and said so).
 
 Only current masters take part (:func:`capture.library.masters_table.mark_current`), and only
 master darks of the configured convention (``masters.dark_convention``): a with-bias dark
@@ -32,12 +33,8 @@ from dataclasses import dataclass
 from dataclasses import field
 from datetime import UTC
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
-from astropy.io import fits
-
-from calibd.capture.library.headermap import number
 from calibd.capture.library.index import Index
 from calibd.capture.library.masters_table import MasterRow
 from calibd.capture.library.masters_table import MatchKeys
@@ -58,21 +55,20 @@ class Choice:
 
 @dataclass(frozen=True, kw_only=True)
 class Light(MatchKeys):
-    """A light frame's match keys (its binning is 1 where the header does not say)."""
+    """A light frame's match keys (made by :meth:`capture.lights.conventions.LightFrame.light`
+    from validated values), and its CFA pattern as stored (None: mono)."""
 
-    @classmethod
-    def from_header(cls, h: fits.Header) -> Light:
-        def num(key: str) -> Any:
-            return number(h.get(key))
+    bayer: str | None = None
 
-        temp = num("SET-TEMP")
-        return cls(camera_id=h.get("CAMERAID"), instrument=h.get("INSTRUME"),
-                   gain=num("GAIN"), offset=num("OFFSET"), readout_mode=h.get("READOUTM"),
-                   binning=int(num("XBINNING") or 1), bit_depth=num("BITDEPTH"),
-                   setpoint_c=temp if temp is not None else num("CCD-TEMP"),
-                   exposure_s=num("EXPTIME") if num("EXPTIME") is not None else num("EXPOSURE"),
-                   filter=h.get("FILTER"), date_obs=h.get("DATE-OBS"),
-                   width=num("NAXIS1"), height=num("NAXIS2"))
+    def describe(self, *, degrees: str = "°C") -> str:
+        """The settings in one line, e.g. ``gain 100, offset 50, bin 1, 300 s, -10 °C, filter
+        L`` (``?`` for what the light does not say; ``degrees``: the unit written)."""
+        def val(v: object, unit: str = "") -> str:
+            return "?" if v is None else f"{v:g}{unit}" if isinstance(v, float) else f"{v}{unit}"
+
+        return (f"gain {val(self.gain)}, offset {val(self.offset)}, bin {self.binning}, "
+                f"{val(self.exposure_s, ' s')}, {val(self.setpoint_c, ' ' + degrees)}, "
+                f"filter {val(self.filter)}" + (f", {self.bayer}" if self.bayer else ""))
 
 
 def _same_camera(light: Light, m: MasterRow) -> bool:
@@ -120,13 +116,13 @@ def _steps(kind: str, candidates: list[MasterRow],
 Doubling = Mapping[tuple[str | None, int | None], float]  # (camera, gain) -> T_d (°C)
 
 
-def match(index: Index, header: fits.Header, *, tolerance_c: float = 1.0,
+def match(index: Index, light: Light, *, tolerance_c: float = 1.0,
           flat_max_age_days: float = 60.0, dark_convention: str = "with-bias",
           doubling_c: Doubling | None = None) -> list[Choice]:
     """The master bias, dark, flat and bad pixel map for a light frame: current masters only,
     master darks of ``dark_convention`` only (``with-bias`` or ``bias-subtracted``).
     ``doubling_c``: the measured dark-current doubling temperatures (dark step 4)."""
-    return match_light(index.masters(), Light.from_header(header), tolerance_c=tolerance_c,
+    return match_light(index.masters(), light, tolerance_c=tolerance_c,
                        flat_max_age_days=flat_max_age_days, dark_convention=dark_convention,
                        doubling_c=doubling_c)
 
@@ -250,12 +246,3 @@ def _days(a: str, b: str) -> float | None:
     except ValueError:
         return None
     return (db - da).total_seconds() / 86400.0
-
-
-def light_header(path: Path) -> fits.Header:
-    """Header of the light frame (the first HDU with an image)."""
-    with fits.open(path) as hdul:
-        for hdu in hdul:
-            if hdu.header.get("NAXIS", 0) >= 2:
-                return hdu.header.copy()
-        return hdul[0].header.copy()
