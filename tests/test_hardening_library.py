@@ -10,6 +10,7 @@ and mount namespace (``unshare``), so the tests work the same as root and as a u
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import json
 import os
@@ -28,6 +29,7 @@ from calibd.capture.errors import LibraryError
 from calibd.capture.library import checksum
 from calibd.capture.library.atomic import AtomicFile
 from calibd.capture.library.index import Index
+from calibd.capture.library.rescan import move_aside
 from tests.support import REPO
 from tests.support import assert_library_exact
 from tests.support import calibd_subprocess
@@ -154,6 +156,30 @@ def test_rescan_works_on_a_damaged_index(work: dict[str, Path]) -> None:
     assert json.loads(res.stdout)["frames"] == sum(PLANNED.values())
     assert list(lib.glob("calibd.sqlite.damaged-*"))
     assert_library_exact(lib, PLANNED)
+
+
+@pytest.mark.parametrize("renames_done", [1, 2])
+def test_an_index_moved_aside_half_way_never_leaves_its_log_beside_no_index(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, renames_done: int) -> None:
+    """A power cut between the renames of a damaged index (simulated at os.rename, the lowest
+    layer): its write-ahead log must not stay where a new index would replay it."""
+    for suffix in ("", "-wal", "-shm"):
+        (tmp_path / f"calibd.sqlite{suffix}").write_bytes(b"\xa5" * 4096)
+    real_rename = os.rename
+    done: list[str] = []
+
+    def cut_off(src: Any, dst: Any) -> None:
+        if len(done) == renames_done:
+            raise OSError(errno.EIO, "power cut")
+        real_rename(src, dst)
+        done.append(Path(src).name)
+
+    monkeypatch.setattr(os, "rename", cut_off)
+    with pytest.raises(LibraryError, match="cannot be moved aside"):
+        move_aside(tmp_path)
+    monkeypatch.setattr(os, "rename", real_rename)
+    assert (tmp_path / "calibd.sqlite").exists(), done
+    assert not (tmp_path / "calibd.sqlite-wal").exists(), done
 
 
 def test_damage_found_during_use_is_a_library_error_with_the_way_out(

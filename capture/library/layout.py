@@ -27,6 +27,9 @@ KIND_FILE_PREFIX: dict[str, str] = {
     "darkflat": "DarkFlat",
 }
 INDEX_NAME = "calibd.sqlite"
+# The index's files in the order to move or delete them: the write-ahead log first, the index
+# last. A log left beside a missing or new index would be replayed into it.
+INDEX_SUFFIXES = ("-wal", "-shm", "")
 
 
 def safe_part(text: str) -> str:

@@ -43,6 +43,7 @@ from calibd.capture.library.headermap import master_row
 from calibd.capture.library.index import Index
 from calibd.capture.library.index import IndexDamaged
 from calibd.capture.library.layout import INDEX_NAME
+from calibd.capture.library.layout import INDEX_SUFFIXES
 from calibd.capture.library.layout import safe_part
 from calibd.capture.library.masters_table import inputs_digest
 from calibd.drivers.clock import Clock
@@ -334,11 +335,12 @@ def open_existing(root: Path) -> Index:
 
 
 def move_aside(root: Path) -> Path:
-    """Move a damaged index (and its ``-wal``/``-shm``) out of the way; returns its new name."""
+    """Move a damaged index (and its ``-wal``/``-shm``, those first) out of the way; returns its
+    new name."""
     db_path = root / INDEX_NAME
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     aside = db_path.with_name(f"{INDEX_NAME}.damaged-{stamp}")
-    for suffix in ("", "-wal", "-shm"):
+    for suffix in INDEX_SUFFIXES:
         src = Path(str(db_path) + suffix)
         if src.exists():
             try:
@@ -419,7 +421,7 @@ def _rescan(root: Path) -> dict[str, int]:
         except IndexDamaged as err:
             log.warning("%s", err)
             move_aside(root)
-        for suffix in ("", "-wal", "-shm"):
+        for suffix in INDEX_SUFFIXES:
             Path(str(db_path) + suffix).unlink(missing_ok=True)
     index = Index(root)
     files, temps = _fits_files(root)
