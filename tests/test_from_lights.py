@@ -393,7 +393,8 @@ def test_a_lights_bayer_phase_folds_in_the_offsets_and_row_order(
     assert read_light(path, read_header(path)).bayer == expected
 
 
-@pytest.mark.parametrize("layout", ["compressed", "extension", "compressed .fz"])
+@pytest.mark.parametrize("layout", ["compressed", "extension", "compressed .fz",
+                                    "extension, no EXTEND card"])
 def test_a_light_whose_image_is_in_an_extension_is_read_from_that_header(
         tmp_path: Path, layout: str) -> None:
     """N.I.N.A.'s compressed FITS and fpack's .fz keep the image and its keywords in a
@@ -416,6 +417,12 @@ def test_a_light_whose_image_is_in_an_extension_is_read_from_that_header(
     path = tmp_path / "lights" / ("light.fz" if layout.endswith(".fz") else "light.fits")
     path.parent.mkdir()
     fits.HDUList([primary, hdu]).writeto(path)
+    if layout.endswith("no EXTEND card"):  # optional in FITS; astropy always writes it
+        raw = bytearray(path.read_bytes())
+        at = raw.index(b"EXTEND  =")
+        assert at % 80 == 0
+        raw[at:at + 80] = b" " * 80
+        path.write_bytes(bytes(raw))
     frame = read_light_file(path)
     assert frame.usable, frame.problems
     assert (frame.exposure_s, frame.gain, frame.offset, frame.setpoint_c, frame.filter) == \

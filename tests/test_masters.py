@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import shutil
 import textwrap
@@ -15,6 +16,7 @@ from astropy.io import fits
 
 from calibd.capture.combine import write_master
 from calibd.capture.config import MastersConfig
+from calibd.capture.library.headermap import master_row
 from calibd.capture.library.index import Index
 from calibd.capture.library.policy import parse_utc
 from calibd.capture.library.status import status_data
@@ -144,33 +146,50 @@ def test_bad_pixel_map_recovers_hot_and_dead_pixels(library: Path) -> None:
     assert h["NHOT"] == len(found_hot)
 
 
-def test_the_bad_pixel_map_is_dated_by_its_oldest_master_and_aged_by_the_policy(
-        capsys: pytest.CaptureFixture[str], library: Path) -> None:
-    (bpm,) = masters(library, "bpm")
-    h = fits.getheader(library / bpm.path)
+def test_the_bad_pixel_map_is_dated_by_its_master_dark_and_aged_by_the_policy(
+        capsys: pytest.CaptureFixture[str], library: Path, tmp_path: Path) -> None:
+    lib = tmp_path / "lib"
+    shutil.copytree(library, lib)
+    # The flat (any current flat takes part, for cold pixels) made older than the dark: the map
+    # is still dated by its dark, where the hot pixels that come with age are found.
+    (flat,) = masters(lib, "flat")
+    with fits.open(lib / flat.path) as hdul:
+        header, data = hdul[0].header.copy(), np.asarray(hdul[0].data)
+    header["DATE-OBS"] = "2020-01-01T00:00:00.000"
+    write_master(lib / flat.path, data, header)
+    assert run_cli(capsys, "library", "rescan", "--library", lib).code == 0
+    assert run_cli(capsys, "masters", "build", "--library", lib, "--kind", "bpm").code == 0
+    (bpm,) = masters(lib, "bpm")
+    h = fits.getheader(lib / bpm.path)
     made_from = {str(line).removeprefix("from ") for line in h["HISTORY"]}
-    sources = [fits.getheader(library / m.path) for kind in ("dark", "flat")
-               for m in masters(library, kind) if Path(m.path).name in made_from]
-    assert len(sources) == h["NCOMBINE"] == 2
-    starts = [parse_utc(s["DATE-OBS"]) for s in sources]
-    assert starts[0] != starts[1]
-    assert parse_utc(h["DATE-OBS"]) == min(t for t in starts if t is not None)
+    (dark,) = masters(lib, "dark")
+    assert {Path(dark.path).name, Path(flat.path).name} == made_from
+    assert h["DATE-OBS"] == fits.getheader(lib / dark.path)["DATE-OBS"] == dark.date_obs
     assert h["TIMESYS"] == "UTC" and bpm.date_obs == h["DATE-OBS"]
     # The library judges the map like any master: age, then expiry by max_age_days.bpm.
-    res = run_cli(capsys, "library", "status", "--library", library, "--json")
+    res = run_cli(capsys, "library", "status", "--library", lib, "--json")
     (shown,) = [m for m in json.loads(res.out)["masters"] if m["kind"] == "bpm"]
     assert shown["valid"] is True and shown["age_days"] is not None
     taken = parse_utc(h["DATE-OBS"])
     assert taken is not None
-    index = Index(library)
+    index = Index(lib)
     try:
         for days, valid in ((10.0, True), (200.0, False)):
-            data = status_data(library, index, now=taken + timedelta(days=days))
+            data = status_data(lib, index, now=taken + timedelta(days=days))
             (m,) = [m for m in data["masters"] if m["kind"] == "bpm"]
             assert m["valid"] is valid and abs(m["age_days"] - days) < 0.01
         assert "expired: 200 days old, the policy keeps bpm 180 days" in m["invalid_reason"]
+        # A map from an earlier calibd has no date: the next build makes it again, dated.
+        old = fits.getheader(lib / bpm.path)
+        del old["DATE-OBS"]
+        index.upsert_master(master_row(old, path=bpm.path, inputs_digest=None))
     finally:
         index.close()
+    (undated,) = masters(lib, "bpm")
+    assert undated.date_obs is None
+    res = run_cli(capsys, "masters", "build", "--library", lib)
+    assert res.code == 0 and "Master_BPM_g100_bin1.fits" in res.out, res.out
+    assert masters(lib, "bpm")[0].date_obs == dark.date_obs
 
 
 def test_build_is_idempotent_then_force_rebuilds(capsys: pytest.CaptureFixture[str],
@@ -332,9 +351,26 @@ def test_library_match_reads_the_light_like_from_lights_does(
         res = run_cli(capsys, *args, "--library", library)
         assert res.code == 0, res.err
         assert "\x1b" not in res.out + res.err and "Traceback" not in res.err
-    text = run_cli(capsys, "library", "match", hostile, "--library", library).out
-    assert "problem: FILTER is malformed or unprintable: not read" in text
+    for args in (("library", "match", hostile), ("masters", "export", tmp_path / "siril2",
+                                                 "--to", "siril", "--light", hostile)):
+        text = run_cli(capsys, *args, "--library", library).out
+        assert "problem: FILTER is malformed or unprintable: not read" in text, text
     assert "filter ?" in (tmp_path / "siril" / "calibrate_lights.ssf").read_text()
+    assert run_cli(capsys, "library", "match", hostile, "--library", library,
+                   "--strict").code == 1
+    # A byte outside ASCII in a comment (a degree sign) costs nothing but that card's text.
+    degree = tmp_path / "degree.fits"
+    fits.PrimaryHDU(data, with_cards(hdr, FILTER="HZ", **{"SET-TEMP": (-10.0, "ZZ")})).writeto(
+        degree)
+    degree.write_bytes(degree.read_bytes().replace(b"/ ZZ", b"/ \xb0C").replace(b"'HZ", b"'H\xe1"))
+    got = chosen(degree)
+    assert got["problems"] == ["FILTER is malformed or unprintable: not read"], got["problems"]
+    assert "-10 °C" in got["settings"]
+    # gzip is not read, and says so.
+    gz = tmp_path / "light.fits.gz"
+    gz.write_bytes(gzip.compress(packed.read_bytes()))
+    res = run_cli(capsys, "library", "match", gz, "--library", library)
+    assert res.code == 2 and "gunzip" in res.err
     # A dark given as the light: refused with the reason (exit 2).
     not_light = tmp_path / "dark.fits"
     fits.PrimaryHDU(data, with_cards(hdr, IMAGETYP="Dark Frame")).writeto(not_light)

@@ -9,6 +9,7 @@ from typing import Any
 from calibd.capture.cli.common import add_config_args
 from calibd.capture.cli.common import command_group
 from calibd.capture.cli.common import library_from_args
+from calibd.capture.cli.common import light_lines
 from calibd.capture.cli.common import print_json
 from calibd.capture.cli.common import read_light_frame
 from calibd.capture.cli.common import table
@@ -35,7 +36,8 @@ def register(sub: Any) -> None:
     match.add_argument("--tolerance", type=float, default=1.0, metavar="DEGC",
                        help="set-point tolerance (default 1 °C)")
     match.add_argument("--strict", action="store_true",
-                       help="exit 1 when a bias, dark or flat is missing")
+                       help="exit 1 when a bias, dark or flat is missing, or the light's "
+                            "header is contradictory or lacks what matching needs")
     match.add_argument("--json", action="store_true")
     match.set_defaults(handler=run_match)
     scan = lib_sub.add_parser("rescan", help="rebuild the index from the FITS headers")
@@ -141,17 +143,14 @@ def run_match(args: argparse.Namespace) -> int:
                     "settings": light.describe(), "notes": frame.notes,
                     "problems": frame.problems, "masters": [c.to_dict() for c in choices]})
     else:
-        print(f"Light {shown(args.light.name)}: {light.describe()}")
-        for what, lines in (("problem", frame.problems), ("note", frame.notes)):
-            for line in lines:
-                print(f"  {what}: {line}")
+        print("\n".join(light_lines(frame)))
         for c in choices:
             where = str(root / c.master.path) if c.master else "none"
             print(f"  {c.kind:5s} {where}")
             for reason in c.reasons:
                 print(f"        {reason}")
     missing = [c for c in choices if c.master is None and c.kind in ("bias", "dark", "flat")]
-    return 1 if args.strict and missing else 0
+    return 1 if args.strict and (missing or frame.problems) else 0
 
 
 def run_rescan(args: argparse.Namespace) -> int:

@@ -15,6 +15,7 @@ from typing import Any
 from calibd.capture.cli.common import add_config_args
 from calibd.capture.cli.common import command_group
 from calibd.capture.cli.common import library_from_args
+from calibd.capture.cli.common import light_lines
 from calibd.capture.cli.common import print_json
 from calibd.capture.cli.common import read_light_frame
 from calibd.capture.cli.common import table
@@ -132,7 +133,9 @@ def run_export(args: argparse.Namespace) -> int:
     if args.light is not None:
         if args.target != "siril":
             raise InputError([Problem(args.light, None, "--light", "only with --to siril")])
-        light = read_light_frame(args.light).light()
+        frame = read_light_frame(args.light)
+        print("\n".join(light_lines(frame)))
+        light = frame.light()
     from calibd.capture.library.rescan import open_existing
     from calibd.capture.masters.export import SCRIPT
     from calibd.capture.masters.export import ExportError

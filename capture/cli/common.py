@@ -10,6 +10,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from typing import Any
 
+from calibd.capture.textsafe import shown
+
 if TYPE_CHECKING:  # imported when used: `masters combine` needs no configuration
     from calibd.capture.config import Config
     from calibd.capture.lights.conventions import LightFrame
@@ -80,6 +82,15 @@ def read_light_frame(path: Path) -> LightFrame:
     if frame.skipped is not None:
         raise InputError([Problem(path, None, "", frame.skipped)])
     return frame
+
+
+def light_lines(frame: LightFrame) -> list[str]:
+    """What was read of a light given to a command, for the user: its settings, then what
+    could not be read or had to be derived (already made safe to print)."""
+    out = [f"Light {shown(frame.path.name)}: {frame.light().describe()}"]
+    out += [f"  problem: {line}" for line in frame.problems]
+    out += [f"  note: {line}" for line in frame.notes]
+    return out
 
 
 def free_bytes(path: Path) -> int:

@@ -73,6 +73,9 @@ def read_header(path: Path) -> Header:
             return _xisf_header(fd)
         if suffix in FITS_SUFFIXES:
             return _fits_header(fd)
+        if suffix == ".gz":
+            raise HeaderError("is gzip-compressed: unpack it (gunzip), or compress with fpack "
+                              "(.fz), which is read")
         raise HeaderError("is neither FITS nor XISF")
     finally:
         os.close(fd)
@@ -80,7 +83,7 @@ def read_header(path: Path) -> Header:
 
 def _fits_header(fd: int) -> Header:
     primary, used = _fits_hdu_header(fd, first=True, budget=MAX_FITS_HEADER_BLOCKS)
-    if primary.get("NAXIS") != 0 or primary.get("EXTEND") is not True:
+    if primary.get("NAXIS") != 0:  # (EXTEND is optional: FITS does not require it)
         return primary
     # An empty primary HDU has no data: the next header follows at once. A tile-compressed
     # image (fpack, CFITSIO; N.I.N.A.'s compressed FITS) or an IMAGE extension keeps the
@@ -116,10 +119,14 @@ def _fits_hdu_header(fd: int, *, first: bool, budget: int) -> tuple[Header, int]
     else:
         raise HeaderError(f"has no END card in its first {MAX_FITS_HEADER_BLOCKS} header "
                           "blocks")
-    try:
-        text = b"".join(blocks).decode("ascii")
-    except UnicodeDecodeError:
-        raise HeaderError("has non-ASCII bytes in its FITS header") from None
+    raw = b"".join(blocks)
+    # A byte outside ASCII (a "°" in a comment, written by some programs) is its card's
+    # problem, not the file's: read with "?" in its place, that card keeps a number or a
+    # truth value (the byte was in the comment) but not a text, which would be altered.
+    cards = [raw[i:i + 80] for i in range(0, len(raw), 80)]
+    altered = {c[:8].decode("ascii", "replace").strip().upper() for c in cards
+               if not c.isascii()}
+    text = b"".join(bytes(b if b < 128 else 63 for b in c) for c in cards).decode("ascii")
     try:
         header = fits.Header.fromstring(text)
     except Exception as err:  # astropy raises several kinds for a malformed card
@@ -132,6 +139,8 @@ def _fits_hdu_header(fd: int, *, first: bool, budget: int) -> tuple[Header, int]
         try:
             value = card.value
         except Exception:  # astropy raises several kinds for a card it cannot parse
+            value = UNREADABLE
+        if isinstance(value, str) and key in altered:
             value = UNREADABLE
         if isinstance(value, bool | int | float | str | _Unreadable):
             out[key] = value

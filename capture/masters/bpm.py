@@ -18,8 +18,9 @@ the sensor). A red pixel on a green-heavy flat is not "cold". The pattern comes 
 
 The map is a uint8 FITS image: 0 good, bit 1 hot, bit 2 cold/dead; ``NHOT``, ``NCOLD`` and the
 thresholds are in the header, the masters used in HISTORY, and as ``DATE-OBS`` the start of the
-oldest of them: the library policy (``max_age_days.bpm``, invalidations, a changed camera)
-judges the map by that date.
+oldest master dark used: the library policy (``max_age_days.bpm``, invalidations, a changed
+camera) judges the map by that date. A map without it (built by an earlier calibd) is built again
+by the next ``masters build`` or run.
 """
 
 from __future__ import annotations
@@ -109,11 +110,13 @@ def _bias_for(index: Index, dark: MasterRow) -> MasterRow | None:
     return rows[0] if rows else None
 
 
-def _earliest_start(used: list[MasterRow]) -> str | None:
-    """The ``DATE-OBS`` of the oldest of ``used`` (as its header has it), None when none has
-    a readable one. The map is dated by it: it says no more about the sensor than its oldest
-    input, so the library policy ages and expires it with that input."""
-    dated = [(t, m.date_obs) for m in used if (t := parse_utc(m.date_obs)) is not None]
+def _earliest_start(darks: list[MasterRow]) -> str | None:
+    """The ``DATE-OBS`` of the oldest of ``darks`` that has a readable one (as its header has
+    it), None when none has. The map is dated by it: hot pixels are what changes with time, so
+    the library policy ages and expires the map with the darks it found them in. (The flats'
+    cold and dead pixels stay, and any current flat of any filter takes part: an old flat of a
+    filter seldom used must not make a new map look old.)"""
+    dated = [(t, m.date_obs) for m in darks if (t := parse_utc(m.date_obs)) is not None]
     return min(dated, key=lambda d: d[0])[1] if dated else None
 
 
@@ -171,9 +174,9 @@ def build_bpm(index: Index, camera: str, gain: int, binning: int, cfg: MastersCo
     if first.bit_depth is not None:
         header["BITDEPTH"] = (first.bit_depth, "native ADC bits of the camera")
     header["NCOMBINE"] = (len(used), "masters the map was made from")
-    start = _earliest_start(used)
+    start = _earliest_start([m for m in used if m.kind == "dark"])
     if start is not None:
-        header["DATE-OBS"] = (start, "UTC start of its oldest input master")
+        header["DATE-OBS"] = (start, "UTC start of its oldest master dark")
         header["TIMESYS"] = ("UTC", "time scale of DATE-OBS")
     header["NHOT"] = (n_hot, "hot pixels")
     header["NCOLD"] = (n_cold, "cold or dead pixels")

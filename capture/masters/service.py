@@ -97,7 +97,9 @@ def build_missing(index: Index, cfg: MastersConfig, *, kinds: Sequence[str] | No
             log.error("master %s not built: %s", group.describe(), err)
             report.failed.append(f"{group.describe()}: {err}")
     if bpm and (kinds is None or "bpm" in kinds or touched):
-        have = {(m.camera, m.gain, m.binning) for m in index.masters("bpm")}
+        # A map without DATE-OBS (from before maps carried it) is built again: undated, the
+        # library policy cannot judge it.
+        have = {(m.camera, m.gain, m.binning) for m in index.masters("bpm") if m.date_obs}
         for key in bpm_keys(index):
             if force or key in touched or key not in have or (kinds and "bpm" in kinds):
                 try:

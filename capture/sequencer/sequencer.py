@@ -498,11 +498,18 @@ class Sequencer:
                 if self.clock.wait(self.stop, min(2.0**failures, 30.0)):
                     raise RunPaused("stop requested") from None
 
-    def _resettle(self, cell: Cell, why: str) -> None:
+    def _resettle(self, cell: Cell, why: str, *, reconnecting: bool = False) -> None:
+        """Wait for the cooler to settle at the cell's set-point again. ``reconnecting``: called
+        inside :meth:`_call_device`'s loop, so a camera lost now belongs to that loop's one
+        deadline (no second reconnect loop). Raises RunPaused (stop, no settling),
+        DeviceUnavailable (``reconnecting`` only)."""
         log.info("%s: %s; waiting for the cooler", self.name, why)
         policy = self.policy.cooling
-        result: SettleResult = self._call_device(
-            lambda: self.cooler.settle(cell.setpoint_c, dwell_s=min(policy.dwell_s, 30.0)), cell)
+
+        def settle() -> SettleResult:
+            return self.cooler.settle(cell.setpoint_c, dwell_s=min(policy.dwell_s, 30.0))
+
+        result = settle() if reconnecting else self._call_device(settle, cell)
         if result.stopped:
             raise RunPaused("stop requested while cooling")
         if not result.ok:
@@ -528,7 +535,9 @@ class Sequencer:
                 self.event("info", "reconnected",
                            "camera reconnected; settings and set-point restored", cell)
                 if resettle:
-                    self._resettle(cell, "after reconnecting")
+                    self._resettle(cell, "after reconnecting", reconnecting=True)
+                if self.stop.is_set():
+                    raise RunPaused("stop requested")
                 self.update(phase="exposing", message=cell.describe())
             return fn()
 
