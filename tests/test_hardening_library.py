@@ -30,6 +30,7 @@ from calibd.capture.library import checksum
 from calibd.capture.library.atomic import AtomicFile
 from calibd.capture.library.index import Index
 from calibd.capture.library.rescan import move_aside
+from calibd.capture.library.rescan import rescan
 from tests.support import REPO
 from tests.support import assert_library_exact
 from tests.support import calibd_subprocess
@@ -156,6 +157,88 @@ def test_rescan_works_on_a_damaged_index(work: dict[str, Path]) -> None:
     assert json.loads(res.stdout)["frames"] == sum(PLANNED.values())
     assert list(lib.glob("calibd.sqlite.damaged-*"))
     assert_library_exact(lib, PLANNED)
+
+
+def _invalidate_darks(w: dict[str, Path]) -> None:
+    _calibd("library", "invalidate", "--kind", "darks", "--reason", "dust on the sensor",
+            "--library", w["lib"])
+    assert _dark_invalid(w)
+
+
+def _dark_invalid(w: dict[str, Path]) -> bool:
+    """The index's journal holds the invalidation (the frames' simulated dates lie ahead of
+    the real clock, so status would not yet show it as covering them)."""
+    index = Index(w["lib"], readonly=True)
+    try:
+        return [(i.kind, i.reason) for i in index.invalidations()] == \
+            [("dark", "dust on the sensor")]
+    finally:
+        index.close()
+
+
+def test_a_rescan_stopped_half_way_puts_the_index_and_its_journal_back(
+        work: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ctrl-C while the files are read (raised at os.fdopen, the lowest layer): the index as it
+    was, its recorded invalidation included, not a half-built one."""
+    _invalidate_darks(work)
+    before = _status(work)
+    real_fdopen = os.fdopen
+    opened: list[int] = []
+
+    def interrupted(fd: int, *args: Any, **kwargs: Any) -> Any:
+        opened.append(fd)
+        if len(opened) == 3:
+            os.close(fd)
+            raise KeyboardInterrupt
+        return real_fdopen(fd, *args, **kwargs)
+
+    monkeypatch.setattr(os, "fdopen", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        rescan(work["lib"])
+    monkeypatch.setattr(os, "fdopen", real_fdopen)
+    assert len(opened) == 3
+    assert not list(work["lib"].glob("calibd.sqlite.before-rescan*"))
+    after = _status(work)
+    assert after["frames"] == before["frames"] and after["runs"] == before["runs"]
+    assert after["masters"] == before["masters"] and _dark_invalid(work)
+
+
+def test_a_rescan_killed_half_way_is_undone_by_the_next(work: dict[str, Path]) -> None:
+    """SIGKILL leaves the old index aside and a half-built one in place: the next rescan
+    starts from the old one, so its journal (the invalidation) survives."""
+    _invalidate_darks(work)
+    lib = work["lib"]
+    os.rename(lib / "calibd.sqlite", lib / "calibd.sqlite.before-rescan")
+    Index(lib).close()  # the half-built index: empty, no journal
+    res = _calibd("library", "rescan", "--library", lib)
+    assert "did not finish" in res.stderr
+    assert not list(lib.glob("calibd.sqlite.before-rescan*"))
+    assert _dark_invalid(work)
+    assert_library_exact(lib, PLANNED)
+
+
+def _set_card(path: Path, key: str, value: str) -> None:
+    """Replace the card ``key`` in place, as another program (or a bad disk) might."""
+    raw = bytearray(path.read_bytes())
+    at = raw.index(key.ljust(8).encode() + b"=")
+    assert at % 80 == 0
+    raw[at:at + 80] = f"{key:<8}= {value:>20}".ljust(80).encode()
+    path.write_bytes(bytes(raw))
+
+
+def test_rescan_skips_files_it_cannot_index_and_keeps_the_rest(work: dict[str, Path]) -> None:
+    lib = work["lib"]
+    frames = sorted(fits_files(lib))
+    darks = [p for p in frames if "Darks" in p.parts and "Masters" not in p.parts]
+    _set_card(darks[0], "GAIN", "NAN")  # no FITS reader parses it
+    _set_card(darks[1], "RUNID", "99999999999999999999999")  # too large for the index
+    os.mkfifo(darks[0].with_name("fifo.fits"))  # never waited on
+    (darks[0].parent / "zero.fits").symlink_to("/dev/zero")
+    res = _calibd("library", "rescan", "--library", lib, "--json")
+    counts = json.loads(res.stdout)
+    assert counts["damaged"] == 4 and counts["frames"] == sum(PLANNED.values()) - 2, counts
+    assert "fifo.fits" in res.stderr and "zero.fits" in res.stderr
+    _calibd("masters", "list", "--library", lib)
 
 
 @pytest.mark.parametrize("renames_done", [1, 2])

@@ -18,6 +18,7 @@ orders). A mono image (or a colour sensor's mono-binned output) gets none of the
 from __future__ import annotations
 
 import errno
+import os
 from collections.abc import Callable
 from collections.abc import Iterable
 from collections.abc import Mapping
@@ -35,9 +36,11 @@ from astropy.io import fits
 from calibd.capture import __version__
 from calibd.capture import cfa
 from calibd.capture.errors import LibraryError
+from calibd.capture.inputfile import open_regular
 from calibd.capture.library.atomic import AtomicFile
 from calibd.capture.library.checksum import placeholder_cards
 from calibd.capture.library.checksum import seal
+from calibd.capture.textsafe import shown
 
 if TYPE_CHECKING:  # annotations only: reading headers needs no plan or driver modules
     from calibd.capture.plans.cells import Cell
@@ -226,17 +229,26 @@ _WRITE_BAND_BYTES = 1 << 20
 
 
 def read_complete_header(path: Path) -> fits.Header:
-    """Header of a complete single-image FITS file.
+    """Header of a complete single-image FITS file, every card's value readable.
 
-    Raises ValueError when the file is not FITS, truncated (shorter than its header says), or
-    has no 2-D image.
+    Only a regular file is opened, without blocking (a FIFO or a device in the library is
+    refused, not waited on). Raises ValueError (its text made safe to show) when the file is
+    not such a file, not FITS, has a card no FITS reader can parse, is truncated (shorter than
+    its header says), or has no 2-D image.
     """
     try:
-        with open(path, "rb") as fh:
+        with os.fdopen(open_regular(path), "rb") as fh:
             header = fits.Header.fromfile(fh)
             data_start = fh.tell()
     except (OSError, ValueError, EOFError) as err:
-        raise ValueError(f"{path.name}: not a readable FITS file ({err})") from None
+        raise ValueError(f"{shown(path.name)}: not a readable FITS file "
+                         f"({shown(str(err), 200)})") from None
+    for card in header.cards:  # parsed here once, so that no later read of a value raises
+        try:
+            card.value  # noqa: B018 - astropy parses a card's value when it is first read
+        except Exception:  # astropy raises several kinds (VerifyError, ValueError)
+            raise ValueError(f"{shown(path.name)}: the card {shown(str(card.keyword), 8)} "
+                             "cannot be read") from None
     if header.get("NAXIS") != 2:
         raise ValueError(f"{path.name}: not a 2-D image")
     bitpix = abs(int(header["BITPIX"]))

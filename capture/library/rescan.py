@@ -31,6 +31,7 @@ from typing import Any
 from astropy.io import fits
 
 from calibd.capture.errors import LibraryError
+from calibd.capture.inputfile import read_input_text
 from calibd.capture.library import checksum
 from calibd.capture.library.atomic import is_temp
 from calibd.capture.library.atomic import remove_leftovers
@@ -46,11 +47,14 @@ from calibd.capture.library.layout import INDEX_NAME
 from calibd.capture.library.layout import INDEX_SUFFIXES
 from calibd.capture.library.layout import safe_part
 from calibd.capture.library.masters_table import inputs_digest
+from calibd.capture.textsafe import shown
 from calibd.drivers.clock import Clock
 
 log = logging.getLogger(__name__)
 
 STATE_DIR = ".calibd"
+#: The old index while :func:`rescan` builds the new one (``calibd.sqlite.before-rescan``).
+BEFORE_RESCAN = f"{INDEX_NAME}.before-rescan"
 QUARANTINE_DIR = ".quarantine"
 
 
@@ -408,8 +412,33 @@ def _all_camera_locks(root: Path, held: str | None = None) -> Iterator[None]:
             lock.close()
 
 
+def _index_files(root: Path, name: str) -> list[Path]:
+    """The files of the index called ``name`` in ``root``, in :data:`INDEX_SUFFIXES` order."""
+    return [root / f"{name}{suffix}" for suffix in INDEX_SUFFIXES]
+
+
+def _remove_index(root: Path, name: str) -> None:
+    for path in _index_files(root, name):
+        path.unlink(missing_ok=True)
+
+
+def _move_index(root: Path, src: str, dest: str) -> None:
+    """Rename the index ``src`` to ``dest`` (its log first, the index last; a closed index has
+    no log). Raises OSError."""
+    for a, b in zip(_index_files(root, src), _index_files(root, dest), strict=True):
+        if a.exists():
+            os.rename(a, b)
+
+
 def _rescan(root: Path) -> dict[str, int]:
+    """Rebuild the index. The old one (its journal carried over) is kept as
+    :data:`BEFORE_RESCAN` until the new one is complete: a rescan that fails or is stopped
+    puts it back, and one that was killed is undone by the next."""
     db_path = root / INDEX_NAME
+    if (root / BEFORE_RESCAN).exists():  # a rescan killed before it finished
+        log.warning("an earlier rebuild of the index did not finish: its index is put back")
+        _remove_index(root, INDEX_NAME)
+        _move_index(root, BEFORE_RESCAN, INDEX_NAME)
     events: list[tuple[Any, ...]] = []
     if db_path.exists():
         try:
@@ -421,19 +450,48 @@ def _rescan(root: Path) -> dict[str, int]:
         except IndexDamaged as err:
             log.warning("%s", err)
             move_aside(root)
-        for suffix in INDEX_SUFFIXES:
-            Path(str(db_path) + suffix).unlink(missing_ok=True)
+        _move_index(root, INDEX_NAME, BEFORE_RESCAN)
+    try:
+        counts = _rebuild(root, events)
+    except BaseException:
+        _remove_index(root, INDEX_NAME)
+        _move_index(root, BEFORE_RESCAN, INDEX_NAME)
+        raise
+    _remove_index(root, BEFORE_RESCAN)
+    return counts
+
+
+def _is_manifest(m: Any) -> bool:
+    """What :func:`_fill` reads of a run manifest is there, of the right types."""
+    return (isinstance(m, dict) and type(m.get("run_id")) is int
+            and isinstance(m.get("plan_name"), str) and isinstance(m.get("camera"), str)
+            and isinstance(m.get("cells"), list)
+            and all(isinstance(c, dict) and isinstance(c.get("key"), str)
+                    and type(c.get("count")) is int for c in m["cells"]))
+
+
+def _rebuild(root: Path, events: list[tuple[Any, ...]]) -> dict[str, int]:
     index = Index(root)
+    try:
+        return _fill(index, root, events)
+    finally:
+        index.close()
+
+
+def _fill(index: Index, root: Path, events: list[tuple[Any, ...]]) -> dict[str, int]:
     files, temps = _fits_files(root)
     remove_leftovers(temps)
     runs: dict[int, dict[str, Any]] = {}
     mdir = root / STATE_DIR / "runs"
     for mpath in sorted(mdir.glob("run-*.json")) if mdir.is_dir() else []:
         try:
-            m = json.loads(mpath.read_text(encoding="utf-8"))
+            m = json.loads(read_input_text(mpath))
+            if not _is_manifest(m):
+                raise ValueError("not a run manifest of this calibd")
             runs[int(m["run_id"])] = m
-        except (OSError, ValueError, KeyError) as err:
-            log.warning("ignoring unreadable run manifest %s: %s", mpath, err)
+        except (OSError, ValueError, KeyError, TypeError, RecursionError) as err:
+            log.warning("ignoring unreadable run manifest %s: %s", shown(mpath.name),
+                        shown(str(err), 200))
     frames = 0
     damaged = 0
     masters: list[tuple[Path, fits.Header]] = []
@@ -441,20 +499,24 @@ def _rescan(root: Path) -> dict[str, int]:
     for path in sorted(files):
         try:
             header = read_complete_header(path)
-        except ValueError as err:
+        except ValueError as err:  # its text names the file, made safe
             log.warning("skipping %s", err)
             damaged += 1
             continue
-        if master_kind(header) is not None:
-            masters.append((path, header))
+        try:
+            if master_kind(header) is not None:
+                masters.append((path, header))
+                continue
+            row = frame_row(header)
+            if row["cell_key"] is None or row["run_id"] is None:
+                continue
+            row["path"] = path.relative_to(root).as_posix()
+            row["bytes"] = path.stat().st_size
+            index.add_frame(row)  # mtime_ns left empty: checked before it is counted
+        except (ValueError, OverflowError, TypeError) as err:  # a value the index cannot hold
+            log.warning("skipping %s: %s", shown(path.name), shown(str(err), 200))
+            damaged += 1
             continue
-        row = frame_row(header)
-        if row["cell_key"] is None or row["run_id"] is None:
-            continue
-        st = path.stat()
-        row["path"] = path.relative_to(root).as_posix()
-        row["bytes"] = st.st_size
-        index.add_frame(row)  # mtime_ns left empty: checked before it is counted
         frames += 1
         seen_runs.setdefault(int(row["run_id"]), {
             "plan_name": header.get("PLANNAME", "unknown"), "camera": row["camera"] or "",
@@ -486,7 +548,11 @@ def _rescan(root: Path) -> dict[str, int]:
             index.set_run_state(run_id, "complete")
     index.restore_events(events)
     for path, header in masters:
-        _index_master(index, path, header)
+        try:
+            _index_master(index, path, header)
+        except (ValueError, OverflowError, TypeError) as err:
+            log.warning("skipping %s: %s", shown(path.name), shown(str(err), 200))
+            damaged += 1
     return {"frames": frames, "runs": len(set(runs) | set(seen_runs)), "damaged": damaged,
             "masters": len(masters)}
 
