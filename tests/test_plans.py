@@ -272,6 +272,40 @@ BROKEN: list[tuple[str, str, int, str, str]] = [
 ]
 
 
+def _values(n: int, f: str = "{}") -> str:
+    return ", ".join(f.format(i) for i in range(n))
+
+
+_DARKS = "".join(f"""
+          - kind: dark
+            gains: [{g}]
+            setpoints_c: [{_values(50, "-{}")}]
+            exposures_s: [{_values(80, "1{}")}]
+            count: 1""" for g in range(3))
+BROKEN += [
+    # A few short lines that multiply to 64,000 cells (before the bound, 150-long lists took
+    # minutes and gigabytes to expand).
+    ("too-many-cells", f"""
+        sets:
+          - kind: dark
+            gains: [{_values(40)}]
+            setpoints_c: [{_values(40, "-{}")}]
+            exposures_s: [{_values(40, "1{}")}]
+            count: 1
+     """, 3, "sets[0]", "expands to 64,000 cells"),
+    ("too-many-cells-in-all", f"""
+        sets:{_DARKS}
+     """, 2, "sets", "the plan expands to 12,000 cells"),
+    ("list-too-long", f"""
+        sets:
+          - kind: bias
+            gains: [{_values(65)}]
+            setpoints_c: [-10]
+            count: 5
+     """, 4, "sets[0].gains", "at most 64 items"),
+]
+
+
 @pytest.mark.parametrize(("name", "text", "line", "key", "words"), BROKEN,
                          ids=[b[0] for b in BROKEN])
 def test_broken_plan_exits_2_naming_file_line_and_key(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Annotated
 from typing import Literal
+from typing import Self
 
 from pydantic import BaseModel
 from pydantic import ConfigDict
@@ -22,6 +23,10 @@ GainSpec = Annotated[int, Field(ge=0)] | Annotated[str, Field(min_length=1, max_
 Exposure = Annotated[float, Field(gt=0, le=86400, allow_inf_nan=False)]
 SetPoint = Annotated[float, Field(ge=-100, le=60, allow_inf_nan=False)]
 Count = Annotated[int, Field(ge=1, le=100000)]
+# Cells a set, and a whole plan, may expand to: far more than a full library needs (4 gains x
+# 3 set-points x 12 exposures is 144), far less than would stall the planner.
+MAX_SET_CELLS = 5000
+MAX_PLAN_CELLS = 10000
 Name = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")]
 
 
@@ -75,23 +80,43 @@ class Defaults(Strict):
 
 
 class _MatrixSet(Strict):
-    gains: list[GainSpec] = Field(min_length=1)
-    offsets: list[Annotated[int, Field(ge=0)]] | None = Field(None, min_length=1)
-    binnings: list[Annotated[int, Field(ge=1, le=16)]] | None = Field(None, min_length=1)
-    readout_modes: list[Annotated[str, Field(min_length=1)]] | None = Field(None, min_length=1)
-    setpoints_c: list[SetPoint] = Field(min_length=1)
+    gains: list[GainSpec] = Field(min_length=1, max_length=64)
+    offsets: list[Annotated[int, Field(ge=0)]] | None = Field(None, min_length=1, max_length=64)
+    binnings: list[Annotated[int, Field(ge=1, le=16)]] | None = Field(None, min_length=1,
+                                                                      max_length=16)
+    readout_modes: list[Annotated[str, Field(min_length=1, max_length=64)]] | None = Field(
+        None, min_length=1, max_length=16)
+    setpoints_c: list[SetPoint] = Field(min_length=1, max_length=64)
     count: Count
 
     @field_validator("gains", "offsets", "binnings", "readout_modes", "setpoints_c")
     @classmethod
     def _no_repeats(cls, value: list[object] | None) -> list[object] | None:
         if value is not None:
-            seen: list[object] = []
+            seen: set[object] = set()
             for v in value:
                 if v in seen:
                     raise ValueError(f"{v!r} is listed twice")
-                seen.append(v)
+                seen.add(v)
         return value
+
+    def cells_per_setting(self) -> int:
+        """Cells per gain, offset, binning, read-out mode and set-point (exposures, filters)."""
+        return 1
+
+    def cell_count(self) -> int:
+        """How many cells the set expands to (for a sensor set, an upper bound)."""
+        return (len(self.gains) * len(self.offsets or [0]) * len(self.binnings or [1])
+                * len(self.readout_modes or [""]) * len(self.setpoints_c)
+                * self.cells_per_setting())
+
+    @model_validator(mode="after")
+    def _bounded(self) -> Self:
+        n = self.cell_count()
+        if n > MAX_SET_CELLS:
+            raise ValueError(f"this set expands to {n:,} cells (its lists multiplied); at most "
+                             f"{MAX_SET_CELLS:,} per set: split it or shorten its lists")
+        return self
 
 
 class BiasSet(_MatrixSet):
@@ -101,7 +126,10 @@ class BiasSet(_MatrixSet):
 
 class DarkSet(_MatrixSet):
     kind: Literal["dark"]
-    exposures_s: list[Exposure] = Field(min_length=1)
+    exposures_s: list[Exposure] = Field(min_length=1, max_length=256)
+
+    def cells_per_setting(self) -> int:
+        return len(self.exposures_s)
 
     @field_validator("exposures_s")
     @classmethod
@@ -150,7 +178,8 @@ class DarkFlatOptions(Strict):
 class FlatSet(_MatrixSet):
     kind: Literal["flat"]
     source: Literal["panel", "sky"]
-    filters: list[Annotated[str, Field(min_length=1, max_length=32)]] = Field(min_length=1)
+    filters: list[Annotated[str, Field(min_length=1, max_length=32)]] = Field(min_length=1,
+                                                                              max_length=64)
     target_adu: float | None = Field(None, gt=0, le=65535)
     target_fraction: float | None = Field(None, gt=0, lt=1)
     tolerance_pct: float = Field(10.0, gt=0, le=50)
@@ -161,6 +190,9 @@ class FlatSet(_MatrixSet):
     panel: PanelOptions = PanelOptions()
     sky: SkyOptions = SkyOptions()
     dark_flats: DarkFlatOptions | None = None
+
+    def cells_per_setting(self) -> int:
+        return len(self.filters)
 
     @model_validator(mode="after")
     def _check(self) -> FlatSet:
@@ -173,7 +205,10 @@ class FlatSet(_MatrixSet):
 
 class DarkFlatSet(_MatrixSet):
     kind: Literal["darkflat"]
-    exposures_s: list[Exposure] = Field(min_length=1)
+    exposures_s: list[Exposure] = Field(min_length=1, max_length=256)
+
+    def cells_per_setting(self) -> int:
+        return len(self.exposures_s)
 
 
 class LadderOptions(Strict):
@@ -213,6 +248,9 @@ class SensorSet(_MatrixSet):
     offset_sweep: list[Annotated[int, Field(ge=0)]] | None = Field(None, min_length=2,
                                                                    max_length=64)
 
+    def cells_per_setting(self) -> int:
+        return 1 + self.flats.levels + len(self.dark_exposures_s) + len(self.offset_sweep or [])
+
     @field_validator("dark_exposures_s", "offset_sweep")
     @classmethod
     def _unique_values(cls, value: list[float] | None) -> list[float] | None:
@@ -237,7 +275,16 @@ class Plan(Strict):
     cooling: Cooling = Cooling()
     warmup: Warmup = Warmup()
     checks: Checks = Checks()
-    sets: list[AnySet] = Field(min_length=1)
+    sets: list[AnySet] = Field(min_length=1, max_length=100)
+
+    @field_validator("sets")
+    @classmethod
+    def _bounded(cls, sets: list[AnySet]) -> list[AnySet]:
+        n = sum(s.cell_count() for s in sets)
+        if n > MAX_PLAN_CELLS:
+            raise ValueError(f"the plan expands to {n:,} cells; at most {MAX_PLAN_CELLS:,}: "
+                             "split it into several plans")
+        return sets
 
 
 SET_MODELS: dict[str, type[Strict]] = {
