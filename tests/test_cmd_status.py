@@ -251,3 +251,108 @@ def test_control_error_messages_reach_the_user(daemon: ApiServer, control: Contr
     control.pause = refuse  # type: ignore[method-assign]
     assert run("control", "pause", "nope", "--url", daemon.url, "--token", TOKEN) == 1
     assert "(HTTP 404): no camera named 'nope'" in capsys.readouterr().err
+
+
+class HostileServer:
+    """A socket that answers every connection with ``reply`` (bytes, or a callable that writes
+    to the connection itself): what a compromised or foreign program on the port could send."""
+
+    def __init__(self, reply: Any) -> None:
+        self.reply = reply
+        self.listener = socket.socket()
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(4)
+        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        while not self.stop.is_set():
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return
+            with conn:
+                conn.recv(65536)
+                try:
+                    if callable(self.reply):
+                        self.reply(conn, self.stop)
+                    else:
+                        conn.sendall(self.reply)
+                except OSError:
+                    pass
+
+    def close(self) -> None:
+        self.stop.set()
+        self.listener.close()
+
+
+def _json_reply(body: bytes, status: str = "200 OK") -> bytes:
+    return (f"HTTP/1.0 {status}\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n").encode() + body
+
+
+def _drip(conn: socket.socket, stop: threading.Event) -> None:
+    conn.sendall(b"HTTP/1.0 200 OK\r\nContent-Type: application/json\r\n\r\n{")
+    while not stop.wait(0.2):  # one byte well within the socket timeout, for ever
+        conn.sendall(b" ")
+
+
+def _flood(conn: socket.socket, stop: threading.Event) -> None:
+    conn.sendall(b"HTTP/1.0 200 OK\r\nContent-Type: application/json\r\n\r\n[")
+    chunk = b"1," * 65536
+    while not stop.is_set():
+        conn.sendall(chunk)
+
+
+ESC = "\x1b[31m\x07"
+HOSTILE: list[tuple[str, Any, str]] = [
+    ("drip", _drip, "did not answer within 1 s"),
+    ("flood", _flood, "larger than 4,194,304 bytes"),
+    ("deep", _json_reply(b"[" * 200000 + b"]" * 200000), "did not answer with JSON"),
+    ("escape in the error", _json_reply(json.dumps({"error": ESC + "bad"}).encode(),
+                                         "409 Conflict"), "(HTTP 409): \\x1b[31m\\x07bad"),
+    ("escape in the reason", _json_reply(b"x", f"500 {ESC}EVIL"), "(HTTP 500): \\x1b"),
+    ("escape in the status line", ESC.encode() + b"GARBAGE\r\n\r\n", "not reachable"),
+    ("infinite eta", _json_reply(json.dumps({**STATUS, "cameras": {"main": {
+        **STATUS["cameras"]["main"], "run": {**STATUS["cameras"]["main"]["run"],
+                                             "eta_s": 1e999}}}}).replace(
+        "Infinity", "1e999").encode()), "dark g100"),
+    ("escape in the status", _json_reply(json.dumps({**STATUS, "library": {
+        **STATUS["library"], "root": f"/srv/{ESC}lib"}}).encode()), "/srv/\\x1b[31m\\x07lib"),
+    ("garbage types", _json_reply(json.dumps({**STATUS, "library": {
+        "runs": [{"planned": "many", "done": None}]}}).encode()), "not a calibd status"),
+]
+
+
+@pytest.mark.parametrize(("name", "reply", "says"), HOSTILE, ids=[h[0] for h in HOSTILE])
+def test_a_hostile_server_gets_a_bounded_answer_and_nothing_raw(
+        capsys: pytest.CaptureFixture[str], name: str, reply: Any, says: str) -> None:
+    server = HostileServer(reply)
+    try:
+        code = run("status", "--url", server.url, "--timeout", "1")
+    finally:
+        server.close()
+    out = capsys.readouterr()
+    assert "\x1b" not in out.out + out.err and "\x07" not in out.out + out.err
+    assert says in out.out + out.err, (out.out, out.err)
+    assert code == (0 if name in ("infinite eta", "escape in the status") else 1)
+
+
+@pytest.mark.parametrize("kind", ["fifo", "device", "binary", "huge"])
+def test_a_token_file_that_is_not_a_small_text_file_is_bad_input(tmp_path: Path,
+                                                                  kind: str) -> None:
+    import os
+
+    path = tmp_path / "token"
+    if kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "device":
+        path.symlink_to("/dev/zero")
+    elif kind == "binary":
+        path.write_bytes(b"\xff\xfe" + b"t" * 20)
+    else:
+        path.write_bytes(b"t" * 100_000)
+    with pytest.raises(InputError, match="cannot read the token file"):
+        run("control", "stop", "main", "--token-file", str(path))

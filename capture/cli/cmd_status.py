@@ -13,6 +13,7 @@ import argparse
 import json
 import os
 import sys
+import threading
 import urllib.error
 import urllib.request
 from datetime import datetime
@@ -28,12 +29,16 @@ from calibd.capture.cli.common import print_json
 from calibd.capture.cli.common import table
 from calibd.capture.errors import InputError
 from calibd.capture.errors import Problem
+from calibd.capture.inputfile import InputFileError
+from calibd.capture.inputfile import read_input_text
 from calibd.capture.textsafe import shown
 
 DEFAULT_URL = "http://127.0.0.1:8765"
 DEFAULT_TIMEOUT_S = 5.0
 TOKEN_ENV = "CALIBD_API_TOKEN"
 URL_ENV = "CALIBD_API_URL"
+MAX_ANSWER_BYTES = 4 * 1024 * 1024  # a status of many cameras and runs is tens of KB
+MAX_TOKEN_FILE_BYTES = 4096
 
 
 class ApiUnreachable(Exception):
@@ -89,8 +94,14 @@ def run_status(args: argparse.Namespace) -> int:
         return 1
     if args.json:
         print_json(data)
-    else:
-        print(format_status(data, url))
+        return 0
+    try:
+        text = format_status(data, url)
+    except (ValueError, TypeError, OverflowError, KeyError, AttributeError):
+        print(f"error: {shown(url, 200)} answered something that is not a calibd status",
+              file=sys.stderr)
+        return 1
+    print(text)
     return 0
 
 
@@ -123,10 +134,10 @@ def _endpoint(args: argparse.Namespace) -> tuple[str, str | None]:
     token: str | None = args.token
     if args.token_file is not None:
         try:
-            token = args.token_file.read_text(encoding="utf-8").strip()
-        except OSError as err:
+            token = read_input_text(args.token_file, MAX_TOKEN_FILE_BYTES).strip()
+        except InputFileError as err:
             raise InputError([Problem(args.token_file, None, "",
-                                      f"cannot read the token file: {err.strerror}")]) from None
+                                      f"cannot read the token file: it {err}")]) from None
         if not token:
             raise InputError([Problem(args.token_file, None, "", "the token file is empty")])
     elif token is None:
@@ -142,8 +153,11 @@ def request_json(method: str, url: str, *, token: str | None = None,
     """One request to the API; returns the JSON object it answered. Blocks up to about
     ``timeout_s`` seconds per network operation. Ignores proxy settings.
 
-    Raises ApiUnreachable (with a message for the user) when the daemon cannot be reached,
-    does not answer in time, answers with an HTTP error, or answers something not JSON."""
+    Raises ApiUnreachable (with a message for the user, safe to print) when the daemon cannot
+    be reached, does not answer in time (``timeout_s`` per network operation, about
+    ``timeout_s`` for the whole exchange), answers with an HTTP error, answers more than
+    :data:`MAX_ANSWER_BYTES`, or answers something not a JSON object. Every text in the answer
+    is made safe to print (:func:`_safe`)."""
     data = None if body is None else json.dumps(body).encode("utf-8")
     req = urllib.request.Request(url, data=data, method=method)
     req.add_header("Accept", "application/json")
@@ -151,45 +165,102 @@ def request_json(method: str, url: str, *, token: str | None = None,
         req.add_header("Content-Type", "application/json")
     if token:
         req.add_header("Authorization", f"Bearer {token}")
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
     where = url.split("/api/", 1)[0]
-    try:
-        with opener.open(req, timeout=timeout_s) as resp:
-            raw = resp.read()
-    except urllib.error.HTTPError as err:
-        raise ApiUnreachable(_http_error(err, token is not None)) from None
-    except urllib.error.URLError as err:
-        reason = err.reason
-        if isinstance(reason, ConnectionRefusedError):
-            text = "connection refused (is the calibd service running?)"
-        elif isinstance(reason, TimeoutError):
-            text = f"no answer within {timeout_s:g} s"
-        else:
-            text = str(getattr(reason, "strerror", None) or reason)
-        raise ApiUnreachable(f"calibd daemon not reachable at {where}: {text}") from None
-    except TimeoutError:
+    # The whole exchange runs in a helper thread so that a server dripping its answer (each
+    # read within the socket timeout) cannot hold the command past the deadline.
+    outcome: list[bytes | BaseException] = []
+    worker = threading.Thread(target=_exchange, args=(req, timeout_s, outcome),
+                              name="calibd-api-client", daemon=True)
+    worker.start()
+    worker.join(timeout_s + 1.0)
+    if not outcome:
         raise ApiUnreachable(f"calibd daemon at {where} did not answer within "
-                             f"{timeout_s:g} s") from None
-    except (OSError, HTTPException) as err:
-        raise ApiUnreachable(f"calibd daemon not reachable at {where}: {err}") from None
+                             f"{timeout_s:g} s")
+    result = outcome[0]
+    if not isinstance(result, bytes):
+        raise _unreachable(result, where, timeout_s, token is not None)
     try:
-        answer = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError):
+        answer = _safe(json.loads(result.decode("utf-8")))
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
         raise ApiUnreachable(f"{where} did not answer with JSON (is it calibd?)") from None
     if not isinstance(answer, dict):
         raise ApiUnreachable(f"{where} answered {type(answer).__name__}, expected an object")
     return answer
 
 
-def _http_error(err: urllib.error.HTTPError, had_token: bool) -> str:
+def _exchange(req: urllib.request.Request, timeout_s: float,
+              outcome: list[bytes | BaseException]) -> None:
+    """Send ``req`` and put at most :data:`MAX_ANSWER_BYTES` of the answer (or what was
+    raised) into ``outcome``. Runs in :func:`request_json`'s helper thread."""
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
     try:
-        message = str(json.loads(err.read().decode("utf-8")).get("error"))
-    except (OSError, ValueError, AttributeError):
-        message = err.reason if isinstance(err.reason, str) else "error"
+        with opener.open(req, timeout=timeout_s) as resp:
+            raw = resp.read(MAX_ANSWER_BYTES + 1)
+        if len(raw) > MAX_ANSWER_BYTES:
+            raise ApiUnreachable(f"the answer is larger than {MAX_ANSWER_BYTES:,} bytes "
+                                 "(is it calibd?)")
+        outcome.append(raw)
+    except urllib.error.HTTPError as err:
+        try:
+            body = err.read(MAX_ANSWER_BYTES)
+        except (OSError, HTTPException, ValueError):
+            body = b""
+        outcome.append(_Refused(err.code, err.reason, body))
+    except Exception as err:  # reported by request_json, in the caller's thread
+        outcome.append(err)
+
+
+class _Refused(Exception):
+    """An HTTP error answer: its status code, reason phrase and (bounded) body."""
+
+    def __init__(self, code: int, reason: object, body: bytes) -> None:
+        super().__init__(code)
+        self.code, self.reason, self.body = code, reason, body
+
+
+def _unreachable(err: BaseException, where: str, timeout_s: float,
+                 had_token: bool) -> ApiUnreachable:
+    """The user's message (safe to print) for what :func:`_exchange` raised."""
+    if isinstance(err, ApiUnreachable):
+        return err
+    if isinstance(err, _Refused):
+        return ApiUnreachable(_http_error(err, had_token))
+    if isinstance(err, urllib.error.URLError):
+        reason = err.reason
+        if isinstance(reason, ConnectionRefusedError):
+            text = "connection refused (is the calibd service running?)"
+        elif isinstance(reason, TimeoutError):
+            text = f"no answer within {timeout_s:g} s"
+        else:
+            text = shown(getattr(reason, "strerror", None) or reason, 200)
+        return ApiUnreachable(f"calibd daemon not reachable at {where}: {text}")
+    if isinstance(err, TimeoutError):
+        return ApiUnreachable(f"calibd daemon at {where} did not answer within {timeout_s:g} s")
+    # OSError, HTTPException (a status line that is not HTTP), ...
+    return ApiUnreachable(f"calibd daemon not reachable at {where}: {shown(err, 200)}")
+
+
+def _http_error(err: _Refused, had_token: bool) -> str:
+    try:
+        message = shown(json.loads(err.body.decode("utf-8")).get("error"), 500)
+    except (ValueError, AttributeError, RecursionError):
+        message = shown(err.reason, 200) if isinstance(err.reason, str) else "error"
     text = f"the daemon refused the request (HTTP {err.code}): {message}"
     if err.code == 401 and not had_token:
         text += f" - pass --token-file FILE or set ${TOKEN_ENV}"
     return text
+
+
+def _safe(value: Any) -> Any:
+    """The decoded answer with every text made safe to print (:func:`shown`, at most 500
+    characters): checked once here, so no later print echoes what the server sent."""
+    if isinstance(value, str):
+        return shown(value, 500)
+    if isinstance(value, dict):
+        return {shown(k, 100): _safe(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_safe(v) for v in value]
+    return value
 
 
 # -- formatting ------------------------------------------------------------------------------
@@ -306,7 +377,7 @@ def _cooler(run: dict[str, Any]) -> str:
 
 
 def _eta(eta_s: Any, now_utc: Any) -> str:
-    if not isinstance(eta_s, int | float) or eta_s < 0:
+    if not isinstance(eta_s, int | float) or not 0 <= eta_s < 10 * 365 * 86400:
         return "-"
     text = _duration(float(eta_s))
     now = _parse_time(now_utc)
