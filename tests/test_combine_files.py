@@ -329,3 +329,47 @@ def test_matches_ccdproc_on_files(tmp_path: Path, engine: str) -> None:
     ref_data = np.asarray(ref.data, dtype=np.float64)
     step = np.spacing(np.abs(ref_data).astype(np.float32)).astype(np.float64)
     assert np.all(np.abs(ours.data - ref_data) <= step)
+
+
+def test_masters_combine_on_hostile_headers_and_names(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Frames other programs wrote: a card no FITS reader parses is named (exit 2, no
+    traceback); a value FITS cannot hold is left out of the master; a file name with an
+    escape sequence or outside ASCII is shown escaped and cannot break the master's header."""
+    from tests.support import run_cli
+
+    paths = write_frames(tmp_path, frames(4))
+    for p in paths:
+        with fits.open(p, mode="update") as hdul:
+            hdul[0].header["GAIN"] = 100
+            hdul[0].header["EGAIN"] = 1.5
+
+    def set_card(path: Path, key: str, value: str) -> None:
+        raw = bytearray(path.read_bytes())
+        at = raw.index(key.ljust(8).encode() + b"=")
+        raw[at:at + 80] = f"{key:<8}= {value:>20}".ljust(80).encode()
+        path.write_bytes(bytes(raw))
+
+    nan_gain = tmp_path / "nan_gain.fits"
+    nan_gain.write_bytes(paths[3].read_bytes())
+    set_card(nan_gain, "GAIN", "NAN")
+    res = run_cli(capsys, "masters", "combine", "-o", tmp_path / "m1.fits", *paths[:3], nan_gain)
+    assert res.code == 2 and "nan_gain.fits: GAIN: cannot be read" in res.err, res.err
+    assert not (tmp_path / "m1.fits").exists()
+
+    set_card(paths[0], "EGAIN", "1E999")
+    evil = tmp_path / "x\x1b[31mEVIL\x07.fits"
+    evil.write_bytes(b"garbage" * 500)
+    accented = tmp_path / "dark_é.fits"
+    accented.write_bytes(paths[1].read_bytes())
+    res = run_cli(capsys, "masters", "combine", "-o", tmp_path / "m2.fits", paths[0], accented,
+                  paths[2], evil)
+    assert res.code == 0, res.err
+    assert "\x1b" not in res.out + res.err, res.err
+    assert "x\\x1b[31mEVIL\\x07.fits" in res.out
+    assert "not copied to the master: EGAIN = inf" in res.err
+    header = fits.getheader(tmp_path / "m2.fits")
+    assert header["NCOMBINE"] == 3 and "EGAIN" not in header and header["GAIN"] == 100
+    history = [str(h) for h in header["HISTORY"]]
+    assert "input: dark_\\xe9.fits" in history
+    assert any(h.startswith("excluded: x\\x1b[31mEVIL\\x07.fits") for h in history)

@@ -8,6 +8,7 @@ models and the library index.
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 from typing import Any
@@ -21,6 +22,7 @@ from calibd.capture.cli.common import read_light_frame
 from calibd.capture.cli.common import table
 from calibd.capture.errors import InputError
 from calibd.capture.errors import Problem
+from calibd.capture.textsafe import shown
 
 if TYPE_CHECKING:
     from calibd.capture.config import MastersConfig
@@ -190,7 +192,11 @@ def run_combine(args: argparse.Namespace) -> int:
                     "READOUTM", "SET-TEMP", "FILTER", "INSTRUME", "CAMERAID", "BAYERPAT",
                     "XBAYROFF", "YBAYROFF", "ROWORDER", "EGAIN"):
             if key in headers[0]:
-                header[key] = headers[0][key]
+                try:
+                    header[key] = headers[0][key]
+                except ValueError:  # a value FITS cannot hold (inf): the master goes without
+                    print(f"not copied to the master: {key} = {shown(headers[0][key], 40)}",
+                          file=sys.stderr)
         bits = headers[0].get("BITPIX")
         if isinstance(bits, int) and 0 < bits <= 16:  # integer frames: a master in their ADU
             header["DATAMIN"] = (0.0, "[ADU] lowest value")
@@ -202,7 +208,7 @@ def run_combine(args: argparse.Namespace) -> int:
     except ValueError as err:
         raise InputError([Problem(None, None, "", str(err))]) from None
     for path, reason in stats.excluded:
-        print(f"excluded {path}: {reason}")
+        print(f"excluded {shown(path, 300)}: {shown(reason, 300)}")
     print(f"{out}: {stats.ncombine} frames, {args.method} with {rejection.method} rejection, "
           f"{stats.rejected_fraction:.3%} of samples rejected")
     return 0

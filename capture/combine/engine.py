@@ -27,6 +27,8 @@ import numpy as np
 import numpy.typing as npt
 from astropy.io import fits
 
+from calibd.capture.textsafe import shown
+
 from .kernels import CombineMethod
 from .kernels import Diagnostics
 from .kernels import Engine
@@ -126,7 +128,7 @@ def _open_sources(
             sources.append(FrameSource(path))
             indices.append(i)
         except FrameReadError as err:
-            log.warning("excluding %s: %s", err.path, err.reason)
+            log.warning("excluding %s: %s", shown(err.path), shown(err.reason, 300))
             excluded.append((err.path, err.reason))
     return sources, indices, excluded
 
@@ -157,7 +159,8 @@ def _check_count(n: int, rejection: Rejection, excluded: Sequence[tuple[str, str
         return
     why = ""
     if excluded:
-        names = "; ".join(f"{os.path.basename(p)}: {r}" for p, r in excluded[:5])
+        names = "; ".join(f"{shown(os.path.basename(p))}: {shown(r, 200)}"
+                          for p, r in excluded[:5])
         why = f" ({len(excluded)} excluded: {names})"
     raise ValueError(
         f"{rejection.describe()} needs at least {rejection.min_frames} frame(s), "

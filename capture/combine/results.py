@@ -11,10 +11,18 @@ import numpy as np
 import numpy.typing as npt
 from astropy.io import fits
 
+from calibd.capture.textsafe import shown
+
 from .kernels import CombineMethod
 from .rejection import Rejection
 
 F32 = npt.NDArray[np.float32]
+
+
+def card_text(text: str) -> str:
+    """``text`` as a FITS card may hold it: printable ASCII (others escaped, :func:`shown`),
+    at most 200 characters (astropy continues a long HISTORY on further cards)."""
+    return shown(text, 200).encode("ascii", "backslashreplace").decode("ascii")
 
 
 @dataclass(frozen=True)
@@ -81,10 +89,10 @@ class CombineStats:
             ("REJFRAC", round(self.rejected_fraction, 8), "fraction of samples rejected"),
             ("HISTORY", f"calibd: {self.method} of {self.ncombine} frames, {r.describe()}", ""),
         ]
-        cards += [("HISTORY", f"input: {os.path.basename(p)}", "") for p in self.used_paths]
-        cards += [
-            ("HISTORY", f"excluded: {os.path.basename(p)}: {why}", "") for p, why in self.excluded
-        ]
+        cards += [("HISTORY", card_text(f"input: {os.path.basename(p)}"), "")
+                  for p in self.used_paths]
+        cards += [("HISTORY", card_text(f"excluded: {os.path.basename(p)}: {why}"), "")
+                  for p, why in self.excluded]
         return cards
 
     def apply_to(self, header: fits.Header) -> fits.Header:

@@ -228,13 +228,22 @@ def write_image(fh: IO[bytes], data: np.ndarray, header: fits.Header) -> None:
 _WRITE_BAND_BYTES = 1 << 20
 
 
+class UnreadableCard(ValueError):
+    """A FITS file whose header has a card no FITS reader can parse (its value); ``key``: the
+    card's keyword, made safe to show."""
+
+    def __init__(self, message: str, key: str) -> None:
+        super().__init__(message)
+        self.key = key
+
+
 def read_complete_header(path: Path) -> fits.Header:
     """Header of a complete single-image FITS file, every card's value readable.
 
     Only a regular file is opened, without blocking (a FIFO or a device in the library is
     refused, not waited on). Raises ValueError (its text made safe to show) when the file is
-    not such a file, not FITS, has a card no FITS reader can parse, is truncated (shorter than
-    its header says), or has no 2-D image.
+    not such a file, not FITS, is truncated (shorter than its header says), or has no 2-D
+    image; UnreadableCard (a ValueError) when a card's value cannot be parsed.
     """
     try:
         with os.fdopen(open_regular(path), "rb") as fh:
@@ -247,8 +256,9 @@ def read_complete_header(path: Path) -> fits.Header:
         try:
             card.value  # noqa: B018 - astropy parses a card's value when it is first read
         except Exception:  # astropy raises several kinds (VerifyError, ValueError)
-            raise ValueError(f"{shown(path.name)}: the card {shown(str(card.keyword), 8)} "
-                             "cannot be read") from None
+            key = shown(str(card.keyword), 8)
+            raise UnreadableCard(f"{shown(path.name)}: the card {key} cannot be read",
+                                 key) from None
     if header.get("NAXIS") != 2:
         raise ValueError(f"{path.name}: not a 2-D image")
     bitpix = abs(int(header["BITPIX"]))

@@ -16,6 +16,7 @@ from astropy.io import fits
 
 from calibd.capture.errors import InputError
 from calibd.capture.errors import Problem
+from calibd.capture.library.fitsio import UnreadableCard
 from calibd.capture.library.fitsio import read_complete_header
 
 
@@ -34,11 +35,17 @@ def check_consistent(paths: Sequence[Path], *, kind: str | None = None) -> list[
     """Headers of the readable frames; raises MasterInputError naming the first odd file.
     ``kind`` ("flat" lets exposures differ) defaults to what IMAGETYP says."""
     headers: list[tuple[Path, fits.Header]] = []
+    unreadable: list[Problem] = []
     for path in paths:
         try:
             headers.append((path, read_complete_header(path)))
+        except UnreadableCard as err:  # its pixels may be fine: its settings are unknown
+            unreadable.append(Problem(path, None, err.key, "cannot be read: the frame's "
+                                      "settings cannot be checked"))
         except (OSError, ValueError):
             continue  # the engine excludes it with a warning
+    if unreadable:
+        raise MasterInputError(unreadable)
     if not headers:
         return []
     keys = list(KEYS_ALL)
