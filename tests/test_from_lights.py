@@ -429,3 +429,21 @@ def test_a_light_whose_image_is_in_an_extension_is_read_from_that_header(
         (120.0, 100, 50, -10.0, "Ha")
     assert (frame.width, frame.height) == (W * 7, H * 5)
     assert light_files([tmp_path / "lights"]) == ([path], False)
+
+
+def test_an_absurd_image_size_is_not_believed(capsys: pytest.CaptureFixture[str],
+                                              tmp_path: Path) -> None:
+    """NAXIS1 = 1.0E308 (a float where FITS wants a whole number): the size is unknown, the
+    plan's disk estimate does not overflow."""
+    light = fits_light(tmp_path / "lights" / "huge.fits",
+                       {"INSTRUME": CAM, "IMAGETYP": "LIGHT", "EXPTIME": 60.0, "GAIN": 100,
+                        "OFFSET": 50, "SET-TEMP": -10.0, "FILTER": "L"})
+    raw = bytearray(light.read_bytes())
+    at = raw.index(b"NAXIS1  =")
+    raw[at:at + 80] = "NAXIS1  =              1.0E308".ljust(80).encode()
+    light.write_bytes(bytes(raw))
+    res = run_cli(capsys, "-q", "plan", "from-lights", tmp_path / "lights", "--library",
+                  tmp_path / "lib", "--json")
+    assert res.code == 0, res.err
+    data = json.loads(res.out)
+    assert data["lights"] == 1 and data["plans"], data

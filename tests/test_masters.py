@@ -479,6 +479,12 @@ def test_every_float_master_states_its_range_and_flats_hold_no_value_below_zero(
     assert (h["DATAMIN"], h["DATAMAX"]) == (0.5, 1.25)
 
 
+def bias_path(lib: Path) -> str:
+    (bias,) = masters(lib, "bias")
+    path: str = bias.path
+    return path
+
+
 def test_one_current_master_per_conditions_used_by_match_and_export(
         capsys: pytest.CaptureFixture[str], library: Path, tmp_path: Path) -> None:
     lib = tmp_path / "lib"
@@ -526,3 +532,8 @@ def test_one_current_master_per_conditions_used_by_match_and_export(
     res = run_cli(capsys, "masters", "export", tmp_path / "x", "--to", "wbpp", "--light", light,
                   "--library", lib)
     assert res.code == 2 and "only with --to siril" in res.err
+    # A master file gone from under the index: said, with the way out (no traceback).
+    (lib / bias_path(lib)).unlink()
+    res = run_cli(capsys, "masters", "export", tmp_path / "gone", "--to", "folder",
+                  "--library", lib)
+    assert res.code == 2 and "missing" in res.err and "library rescan" in res.err, res.err

@@ -150,6 +150,9 @@ def run_export(args: argparse.Namespace) -> int:
                       dark_convention=config.masters.dark_convention)
     except ExportError as err:
         raise InputError([Problem(args.dest, None, "", str(err))]) from None
+    except OSError as err:  # the destination: full, read-only, a file in the way
+        raise InputError([Problem(args.dest, None, "", "cannot export there: "
+                                  f"{shown(err.strerror or err, 200)}")]) from None
     finally:
         index.close()
     for item in done:

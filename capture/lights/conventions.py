@@ -174,6 +174,12 @@ def _whole(value: float | None) -> int | None:
     return int(value) if value is not None and value == int(value) else None
 
 
+def _pixels(value: Any) -> int | None:
+    """An image side (``NAXISn``) in pixels, None unless a whole number from 1 to 1,000,000."""
+    n = _whole(_number(value))
+    return n if n is not None and 1 <= n <= 1_000_000 else None
+
+
 class _Reader:
     """Reads one header into one LightFrame, recording contradictions as problems."""
 
@@ -257,8 +263,8 @@ def read_light(path: Path, header: dict[str, Any]) -> LightFrame:
     f.date_obs = r.text("date", ("DATE-OBS",))
     bits = _number(header.get("BITDEPTH"))
     f.bit_depth = _whole(bits)
-    f.width = _whole(_number(header.get("NAXIS1")))
-    f.height = _whole(_number(header.get("NAXIS2")))
+    f.width = _pixels(header.get("NAXIS1"))
+    f.height = _pixels(header.get("NAXIS2"))
     if f.bayer is not None and f.height is not None:
         # The phase of the data as stored (XBAYROFF/YBAYROFF and ROWORDER folded in, as Siril
         # reads them): N.I.N.A. writes an ASCOM camera's SensorType with the offsets beside it.

@@ -39,6 +39,7 @@ from calibd.capture.library.masters_table import MasterRow
 from calibd.capture.masters.match import Light
 from calibd.capture.masters.match import match
 from calibd.capture.plans.cells import fmt_number
+from calibd.capture.textsafe import shown
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +100,11 @@ def export(index: Index, dest: Path, target: str, *, dark_convention: str,
     masters = selected(index, dark_convention, target)
     if not masters:
         raise ExportError("no current masters to export (calibd masters build)")
+    missing = [m.path for m in masters if not (index.root / m.path).is_file()]
+    if missing:
+        raise ExportError(f"{len(missing)} master file(s) listed in the index are missing or "
+                          f"not files (e.g. {shown(missing[0], 200)}): run `calibd library "
+                          "rescan`, then `calibd masters build`")
     planned: dict[Path, MasterRow] = {}
     for m in masters:
         name = Path(m.path).name if target == "folder" else program_name(m)
