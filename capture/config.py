@@ -7,6 +7,7 @@ simulated clock, so a first run needs no hardware.
 
 from __future__ import annotations
 
+import unicodedata
 from datetime import UTC
 from datetime import datetime
 from datetime import timedelta
@@ -14,6 +15,7 @@ from pathlib import Path
 from typing import Annotated
 from typing import Literal
 
+from pydantic import AfterValidator
 from pydantic import BaseModel
 from pydantic import ConfigDict
 from pydantic import Field
@@ -190,6 +192,23 @@ CameraConfig = Annotated[
 ]
 
 
+def _sane_path(path: Path) -> Path:
+    """A path as a configuration may name it: no control character, at most 4096 bytes, no
+    name over 255 bytes (what Linux file systems take). Raises ValueError."""
+    text = str(path)
+    if any(unicodedata.category(ch) == "Cc" for ch in text):
+        raise ValueError("the path has a control character")
+    if len(text.encode("utf-8", "surrogateescape")) > 4096:
+        raise ValueError("the path is longer than 4096 bytes")
+    if any(len(part.encode("utf-8", "surrogateescape")) > 255 for part in path.parts):
+        raise ValueError("a name in the path is longer than 255 bytes")
+    return path
+
+
+#: A file or folder named in the configuration (checked by :func:`_sane_path`).
+SanePath = Annotated[Path, AfterValidator(_sane_path)]
+
+
 class ClockConfig(_Strict):
     kind: Literal["real", "simulated"] = "real"
     scale: float = Field(DEFAULT_SIM_SCALE, gt=0, le=1e7)  # simulated seconds per real second
@@ -207,6 +226,8 @@ class ClockConfig(_Strict):
         if start is None:
             return start
         aware = start if start.tzinfo is not None else start.replace(tzinfo=UTC)
+        if aware.year < 1970:
+            raise ValueError("start before 1970 (dates before the Unix epoch are not kept)")
         room_s = (datetime.max.replace(tzinfo=UTC) - aware).total_seconds()
         if room_s < scale * SIM_CLOCK_ROOM_REAL_S:
             latest = datetime.max.replace(tzinfo=UTC) - timedelta(
@@ -217,7 +238,7 @@ class ClockConfig(_Strict):
 
 
 class LibraryConfig(_Strict):
-    root: Path | None = Field(None, strict=False)
+    root: SanePath | None = Field(None, strict=False)
     fsync: StrictBool = True  # fsync every file and its folder before counting it
     min_free_mb: float = Field(512.0, ge=0)  # stop cleanly before the disk is this full
     write_queue: int = Field(3, ge=1, le=64)  # frames waiting for the writer (memory bound)
@@ -272,7 +293,7 @@ class ApiConfig(_Strict):
     host: str = "127.0.0.1"
     port: int = Field(8765, ge=0, le=65535)
     token: str | None = Field(None, min_length=16)  # required for commands and non-loopback
-    token_file: Path | None = Field(None, strict=False)  # a file holding the token
+    token_file: SanePath | None = Field(None, strict=False)  # a file holding the token
 
     @model_validator(mode="after")
     def _token_off_loopback(self) -> ApiConfig:
@@ -293,7 +314,7 @@ class NotifyTarget(_Strict):
     inline or in a file (it usually holds a password or token); the alert kinds it takes."""
 
     url: str | None = Field(None, min_length=6, max_length=2000)
-    url_file: Path | None = Field(None, strict=False)
+    url_file: SanePath | None = Field(None, strict=False)
     events: list[AlertKind] | None = None  # None: every kind
 
     @model_validator(mode="after")
@@ -309,7 +330,7 @@ class MqttConfig(_Strict):
     host: str = Field(min_length=1, max_length=255)
     port: int = Field(1883, ge=1, le=65535)
     username: str | None = Field(None, max_length=255)
-    password_file: Path | None = Field(None, strict=False)
+    password_file: SanePath | None = Field(None, strict=False)
     topic_prefix: str = Field("calibd", pattern=r"^[A-Za-z0-9_/-]{1,64}$")
     discovery_prefix: str | None = Field("homeassistant", pattern=r"^[A-Za-z0-9_/-]{1,64}$")
     client_id: str = Field("calibd", pattern=r"^[A-Za-z0-9_-]{1,64}$")
@@ -328,14 +349,14 @@ class NotificationsConfig(_Strict):
 
 
 class DaemonConfig(_Strict):
-    state_dir: Path = Field(Path("/var/lib/calibd"), strict=False)  # job store, run queue state
+    state_dir: SanePath = Field(Path("/var/lib/calibd"), strict=False)  # job store, run queue state
     timezone: str | None = None  # for cron schedules; default: the system's local time zone
     stop_policy: Literal["abort", "finish"] = "abort"  # SIGTERM: abort or finish the exposure
     # Clock seconds between two questions to the safety monitor (safety:), 10 s ... 1 h.
     weather_poll_s: float = Field(120.0, ge=10, le=3600)
     # The only folder from which the API starts plans by name (besides schedules); relative to
     # the configuration file. None: the API starts schedules only.
-    plans_dir: Path | None = Field(None, strict=False)
+    plans_dir: SanePath | None = Field(None, strict=False)
     stop_timeout_s: float = Field(60.0, gt=0, le=3600)  # real seconds to wind down on SIGTERM
     api: ApiConfig = ApiConfig()
     notifications: NotificationsConfig = NotificationsConfig()
@@ -344,7 +365,7 @@ class DaemonConfig(_Strict):
 class _Schedule(_Strict):
     name: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
     camera: str | None = None  # default: the only camera
-    plan: Path = Field(strict=False)  # relative paths are relative to the configuration file
+    plan: SanePath = Field(strict=False)  # relative paths are relative to the configuration file
     enabled: StrictBool = True
     # A library goal: capture only the plan's cells the library lacks under library.policy
     # (missing, unfinished, expired or invalidated), those the lights in ``lights`` need first.

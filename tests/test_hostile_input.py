@@ -161,6 +161,13 @@ def _config(tmp: Path, *, daemon: dict[str, object] | None = None,
     return path
 
 
+def _edit(path: Path, old: str, new: str) -> Path:
+    text = path.read_text(encoding="utf-8")
+    assert old in text
+    path.write_text(text.replace(old, new), encoding="utf-8")
+    return path
+
+
 def _api(**kw: object) -> dict[str, object]:
     return {"api": {"host": "127.0.0.1", "port": 0, **kw}}
 
@@ -230,6 +237,18 @@ CONFIG_CASES = [
     Case("schedule-plan-missing", make=lambda t: _config(t, schedules=[
         {"name": "s", "trigger": "on_demand", "plan": "gone.yaml"}]), where="",
         says="no such file", file="gone.yaml"),
+    Case("clock-start-year-1", make=lambda t: _edit(_config(t), "kind: simulated",
+                                                     "kind: simulated\n  start: 0001-01-01"),
+         where=": clock.start:", says="before 1970"),
+    Case("library-root-nul", make=lambda t: _config(t, library="/tmp/a\x00b"),
+         where=": library.root:", says="control character"),
+    Case("library-root-escape", make=lambda t: _config(t, library="/tmp/a\x1b[31mb"),
+         where=": library.root:", says="control character"),
+    Case("library-root-long-name", make=lambda t: _config(t, library="/tmp/" + "a" * 5000),
+         where=": library.root:", says="longer than"),
+    Case("api-host-escape", make=lambda t: _config(t, daemon=_api(
+        host="\x1b[31mevil", token="t0ken-for-the-tests-0123456789")),
+         where=": daemon.api.host:", says="cannot listen"),
     Case("schedule-unknown-camera", make=lambda t: _config(t, schedules=[
         {"name": "s", "trigger": "on_demand", "plan": "p.yaml", "camera": "nope"}]),
         where=": schedules[0].camera:", says="no camera named"),

@@ -95,7 +95,10 @@ def light_lines(frame: LightFrame) -> list[str]:
 
 def free_bytes(path: Path) -> int:
     """Free space on the file system that holds ``path`` (or its nearest existing parent)."""
-    probe = path.expanduser().resolve()
+    try:
+        probe = path.expanduser().resolve()
+    except (OSError, RuntimeError):  # a symbolic-link loop: the nearest parent that exists
+        probe = path.expanduser().absolute()
     while not probe.exists() and probe != probe.parent:
         probe = probe.parent
     return shutil.disk_usage(probe).free

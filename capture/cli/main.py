@@ -25,6 +25,7 @@ from calibd.capture.errors import InputError
 from calibd.capture.errors import LibraryError
 from calibd.capture.errors import RunPaused
 from calibd.capture.memory import fix_mmap_threshold
+from calibd.capture.textsafe import shown
 from calibd.drivers.errors import DeviceError
 
 EXIT_OK = 0
@@ -142,14 +143,14 @@ def _main(argv: Sequence[str] | None, *, program: bool = False) -> tuple[int, bo
         return code, fast
     except InputError as err:
         for problem in err.problems:
-            print(f"error: {problem}", file=sys.stderr)
+            print(f"error: {_lines(problem)}", file=sys.stderr)
         return EXIT_BAD_INPUT, False
     except (RunPaused, CoolingTimeout) as err:
-        print(f"stopped: {err}", file=sys.stderr)
+        print(f"stopped: {_lines(err)}", file=sys.stderr)
         print("run the same command again to resume", file=sys.stderr)
         return EXIT_FAILURE, False
     except (LibraryError, DeviceError, DaemonError) as err:
-        print(f"error: {err}", file=sys.stderr)
+        print(f"error: {_lines(err)}", file=sys.stderr)
         return EXIT_FAILURE, False
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
@@ -160,6 +161,13 @@ def _main(argv: Sequence[str] | None, *, program: bool = False) -> tuple[int, bo
         with contextlib.suppress(OSError):
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_OK, False
+
+
+def _lines(what: object) -> str:
+    """An error's text for the terminal: each line through :func:`shown` (an escape sequence
+    or other control character that came from outside, a file, a server, a device, is shown
+    escaped, never sent to the terminal), the lines kept."""
+    return "\n".join(shown(line, 4000) for line in str(what).splitlines())
 
 
 def entry() -> None:
