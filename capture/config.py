@@ -226,7 +226,7 @@ class ClockConfig(_Strict):
         if start is None:
             return start
         aware = start if start.tzinfo is not None else start.replace(tzinfo=UTC)
-        if aware.year < 1970:
+        if aware < datetime(1970, 1, 1, tzinfo=UTC):
             raise ValueError("start before 1970 (dates before the Unix epoch are not kept)")
         room_s = (datetime.max.replace(tzinfo=UTC) - aware).total_seconds()
         if room_s < scale * SIM_CLOCK_ROOM_REAL_S:

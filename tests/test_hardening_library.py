@@ -197,22 +197,25 @@ def test_a_rescan_stopped_half_way_puts_the_index_and_its_journal_back(
         rescan(work["lib"])
     monkeypatch.setattr(os, "fdopen", real_fdopen)
     assert len(opened) == 3
-    assert not list(work["lib"].glob("calibd.sqlite.before-rescan*"))
+    assert not list(work["lib"].glob("calibd.sqlite.rebuilding*"))
     after = _status(work)
     assert after["frames"] == before["frames"] and after["runs"] == before["runs"]
     assert after["masters"] == before["masters"] and _dark_invalid(work)
 
 
-def test_a_rescan_killed_half_way_is_undone_by_the_next(work: dict[str, Path]) -> None:
-    """SIGKILL leaves the old index aside and a half-built one in place: the next rescan
-    starts from the old one, so its journal (the invalidation) survives."""
+def test_a_rescan_killed_half_way_leaves_the_index_as_it_was(work: dict[str, Path]) -> None:
+    """SIGKILL while the new index is built beside the old: the old one is untouched and in
+    use; the next rescan clears the half-built one, and the journal (the invalidation) goes
+    on into the new index."""
     _invalidate_darks(work)
     lib = work["lib"]
-    os.rename(lib / "calibd.sqlite", lib / "calibd.sqlite.before-rescan")
-    Index(lib).close()  # the half-built index: empty, no journal
-    res = _calibd("library", "rescan", "--library", lib)
-    assert "did not finish" in res.stderr
-    assert not list(lib.glob("calibd.sqlite.before-rescan*"))
+    before = _status(work)
+    half = Index(lib, name="calibd.sqlite.rebuilding")  # what a killed rescan leaves
+    half.close()
+    (lib / "calibd.sqlite.rebuilding-wal").write_bytes(b"\xa5" * 4096)
+    assert _status(work)["frames"] == before["frames"] and _dark_invalid(work)
+    _calibd("library", "rescan", "--library", lib)
+    assert not list(lib.glob("calibd.sqlite.rebuilding*"))
     assert _dark_invalid(work)
     assert_library_exact(lib, PLANNED)
 
@@ -232,11 +235,12 @@ def test_rescan_skips_files_it_cannot_index_and_keeps_the_rest(work: dict[str, P
     darks = [p for p in frames if "Darks" in p.parts and "Masters" not in p.parts]
     _set_card(darks[0], "GAIN", "NAN")  # no FITS reader parses it
     _set_card(darks[1], "RUNID", "99999999999999999999999")  # too large for the index
+    _set_card(darks[2], "NAXIS1", "1E999")  # a size no image has
     os.mkfifo(darks[0].with_name("fifo.fits"))  # never waited on
     (darks[0].parent / "zero.fits").symlink_to("/dev/zero")
     res = _calibd("library", "rescan", "--library", lib, "--json")
     counts = json.loads(res.stdout)
-    assert counts["damaged"] == 4 and counts["frames"] == sum(PLANNED.values()) - 2, counts
+    assert counts["damaged"] == 5 and counts["frames"] == sum(PLANNED.values()) - 3, counts
     assert "fifo.fits" in res.stderr and "zero.fits" in res.stderr
     _calibd("masters", "list", "--library", lib)
 

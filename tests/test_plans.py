@@ -279,9 +279,9 @@ def _values(n: int, f: str = "{}") -> str:
 _DARKS = "".join(f"""
           - kind: dark
             gains: [{g}]
-            setpoints_c: [{_values(50, "-{}")}]
-            exposures_s: [{_values(80, "1{}")}]
-            count: 1""" for g in range(3))
+            setpoints_c: [{_values(45, "-{}")}]
+            exposures_s: [{_values(200, "1{}")}]
+            count: 1""" for g in range(6))
 BROKEN += [
     # A few short lines that multiply to 64,000 cells (before the bound, 150-long lists took
     # minutes and gigabytes to expand).
@@ -292,10 +292,10 @@ BROKEN += [
             setpoints_c: [{_values(40, "-{}")}]
             exposures_s: [{_values(40, "1{}")}]
             count: 1
-     """, 3, "sets[0]", "expands to 64,000 cells"),
+     """, 3, "sets[0]", "expands to 64,000 cells (its lists multiplied); at most 10,000"),
     ("too-many-cells-in-all", f"""
         sets:{_DARKS}
-     """, 2, "sets", "the plan expands to 12,000 cells"),
+     """, 2, "sets", "the plan expands to 54,000 cells; at most 50,000"),
     ("list-too-long", f"""
         sets:
           - kind: bias

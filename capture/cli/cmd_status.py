@@ -96,7 +96,7 @@ def run_status(args: argparse.Namespace) -> int:
         print_json(data)
         return 0
     try:
-        text = format_status(data, url)
+        text = format_status(_safe(data), url)
     except (ValueError, TypeError, OverflowError, KeyError, AttributeError):
         print(f"error: {shown(url, 200)} answered something that is not a calibd status",
               file=sys.stderr)
@@ -120,7 +120,7 @@ def run_control(args: argparse.Namespace) -> int:
     except ApiUnreachable as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
-    print(data.get("message") or "ok")
+    print(shown(data.get("message") or "ok", 500))
     return 0
 
 
@@ -156,8 +156,9 @@ def request_json(method: str, url: str, *, token: str | None = None,
     Raises ApiUnreachable (with a message for the user, safe to print) when the daemon cannot
     be reached, does not answer in time (``timeout_s`` per network operation, about
     ``timeout_s`` for the whole exchange), answers with an HTTP error, answers more than
-    :data:`MAX_ANSWER_BYTES`, or answers something not a JSON object. Every text in the answer
-    is made safe to print (:func:`_safe`)."""
+    :data:`MAX_ANSWER_BYTES`, or answers something not a JSON object. The answer's texts are
+    as sent: print them through :func:`_safe` or :func:`shown` (``--json`` output escapes
+    control characters by itself)."""
     data = None if body is None else json.dumps(body).encode("utf-8")
     req = urllib.request.Request(url, data=data, method=method)
     req.add_header("Accept", "application/json")
@@ -180,9 +181,14 @@ def request_json(method: str, url: str, *, token: str | None = None,
     if not isinstance(result, bytes):
         raise _unreachable(result, where, timeout_s, token is not None)
     try:
-        answer = _safe(json.loads(result.decode("utf-8")))
+        answer = json.loads(result.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
         raise ApiUnreachable(f"{where} did not answer with JSON (is it calibd?)") from None
+    if isinstance(answer, dict):
+        try:
+            json.dumps(answer)  # printable with --json: not nested past what dumps can walk
+        except (RecursionError, ValueError):
+            raise ApiUnreachable(f"{where} answered a JSON nested too deep") from None
     if not isinstance(answer, dict):
         raise ApiUnreachable(f"{where} answered {type(answer).__name__}, expected an object")
     return answer

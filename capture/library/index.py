@@ -162,10 +162,10 @@ class Index(ValidityQueries, RunsTable, FrameQueries, MastersTable, FlatMemoryTa
     """
 
     def __init__(self, root: Path, clock: Clock | None = None, *, readonly: bool = False,
-                 check: bool = False) -> None:
+                 check: bool = False, name: str = "calibd.sqlite") -> None:
         self.root = root
         self.clock = clock
-        self.path = root / "calibd.sqlite"
+        self.path = root / name  # ``name``: another file, e.g. an index being rebuilt
         self.readonly = readonly
         self._local = threading.local()
         try:
@@ -186,11 +186,11 @@ class Index(ValidityQueries, RunsTable, FrameQueries, MastersTable, FlatMemoryTa
                 db.executescript(SCHEMA)  # idempotent; executescript manages its transaction
                 columns = {r["name"] for r in db.execute("PRAGMA table_info(frames)")}
                 with self.tx() as tx:
-                    for name, decl, older in ADDED_FRAME_COLUMNS:
-                        if name not in columns:
-                            tx.execute(f"ALTER TABLE frames ADD COLUMN {name} {decl}")
+                    for column, decl, older in ADDED_FRAME_COLUMNS:
+                        if column not in columns:
+                            tx.execute(f"ALTER TABLE frames ADD COLUMN {column} {decl}")
                             if older != "NULL":
-                                tx.execute(f"UPDATE frames SET {name}={older}")
+                                tx.execute(f"UPDATE frames SET {column}={older}")
                     tx.execute("INSERT OR IGNORE INTO meta(key, value) VALUES('schema', ?)",
                                (str(SCHEMA_VERSION),))
         except LibraryError:
@@ -250,6 +250,15 @@ class Index(ValidityQueries, RunsTable, FrameQueries, MastersTable, FlatMemoryTa
             return list(self._db().execute(sql, args))
         except sqlite3.Error as err:
             raise index_error(err, self.path) from err
+
+    def seal(self) -> None:
+        """Leave the file complete on its own: the write-ahead log folded in and the journal
+        mode set to DELETE (no ``-wal`` beside it), so it may be renamed into place. The next
+        open sets WAL again. Only with no other connection open. Raises LibraryError."""
+        try:
+            self._db().execute("PRAGMA journal_mode=DELETE").fetchall()
+        except sqlite3.Error as err:
+            raise LibraryError(f"cannot finish the library index {self.path}: {err}") from err
 
     def close(self) -> None:
         db = getattr(self._local, "db", None)

@@ -53,8 +53,9 @@ from calibd.drivers.clock import Clock
 log = logging.getLogger(__name__)
 
 STATE_DIR = ".calibd"
-#: The old index while :func:`rescan` builds the new one (``calibd.sqlite.before-rescan``).
-BEFORE_RESCAN = f"{INDEX_NAME}.before-rescan"
+MAX_MANIFEST_BYTES = 64 * 1024 * 1024  # a plan's 50,000 cells at about 300 bytes each: 15 MB
+#: The index :func:`rescan` builds, renamed over the old one when complete.
+REBUILDING = f"{INDEX_NAME}.rebuilding"
 QUARANTINE_DIR = ".quarantine"
 
 
@@ -412,33 +413,18 @@ def _all_camera_locks(root: Path, held: str | None = None) -> Iterator[None]:
             lock.close()
 
 
-def _index_files(root: Path, name: str) -> list[Path]:
-    """The files of the index called ``name`` in ``root``, in :data:`INDEX_SUFFIXES` order."""
-    return [root / f"{name}{suffix}" for suffix in INDEX_SUFFIXES]
-
-
 def _remove_index(root: Path, name: str) -> None:
-    for path in _index_files(root, name):
-        path.unlink(missing_ok=True)
-
-
-def _move_index(root: Path, src: str, dest: str) -> None:
-    """Rename the index ``src`` to ``dest`` (its log first, the index last; a closed index has
-    no log). Raises OSError."""
-    for a, b in zip(_index_files(root, src), _index_files(root, dest), strict=True):
-        if a.exists():
-            os.rename(a, b)
+    """Delete the index ``name`` in ``root`` with its log and shared memory, the log first."""
+    for suffix in INDEX_SUFFIXES:
+        (root / f"{name}{suffix}").unlink(missing_ok=True)
 
 
 def _rescan(root: Path) -> dict[str, int]:
-    """Rebuild the index. The old one (its journal carried over) is kept as
-    :data:`BEFORE_RESCAN` until the new one is complete: a rescan that fails or is stopped
-    puts it back, and one that was killed is undone by the next."""
+    """Rebuild the index. The new one is built beside the old (:data:`REBUILDING`) and renamed
+    over it only when complete: a rescan that fails, is stopped or killed leaves the old index
+    as it was (its journal is carried over into the new one)."""
     db_path = root / INDEX_NAME
-    if (root / BEFORE_RESCAN).exists():  # a rescan killed before it finished
-        log.warning("an earlier rebuild of the index did not finish: its index is put back")
-        _remove_index(root, INDEX_NAME)
-        _move_index(root, BEFORE_RESCAN, INDEX_NAME)
+    _remove_index(root, REBUILDING)  # of a rescan killed before it finished
     events: list[tuple[Any, ...]] = []
     if db_path.exists():
         try:
@@ -450,14 +436,24 @@ def _rescan(root: Path) -> dict[str, int]:
         except IndexDamaged as err:
             log.warning("%s", err)
             move_aside(root)
-        _move_index(root, INDEX_NAME, BEFORE_RESCAN)
+    index = Index(root, name=REBUILDING)
     try:
-        counts = _rebuild(root, events)
+        counts = _fill(index, root, events)
+        index.seal()
     except BaseException:
-        _remove_index(root, INDEX_NAME)
-        _move_index(root, BEFORE_RESCAN, INDEX_NAME)
+        index.close()
+        _remove_index(root, REBUILDING)
         raise
-    _remove_index(root, BEFORE_RESCAN)
+    index.close()
+    try:
+        # The old index's log goes first (a log left beside the new index would be replayed
+        # into it); the rename then swaps the whole file at once.
+        for suffix in INDEX_SUFFIXES[:-1]:
+            Path(str(db_path) + suffix).unlink(missing_ok=True)
+        os.replace(root / REBUILDING, db_path)
+    except OSError as err:
+        raise LibraryError(f"the rebuilt index {root / REBUILDING} cannot replace {db_path}: "
+                           f"{shown(err.strerror or err, 200)}") from err
     return counts
 
 
@@ -470,14 +466,6 @@ def _is_manifest(m: Any) -> bool:
                     and type(c.get("count")) is int for c in m["cells"]))
 
 
-def _rebuild(root: Path, events: list[tuple[Any, ...]]) -> dict[str, int]:
-    index = Index(root)
-    try:
-        return _fill(index, root, events)
-    finally:
-        index.close()
-
-
 def _fill(index: Index, root: Path, events: list[tuple[Any, ...]]) -> dict[str, int]:
     files, temps = _fits_files(root)
     remove_leftovers(temps)
@@ -485,7 +473,7 @@ def _fill(index: Index, root: Path, events: list[tuple[Any, ...]]) -> dict[str, 
     mdir = root / STATE_DIR / "runs"
     for mpath in sorted(mdir.glob("run-*.json")) if mdir.is_dir() else []:
         try:
-            m = json.loads(read_input_text(mpath))
+            m = json.loads(read_input_text(mpath, MAX_MANIFEST_BYTES))
             if not _is_manifest(m):
                 raise ValueError("not a run manifest of this calibd")
             runs[int(m["run_id"])] = m

@@ -24,9 +24,10 @@ Exposure = Annotated[float, Field(gt=0, le=86400, allow_inf_nan=False)]
 SetPoint = Annotated[float, Field(ge=-100, le=60, allow_inf_nan=False)]
 Count = Annotated[int, Field(ge=1, le=100000)]
 # Cells a set, and a whole plan, may expand to: far more than a full library needs (4 gains x
-# 3 set-points x 12 exposures is 144), far less than would stall the planner.
-MAX_SET_CELLS = 5000
-MAX_PLAN_CELLS = 10000
+# 3 set-points x 12 exposures is 144) or `plan from-lights` writes, far less than would stall
+# the planner (about 30 us and 2 KB a cell).
+MAX_SET_CELLS = 10_000
+MAX_PLAN_CELLS = 50_000
 Name = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")]
 
 
@@ -275,7 +276,7 @@ class Plan(Strict):
     cooling: Cooling = Cooling()
     warmup: Warmup = Warmup()
     checks: Checks = Checks()
-    sets: list[AnySet] = Field(min_length=1, max_length=100)
+    sets: list[AnySet] = Field(min_length=1, max_length=1000)
 
     @field_validator("sets")
     @classmethod
