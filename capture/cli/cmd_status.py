@@ -184,13 +184,12 @@ def request_json(method: str, url: str, *, token: str | None = None,
         answer = json.loads(result.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
         raise ApiUnreachable(f"{where} did not answer with JSON (is it calibd?)") from None
-    if isinstance(answer, dict):
-        try:
-            json.dumps(answer)  # printable with --json: not nested past what dumps can walk
-        except (RecursionError, ValueError):
-            raise ApiUnreachable(f"{where} answered a JSON nested too deep") from None
     if not isinstance(answer, dict):
         raise ApiUnreachable(f"{where} answered {type(answer).__name__}, expected an object")
+    try:
+        json.dumps(answer)  # printable with --json: not nested past what dumps can walk
+    except (RecursionError, ValueError):
+        raise ApiUnreachable(f"{where} answered a JSON nested too deep") from None
     return answer
 
 

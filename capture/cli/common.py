@@ -73,8 +73,6 @@ def read_light_frame(path: Path) -> LightFrame:
     from calibd.capture.lights.conventions import read_light_file
     from calibd.capture.lights.headers import HeaderError
 
-    if not path.is_file():
-        raise InputError([Problem(path, None, "", "no such file")])
     try:
         frame = read_light_file(path)
     except HeaderError as err:

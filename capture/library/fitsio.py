@@ -261,12 +261,12 @@ def read_complete_header(path: Path) -> fits.Header:
                                  key) from None
     if header.get("NAXIS") != 2:
         raise ValueError(f"{shown(path.name)}: not a 2-D image")
-    sizes = [header.get(key) for key in ("BITPIX", "NAXIS1", "NAXIS2")]
-    if not all(type(v) is int for v in sizes) or sizes[0] not in (8, 16, 32, 64, -32, -64) \
-            or not all(0 < v <= 1_000_000 for v in sizes[1:]):
+    bitpix, width, height = (header.get(key) for key in ("BITPIX", "NAXIS1", "NAXIS2"))
+    if not all(type(v) is int for v in (bitpix, width, height)) \
+            or bitpix not in (8, 16, 32, 64, -32, -64) \
+            or not (0 < width <= 1_000_000 and 0 < height <= 1_000_000):
         raise ValueError(f"{shown(path.name)}: BITPIX, NAXIS1 or NAXIS2 is not a valid size")
-    bitpix = abs(int(header["BITPIX"]))
-    data_bytes = int(header["NAXIS1"]) * int(header["NAXIS2"]) * bitpix // 8
+    data_bytes = width * height * abs(bitpix) // 8
     padded = -(-data_bytes // 2880) * 2880
     size = path.stat().st_size
     if size < data_start + data_bytes:

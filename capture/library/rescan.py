@@ -477,7 +477,7 @@ def _fill(index: Index, root: Path, events: list[tuple[Any, ...]]) -> dict[str, 
             if not _is_manifest(m):
                 raise ValueError("not a run manifest of this calibd")
             runs[int(m["run_id"])] = m
-        except (OSError, ValueError, KeyError, TypeError, RecursionError) as err:
+        except (OSError, ValueError, RecursionError) as err:  # the shape is _is_manifest's
             log.warning("ignoring unreadable run manifest %s: %s", shown(mpath.name),
                         shown(str(err), 200))
     frames = 0
